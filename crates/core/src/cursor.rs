@@ -1,0 +1,173 @@
+//! Resume positions.
+//!
+//! A [`Cursor`] is what a client stores and hands back in `since`. It names, per origin region, the
+//! position just after the last record the client has seen, within one [`Epoch`] of the log. The
+//! string form is `c1.<epoch>.<region>.<offset>[.<region>.<offset>…]`, made only of URL-safe
+//! characters so it fits in a query string and an SSE `id:` line unescaped.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// Why a cursor string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CursorError {
+    /// The string is not of the documented form.
+    #[error("not a Herald cursor: {0}")]
+    Malformed(&'static str),
+}
+
+/// One generation of a log. A log that is reset gets a new epoch, so that old cursors are
+/// recognised as meaningless instead of silently pointing at other records.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Epoch(Arc<str>);
+
+impl Epoch {
+    /// Validates an epoch string (`[0-9a-z]{1,32}`).
+    pub fn new(s: &str) -> Result<Self, CursorError> {
+        if s.is_empty() || s.len() > 32 || !s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()) {
+            return Err(CursorError::Malformed("epoch must be 1-32 characters of 0-9 a-z"));
+        }
+        Ok(Self(s.into()))
+    }
+
+    /// A fresh random epoch, for a log that starts empty.
+    pub fn random() -> Self {
+        let n: u64 = rand::random();
+        Self(format!("{n:x}").into())
+    }
+
+    /// The epoch as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Epoch({})", &self.0)
+    }
+}
+
+impl fmt::Display for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A region's name (`[a-z0-9-]{1,32}`, not all digits).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RegionName(Arc<str>);
+
+impl RegionName {
+    /// Validates a region name.
+    pub fn new(s: &str) -> Result<Self, CursorError> {
+        let ok = !s.is_empty()
+            && s.len() <= 32
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !s.bytes().all(|b| b.is_ascii_digit());
+        if !ok {
+            return Err(CursorError::Malformed("region must be 1-32 characters of a-z 0-9 -, not all digits"));
+        }
+        Ok(Self(s.into()))
+    }
+
+    /// The name as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RegionName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RegionName({})", &self.0)
+    }
+}
+
+impl fmt::Display for RegionName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A resume position: an epoch and, per origin region, the offset just after the last record seen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    /// The log generation this cursor belongs to.
+    pub epoch: Epoch,
+    /// `(region, next offset)` pairs, one per origin region, sorted by region, regions unique.
+    pub positions: Vec<(RegionName, u64)>,
+}
+
+impl Cursor {
+    /// A single-region cursor.
+    pub fn single(epoch: Epoch, region: RegionName, next_offset: u64) -> Self {
+        Self { epoch, positions: vec![(region, next_offset)] }
+    }
+
+    /// The position for `region`, if the cursor has one.
+    pub fn offset_for(&self, region: &RegionName) -> Option<u64> {
+        self.positions.iter().find(|(r, _)| r == region).map(|(_, o)| *o)
+    }
+
+    /// Parses the string form.
+    pub fn parse(s: &str) -> Result<Self, CursorError> {
+        if s.len() > 1024 {
+            return Err(CursorError::Malformed("cursor too long"));
+        }
+        let mut parts = s.split('.');
+        if parts.next() != Some("c1") {
+            return Err(CursorError::Malformed("cursor must start with 'c1.'"));
+        }
+        let epoch = Epoch::new(parts.next().ok_or(CursorError::Malformed("missing epoch"))?)?;
+        let mut positions: Vec<(RegionName, u64)> = Vec::new();
+        loop {
+            let Some(region) = parts.next() else { break };
+            let region = RegionName::new(region)?;
+            let offset = parts
+                .next()
+                .ok_or(CursorError::Malformed("region without offset"))?
+                .parse::<u64>()
+                .map_err(|_| CursorError::Malformed("offset is not a number"))?;
+            if positions.iter().any(|(r, _)| *r == region) {
+                return Err(CursorError::Malformed("region named twice"));
+            }
+            positions.push((region, offset));
+        }
+        if positions.is_empty() {
+            return Err(CursorError::Malformed("cursor names no region"));
+        }
+        positions.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(Self { epoch, positions })
+    }
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "c1.{}", self.epoch)?;
+        for (r, o) in &self.positions {
+            write!(f, ".{r}.{o}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_through_their_string_form() {
+        let c = Cursor::single(Epoch::new("8f2a").unwrap(), RegionName::new("eu-west").unwrap(), 42);
+        assert_eq!(c.to_string(), "c1.8f2a.eu-west.42");
+        assert_eq!(Cursor::parse(&c.to_string()).unwrap(), c);
+        let v = Cursor::parse("c1.e.b.7.a.3").unwrap();
+        assert_eq!(v.to_string(), "c1.e.a.3.b.7");
+    }
+
+    #[test]
+    fn malformed_cursors_are_refused() {
+        for bad in ["", "c1", "c1.e", "c2.e.a.1", "c1.E.a.1", "c1.e.a", "c1.e.a.x", "c1.e.a.1.a.2", "c1.e.1.1", "c1.e.a.-1"] {
+            assert!(Cursor::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Account and channel names, and the capability patterns that tokens carry.
+//!
+//! A client names channels relative to its account; Herald joins the two into a [`ChannelKey`].
+//! Because account names cannot contain `/` and channel names cannot either, no string a client
+//! sends can produce another account's key.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// Longest accepted account name.
+pub const MAX_ACCOUNT_LEN: usize = 64;
+/// Longest accepted channel name.
+pub const MAX_CHANNEL_LEN: usize = 128;
+
+/// Why a name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// The name is empty.
+    #[error("{what} name is empty")]
+    Empty {
+        /// "account" or "channel".
+        what: &'static str,
+    },
+    /// The name is longer than allowed.
+    #[error("{what} name is longer than {max} characters")]
+    TooLong {
+        /// "account" or "channel".
+        what: &'static str,
+        /// The limit.
+        max: usize,
+    },
+    /// The name contains a character outside the allowed set.
+    #[error("{what} name contains a character that is not allowed ({allowed})")]
+    BadChar {
+        /// "account" or "channel".
+        what: &'static str,
+        /// The allowed set, for the error message.
+        allowed: &'static str,
+    },
+    /// The name contains `..`.
+    #[error("channel name may not contain '..'")]
+    DotDot,
+}
+
+/// An account: the unit of isolation. Every connection, key and channel belongs to one.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AccountId(Arc<str>);
+
+impl AccountId {
+    /// Validates `name` (1–64 characters of `a-z 0-9 _ -`).
+    pub fn new(name: &str) -> Result<Self, NameError> {
+        const WHAT: &str = "account";
+        if name.is_empty() {
+            return Err(NameError::Empty { what: WHAT });
+        }
+        if name.len() > MAX_ACCOUNT_LEN {
+            return Err(NameError::TooLong { what: WHAT, max: MAX_ACCOUNT_LEN });
+        }
+        if !name.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-')) {
+            return Err(NameError::BadChar { what: WHAT, allowed: "a-z 0-9 _ -" });
+        }
+        Ok(Self(name.into()))
+    }
+
+    /// The name as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AccountId({})", &self.0)
+    }
+}
+
+/// A channel name as a client sees it, relative to its account (`incidents`, `chat:42`).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChannelName(Arc<str>);
+
+fn is_channel_byte(b: u8) -> bool {
+    matches!(b, b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' | b':' | b'.' | b'@' | b'=' | b',')
+}
+
+impl ChannelName {
+    /// Validates `name`: 1–128 characters of `A-Z a-z 0-9 _ - : . @ = ,`, no `..`.
+    pub fn new(name: &str) -> Result<Self, NameError> {
+        const WHAT: &str = "channel";
+        if name.is_empty() {
+            return Err(NameError::Empty { what: WHAT });
+        }
+        if name.len() > MAX_CHANNEL_LEN {
+            return Err(NameError::TooLong { what: WHAT, max: MAX_CHANNEL_LEN });
+        }
+        if !name.bytes().all(is_channel_byte) {
+            return Err(NameError::BadChar { what: WHAT, allowed: "A-Z a-z 0-9 _ - : . @ = ," });
+        }
+        if name.contains("..") {
+            return Err(NameError::DotDot);
+        }
+        Ok(Self(name.into()))
+    }
+
+    /// The name as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ChannelName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ChannelName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChannelName({})", &self.0)
+    }
+}
+
+/// A channel inside Herald: an account and a channel name (`acme/incidents`).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChannelKey {
+    /// The owning account.
+    pub account: AccountId,
+    /// The channel name within the account.
+    pub channel: ChannelName,
+}
+
+impl ChannelKey {
+    /// Joins an account and a channel.
+    pub fn new(account: AccountId, channel: ChannelName) -> Self {
+        Self { account, channel }
+    }
+
+    /// Parses the internal form `account/channel`.
+    pub fn parse(full: &str) -> Result<Self, NameError> {
+        let (a, c) = full.split_once('/').ok_or(NameError::BadChar {
+            what: "channel",
+            allowed: "account/channel",
+        })?;
+        Ok(Self::new(AccountId::new(a)?, ChannelName::new(c)?))
+    }
+}
+
+impl fmt::Display for ChannelKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.account, self.channel)
+    }
+}
+
+impl fmt::Debug for ChannelKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChannelKey({self})")
+    }
+}
+
+/// A capability pattern from a token: an exact channel name, a prefix ending in `*`, or `*`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChannelPattern {
+    /// Matches exactly this name.
+    Exact(String),
+    /// Matches every name that starts with this prefix (the pattern without its `*`).
+    Prefix(String),
+}
+
+impl ChannelPattern {
+    /// Parses a pattern. A `*` is only allowed as the last character.
+    pub fn parse(p: &str) -> Result<Self, NameError> {
+        match p.strip_suffix('*') {
+            Some(prefix) => {
+                if prefix.contains('*') || !prefix.bytes().all(is_channel_byte) {
+                    return Err(NameError::BadChar { what: "pattern", allowed: "channel characters, '*' last" });
+                }
+                Ok(Self::Prefix(prefix.to_owned()))
+            }
+            None => ChannelName::new(p).map(|c| Self::Exact(c.as_str().to_owned())),
+        }
+    }
+
+    /// Whether `channel` matches.
+    pub fn matches(&self, channel: &ChannelName) -> bool {
+        match self {
+            Self::Exact(e) => e == channel.as_str(),
+            Self::Prefix(p) => channel.as_str().starts_with(p.as_str()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_names_that_could_escape_the_account_are_refused() {
+        for bad in ["", "../beta/x", "beta/x", "a/b", "ünï", "a b", "a..b", "x\n", &"x".repeat(129), "*"] {
+            assert!(ChannelName::new(bad).is_err(), "{bad:?} was accepted");
+        }
+        for good in ["incidents", "chat:42", "user@x.y", "a=b,c", &"x".repeat(128)] {
+            assert!(ChannelName::new(good).is_ok(), "{good:?} was refused");
+        }
+    }
+
+    #[test]
+    fn account_names_are_lowercase_slugs() {
+        assert!(AccountId::new("acme-1_x").is_ok());
+        for bad in ["", "Acme", "a/b", "a.b", &"a".repeat(65)] {
+            assert!(AccountId::new(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn patterns_match_exact_names_and_prefixes() {
+        let c = |s| ChannelName::new(s).unwrap();
+        assert!(ChannelPattern::parse("chat:*").unwrap().matches(&c("chat:1")));
+        assert!(!ChannelPattern::parse("chat:*").unwrap().matches(&c("chatx")));
+        assert!(ChannelPattern::parse("*").unwrap().matches(&c("anything")));
+        assert!(ChannelPattern::parse("incidents").unwrap().matches(&c("incidents")));
+        assert!(!ChannelPattern::parse("incidents").unwrap().matches(&c("incidents2")));
+        assert!(ChannelPattern::parse("a*b*").is_err());
+        assert!(ChannelPattern::parse("a/*").is_err());
+    }
+
+    #[test]
+    fn keys_render_and_parse_as_account_slash_channel() {
+        let k = ChannelKey::parse("acme/incidents").unwrap();
+        assert_eq!(k.to_string(), "acme/incidents");
+        assert!(ChannelKey::parse("acme/in/cidents").is_err());
+    }
+}

@@ -1,0 +1,114 @@
+//! The behaviour every [`Presence`] adapter must show. Call [`run_all`] with a fresh adapter.
+
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+use crate::names::ChannelKey;
+use crate::presence::{Presence, PresenceChange, PresenceEvent, PresenceMember};
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn key(s: &str) -> ChannelKey {
+    ChannelKey::parse(s).unwrap()
+}
+
+fn member(c: &str, u: &str) -> PresenceMember {
+    PresenceMember { connection_id: c.into(), user: u.into() }
+}
+
+/// Waits for the next event on `channel`, skipping events of other channels.
+async fn next_event(rx: &mut broadcast::Receiver<PresenceEvent>, channel: &ChannelKey) -> PresenceEvent {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            match rx.recv().await {
+                Ok(e) if &e.channel == channel => return e,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => panic!("event stream closed"),
+            }
+        }
+    })
+    .await
+    .expect("an event arrives")
+}
+
+/// Runs every check. Each uses its own channel names.
+pub async fn run_all(p: Arc<dyn Presence>) {
+    join_and_leave_show_in_snapshots_and_events(p.clone()).await;
+    joining_twice_or_leaving_when_absent_changes_nothing(p.clone()).await;
+    a_dead_nodes_members_leave(p.clone()).await;
+    snapshots_count_everyone_but_list_at_most_the_limit(p.clone()).await;
+    accounts_do_not_share_presence(p.clone()).await;
+}
+
+/// A join appears in snapshots and as an event; so does the leave.
+pub async fn join_and_leave_show_in_snapshots_and_events(p: Arc<dyn Presence>) {
+    let ch = key("pconf/a");
+    let mut rx = p.events();
+    p.join("n1", &ch, member("c1", "u1")).await.unwrap();
+    let e = next_event(&mut rx, &ch).await;
+    assert_eq!((e.change, e.member.clone()), (PresenceChange::Join, member("c1", "u1")));
+    let s = p.snapshot(&ch, 100).await.unwrap();
+    assert_eq!(s.occupancy, 1);
+    assert_eq!(s.members, vec![member("c1", "u1")]);
+    p.leave("n1", &ch, "c1").await.unwrap();
+    let e = next_event(&mut rx, &ch).await;
+    assert_eq!((e.change, e.member.connection_id.as_str()), (PresenceChange::Leave, "c1"));
+    assert_eq!(p.snapshot(&ch, 100).await.unwrap().occupancy, 0);
+}
+
+/// Idempotent joins and leaves emit no extra events.
+pub async fn joining_twice_or_leaving_when_absent_changes_nothing(p: Arc<dyn Presence>) {
+    let ch = key("pconf/b");
+    let mut rx = p.events();
+    p.leave("n1", &ch, "nobody").await.unwrap();
+    p.join("n1", &ch, member("c1", "u1")).await.unwrap();
+    p.join("n1", &ch, member("c1", "u1")).await.unwrap();
+    p.join("n1", &ch, member("c2", "u2")).await.unwrap();
+    // The events, in order: join c1, join c2 (no second c1, no leave of "nobody").
+    assert_eq!(next_event(&mut rx, &ch).await.member.connection_id, "c1");
+    let e = next_event(&mut rx, &ch).await;
+    assert_eq!((e.change, e.member.connection_id.as_str()), (PresenceChange::Join, "c2"));
+    assert_eq!(p.snapshot(&ch, 100).await.unwrap().occupancy, 2);
+    p.leave("n1", &ch, "c1").await.unwrap();
+    p.leave("n1", &ch, "c2").await.unwrap();
+}
+
+/// `node_gone` removes exactly that node's members, each with a leave event.
+pub async fn a_dead_nodes_members_leave(p: Arc<dyn Presence>) {
+    let ch = key("pconf/c");
+    p.join("dead", &ch, member("d1", "u1")).await.unwrap();
+    p.join("dead", &ch, member("d2", "u2")).await.unwrap();
+    p.join("alive", &ch, member("a1", "u3")).await.unwrap();
+    let mut rx = p.events();
+    p.node_gone("dead").await.unwrap();
+    let mut left = vec![next_event(&mut rx, &ch).await, next_event(&mut rx, &ch).await];
+    left.sort_by(|a, b| a.member.connection_id.cmp(&b.member.connection_id));
+    assert!(left.iter().all(|e| e.change == PresenceChange::Leave));
+    assert_eq!(left[0].member.connection_id, "d1");
+    assert_eq!(left[1].member.connection_id, "d2");
+    let s = p.snapshot(&ch, 100).await.unwrap();
+    assert_eq!(s.members, vec![member("a1", "u3")]);
+    p.leave("alive", &ch, "a1").await.unwrap();
+}
+
+/// Occupancy counts every member even when the member list is limited.
+pub async fn snapshots_count_everyone_but_list_at_most_the_limit(p: Arc<dyn Presence>) {
+    let ch = key("pconf/d");
+    for i in 0..30 {
+        p.join("n1", &ch, member(&format!("c{i}"), "u")).await.unwrap();
+    }
+    let s = p.snapshot(&ch, 10).await.unwrap();
+    assert_eq!(s.occupancy, 30);
+    assert_eq!(s.members.len(), 10);
+    p.node_gone("n1").await.unwrap();
+    assert_eq!(p.snapshot(&ch, 10).await.unwrap().occupancy, 0);
+}
+
+/// The same channel name in two accounts is two channels.
+pub async fn accounts_do_not_share_presence(p: Arc<dyn Presence>) {
+    p.join("n2", &key("pconf-acme/room"), member("x1", "u")).await.unwrap();
+    assert_eq!(p.snapshot(&key("pconf-beta/room"), 10).await.unwrap().occupancy, 0);
+    assert_eq!(p.snapshot(&key("pconf-acme/room"), 10).await.unwrap().occupancy, 1);
+    p.leave("n2", &key("pconf-acme/room"), "x1").await.unwrap();
+}
