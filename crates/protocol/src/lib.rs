@@ -1,0 +1,41 @@
+//! Herald's client wire protocol v1 (the contract in `docs/protocol.md`).
+//!
+//! # Layout
+//! - [`codes`]: the closed set of error codes, with their close codes and HTTP statuses.
+//! - [`client`]: frames a client sends, and [`decode_client_frame`], which turns any text into
+//!   either a frame or a precise protocol error (never a panic).
+//! - [`server`]: frames the server sends, encoded to `Bytes` once and shared by every recipient;
+//!   [`encode_message`] builds the hot-path `message` frame without an intermediate value.
+//!
+//! Every encoded frame ends in `\n`, so frames concatenate into a batched WebSocket message
+//! (several frames, newline-separated) without copying. [`split_batch`] is the reader's side.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod codes;
+pub mod server;
+
+pub use client::{ClientFrame, FrameError, RequestId, decode_client_frame};
+pub use codes::ErrorCode;
+pub use server::{ServerFrame, encode_message};
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Splits a (possibly batched) text message into its frames, skipping empty lines.
+pub fn split_batch(message: &str) -> impl Iterator<Item = &str> {
+    message.split('\n').map(|l| l.trim_end_matches('\r')).filter(|l| !l.trim().is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_split_on_newlines_and_skip_empty_lines() {
+        let v: Vec<_> = split_batch("{\"a\":1}\n\n{\"b\":2}\n").collect();
+        assert_eq!(v, vec!["{\"a\":1}", "{\"b\":2}"]);
+        assert_eq!(split_batch("{}").count(), 1);
+    }
+}

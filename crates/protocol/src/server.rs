@@ -1,0 +1,180 @@
+//! Frames the server sends.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::Serialize;
+
+use herald_core::PresenceMember;
+
+use crate::client::RequestId;
+use crate::codes::ErrorCode;
+
+/// A frame from the server (all but `message`, which has [`encode_message`]).
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame<'a> {
+    /// After authentication.
+    Welcome {
+        /// This connection's id.
+        connection_id: &'a str,
+        /// The serving node's name.
+        node: &'a str,
+        /// The serving region.
+        region: &'a str,
+        /// Server heartbeat interval.
+        heartbeat_ms: u64,
+        /// Protocol version.
+        protocol: u32,
+        /// The token's expiry (seconds since the Unix epoch).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        expires_at: Option<u64>,
+    },
+    /// Reply to `subscribe`.
+    Subscribed {
+        /// Request id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a RequestId>,
+        /// Channel.
+        channel: &'a str,
+        /// The current position (before any replayed record).
+        cursor: &'a str,
+        /// Whether the history after `since` is complete.
+        recovered: bool,
+    },
+    /// Reply to `unsubscribe`, or a server-ended subscription (with `code`).
+    Unsubscribed {
+        /// Request id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a RequestId>,
+        /// Channel.
+        channel: &'a str,
+        /// Why the server ended it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        code: Option<ErrorCode>,
+    },
+    /// Reply to `publish`.
+    Published {
+        /// Request id.
+        id: &'a RequestId,
+        /// Channel.
+        channel: &'a str,
+        /// The record's cursor.
+        cursor: &'a str,
+        /// The record's message id.
+        message_id: &'a str,
+        /// True when the idempotency key matched an earlier record.
+        duplicate: bool,
+    },
+    /// Reply to `presence`.
+    Presence {
+        /// Request id.
+        id: &'a RequestId,
+        /// Channel.
+        channel: &'a str,
+        /// Member count.
+        occupancy: u64,
+        /// Members (possibly limited).
+        members: &'a [PresenceMember],
+    },
+    /// Someone subscribed.
+    Join {
+        /// Channel.
+        channel: &'a str,
+        /// Who.
+        member: &'a PresenceMember,
+    },
+    /// Someone left.
+    Leave {
+        /// Channel.
+        channel: &'a str,
+        /// Who.
+        member: &'a PresenceMember,
+    },
+    /// Reply to `refresh`.
+    Refreshed {
+        /// Request id.
+        id: &'a RequestId,
+        /// The new token's expiry.
+        expires_at: u64,
+    },
+    /// Reply to a client `ping`.
+    Pong {
+        /// Request id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a RequestId>,
+    },
+    /// Heartbeat.
+    Ping {},
+    /// A failed request, or a failed connection.
+    Error {
+        /// The request this answers.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a RequestId>,
+        /// The code.
+        code: ErrorCode,
+        /// Explanation.
+        message: &'a str,
+    },
+    /// The node is going away; reconnect after `after_ms`.
+    Reconnect {
+        /// Delay before reconnecting (jittered per connection).
+        after_ms: u64,
+        /// Why.
+        reason: &'a str,
+    },
+}
+
+impl ServerFrame<'_> {
+    /// The frame as JSON followed by `\n`.
+    pub fn encode(&self) -> Bytes {
+        let mut v = serde_json::to_vec(self).expect("server frames always serialize");
+        v.push(b'\n');
+        Bytes::from(v)
+    }
+}
+
+/// Encodes a `message` frame directly: `{"type":"message","channel":…,"id":…,"cursor":…,"ts":…,"data":…}\n`.
+///
+/// `channel`, `id` and `cursor` are validated names (no characters that need JSON escaping);
+/// `data` is already-validated JSON text. The result is shared by every recipient.
+pub fn encode_message(channel: &str, id: &str, cursor: &str, ts_ms: u64, data: &[u8]) -> Bytes {
+    debug_assert!([channel, id, cursor].iter().all(|s| !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20)));
+    let mut b = BytesMut::with_capacity(64 + channel.len() + id.len() + cursor.len() + data.len());
+    b.put_slice(b"{\"type\":\"message\",\"channel\":\"");
+    b.put_slice(channel.as_bytes());
+    b.put_slice(b"\",\"id\":\"");
+    b.put_slice(id.as_bytes());
+    b.put_slice(b"\",\"cursor\":\"");
+    b.put_slice(cursor.as_bytes());
+    b.put_slice(b"\",\"ts\":");
+    b.put_slice(ts_ms.to_string().as_bytes());
+    b.put_slice(b",\"data\":");
+    b.put_slice(data);
+    b.put_slice(b"}\n");
+    b.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_frames_are_valid_json_ending_in_newline() {
+        let b = encode_message("incidents", "01ABC", "c1.e.r.5", 17, br#"{"ent":"incident"}"#);
+        assert_eq!(b.last(), Some(&b'\n'));
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v["type"], "message");
+        assert_eq!(v["channel"], "incidents");
+        assert_eq!(v["cursor"], "c1.e.r.5");
+        assert_eq!(v["ts"], 17);
+        assert_eq!(v["data"]["ent"], "incident");
+    }
+
+    #[test]
+    fn control_frames_omit_absent_ids() {
+        let b = ServerFrame::Error { id: None, code: ErrorCode::Lagged, message: "x" }.encode();
+        assert_eq!(&b[..], b"{\"type\":\"error\",\"code\":\"lagged\",\"message\":\"x\"}\n");
+        let id = RequestId::Num(3);
+        let b = ServerFrame::Pong { id: Some(&id) }.encode();
+        assert_eq!(&b[..], b"{\"type\":\"pong\",\"id\":3}\n");
+    }
+}
