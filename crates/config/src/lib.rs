@@ -1,0 +1,298 @@
+//! Herald's typed configuration.
+//!
+//! # Layout
+//! [`Config`] is the whole file (`herald.toml`): `[edge]`, `[bus]`, `[auth]`, `[log]`. Every
+//! field has a default (`#[serde(default)]`) and unknown fields are refused
+//! (`deny_unknown_fields`), so a typo fails at start instead of being ignored. The order is
+//! fixed: [`Config::from_file`] (or `Default`), then [`Config::apply_env`], then the binary's
+//! flags, then [`Config::validate`], which names the offending field.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// A configuration problem, naming the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The path.
+        path: String,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The path.
+        path: String,
+        /// The parser's message (it names the line and the field).
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid config: {field}: {message}")]
+    Invalid {
+        /// Dotted field name, e.g. `edge.heartbeat_ms`.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The edge server.
+    pub edge: EdgeConfig,
+    /// The bus.
+    pub bus: BusConfig,
+    /// Tokens and API keys.
+    pub auth: AuthConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// The edge server: listener, identity, limits and timings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EdgeConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// This node's name (env `HERALD_NODE`); defaults to `edge-<random>`.
+    pub node: String,
+    /// The region this node serves (env `HERALD_REGION`).
+    pub region: String,
+    /// Server heartbeat interval; a connection silent for two intervals is closed.
+    pub heartbeat_ms: u64,
+    /// Bytes queued for one connection before it is cut as `lagged`.
+    pub max_queued_bytes: usize,
+    /// Largest frame (WebSocket message) a client may send.
+    pub max_frame_bytes: usize,
+    /// Largest `data` payload a record may carry.
+    pub max_message_bytes: usize,
+    /// Subscriptions per connection.
+    pub max_subscriptions: usize,
+    /// SIGTERM drain: clients are told to reconnect with delays spread over half of this, and
+    /// the process exits when they are gone or this has passed.
+    pub drain_grace_ms: u64,
+    /// Time a WebSocket client has to send its `auth` frame when no header token was given.
+    pub auth_timeout_ms: u64,
+    /// Default long-poll wait.
+    pub poll_timeout_ms: u64,
+    /// After a connection is marked `lagged`, how long the server tries to write the error
+    /// before dropping the socket.
+    pub lag_close_grace_ms: u64,
+    /// Largest batched WebSocket message the server builds from queued frames.
+    pub max_batch_bytes: usize,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".parse().expect("valid default"),
+            node: String::new(),
+            region: "local".into(),
+            heartbeat_ms: 25_000,
+            max_queued_bytes: 1 << 20,
+            max_frame_bytes: 64 << 10,
+            max_message_bytes: 16 << 10,
+            max_subscriptions: 256,
+            drain_grace_ms: 30_000,
+            auth_timeout_ms: 10_000,
+            poll_timeout_ms: 25_000,
+            lag_close_grace_ms: 5_000,
+            max_batch_bytes: 256 << 10,
+        }
+    }
+}
+
+/// Which bus, and the in-memory bus's sizing.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BusConfig {
+    /// `memory`, or `kafka://HOST:PORT[,HOST:PORT…]`.
+    pub url: String,
+    /// Partitions (in-memory bus).
+    pub partitions: u32,
+    /// Records retained per partition (in-memory bus).
+    pub retention_records: u64,
+    /// Seconds a record is retained (in-memory bus).
+    pub retention_secs: u64,
+    /// Seconds an idempotency key is remembered.
+    pub idempotency_window_secs: u64,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        Self { url: "memory".into(), partitions: 16, retention_records: 100_000, retention_secs: 3600, idempotency_window_secs: 300 }
+    }
+}
+
+/// Token verification and publish API keys.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 secret for client tokens (env `HERALD_JWT_SECRET`).
+    pub jwt_secret: Option<String>,
+    /// The admin API key, which may publish to any account (env `HERALD_ADMIN_API_KEY`).
+    pub admin_api_key: Option<String>,
+    /// Per-account publish API keys: `account → [keys]` (several, for rotation).
+    pub account_keys: BTreeMap<String, Vec<String>>,
+    /// Clock-skew leeway for `exp`, in seconds.
+    pub leeway_secs: u64,
+}
+
+/// Log output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `herald_edge=debug,info` (env `RUST_LOG` wins).
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.display().to_string(), message: e.to_string() })
+    }
+
+    /// Overlays `HERALD_*` environment variables, through `get` (so tests need not touch the
+    /// process environment).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        if let Some(v) = get("HERALD_NODE") {
+            self.edge.node = v;
+        }
+        if let Some(v) = get("HERALD_REGION") {
+            self.edge.region = v;
+        }
+        if let Some(v) = get("HERALD_JWT_SECRET") {
+            self.auth.jwt_secret = Some(v);
+        }
+        if let Some(v) = get("HERALD_ADMIN_API_KEY") {
+            self.auth.admin_api_key = Some(v);
+        }
+        if let Some(v) = get("HERALD_BUS") {
+            self.bus.url = v;
+        }
+    }
+
+    /// Checks every value; the error names the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field: &'static str, message: &str| Err(ConfigError::Invalid { field, message: message.into() });
+        let e = &self.edge;
+        if herald_core::RegionName::new(&e.region).is_err() {
+            return bad("edge.region", "must be 1-32 characters of a-z 0-9 -, not all digits");
+        }
+        if !e.node.is_empty() && !e.node.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
+            return bad("edge.node", "must be characters of A-Z a-z 0-9 - _ .");
+        }
+        if !(1_000..=600_000).contains(&e.heartbeat_ms) {
+            return bad("edge.heartbeat_ms", "must be between 1000 and 600000");
+        }
+        if e.max_frame_bytes < 1024 {
+            return bad("edge.max_frame_bytes", "must be at least 1024");
+        }
+        if e.max_message_bytes == 0 || e.max_message_bytes > e.max_frame_bytes {
+            return bad("edge.max_message_bytes", "must be positive and at most edge.max_frame_bytes");
+        }
+        if e.max_queued_bytes < 2 * e.max_frame_bytes {
+            return bad("edge.max_queued_bytes", "must be at least twice edge.max_frame_bytes");
+        }
+        if e.max_batch_bytes < 1024 {
+            return bad("edge.max_batch_bytes", "must be at least 1024");
+        }
+        if e.max_subscriptions == 0 {
+            return bad("edge.max_subscriptions", "must be positive");
+        }
+        if e.poll_timeout_ms > 60_000 {
+            return bad("edge.poll_timeout_ms", "must be at most 60000");
+        }
+        let b = &self.bus;
+        if b.url != "memory" && !b.url.starts_with("kafka://") {
+            return bad("bus.url", "must be 'memory' or 'kafka://HOST:PORT'");
+        }
+        if b.partitions == 0 || b.partitions > 4096 {
+            return bad("bus.partitions", "must be between 1 and 4096");
+        }
+        if b.retention_records == 0 {
+            return bad("bus.retention_records", "must be positive");
+        }
+        if let Some(s) = &self.auth.jwt_secret {
+            if s.len() < 16 {
+                return bad("auth.jwt_secret", "must be at least 16 bytes");
+            }
+        }
+        for (account, keys) in &self.auth.account_keys {
+            if herald_core::AccountId::new(account).is_err() {
+                return bad("auth.account_keys", "account names must be 1-64 characters of a-z 0-9 _ -");
+            }
+            if keys.iter().any(|k| k.len() < 16) {
+                return bad("auth.account_keys", "keys must be at least 16 bytes");
+            }
+        }
+        if let Some(k) = &self.auth.admin_api_key {
+            if k.len() < 16 {
+                return bad("auth.admin_api_key", "must be at least 16 bytes");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_with_the_field_named() {
+        let e = toml::from_str::<Config>("[edge]\nheartbeat_msec = 5\n").unwrap_err().to_string();
+        assert!(e.contains("heartbeat_msec"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_values_name_their_field() {
+        let mut c = Config::default();
+        c.edge.heartbeat_ms = 5;
+        assert!(c.validate().unwrap_err().to_string().contains("edge.heartbeat_ms"));
+        let mut c = Config::default();
+        c.bus.url = "redis://x".into();
+        assert!(c.validate().unwrap_err().to_string().contains("bus.url"));
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let mut c: Config = toml::from_str("[edge]\nregion = \"eu\"\n").unwrap();
+        c.apply_env(|k| (k == "HERALD_REGION").then(|| "us".to_string()));
+        assert_eq!(c.edge.region, "us");
+    }
+}
