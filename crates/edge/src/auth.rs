@@ -1,0 +1,232 @@
+//! Client tokens (HS256 JWTs) and publish API keys.
+//!
+//! A token names its account and the channel patterns it may subscribe to and publish on. The
+//! verifier maps every failure to one of two protocol codes: `token_expired` when only `exp` is
+//! wrong, `unauthorized` for everything else. Keys are compared in constant time.
+
+use herald_core::{AccountId, ChannelName, ChannelPattern};
+use herald_protocol::ErrorCode;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The claims Herald reads from a client token.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TokenClaims {
+    /// The user.
+    pub sub: String,
+    /// The account the connection belongs to.
+    pub account: String,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: u64,
+    /// Issued at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    /// Channel patterns the client may subscribe to (and query presence of).
+    #[serde(default)]
+    pub subscribe: Vec<String>,
+    /// Channel patterns the client may publish on.
+    #[serde(default)]
+    pub publish: Vec<String>,
+}
+
+/// A verified token: who, which account, what they may do, until when.
+#[derive(Clone, Debug)]
+pub struct Grant {
+    /// The token's `sub`.
+    pub user: String,
+    /// The account.
+    pub account: AccountId,
+    /// Expiry, seconds since the Unix epoch.
+    pub expires_at: u64,
+    subscribe: Vec<ChannelPattern>,
+    publish: Vec<ChannelPattern>,
+}
+
+impl Grant {
+    /// Whether the token allows subscribing to (and presence on) `channel`.
+    pub fn may_subscribe(&self, channel: &ChannelName) -> bool {
+        self.subscribe.iter().any(|p| p.matches(channel))
+    }
+
+    /// Whether the token allows publishing on `channel`.
+    pub fn may_publish(&self, channel: &ChannelName) -> bool {
+        self.publish.iter().any(|p| p.matches(channel))
+    }
+}
+
+/// A refused token or key: the protocol code and a message safe to show the client.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct AuthError {
+    /// `unauthorized` or `token_expired`.
+    pub code: ErrorCode,
+    /// Why.
+    pub message: String,
+}
+
+fn unauthorized(message: impl Into<String>) -> AuthError {
+    AuthError { code: ErrorCode::Unauthorized, message: message.into() }
+}
+
+/// Verifies client tokens.
+pub struct TokenVerifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl TokenVerifier {
+    /// A verifier for HS256 tokens signed with `secret`, allowing `leeway_secs` of clock skew.
+    pub fn hs256(secret: &[u8], leeway_secs: u64) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = leeway_secs;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.validate_exp = true;
+        Self { key: DecodingKey::from_secret(secret), validation }
+    }
+
+    /// Verifies `token` and returns what it grants.
+    pub fn verify(&self, token: &str) -> Result<Grant, AuthError> {
+        if token.len() > 8192 {
+            return Err(unauthorized("token is too long"));
+        }
+        let data = jsonwebtoken::decode::<TokenClaims>(token, &self.key, &self.validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError { code: ErrorCode::TokenExpired, message: "token has expired".into() },
+                ErrorKind::InvalidSignature => unauthorized("token signature is invalid"),
+                ErrorKind::InvalidAlgorithm => unauthorized("token algorithm is not accepted"),
+                ErrorKind::MissingRequiredClaim(c) => unauthorized(format!("token lacks the {c} claim")),
+                _ => unauthorized("token is malformed"),
+            }
+        })?;
+        let c = data.claims;
+        let account = AccountId::new(&c.account).map_err(|e| unauthorized(format!("token account: {e}")))?;
+        let parse = |ps: &[String]| -> Result<Vec<ChannelPattern>, AuthError> {
+            ps.iter().map(|p| ChannelPattern::parse(p).map_err(|e| unauthorized(format!("token pattern {p:?}: {e}")))).collect()
+        };
+        Ok(Grant {
+            user: c.sub,
+            account,
+            expires_at: c.exp,
+            subscribe: parse(&c.subscribe)?,
+            publish: parse(&c.publish)?,
+        })
+    }
+}
+
+/// Mints HS256 tokens (`herald token`, and `herald dev`'s demo page).
+pub struct TokenIssuer {
+    key: EncodingKey,
+}
+
+impl TokenIssuer {
+    /// An issuer signing with `secret`.
+    pub fn hs256(secret: &[u8]) -> Self {
+        Self { key: EncodingKey::from_secret(secret) }
+    }
+
+    /// Signs `claims`.
+    pub fn issue(&self, claims: &TokenClaims) -> String {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.key).expect("HS256 signing cannot fail")
+    }
+}
+
+/// Who a publish API key belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyOwner {
+    /// The admin key: may publish to any account, naming it in the request.
+    Admin,
+    /// An account's key: publishes to that account only.
+    Account(AccountId),
+}
+
+/// The publish API keys.
+#[derive(Default)]
+pub struct ApiKeys {
+    admin: Option<String>,
+    accounts: Vec<(String, AccountId)>,
+}
+
+impl ApiKeys {
+    /// Keys from config: an optional admin key and per-account keys.
+    pub fn new(admin: Option<String>, accounts: &BTreeMap<String, Vec<String>>) -> Self {
+        let accounts = accounts
+            .iter()
+            .flat_map(|(a, keys)| {
+                let a = AccountId::new(a).expect("validated by config");
+                keys.iter().map(move |k| (k.clone(), a.clone()))
+            })
+            .collect();
+        Self { admin, accounts }
+    }
+
+    /// Who `key` belongs to. Every configured key is compared, in constant time each.
+    pub fn owner(&self, key: &str) -> Option<KeyOwner> {
+        let mut found = None;
+        if let Some(a) = &self.admin {
+            if ct_eq(a.as_bytes(), key.as_bytes()) {
+                found = Some(KeyOwner::Admin);
+            }
+        }
+        for (k, account) in &self.accounts {
+            if ct_eq(k.as_bytes(), key.as_bytes()) && found.is_none() {
+                found = Some(KeyOwner::Account(account.clone()));
+            }
+        }
+        found
+    }
+}
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(exp: u64) -> TokenClaims {
+        TokenClaims { sub: "u1".into(), account: "acme".into(), exp, iat: None, subscribe: vec!["chat:*".into()], publish: vec!["x".into()] }
+    }
+
+    fn now() -> u64 {
+        herald_core::now_ms() / 1000
+    }
+
+    #[test]
+    fn valid_tokens_grant_their_patterns() {
+        let t = TokenIssuer::hs256(b"0123456789abcdef0123").issue(&claims(now() + 60));
+        let g = TokenVerifier::hs256(b"0123456789abcdef0123", 0).verify(&t).unwrap();
+        assert_eq!(g.account.as_str(), "acme");
+        assert!(g.may_subscribe(&ChannelName::new("chat:1").unwrap()));
+        assert!(!g.may_subscribe(&ChannelName::new("x").unwrap()));
+        assert!(g.may_publish(&ChannelName::new("x").unwrap()));
+    }
+
+    #[test]
+    fn expired_and_wrongly_signed_tokens_are_refused_with_distinct_codes() {
+        let v = TokenVerifier::hs256(b"0123456789abcdef0123", 0);
+        let expired = TokenIssuer::hs256(b"0123456789abcdef0123").issue(&claims(now() - 120));
+        assert_eq!(v.verify(&expired).unwrap_err().code, ErrorCode::TokenExpired);
+        let forged = TokenIssuer::hs256(b"another-secret-0000000").issue(&claims(now() + 60));
+        assert_eq!(v.verify(&forged).unwrap_err().code, ErrorCode::Unauthorized);
+        assert_eq!(v.verify("garbage").unwrap_err().code, ErrorCode::Unauthorized);
+        // alg=none is never accepted.
+        let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ1IiwiYWNjb3VudCI6ImFjbWUiLCJleHAiOjQxMDI0NDQ4MDB9.";
+        assert_eq!(v.verify(none).unwrap_err().code, ErrorCode::Unauthorized);
+    }
+
+    #[test]
+    fn api_keys_identify_their_owner() {
+        let mut m = BTreeMap::new();
+        m.insert("acme".to_string(), vec!["acme-key-0123456789".to_string()]);
+        let k = ApiKeys::new(Some("admin-key-0123456789".into()), &m);
+        assert_eq!(k.owner("admin-key-0123456789"), Some(KeyOwner::Admin));
+        assert_eq!(k.owner("acme-key-0123456789"), Some(KeyOwner::Account(AccountId::new("acme").unwrap())));
+        assert_eq!(k.owner("acme-key-012345678"), None);
+    }
+}

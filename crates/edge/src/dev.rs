@@ -1,0 +1,30 @@
+//! Development endpoints, served only by `herald dev`: a token for the demo page.
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use herald_core::AccountId;
+use herald_protocol::ErrorCode;
+
+use crate::auth::TokenClaims;
+use crate::http::{Body, error_response, json_response, query_param};
+use crate::state::Edge;
+
+/// Whether `path` is a dev endpoint.
+pub fn serves(path: &str) -> bool {
+    path == "/dev/token"
+}
+
+/// Answers a dev endpoint.
+pub fn handle(edge: &Edge, req: &Request<Incoming>) -> Response<Body> {
+    let Some(dev) = &edge.dev else { return error_response(StatusCode::NOT_FOUND, ErrorCode::BadRequest, "no such endpoint") };
+    let account = query_param(req, "account").unwrap_or_else(|| "demo".into());
+    if AccountId::new(&account).is_err() {
+        return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, "account must be 1-64 characters of a-z 0-9 _ -");
+    }
+    let sub = query_param(req, "sub").unwrap_or_else(|| "dev-user".into());
+    let now = herald_core::now_ms() / 1000;
+    let claims = TokenClaims { sub, account: account.clone(), exp: now + 3600, iat: Some(now), subscribe: vec!["*".into()], publish: vec!["*".into()] };
+    let token = dev.issuer.issue(&claims);
+    json_response(StatusCode::OK, serde_json::json!({ "token": token, "account": account }).to_string())
+}

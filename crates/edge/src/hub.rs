@@ -1,0 +1,234 @@
+//! The local fan-out hub: which connection is subscribed to which channel, and the seam between
+//! replayed history and live records.
+//!
+//! One [`PartitionHub`] per bus partition, behind a mutex, holds the subscriptions of the
+//! channels in that partition and `next`, the offset after the last record dispatched. The
+//! partition's consumer dispatches a batch under the lock; a subscription registers under the
+//! same lock and reads `next` as its **seam**: every record below the seam it gets by replay from
+//! the bus, every record at or above it live from the hub, so none is missed and none comes twice.
+//! While the replay runs, live records wait in the subscription's pending list, then follow it.
+
+use parking_lot::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use herald_core::{ChannelKey, Cursor, Epoch, PresenceChange, PresenceEvent, Record, RegionName, partition_for};
+use herald_protocol::{ServerFrame, encode_message};
+
+use crate::metrics::EdgeMetrics;
+use crate::outbox::{CloseReason, EncodedRecord, OutItem, Outbox};
+
+/// A subscription: one connection, one or more channels of one account (one partition).
+pub struct Subscription {
+    /// Unique per node.
+    pub id: u64,
+    /// Where its frames go.
+    pub outbox: Arc<Outbox>,
+    /// Its channels (several for SSE and long-poll, one for a WebSocket subscribe).
+    pub channels: Vec<ChannelKey>,
+    /// The partition of its account.
+    pub partition: u32,
+    /// Live records below this offset are skipped (the client has them already).
+    skip_below: u64,
+    /// Whether it receives join/leave events.
+    presence_events: bool,
+    replaying: AtomicBool,
+    pending: Mutex<Pending>,
+    max_pending_bytes: usize,
+}
+
+#[derive(Default)]
+struct Pending {
+    items: VecDeque<Arc<EncodedRecord>>,
+    bytes: usize,
+}
+
+impl Subscription {
+    fn deliver(&self, rec: &Arc<EncodedRecord>) {
+        if rec.offset < self.skip_below {
+            return;
+        }
+        if self.replaying.load(Ordering::Acquire) {
+            let mut p = self.pending.lock();
+            // Re-check under the lock: `finish_replay` flips the flag while holding it.
+            if self.replaying.load(Ordering::Acquire) {
+                p.bytes += rec.frame.len();
+                if p.bytes > self.max_pending_bytes {
+                    drop(p);
+                    self.outbox.close(CloseReason::Lagged);
+                    return;
+                }
+                p.items.push_back(rec.clone());
+                return;
+            }
+        }
+        self.outbox.push(OutItem::Record(rec.clone()));
+    }
+
+    /// Ends the replay phase: queues the live records that arrived meanwhile, in order, and from
+    /// now on live records go straight to the outbox. `until` drops pending records at or above
+    /// it (long-poll stops early and must not return records after a gap).
+    pub fn finish_replay(&self, until: Option<u64>) {
+        let mut p = self.pending.lock();
+        for rec in p.items.drain(..) {
+            if until.is_some_and(|u| rec.offset >= u) {
+                break;
+            }
+            self.outbox.push(OutItem::Record(rec));
+        }
+        p.bytes = 0;
+        self.replaying.store(false, Ordering::Release);
+    }
+}
+
+struct PartitionHub {
+    /// Offset after the last record dispatched (the seam for new subscriptions).
+    next: u64,
+    channels: HashMap<ChannelKey, Vec<Arc<Subscription>>>,
+}
+
+/// Parameters of a new subscription.
+pub struct SubscribeRequest {
+    /// Where frames go.
+    pub outbox: Arc<Outbox>,
+    /// Channels, all of one account.
+    pub channels: Vec<ChannelKey>,
+    /// The client's position (next offset), when it resumes.
+    pub since: Option<u64>,
+    /// Whether history will be replayed before live records (then live ones wait).
+    pub replay: bool,
+    /// Join/leave events wanted.
+    pub presence_events: bool,
+    /// Bound on live records held back during replay.
+    pub max_pending_bytes: usize,
+}
+
+/// The fan-out hub of one edge node.
+pub struct Hub {
+    parts: Vec<Mutex<PartitionHub>>,
+    epoch: Epoch,
+    region: RegionName,
+    metrics: Arc<EdgeMetrics>,
+    next_id: AtomicU64,
+}
+
+impl Hub {
+    /// A hub for `partitions` partitions of a bus with this epoch and region.
+    pub fn new(partitions: u32, epoch: Epoch, region: RegionName, metrics: Arc<EdgeMetrics>) -> Self {
+        let parts = (0..partitions).map(|_| Mutex::new(PartitionHub { next: 0, channels: HashMap::new() })).collect();
+        Self { parts, epoch, region, metrics, next_id: AtomicU64::new(1) }
+    }
+
+    /// Number of partitions.
+    pub fn partitions(&self) -> u32 {
+        self.parts.len() as u32
+    }
+
+    /// The cursor string for "just after offset `next - 1`".
+    pub fn cursor_at(&self, next: u64) -> String {
+        Cursor::single(self.epoch.clone(), self.region.clone(), next).to_string()
+    }
+
+    /// The bus epoch this hub's cursors carry.
+    pub fn epoch(&self) -> &Epoch {
+        &self.epoch
+    }
+
+    /// The region this hub's cursors carry.
+    pub fn region(&self) -> &RegionName {
+        &self.region
+    }
+
+    /// Sets where the partition's consumer starts (before any subscription registers).
+    pub fn start_partition(&self, partition: u32, next: u64) {
+        self.parts[partition as usize].lock().next = next;
+    }
+
+    /// Encodes a record as a `message` frame.
+    pub fn encode(&self, r: &Record) -> Arc<EncodedRecord> {
+        let cursor = self.cursor_at(r.offset + 1);
+        let frame = encode_message(r.channel.as_str(), r.id.as_str(), &cursor, r.published_at_ms, &r.data);
+        Arc::new(EncodedRecord { frame, cursor: cursor.into_boxed_str(), offset: r.offset })
+    }
+
+    /// Registers a subscription and returns it with its seam (the partition's `next` now).
+    pub fn register(&self, req: SubscribeRequest) -> (Arc<Subscription>, u64) {
+        let account = &req.channels[0].account;
+        let partition = partition_for(account, self.partitions());
+        let mut part = self.parts[partition as usize].lock();
+        let seam = part.next;
+        let sub = Arc::new(Subscription {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            outbox: req.outbox,
+            channels: req.channels,
+            partition,
+            skip_below: req.since.unwrap_or(0),
+            presence_events: req.presence_events,
+            replaying: AtomicBool::new(req.replay),
+            pending: Mutex::new(Pending::default()),
+            max_pending_bytes: req.max_pending_bytes,
+        });
+        for ch in &sub.channels {
+            part.channels.entry(ch.clone()).or_default().push(sub.clone());
+        }
+        drop(part);
+        self.metrics.subscriptions.increment(1.0);
+        (sub, seam)
+    }
+
+    /// Removes a subscription.
+    pub fn unregister(&self, sub: &Subscription) {
+        let mut part = self.parts[sub.partition as usize].lock();
+        for ch in &sub.channels {
+            if let Some(v) = part.channels.get_mut(ch) {
+                v.retain(|s| s.id != sub.id);
+                if v.is_empty() {
+                    part.channels.remove(ch);
+                }
+            }
+        }
+        drop(part);
+        self.metrics.subscriptions.decrement(1.0);
+    }
+
+    /// Fans a batch of one partition's records out to local subscribers, in order, and moves the
+    /// partition's seam past them.
+    pub fn dispatch(&self, partition: u32, records: &[Arc<Record>]) {
+        let Some(last) = records.last() else { return };
+        let now = herald_core::now_ms();
+        let mut deliveries = 0u64;
+        let mut part = self.parts[partition as usize].lock();
+        for r in records {
+            let key = ChannelKey::new(r.account.clone(), r.channel.clone());
+            if let Some(subs) = part.channels.get(&key) {
+                let enc = self.encode(r);
+                for s in subs {
+                    s.deliver(&enc);
+                }
+                deliveries += subs.len() as u64;
+            }
+            self.metrics.publish_to_fanout.record(now.saturating_sub(r.published_at_ms) as f64 / 1000.0);
+        }
+        part.next = part.next.max(last.offset + 1);
+        drop(part);
+        self.metrics.records_in.increment(records.len() as u64);
+        self.metrics.deliveries.increment(deliveries);
+    }
+
+    /// Sends a join/leave event to the local subscriptions that asked for them.
+    pub fn dispatch_presence(&self, event: &PresenceEvent) {
+        let partition = partition_for(&event.channel.account, self.partitions());
+        let part = self.parts[partition as usize].lock();
+        let Some(subs) = part.channels.get(&event.channel) else { return };
+        let channel = event.channel.channel.as_str();
+        let frame = match event.change {
+            PresenceChange::Join => ServerFrame::Join { channel, member: &event.member },
+            PresenceChange::Leave => ServerFrame::Leave { channel, member: &event.member },
+        }
+        .encode();
+        for s in subs.iter().filter(|s| s.presence_events) {
+            s.outbox.push(OutItem::Frame(frame.clone()));
+        }
+    }
+}

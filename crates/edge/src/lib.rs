@@ -1,0 +1,125 @@
+//! Herald's edge node: one hyper server for WebSocket, SSE and long-poll clients, the publish API
+//! and the operational endpoints, with the local fan-out hub that feeds every connection.
+//!
+//! # Layout
+//! - [`state`]: `Edge`, the shared state (config, adapters, hub, auth, metrics, drain signal),
+//!   and `publish`, which every publishing path goes through.
+//! - [`hub`]: the fan-out hub and the replay/live seam; [`subscribe`]: opening a subscription
+//!   with exact resume, for every transport.
+//! - [`outbox`]: a connection's bounded send queue; overflow marks it lagged.
+//! - [`ws`] + [`session`]: the WebSocket transport (vectored, batched writes) and its protocol
+//!   state; [`sse`], [`poll`]: the HTTP streaming transports; [`publish`]: the backend API.
+//! - [`consumer`]: partition consumers and the presence pump.
+//! - [`auth`]: tokens and API keys; [`metrics`]: the metrics registry; [`http`]: the router.
+//!
+//! The edge depends on the `Bus` and `Presence` traits only; which adapters run is the binary's
+//! choice. [`serve`] takes a bound listener, the built [`Edge`] and a fast-stop token; cancelling
+//! `edge.drain` starts a graceful drain.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod consumer;
+mod dev;
+pub mod http;
+pub mod hub;
+pub mod metrics;
+pub mod outbox;
+pub mod poll;
+pub mod publish;
+pub mod session;
+pub mod sse;
+pub mod state;
+mod stream_request;
+pub mod subscribe;
+pub mod ws;
+
+pub use auth::{TokenClaims, TokenIssuer};
+pub use metrics::EdgeMetrics;
+pub use state::{DevMode, Edge, EdgeDeps, EdgeError};
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio_util::task::TaskTracker;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Serves `listener` until a drain completes (after `edge.drain` is cancelled) or `stop` is
+/// cancelled (fast exit).
+///
+/// Start-up order: partition consumers first (so the hub's seams are set), then ready, then
+/// accept. Drain: stop accepting, tell every client to reconnect (each session does so when it
+/// sees the drain), wait for sessions to end or `drain_grace_ms`, then stop the consumers.
+pub async fn serve(listener: TcpListener, edge: Arc<Edge>, stop: CancellationToken) -> Result<(), EdgeError> {
+    let background = CancellationToken::new();
+    let tasks = consumer::start(&edge, background.clone()).await?;
+    edge.set_ready(true);
+    // HTTP connections (upgraded WebSockets leave it at the upgrade; sessions are counted apart).
+    let http_conns = TaskTracker::new();
+    tracing::info!(node = %edge.node, region = %edge.region, addr = %listener.local_addr()?, "edge serving");
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = edge.drain.cancelled() => break,
+            _ = stop.cancelled() => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let edge2 = edge.clone();
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(10))
+            .serve_connection(TokioIo::new(tcp), service_fn(move |req| http::route(edge2.clone(), req)))
+            .with_upgrades();
+        let drain = edge.drain.clone();
+        http_conns.spawn(async move {
+            tokio::pin!(conn);
+            let res = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = drain.cancelled() => {
+                    // Finish in-flight requests, then close keep-alive connections.
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = res {
+                tracing::debug!(%peer, error = %e, "http connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    edge.set_ready(false);
+    if !stop.is_cancelled() {
+        edge.metrics.draining.set(1.0);
+        tracing::info!(sessions = edge.session_count(), grace_ms = edge.config.drain_grace_ms, "draining");
+        let grace = Duration::from_millis(edge.config.drain_grace_ms);
+        let all_done = async {
+            edge.sessions_closed().await;
+            http_conns.close();
+            http_conns.wait().await;
+        };
+        tokio::select! {
+            _ = all_done => tracing::info!("drain complete"),
+            _ = tokio::time::sleep(grace) => tracing::warn!(sessions = edge.session_count(), "drain grace expired"),
+            _ = stop.cancelled() => {}
+        }
+    }
+    background.cancel();
+    for t in tasks {
+        let _ = t.await;
+    }
+    if let Err(e) = edge.presence.node_gone(&edge.node).await {
+        tracing::warn!(error = %e, "could not clear this node's presence");
+    }
+    Ok(())
+}

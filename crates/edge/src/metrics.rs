@@ -1,0 +1,114 @@
+//! The edge's metrics, registered on a recorder that is passed in (never a global one), so two
+//! edges in one process (tests) keep separate numbers.
+
+use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use herald_protocol::ErrorCode;
+
+/// Handles to every metric the edge updates, and the renderer for `/metrics`.
+pub struct EdgeMetrics {
+    recorder: Arc<PrometheusRecorder>,
+    handle: PrometheusHandle,
+    /// Open client connections (all transports).
+    pub connections: Gauge,
+    /// Active subscriptions.
+    pub subscriptions: Gauge,
+    /// Records read from the bus and fanned out by this node.
+    pub records_in: Counter,
+    /// Records published through this node (API and WebSocket).
+    pub records_published: Counter,
+    /// Frames queued to subscribers (one per subscriber per record).
+    pub deliveries: Counter,
+    /// Connections cut because their queue overflowed.
+    pub lagged_disconnects: Counter,
+    /// Connections closed for missing heartbeats.
+    pub heartbeat_timeouts: Counter,
+    /// Publish time to fan-out (enqueue to subscribers), per record.
+    pub publish_to_fanout: Histogram,
+    /// 1 while draining.
+    pub draining: Gauge,
+    /// 1 while ready.
+    pub ready: Gauge,
+    /// Bus read errors in the partition consumers.
+    pub bus_errors: Counter,
+    /// Records that were dropped from retention before this node dispatched them.
+    pub records_skipped: Counter,
+    publish_errors: Mutex<HashMap<ErrorCode, Counter>>,
+    protocol_errors: Mutex<HashMap<ErrorCode, Counter>>,
+}
+
+const META: Metadata<'static> = Metadata::new(module_path!(), metrics::Level::INFO, None);
+
+impl EdgeMetrics {
+    /// A fresh registry with every Herald edge metric described.
+    pub fn new() -> Arc<Self> {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("herald_publish_to_fanout_seconds".into()),
+                &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
+            )
+            .expect("static buckets are valid")
+            .build_recorder();
+        let handle = recorder.handle();
+        let r = &recorder;
+        let gauge = |name: &'static str, help: &'static str| {
+            r.describe_gauge(name.into(), None, help.into());
+            r.register_gauge(&Key::from_static_name(name), &META)
+        };
+        let counter = |name: &'static str, help: &'static str| {
+            r.describe_counter(name.into(), None, help.into());
+            r.register_counter(&Key::from_static_name(name), &META)
+        };
+        r.describe_histogram("herald_publish_to_fanout_seconds".into(), Some(Unit::Seconds), "Publish time to fan-out, per record".into());
+        let publish_to_fanout = r.register_histogram(&Key::from_static_name("herald_publish_to_fanout_seconds"), &META);
+        r.describe_counter("herald_publish_errors_total".into(), None, "Refused publishes, by error code".into());
+        r.describe_counter("herald_protocol_errors_total".into(), None, "Error frames sent to clients, by error code".into());
+        Arc::new(Self {
+            connections: gauge("herald_connections", "Open client connections"),
+            subscriptions: gauge("herald_subscriptions", "Active subscriptions"),
+            records_in: counter("herald_records_in_total", "Records read from the bus and fanned out"),
+            records_published: counter("herald_records_published_total", "Records published through this node"),
+            deliveries: counter("herald_deliveries_total", "Frames queued to subscribers"),
+            lagged_disconnects: counter("herald_lagged_disconnects_total", "Connections cut for a full send queue"),
+            heartbeat_timeouts: counter("herald_heartbeat_timeouts_total", "Connections closed for missed heartbeats"),
+            draining: gauge("herald_draining", "1 while the node drains"),
+            ready: gauge("herald_ready", "1 while the node is ready"),
+            bus_errors: counter("herald_bus_errors_total", "Bus read errors in partition consumers"),
+            records_skipped: counter("herald_records_skipped_total", "Records lost to retention before dispatch"),
+            publish_to_fanout,
+            publish_errors: Mutex::new(HashMap::new()),
+            protocol_errors: Mutex::new(HashMap::new()),
+            handle,
+            recorder: Arc::new(recorder),
+        })
+    }
+
+    fn labelled(&self, map: &Mutex<HashMap<ErrorCode, Counter>>, name: &'static str, code: ErrorCode) -> Counter {
+        map.lock()
+            .entry(code)
+            .or_insert_with(|| {
+                let key = Key::from_parts(name, vec![Label::new("code", code.as_str())]);
+                self.recorder.register_counter(&key, &META)
+            })
+            .clone()
+    }
+
+    /// Counts a refused publish.
+    pub fn publish_error(&self, code: ErrorCode) {
+        self.labelled(&self.publish_errors, "herald_publish_errors_total", code).increment(1);
+    }
+
+    /// Counts an error frame sent to a client.
+    pub fn protocol_error(&self, code: ErrorCode) {
+        self.labelled(&self.protocol_errors, "herald_protocol_errors_total", code).increment(1);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+}

@@ -1,0 +1,255 @@
+//! A connection's bounded send queue.
+//!
+//! The fan-out hub pushes shared, already-encoded frames; the connection's writer takes them in
+//! batches and writes each batch in one go. Pushing never waits: a connection whose queue would
+//! exceed its byte limit is marked [`CloseReason::Lagged`] and its queue dropped, so a slow
+//! reader can never slow the hub or anyone else.
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+use herald_protocol::ErrorCode;
+
+/// A record encoded once for every subscriber of its channel on this node.
+#[derive(Debug)]
+pub struct EncodedRecord {
+    /// The `message` frame, ending in `\n`.
+    pub frame: Bytes,
+    /// The record's cursor (SSE uses it as the event id; long-poll returns the last one).
+    pub cursor: Box<str>,
+    /// The record's offset in its partition.
+    pub offset: u64,
+}
+
+/// One queued item.
+#[derive(Clone, Debug)]
+pub enum OutItem {
+    /// A control frame (reply, error, presence event), ending in `\n`.
+    Frame(Bytes),
+    /// A record.
+    Record(Arc<EncodedRecord>),
+    /// Bytes already framed for the transport (WebSocket pong and close frames).
+    Raw(Bytes),
+}
+
+impl OutItem {
+    /// Bytes this item occupies in the queue.
+    pub fn len(&self) -> usize {
+        match self {
+            OutItem::Frame(b) | OutItem::Raw(b) => b.len(),
+            OutItem::Record(r) => r.frame.len(),
+        }
+    }
+
+    /// True for an empty item.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Why a connection is closing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client closed (its close frame is already answered).
+    ClientClosed,
+    /// The client stopped answering heartbeats.
+    Timeout,
+    /// The queue overflowed.
+    Lagged,
+    /// The node is draining; the `reconnect` frame is already queued.
+    Drain,
+    /// A fatal protocol error; the `error` frame is already queued.
+    Fatal(ErrorCode),
+    /// The peer is gone (write failed); nothing more can be sent.
+    PeerGone,
+}
+
+struct State {
+    items: VecDeque<OutItem>,
+    bytes: usize,
+    close: Option<CloseReason>,
+}
+
+/// The send queue of one connection.
+pub struct Outbox {
+    state: Mutex<State>,
+    /// Wakes the writer (single consumer: `notify_one` keeps a permit, so no wake-up is lost).
+    wake: Notify,
+    /// Wakes producers waiting for room (replay) and sessions waiting for the close.
+    changed: Notify,
+    max_bytes: usize,
+}
+
+impl Outbox {
+    /// An empty queue holding at most `max_bytes`.
+    pub fn new(max_bytes: usize) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State { items: VecDeque::new(), bytes: 0, close: None }),
+            wake: Notify::new(),
+            changed: Notify::new(),
+            max_bytes,
+        })
+    }
+
+    /// Queues `item`. Returns false when the connection is closing (including when this push
+    /// overflowed the queue and marked it lagged).
+    pub fn push(&self, item: OutItem) -> bool {
+        let mut s = self.state.lock();
+        if s.close.is_some() {
+            return false;
+        }
+        let len = item.len();
+        if s.bytes + len > self.max_bytes {
+            s.close = Some(CloseReason::Lagged);
+            s.items = VecDeque::new();
+            s.bytes = 0;
+            drop(s);
+            self.wake.notify_one();
+            self.changed.notify_waiters();
+            return false;
+        }
+        let was_empty = s.items.is_empty();
+        s.items.push_back(item);
+        s.bytes += len;
+        drop(s);
+        if was_empty {
+            self.wake.notify_one();
+        }
+        true
+    }
+
+    /// Marks the connection closing for `reason`, unless it already is. Items already queued are
+    /// still written, except after [`CloseReason::Lagged`] and [`CloseReason::PeerGone`].
+    pub fn close(&self, reason: CloseReason) {
+        let mut s = self.state.lock();
+        if s.close.is_none() {
+            s.close = Some(reason);
+            if matches!(reason, CloseReason::Lagged | CloseReason::PeerGone) {
+                s.items = VecDeque::new();
+                s.bytes = 0;
+            }
+        }
+        drop(s);
+        self.wake.notify_one();
+        self.changed.notify_waiters();
+    }
+
+    /// The close reason, once closing.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.state.lock().close
+    }
+
+    /// Bytes queued.
+    pub fn queued_bytes(&self) -> usize {
+        self.state.lock().bytes
+    }
+
+    /// Takes queued items totalling at most about `max_bytes` (at least one item), and the close
+    /// reason. An empty result with no reason means: nothing to do yet.
+    pub fn take(&self, max_bytes: usize, into: &mut Vec<OutItem>) -> Option<CloseReason> {
+        let mut s = self.state.lock();
+        let mut taken = 0;
+        while let Some(front) = s.items.front() {
+            let len = front.len();
+            if taken > 0 && taken + len > max_bytes {
+                break;
+            }
+            taken += len;
+            into.push(s.items.pop_front().expect("front exists"));
+        }
+        s.bytes -= taken;
+        if s.items.is_empty() && s.items.capacity() > 64 {
+            // Give back the memory a burst grew; idle connections stay small.
+            s.items = VecDeque::new();
+        }
+        let close = s.close;
+        drop(s);
+        if taken > 0 {
+            self.changed.notify_waiters();
+        }
+        close
+    }
+
+    /// Waits until the writer has something to do.
+    pub async fn ready(&self) {
+        self.wake.notified().await;
+    }
+
+    /// Waits until the queue holds less than `below` bytes or the connection is closing.
+    /// Returns false when closing.
+    pub async fn wait_for_room(&self, below: usize) -> bool {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let s = self.state.lock();
+                if s.close.is_some() {
+                    return false;
+                }
+                if s.bytes < below {
+                    return true;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits until the connection is closing, and returns why.
+    pub async fn closed(&self) -> CloseReason {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(r) = self.close_reason() {
+                return r;
+            }
+            notified.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overflowing_the_queue_marks_lagged_and_drops_what_was_queued() {
+        let o = Outbox::new(10);
+        assert!(o.push(OutItem::Frame(Bytes::from_static(b"12345"))));
+        assert!(o.push(OutItem::Frame(Bytes::from_static(b"12345"))));
+        assert!(!o.push(OutItem::Frame(Bytes::from_static(b"1"))));
+        let mut v = Vec::new();
+        assert_eq!(o.take(100, &mut v), Some(CloseReason::Lagged));
+        assert!(v.is_empty());
+        assert!(!o.push(OutItem::Frame(Bytes::from_static(b"1"))), "a closed queue takes nothing");
+    }
+
+    #[test]
+    fn take_respects_the_batch_size_but_always_makes_progress() {
+        let o = Outbox::new(1000);
+        for _ in 0..4 {
+            o.push(OutItem::Frame(Bytes::from_static(b"0123456789")));
+        }
+        let mut v = Vec::new();
+        o.take(25, &mut v);
+        assert_eq!(v.len(), 2);
+        v.clear();
+        o.take(1, &mut v);
+        assert_eq!(v.len(), 1, "an item larger than the batch still goes");
+        assert_eq!(o.queued_bytes(), 10);
+    }
+
+    #[test]
+    fn a_drain_close_keeps_queued_frames_for_the_writer() {
+        let o = Outbox::new(100);
+        o.push(OutItem::Frame(Bytes::from_static(b"reconnect")));
+        o.close(CloseReason::Drain);
+        let mut v = Vec::new();
+        assert_eq!(o.take(100, &mut v), Some(CloseReason::Drain));
+        assert_eq!(v.len(), 1);
+    }
+}

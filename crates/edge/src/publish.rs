@@ -1,0 +1,98 @@
+//! The publish API for backends: `POST /v1/publish`, single or batch.
+
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::sync::Arc;
+
+use herald_core::{AccountId, ChannelName};
+use herald_protocol::ErrorCode;
+
+use crate::auth::KeyOwner;
+use crate::http::{Body, bearer, code_response, json_response};
+use crate::session::publish_error_message;
+use crate::state::{Edge, PublishItem};
+
+/// Most records in one batch.
+pub const MAX_BATCH: usize = 1000;
+
+#[derive(Deserialize)]
+struct Item {
+    #[serde(default)]
+    account: Option<String>,
+    channel: Option<String>,
+    data: Option<Box<RawValue>>,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+}
+
+/// Only looks for `records`: `RawValue` cannot go through `#[serde(flatten)]`.
+#[derive(Deserialize)]
+struct Probe<'a> {
+    #[serde(default, borrow)]
+    records: Option<&'a RawValue>,
+}
+
+/// Answers `POST /v1/publish`.
+pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
+    let fail = |code: ErrorCode, msg: &str| {
+        edge.metrics.publish_error(code);
+        code_response(code, msg)
+    };
+    let Some(key) = bearer(&req) else { return fail(ErrorCode::Unauthorized, "an API key is required (Authorization: Bearer)") };
+    let Some(owner) = edge.api_keys.owner(&key) else { return fail(ErrorCode::Unauthorized, "unknown API key") };
+    let max_body = edge.config.max_message_bytes.saturating_mul(4).max(64 << 10) * 16;
+    let bytes = match Limited::new(req.into_body(), max_body).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return fail(ErrorCode::MessageTooLarge, "request body is too large"),
+    };
+    let parsed = serde_json::from_slice::<Probe<'_>>(&bytes).and_then(|probe| match probe.records {
+        Some(r) => serde_json::from_str::<Vec<Item>>(r.get()).map(|v| (true, v)),
+        None => serde_json::from_slice::<Item>(&bytes).map(|i| (false, vec![i])),
+    });
+    let (batch, raw_items) = match parsed {
+        Ok(x) => x,
+        Err(e) => return fail(ErrorCode::BadRequest, &format!("body is not a publish request: {e}")),
+    };
+    if raw_items.is_empty() || raw_items.len() > MAX_BATCH {
+        return fail(ErrorCode::BadRequest, "a batch holds 1 to 1000 records");
+    }
+    let mut items = Vec::with_capacity(raw_items.len());
+    for it in raw_items {
+        let account = match (&owner, it.account) {
+            (KeyOwner::Account(a), None) => a.clone(),
+            (KeyOwner::Account(a), Some(named)) if named == a.as_str() => a.clone(),
+            (KeyOwner::Account(_), Some(_)) => return fail(ErrorCode::Forbidden, "this key may only publish to its own account"),
+            (KeyOwner::Admin, Some(named)) => match AccountId::new(&named) {
+                Ok(a) => a,
+                Err(e) => return fail(ErrorCode::BadRequest, &format!("account: {e}")),
+            },
+            (KeyOwner::Admin, None) => return fail(ErrorCode::BadRequest, "the admin key must name the account"),
+        };
+        let Some(channel) = it.channel else { return fail(ErrorCode::BadRequest, "channel is required") };
+        let channel = match ChannelName::new(&channel) {
+            Ok(c) => c,
+            Err(e) => return fail(ErrorCode::InvalidChannel, &e.to_string()),
+        };
+        let Some(data) = it.data else { return fail(ErrorCode::BadRequest, "data is required") };
+        items.push(PublishItem { account, channel, data: bytes::Bytes::copy_from_slice(data.get().as_bytes()), idempotency_key: it.idempotency_key });
+    }
+    let appended = match edge.publish(items).await {
+        Ok(a) => a,
+        Err(code) => {
+            let mut r = code_response(code, publish_error_message(code));
+            if code == ErrorCode::Unavailable {
+                r.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+            }
+            return r;
+        }
+    };
+    let results: Vec<serde_json::Value> = appended
+        .iter()
+        .map(|a| serde_json::json!({ "cursor": edge.hub.cursor_at(a.offset + 1), "message_id": a.id.as_str(), "duplicate": a.duplicate }))
+        .collect();
+    let out = if batch { serde_json::json!({ "results": results }) } else { results.into_iter().next().expect("one item") };
+    json_response(StatusCode::OK, out.to_string())
+}

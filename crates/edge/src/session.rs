@@ -1,0 +1,215 @@
+//! The protocol state of one WebSocket connection: its grant, its subscriptions, and the
+//! handling of every client frame. Transport details (framing, heartbeats, writing) live in
+//! `ws`; this module only reads frames and queues replies.
+
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use herald_core::{ChannelKey, ChannelName, Cursor, PresenceMember};
+use herald_protocol::{ClientFrame, ErrorCode, RequestId, ServerFrame, decode_client_frame, split_batch};
+
+use crate::auth::Grant;
+use crate::hub::Subscription;
+use crate::outbox::{CloseReason, OutItem, Outbox};
+use crate::state::{Edge, PublishItem, validate_json};
+use crate::subscribe;
+
+/// A fatal protocol error: the connection must close with this code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fatal(pub ErrorCode);
+
+/// The protocol state of one connection.
+pub struct Session {
+    edge: Arc<Edge>,
+    /// This connection's id.
+    pub connection_id: String,
+    /// What the token allows.
+    pub grant: Grant,
+    outbox: Arc<Outbox>,
+    subs: HashMap<ChannelName, Arc<Subscription>>,
+}
+
+impl Session {
+    /// A session for an authenticated connection.
+    pub fn new(edge: Arc<Edge>, connection_id: String, grant: Grant, outbox: Arc<Outbox>) -> Self {
+        Self { edge, connection_id, grant, outbox, subs: HashMap::new() }
+    }
+
+    /// Queues a control frame.
+    pub fn send(&self, frame: ServerFrame<'_>) {
+        self.outbox.push(OutItem::Frame(frame.encode()));
+    }
+
+    /// Queues an error reply.
+    pub fn send_error(&self, id: Option<&RequestId>, code: ErrorCode, message: &str) {
+        self.edge.metrics.protocol_error(code);
+        self.send(ServerFrame::Error { id, code, message });
+    }
+
+    /// Queues a fatal error and marks the connection closing.
+    pub fn fail(&self, code: ErrorCode, message: &str) -> Fatal {
+        self.send_error(None, code, message);
+        self.outbox.close(CloseReason::Fatal(code));
+        Fatal(code)
+    }
+
+    /// Handles one text message (one or more newline-separated frames).
+    pub async fn handle_text(&mut self, text: &str) -> Result<(), Fatal> {
+        for line in split_batch(text) {
+            match decode_client_frame(line) {
+                Ok(frame) => self.handle(frame).await?,
+                Err(e) => self.send_error(e.id.as_ref(), e.code, &e.message),
+            }
+        }
+        Ok(())
+    }
+
+    fn channel(&self, id: &RequestId, name: &str) -> Option<ChannelName> {
+        match ChannelName::new(name) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                self.send_error(Some(id), ErrorCode::InvalidChannel, &e.to_string());
+                None
+            }
+        }
+    }
+
+    async fn handle(&mut self, frame: ClientFrame) -> Result<(), Fatal> {
+        match frame {
+            ClientFrame::Auth { .. } => {
+                self.send_error(None, ErrorCode::BadRequest, "already authenticated");
+            }
+            ClientFrame::Subscribe { id, channel, since, presence } => self.subscribe(id, channel, since, presence).await,
+            ClientFrame::Unsubscribe { id, channel } => {
+                let Some(ch) = self.channel(&id, &channel) else { return Ok(()) };
+                if self.subs.contains_key(&ch) {
+                    self.drop_subscription(&ch).await;
+                    self.send(ServerFrame::Unsubscribed { id: Some(&id), channel: ch.as_str(), code: None });
+                } else {
+                    self.send_error(Some(&id), ErrorCode::NotSubscribed, "not subscribed to this channel");
+                }
+            }
+            ClientFrame::Publish { id, channel, data, idempotency_key } => {
+                let Some(ch) = self.channel(&id, &channel) else { return Ok(()) };
+                if !self.grant.may_publish(&ch) {
+                    return Ok(self.send_error(Some(&id), ErrorCode::Forbidden, "token may not publish on this channel"));
+                }
+                let item = PublishItem { account: self.grant.account.clone(), channel: ch.clone(), data: Bytes::copy_from_slice(data.get().as_bytes()), idempotency_key };
+                match self.edge.publish(vec![item]).await {
+                    Ok(a) => {
+                        let cursor = self.edge.hub.cursor_at(a[0].offset + 1);
+                        self.send(ServerFrame::Published {
+                            id: &id,
+                            channel: ch.as_str(),
+                            cursor: &cursor,
+                            message_id: a[0].id.as_str(),
+                            duplicate: a[0].duplicate,
+                        });
+                    }
+                    Err(code) => self.send_error(Some(&id), code, publish_error_message(code)),
+                }
+            }
+            ClientFrame::Presence { id, channel } => {
+                let Some(ch) = self.channel(&id, &channel) else { return Ok(()) };
+                if !self.grant.may_subscribe(&ch) {
+                    return Ok(self.send_error(Some(&id), ErrorCode::Forbidden, "token may not see this channel"));
+                }
+                let key = ChannelKey::new(self.grant.account.clone(), ch.clone());
+                match self.edge.presence.snapshot(&key, 1000).await {
+                    Ok(s) => self.send(ServerFrame::Presence { id: &id, channel: ch.as_str(), occupancy: s.occupancy, members: &s.members }),
+                    Err(e) => self.send_error(Some(&id), ErrorCode::Unavailable, &e.to_string()),
+                }
+            }
+            ClientFrame::Refresh { id, token } => self.refresh(id, &token).await?,
+            ClientFrame::Ping { id } => self.send(ServerFrame::Pong { id: id.as_ref() }),
+            ClientFrame::Pong {} => {}
+        }
+        Ok(())
+    }
+
+    async fn subscribe(&mut self, id: RequestId, channel: String, since: Option<String>, presence: bool) {
+        let Some(ch) = self.channel(&id, &channel) else { return };
+        if !self.grant.may_subscribe(&ch) {
+            return self.send_error(Some(&id), ErrorCode::Forbidden, "token may not subscribe to this channel");
+        }
+        if self.subs.contains_key(&ch) {
+            return self.send_error(Some(&id), ErrorCode::AlreadySubscribed, "already subscribed to this channel");
+        }
+        if self.subs.len() >= self.edge.config.max_subscriptions {
+            return self.send_error(Some(&id), ErrorCode::TooManySubscriptions, "too many subscriptions on this connection");
+        }
+        let since = match since.as_deref().map(Cursor::parse).transpose() {
+            Ok(c) => c,
+            Err(e) => return self.send_error(Some(&id), ErrorCode::InvalidCursor, &e.to_string()),
+        };
+        let key = ChannelKey::new(self.grant.account.clone(), ch.clone());
+        let opened = match subscribe::open(&self.edge, self.outbox.clone(), vec![key.clone()], since.as_ref(), presence).await {
+            Ok(o) => o,
+            Err(code) => return self.send_error(Some(&id), code, "the bus is unavailable; retry"),
+        };
+        self.send(ServerFrame::Subscribed { id: Some(&id), channel: ch.as_str(), cursor: &opened.cursor, recovered: opened.recovered });
+        let (sub, _) = subscribe::replay(&self.edge, opened, None).await;
+        self.subs.insert(ch, sub);
+        let member = PresenceMember { connection_id: self.connection_id.clone(), user: self.grant.user.clone() };
+        if let Err(e) = self.edge.presence.join(&self.edge.node, &key, member).await {
+            tracing::warn!(error = %e, "presence join failed");
+        }
+    }
+
+    async fn refresh(&mut self, id: RequestId, token: &str) -> Result<(), Fatal> {
+        let grant = match self.edge.verify(token) {
+            Ok(g) => g,
+            Err(e) => {
+                self.send_error(Some(&id), e.code, &e.message);
+                return Ok(());
+            }
+        };
+        if grant.account != self.grant.account {
+            self.send_error(Some(&id), ErrorCode::Forbidden, "a refreshed token must belong to the same account");
+            return Ok(());
+        }
+        self.grant = grant;
+        // Subscriptions the new token no longer allows end now.
+        let revoked: Vec<ChannelName> = self.subs.keys().filter(|c| !self.grant.may_subscribe(c)).cloned().collect();
+        for ch in revoked {
+            self.drop_subscription(&ch).await;
+            self.send(ServerFrame::Unsubscribed { id: None, channel: ch.as_str(), code: Some(ErrorCode::Forbidden) });
+        }
+        self.send(ServerFrame::Refreshed { id: &id, expires_at: self.grant.expires_at });
+        Ok(())
+    }
+
+    async fn drop_subscription(&mut self, ch: &ChannelName) {
+        if let Some(sub) = self.subs.remove(ch) {
+            self.edge.hub.unregister(&sub);
+            let key = ChannelKey::new(self.grant.account.clone(), ch.clone());
+            if let Err(e) = self.edge.presence.leave(&self.edge.node, &key, &self.connection_id).await {
+                tracing::warn!(error = %e, "presence leave failed");
+            }
+        }
+    }
+
+    /// Ends every subscription (the connection is gone).
+    pub async fn end(mut self) {
+        let chans: Vec<ChannelName> = self.subs.keys().cloned().collect();
+        for ch in chans {
+            self.drop_subscription(&ch).await;
+        }
+    }
+}
+
+/// The message for a refused publish.
+pub fn publish_error_message(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::MessageTooLarge => "data is larger than max_message_bytes",
+        ErrorCode::BadRequest => "idempotency_key must be 1-128 characters",
+        ErrorCode::ShuttingDown => "this node is draining; publish elsewhere",
+        _ => "the bus is unavailable; retry later",
+    }
+}
+
+/// Validates a JSON payload given as text (HTTP API).
+pub fn payload(data: &str) -> Result<Bytes, ErrorCode> {
+    validate_json(data)
+}

@@ -1,0 +1,210 @@
+//! The edge's shared state, and the operations every transport shares (publish, auth).
+
+use bytes::Bytes;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use herald_config::{Config, EdgeConfig};
+use herald_core::{AccountId, Appended, Bus, BusError, ChannelName, NewRecord, Presence, RegionName, now_ms};
+use herald_protocol::ErrorCode;
+
+use crate::auth::{ApiKeys, AuthError, Grant, TokenIssuer, TokenVerifier};
+use crate::hub::Hub;
+use crate::metrics::EdgeMetrics;
+
+/// What an edge is built from: its adapters and its metrics registry.
+pub struct EdgeDeps {
+    /// The bus.
+    pub bus: Arc<dyn Bus>,
+    /// Presence storage.
+    pub presence: Arc<dyn Presence>,
+    /// The metrics registry this edge reports into.
+    pub metrics: Arc<EdgeMetrics>,
+    /// Set in `herald dev`: serves the demo page and `/dev/token`.
+    pub dev: Option<DevMode>,
+}
+
+/// Development conveniences, never enabled in production roles.
+pub struct DevMode {
+    /// Mints tokens for `/dev/token` (the demo page).
+    pub issuer: TokenIssuer,
+}
+
+/// Why an edge could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    /// A setting is missing or wrong.
+    #[error("edge config: {0}")]
+    Config(String),
+    /// The bus failed at start.
+    #[error("bus: {0}")]
+    Bus(#[from] BusError),
+    /// Binding or serving failed.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One item of a publish.
+pub struct PublishItem {
+    /// The account.
+    pub account: AccountId,
+    /// The channel.
+    pub channel: ChannelName,
+    /// The JSON payload.
+    pub data: Bytes,
+    /// Optional idempotency key.
+    pub idempotency_key: Option<String>,
+}
+
+/// The shared state of one edge node.
+pub struct Edge {
+    /// Edge settings.
+    pub config: EdgeConfig,
+    /// This node's name.
+    pub node: String,
+    /// This node's region.
+    pub region: RegionName,
+    /// The bus.
+    pub bus: Arc<dyn Bus>,
+    /// Presence storage.
+    pub presence: Arc<dyn Presence>,
+    /// The fan-out hub.
+    pub hub: Hub,
+    /// Token verification.
+    pub verifier: TokenVerifier,
+    /// Publish API keys.
+    pub api_keys: ApiKeys,
+    /// Metrics.
+    pub metrics: Arc<EdgeMetrics>,
+    /// Cancelled when the node starts draining (SIGTERM).
+    pub drain: CancellationToken,
+    /// Development mode.
+    pub dev: Option<DevMode>,
+    ready: AtomicBool,
+    sessions: AtomicUsize,
+    sessions_gone: Notify,
+}
+
+impl Edge {
+    /// Builds the edge state from validated config and its dependencies.
+    pub fn new(config: &Config, deps: EdgeDeps) -> Result<Arc<Self>, EdgeError> {
+        let secret = config.auth.jwt_secret.as_deref().ok_or_else(|| EdgeError::Config("auth.jwt_secret (HERALD_JWT_SECRET) is required".into()))?;
+        let region = RegionName::new(&config.edge.region).map_err(|e| EdgeError::Config(e.to_string()))?;
+        let node = if config.edge.node.is_empty() { format!("edge-{:06x}", rand::random::<u32>() & 0xff_ffff) } else { config.edge.node.clone() };
+        let hub = Hub::new(deps.bus.partitions(), deps.bus.epoch(), deps.bus.region(), deps.metrics.clone());
+        Ok(Arc::new(Self {
+            config: config.edge.clone(),
+            node,
+            region,
+            hub,
+            verifier: TokenVerifier::hs256(secret.as_bytes(), config.auth.leeway_secs),
+            api_keys: ApiKeys::new(config.auth.admin_api_key.clone(), &config.auth.account_keys),
+            bus: deps.bus,
+            presence: deps.presence,
+            metrics: deps.metrics,
+            drain: CancellationToken::new(),
+            dev: deps.dev,
+            ready: AtomicBool::new(false),
+            sessions: AtomicUsize::new(0),
+            sessions_gone: Notify::new(),
+        }))
+    }
+
+    /// Whether `/readyz` says ready.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire) && !self.drain.is_cancelled()
+    }
+
+    /// Sets readiness.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+        self.metrics.ready.set(if ready { 1.0 } else { 0.0 });
+    }
+
+    /// Verifies a client token.
+    pub fn verify(&self, token: &str) -> Result<Grant, AuthError> {
+        self.verifier.verify(token)
+    }
+
+    /// Counts a client session for the life of the returned guard.
+    pub fn session_guard(self: &Arc<Self>) -> SessionGuard {
+        self.sessions.fetch_add(1, Ordering::AcqRel);
+        self.metrics.connections.increment(1.0);
+        SessionGuard { edge: self.clone() }
+    }
+
+    /// Open client sessions.
+    pub fn session_count(&self) -> usize {
+        self.sessions.load(Ordering::Acquire)
+    }
+
+    /// Waits until no client session is open.
+    pub async fn sessions_closed(&self) {
+        loop {
+            let n = self.sessions_gone.notified();
+            tokio::pin!(n);
+            n.as_mut().enable();
+            if self.session_count() == 0 {
+                return;
+            }
+            n.await;
+        }
+    }
+
+    /// Publishes records, validating each payload's size first. Returns where each landed.
+    /// Nothing is written when any item is refused.
+    pub async fn publish(&self, items: Vec<PublishItem>) -> Result<Vec<Appended>, ErrorCode> {
+        if self.drain.is_cancelled() {
+            return Err(ErrorCode::ShuttingDown);
+        }
+        for it in &items {
+            if it.data.len() > self.config.max_message_bytes {
+                self.metrics.publish_error(ErrorCode::MessageTooLarge);
+                return Err(ErrorCode::MessageTooLarge);
+            }
+            if it.idempotency_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 128) {
+                self.metrics.publish_error(ErrorCode::BadRequest);
+                return Err(ErrorCode::BadRequest);
+            }
+        }
+        let now = now_ms();
+        let n = items.len() as u64;
+        let records = items
+            .into_iter()
+            .map(|it| NewRecord { account: it.account, channel: it.channel, data: it.data, idempotency_key: it.idempotency_key, published_at_ms: now })
+            .collect();
+        match self.bus.append(records).await {
+            Ok(a) => {
+                self.metrics.records_published.increment(n);
+                Ok(a)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "publish failed");
+                self.metrics.publish_error(ErrorCode::Unavailable);
+                Err(ErrorCode::Unavailable)
+            }
+        }
+    }
+}
+
+/// Keeps a session counted while alive.
+pub struct SessionGuard {
+    edge: Arc<Edge>,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.edge.metrics.connections.decrement(1.0);
+        if self.edge.sessions.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.edge.sessions_gone.notify_waiters();
+        }
+    }
+}
+
+/// Checks that `data` is one JSON value and returns its text.
+pub fn validate_json(data: &str) -> Result<Bytes, ErrorCode> {
+    serde_json::from_str::<serde::de::IgnoredAny>(data).map_err(|_| ErrorCode::BadRequest)?;
+    Ok(Bytes::copy_from_slice(data.as_bytes()))
+}

@@ -1,0 +1,57 @@
+//! What SSE and long-poll requests have in common: a token, a channel list and a resume cursor.
+
+use http::Request;
+use hyper::body::Incoming;
+
+use herald_core::{ChannelKey, ChannelName, Cursor};
+use herald_protocol::ErrorCode;
+
+use crate::auth::Grant;
+use crate::http::{query_param, token_from_request};
+use crate::state::Edge;
+
+/// A validated SSE or long-poll request.
+pub struct StreamRequest {
+    /// What the token grants.
+    pub grant: Grant,
+    /// The channels, deduplicated, in the order given.
+    pub channels: Vec<ChannelKey>,
+    /// Where to resume (`Last-Event-ID`, else `?since=`).
+    pub since: Option<Cursor>,
+}
+
+/// Validates token, channels and cursor; the error is the code and message to answer with.
+pub fn parse(edge: &Edge, req: &Request<Incoming>) -> Result<StreamRequest, (ErrorCode, String)> {
+    if edge.drain.is_cancelled() {
+        return Err((ErrorCode::ShuttingDown, "this node is draining".into()));
+    }
+    let token = token_from_request(req).ok_or((ErrorCode::Unauthorized, "a token is required (Authorization: Bearer or ?token=)".to_string()))?;
+    let grant = edge.verify(&token).map_err(|e| (e.code, e.message))?;
+    let list = query_param(req, "channels").unwrap_or_default();
+    let mut channels: Vec<ChannelKey> = Vec::new();
+    for name in list.split(',').filter(|s| !s.is_empty()) {
+        let ch = ChannelName::new(name).map_err(|e| (ErrorCode::InvalidChannel, e.to_string()))?;
+        if !grant.may_subscribe(&ch) {
+            return Err((ErrorCode::Forbidden, format!("token may not subscribe to {ch}")));
+        }
+        let key = ChannelKey::new(grant.account.clone(), ch);
+        if !channels.contains(&key) {
+            channels.push(key);
+        }
+    }
+    if channels.is_empty() {
+        return Err((ErrorCode::BadRequest, "channels=a,b is required".into()));
+    }
+    if channels.len() > edge.config.max_subscriptions {
+        return Err((ErrorCode::TooManySubscriptions, "too many channels".into()));
+    }
+    let since_text = req
+        .headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .filter(|s| !s.is_empty())
+        .or_else(|| query_param(req, "since").filter(|s| !s.is_empty()));
+    let since = since_text.as_deref().map(Cursor::parse).transpose().map_err(|e| (ErrorCode::InvalidCursor, e.to_string()))?;
+    Ok(StreamRequest { grant, channels, since })
+}

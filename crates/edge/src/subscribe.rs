@@ -1,0 +1,120 @@
+//! Opening a subscription with exact resume, shared by every transport.
+//!
+//! [`open`] registers with the hub (which fixes the seam) and positions a bus reader at the
+//! client's cursor; the caller queues its `subscribed` reply; [`replay`] then queues the history
+//! between the cursor and the seam and releases the live records held back meanwhile.
+
+use std::sync::Arc;
+
+use herald_core::{BusError, ChannelKey, Cursor, PartitionReader};
+use herald_protocol::ErrorCode;
+
+use crate::hub::{SubscribeRequest, Subscription};
+use crate::outbox::{CloseReason, OutItem, Outbox};
+use crate::state::Edge;
+
+/// A registered subscription whose history has not been replayed yet.
+pub struct Opened {
+    /// The subscription (already receiving live records into its pending list).
+    pub sub: Arc<Subscription>,
+    /// The position to report in `subscribed` (the seam, or the client's cursor if ahead).
+    pub cursor: String,
+    /// Whether the history after `since` is complete.
+    pub recovered: bool,
+    reader: Option<Box<dyn PartitionReader>>,
+    seam: u64,
+}
+
+/// How a replay ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReplayEnd {
+    /// Everything up to the seam was queued and the subscription is live.
+    Live,
+    /// `limit` records were queued before the seam; the subscription is still held back (the
+    /// caller unregisters it). The cursor of the last queued record is where to continue.
+    Limited,
+    /// The connection closed meanwhile.
+    Closed,
+}
+
+/// Registers a subscription to `channels` (all of one account), resuming after `since`.
+pub async fn open(
+    edge: &Edge,
+    outbox: Arc<Outbox>,
+    channels: Vec<ChannelKey>,
+    since: Option<&Cursor>,
+    presence_events: bool,
+) -> Result<Opened, ErrorCode> {
+    let hub = &edge.hub;
+    let since_off = since.and_then(|c| if &c.epoch == hub.epoch() { c.offset_for(hub.region()) } else { None });
+    let partition = edge.bus.partition_of(&channels[0].account);
+    let (sub, seam) = hub.register(SubscribeRequest {
+        outbox,
+        channels,
+        since: since_off,
+        replay: since_off.is_some(),
+        presence_events,
+        max_pending_bytes: edge.config.max_queued_bytes,
+    });
+    let mut recovered = since_off.is_some();
+    let mut reader = None;
+    if let Some(from) = since_off.filter(|&o| o < seam) {
+        match edge.bus.open(partition, from).await {
+            Ok(r) => reader = Some(r),
+            Err(BusError::Truncated { .. }) => recovered = false,
+            Err(e) => {
+                hub.unregister(&sub);
+                tracing::warn!(error = %e, "bus unavailable for replay");
+                return Err(ErrorCode::Unavailable);
+            }
+        }
+    }
+    if reader.is_none() {
+        sub.finish_replay(None);
+    }
+    let cursor = hub.cursor_at(seam.max(since_off.unwrap_or(0)));
+    Ok(Opened { sub, cursor, recovered, reader, seam })
+}
+
+/// Queues the history of an opened subscription, then makes it live. At most `limit` records
+/// are queued when a limit is given. The replay waits for room in the outbox rather than
+/// overflowing it, so a long history never marks a client lagged by itself.
+pub async fn replay(edge: &Edge, opened: Opened, limit: Option<usize>) -> (Arc<Subscription>, ReplayEnd) {
+    let Opened { sub, mut reader, seam, .. } = opened;
+    let Some(reader) = reader.as_mut() else { return (sub, ReplayEnd::Live) };
+    let high_water = edge.config.max_queued_bytes / 2;
+    let mut queued = 0usize;
+    while reader.position() < seam {
+        let want = ((seam - reader.position()) as usize).min(512);
+        let batch = match reader.next_batch(want).await {
+            Ok(b) => b,
+            Err(e) => {
+                // Retention overtook a very slow replay, or the bus went away: the client
+                // reconnects and resumes (and learns `recovered:false` if history is gone).
+                tracing::warn!(error = %e, "replay interrupted");
+                sub.outbox.close(CloseReason::Lagged);
+                return (sub, ReplayEnd::Closed);
+            }
+        };
+        for r in batch {
+            if r.offset >= seam {
+                break;
+            }
+            if !sub.channels.iter().any(|c| c.channel == r.channel && c.account == r.account) {
+                continue;
+            }
+            if !sub.outbox.push(OutItem::Record(edge.hub.encode(&r))) {
+                return (sub, ReplayEnd::Closed);
+            }
+            queued += 1;
+            if limit.is_some_and(|l| queued >= l) {
+                return (sub, ReplayEnd::Limited);
+            }
+        }
+        if sub.outbox.queued_bytes() >= high_water && !sub.outbox.wait_for_room(high_water).await {
+            return (sub, ReplayEnd::Closed);
+        }
+    }
+    sub.finish_replay(None);
+    (sub, ReplayEnd::Live)
+}

@@ -1,0 +1,104 @@
+//! `herald`: the one binary. `dev` runs everything in one process; `edge` runs an edge node from a
+//! config file; `token` mints a client token for scripts. This file parses the command line and
+//! hands over to `run`; nothing here knows how the edge works.
+#![forbid(unsafe_code)]
+
+mod run;
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Herald: real-time delivery with exact resume.
+#[derive(Parser)]
+#[command(name = "herald", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run everything in one process, with no outside services (in-memory bus and presence).
+    Dev(DevArgs),
+    /// Run an edge node from a config file (plus environment and flags).
+    Edge(EdgeArgs),
+    /// Print a signed client token (HS256) on stdout.
+    Token(TokenArgs),
+}
+
+/// Flags shared by the server roles.
+#[derive(Args, Clone)]
+pub struct ServerArgs {
+    /// Config file (TOML); flags and HERALD_* variables override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// The bus: `memory` (or `kafka://HOST:PORT` once built with the Kafka bus).
+    #[arg(long)]
+    pub bus: Option<String>,
+    /// Region name.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Node name.
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
+}
+
+/// `herald dev`.
+#[derive(Args)]
+pub struct DevArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// HS256 secret for client tokens (random if not given; printed).
+    #[arg(long, env = "HERALD_DEV_SECRET")]
+    pub dev_secret: Option<String>,
+    /// Admin API key for the publish API (random if not given; printed).
+    #[arg(long, env = "HERALD_DEV_API_KEY")]
+    pub dev_api_key: Option<String>,
+}
+
+/// `herald edge`.
+#[derive(Args)]
+pub struct EdgeArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// `herald token`.
+#[derive(Args)]
+pub struct TokenArgs {
+    /// The HS256 secret.
+    #[arg(long, env = "HERALD_JWT_SECRET")]
+    pub secret: String,
+    /// The account.
+    #[arg(long)]
+    pub account: String,
+    /// The user (`sub`).
+    #[arg(long)]
+    pub sub: String,
+    /// Channel patterns the token may subscribe to, comma-separated (`incidents,chat:*`).
+    #[arg(long, default_value = "")]
+    pub channels: String,
+    /// Channel patterns the token may publish on, comma-separated.
+    #[arg(long, default_value = "")]
+    pub publish: String,
+    /// Lifetime: `90s`, `30m`, `1h`, `2d`.
+    #[arg(long, default_value = "1h")]
+    pub ttl: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Token(a) => run::token(a),
+        Command::Dev(a) => run::server(a.server, Some((a.dev_secret, a.dev_api_key))),
+        Command::Edge(a) => run::server(a.server, None),
+    }
+}

@@ -1,0 +1,228 @@
+//! Start-up, in one fixed order: config (exit 64 if invalid), telemetry, runtime, build, serve,
+//! wait for a signal, drain. SIGTERM drains gracefully; SIGINT (or a second signal) exits fast.
+
+use anyhow::Context;
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+use herald_bus_memory::{MemoryBus, MemoryBusConfig};
+use herald_config::{Config, LogFormat};
+use herald_core::{AccountId, ChannelPattern, RegionName};
+use herald_edge::{DevMode, Edge, EdgeDeps, EdgeMetrics, TokenClaims, TokenIssuer};
+use herald_presence_memory::MemoryPresence;
+
+use crate::{ServerArgs, TokenArgs};
+
+const EX_CONFIG: u8 = 64;
+
+fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("herald: {msg}");
+    ExitCode::from(EX_CONFIG)
+}
+
+fn random_key(prefix: &str) -> String {
+    format!("{prefix}{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>())
+}
+
+/// Parses `90s`, `30m`, `1h`, `2d`.
+fn parse_ttl(s: &str) -> Option<u64> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = n.parse().ok()?;
+    Some(n * match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return None,
+    })
+}
+
+fn patterns(list: &str) -> Result<Vec<String>, String> {
+    list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|p| ChannelPattern::parse(p).map(|_| p.to_owned()).map_err(|e| format!("pattern {p:?}: {e}"))).collect()
+}
+
+/// `herald token`.
+pub fn token(a: TokenArgs) -> ExitCode {
+    if AccountId::new(&a.account).is_err() {
+        return usage_error("--account must be 1-64 characters of a-z 0-9 _ -");
+    }
+    let Some(ttl) = parse_ttl(&a.ttl) else { return usage_error("--ttl must look like 90s, 30m, 1h or 2d") };
+    let (subscribe, publish) = match (patterns(&a.channels), patterns(&a.publish)) {
+        (Ok(s), Ok(p)) => (s, p),
+        (Err(e), _) | (_, Err(e)) => return usage_error(e),
+    };
+    let now = herald_core::now_ms() / 1000;
+    let claims = TokenClaims { sub: a.sub, account: a.account, exp: now + ttl, iat: Some(now), subscribe, publish };
+    println!("{}", TokenIssuer::hs256(a.secret.as_bytes()).issue(&claims));
+    ExitCode::SUCCESS
+}
+
+fn load_config(args: &ServerArgs) -> Result<Config, String> {
+    let mut config = match &args.config {
+        Some(p) => Config::from_file(p).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    config.apply_env(|k| std::env::var(k).ok());
+    if let Some(l) = args.listen {
+        config.edge.listen = l;
+    }
+    if let Some(b) = &args.bus {
+        config.bus.url = b.clone();
+    }
+    if let Some(r) = &args.region {
+        config.edge.region = r.clone();
+    }
+    if let Some(n) = &args.node {
+        config.edge.node = n.clone();
+    }
+    if let Some(f) = &args.log_format {
+        config.log.format = if f == "json" { LogFormat::Json } else { LogFormat::Text };
+    }
+    config.validate().map_err(|e| e.to_string())?;
+    if config.bus.url != "memory" {
+        return Err(format!("bus.url: {:?} is not available in this build (only `memory`)", config.bus.url));
+    }
+    Ok(config)
+}
+
+fn init_tracing(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Json => b.json().flatten_event(true).with_current_span(true).init(),
+        LogFormat::Text => b.init(),
+    }
+}
+
+/// `herald dev` (with dev secrets) and `herald edge`.
+pub fn server(args: ServerArgs, dev: Option<(Option<String>, Option<String>)>) -> ExitCode {
+    let mut config = match load_config(&args) {
+        Ok(c) => c,
+        Err(e) => return usage_error(e),
+    };
+    let mut dev_keys = None;
+    if let Some((secret, api_key)) = dev {
+        let secret = secret.or(config.auth.jwt_secret.clone()).unwrap_or_else(|| random_key("dev-secret-"));
+        let api_key = api_key.or(config.auth.admin_api_key.clone()).unwrap_or_else(|| random_key("dev-key-"));
+        if secret.len() < 16 || api_key.len() < 16 {
+            return usage_error("--dev-secret and --dev-api-key must be at least 16 characters");
+        }
+        config.auth.jwt_secret = Some(secret.clone());
+        config.auth.admin_api_key = Some(api_key.clone());
+        dev_keys = Some((secret, api_key));
+    } else if config.auth.jwt_secret.is_none() {
+        return usage_error("auth.jwt_secret (or HERALD_JWT_SECRET) is required");
+    }
+    init_tracing(&config);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return usage_error(format!("cannot start the runtime: {e}")),
+    };
+    match rt.block_on(serve(config, dev_keys)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "herald failed");
+            eprintln!("herald: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config, dev_keys: Option<(String, String)>) -> anyhow::Result<()> {
+    let region = RegionName::new(&config.edge.region).context("edge.region")?;
+    let mut bus_config = MemoryBusConfig::new(region);
+    bus_config.partitions = config.bus.partitions;
+    bus_config.retention_records = config.bus.retention_records;
+    bus_config.retention = Duration::from_secs(config.bus.retention_secs);
+    bus_config.idempotency_window = Duration::from_secs(config.bus.idempotency_window_secs);
+    let deps = EdgeDeps {
+        bus: Arc::new(MemoryBus::new(bus_config)),
+        presence: Arc::new(MemoryPresence::new()),
+        metrics: EdgeMetrics::new(),
+        dev: dev_keys.as_ref().map(|(secret, _)| DevMode { issuer: TokenIssuer::hs256(secret.as_bytes()) }),
+    };
+    let edge = Edge::new(&config, deps)?;
+    let listener = tokio::net::TcpListener::bind(config.edge.listen).await.with_context(|| format!("cannot listen on {}", config.edge.listen))?;
+    let addr = listener.local_addr()?;
+    if let Some((secret, api_key)) = &dev_keys {
+        print_dev_banner(addr, secret, api_key);
+    } else {
+        println!("herald listening on http://{addr}");
+    }
+    let stop = CancellationToken::new();
+    tokio::spawn(watch_signals(edge.clone(), stop.clone()));
+    herald_edge::serve(listener, edge, stop).await?;
+    Ok(())
+}
+
+fn print_dev_banner(addr: std::net::SocketAddr, secret: &str, api_key: &str) {
+    let now = herald_core::now_ms() / 1000;
+    let claims = TokenClaims {
+        sub: "dev-user".into(),
+        account: "demo".into(),
+        exp: now + 24 * 3600,
+        iat: Some(now),
+        subscribe: vec!["*".into()],
+        publish: vec!["*".into()],
+    };
+    let token = TokenIssuer::hs256(secret.as_bytes()).issue(&claims);
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "herald listening on http://{addr}");
+    let _ = writeln!(out, "  demo page:        http://{addr}/");
+    let _ = writeln!(out, "  token secret:     {secret}");
+    let _ = writeln!(out, "  publish API key:  {api_key}   (admin: may publish to any account)");
+    let _ = writeln!(out, "  client token (account demo, user dev-user, 24h, every channel):");
+    let _ = writeln!(out, "    {token}");
+    let _ = writeln!(out, "  publish a record:");
+    let _ = writeln!(
+        out,
+        "    curl -s -X POST http://{addr}/v1/publish -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \\\n      -d '{{\"account\":\"demo\",\"channel\":\"incidents\",\"data\":{{\"ent\":\"incident\",\"id\":\"PAM4FGS\",\"type\":\"updated\"}}}}'"
+    );
+    let _ = writeln!(out, "  receive it (SSE):");
+    let _ = writeln!(out, "    curl -N 'http://{addr}/v1/sse?channels=incidents&token={token}'");
+    let _ = out.flush();
+}
+
+async fn watch_signals(edge: Arc<Edge>, stop: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {
+            tracing::info!("SIGTERM: draining");
+            edge.drain.cancel();
+        }
+        _ = int.recv() => {
+            tracing::info!("SIGINT: stopping");
+            stop.cancel();
+            return;
+        }
+    }
+    // A second signal during the drain stops at once.
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("second signal: stopping now");
+    stop.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_parse_with_units() {
+        assert_eq!(parse_ttl("90s"), Some(90));
+        assert_eq!(parse_ttl("1h"), Some(3600));
+        assert_eq!(parse_ttl("2d"), Some(172800));
+        assert_eq!(parse_ttl("5"), None);
+        assert_eq!(parse_ttl("h"), None);
+        assert_eq!(parse_ttl("5y"), None);
+    }
+}
