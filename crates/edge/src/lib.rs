@@ -60,6 +60,26 @@ pub async fn serve(listener: TcpListener, edge: Arc<Edge>, stop: CancellationTok
     // HTTP connections (upgraded WebSockets leave it at the upgrade; sessions are counted apart).
     let http_conns = TaskTracker::new();
     tracing::info!(node = %edge.node, region = %edge.region, addr = %listener.local_addr()?, "edge serving");
+    // Resolves when a drain has finished: every session gone, or the grace period over. The
+    // listener stays open meanwhile so that `/readyz` answers 503 instead of refusing.
+    let drained = async {
+        edge.drain.cancelled().await;
+        edge.set_ready(false);
+        edge.metrics.draining.set(1.0);
+        tracing::info!(sessions = edge.session_count(), grace_ms = edge.config.drain_grace_ms, "draining");
+        let all_done = async {
+            edge.sessions_closed().await;
+            http_conns.close();
+            http_conns.wait().await;
+        };
+        tokio::select! {
+            _ = all_done => tracing::info!("drain complete"),
+            _ = tokio::time::sleep(Duration::from_millis(edge.config.drain_grace_ms)) => {
+                tracing::warn!(sessions = edge.session_count(), "drain grace expired");
+            }
+        }
+    };
+    tokio::pin!(drained);
     loop {
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -71,25 +91,31 @@ pub async fn serve(listener: TcpListener, edge: Arc<Edge>, stop: CancellationTok
                     continue;
                 }
             },
-            _ = edge.drain.cancelled() => break,
+            _ = &mut drained => break,
             _ = stop.cancelled() => break,
         };
         let _ = tcp.set_nodelay(true);
         let edge2 = edge.clone();
+        let draining = edge.drain.is_cancelled();
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(Duration::from_secs(10))
+            .keep_alive(!draining)
             .serve_connection(TokioIo::new(tcp), service_fn(move |req| http::route(edge2.clone(), req)))
             .with_upgrades();
         let drain = edge.drain.clone();
         http_conns.spawn(async move {
             tokio::pin!(conn);
-            let res = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = drain.cancelled() => {
-                    // Finish in-flight requests, then close keep-alive connections.
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
+            let res = if draining {
+                conn.await
+            } else {
+                tokio::select! {
+                    r = conn.as_mut() => r,
+                    _ = drain.cancelled() => {
+                        // Finish in-flight requests, then close keep-alive connections.
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
                 }
             };
             if let Err(e) = res {
@@ -99,21 +125,6 @@ pub async fn serve(listener: TcpListener, edge: Arc<Edge>, stop: CancellationTok
     }
     drop(listener);
     edge.set_ready(false);
-    if !stop.is_cancelled() {
-        edge.metrics.draining.set(1.0);
-        tracing::info!(sessions = edge.session_count(), grace_ms = edge.config.drain_grace_ms, "draining");
-        let grace = Duration::from_millis(edge.config.drain_grace_ms);
-        let all_done = async {
-            edge.sessions_closed().await;
-            http_conns.close();
-            http_conns.wait().await;
-        };
-        tokio::select! {
-            _ = all_done => tracing::info!("drain complete"),
-            _ = tokio::time::sleep(grace) => tracing::warn!(sessions = edge.session_count(), "drain grace expired"),
-            _ = stop.cancelled() => {}
-        }
-    }
     background.cancel();
     for t in tasks {
         let _ = t.await;

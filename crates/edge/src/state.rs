@@ -156,9 +156,7 @@ impl Edge {
     /// Publishes records, validating each payload's size first. Returns where each landed.
     /// Nothing is written when any item is refused.
     pub async fn publish(&self, items: Vec<PublishItem>) -> Result<Vec<Appended>, ErrorCode> {
-        if self.drain.is_cancelled() {
-            return Err(ErrorCode::ShuttingDown);
-        }
+        // Publishing stays open while draining: the bus outlives this node.
         for it in &items {
             if it.data.len() > self.config.max_message_bytes {
                 self.metrics.publish_error(ErrorCode::MessageTooLarge);

@@ -1,0 +1,201 @@
+//! A test edge on 127.0.0.1:0 with the in-memory bus, and raw protocol helpers.
+#![allow(dead_code)]
+
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+use herald_bus_memory::{MemoryBus, MemoryBusConfig};
+use herald_config::Config;
+use herald_core::RegionName;
+use herald_edge::{Edge, EdgeDeps, EdgeMetrics, TokenClaims, TokenIssuer};
+use herald_presence_memory::MemoryPresence;
+
+pub const SECRET: &str = "test-secret-0123456789";
+pub const ADMIN_KEY: &str = "admin-key-0123456789";
+pub const ACME_KEY: &str = "acme-key-0123456789";
+
+/// Generous bound for "eventually": tests check behaviour, not speed.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+pub struct TestEdge {
+    pub addr: SocketAddr,
+    pub edge: Arc<Edge>,
+    pub stop: CancellationToken,
+    pub served: tokio::task::JoinHandle<()>,
+}
+
+impl TestEdge {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tune: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config::default();
+        config.auth.jwt_secret = Some(SECRET.into());
+        config.auth.admin_api_key = Some(ADMIN_KEY.into());
+        config.auth.account_keys.insert("acme".into(), vec![ACME_KEY.into()]);
+        config.edge.node = "test-node".into();
+        tune(&mut config);
+        config.validate().expect("test config is valid");
+        let mut bc = MemoryBusConfig::new(RegionName::new(&config.edge.region).unwrap());
+        bc.partitions = config.bus.partitions;
+        bc.retention_records = config.bus.retention_records;
+        let deps = EdgeDeps {
+            bus: Arc::new(MemoryBus::new(bc)),
+            presence: Arc::new(MemoryPresence::new()),
+            metrics: EdgeMetrics::new(),
+            dev: None,
+        };
+        let edge = Edge::new(&config, deps).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let served = tokio::spawn({
+            let (edge, stop) = (edge.clone(), stop.clone());
+            async move { herald_edge::serve(listener, edge, stop).await.unwrap() }
+        });
+        // Ready means: consumers positioned, accepting.
+        for _ in 0..1000 {
+            if edge.is_ready() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(edge.is_ready());
+        Self { addr, edge, stop, served }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A token for `account` that may subscribe to and publish on every channel.
+    pub fn token(&self, account: &str, sub: &str) -> String {
+        token_with(account, sub, &["*"], &["*"], 3600)
+    }
+
+    pub async fn publish(&self, body: Value) -> (u16, Value) {
+        http_post(self.addr, "/v1/publish", ADMIN_KEY, &body.to_string()).await
+    }
+
+    /// Publishes `{"seq":n}` to `account/channel` with the admin key.
+    pub async fn publish_seq(&self, account: &str, channel: &str, n: u64) -> Value {
+        let (status, v) = self.publish(json!({"account": account, "channel": channel, "data": {"seq": n}})).await;
+        assert_eq!(status, 200, "{v}");
+        v
+    }
+}
+
+pub fn token_with(account: &str, sub: &str, subscribe: &[&str], publish: &[&str], ttl: i64) -> String {
+    let now = herald_core::now_ms() as i64 / 1000;
+    let claims = TokenClaims {
+        sub: sub.into(),
+        account: account.into(),
+        exp: (now + ttl).max(0) as u64,
+        iat: Some(now as u64),
+        subscribe: subscribe.iter().map(|s| s.to_string()).collect(),
+        publish: publish.iter().map(|s| s.to_string()).collect(),
+    };
+    TokenIssuer::hs256(SECRET.as_bytes()).issue(&claims)
+}
+
+pub async fn http_request(addr: SocketAddr, method: &str, path: &str, bearer: Option<&str>, body: &str) -> (u16, hyper::HeaderMap, Vec<u8>) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.unwrap();
+    tokio::spawn(conn);
+    let mut req = hyper::Request::builder().method(method).uri(path).header("host", "test");
+    if let Some(b) = bearer {
+        req = req.header("authorization", format!("Bearer {b}"));
+    }
+    let resp = send.send_request(req.body(Full::new(bytes::Bytes::from(body.to_owned()))).unwrap()).await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
+    (status, headers, body)
+}
+
+pub async fn http_post(addr: SocketAddr, path: &str, key: &str, body: &str) -> (u16, Value) {
+    let (s, _, b) = http_request(addr, "POST", path, Some(key), body).await;
+    (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
+}
+
+pub async fn http_get_json(addr: SocketAddr, path: &str) -> (u16, Value) {
+    let (s, _, b) = http_request(addr, "GET", path, None, "").await;
+    (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
+}
+
+pub type RawWs = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A raw WebSocket with the token in the Authorization header (none if `token` is None).
+pub async fn raw_ws(addr: SocketAddr, token: Option<&str>) -> Result<RawWs, tokio_tungstenite::tungstenite::Error> {
+    let mut req = format!("ws://{addr}/v1/ws").into_client_request().unwrap();
+    if let Some(t) = token {
+        req.headers_mut().insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(req).await.map(|(ws, _)| ws)
+}
+
+pub async fn send(ws: &mut RawWs, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+/// What a raw client read next.
+#[derive(Debug)]
+pub enum Read {
+    Frames(Vec<Value>),
+    Closed(Option<CloseFrame>),
+    Ended,
+}
+
+/// Reads the next message: its frames (split on newlines), or how the connection ended.
+pub async fn read(ws: &mut RawWs) -> Read {
+    loop {
+        match tokio::time::timeout(PATIENCE, ws.next()).await.expect("the server answers") {
+            Some(Ok(Message::Text(t))) => {
+                return Read::Frames(herald_protocol::split_batch(t.as_str()).map(|l| serde_json::from_str(l).expect("server frames are JSON")).collect());
+            }
+            Some(Ok(Message::Close(f))) => return Read::Closed(f),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return Read::Ended,
+        }
+    }
+}
+
+/// Reads frames until one has type `ty` (returning it), skipping pings and others.
+pub async fn expect_type(ws: &mut RawWs, ty: &str) -> Value {
+    loop {
+        match read(ws).await {
+            Read::Frames(fs) => {
+                for f in fs {
+                    if f["type"] == ty {
+                        return f;
+                    }
+                }
+            }
+            other => panic!("connection ended while waiting for {ty}: {other:?}"),
+        }
+    }
+}
+
+/// Reads until the connection closes; returns every frame seen and the close frame.
+pub async fn read_until_closed(ws: &mut RawWs) -> (Vec<Value>, Option<CloseFrame>) {
+    let mut all = Vec::new();
+    loop {
+        match read(ws).await {
+            Read::Frames(fs) => all.extend(fs),
+            Read::Closed(f) => return (all, f),
+            Read::Ended => return (all, None),
+        }
+    }
+}
