@@ -106,8 +106,8 @@ async fn resuming_with_a_cursor_during_concurrent_publishing_has_no_gap_and_no_d
         send(&mut ws, sub).await;
         let mut take = rand::random::<u64>() % 400 + 1;
         'conn: loop {
-            let Read::Frames(frames) = read(&mut ws).await else { panic!("connection ended") };
-            for f in frames {
+            let Next::Frame(f) = ws.next().await else { panic!("connection ended") };
+            {
                 match f["type"].as_str().unwrap() {
                     "subscribed" => {
                         if cursor.is_some() {

@@ -137,65 +137,68 @@ pub async fn http_get_json(addr: SocketAddr, path: &str) -> (u16, Value) {
 
 pub type RawWs = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// A raw WebSocket client that remembers frames of a batched message it has not consumed yet.
+pub struct Conn {
+    pub ws: RawWs,
+    queue: std::collections::VecDeque<Value>,
+}
+
+/// How a raw connection ended.
+pub enum Next {
+    Frame(Value),
+    Closed(Option<CloseFrame>),
+}
+
 /// A raw WebSocket with the token in the Authorization header (none if `token` is None).
-pub async fn raw_ws(addr: SocketAddr, token: Option<&str>) -> Result<RawWs, tokio_tungstenite::tungstenite::Error> {
+pub async fn raw_ws(addr: SocketAddr, token: Option<&str>) -> Result<Conn, tokio_tungstenite::tungstenite::Error> {
     let mut req = format!("ws://{addr}/v1/ws").into_client_request().unwrap();
     if let Some(t) = token {
         req.headers_mut().insert("authorization", format!("Bearer {t}").parse().unwrap());
     }
-    tokio_tungstenite::connect_async(req).await.map(|(ws, _)| ws)
+    tokio_tungstenite::connect_async(req).await.map(|(ws, _)| Conn { ws, queue: Default::default() })
 }
 
-pub async fn send(ws: &mut RawWs, v: Value) {
-    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+pub async fn send(c: &mut Conn, v: Value) {
+    c.ws.send(Message::Text(v.to_string().into())).await.unwrap();
 }
 
-/// What a raw client read next.
-#[derive(Debug)]
-pub enum Read {
-    Frames(Vec<Value>),
-    Closed(Option<CloseFrame>),
-    Ended,
-}
-
-/// Reads the next message: its frames (split on newlines), or how the connection ended.
-pub async fn read(ws: &mut RawWs) -> Read {
-    loop {
-        match tokio::time::timeout(PATIENCE, ws.next()).await.expect("the server answers") {
-            Some(Ok(Message::Text(t))) => {
-                return Read::Frames(herald_protocol::split_batch(t.as_str()).map(|l| serde_json::from_str(l).expect("server frames are JSON")).collect());
+impl Conn {
+    /// The next frame (batched messages are split), or how the connection ended.
+    pub async fn next(&mut self) -> Next {
+        loop {
+            if let Some(f) = self.queue.pop_front() {
+                return Next::Frame(f);
             }
-            Some(Ok(Message::Close(f))) => return Read::Closed(f),
-            Some(Ok(_)) => continue,
-            Some(Err(_)) | None => return Read::Ended,
+            match tokio::time::timeout(PATIENCE, self.ws.next()).await.expect("the server answers") {
+                Some(Ok(Message::Text(t))) => {
+                    self.queue.extend(herald_protocol::split_batch(t.as_str()).map(|l| serde_json::from_str::<Value>(l).expect("server frames are JSON")));
+                }
+                Some(Ok(Message::Close(f))) => return Next::Closed(f),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Next::Closed(None),
+            }
         }
     }
 }
 
 /// Reads frames until one has type `ty` (returning it), skipping pings and others.
-pub async fn expect_type(ws: &mut RawWs, ty: &str) -> Value {
+pub async fn expect_type(c: &mut Conn, ty: &str) -> Value {
     loop {
-        match read(ws).await {
-            Read::Frames(fs) => {
-                for f in fs {
-                    if f["type"] == ty {
-                        return f;
-                    }
-                }
-            }
-            other => panic!("connection ended while waiting for {ty}: {other:?}"),
+        match c.next().await {
+            Next::Frame(f) if f["type"] == ty => return f,
+            Next::Frame(_) => {}
+            Next::Closed(f) => panic!("connection ended while waiting for {ty}: {f:?}"),
         }
     }
 }
 
 /// Reads until the connection closes; returns every frame seen and the close frame.
-pub async fn read_until_closed(ws: &mut RawWs) -> (Vec<Value>, Option<CloseFrame>) {
+pub async fn read_until_closed(c: &mut Conn) -> (Vec<Value>, Option<CloseFrame>) {
     let mut all = Vec::new();
     loop {
-        match read(ws).await {
-            Read::Frames(fs) => all.extend(fs),
-            Read::Closed(f) => return (all, f),
-            Read::Ended => return (all, None),
+        match c.next().await {
+            Next::Frame(f) => all.push(f),
+            Next::Closed(f) => return (all, f),
         }
     }
 }

@@ -1,0 +1,160 @@
+//! SSE and long-poll: the same records, the same cursors, the same exact resume.
+
+mod common;
+
+use common::*;
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use tokio::net::TcpStream;
+
+/// An open SSE stream and a parser for its events.
+struct Sse {
+    body: hyper::body::Incoming,
+    buf: String,
+    _send: hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+}
+
+/// One SSE event: its `id:` (if any) and its data frame.
+struct SseEvent {
+    id: Option<String>,
+    data: Value,
+}
+
+async fn open_sse(addr: SocketAddr, path: &str, last_event_id: Option<&str>) -> (u16, Option<Sse>) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.unwrap();
+    tokio::spawn(conn);
+    let mut req = hyper::Request::builder().uri(path).header("host", "t");
+    if let Some(id) = last_event_id {
+        req = req.header("last-event-id", id);
+    }
+    let resp = send.send_request(req.body(http_body_util::Empty::new()).unwrap()).await.unwrap();
+    let status = resp.status().as_u16();
+    if status != 200 {
+        return (status, None);
+    }
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    (status, Some(Sse { body: resp.into_body(), buf: String::new(), _send: send }))
+}
+
+impl Sse {
+    async fn next(&mut self) -> SseEvent {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut id = None;
+                let mut data = None;
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id: ") {
+                        id = Some(v.to_owned());
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data = Some(serde_json::from_str(v).expect("data is one JSON frame"));
+                    }
+                }
+                if let Some(data) = data {
+                    return SseEvent { id, data };
+                }
+                continue;
+            }
+            let frame = tokio::time::timeout(PATIENCE, self.body.frame()).await.expect("stream moves").expect("stream open").unwrap();
+            if let Ok(d) = frame.into_data() {
+                self.buf.push_str(std::str::from_utf8(&d).unwrap());
+            }
+        }
+    }
+
+    async fn next_message(&mut self) -> SseEvent {
+        loop {
+            let e = self.next().await;
+            if e.data["type"] == "message" {
+                return e;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_resumes_exactly_from_last_event_id() {
+    let e = TestEdge::start().await;
+    let token = e.token("acme", "u1");
+    let path = format!("/v1/sse?channels=incidents,other&token={token}");
+    let (_, sse) = open_sse(e.addr, &path, None).await;
+    let mut sse = sse.unwrap();
+    assert_eq!(sse.next().await.data["type"], "welcome");
+    for n in 0..6 {
+        e.publish_seq("acme", if n % 2 == 0 { "incidents" } else { "other" }, n).await;
+    }
+    e.publish_seq("acme", "not-subscribed", 99).await;
+    let mut last_id = None;
+    for n in 0..3 {
+        let ev = sse.next_message().await;
+        assert_eq!(ev.data["data"]["seq"], n);
+        assert_eq!(ev.id.as_deref(), ev.data["cursor"].as_str(), "the event id is the cursor");
+        last_id = ev.id;
+    }
+    drop(sse);
+    for n in 6..8 {
+        e.publish_seq("acme", "incidents", n).await;
+    }
+    let (_, sse) = open_sse(e.addr, &path, last_id.as_deref()).await;
+    let mut sse = sse.unwrap();
+    for n in 3..8 {
+        let ev = sse.next_message().await;
+        assert_eq!(ev.data["data"]["seq"], n, "records of both channels, in order, from the cursor on");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_refuses_bad_requests_with_documented_codes() {
+    let e = TestEdge::start().await;
+    let token = e.token("acme", "u1");
+    let cases = [
+        (format!("/v1/sse?channels=incidents"), 401),
+        (format!("/v1/sse?channels=../beta/x&token={token}"), 400),
+        (format!("/v1/sse?token={token}"), 400),
+        (format!("/v1/sse?channels=a&since=garbage&token={token}"), 400),
+        (format!("/v1/sse?channels=a&token=not-a-token"), 401),
+    ];
+    for (path, want) in cases {
+        let (status, _) = open_sse(e.addr, &path, None).await;
+        assert_eq!(status, want, "{path}");
+    }
+    let narrow = token_with("acme", "u", &["public:*"], &[], 60);
+    let (status, _) = open_sse(e.addr, &format!("/v1/sse?channels=secret&token={narrow}"), None).await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_poll_pages_through_history_and_then_waits_for_live_records() {
+    let e = TestEdge::start().await;
+    let token = e.token("acme", "u1");
+    // Position before anything is published.
+    let (_, first) = http_get_json(e.addr, &format!("/v1/poll?channels=c&token={token}&timeout_ms=50")).await;
+    assert_eq!(first["messages"], json!([]));
+    let mut cursor = first["cursor"].as_str().unwrap().to_owned();
+    for n in 0..10 {
+        e.publish_seq("acme", "c", n).await;
+    }
+    let mut got = Vec::new();
+    while got.len() < 10 {
+        let (status, page) = http_get_json(e.addr, &format!("/v1/poll?channels=c&token={token}&since={cursor}&limit=4")).await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["recovered"], true);
+        let msgs = page["messages"].as_array().unwrap();
+        assert!(!msgs.is_empty() && msgs.len() <= 4);
+        got.extend(msgs.iter().map(|m| m["data"]["seq"].as_u64().unwrap()));
+        cursor = page["cursor"].as_str().unwrap().to_owned();
+    }
+    assert_eq!(got, (0..10).collect::<Vec<_>>());
+    // Nothing new: the poll waits until a record is published.
+    let waiter = tokio::spawn({
+        let (addr, path) = (e.addr, format!("/v1/poll?channels=c&token={token}&since={cursor}&timeout_ms=20000"));
+        async move { http_get_json(addr, &path).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    e.publish_seq("acme", "c", 10).await;
+    let (_, page) = waiter.await.unwrap();
+    assert_eq!(page["messages"][0]["data"]["seq"], 10);
+}
