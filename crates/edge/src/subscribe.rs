@@ -103,6 +103,9 @@ pub async fn replay(edge: &Edge, opened: Opened, limit: Option<usize>) -> (Arc<S
             if !sub.channels.iter().any(|c| c.channel == r.channel && c.account == r.account) {
                 continue;
             }
+            if sub.outbox.queued_bytes() >= high_water && !sub.outbox.wait_for_room(high_water).await {
+                return (sub, ReplayEnd::Closed);
+            }
             if !sub.outbox.push(OutItem::Record(edge.hub.encode(&r))) {
                 return (sub, ReplayEnd::Closed);
             }
@@ -110,9 +113,6 @@ pub async fn replay(edge: &Edge, opened: Opened, limit: Option<usize>) -> (Arc<S
             if limit.is_some_and(|l| queued >= l) {
                 return (sub, ReplayEnd::Limited);
             }
-        }
-        if sub.outbox.queued_bytes() >= high_water && !sub.outbox.wait_for_room(high_water).await {
-            return (sub, ReplayEnd::Closed);
         }
     }
     sub.finish_replay(None);

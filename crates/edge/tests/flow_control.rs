@@ -1,0 +1,161 @@
+//! Slow consumers, heartbeats, drains and presence: the connection lifecycle.
+
+mod common;
+
+use common::*;
+use herald_client::{Client, ClientConfig, Event};
+use serde_json::json;
+use std::time::Duration;
+
+fn metric(e: &TestEdge, name: &str) -> f64 {
+    e.edge.metrics.render().lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' ')).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_with_lagged_while_others_get_everything_and_it_resumes_losslessly() {
+    let e = TestEdge::start_with(|c| {
+        c.edge.max_queued_bytes = 256 << 10;
+        c.edge.lag_close_grace_ms = 60_000;
+    })
+    .await;
+    let fast = Client::connect(ClientConfig::new(e.url(), e.token("acme", "fast")));
+    let mut fast_sub = fast.subscribe("c").await.unwrap();
+    let mut slow = raw_ws(e.addr, Some(&e.token("acme", "slow"))).await.unwrap();
+    send(&mut slow, json!({"type":"subscribe","id":1,"channel":"c"})).await;
+    let subscribed_at = expect_type(&mut slow, "subscribed").await["cursor"].as_str().unwrap().to_owned();
+    // From here on the slow client reads nothing, so its socket buffers and then its queue fill.
+    let pad = "p".repeat(15_000);
+    let mut published = 0u64;
+    while metric(&e, "herald_lagged_disconnects_total") < 1.0 {
+        assert!(published < 20_000, "the slow client was never cut");
+        let records: Vec<_> = (0..5).map(|i| json!({"account":"acme","channel":"c","data":{"seq": published + i, "pad": pad}})).collect();
+        let (s, _) = e.publish(json!({ "records": records })).await;
+        assert_eq!(s, 200);
+        published += 5;
+        // The fast client keeps up, and gets every record.
+        for n in published - 5..published {
+            let m = tokio::time::timeout(PATIENCE, fast_sub.next_message()).await.unwrap().unwrap();
+            assert_eq!(serde_json::from_str::<serde_json::Value>(m.data.get()).unwrap()["seq"], n);
+        }
+    }
+    for i in 0..5 {
+        e.publish_seq("acme", "c", published + i).await;
+    }
+    published += 5;
+    for _ in 0..5 {
+        tokio::time::timeout(PATIENCE, fast_sub.next_message()).await.unwrap().unwrap();
+    }
+    // The slow client now reads: what was already in flight, then `lagged` and close 4008.
+    let (frames, close) = read_until_closed(&mut slow).await;
+    assert_eq!(close.map(|c| u16::from(c.code)), Some(4008));
+    assert_eq!(frames.last().unwrap()["code"], "lagged");
+    let msgs: Vec<_> = frames.iter().filter(|f| f["type"] == "message").collect();
+    let seen: Vec<u64> = msgs.iter().map(|m| m["data"]["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seen, (0..seen.len() as u64).collect::<Vec<_>>(), "what it got before the cut is in order");
+    // It resumes from its last cursor and gets exactly the rest.
+    // (A burst larger than the queue can cut it before anything was written: then the cursor
+    // from `subscribed` is where it resumes.)
+    let cursor = msgs.last().map(|m| m["cursor"].as_str().unwrap().to_owned()).unwrap_or(subscribed_at);
+    let mut again = raw_ws(e.addr, Some(&e.token("acme", "slow"))).await.unwrap();
+    send(&mut again, json!({"type":"subscribe","id":2,"channel":"c","since": cursor})).await;
+    assert_eq!(expect_type(&mut again, "subscribed").await["recovered"], true);
+    let mut next = seen.len() as u64;
+    while next < published {
+        let m = expect_type(&mut again, "message").await;
+        assert_eq!(m["data"]["seq"], next);
+        next += 1;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_answering_heartbeats_is_closed_and_one_that_answers_stays() {
+    let e = TestEdge::start_with(|c| c.edge.heartbeat_ms = 1000).await;
+    let mut silent = raw_ws(e.addr, Some(&e.token("acme", "s"))).await.unwrap();
+    let mut alive = Client::connect(ClientConfig::new(e.url(), e.token("acme", "a")));
+    let mut sub = alive.subscribe("c").await.unwrap();
+    let (frames, close) = read_until_closed(&mut silent).await;
+    assert!(frames.iter().any(|f| f["type"] == "ping"));
+    assert_eq!(close.map(|c| c.reason.to_string()), Some("heartbeat timeout".into()));
+    assert_eq!(metric(&e, "herald_heartbeat_timeouts_total"), 1.0);
+    // The SDK answers pings: still connected, still receiving.
+    e.publish_seq("acme", "c", 1).await;
+    assert!(tokio::time::timeout(PATIENCE, sub.next_message()).await.unwrap().is_some());
+    assert!(matches!(*alive.state().borrow(), herald_client::ConnState::Connected { .. }));
+    alive.close().await;
+    alive = Client::connect(ClientConfig::new(e.url(), e.token("acme", "a")));
+    drop(alive);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_tells_every_client_to_reconnect_with_spread_delays_and_readyz_turns_503() {
+    let e = TestEdge::start_with(|c| c.edge.drain_grace_ms = 10_000).await;
+    let mut clients = Vec::new();
+    for i in 0..5 {
+        let mut c = raw_ws(e.addr, Some(&e.token("acme", &format!("u{i}")))).await.unwrap();
+        expect_type(&mut c, "welcome").await;
+        clients.push(c);
+    }
+    let token = e.token("acme", "sse");
+    let sse = tokio::spawn({
+        let addr = e.addr;
+        async move { http_request(addr, "GET", &format!("/v1/sse?channels=c&token={token}"), None, "").await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(http_get_json(e.addr, "/readyz").await.0, 200);
+    e.edge.drain.cancel();
+    let mut delays = Vec::new();
+    for c in &mut clients {
+        let (frames, close) = read_until_closed(c).await;
+        let r = frames.iter().find(|f| f["type"] == "reconnect").expect("a reconnect frame");
+        assert_eq!(r["reason"], "drain");
+        let after = r["after_ms"].as_u64().unwrap();
+        assert!(after <= 5_000, "spread over half the grace period");
+        delays.push(after);
+        assert_eq!(close.map(|c| u16::from(c.code)), Some(1001));
+    }
+    delays.dedup();
+    assert!(delays.len() > 1, "delays are jittered, not identical");
+    let (_, _, body) = sse.await.unwrap();
+    assert!(String::from_utf8_lossy(&body).contains(r#""type":"reconnect""#));
+    // New work is refused while the drain finishes; the server stops once everyone is gone.
+    let _ = raw_ws(e.addr, Some(&e.token("acme", "late"))).await.map(|_| panic!("a draining node accepted a WebSocket")).ok();
+    tokio::time::timeout(PATIENCE, e.served).await.expect("serve returns after the drain").unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_lists_members_and_sends_join_and_leave_to_those_who_asked() {
+    let e = TestEdge::start().await;
+    let watcher = Client::connect(ClientConfig::new(e.url(), e.token("acme", "watcher")));
+    let mut w = watcher.subscribe_with("room", None, true).await.unwrap();
+    let mut joins = 0;
+    let guest = Client::connect(ClientConfig::new(e.url(), e.token("acme", "guest")));
+    let _g = guest.subscribe("room").await.unwrap();
+    let mut guest_conn = None;
+    while guest_conn.is_none() {
+        match tokio::time::timeout(PATIENCE, w.next()).await.unwrap().unwrap() {
+            Event::Join { user, connection_id } => {
+                joins += 1;
+                if user == "guest" {
+                    guest_conn = Some(connection_id);
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(joins >= 1);
+    let p = watcher.presence("room").await.unwrap();
+    assert_eq!(p["occupancy"], 2);
+    let mut users: Vec<_> = p["members"].as_array().unwrap().iter().map(|m| m["user"].as_str().unwrap().to_owned()).collect();
+    users.sort();
+    assert_eq!(users, vec!["guest", "watcher"]);
+    guest.close().await;
+    loop {
+        if let Event::Leave { connection_id, .. } = tokio::time::timeout(PATIENCE, w.next()).await.unwrap().unwrap() {
+            assert_eq!(Some(connection_id), guest_conn);
+            break;
+        }
+    }
+    // Another account's presence is not visible.
+    let beta = Client::connect(ClientConfig::new(e.url(), e.token("beta", "b")));
+    assert_eq!(beta.presence("room").await.unwrap()["occupancy"], 0);
+}
