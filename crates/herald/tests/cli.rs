@@ -1,0 +1,128 @@
+//! The binary as an operator uses it: `herald dev`, `herald token`, signals, bad config.
+
+use futures_util::StreamExt;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+const BIN: &str = env!("CARGO_BIN_EXE_herald");
+const SECRET: &str = "cli-test-secret-0123456789";
+const KEY: &str = "cli-test-key-0123456789";
+
+struct Dev {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_dev(extra: &[&str]) -> Dev {
+    let mut child = Command::new(BIN)
+        .args(["dev", "--listen", "127.0.0.1:0", "--dev-secret", SECRET, "--dev-api-key", KEY])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().strip_prefix("herald listening on ").expect("the first line names the address").to_owned();
+    Dev { child, url }
+}
+
+fn token(account: &str) -> String {
+    let out = Command::new(BIN).args(["token", "--secret", SECRET, "--account", account, "--sub", "u", "--channels", "*", "--publish", "*", "--ttl", "10m"]).output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn publish(url: &str, body: &str) -> String {
+    let addr = url.strip_prefix("http://").unwrap();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "POST /v1/publish HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut s, &mut out).unwrap();
+    out
+}
+
+#[tokio::test]
+async fn herald_dev_serves_a_token_from_herald_token_and_delivers_a_published_record() {
+    let dev = start_dev(&[]);
+    let client = herald_client::Client::connect(herald_client::ClientConfig::new(dev.url.clone(), token("demo")));
+    let mut sub = client.subscribe("incidents").await.unwrap();
+    let resp = publish(&dev.url, r#"{"account":"demo","channel":"incidents","data":{"ent":"incident","id":"PAM4FGS","type":"updated"}}"#);
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let m = tokio::time::timeout(Duration::from_secs(30), sub.next_message()).await.unwrap().unwrap();
+    assert_eq!(m.data.get(), r#"{"ent":"incident","id":"PAM4FGS","type":"updated"}"#);
+}
+
+#[tokio::test]
+async fn sigterm_tells_every_client_to_reconnect_and_exits_cleanly() {
+    let mut dev = start_dev(&[]);
+    let ws_url = format!("{}/v1/ws", dev.url.replace("http://", "ws://"));
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(ws_url.as_str()).unwrap();
+        req.headers_mut().insert("authorization", format!("Bearer {}", token("demo")).parse().unwrap());
+        let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        clients.push(ws);
+    }
+    let status = Command::new("kill").args(["-TERM", &dev.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    for ws in &mut clients {
+        let mut saw_reconnect = false;
+        while let Some(Ok(m)) = tokio::time::timeout(Duration::from_secs(30), ws.next()).await.unwrap() {
+            if let Message::Text(t) = m {
+                saw_reconnect |= t.contains(r#""type":"reconnect""#);
+            }
+        }
+        assert!(saw_reconnect);
+    }
+    let mut exited = None;
+    for _ in 0..300 {
+        if let Some(s) = dev.child.try_wait().unwrap() {
+            exited = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(exited.expect("herald exits once its clients are gone").code(), Some(0));
+}
+
+#[test]
+fn sigint_exits_at_once() {
+    let mut dev = start_dev(&[]);
+    Command::new("kill").args(["-INT", &dev.child.id().to_string()]).status().unwrap();
+    let mut code = None;
+    for _ in 0..100 {
+        if let Some(s) = dev.child.try_wait().unwrap() {
+            code = s.code();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn bad_configuration_exits_64_naming_the_problem() {
+    let dir = std::env::temp_dir().join(format!("herald-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("bad.toml");
+    std::fs::write(&cfg, "[edge]\nheartbeat_msec = 5\n").unwrap();
+    let out = Command::new(BIN).args(["edge", "--config", cfg.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("heartbeat_msec"));
+    let out = Command::new(BIN).args(["edge"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("jwt_secret"));
+    let out = Command::new(BIN).args(["token", "--secret", "s", "--account", "Bad/Name", "--sub", "u"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
