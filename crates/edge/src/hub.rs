@@ -66,6 +66,16 @@ impl Subscription {
         self.outbox.push(OutItem::Record(rec.clone()));
     }
 
+    fn deliver_all(&self, recs: &[Arc<EncodedRecord>]) {
+        if recs.len() == 1 || self.replaying.load(Ordering::Acquire) || recs[0].offset < self.skip_below {
+            for r in recs {
+                self.deliver(r);
+            }
+            return;
+        }
+        self.outbox.push_records(recs);
+    }
+
     /// Ends the replay phase: queues the live records that arrived meanwhile, in order, and from
     /// now on live records go straight to the outbox. `until` drops pending records at or above
     /// it (long-poll stops early and must not return records after a gap).
@@ -193,22 +203,33 @@ impl Hub {
     }
 
     /// Fans a batch of one partition's records out to local subscribers, in order, and moves the
-    /// partition's seam past them.
+    /// partition's seam past them. Each subscriber gets all of its records from the batch in one
+    /// queue operation and one wake-up, so its writer sends them as one batched message.
     pub fn dispatch(&self, partition: u32, records: &[Arc<Record>]) {
         let Some(last) = records.last() else { return };
         let now = herald_core::now_ms();
         let mut deliveries = 0u64;
         let mut part = self.parts[partition as usize].lock();
+        // Group the batch by channel, keeping order within each channel.
+        let mut groups: Vec<(ChannelKey, Vec<Arc<EncodedRecord>>)> = Vec::new();
         for r in records {
-            let key = ChannelKey::new(r.account.clone(), r.channel.clone());
-            if let Some(subs) = part.channels.get(&key) {
-                let enc = self.encode(r);
-                for s in subs {
-                    s.deliver(&enc);
-                }
-                deliveries += subs.len() as u64;
-            }
             self.metrics.publish_to_fanout.record(now.saturating_sub(r.published_at_ms) as f64 / 1000.0);
+            let key = ChannelKey::new(r.account.clone(), r.channel.clone());
+            if !part.channels.contains_key(&key) {
+                continue;
+            }
+            let enc = self.encode(r);
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, v)) => v.push(enc),
+                None => groups.push((key, vec![enc])),
+            }
+        }
+        for (key, encs) in &groups {
+            let subs = &part.channels[key];
+            for s in subs {
+                s.deliver_all(encs);
+            }
+            deliveries += (subs.len() * encs.len()) as u64;
         }
         part.next = part.next.max(last.offset + 1);
         drop(part);

@@ -121,6 +121,32 @@ impl Outbox {
         true
     }
 
+    /// Queues several records at once, with one lock and one wake-up.
+    pub fn push_records(&self, recs: &[Arc<EncodedRecord>]) -> bool {
+        let mut s = self.state.lock();
+        if s.close.is_some() {
+            return false;
+        }
+        let len: usize = recs.iter().map(|r| r.frame.len()).sum();
+        if s.bytes + len > self.max_bytes {
+            s.close = Some(CloseReason::Lagged);
+            s.items = VecDeque::new();
+            s.bytes = 0;
+            drop(s);
+            self.wake.notify_one();
+            self.changed.notify_waiters();
+            return false;
+        }
+        let was_empty = s.items.is_empty();
+        s.items.extend(recs.iter().map(|r| OutItem::Record(r.clone())));
+        s.bytes += len;
+        drop(s);
+        if was_empty {
+            self.wake.notify_one();
+        }
+        true
+    }
+
     /// Marks the connection closing for `reason`, unless it already is. Items already queued are
     /// still written, except after [`CloseReason::Lagged`] and [`CloseReason::PeerGone`].
     pub fn close(&self, reason: CloseReason) {

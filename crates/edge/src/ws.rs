@@ -69,9 +69,11 @@ pub fn upgrade(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
         None => None,
     };
     let span = tracing::info_span!("ws", conn = tracing::field::Empty, account = tracing::field::Empty);
+    // Taken before spawning so that the task does not keep room for the whole request.
+    let on_upgrade = hyper::upgrade::on(req);
     tokio::spawn(
         async move {
-            match hyper::upgrade::on(req).await {
+            match on_upgrade.await {
                 Ok(upgraded) => run(edge, upgraded, grant).await,
                 Err(e) => tracing::debug!(error = %e, "upgrade failed"),
             }
@@ -95,18 +97,24 @@ async fn run(edge: Arc<Edge>, upgraded: hyper::upgrade::Upgraded, grant: Option<
     match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => {
             let (r, w) = parts.io.into_inner().into_split();
-            run_halves(edge, r, w, parts.read_buf, grant).await
+            // `read_buf` is a view into hyper's whole (8 KiB) read buffer: copy out its bytes and
+            // drop it now, or every idle connection would pin that buffer for its whole life.
+            let prefix = if parts.read_buf.is_empty() { Bytes::new() } else { Bytes::copy_from_slice(&parts.read_buf) };
+            drop(parts.read_buf);
+            run_halves(edge, r, w, prefix, grant).await
         }
         Err(upgraded) => {
+            // Not a plain TCP socket (e.g. TLS): split with a lock. Boxed, so that this rarer
+            // variant does not double the size of every connection's task.
             let (r, w) = tokio::io::split(TokioIo::new(upgraded));
-            run_halves(edge, r, w, Bytes::new(), grant).await
+            Box::pin(run_halves(edge, r, w, Bytes::new(), grant)).await
         }
     }
 }
 
 fn ws_config(edge: &Edge) -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(2048)
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .max_write_buffer_size(64 << 10)
         .max_message_size(Some(edge.config.max_frame_bytes))
@@ -130,7 +138,7 @@ where
 
     let grant = match grant {
         Some(g) => Some(g),
-        None => authenticate(&edge, &mut ws, &outbox).await,
+        None => Box::pin(authenticate(&edge, &mut ws, &outbox)).await,
     };
     if let Some(grant) = grant {
         let conn_id = connection_id();
@@ -204,7 +212,9 @@ where
                 last_heard = Instant::now();
                 match msg {
                     Some(Ok(Message::Text(t))) => {
-                        if session.handle_text(t.as_str()).await.is_err() {
+                        // Boxed: request handling (subscribe with replay, publish) is a large
+                        // future, and keeping it inline would grow every idle connection's task.
+                        if Box::pin(session.handle_text(t.as_str())).await.is_err() {
                             break;
                         }
                     }
@@ -251,7 +261,7 @@ where
             }
         }
     }
-    session.end().await;
+    Box::pin(session.end()).await;
 }
 
 /// A random delay in `[0, drain_grace/2]`, so drained clients do not all reconnect at once.

@@ -1,0 +1,204 @@
+//! Subscribers: N connections to one channel, each checking the sequence it receives.
+
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::net::TcpSocket;
+use tokio::sync::Mutex;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// `subscribe` flags.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Server address, host:port.
+    #[arg(long)]
+    addr: String,
+    /// Client token.
+    #[arg(long)]
+    token: String,
+    /// Channel.
+    #[arg(long, default_value = "fanout")]
+    channel: String,
+    /// Connections to open.
+    #[arg(long)]
+    connections: usize,
+    /// Local source address to bind (spreads ports over 127.0.0.x).
+    #[arg(long)]
+    source_ip: Option<String>,
+    /// Stop after this many seconds with no message on any connection (after the first one).
+    #[arg(long, default_value_t = 3)]
+    idle_exit_secs: u64,
+    /// Stop after this many seconds in any case.
+    #[arg(long, default_value_t = 120)]
+    max_secs: u64,
+    /// Hold the connections open without subscribing for this many seconds, then exit
+    /// (the idle-memory scenario).
+    #[arg(long)]
+    idle_hold_secs: Option<u64>,
+    /// Print a line on stderr once every connection is subscribed.
+    #[arg(long, default_value_t = true)]
+    announce: bool,
+}
+
+#[derive(Default)]
+struct Totals {
+    messages: AtomicU64,
+    ws_messages: AtomicU64,
+    gaps: AtomicU64,
+    dups: AtomicU64,
+    last_at_us: AtomicU64,
+    first_at_us: AtomicU64,
+}
+
+/// Finds `"key":<digits>` in a frame and parses the number.
+fn field(frame: &str, key: &str) -> Option<u64> {
+    let at = frame.find(key)? + key.len();
+    let digits: &str = &frame[at..];
+    let end = digits.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits.len());
+    digits[..end].parse().ok()
+}
+
+pub async fn run(a: Args) -> anyhow::Result<()> {
+    let totals = Arc::new(Totals::default());
+    let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+    let ready = Arc::new(AtomicU64::new(0));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::with_capacity(a.connections);
+    let args = Arc::new(a);
+    for _ in 0..args.connections {
+        let (args, totals, hist, ready, stop) = (args.clone(), totals.clone(), hist.clone(), ready.clone(), stop_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = one(&args, &totals, &hist, &ready, stop).await {
+                eprintln!("connection failed: {e}");
+            }
+        }));
+        // Pace the handshakes a little so the listen backlog never overflows.
+        if tasks.len() % 200 == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let start = std::time::Instant::now();
+    let mut announced = false;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let r = ready.load(Ordering::Relaxed) as usize;
+        if !announced && r == args.connections && args.announce {
+            eprintln!("ready {r}");
+            announced = true;
+        }
+        if let Some(hold) = args.idle_hold_secs {
+            if announced && start.elapsed() > Duration::from_secs(hold) {
+                break;
+            }
+            continue;
+        }
+        let last = totals.last_at_us.load(Ordering::Relaxed);
+        if last > 0 && crate::now_us().saturating_sub(last) > args.idle_exit_secs * 1_000_000 {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(args.max_secs) {
+            break;
+        }
+    }
+    if args.idle_hold_secs.is_some() {
+        println!("{}", serde_json::json!({ "connections": args.connections, "ready": ready.load(Ordering::Relaxed), "cpu_seconds": crate::cpu_seconds() }));
+        std::process::exit(0);
+    }
+    // Every connection flushes its own histogram, then the totals are read.
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+    }
+    let h = hist.lock().await;
+    let msgs = totals.messages.load(Ordering::Relaxed);
+    let span = (totals.last_at_us.load(Ordering::Relaxed).saturating_sub(totals.first_at_us.load(Ordering::Relaxed))) as f64 / 1e6;
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "{}",
+        serde_json::json!({
+            "connections": args.connections,
+            "ready": ready.load(Ordering::Relaxed),
+            "deliveries": msgs,
+            "ws_messages": totals.ws_messages.load(Ordering::Relaxed),
+            "seconds": span,
+            "deliveries_per_sec": if span > 0.0 { msgs as f64 / span } else { 0.0 },
+            "gaps": totals.gaps.load(Ordering::Relaxed),
+            "duplicates": totals.dups.load(Ordering::Relaxed),
+            "latency_ms": { "p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "p999": ms(0.999), "max": h.max() as f64 / 1000.0 },
+            "cpu_seconds": crate::cpu_seconds(),
+        })
+    );
+    std::process::exit(0);
+}
+
+async fn one(a: &Args, totals: &Totals, hist: &Mutex<Histogram<u64>>, ready: &AtomicU64, mut stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
+    let sock = TcpSocket::new_v4()?;
+    if let Some(ip) = &a.source_ip {
+        sock.bind(format!("{ip}:0").parse()?)?;
+    }
+    let tcp = sock.connect(a.addr.parse()?).await?;
+    tcp.set_nodelay(true)?;
+    let mut req = format!("ws://{}/v1/ws", a.addr).into_client_request()?;
+    req.headers_mut().insert("authorization", format!("Bearer {}", a.token).parse()?);
+    let cfg = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(req, tcp, Some(cfg)).await?;
+    if a.idle_hold_secs.is_some() {
+        ready.fetch_add(1, Ordering::Relaxed);
+        // Answer heartbeats, nothing else.
+        while let Some(m) = ws.next().await {
+            if let Message::Text(t) = m? {
+                if t.contains("\"ping\"") {
+                    ws.send(Message::Text("{\"type\":\"pong\"}".into())).await?;
+                }
+            }
+        }
+        return Ok(());
+    }
+    ws.send(Message::Text(format!(r#"{{"type":"subscribe","id":1,"channel":"{}"}}"#, a.channel).into())).await?;
+    let mut expect: Option<u64> = None;
+    let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut n = 0u64;
+    loop {
+        let m = tokio::select! {
+            m = ws.next() => m,
+            _ = stop.changed() => break,
+        };
+        let Some(m) = m else { break };
+        let Message::Text(t) = m? else { continue };
+        totals.ws_messages.fetch_add(1, Ordering::Relaxed);
+        let now = crate::now_us();
+        for line in t.as_str().split('\n') {
+            if line.starts_with("{\"type\":\"message\"") {
+                let (Some(seq), Some(ts)) = (field(line, "\"seq\":"), field(line, "\"t\":")) else { continue };
+                match expect {
+                    Some(e) if seq < e => {
+                        totals.dups.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Some(e) if seq > e => {
+                        totals.gaps.fetch_add(seq - e, Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+                expect = Some(seq + 1);
+                let _ = local.record(now.saturating_sub(ts).max(1));
+                n += 1;
+            } else if line.starts_with("{\"type\":\"subscribed\"") {
+                ready.fetch_add(1, Ordering::Relaxed);
+            } else if line.starts_with("{\"type\":\"ping\"") {
+                ws.send(Message::Text("{\"type\":\"pong\"}".into())).await?;
+            }
+        }
+        if n > 0 {
+            totals.messages.fetch_add(n, Ordering::Relaxed);
+            let _ = totals.first_at_us.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+            totals.last_at_us.fetch_max(now, Ordering::Relaxed);
+            n = 0;
+        }
+    }
+    hist.lock().await.add(&local)?;
+    Ok(())
+}
