@@ -41,11 +41,13 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     tcp.set_nodelay(true)?;
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
     tokio::spawn(conn);
-    let ticks = a.seconds * 1000 / a.tick_ms;
-    let per_tick = (a.rate * a.tick_ms).div_ceil(1000).max(1);
+    // Slow rates tick less often, so that the rate is exact (one record per tick at most).
+    let tick_ms = if a.rate * a.tick_ms < 1000 { 1000 / a.rate.max(1) } else { a.tick_ms };
+    let ticks = a.seconds * 1000 / tick_ms;
+    let per_tick = (a.rate * tick_ms).div_ceil(1000).max(1);
     let pad = "x".repeat(a.size.saturating_sub(40));
     let mut seq = 0u64;
-    let mut interval = tokio::time::interval(Duration::from_millis(a.tick_ms));
+    let mut interval = tokio::time::interval(Duration::from_millis(tick_ms));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let started = std::time::Instant::now();
     for _ in 0..ticks {
@@ -66,6 +68,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             .header("authorization", format!("Bearer {}", a.key))
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body)))?;
+        send.ready().await?;
         let resp = send.send_request(req).await?;
         let status = resp.status();
         let body = resp.into_body().collect().await?.to_bytes();
