@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what the tests need when it is missing
+# (scripts/install-test-tools.sh), then runs every test. CI runs exactly this (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ -x scripts/install-test-tools.sh ]; then
+  scripts/install-test-tools.sh
+  export PATH="${HERALD_TOOLS:-$HOME/.cache/herald-tools}/bin:$PATH"
+fi
+
+echo "== cargo test (workspace)"
+cargo test --workspace --locked --no-fail-fast
+
+if [ -x scripts/check-helm.sh ]; then
+  echo "== helm chart checks"
+  scripts/check-helm.sh
+fi
