@@ -1,0 +1,334 @@
+//! The Kafka [`Bus`]: Herald's production log, on Apache Kafka or any Kafka-compatible broker
+//! (Redpanda, tansu, managed Kafka), through rdkafka with its bundled librdkafka.
+//!
+//! # Layout
+//! - [`KafkaBus`] and [`KafkaBusConfig`]: connecting, creating the topic, the epoch, appending.
+//! - `envelope` (private): how a record maps onto a Kafka message and back (versioned headers).
+//! - `reader` (private): a [`PartitionReader`] on one partition, by explicit assignment (no
+//!   consumer group, so it reads at once and from any offset).
+//!
+//! # Topic layout
+//! One topic per region (`herald.<region>` by default). The Kafka key is the account, and Herald
+//! picks the partition itself with Kafka's own murmur2 partitioner, so an account's records share
+//! a partition (and keep their order) whoever produces them. The value is the JSON payload; the
+//! channel, message id, publish time and origin region/offset ride in `herald-*` headers (format
+//! version in `herald-v`).
+//!
+//! # Epoch
+//! Offsets only mean something within one life of a topic. The epoch is kept in a compacted
+//! one-partition topic `<topic>.epoch`: the first node that finds it empty writes a random epoch
+//! (each under its own key, so compaction removes none), and every node uses the **first** record,
+//! so all agree. Recreating the records topic means deleting `<topic>.epoch` too (docs/kafka.md).
+//!
+//! # Idempotency
+//! A node remembers the idempotency keys it appended within the window and answers repeats with
+//! the first record. Across nodes Kafka offers no lookup, so a keyed record gets a message id
+//! derived from `(account, key)`: if two nodes both append it, clients drop the second copy by id.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod envelope;
+mod reader;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_core::bus::{Bus, BusError, PartitionBounds, PartitionReader};
+use herald_core::{AccountId, Appended, Epoch, MessageId, NewRecord, RegionName, now_ms};
+
+/// Settings of a Kafka bus.
+#[derive(Clone, Debug)]
+pub struct KafkaBusConfig {
+    /// Bootstrap servers, `host:port[,host:port…]`.
+    pub brokers: String,
+    /// The records topic of this region.
+    pub topic: String,
+    /// The region whose records this topic holds.
+    pub region: RegionName,
+    /// Partitions to create the topic with (an existing topic keeps its own count).
+    pub partitions: u32,
+    /// Replication factor when creating topics.
+    pub replication: i32,
+    /// How long a node remembers idempotency keys.
+    pub idempotency_window: Duration,
+    /// How long a broker operation may take before the bus reports itself unavailable.
+    pub timeout: Duration,
+}
+
+impl KafkaBusConfig {
+    /// Defaults: topic `herald.<region>`, 16 partitions, replication 1, 5 minutes of keys.
+    pub fn new(brokers: impl Into<String>, region: RegionName) -> Self {
+        Self {
+            brokers: brokers.into(),
+            topic: format!("herald.{region}"),
+            region,
+            partitions: 16,
+            replication: 1,
+            idempotency_window: Duration::from_secs(300),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+struct IdemEntry {
+    appended: Appended,
+    at_ms: u64,
+}
+
+/// Idempotency keys this node appended recently.
+#[derive(Default)]
+struct IdemCache {
+    map: HashMap<(AccountId, String), IdemEntry>,
+    order: VecDeque<(AccountId, String)>,
+}
+
+impl IdemCache {
+    fn expire(&mut self, now: u64, window_ms: u64) {
+        while let Some(k) = self.order.front() {
+            match self.map.get(k) {
+                Some(e) if now.saturating_sub(e.at_ms) <= window_ms => break,
+                _ => {
+                    let k = self.order.pop_front().expect("front exists");
+                    self.map.remove(&k);
+                }
+            }
+        }
+    }
+}
+
+/// The Kafka bus.
+pub struct KafkaBus {
+    config: KafkaBusConfig,
+    producer: FutureProducer,
+    /// For watermarks (no group, never subscribes).
+    meta: Arc<BaseConsumer>,
+    epoch: Epoch,
+    partitions: u32,
+    idem: Mutex<IdemCache>,
+    /// Serializes appends with idempotency keys, so a key is checked and recorded atomically.
+    keyed: tokio::sync::Mutex<()>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> BusError {
+    BusError::Unavailable(e.to_string())
+}
+
+pub(crate) fn client_config(brokers: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers).set("socket.keepalive.enable", "true").set("log_level", "3");
+    c
+}
+
+impl KafkaBus {
+    /// Connects, creates the topic (and its epoch topic) when missing, and reads the epoch.
+    /// Fails with [`BusError::Unavailable`] when the brokers cannot be reached within the timeout.
+    pub async fn connect(config: KafkaBusConfig) -> Result<Self, BusError> {
+        let producer: FutureProducer = client_config(&config.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "1")
+            .set("message.timeout.ms", &config.timeout.as_millis().to_string())
+            .create()
+            .map_err(unavailable)?;
+        let meta: BaseConsumer = client_config(&config.brokers).set("group.id", "herald-meta").create().map_err(unavailable)?;
+        let meta = Arc::new(meta);
+        let admin: AdminClient<DefaultClientContext> = client_config(&config.brokers).create().map_err(unavailable)?;
+        let epoch_topic = format!("{}.epoch", config.topic);
+        create_topic(&admin, &config.topic, config.partitions as i32, config.replication, &[], config.timeout).await?;
+        create_topic(&admin, &epoch_topic, 1, config.replication, &[("cleanup.policy", "compact")], config.timeout).await?;
+        let partitions = partition_count(&meta, &config.topic, config.timeout).await?;
+        let epoch = read_or_create_epoch(&config, &producer, &epoch_topic).await?;
+        tracing::info!(topic = %config.topic, partitions, epoch = %epoch, "kafka bus connected");
+        Ok(Self { config, producer, meta, epoch, partitions, idem: Mutex::new(IdemCache::default()), keyed: tokio::sync::Mutex::new(()) })
+    }
+
+    async fn produce(&self, r: &NewRecord, partition: u32, id: &MessageId) -> Result<u64, BusError> {
+        let headers = envelope::headers(r, id);
+        let record = FutureRecord::to(&self.config.topic)
+            .partition(partition as i32)
+            .key(r.account.as_str())
+            .payload(&r.data[..])
+            .headers(headers);
+        match self.producer.send(record, Timeout::After(self.config.timeout)).await {
+            Ok(d) => Ok(d.offset as u64),
+            Err((e, _)) => Err(unavailable(e)),
+        }
+    }
+}
+
+async fn create_topic(
+    admin: &AdminClient<DefaultClientContext>,
+    name: &str,
+    partitions: i32,
+    replication: i32,
+    configs: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<(), BusError> {
+    let mut t = NewTopic::new(name, partitions, TopicReplication::Fixed(replication));
+    for (k, v) in configs {
+        t = t.set(k, v);
+    }
+    let opts = AdminOptions::new().operation_timeout(Some(Timeout::After(timeout))).request_timeout(Some(Timeout::After(timeout)));
+    let results = tokio::time::timeout(timeout, admin.create_topics([&t], &opts)).await.map_err(|_| unavailable("create topic timed out"))?.map_err(unavailable)?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, code)) => return Err(unavailable(format!("create topic {t}: {code}"))),
+        }
+    }
+    Ok(())
+}
+
+async fn partition_count(meta: &Arc<BaseConsumer>, topic: &str, timeout: Duration) -> Result<u32, BusError> {
+    let (meta, topic) = (meta.clone(), topic.to_owned());
+    // Metadata right after creation may lag: ask until the topic shows its partitions.
+    tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let md = meta.fetch_metadata(Some(&topic), Timeout::After(Duration::from_secs(2))).map_err(unavailable)?;
+            if let Some(t) = md.topics().iter().find(|t| t.name() == topic) {
+                if t.error().is_none() && !t.partitions().is_empty() {
+                    return Ok(t.partitions().len() as u32);
+                }
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(unavailable(format!("topic {topic} has no partitions")));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .map_err(unavailable)?
+}
+
+async fn read_or_create_epoch(config: &KafkaBusConfig, producer: &FutureProducer, epoch_topic: &str) -> Result<Epoch, BusError> {
+    if let Some(e) = reader::first_record_value(&config.brokers, epoch_topic, config.timeout).await? {
+        return Epoch::new(&e).map_err(|_| unavailable(format!("{epoch_topic} holds a malformed epoch {e:?}")));
+    }
+    let mine = Epoch::random();
+    let record = FutureRecord::to(epoch_topic).partition(0).key(mine.as_str()).payload(mine.as_str());
+    producer.send(record, Timeout::After(config.timeout)).await.map_err(|(e, _)| unavailable(e))?;
+    // Another node may have written first: the first record wins, for everyone.
+    let first = reader::first_record_value(&config.brokers, epoch_topic, config.timeout).await?.ok_or_else(|| unavailable("epoch write vanished"))?;
+    Epoch::new(&first).map_err(|_| unavailable(format!("{epoch_topic} holds a malformed epoch {first:?}")))
+}
+
+#[async_trait]
+impl Bus for KafkaBus {
+    fn epoch(&self) -> Epoch {
+        self.epoch.clone()
+    }
+
+    fn region(&self) -> RegionName {
+        self.config.region.clone()
+    }
+
+    fn partitions(&self) -> u32 {
+        self.partitions
+    }
+
+    async fn append(&self, records: Vec<NewRecord>) -> Result<Vec<Appended>, BusError> {
+        let window_ms = self.config.idempotency_window.as_millis() as u64;
+        let keyed = records.iter().any(|r| r.idempotency_key.is_some());
+        let _guard = if keyed { Some(self.keyed.lock().await) } else { None };
+        let mut out: Vec<Appended> = Vec::with_capacity(records.len());
+        // Send concurrently (librdkafka batches them), in order per partition.
+        let mut pending = Vec::with_capacity(records.len());
+        for r in &records {
+            let partition = self.partition_of(&r.account);
+            if let Some(key) = &r.idempotency_key {
+                let now = now_ms();
+                let mut idem = self.idem.lock();
+                idem.expire(now, window_ms);
+                if let Some(e) = idem.map.get(&(r.account.clone(), key.clone())) {
+                    out.push(Appended { duplicate: true, ..e.appended.clone() });
+                    pending.push(None);
+                    continue;
+                }
+                // A placeholder, so a repeat of the key within this batch is a duplicate too.
+                let id = envelope::keyed_message_id(&r.account, key, r.published_at_ms);
+                let a = Appended { partition, offset: u64::MAX, id: id.clone(), duplicate: false };
+                idem.map.insert((r.account.clone(), key.clone()), IdemEntry { appended: a.clone(), at_ms: now });
+                idem.order.push_back((r.account.clone(), key.clone()));
+                out.push(a);
+                pending.push(Some((partition, id)));
+            } else {
+                let id = MessageId::generate(r.published_at_ms);
+                out.push(Appended { partition, offset: u64::MAX, id: id.clone(), duplicate: false });
+                pending.push(Some((partition, id)));
+            }
+        }
+        let sends = records.iter().zip(&pending).filter_map(|(r, p)| p.as_ref().map(|(part, id)| self.produce(r, *part, id)));
+        let offsets = futures_util::future::join_all(sends).await;
+        let mut offsets = offsets.into_iter();
+        let mut first_error = None;
+        for (i, p) in pending.iter().enumerate() {
+            if p.is_none() {
+                continue;
+            }
+            match offsets.next().expect("one result per send") {
+                Ok(o) => out[i].offset = o,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        // Fill in duplicates that pointed at records of this same batch, and the cache.
+        let mut idem = self.idem.lock();
+        for (i, r) in records.iter().enumerate() {
+            if let Some(key) = &r.idempotency_key {
+                let k = (r.account.clone(), key.clone());
+                if pending[i].is_some() {
+                    if out[i].offset == u64::MAX {
+                        idem.map.remove(&k);
+                    } else if let Some(e) = idem.map.get_mut(&k) {
+                        e.appended.offset = out[i].offset;
+                    }
+                } else if out[i].offset == u64::MAX {
+                    if let Some(e) = idem.map.get(&k) {
+                        out[i].offset = e.appended.offset;
+                    }
+                }
+            }
+        }
+        drop(idem);
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    async fn bounds(&self, partition: u32) -> Result<PartitionBounds, BusError> {
+        if partition >= self.partitions {
+            return Err(BusError::NoPartition(partition));
+        }
+        let (low, next) = reader::watermarks(&self.meta, &self.config.topic, partition, self.config.timeout).await?;
+        Ok(PartitionBounds { low, next })
+    }
+
+    async fn open(&self, partition: u32, from: u64) -> Result<Box<dyn PartitionReader>, BusError> {
+        if partition >= self.partitions {
+            return Err(BusError::NoPartition(partition));
+        }
+        let (low, _) = reader::watermarks(&self.meta, &self.config.topic, partition, self.config.timeout).await?;
+        if from < low {
+            return Err(BusError::Truncated { requested: from, low });
+        }
+        Ok(Box::new(reader::KafkaReader::open(&self.config, self.meta.clone(), partition, from)?))
+    }
+}
+
+#[allow(dead_code)]
+fn is_out_of_range(e: &KafkaError) -> bool {
+    matches!(e.rdkafka_error_code(), Some(RDKafkaErrorCode::OffsetOutOfRange) | Some(RDKafkaErrorCode::AutoOffsetReset))
+}
