@@ -29,6 +29,8 @@
 
 mod envelope;
 mod reader;
+#[doc(hidden)]
+pub mod testing;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;

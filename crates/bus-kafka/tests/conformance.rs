@@ -1,10 +1,9 @@
 //! The Kafka bus against a real broker: the same conformance suite as the in-memory bus.
 
-mod broker;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use herald_bus_kafka::testing as broker;
 use herald_bus_kafka::{KafkaBus, KafkaBusConfig};
 use herald_core::testing::bus_conformance;
 use herald_core::{Bus, BusError, RegionName};

@@ -117,7 +117,11 @@ impl Default for EdgeConfig {
 pub struct BusConfig {
     /// `memory`, or `kafka://HOST:PORT[,HOST:PORT…]`.
     pub url: String,
-    /// Partitions (in-memory bus).
+    /// Kafka: the records topic of this region (default `herald.<region>`).
+    pub topic: String,
+    /// Kafka: replication factor for topics Herald creates.
+    pub replication: i32,
+    /// Partitions (in-memory bus; Kafka topics Herald creates).
     pub partitions: u32,
     /// Records retained per partition (in-memory bus).
     pub retention_records: u64,
@@ -129,7 +133,16 @@ pub struct BusConfig {
 
 impl Default for BusConfig {
     fn default() -> Self {
-        Self { url: "memory".into(), partitions: 16, retention_records: 100_000, retention_secs: 3600, idempotency_window_secs: 300 }
+        Self { url: "memory".into(), topic: String::new(), replication: 1, partitions: 16, retention_records: 100_000, retention_secs: 3600, idempotency_window_secs: 300 }
+    }
+}
+
+impl BusConfig {
+    /// The bootstrap servers of a `kafka://` URL (`host:port,host:port`), if it is one.
+    pub fn kafka_brokers(&self) -> Option<String> {
+        let rest = self.url.strip_prefix("kafka://")?;
+        let ok = !rest.is_empty() && rest.split(',').all(|hp| hp.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()));
+        ok.then(|| rest.to_owned())
     }
 }
 
@@ -199,6 +212,9 @@ impl Config {
         if let Some(v) = get("HERALD_BUS") {
             self.bus.url = v;
         }
+        if let Some(v) = get("HERALD_KAFKA_TOPIC") {
+            self.bus.topic = v;
+        }
     }
 
     /// Checks every value; the error names the field.
@@ -233,8 +249,14 @@ impl Config {
             return bad("edge.poll_timeout_ms", "must be at most 60000");
         }
         let b = &self.bus;
-        if b.url != "memory" && !b.url.starts_with("kafka://") {
-            return bad("bus.url", "must be 'memory' or 'kafka://HOST:PORT'");
+        if b.url != "memory" && b.kafka_brokers().is_none() {
+            return bad("bus.url", "must be 'memory' or 'kafka://HOST:PORT[,HOST:PORT…]'");
+        }
+        if !b.topic.is_empty() && !b.topic.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-')) {
+            return bad("bus.topic", "must be characters of A-Z a-z 0-9 . _ -");
+        }
+        if b.replication < 1 {
+            return bad("bus.replication", "must be at least 1");
         }
         if b.partitions == 0 || b.partitions > 4096 {
             return bad("bus.partitions", "must be between 1 and 4096");
@@ -287,6 +309,11 @@ mod tests {
         let mut c = Config::default();
         c.bus.url = "redis://x".into();
         assert!(c.validate().unwrap_err().to_string().contains("bus.url"));
+        c.bus.url = "kafka://".into();
+        assert!(c.validate().is_err());
+        c.bus.url = "kafka://a:9092,b:9093".into();
+        assert_eq!(c.bus.kafka_brokers().as_deref(), Some("a:9092,b:9093"));
+        c.validate().unwrap();
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub struct ServerArgs {
     /// Address to listen on.
     #[arg(long)]
     pub listen: Option<SocketAddr>,
-    /// The bus: `memory` (or `kafka://HOST:PORT` once built with the Kafka bus).
+    /// The bus: `memory`, or `kafka://HOST:PORT[,HOST:PORT…]`.
     #[arg(long)]
     pub bus: Option<String>,
     /// Region name.

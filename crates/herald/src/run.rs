@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+use herald_bus_kafka::{KafkaBus, KafkaBusConfig};
 use herald_bus_memory::{MemoryBus, MemoryBusConfig};
 use herald_config::{Config, LogFormat};
-use herald_core::{AccountId, ChannelPattern, RegionName};
+use herald_core::{AccountId, Bus, ChannelPattern, RegionName};
 use herald_edge::{DevMode, Edge, EdgeDeps, EdgeMetrics, TokenClaims, TokenIssuer};
 use herald_presence_memory::MemoryPresence;
 
@@ -82,9 +83,6 @@ fn load_config(args: &ServerArgs) -> Result<Config, String> {
         config.log.format = if f == "json" { LogFormat::Json } else { LogFormat::Text };
     }
     config.validate().map_err(|e| e.to_string())?;
-    if config.bus.url != "memory" {
-        return Err(format!("bus.url: {:?} is not available in this build (only `memory`)", config.bus.url));
-    }
     Ok(config)
 }
 
@@ -131,15 +129,43 @@ pub fn server(args: ServerArgs, dev: Option<(Option<String>, Option<String>)>) -
     }
 }
 
+/// Builds the configured bus. Kafka is retried until it answers (or a signal arrives): an edge
+/// without its bus could only refuse every client.
+async fn build_bus(config: &Config, region: RegionName) -> anyhow::Result<Option<Arc<dyn Bus>>> {
+    let Some(brokers) = config.bus.kafka_brokers() else {
+        let mut c = MemoryBusConfig::new(region);
+        c.partitions = config.bus.partitions;
+        c.retention_records = config.bus.retention_records;
+        c.retention = Duration::from_secs(config.bus.retention_secs);
+        c.idempotency_window = Duration::from_secs(config.bus.idempotency_window_secs);
+        return Ok(Some(Arc::new(MemoryBus::new(c))));
+    };
+    let mut c = KafkaBusConfig::new(brokers, region);
+    if !config.bus.topic.is_empty() {
+        c.topic = config.bus.topic.clone();
+    }
+    c.partitions = config.bus.partitions;
+    c.replication = config.bus.replication;
+    c.idempotency_window = Duration::from_secs(config.bus.idempotency_window_secs);
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match KafkaBus::connect(c.clone()).await {
+            Ok(bus) => return Ok(Some(Arc::new(bus))),
+            Err(e) => tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "kafka unavailable; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(None),
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
 async fn serve(config: Config, dev_keys: Option<(String, String)>) -> anyhow::Result<()> {
     let region = RegionName::new(&config.edge.region).context("edge.region")?;
-    let mut bus_config = MemoryBusConfig::new(region);
-    bus_config.partitions = config.bus.partitions;
-    bus_config.retention_records = config.bus.retention_records;
-    bus_config.retention = Duration::from_secs(config.bus.retention_secs);
-    bus_config.idempotency_window = Duration::from_secs(config.bus.idempotency_window_secs);
+    let Some(bus) = build_bus(&config, region).await? else { return Ok(()) };
     let deps = EdgeDeps {
-        bus: Arc::new(MemoryBus::new(bus_config)),
+        bus,
         presence: Arc::new(MemoryPresence::new()),
         metrics: EdgeMetrics::new(),
         dev: dev_keys.as_ref().map(|(secret, _)| DevMode { issuer: TokenIssuer::hs256(secret.as_bytes()) }),

@@ -1,15 +1,16 @@
-//! A real Kafka-compatible broker (tansu) on a free loopback port, stopped on drop.
-//! The tests fail, never skip, when the broker binary is missing: run scripts/test.sh, which
-//! installs it.
-#![allow(dead_code)]
+//! Test support: a real Kafka-compatible broker (tansu) on a free loopback port, stopped on drop.
+//! Tests fail, never skip, when the broker binary is missing: `scripts/test.sh` installs it.
+
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A running broker.
 pub struct Broker {
     child: Child,
+    /// Its `host:port`.
     pub addr: String,
 }
 
@@ -34,6 +35,7 @@ fn tansu_binary() -> PathBuf {
 }
 
 impl Broker {
+    /// Starts a broker and waits until it listens.
     pub fn start() -> Self {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let url = format!("tcp://127.0.0.1:{port}");
@@ -53,6 +55,7 @@ impl Broker {
     }
 }
 
+/// A topic name no other test uses.
 pub fn unique_topic(prefix: &str) -> String {
     format!("{prefix}.{:08x}", rand::random::<u32>())
 }

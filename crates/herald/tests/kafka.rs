@@ -1,0 +1,99 @@
+//! Two edge processes on one Kafka topic: a record published through one reaches a subscriber of
+//! the other, and a client whose edge is killed mid-stream resumes on the other edge with every
+//! record exactly once.
+
+use herald_bus_kafka::testing::{Broker, unique_topic};
+use herald_client::{Client, ClientConfig, Event};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_herald");
+const SECRET: &str = "kafka-test-secret-0123456789";
+const KEY: &str = "kafka-test-key-0123456789";
+
+struct Edge {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn edge(broker: &Broker, topic: &str, node: &str) -> Edge {
+    let mut child = Command::new(BIN)
+        .args(["edge", "--listen", "127.0.0.1:0", "--bus", &format!("kafka://{}", broker.addr), "--node", node])
+        .env("HERALD_JWT_SECRET", SECRET)
+        .env("HERALD_ADMIN_API_KEY", KEY)
+        .env("HERALD_KAFKA_TOPIC", topic)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().strip_prefix("herald listening on ").unwrap_or_else(|| panic!("edge did not start: {line:?}")).to_owned();
+    Edge { child, url }
+}
+
+fn token() -> String {
+    let out = Command::new(BIN).args(["token", "--secret", SECRET, "--account", "acme", "--sub", "u", "--channels", "*", "--ttl", "10m"]).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn publish(url: &str, seq: u64) {
+    let body = format!(r#"{{"account":"acme","channel":"incidents","data":{{"seq":{seq}}}}}"#);
+    let mut s = std::net::TcpStream::connect(url.strip_prefix("http://").unwrap()).unwrap();
+    write!(s, "POST /v1/publish HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut s, &mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+}
+
+fn seq(m: &herald_client::Message) -> u64 {
+    serde_json::from_str::<serde_json::Value>(m.data.get()).unwrap()["seq"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_of_a_killed_edge_resumes_on_another_with_every_record_once() {
+    let broker = Broker::start();
+    let topic = unique_topic("edges");
+    let a = edge(&broker, &topic, "edge-a");
+    let mut b = edge(&broker, &topic, "edge-b");
+    let on_b = Client::connect(ClientConfig::new(b.url.clone(), token()));
+    let mut sub = on_b.subscribe("incidents").await.unwrap();
+    // Published through A, received through B: the bus carries it.
+    let mut got = Vec::new();
+    let mut cursor = None;
+    for n in 0..20 {
+        publish(&a.url, n);
+    }
+    while got.len() < 20 {
+        let m = tokio::time::timeout(Duration::from_secs(30), sub.next_message()).await.expect("records arrive through kafka").unwrap();
+        got.push(seq(&m));
+        cursor = Some(m.cursor);
+    }
+    // B dies mid-stream; publishing goes on.
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+    for n in 20..50 {
+        publish(&a.url, n);
+    }
+    on_b.close().await;
+    // The client moves to A with its last cursor.
+    let on_a = Client::connect(ClientConfig::new(a.url.clone(), token()));
+    let mut sub = on_a.subscribe_with("incidents", cursor, false).await.unwrap();
+    while got.len() < 50 {
+        match tokio::time::timeout(Duration::from_secs(30), sub.next()).await.expect("the rest arrives").unwrap() {
+            Event::Message(m) => got.push(seq(&m)),
+            Event::Subscribed { recovered, .. } => assert!(recovered),
+            _ => {}
+        }
+    }
+    assert_eq!(got, (0..50).collect::<Vec<_>>());
+}
