@@ -89,6 +89,10 @@ pub struct EdgeConfig {
     pub lag_close_grace_ms: u64,
     /// Largest batched WebSocket message the server builds from queued frames.
     pub max_batch_bytes: usize,
+    /// Recent records kept per consumed partition, so most resumes need no bus read.
+    pub history_cache_records: usize,
+    /// How long a partition's consumer keeps running after its last subscription left.
+    pub consumer_linger_ms: u64,
 }
 
 impl Default for EdgeConfig {
@@ -107,6 +111,8 @@ impl Default for EdgeConfig {
             poll_timeout_ms: 25_000,
             lag_close_grace_ms: 5_000,
             max_batch_bytes: 256 << 10,
+            history_cache_records: 2000,
+            consumer_linger_ms: 30_000,
         }
     }
 }

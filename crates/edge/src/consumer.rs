@@ -1,6 +1,13 @@
-//! Partition consumers and the presence event pump: the background tasks that feed the hub.
+//! Partition consumers (routing by account) and the presence event pump.
+//!
+//! A node reads only the partitions that hold accounts it currently serves: the first
+//! subscription on a partition starts its consumer at the partition's end, and the consumer stops
+//! a linger period after the last subscription is gone. A new subscriber replays anything older
+//! from the hub's history cache or the bus, so starting at the end loses nothing.
 
+use parking_lot::Mutex;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
@@ -13,18 +20,112 @@ use crate::state::Edge;
 /// Records one consumer read asks for at most.
 const READ_BATCH: usize = 1024;
 
-/// Positions every partition's consumer at the end of its log (new subscriptions replay anything
-/// older from the bus), sets the hub's seams accordingly, and starts the consumers.
-pub async fn start(edge: &Arc<Edge>, stop: CancellationToken) -> Result<Vec<JoinHandle<()>>, BusError> {
-    let mut tasks = Vec::new();
-    for p in 0..edge.bus.partitions() {
-        let next = edge.bus.bounds(p).await?.next;
-        edge.hub.start_partition(p, next);
-        let reader = edge.bus.open(p, next).await?;
-        tasks.push(tokio::spawn(consume(edge.clone(), p, reader, stop.clone())));
+#[derive(Default)]
+struct Slot {
+    /// Cancels the running consumer.
+    running: Option<CancellationToken>,
+    /// Subscriptions on this partition.
+    users: usize,
+    /// Bumped on every release to zero, so only the latest linger timer may stop the consumer.
+    generation: u64,
+}
+
+/// The consumers of one node, one slot per bus partition.
+pub struct PartitionConsumers {
+    slots: Vec<tokio::sync::Mutex<Slot>>,
+    stop: CancellationToken,
+    linger: Duration,
+    active: AtomicU64,
+    external: Mutex<Vec<u32>>,
+}
+
+impl PartitionConsumers {
+    /// Consumers for `partitions` partitions, each stopping `linger` after its last user left.
+    pub fn new(partitions: u32, linger: Duration) -> Self {
+        Self {
+            slots: (0..partitions).map(|_| tokio::sync::Mutex::new(Slot::default())).collect(),
+            stop: CancellationToken::new(),
+            linger,
+            active: AtomicU64::new(0),
+            external: Mutex::new(Vec::new()),
+        }
     }
-    tasks.push(tokio::spawn(presence_pump(edge.clone(), stop)));
-    Ok(tasks)
+
+    /// Partitions being consumed now.
+    pub fn active(&self) -> u64 {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Counts a user of `partition`, starting its consumer if none runs.
+    pub async fn acquire(&self, edge: &Arc<Edge>, partition: u32) -> Result<(), BusError> {
+        let mut slot = self.slots[partition as usize].lock().await;
+        slot.users += 1;
+        if slot.running.is_none() && !self.external.lock().contains(&partition) {
+            match start(edge, partition, self.stop.child_token()).await {
+                Ok(token) => {
+                    slot.running = Some(token);
+                    let n = self.active.fetch_add(1, Ordering::Relaxed) + 1;
+                    edge.metrics.partitions_consumed.set(n as f64);
+                }
+                Err(e) => {
+                    slot.users -= 1;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops a user of `partition`; the consumer stops after the linger if none came back.
+    pub fn release(&self, edge: &Arc<Edge>, partition: u32) {
+        let edge = edge.clone();
+        tokio::spawn(async move {
+            let consumers = &edge.consumers;
+            let generation = {
+                let mut slot = consumers.slots[partition as usize].lock().await;
+                slot.users = slot.users.saturating_sub(1);
+                if slot.users > 0 {
+                    return;
+                }
+                slot.generation += 1;
+                slot.generation
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(consumers.linger) => {}
+                _ = consumers.stop.cancelled() => return,
+            }
+            let mut slot = consumers.slots[partition as usize].lock().await;
+            if slot.users == 0 && slot.generation == generation {
+                if let Some(t) = slot.running.take() {
+                    t.cancel();
+                    let n = consumers.active.fetch_sub(1, Ordering::Relaxed) - 1;
+                    edge.metrics.partitions_consumed.set(n as f64);
+                    tracing::debug!(partition, "stopped consuming an idle partition");
+                }
+            }
+        });
+    }
+
+    /// Marks `partition` as fed by the caller, who dispatches into the hub itself (tests, tools):
+    /// no consumer is started for it.
+    pub fn attach_external(&self, partition: u32) {
+        self.external.lock().push(partition);
+    }
+
+    /// Stops every consumer.
+    pub fn stop_all(&self) {
+        self.stop.cancel();
+    }
+}
+
+/// Positions the hub at the partition's end and starts its consumer there.
+async fn start(edge: &Arc<Edge>, partition: u32, token: CancellationToken) -> Result<CancellationToken, BusError> {
+    let next = edge.bus.bounds(partition).await?.next;
+    edge.hub.start_partition(partition, next);
+    let reader = edge.bus.open(partition, next).await?;
+    tokio::spawn(consume(edge.clone(), partition, reader, token.clone()));
+    tracing::debug!(partition, next, "consuming partition");
+    Ok(token)
 }
 
 async fn consume(edge: Arc<Edge>, partition: u32, mut reader: Box<dyn PartitionReader>, stop: CancellationToken) {
@@ -57,6 +158,11 @@ async fn consume(edge: Arc<Edge>, partition: u32, mut reader: Box<dyn PartitionR
             }
         }
     }
+}
+
+/// Starts the task that forwards presence events to local subscribers.
+pub fn start_presence_pump(edge: &Arc<Edge>, stop: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(presence_pump(edge.clone(), stop))
 }
 
 async fn presence_pump(edge: Arc<Edge>, stop: CancellationToken) {

@@ -96,6 +96,10 @@ struct PartitionHub {
     /// Offset after the last record dispatched (the seam for new subscriptions).
     next: u64,
     channels: HashMap<ChannelKey, Vec<Arc<Subscription>>>,
+    /// The most recent records dispatched, for resumes that need no bus read.
+    recent: VecDeque<Arc<Record>>,
+    /// The cache holds every record of the partition from this offset up to `next`.
+    recent_from: u64,
 }
 
 /// Parameters of a new subscription.
@@ -117,6 +121,7 @@ pub struct SubscribeRequest {
 /// The fan-out hub of one edge node.
 pub struct Hub {
     parts: Vec<Mutex<PartitionHub>>,
+    recent_cap: usize,
     epoch: Epoch,
     region: RegionName,
     metrics: Arc<EdgeMetrics>,
@@ -124,10 +129,13 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// A hub for `partitions` partitions of a bus with this epoch and region.
-    pub fn new(partitions: u32, epoch: Epoch, region: RegionName, metrics: Arc<EdgeMetrics>) -> Self {
-        let parts = (0..partitions).map(|_| Mutex::new(PartitionHub { next: 0, channels: HashMap::new() })).collect();
-        Self { parts, epoch, region, metrics, next_id: AtomicU64::new(1) }
+    /// A hub for `partitions` partitions of a bus with this epoch and region, keeping the last
+    /// `recent_cap` records of each consumed partition for resumes.
+    pub fn new(partitions: u32, epoch: Epoch, region: RegionName, metrics: Arc<EdgeMetrics>, recent_cap: usize) -> Self {
+        let parts = (0..partitions)
+            .map(|_| Mutex::new(PartitionHub { next: 0, channels: HashMap::new(), recent: VecDeque::new(), recent_from: 0 }))
+            .collect();
+        Self { parts, recent_cap, epoch, region, metrics, next_id: AtomicU64::new(1) }
     }
 
     /// Number of partitions.
@@ -150,9 +158,13 @@ impl Hub {
         &self.region
     }
 
-    /// Sets where the partition's consumer starts (before any subscription registers).
+    /// Sets where the partition's consumer starts (before any subscription registers), and
+    /// empties its history cache.
     pub fn start_partition(&self, partition: u32, next: u64) {
-        self.parts[partition as usize].lock().next = next;
+        let mut p = self.parts[partition as usize].lock();
+        p.next = next;
+        p.recent.clear();
+        p.recent_from = next;
     }
 
     /// Encodes a record as a `message` frame.
@@ -162,12 +174,23 @@ impl Hub {
         Arc::new(EncodedRecord { frame, cursor: cursor.into_boxed_str(), offset: r.offset })
     }
 
-    /// Registers a subscription and returns it with its seam (the partition's `next` now).
-    pub fn register(&self, req: SubscribeRequest) -> (Arc<Subscription>, u64) {
+    /// Registers a subscription and returns it with its seam (the partition's `next` now) and,
+    /// when the history cache covers `[since, seam)`, the subscription's records in that range.
+    pub fn register(&self, req: SubscribeRequest) -> (Arc<Subscription>, u64, Option<Vec<Arc<Record>>>) {
         let account = &req.channels[0].account;
         let partition = partition_for(account, self.partitions());
         let mut part = self.parts[partition as usize].lock();
         let seam = part.next;
+        let cached = match req.since {
+            Some(since) if since < seam && since >= part.recent_from => Some(
+                part.recent
+                    .iter()
+                    .filter(|r| r.offset >= since && req.channels.iter().any(|c| c.account == r.account && c.channel == r.channel))
+                    .cloned()
+                    .collect(),
+            ),
+            _ => None,
+        };
         let sub = Arc::new(Subscription {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             outbox: req.outbox,
@@ -184,7 +207,7 @@ impl Hub {
         }
         drop(part);
         self.metrics.subscriptions.increment(1.0);
-        (sub, seam)
+        (sub, seam, cached)
     }
 
     /// Removes a subscription.
@@ -232,6 +255,15 @@ impl Hub {
             deliveries += (subs.len() * encs.len()) as u64;
         }
         part.next = part.next.max(last.offset + 1);
+        if self.recent_cap > 0 {
+            part.recent.extend(records.iter().cloned());
+            while part.recent.len() > self.recent_cap {
+                let old = part.recent.pop_front().expect("longer than the cap");
+                part.recent_from = old.offset + 1;
+            }
+        } else {
+            part.recent_from = part.next;
+        }
         drop(part);
         self.metrics.records_in.increment(records.len() as u64);
         self.metrics.deliveries.increment(deliveries);

@@ -50,12 +50,12 @@ use tokio_util::sync::CancellationToken;
 /// Serves `listener` until a drain completes (after `edge.drain` is cancelled) or `stop` is
 /// cancelled (fast exit).
 ///
-/// Start-up order: partition consumers first (so the hub's seams are set), then ready, then
-/// accept. Drain: stop accepting, tell every client to reconnect (each session does so when it
+/// Start-up order: the presence pump, then ready, then accept; partition consumers start on
+/// demand, when a partition gets its first subscription. Drain: stop accepting, tell every client to reconnect (each session does so when it
 /// sees the drain), wait for sessions to end or `drain_grace_ms`, then stop the consumers.
 pub async fn serve(listener: TcpListener, edge: Arc<Edge>, stop: CancellationToken) -> Result<(), EdgeError> {
     let background = CancellationToken::new();
-    let tasks = consumer::start(&edge, background.clone()).await?;
+    let presence_pump = consumer::start_presence_pump(&edge, background.clone());
     edge.set_ready(true);
     // HTTP connections (upgraded WebSockets leave it at the upgrade; sessions are counted apart).
     let http_conns = TaskTracker::new();
@@ -126,9 +126,8 @@ pub async fn serve(listener: TcpListener, edge: Arc<Edge>, stop: CancellationTok
     drop(listener);
     edge.set_ready(false);
     background.cancel();
-    for t in tasks {
-        let _ = t.await;
-    }
+    edge.consumers.stop_all();
+    let _ = presence_pump.await;
     if let Err(e) = edge.presence.node_gone(&edge.node).await {
         tracing::warn!(error = %e, "could not clear this node's presence");
     }

@@ -37,6 +37,10 @@ pub struct EdgeMetrics {
     pub bus_errors: Counter,
     /// Records that were dropped from retention before this node dispatched them.
     pub records_skipped: Counter,
+    /// Bus partitions this node consumes now (it reads only those with subscribers).
+    pub partitions_consumed: Gauge,
+    /// Resumes served entirely from the recent-history cache (no bus read).
+    pub resumes_from_cache: Counter,
     publish_errors: Mutex<HashMap<ErrorCode, Counter>>,
     protocol_errors: Mutex<HashMap<ErrorCode, Counter>>,
 }
@@ -79,6 +83,8 @@ impl EdgeMetrics {
             ready: gauge("herald_ready", "1 while the node is ready"),
             bus_errors: counter("herald_bus_errors_total", "Bus read errors in partition consumers"),
             records_skipped: counter("herald_records_skipped_total", "Records lost to retention before dispatch"),
+            partitions_consumed: gauge("herald_partitions_consumed", "Bus partitions this node consumes"),
+            resumes_from_cache: counter("herald_resumes_from_cache_total", "Resumes served from the history cache"),
             publish_to_fanout,
             publish_errors: Mutex::new(HashMap::new()),
             protocol_errors: Mutex::new(HashMap::new()),

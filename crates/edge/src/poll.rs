@@ -62,7 +62,7 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
             _ = edge.drain.cancelled() => {}
         }
     }
-    edge.hub.unregister(&sub);
+    subscribe::close(&edge, &sub);
     let mut items = Vec::new();
     outbox.take(usize::MAX, &mut items);
     let mut body = BytesMut::with_capacity(256);

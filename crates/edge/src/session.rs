@@ -182,7 +182,7 @@ impl Session {
 
     async fn drop_subscription(&mut self, ch: &ChannelName) {
         if let Some(sub) = self.subs.remove(ch) {
-            self.edge.hub.unregister(&sub);
+            subscribe::close(&self.edge, &sub);
             let key = ChannelKey::new(self.grant.account.clone(), ch.clone());
             if let Err(e) = self.edge.presence.leave(&self.edge.node, &key, &self.connection_id).await {
                 tracing::warn!(error = %e, "presence leave failed");

@@ -84,7 +84,7 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
                 }
             }
         }
-        edge.hub.unregister(&sub);
+        subscribe::close(&edge, &sub);
         for ch in &sr.channels {
             let _ = edge.presence.leave(&edge.node, ch, &connection_id).await;
         }

@@ -11,6 +11,7 @@ use herald_core::{AccountId, Appended, Bus, BusError, ChannelName, NewRecord, Pr
 use herald_protocol::ErrorCode;
 
 use crate::auth::{ApiKeys, AuthError, Grant, TokenIssuer, TokenVerifier};
+use crate::consumer::PartitionConsumers;
 use crate::hub::Hub;
 use crate::metrics::EdgeMetrics;
 
@@ -72,6 +73,8 @@ pub struct Edge {
     pub presence: Arc<dyn Presence>,
     /// The fan-out hub.
     pub hub: Hub,
+    /// The partition consumers feeding it.
+    pub consumers: PartitionConsumers,
     /// Token verification.
     pub verifier: TokenVerifier,
     /// Publish API keys.
@@ -93,12 +96,14 @@ impl Edge {
         let secret = config.auth.jwt_secret.as_deref().ok_or_else(|| EdgeError::Config("auth.jwt_secret (HERALD_JWT_SECRET) is required".into()))?;
         let region = RegionName::new(&config.edge.region).map_err(|e| EdgeError::Config(e.to_string()))?;
         let node = if config.edge.node.is_empty() { format!("edge-{:06x}", rand::random::<u32>() & 0xff_ffff) } else { config.edge.node.clone() };
-        let hub = Hub::new(deps.bus.partitions(), deps.bus.epoch(), deps.bus.region(), deps.metrics.clone());
+        let hub = Hub::new(deps.bus.partitions(), deps.bus.epoch(), deps.bus.region(), deps.metrics.clone(), config.edge.history_cache_records);
+        let consumers = PartitionConsumers::new(deps.bus.partitions(), std::time::Duration::from_millis(config.edge.consumer_linger_ms));
         Ok(Arc::new(Self {
             config: config.edge.clone(),
             node,
             region,
             hub,
+            consumers,
             verifier: TokenVerifier::hs256(secret.as_bytes(), config.auth.leeway_secs),
             api_keys: ApiKeys::new(config.auth.admin_api_key.clone(), &config.auth.account_keys),
             bus: deps.bus,

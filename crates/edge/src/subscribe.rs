@@ -21,8 +21,18 @@ pub struct Opened {
     pub cursor: String,
     /// Whether the history after `since` is complete.
     pub recovered: bool,
-    reader: Option<Box<dyn PartitionReader>>,
+    history: History,
     seam: u64,
+}
+
+/// Where the replayed history comes from.
+enum History {
+    /// Nothing to replay.
+    None,
+    /// The hub's recent-history cache had all of it.
+    Cached(Vec<Arc<herald_core::Record>>),
+    /// Read from the bus.
+    Bus(Box<dyn PartitionReader>),
 }
 
 /// How a replay ended.
@@ -37,9 +47,10 @@ pub enum ReplayEnd {
     Closed,
 }
 
-/// Registers a subscription to `channels` (all of one account), resuming after `since`.
+/// Registers a subscription to `channels` (all of one account), resuming after `since`. The
+/// partition is consumed from now on (until [`close`] releases it).
 pub async fn open(
-    edge: &Edge,
+    edge: &Arc<Edge>,
     outbox: Arc<Outbox>,
     channels: Vec<ChannelKey>,
     since: Option<&Cursor>,
@@ -48,7 +59,11 @@ pub async fn open(
     let hub = &edge.hub;
     let since_off = since.and_then(|c| if &c.epoch == hub.epoch() { c.offset_for(hub.region()) } else { None });
     let partition = edge.bus.partition_of(&channels[0].account);
-    let (sub, seam) = hub.register(SubscribeRequest {
+    if let Err(e) = edge.consumers.acquire(edge, partition).await {
+        tracing::warn!(error = %e, partition, "cannot start consuming the partition");
+        return Err(ErrorCode::Unavailable);
+    }
+    let (sub, seam, cached) = hub.register(SubscribeRequest {
         outbox,
         channels,
         since: since_off,
@@ -57,33 +72,61 @@ pub async fn open(
         max_pending_bytes: edge.config.max_queued_bytes,
     });
     let mut recovered = since_off.is_some();
-    let mut reader = None;
-    if let Some(from) = since_off.filter(|&o| o < seam) {
+    let mut history = History::None;
+    if let Some(c) = cached {
+        edge.metrics.resumes_from_cache.increment(1);
+        history = History::Cached(c);
+    } else if let Some(from) = since_off.filter(|&o| o < seam) {
         match edge.bus.open(partition, from).await {
-            Ok(r) => reader = Some(r),
+            Ok(r) => history = History::Bus(r),
             Err(BusError::Truncated { .. }) => recovered = false,
             Err(e) => {
-                hub.unregister(&sub);
+                close(edge, &sub);
                 tracing::warn!(error = %e, "bus unavailable for replay");
                 return Err(ErrorCode::Unavailable);
             }
         }
     }
-    if reader.is_none() {
+    if matches!(history, History::None) {
         sub.finish_replay(None);
     }
     let cursor = hub.cursor_at(seam.max(since_off.unwrap_or(0)));
-    Ok(Opened { sub, cursor, recovered, reader, seam })
+    Ok(Opened { sub, cursor, recovered, history, seam })
+}
+
+/// Ends a subscription and releases its partition.
+pub fn close(edge: &Arc<Edge>, sub: &Subscription) {
+    edge.hub.unregister(sub);
+    edge.consumers.release(edge, sub.partition);
 }
 
 /// Queues the history of an opened subscription, then makes it live. At most `limit` records
 /// are queued when a limit is given. The replay waits for room in the outbox rather than
 /// overflowing it, so a long history never marks a client lagged by itself.
 pub async fn replay(edge: &Edge, opened: Opened, limit: Option<usize>) -> (Arc<Subscription>, ReplayEnd) {
-    let Opened { sub, mut reader, seam, .. } = opened;
-    let Some(reader) = reader.as_mut() else { return (sub, ReplayEnd::Live) };
+    let Opened { sub, history, seam, .. } = opened;
     let high_water = edge.config.max_queued_bytes / 2;
     let mut queued = 0usize;
+    let mut reader = match history {
+        History::None => return (sub, ReplayEnd::Live),
+        History::Bus(r) => r,
+        History::Cached(records) => {
+            for r in records {
+                if sub.outbox.queued_bytes() >= high_water && !sub.outbox.wait_for_room(high_water).await {
+                    return (sub, ReplayEnd::Closed);
+                }
+                if !sub.outbox.push(OutItem::Record(edge.hub.encode(&r))) {
+                    return (sub, ReplayEnd::Closed);
+                }
+                queued += 1;
+                if limit.is_some_and(|l| queued >= l) {
+                    return (sub, ReplayEnd::Limited);
+                }
+            }
+            sub.finish_replay(None);
+            return (sub, ReplayEnd::Live);
+        }
+    };
     while reader.position() < seam {
         let want = ((seam - reader.position()) as usize).min(512);
         let batch = match reader.next_batch(want).await {

@@ -15,7 +15,12 @@ use herald_edge::{Edge, EdgeDeps, EdgeMetrics};
 use herald_presence_memory::MemoryPresence;
 
 fn edge() -> Arc<Edge> {
+    edge_with_cache(2000)
+}
+
+fn edge_with_cache(history_cache_records: usize) -> Arc<Edge> {
     let mut config = Config::default();
+    config.edge.history_cache_records = history_cache_records;
     config.auth.jwt_secret = Some(common::SECRET.into());
     let mut bc = MemoryBusConfig::new(RegionName::new("local").unwrap());
     bc.partitions = 2;
@@ -55,14 +60,23 @@ fn key(channel: &str) -> ChannelKey {
 
 #[tokio::test]
 async fn live_records_arriving_during_a_replay_follow_the_history_exactly_once() {
-    let edge = edge();
+    // Once with the history served from the hub's cache, once read from the bus.
+    for cache in [2000, 0] {
+        seam_holds(edge_with_cache(cache)).await;
+    }
+}
+
+async fn seam_holds(edge: Arc<Edge>) {
     let p = edge.bus.partition_of(&AccountId::new("acme").unwrap());
+    edge.consumers.attach_external(p);
     edge.hub.start_partition(p, 0);
     publish_and_dispatch(&edge, "c", 10).await; // offsets 0..10
     let outbox = Outbox::new(1 << 20);
     let since = Cursor::single(edge.bus.epoch(), edge.bus.region(), 5);
     let opened = subscribe::open(&edge, outbox.clone(), vec![key("c")], Some(&since), false).await.unwrap();
     assert!(opened.recovered);
+    let cache_hits = edge.metrics.render().contains("herald_resumes_from_cache_total 1");
+    assert_eq!(cache_hits, edge.config.history_cache_records > 0, "the cache serves the resume only when enabled");
     // Live records arrive before the replay has run: they must wait.
     publish_and_dispatch(&edge, "c", 3).await; // 10..13
     publish_and_dispatch(&edge, "other", 2).await; // 13..15, another channel
@@ -79,6 +93,7 @@ async fn live_records_arriving_during_a_replay_follow_the_history_exactly_once()
 async fn a_cursor_ahead_of_this_nodes_consumer_skips_what_the_client_already_has() {
     let edge = edge();
     let p = edge.bus.partition_of(&AccountId::new("acme").unwrap());
+    edge.consumers.attach_external(p);
     edge.hub.start_partition(p, 0);
     // The client saw offsets up to 7 on another node; this node has dispatched only 0..3.
     publish_and_dispatch(&edge, "c", 3).await;
@@ -94,6 +109,7 @@ async fn a_cursor_ahead_of_this_nodes_consumer_skips_what_the_client_already_has
 async fn a_limited_replay_stops_at_the_limit_and_delivers_nothing_after_the_gap() {
     let edge = edge();
     let p = edge.bus.partition_of(&AccountId::new("acme").unwrap());
+    edge.consumers.attach_external(p);
     edge.hub.start_partition(p, 0);
     publish_and_dispatch(&edge, "c", 10).await;
     let outbox = Outbox::new(1 << 20);
@@ -102,6 +118,6 @@ async fn a_limited_replay_stops_at_the_limit_and_delivers_nothing_after_the_gap(
     publish_and_dispatch(&edge, "c", 2).await;
     let (sub, end) = subscribe::replay(&edge, opened, Some(4)).await;
     assert_eq!(end, ReplayEnd::Limited);
-    edge.hub.unregister(&sub);
+    subscribe::close(&edge, &sub);
     assert_eq!(offsets(&outbox), vec![0, 1, 2, 3]);
 }

@@ -97,3 +97,48 @@ async fn a_client_of_a_killed_edge_resumes_on_another_with_every_record_once() {
     }
     assert_eq!(got, (0..50).collect::<Vec<_>>());
 }
+
+fn metric(url: &str, name: &str) -> f64 {
+    let mut s = std::net::TcpStream::connect(url.strip_prefix("http://").unwrap()).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut s, &mut out).unwrap();
+    out.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' ')).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+}
+
+fn token_for(account: &str) -> String {
+    let out = Command::new(BIN).args(["token", "--secret", SECRET, "--account", account, "--sub", "u", "--channels", "*", "--ttl", "10m"]).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edges_serving_different_accounts_read_only_those_accounts_partitions() {
+    // Two accounts that live in different partitions of the (16-partition) topic.
+    let p = |a: &str| herald_core::partition_for(&herald_core::AccountId::new(a).unwrap(), 16);
+    let first = "acme";
+    let second = (0..100).map(|i| format!("beta{i}")).find(|a| p(a) != p(first)).unwrap();
+    let broker = Broker::start();
+    let topic = unique_topic("routing");
+    let a = edge(&broker, &topic, "edge-a");
+    let b = edge(&broker, &topic, "edge-b");
+    assert_eq!(metric(&a.url, "herald_partitions_consumed"), 0.0, "nothing is read before anyone subscribes");
+    let on_a = Client::connect(ClientConfig::new(a.url.clone(), token_for(first)));
+    let mut sub_a = on_a.subscribe("incidents").await.unwrap();
+    let on_b = Client::connect(ClientConfig::new(b.url.clone(), token_for(&second)));
+    let mut sub_b = on_b.subscribe("incidents").await.unwrap();
+    for (account, n) in [(first, 1u64), (second.as_str(), 2), (first, 3)] {
+        let body = format!(r#"{{"account":"{account}","channel":"incidents","data":{{"seq":{n}}}}}"#);
+        let mut s = std::net::TcpStream::connect(a.url.strip_prefix("http://").unwrap()).unwrap();
+        write!(s, "POST /v1/publish HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut s, &mut out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    }
+    assert_eq!(seq(&sub_a.next_message().await.unwrap()), 1);
+    assert_eq!(seq(&sub_a.next_message().await.unwrap()), 3);
+    assert_eq!(seq(&sub_b.next_message().await.unwrap()), 2);
+    assert_eq!(metric(&a.url, "herald_partitions_consumed"), 1.0);
+    assert_eq!(metric(&b.url, "herald_partitions_consumed"), 1.0);
+    assert_eq!(metric(&a.url, "herald_records_in_total"), 2.0, "edge A never read the other account's partition");
+    assert_eq!(metric(&b.url, "herald_records_in_total"), 1.0, "edge B never read the other account's partition");
+}
