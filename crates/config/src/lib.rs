@@ -55,6 +55,48 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Existing Kafka topics turned into Herald records (`[[sources]]`).
+    pub sources: Vec<SourceConfig>,
+}
+
+/// One source: an existing Kafka topic, and the rules that turn its records into Herald records.
+/// See docs/kafka.md for the rule language.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// A short name (metrics, logs, the consumer group).
+    pub name: String,
+    /// The topic to consume.
+    pub topic: String,
+    /// `kafka://HOST:PORT[,…]`; defaults to the bus's brokers.
+    #[serde(default)]
+    pub brokers: Option<String>,
+    /// Consumer group; defaults to `herald-source-<name>`.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Where the account is: a JSON pointer into the value (`/account_id`) or `header:NAME`.
+    pub account: String,
+    /// The channel: a template of literal text and `{/json/pointer}` placeholders.
+    pub channel: String,
+    /// Records matching any of these are dropped.
+    #[serde(default)]
+    pub drop: Vec<DropRule>,
+    /// Output fields: `name = "/json/pointer"`. Empty keeps the whole value.
+    #[serde(default)]
+    pub keep: BTreeMap<String, String>,
+    /// Where malformed records go (with the reason in headers); none = counted and logged only.
+    #[serde(default)]
+    pub dead_letter_topic: Option<String>,
+}
+
+/// Drop a record when the string at `field` (a JSON pointer) equals `equals`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropRule {
+    /// JSON pointer.
+    pub field: String,
+    /// The value that drops the record.
+    pub equals: String,
 }
 
 /// The edge server: listener, identity, limits and timings.
@@ -281,6 +323,19 @@ impl Config {
             }
             if keys.iter().any(|k| k.len() < 16) {
                 return bad("auth.account_keys", "keys must be at least 16 bytes");
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for src in &self.sources {
+            let topic_ok = |t: &str| !t.is_empty() && t.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
+            if !names.insert(src.name.as_str()) || src.name.is_empty() || !topic_ok(&src.name) {
+                return bad("sources.name", "source names must be unique and made of A-Z a-z 0-9 . _ -");
+            }
+            if !topic_ok(&src.topic) || src.dead_letter_topic.as_deref().is_some_and(|t| !topic_ok(t)) {
+                return bad("sources.topic", "topic names are made of A-Z a-z 0-9 . _ -");
+            }
+            if src.brokers.is_none() && self.bus.kafka_brokers().is_none() {
+                return bad("sources.brokers", "a source needs brokers (or a kafka:// bus)");
             }
         }
         if let Some(k) = &self.auth.admin_api_key {

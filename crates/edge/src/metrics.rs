@@ -103,6 +103,14 @@ impl EdgeMetrics {
             .clone()
     }
 
+    /// Registers an extra counter on this registry (for components outside the edge, such as
+    /// sources), with labels.
+    pub fn counter(&self, name: &'static str, help: &'static str, labels: &[(&'static str, String)]) -> Counter {
+        self.recorder.describe_counter(name.into(), None, help.into());
+        let labels = labels.iter().map(|(k, v)| Label::new(*k, v.clone())).collect::<Vec<_>>();
+        self.recorder.register_counter(&Key::from_parts(name, labels), &META)
+    }
+
     /// Counts a refused publish.
     pub fn publish_error(&self, code: ErrorCode) {
         self.labelled(&self.publish_errors, "herald_publish_errors_total", code).increment(1);

@@ -83,6 +83,9 @@ fn load_config(args: &ServerArgs) -> Result<Config, String> {
         config.log.format = if f == "json" { LogFormat::Json } else { LogFormat::Text };
     }
     config.validate().map_err(|e| e.to_string())?;
+    for src in &config.sources {
+        herald_source::Rules::compile(src).map_err(|e| e.to_string())?;
+    }
     Ok(config)
 }
 
@@ -180,8 +183,36 @@ async fn serve(config: Config, dev_keys: Option<(String, String)>) -> anyhow::Re
     }
     let stop = CancellationToken::new();
     tokio::spawn(watch_signals(edge.clone(), stop.clone()));
+    let sources_stop = CancellationToken::new();
+    let sources = start_sources(&config, &edge, &sources_stop)?;
     herald_edge::serve(listener, edge, stop).await?;
+    sources_stop.cancel();
+    for s in sources {
+        let _ = s.await;
+    }
     Ok(())
+}
+
+/// Starts every `[[sources]]` entry; each commits its progress when stopped.
+fn start_sources(config: &Config, edge: &Arc<Edge>, stop: &CancellationToken) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut tasks = Vec::new();
+    for src in &config.sources {
+        let brokers = match &src.brokers {
+            Some(url) => herald_config::BusConfig { url: url.clone(), ..Default::default() }.kafka_brokers(),
+            None => config.bus.kafka_brokers(),
+        }
+        .with_context(|| format!("source {}: brokers must be kafka://HOST:PORT", src.name))?;
+        let m = &edge.metrics;
+        let label = || vec![("source", src.name.clone())];
+        let counters = herald_source::SourceCounters {
+            published: m.counter("herald_source_published_total", "Source records published", &label()),
+            dropped: m.counter("herald_source_dropped_total", "Source records removed by drop rules", &label()),
+            dead_lettered: m.counter("herald_source_dead_lettered_total", "Malformed source records", &label()),
+        };
+        let source = herald_source::Source::new(src, &brokers, edge.bus.clone(), counters)?;
+        tasks.push(tokio::spawn(source.run(stop.clone())));
+    }
+    Ok(tasks)
 }
 
 fn print_dev_banner(addr: std::net::SocketAddr, secret: &str, api_key: &str) {

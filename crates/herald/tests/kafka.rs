@@ -142,3 +142,66 @@ async fn edges_serving_different_accounts_read_only_those_accounts_partitions() 
     assert_eq!(metric(&a.url, "herald_records_in_total"), 2.0, "edge A never read the other account's partition");
     assert_eq!(metric(&b.url, "herald_records_in_total"), 1.0, "edge B never read the other account's partition");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_turns_a_backends_topic_into_thin_events_on_phones() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let broker = Broker::start();
+    let input = unique_topic("pd.events");
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", &broker.addr).create().unwrap();
+    admin
+        .create_topics(&[rdkafka::admin::NewTopic::new(&input, 1, rdkafka::admin::TopicReplication::Fixed(1))], &rdkafka::admin::AdminOptions::new())
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("herald-src-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("herald.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+[bus]
+url = "kafka://{addr}"
+topic = "{topic}"
+
+[[sources]]
+name = "incidents"
+topic = "{input}"
+account = "/account_id"
+channel = "incidents"
+drop = [{{ field = "/entity", equals = "alerts::alert" }}]
+keep = {{ ent = "/entity", id = "/id", type = "/event_type" }}
+"#,
+            addr = broker.addr,
+            topic = unique_topic("records"),
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["edge", "--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()])
+        .env("HERALD_JWT_SECRET", SECRET)
+        .env("HERALD_ADMIN_API_KEY", KEY)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let e = Edge { child, url: line.trim().strip_prefix("herald listening on ").unwrap().to_owned() };
+    let phone = Client::connect(ClientConfig::new(e.url.clone(), token()));
+    let mut sub = phone.subscribe("incidents").await.unwrap();
+    let backend: FutureProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", &broker.addr).create().unwrap();
+    for v in [
+        r#"{"account_id":"acme","entity":"alerts::alert","event_type":"created","id":"AL1"}"#,
+        r#"{"account_id":"beta","entity":"incident","event_type":"created","id":"PBETA"}"#,
+        r#"{"account_id":"acme","entity":"incident","event_type":"updated","id":"PAM4FGS","incident":{"title":"db down"}}"#,
+    ] {
+        backend.send(FutureRecord::<(), _>::to(&input).payload(v), Duration::from_secs(10)).await.unwrap();
+    }
+    let m = tokio::time::timeout(Duration::from_secs(60), sub.next_message()).await.expect("the source delivers").unwrap();
+    assert_eq!(m.data.get(), r#"{"ent":"incident","id":"PAM4FGS","type":"updated"}"#, "only acme's incident, projected");
+    drop(e);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
