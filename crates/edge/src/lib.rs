@@ -47,6 +47,40 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// Answers on `listener` while the node starts (its bus is not connected yet): `/healthz` 200,
+/// `/readyz` 503 `starting`, everything else 503 `unavailable`. Returns `until`'s output once it
+/// completes, leaving the listener to [`serve`]. Load balancers and Kubernetes see a live but
+/// unready node instead of a refused port.
+pub async fn serve_starting<T>(listener: &TcpListener, until: impl std::future::Future<Output = T>) -> T {
+    tokio::pin!(until);
+    loop {
+        let (tcp, _) = tokio::select! {
+            out = &mut until => return out,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let conn = http1::Builder::new().keep_alive(false).serve_connection(
+            TokioIo::new(tcp),
+            service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                let resp = match req.uri().path() {
+                    "/healthz" => http::json_response(hyper::StatusCode::OK, r#"{"status":"ok"}"#),
+                    "/readyz" => http::json_response(hyper::StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"starting"}"#),
+                    _ => http::code_response(herald_protocol::ErrorCode::Unavailable, "this node is starting; retry"),
+                };
+                Ok::<_, std::convert::Infallible>(resp)
+            }),
+        );
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+}
+
 /// Serves `listener` until a drain completes (after `edge.drain` is cancelled) or `stop` is
 /// cancelled (fast exit).
 ///

@@ -166,7 +166,10 @@ async fn build_bus(config: &Config, region: RegionName) -> anyhow::Result<Option
 
 async fn serve(config: Config, dev_keys: Option<(String, String)>) -> anyhow::Result<()> {
     let region = RegionName::new(&config.edge.region).context("edge.region")?;
-    let Some(bus) = build_bus(&config, region).await? else { return Ok(()) };
+    let listener = tokio::net::TcpListener::bind(config.edge.listen).await.with_context(|| format!("cannot listen on {}", config.edge.listen))?;
+    let addr = listener.local_addr()?;
+    // Until the bus answers, the node is alive but not ready.
+    let Some(bus) = herald_edge::serve_starting(&listener, build_bus(&config, region)).await? else { return Ok(()) };
     let deps = EdgeDeps {
         bus,
         presence: Arc::new(MemoryPresence::new()),
@@ -174,8 +177,6 @@ async fn serve(config: Config, dev_keys: Option<(String, String)>) -> anyhow::Re
         dev: dev_keys.as_ref().map(|(secret, _)| DevMode { issuer: TokenIssuer::hs256(secret.as_bytes()) }),
     };
     let edge = Edge::new(&config, deps)?;
-    let listener = tokio::net::TcpListener::bind(config.edge.listen).await.with_context(|| format!("cannot listen on {}", config.edge.listen))?;
-    let addr = listener.local_addr()?;
     if let Some((secret, api_key)) = &dev_keys {
         print_dev_banner(addr, secret, api_key);
     } else {

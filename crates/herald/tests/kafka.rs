@@ -205,3 +205,41 @@ keep = {{ ent = "/entity", id = "/id", type = "/event_type" }}
     drop(e);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+fn get_status(addr: &str, path: &str) -> Option<u16> {
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").ok()?;
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut s, &mut out).ok()?;
+    out.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_started_before_kafka_is_alive_but_unready_until_kafka_answers() {
+    let broker_port = herald_bus_kafka::testing::free_port();
+    let edge_port = herald_bus_kafka::testing::free_port();
+    let edge_addr = format!("127.0.0.1:{edge_port}");
+    let child = Command::new(BIN)
+        .args(["edge", "--listen", &edge_addr, "--bus", &format!("kafka://127.0.0.1:{broker_port}"), "--node", "early"])
+        .env("HERALD_JWT_SECRET", SECRET)
+        .env("HERALD_KAFKA_TOPIC", unique_topic("early"))
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _edge = Edge { child, url: format!("http://{edge_addr}") };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while get_status(&edge_addr, "/readyz").is_none() {
+        assert!(std::time::Instant::now() < deadline, "the edge never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(get_status(&edge_addr, "/readyz"), Some(503));
+    assert_eq!(get_status(&edge_addr, "/healthz"), Some(200));
+    let _broker = Broker::start_on(broker_port);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while get_status(&edge_addr, "/readyz") != Some(200) {
+        assert!(std::time::Instant::now() < deadline, "the edge never became ready once kafka answered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
