@@ -39,6 +39,9 @@ pub struct Args {
     /// (the idle-memory scenario).
     #[arg(long)]
     idle_hold_secs: Option<u64>,
+    /// Resume after this cursor (replay), instead of subscribing live.
+    #[arg(long)]
+    since: Option<String>,
     /// Print a line on stderr once every connection is subscribed.
     #[arg(long, default_value_t = true)]
     announce: bool,
@@ -158,7 +161,8 @@ async fn one(a: &Args, totals: &Totals, hist: &Mutex<Histogram<u64>>, ready: &At
         }
         return Ok(());
     }
-    ws.send(Message::Text(format!(r#"{{"type":"subscribe","id":1,"channel":"{}"}}"#, a.channel).into())).await?;
+    let since = a.since.as_ref().map(|c| format!(r#","since":"{c}""#)).unwrap_or_default();
+    ws.send(Message::Text(format!(r#"{{"type":"subscribe","id":1,"channel":"{}"{since}}}"#, a.channel).into())).await?;
     let mut expect: Option<u64> = None;
     let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut n = 0u64;
