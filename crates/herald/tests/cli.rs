@@ -62,6 +62,27 @@ async fn herald_dev_serves_a_token_from_herald_token_and_delivers_a_published_re
     assert_eq!(m.data.get(), r#"{"ent":"incident","id":"PAM4FGS","type":"updated"}"#);
 }
 
+fn get(url: &str, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(url.strip_prefix("http://").unwrap()).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut s, &mut out).unwrap();
+    out
+}
+
+#[tokio::test]
+async fn herald_dev_serves_the_demo_page_and_a_token_for_it() {
+    let dev = start_dev(&[]);
+    let page = get(&dev.url, "/");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("text/html") && page.contains("Publish a test event"));
+    let tok = get(&dev.url, "/dev/token?account=demo&sub=page");
+    let body = &tok[tok.find("\r\n\r\n").unwrap() + 4..];
+    let token = serde_json::from_str::<serde_json::Value>(body).unwrap()["token"].as_str().unwrap().to_owned();
+    let client = herald_client::Client::connect(herald_client::ClientConfig::new(dev.url.clone(), token));
+    client.wait_connected(Duration::from_secs(30)).await.unwrap();
+}
+
 #[tokio::test]
 async fn sigterm_tells_every_client_to_reconnect_and_exits_cleanly() {
     let mut dev = start_dev(&[]);

@@ -243,3 +243,22 @@ async fn an_edge_started_before_kafka_is_alive_but_unready_until_kafka_answers()
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_kafka_goes_away_publishes_get_503_with_a_retry_hint_and_clients_stay_connected() {
+    let broker = Broker::start();
+    let e = edge(&broker, &unique_topic("lost"), "edge-lost");
+    let phone = Client::connect(ClientConfig::new(e.url.clone(), token()));
+    let _sub = phone.subscribe("incidents").await.unwrap();
+    publish(&e.url, 1);
+    drop(broker);
+    let body = r#"{"account":"acme","channel":"incidents","data":{"seq":2}}"#;
+    let mut s = std::net::TcpStream::connect(e.url.strip_prefix("http://").unwrap()).unwrap();
+    write!(s, "POST /v1/publish HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut s, &mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 503"), "{out}");
+    assert!(out.to_ascii_lowercase().contains("retry-after: 1"), "{out}");
+    assert!(out.contains(r#""code":"unavailable""#), "{out}");
+    assert!(matches!(*phone.state().borrow(), herald_client::ConnState::Connected { .. }), "the client keeps its connection");
+}
