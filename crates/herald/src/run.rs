@@ -134,7 +134,7 @@ pub fn server(args: ServerArgs, dev: Option<(Option<String>, Option<String>)>) -
 
 /// Builds the configured bus. Kafka is retried until it answers (or a signal arrives): an edge
 /// without its bus could only refuse every client.
-async fn build_bus(config: &Config, region: RegionName) -> anyhow::Result<Option<Arc<dyn Bus>>> {
+async fn build_bus(config: &Config, region: RegionName, signals: &mut Signals) -> anyhow::Result<Option<Arc<dyn Bus>>> {
     let Some(brokers) = config.bus.kafka_brokers() else {
         let mut c = MemoryBusConfig::new(region);
         c.partitions = config.bus.partitions;
@@ -158,18 +158,20 @@ async fn build_bus(config: &Config, region: RegionName) -> anyhow::Result<Option
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
-            _ = tokio::signal::ctrl_c() => return Ok(None),
+            _ = signals.any() => return Ok(None),
         }
         backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }
 
 async fn serve(config: Config, dev_keys: Option<(String, String)>) -> anyhow::Result<()> {
+    // Handlers first: a signal that arrives at any later point is ours to handle.
+    let mut signals = Signals::install()?;
     let region = RegionName::new(&config.edge.region).context("edge.region")?;
     let listener = tokio::net::TcpListener::bind(config.edge.listen).await.with_context(|| format!("cannot listen on {}", config.edge.listen))?;
     let addr = listener.local_addr()?;
     // Until the bus answers, the node is alive but not ready.
-    let Some(bus) = herald_edge::serve_starting(&listener, build_bus(&config, region)).await? else { return Ok(()) };
+    let Some(bus) = herald_edge::serve_starting(&listener, build_bus(&config, region, &mut signals)).await? else { return Ok(()) };
     let deps = EdgeDeps {
         bus,
         presence: Arc::new(MemoryPresence::new()),
@@ -183,7 +185,7 @@ async fn serve(config: Config, dev_keys: Option<(String, String)>) -> anyhow::Re
         println!("herald listening on http://{addr}");
     }
     let stop = CancellationToken::new();
-    tokio::spawn(watch_signals(edge.clone(), stop.clone()));
+    tokio::spawn(watch_signals(edge.clone(), stop.clone(), signals));
     let sources_stop = CancellationToken::new();
     let sources = start_sources(&config, &edge, &sources_stop)?;
     herald_edge::serve(listener, edge, stop).await?;
@@ -244,28 +246,41 @@ fn print_dev_banner(addr: std::net::SocketAddr, secret: &str, api_key: &str) {
     let _ = out.flush();
 }
 
-async fn watch_signals(edge: Arc<Edge>, stop: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
+/// SIGTERM and SIGINT, installed once at start.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self { term: signal(SignalKind::terminate()).context("SIGTERM handler")?, int: signal(SignalKind::interrupt()).context("SIGINT handler")? })
+    }
+
+    /// Waits for either signal.
+    async fn any(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+}
+
+async fn watch_signals(edge: Arc<Edge>, stop: CancellationToken, mut signals: Signals) {
     tokio::select! {
-        _ = term.recv() => {
+        _ = signals.term.recv() => {
             tracing::info!("SIGTERM: draining");
             edge.drain.cancel();
         }
-        _ = int.recv() => {
+        _ = signals.int.recv() => {
             tracing::info!("SIGINT: stopping");
             stop.cancel();
             return;
         }
     }
     // A second signal during the drain stops at once.
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+    signals.any().await;
     tracing::info!("second signal: stopping now");
     stop.cancel();
 }
