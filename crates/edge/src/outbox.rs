@@ -103,12 +103,7 @@ impl Outbox {
         }
         let len = item.len();
         if s.bytes + len > self.max_bytes {
-            s.close = Some(CloseReason::Lagged);
-            s.items = VecDeque::new();
-            s.bytes = 0;
-            drop(s);
-            self.wake.notify_one();
-            self.changed.notify_waiters();
+            self.overflow(s);
             return false;
         }
         let was_empty = s.items.is_empty();
@@ -121,6 +116,16 @@ impl Outbox {
         true
     }
 
+    /// The queue would exceed its limit: the connection is lagged and its queue dropped.
+    fn overflow(&self, mut s: parking_lot::MutexGuard<'_, State>) {
+        s.close = Some(CloseReason::Lagged);
+        s.items = VecDeque::new();
+        s.bytes = 0;
+        drop(s);
+        self.wake.notify_one();
+        self.changed.notify_waiters();
+    }
+
     /// Queues several records at once, with one lock and one wake-up.
     pub fn push_records(&self, recs: &[Arc<EncodedRecord>]) -> bool {
         let mut s = self.state.lock();
@@ -129,12 +134,7 @@ impl Outbox {
         }
         let len: usize = recs.iter().map(|r| r.frame.len()).sum();
         if s.bytes + len > self.max_bytes {
-            s.close = Some(CloseReason::Lagged);
-            s.items = VecDeque::new();
-            s.bytes = 0;
-            drop(s);
-            self.wake.notify_one();
-            self.changed.notify_waiters();
+            self.overflow(s);
             return false;
         }
         let was_empty = s.items.is_empty();

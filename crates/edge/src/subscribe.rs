@@ -112,15 +112,8 @@ pub async fn replay(edge: &Edge, opened: Opened, limit: Option<usize>) -> (Arc<S
         History::Bus(r) => r,
         History::Cached(records) => {
             for r in records {
-                if sub.outbox.queued_bytes() >= high_water && !sub.outbox.wait_for_room(high_water).await {
-                    return (sub, ReplayEnd::Closed);
-                }
-                if !sub.outbox.push(OutItem::Record(edge.hub.encode(&r))) {
-                    return (sub, ReplayEnd::Closed);
-                }
-                queued += 1;
-                if limit.is_some_and(|l| queued >= l) {
-                    return (sub, ReplayEnd::Limited);
+                if let Some(end) = queue(edge, &sub, &r, &mut queued, limit, high_water).await {
+                    return (sub, end);
                 }
             }
             sub.finish_replay(None);
@@ -146,18 +139,23 @@ pub async fn replay(edge: &Edge, opened: Opened, limit: Option<usize>) -> (Arc<S
             if !sub.channels.iter().any(|c| c.channel == r.channel && c.account == r.account) {
                 continue;
             }
-            if sub.outbox.queued_bytes() >= high_water && !sub.outbox.wait_for_room(high_water).await {
-                return (sub, ReplayEnd::Closed);
-            }
-            if !sub.outbox.push(OutItem::Record(edge.hub.encode(&r))) {
-                return (sub, ReplayEnd::Closed);
-            }
-            queued += 1;
-            if limit.is_some_and(|l| queued >= l) {
-                return (sub, ReplayEnd::Limited);
+            if let Some(end) = queue(edge, &sub, &r, &mut queued, limit, high_water).await {
+                return (sub, end);
             }
         }
     }
     sub.finish_replay(None);
     (sub, ReplayEnd::Live)
+}
+
+/// Queues one replayed record, waiting for room first. `Some` when the replay must end here.
+async fn queue(edge: &Edge, sub: &Subscription, r: &herald_core::Record, queued: &mut usize, limit: Option<usize>, high_water: usize) -> Option<ReplayEnd> {
+    if sub.outbox.queued_bytes() >= high_water && !sub.outbox.wait_for_room(high_water).await {
+        return Some(ReplayEnd::Closed);
+    }
+    if !sub.outbox.push(OutItem::Record(edge.hub.encode(r))) {
+        return Some(ReplayEnd::Closed);
+    }
+    *queued += 1;
+    limit.is_some_and(|l| *queued >= l).then_some(ReplayEnd::Limited)
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use herald_bus_memory::{MemoryBus, MemoryBusConfig};
 use herald_config::Config;
-use herald_core::{AccountId, Bus, ChannelKey, ChannelName, Cursor, NewRecord, RegionName};
+use herald_core::{AccountId, ChannelKey, ChannelName, Cursor, NewRecord, RegionName};
 use herald_edge::outbox::{OutItem, Outbox};
 use herald_edge::subscribe::{self, ReplayEnd};
 use herald_edge::{Edge, EdgeDeps, EdgeMetrics};
