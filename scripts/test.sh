@@ -12,6 +12,10 @@ fi
 echo "== cargo test (workspace)"
 cargo test --workspace --locked --no-fail-fast
 
+echo "== browser end-to-end (demo page in headless chromium)"
+export HERALD_BIN="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/herald"
+(cd tests/browser && node --test)
+
 if [ -x scripts/check-helm.sh ]; then
   echo "== helm chart checks"
   scripts/check-helm.sh
