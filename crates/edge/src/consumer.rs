@@ -121,14 +121,14 @@ impl PartitionConsumers {
 /// Positions the hub at the partition's end and starts its consumer there.
 async fn start(edge: &Arc<Edge>, partition: u32, token: CancellationToken) -> Result<CancellationToken, BusError> {
     let next = edge.bus.bounds(partition).await?.next;
-    edge.hub.start_partition(partition, next);
     let reader = edge.bus.open(partition, next).await?;
-    tokio::spawn(consume(edge.clone(), partition, reader, token.clone()));
+    let generation = edge.hub.start_partition(partition, next);
+    tokio::spawn(consume(edge.clone(), partition, generation, reader, token.clone()));
     tracing::debug!(partition, next, "consuming partition");
     Ok(token)
 }
 
-async fn consume(edge: Arc<Edge>, partition: u32, mut reader: Box<dyn PartitionReader>, stop: CancellationToken) {
+async fn consume(edge: Arc<Edge>, partition: u32, generation: u64, mut reader: Box<dyn PartitionReader>, stop: CancellationToken) {
     let mut backoff = Duration::from_millis(50);
     loop {
         let batch = tokio::select! {
@@ -138,7 +138,7 @@ async fn consume(edge: Arc<Edge>, partition: u32, mut reader: Box<dyn PartitionR
         match batch {
             Ok(records) => {
                 backoff = Duration::from_millis(50);
-                edge.hub.dispatch(partition, &records);
+                edge.hub.dispatch(partition, generation, &records);
             }
             Err(BusError::Truncated { requested, low }) => {
                 // Records expired before this node saw them; subscribers resuming across the gap

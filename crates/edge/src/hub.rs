@@ -100,6 +100,8 @@ struct PartitionHub {
     recent: VecDeque<Arc<Record>>,
     /// The cache holds every record of the partition from this offset up to `next`.
     recent_from: u64,
+    /// Bumped every time a consumer (re)starts: batches from an older consumer are ignored.
+    generation: u64,
 }
 
 /// Parameters of a new subscription.
@@ -133,7 +135,7 @@ impl Hub {
     /// `recent_cap` records of each consumed partition for resumes.
     pub fn new(partitions: u32, epoch: Epoch, region: RegionName, metrics: Arc<EdgeMetrics>, recent_cap: usize) -> Self {
         let parts = (0..partitions)
-            .map(|_| Mutex::new(PartitionHub { next: 0, channels: HashMap::new(), recent: VecDeque::new(), recent_from: 0 }))
+            .map(|_| Mutex::new(PartitionHub { next: 0, channels: HashMap::new(), recent: VecDeque::new(), recent_from: 0, generation: 0 }))
             .collect();
         Self { parts, recent_cap, epoch, region, metrics, next_id: AtomicU64::new(1) }
     }
@@ -158,13 +160,16 @@ impl Hub {
         &self.region
     }
 
-    /// Sets where the partition's consumer starts (before any subscription registers), and
-    /// empties its history cache.
-    pub fn start_partition(&self, partition: u32, next: u64) {
+    /// Sets where the partition's (new) consumer starts, before any subscription registers, and
+    /// empties its history cache. Returns the consumer's generation, which it passes to
+    /// [`Hub::dispatch`]: a stopped consumer that still had a batch in hand cannot deliver it.
+    pub fn start_partition(&self, partition: u32, next: u64) -> u64 {
         let mut p = self.parts[partition as usize].lock();
         p.next = next;
         p.recent.clear();
         p.recent_from = next;
+        p.generation += 1;
+        p.generation
     }
 
     /// Encodes a record as a `message` frame.
@@ -228,11 +233,14 @@ impl Hub {
     /// Fans a batch of one partition's records out to local subscribers, in order, and moves the
     /// partition's seam past them. Each subscriber gets all of its records from the batch in one
     /// queue operation and one wake-up, so its writer sends them as one batched message.
-    pub fn dispatch(&self, partition: u32, records: &[Arc<Record>]) {
+    pub fn dispatch(&self, partition: u32, generation: u64, records: &[Arc<Record>]) {
         let Some(last) = records.last() else { return };
         let now = herald_core::now_ms();
         let mut deliveries = 0u64;
         let mut part = self.parts[partition as usize].lock();
+        if part.generation != generation {
+            return;
+        }
         // Group the batch by channel, keeping order within each channel.
         let mut groups: Vec<(ChannelKey, Vec<Arc<EncodedRecord>>)> = Vec::new();
         for r in records {

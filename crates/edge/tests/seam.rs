@@ -45,8 +45,11 @@ async fn publish_and_dispatch(edge: &Edge, channel: &str, n: usize) {
     edge.bus.append(recs).await.unwrap();
     let mut r = edge.bus.open(p, from).await.unwrap();
     let batch = r.next_batch(10_000).await.unwrap();
-    edge.hub.dispatch(p, &batch);
+    edge.hub.dispatch(p, GENERATION, &batch);
 }
+
+/// The tests start each partition once, so its generation is 1.
+const GENERATION: u64 = 1;
 
 fn offsets(outbox: &Outbox) -> Vec<u64> {
     let mut items = Vec::new();
@@ -120,4 +123,23 @@ async fn a_limited_replay_stops_at_the_limit_and_delivers_nothing_after_the_gap(
     assert_eq!(end, ReplayEnd::Limited);
     subscribe::close(&edge, &sub);
     assert_eq!(offsets(&outbox), vec![0, 1, 2, 3]);
+}
+
+#[tokio::test]
+async fn a_batch_from_a_stopped_consumer_is_not_delivered_after_the_partition_restarts() {
+    let edge = edge();
+    let p = edge.bus.partition_of(&AccountId::new("acme").unwrap());
+    edge.consumers.attach_external(p);
+    let first = edge.hub.start_partition(p, 0);
+    publish_and_dispatch(&edge, "c", 2).await; // generation 1, offsets 0..2
+    let mut old = edge.bus.open(p, 0).await.unwrap();
+    let stale = old.next_batch(10).await.unwrap();
+    // The consumer restarts (generation 2) at the end of the partition; a subscriber joins.
+    let second = edge.hub.start_partition(p, 2);
+    assert_ne!(first, second);
+    let outbox = Outbox::new(1 << 20);
+    let opened = subscribe::open(&edge, outbox.clone(), vec![key("c")], None, false).await.unwrap();
+    let _ = subscribe::replay(&edge, opened, None).await;
+    edge.hub.dispatch(p, first, &stale);
+    assert!(offsets(&outbox).is_empty(), "the old consumer's batch is ignored");
 }
