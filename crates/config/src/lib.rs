@@ -57,6 +57,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Existing Kafka topics turned into Herald records (`[[sources]]`).
     pub sources: Vec<SourceConfig>,
+    /// Connection and rate limits.
+    pub limits: LimitsConfig,
 }
 
 /// One source: an existing Kafka topic, and the rules that turn its records into Herald records.
@@ -206,6 +208,48 @@ pub struct AuthConfig {
     pub account_keys: BTreeMap<String, Vec<String>>,
     /// Clock-skew leeway for `exp`, in seconds.
     pub leeway_secs: u64,
+    /// Per-account browser origins allowed to open WebSocket and SSE connections
+    /// (`account → ["https://app.example.com"]`). An account without an entry accepts any origin.
+    pub allowed_origins: BTreeMap<String, Vec<String>>,
+}
+
+/// Limits that keep one client, address or account from starving the rest. Each refusal answers
+/// `rate_limited` and is counted in `herald_limited_total{limit}`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Open connections (all transports) per account on one node.
+    pub connections_per_account: usize,
+    /// Open connections per client IP address on one node.
+    pub connections_per_ip: usize,
+    /// Publishes per second one WebSocket connection may make (token bucket; burst = 2 s worth).
+    pub publish_per_second_per_connection: u32,
+    /// Records per second one account may publish through one node, over every path.
+    pub publish_per_second_per_account: u32,
+    /// Per-account overrides of the two account limits.
+    pub accounts: BTreeMap<String, AccountLimits>,
+}
+
+/// One account's own limits.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccountLimits {
+    /// Overrides `connections_per_account`.
+    pub connections: Option<usize>,
+    /// Overrides `publish_per_second_per_account`.
+    pub publish_per_second: Option<u32>,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            connections_per_account: 100_000,
+            connections_per_ip: 5_000,
+            publish_per_second_per_connection: 50,
+            publish_per_second_per_account: 50_000,
+            accounts: BTreeMap::new(),
+        }
+    }
 }
 
 /// Log output.
@@ -324,6 +368,16 @@ impl Config {
             if keys.iter().any(|k| k.len() < 16) {
                 return bad("auth.account_keys", "keys must be at least 16 bytes");
             }
+        }
+        let l = &self.limits;
+        if l.connections_per_account == 0 || l.connections_per_ip == 0 || l.publish_per_second_per_connection == 0 || l.publish_per_second_per_account == 0 {
+            return bad("limits", "every limit must be positive");
+        }
+        if l.accounts.keys().chain(self.auth.allowed_origins.keys()).any(|a| herald_core::AccountId::new(a).is_err()) {
+            return bad("limits.accounts / auth.allowed_origins", "keys must be account names (a-z 0-9 _ -)");
+        }
+        if self.auth.allowed_origins.values().flatten().any(|o| !(o.starts_with("https://") || o.starts_with("http://")) || o.ends_with('/')) {
+            return bad("auth.allowed_origins", "origins look like https://app.example.com (scheme and host, no path)");
         }
         let mut names = std::collections::BTreeSet::new();
         for src in &self.sources {

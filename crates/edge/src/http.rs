@@ -80,6 +80,11 @@ pub fn token_from_request(req: &Request<Incoming>) -> Option<String> {
     bearer(req).or_else(|| query_param(req, "token"))
 }
 
+/// The `Origin` header, if any.
+pub fn origin(req: &Request<Incoming>) -> Option<String> {
+    req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
 /// The bearer token from `Authorization` only.
 pub fn bearer(req: &Request<Incoming>) -> Option<String> {
     let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -88,12 +93,12 @@ pub fn bearer(req: &Request<Incoming>) -> Option<String> {
 }
 
 /// Routes one request.
-pub async fn route(edge: Arc<Edge>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+pub async fn route(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::SocketAddr) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
     let resp = match (req.method().clone(), path.as_str()) {
-        (Method::GET, "/v1/ws") => ws::upgrade(edge, req),
-        (Method::GET, "/v1/sse") => sse::handle(edge, req).await,
-        (Method::GET, "/v1/poll") => poll::handle(edge, req).await,
+        (Method::GET, "/v1/ws") => ws::upgrade(edge, req, peer),
+        (Method::GET, "/v1/sse") => sse::handle(edge, req, peer).await,
+        (Method::GET, "/v1/poll") => poll::handle(edge, req, peer).await,
         (Method::POST, "/v1/publish") => publish::handle(edge, req).await,
         (Method::OPTIONS, "/v1/publish" | "/v1/sse" | "/v1/poll") => cors_preflight(),
         (Method::GET, "/healthz") => json_response(StatusCode::OK, r#"{"status":"ok"}"#),

@@ -23,6 +23,7 @@ pub mod consumer;
 mod dev;
 pub mod http;
 pub mod hub;
+pub mod limits;
 pub mod metrics;
 pub mod outbox;
 pub mod poll;
@@ -135,7 +136,7 @@ pub async fn serve(listener: TcpListener, edge: Arc<Edge>, stop: CancellationTok
             .timer(TokioTimer::new())
             .header_read_timeout(Duration::from_secs(10))
             .keep_alive(!draining)
-            .serve_connection(TokioIo::new(tcp), service_fn(move |req| http::route(edge2.clone(), req)))
+            .serve_connection(TokioIo::new(tcp), service_fn(move |req| http::route(edge2.clone(), req, peer)))
             .with_upgrades();
         let drain = edge.drain.clone();
         http_conns.spawn(async move {

@@ -42,6 +42,7 @@ pub struct EdgeMetrics {
     /// Resumes served entirely from the recent-history cache (no bus read).
     pub resumes_from_cache: Counter,
     publish_errors: Mutex<HashMap<ErrorCode, Counter>>,
+    limited: Mutex<HashMap<&'static str, Counter>>,
     protocol_errors: Mutex<HashMap<ErrorCode, Counter>>,
 }
 
@@ -71,6 +72,7 @@ impl EdgeMetrics {
         let publish_to_fanout = r.register_histogram(&Key::from_static_name("herald_publish_to_fanout_seconds"), &META);
         r.describe_counter("herald_publish_errors_total".into(), None, "Refused publishes, by error code".into());
         r.describe_counter("herald_protocol_errors_total".into(), None, "Error frames sent to clients, by error code".into());
+        r.describe_counter("herald_limited_total".into(), None, "Refusals by a connection or rate limit, by limit".into());
         Arc::new(Self {
             connections: gauge("herald_connections", "Open client connections"),
             subscriptions: gauge("herald_subscriptions", "Active subscriptions"),
@@ -87,6 +89,7 @@ impl EdgeMetrics {
             resumes_from_cache: counter("herald_resumes_from_cache_total", "Resumes served from the history cache"),
             publish_to_fanout,
             publish_errors: Mutex::new(HashMap::new()),
+            limited: Mutex::new(HashMap::new()),
             protocol_errors: Mutex::new(HashMap::new()),
             handle,
             recorder: Arc::new(recorder),
@@ -109,6 +112,18 @@ impl EdgeMetrics {
         self.recorder.describe_counter(name.into(), None, help.into());
         let labels = labels.iter().map(|(k, v)| Label::new(*k, v.clone())).collect::<Vec<_>>();
         self.recorder.register_counter(&Key::from_parts(name, labels), &META)
+    }
+
+    /// Counts a refusal by a limit (`limit` label).
+    pub fn limited(&self, limit: &'static str) {
+        self.limited
+            .lock()
+            .entry(limit)
+            .or_insert_with(|| {
+                let key = Key::from_parts("herald_limited_total", vec![Label::new("limit", limit)]);
+                self.recorder.register_counter(&key, &META)
+            })
+            .increment(1);
     }
 
     /// Counts a refused publish.

@@ -23,8 +23,8 @@ use crate::stream_request;
 const MAX_LIMIT: usize = 1000;
 
 /// Answers `GET /v1/poll`.
-pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
-    let sr = match stream_request::parse(&edge, &req) {
+pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::SocketAddr) -> Response<Body> {
+    let sr = match stream_request::parse(&edge, &req, peer) {
         Ok(r) => r,
         Err((code, msg)) => {
             edge.metrics.protocol_error(code);
@@ -46,6 +46,7 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
         Err(r) => return r,
     };
     let _guard = edge.session_guard();
+    let _slots = sr.slots;
     // Big enough for `limit` records of the largest size: a poll never lags by its own replay.
     let outbox = Outbox::new((limit + 1) * (edge.config.max_message_bytes + 512));
     let opened = match subscribe::open(&edge, outbox.clone(), sr.channels.clone(), sr.since.as_ref(), false).await {

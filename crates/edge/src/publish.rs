@@ -79,6 +79,21 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
         let Some(data) = it.data else { return fail(ErrorCode::BadRequest, "data is required") };
         items.push(PublishItem { account, channel, data: bytes::Bytes::copy_from_slice(data.get().as_bytes()), idempotency_key: it.idempotency_key });
     }
+    let mut per_account: Vec<(AccountId, u32)> = Vec::new();
+    for it in &items {
+        match per_account.iter_mut().find(|(a, _)| *a == it.account) {
+            Some((_, n)) => *n += 1,
+            None => per_account.push((it.account.clone(), 1)),
+        }
+    }
+    for (account, n) in &per_account {
+        if let Err(l) = edge.limits.account_publish(account, *n) {
+            edge.metrics.publish_error(ErrorCode::RateLimited);
+            let mut r = code_response(ErrorCode::RateLimited, l.message());
+            r.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+            return r;
+        }
+    }
     let appended = match edge.publish(items).await {
         Ok(a) => a,
         Err(code) => {

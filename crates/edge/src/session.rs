@@ -11,6 +11,7 @@ use herald_protocol::{ClientFrame, ErrorCode, RequestId, ServerFrame, decode_cli
 
 use crate::auth::Grant;
 use crate::hub::Subscription;
+use crate::limits::TokenBucket;
 use crate::outbox::{CloseReason, OutItem, Outbox};
 use crate::state::{Edge, PublishItem, validate_json};
 use crate::subscribe;
@@ -28,12 +29,14 @@ pub struct Session {
     pub grant: Grant,
     outbox: Arc<Outbox>,
     subs: HashMap<ChannelName, Arc<Subscription>>,
+    publish_bucket: TokenBucket,
 }
 
 impl Session {
     /// A session for an authenticated connection.
     pub fn new(edge: Arc<Edge>, connection_id: String, grant: Grant, outbox: Arc<Outbox>) -> Self {
-        Self { edge, connection_id, grant, outbox, subs: HashMap::new() }
+        let publish_bucket = edge.limits.connection_bucket();
+        Self { edge, connection_id, grant, outbox, subs: HashMap::new(), publish_bucket }
     }
 
     /// Queues a control frame.
@@ -94,6 +97,13 @@ impl Session {
                 let Some(ch) = self.channel(&id, &channel) else { return Ok(()) };
                 if !self.grant.may_publish(&ch) {
                     return Ok(self.send_error(Some(&id), ErrorCode::Forbidden, "token may not publish on this channel"));
+                }
+                if !self.publish_bucket.take(1) {
+                    let l = self.edge.limits.connection_publish_refused();
+                    return Ok(self.send_error(Some(&id), ErrorCode::RateLimited, l.message()));
+                }
+                if let Err(l) = self.edge.limits.account_publish(&self.grant.account, 1) {
+                    return Ok(self.send_error(Some(&id), ErrorCode::RateLimited, l.message()));
                 }
                 let item = PublishItem { account: self.grant.account.clone(), channel: ch.clone(), data: Bytes::copy_from_slice(data.get().as_bytes()), idempotency_key };
                 match self.edge.publish(vec![item]).await {

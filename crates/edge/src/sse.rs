@@ -20,8 +20,8 @@ use crate::state::Edge;
 use crate::{stream_request, subscribe};
 
 /// Answers `GET /v1/sse`.
-pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
-    let sr = match stream_request::parse(&edge, &req) {
+pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::SocketAddr) -> Response<Body> {
+    let sr = match stream_request::parse(&edge, &req, peer) {
         Ok(r) => r,
         Err((code, msg)) => {
             edge.metrics.protocol_error(code);
@@ -54,6 +54,8 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
         let edge = task_edge;
         let outbox = task_outbox;
         let _guard = guard;
+        // The connection counts against its address and account until it ends.
+        let _slots = sr.slots;
         let (sub, _) = subscribe::replay(&edge, opened, None).await;
         let member = PresenceMember { connection_id: connection_id.clone(), user: sr.grant.user.clone() };
         for ch in &sr.channels {

@@ -12,6 +12,7 @@ use herald_protocol::ErrorCode;
 
 use crate::auth::{ApiKeys, AuthError, Grant, TokenIssuer, TokenVerifier};
 use crate::consumer::PartitionConsumers;
+use crate::limits::Limits;
 use crate::hub::Hub;
 use crate::metrics::EdgeMetrics;
 
@@ -79,6 +80,10 @@ pub struct Edge {
     pub verifier: TokenVerifier,
     /// Publish API keys.
     pub api_keys: ApiKeys,
+    /// Connection and rate limits.
+    pub limits: Arc<Limits>,
+    /// Per-account allowed browser origins (absent: any).
+    allowed_origins: std::collections::HashMap<AccountId, Vec<String>>,
     /// Metrics.
     pub metrics: Arc<EdgeMetrics>,
     /// Cancelled when the node starts draining (SIGTERM).
@@ -106,6 +111,13 @@ impl Edge {
             consumers,
             verifier: TokenVerifier::hs256(secret.as_bytes(), config.auth.leeway_secs),
             api_keys: ApiKeys::new(config.auth.admin_api_key.clone(), &config.auth.account_keys),
+            limits: Arc::new(Limits::new(config.limits.clone(), deps.metrics.clone())),
+            allowed_origins: config
+                .auth
+                .allowed_origins
+                .iter()
+                .map(|(a, o)| (AccountId::new(a).expect("validated by config"), o.clone()))
+                .collect(),
             bus: deps.bus,
             presence: deps.presence,
             metrics: deps.metrics,
@@ -126,6 +138,15 @@ impl Edge {
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Release);
         self.metrics.ready.set(if ready { 1.0 } else { 0.0 });
+    }
+
+    /// Whether a browser page from `origin` may connect to `account` (no `Origin` header: not a
+    /// browser, allowed).
+    pub fn origin_allowed(&self, account: &AccountId, origin: Option<&str>) -> bool {
+        match (self.allowed_origins.get(account), origin) {
+            (Some(list), Some(o)) => list.iter().any(|a| a == o),
+            _ => true,
+        }
     }
 
     /// Verifies a client token.

@@ -7,11 +7,15 @@ use herald_core::{ChannelKey, ChannelName, Cursor};
 use herald_protocol::ErrorCode;
 
 use crate::auth::Grant;
-use crate::http::{query_param, token_from_request};
+use crate::http::{origin, query_param, token_from_request};
+use crate::limits::{AccountSlot, IpSlot, Limit};
+use std::net::SocketAddr;
 use crate::state::Edge;
 
 /// A validated SSE or long-poll request.
 pub struct StreamRequest {
+    /// The connection's places in its address's and account's counts.
+    pub slots: (IpSlot, AccountSlot),
     /// What the token grants.
     pub grant: Grant,
     /// The channels, deduplicated, in the order given.
@@ -21,12 +25,17 @@ pub struct StreamRequest {
 }
 
 /// Validates token, channels and cursor; the error is the code and message to answer with.
-pub fn parse(edge: &Edge, req: &Request<Incoming>) -> Result<StreamRequest, (ErrorCode, String)> {
+pub fn parse(edge: &Edge, req: &Request<Incoming>, peer: SocketAddr) -> Result<StreamRequest, (ErrorCode, String)> {
     if edge.drain.is_cancelled() {
         return Err((ErrorCode::ShuttingDown, "this node is draining".into()));
     }
     let token = token_from_request(req).ok_or((ErrorCode::Unauthorized, "a token is required (Authorization: Bearer or ?token=)".to_string()))?;
     let grant = edge.verify(&token).map_err(|e| (e.code, e.message))?;
+    if !edge.origin_allowed(&grant.account, origin(req).as_deref()) {
+        return Err((ErrorCode::Forbidden, "this origin may not connect to this account".into()));
+    }
+    let limited = |l: Limit| (ErrorCode::RateLimited, l.message().to_owned());
+    let slots = (edge.limits.admit_ip(peer.ip()).map_err(limited)?, edge.limits.admit_account(&grant.account).map_err(limited)?);
     let list = query_param(req, "channels").unwrap_or_default();
     let mut channels: Vec<ChannelKey> = Vec::new();
     for name in list.split(',').filter(|s| !s.is_empty()) {
@@ -53,5 +62,5 @@ pub fn parse(edge: &Edge, req: &Request<Incoming>) -> Result<StreamRequest, (Err
         .filter(|s| !s.is_empty())
         .or_else(|| query_param(req, "since").filter(|s| !s.is_empty()));
     let since = since_text.as_deref().map(Cursor::parse).transpose().map_err(|e| (ErrorCode::InvalidCursor, e.to_string()))?;
-    Ok(StreamRequest { grant, channels, since })
+    Ok(StreamRequest { slots, grant, channels, since })
 }

@@ -39,7 +39,7 @@ pub const SUBPROTOCOL_JSON: &str = "herald.v1.json";
 
 /// Answers `GET /v1/ws`: checks the handshake and the token (when sent as a header or query),
 /// replies `101`, and runs the connection on its own task.
-pub fn upgrade(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
+pub fn upgrade(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::SocketAddr) -> Response<Body> {
     let h = req.headers();
     let has = |name: header::HeaderName, want: &str| {
         h.get_all(name).iter().any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(want))))
@@ -56,6 +56,11 @@ pub fn upgrade(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
     if edge.drain.is_cancelled() {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::ShuttingDown, "this node is draining");
     }
+    let ip_slot = match edge.limits.admit_ip(peer.ip()) {
+        Ok(s) => s,
+        Err(l) => return error_response(StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited, l.message()),
+    };
+    let origin = crate::http::origin(&req);
     let accept = derive_accept_key(key.as_bytes());
     let wants_json = has(header::SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL_JSON);
     let grant = match token_from_request(&req) {
@@ -68,13 +73,25 @@ pub fn upgrade(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
         },
         None => None,
     };
+    // With the token in the handshake, refuse before upgrading: the client sees a plain status.
+    let mut account_slot = None;
+    if let Some(g) = &grant {
+        if !edge.origin_allowed(&g.account, origin.as_deref()) {
+            return error_response(StatusCode::FORBIDDEN, ErrorCode::Forbidden, "this origin may not connect to this account");
+        }
+        match edge.limits.admit_account(&g.account) {
+            Ok(s) => account_slot = Some(s),
+            Err(l) => return error_response(StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited, l.message()),
+        }
+    }
+    let admission = Admission { _ip: ip_slot, account: account_slot, origin };
     let span = tracing::info_span!("ws", conn = tracing::field::Empty, account = tracing::field::Empty);
     // Taken before spawning so that the task does not keep room for the whole request.
     let on_upgrade = hyper::upgrade::on(req);
     tokio::spawn(
         async move {
             match on_upgrade.await {
-                Ok(upgraded) => run(edge, upgraded, grant).await,
+                Ok(upgraded) => run(edge, upgraded, grant, admission).await,
                 Err(e) => tracing::debug!(error = %e, "upgrade failed"),
             }
         }
@@ -92,7 +109,15 @@ pub fn upgrade(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
     resp
 }
 
-async fn run(edge: Arc<Edge>, upgraded: hyper::upgrade::Upgraded, grant: Option<Grant>) {
+/// What the handshake established about a connection: its places in the limit counts and the
+/// browser origin it came from.
+struct Admission {
+    _ip: crate::limits::IpSlot,
+    account: Option<crate::limits::AccountSlot>,
+    origin: Option<String>,
+}
+
+async fn run(edge: Arc<Edge>, upgraded: hyper::upgrade::Upgraded, grant: Option<Grant>, admission: Admission) {
     // The common case is a plain TCP socket: take it back from hyper and split it without locks.
     match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => {
@@ -101,13 +126,13 @@ async fn run(edge: Arc<Edge>, upgraded: hyper::upgrade::Upgraded, grant: Option<
             // drop it now, or every idle connection would pin that buffer for its whole life.
             let prefix = if parts.read_buf.is_empty() { Bytes::new() } else { Bytes::copy_from_slice(&parts.read_buf) };
             drop(parts.read_buf);
-            run_halves(edge, r, w, prefix, grant).await
+            run_halves(edge, r, w, prefix, grant, admission).await
         }
         Err(upgraded) => {
             // Not a plain TCP socket (e.g. TLS): split with a lock. Boxed, so that this rarer
             // variant does not double the size of every connection's task.
             let (r, w) = tokio::io::split(TokioIo::new(upgraded));
-            Box::pin(run_halves(edge, r, w, Bytes::new(), grant)).await
+            Box::pin(run_halves(edge, r, w, Bytes::new(), grant, admission)).await
         }
     }
 }
@@ -125,7 +150,7 @@ fn connection_id() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
-async fn run_halves<R, W>(edge: Arc<Edge>, r: R, w: W, prefix: Bytes, grant: Option<Grant>)
+async fn run_halves<R, W>(edge: Arc<Edge>, r: R, w: W, prefix: Bytes, grant: Option<Grant>, mut admission: Admission)
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -138,7 +163,7 @@ where
 
     let grant = match grant {
         Some(g) => Some(g),
-        None => Box::pin(authenticate(&edge, &mut ws, &outbox)).await,
+        None => Box::pin(authenticate(&edge, &mut ws, &outbox)).await.and_then(|g| admit(&edge, &outbox, g, &mut admission)),
     };
     if let Some(grant) = grant {
         let conn_id = connection_id();
@@ -153,6 +178,26 @@ where
     let mut writer = writer;
     if tokio::time::timeout(grace, &mut writer).await.is_err() {
         writer.abort();
+    }
+}
+
+/// Applies the origin and account checks to a connection authenticated by its first frame.
+fn admit(edge: &Edge, outbox: &Outbox, grant: Grant, admission: &mut Admission) -> Option<Grant> {
+    let refuse = |code: ErrorCode, message: &str| {
+        edge.metrics.protocol_error(code);
+        outbox.push(OutItem::Frame(ServerFrame::Error { id: None, code, message }.encode()));
+        outbox.close(CloseReason::Fatal(code));
+        None
+    };
+    if !edge.origin_allowed(&grant.account, admission.origin.as_deref()) {
+        return refuse(ErrorCode::Forbidden, "this origin may not connect to this account");
+    }
+    match edge.limits.admit_account(&grant.account) {
+        Ok(slot) => {
+            admission.account = Some(slot);
+            Some(grant)
+        }
+        Err(l) => refuse(ErrorCode::RateLimited, l.message()),
     }
 }
 
@@ -203,10 +248,17 @@ where
         expires_at: Some(session.grant.expires_at),
     });
     let mut last_heard = Instant::now();
+    // The expiry we already warned about (`token_expiring`), so each token is warned once.
+    let mut warned_for = 0u64;
     let mut heartbeat = tokio::time::interval_at(Instant::now() + hb, hb);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let expires_in = Duration::from_secs(session.grant.expires_at.saturating_sub(herald_core::now_ms() / 1000));
+        let now_s = herald_core::now_ms() / 1000;
+        let expires_at = session.grant.expires_at;
+        let expires_in = Duration::from_secs(expires_at.saturating_sub(now_s));
+        // Warn a minute ahead (or half the remaining life of a short token).
+        let lead = expires_in.min(Duration::from_secs(120)) / 2;
+        let warn_in = expires_in.saturating_sub(lead);
         tokio::select! {
             msg = ws.next() => {
                 last_heard = Instant::now();
@@ -243,6 +295,10 @@ where
                     break;
                 }
                 session.send(ServerFrame::Ping {});
+            }
+            _ = tokio::time::sleep(warn_in), if warned_for != expires_at => {
+                warned_for = expires_at;
+                session.send(ServerFrame::TokenExpiring { expires_at });
             }
             _ = tokio::time::sleep(expires_in) => {
                 session.fail(ErrorCode::TokenExpired, "token has expired; reconnect with a new one");

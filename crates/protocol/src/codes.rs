@@ -66,7 +66,8 @@ impl ErrorCode {
         }
     }
 
-    /// The WebSocket close code when this error ends the connection, `None` when it does not.
+    /// The WebSocket close code when this error ends the connection (most do not; `rate_limited`
+    /// and `forbidden` do only when refusing the connection itself), `None` when it never does.
     pub fn close_code(self) -> Option<u16> {
         match self {
             Self::FrameTooLarge => Some(1009),
@@ -74,6 +75,8 @@ impl ErrorCode {
             Self::TokenExpired => Some(4002),
             Self::Lagged => Some(4008),
             Self::ShuttingDown => Some(1001),
+            Self::RateLimited => Some(4029),
+            Self::Forbidden => Some(1008),
             _ => None,
         }
     }

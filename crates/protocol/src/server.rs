@@ -89,6 +89,11 @@ pub enum ServerFrame<'a> {
         /// Who.
         member: &'a PresenceMember,
     },
+    /// The token expires soon: send `refresh` with a new one.
+    TokenExpiring {
+        /// When it expires (seconds since the Unix epoch).
+        expires_at: u64,
+    },
     /// Reply to `refresh`.
     Refreshed {
         /// Request id.
