@@ -208,9 +208,36 @@ pub struct AuthConfig {
     pub account_keys: BTreeMap<String, Vec<String>>,
     /// Clock-skew leeway for `exp`, in seconds.
     pub leeway_secs: u64,
+    /// More verification keys for client tokens (several at once, for rotation; `kid` picks one).
+    pub keys: Vec<JwtKeyConfig>,
+    /// A JWKS document (file) whose keys verify client tokens too.
+    pub jwks_file: Option<std::path::PathBuf>,
     /// Per-account browser origins allowed to open WebSocket and SSE connections
     /// (`account → ["https://app.example.com"]`). An account without an entry accepts any origin.
     pub allowed_origins: BTreeMap<String, Vec<String>>,
+}
+
+/// One token verification key.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtKeyConfig {
+    /// The `kid` tokens signed with this key carry (none: tried for tokens without a `kid`).
+    #[serde(default)]
+    pub kid: Option<String>,
+    /// `HS256`, `RS256`, `ES256` or `EdDSA`. A key verifies only tokens of its own algorithm.
+    pub algorithm: String,
+    /// HS256: the shared secret.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// RS256/ES256/EdDSA: the public key, PEM, in a file…
+    #[serde(default)]
+    pub public_key_file: Option<std::path::PathBuf>,
+    /// …or inline.
+    #[serde(default)]
+    pub public_key_pem: Option<String>,
+    /// When set, the key may only sign tokens of this account.
+    #[serde(default)]
+    pub account: Option<String>,
 }
 
 /// Limits that keep one client, address or account from starving the rest. Each refusal answers
@@ -359,6 +386,18 @@ impl Config {
         if let Some(s) = &self.auth.jwt_secret {
             if s.len() < 16 {
                 return bad("auth.jwt_secret", "must be at least 16 bytes");
+            }
+        }
+        for k in &self.auth.keys {
+            match k.algorithm.as_str() {
+                "HS256" if k.secret.as_ref().is_some_and(|s| s.len() >= 16) => {}
+                "HS256" => return bad("auth.keys", "an HS256 key needs a secret of at least 16 bytes"),
+                "RS256" | "ES256" | "EdDSA" if k.public_key_file.is_some() != k.public_key_pem.is_some() => {}
+                "RS256" | "ES256" | "EdDSA" => return bad("auth.keys", "an RS256/ES256/EdDSA key needs exactly one of public_key_file or public_key_pem"),
+                _ => return bad("auth.keys", "algorithm must be HS256, RS256, ES256 or EdDSA"),
+            }
+            if k.account.as_deref().is_some_and(|a| herald_core::AccountId::new(a).is_err()) {
+                return bad("auth.keys", "account must be an account name");
             }
         }
         for (account, keys) in &self.auth.account_keys {

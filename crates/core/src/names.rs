@@ -235,3 +235,25 @@ mod tests {
         assert!(ChannelKey::parse("acme/in/cidents").is_err());
     }
 }
+
+#[cfg(test)]
+mod isolation {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a client sends as a channel name, the channel it can reach belongs to its own
+        /// account: the name is refused, or it joins into a key that parses back to that account.
+        #[test]
+        fn no_channel_name_reaches_another_account(name in "\\PC{0,40}|[a-z./:@=,_-]{0,20}|\\.\\./[a-z]{1,8}/[a-z]{1,8}") {
+            let acme = AccountId::new("acme").unwrap();
+            if let Ok(ch) = ChannelName::new(&name) {
+                let key = ChannelKey::new(acme.clone(), ch);
+                let back = ChannelKey::parse(&key.to_string()).expect("a valid key parses");
+                prop_assert_eq!(back.account, acme);
+                prop_assert!(!name.contains('/'));
+            }
+        }
+
+    }
+}

@@ -7,6 +7,8 @@
 use herald_core::{AccountId, ChannelName, ChannelPattern};
 use herald_protocol::ErrorCode;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+
+use crate::keys::{self, VerifyKey};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -22,6 +24,9 @@ pub struct TokenClaims {
     /// Issued at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
+    /// Not valid before (seconds since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
     /// Channel patterns the client may subscribe to (and query presence of).
     #[serde(default)]
     pub subscribe: Vec<String>,
@@ -69,20 +74,21 @@ fn unauthorized(message: impl Into<String>) -> AuthError {
     AuthError { code: ErrorCode::Unauthorized, message: message.into() }
 }
 
-/// Verifies client tokens.
+/// Verifies client tokens against every active key.
 pub struct TokenVerifier {
-    key: DecodingKey,
-    validation: Validation,
+    keys: Vec<VerifyKey>,
+    leeway: u64,
 }
 
 impl TokenVerifier {
-    /// A verifier for HS256 tokens signed with `secret`, allowing `leeway_secs` of clock skew.
+    /// A verifier with one HS256 secret (tools and tests).
     pub fn hs256(secret: &[u8], leeway_secs: u64) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = leeway_secs;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.validate_exp = true;
-        Self { key: DecodingKey::from_secret(secret), validation }
+        Self::new(vec![VerifyKey { kid: None, alg: Algorithm::HS256, key: DecodingKey::from_secret(secret), account: None }], leeway_secs)
+    }
+
+    /// A verifier over `keys` (see [`crate::keys::load`]), allowing `leeway_secs` of clock skew.
+    pub fn new(keys: Vec<VerifyKey>, leeway_secs: u64) -> Self {
+        Self { keys, leeway: leeway_secs }
     }
 
     /// Verifies `token` and returns what it grants.
@@ -90,29 +96,48 @@ impl TokenVerifier {
         if token.len() > 8192 {
             return Err(unauthorized("token is too long"));
         }
-        let data = jsonwebtoken::decode::<TokenClaims>(token, &self.key, &self.validation).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind;
-            match e.kind() {
-                ErrorKind::ExpiredSignature => AuthError { code: ErrorCode::TokenExpired, message: "token has expired".into() },
-                ErrorKind::InvalidSignature => unauthorized("token signature is invalid"),
-                ErrorKind::InvalidAlgorithm => unauthorized("token algorithm is not accepted"),
-                ErrorKind::MissingRequiredClaim(c) => unauthorized(format!("token lacks the {c} claim")),
-                _ => unauthorized("token is malformed"),
+        let header = jsonwebtoken::decode_header(token).map_err(|_| unauthorized("token is malformed"))?;
+        if !keys::accepted(header.alg) {
+            return Err(unauthorized("token algorithm is not accepted"));
+        }
+        let mut result = Err(unauthorized("no key matches this token's kid and algorithm"));
+        for k in self.keys.iter().filter(|k| k.alg == header.alg && k.kid == header.kid) {
+            let mut validation = Validation::new(k.alg);
+            validation.leeway = self.leeway;
+            validation.set_required_spec_claims(&["exp", "sub"]);
+            validation.validate_exp = true;
+            validation.validate_nbf = true;
+            match jsonwebtoken::decode::<TokenClaims>(token, &k.key, &validation) {
+                Ok(data) => {
+                    let grant = grant(data.claims)?;
+                    if k.account.as_ref().is_some_and(|a| *a != grant.account) {
+                        return Err(unauthorized("this key may not sign tokens for that account"));
+                    }
+                    return Ok(grant);
+                }
+                Err(e) => {
+                    use jsonwebtoken::errors::ErrorKind;
+                    result = Err(match e.kind() {
+                        ErrorKind::ExpiredSignature => AuthError { code: ErrorCode::TokenExpired, message: "token has expired".into() },
+                        ErrorKind::ImmatureSignature => unauthorized("token is not valid yet (nbf)"),
+                        ErrorKind::InvalidSignature => unauthorized("token signature is invalid"),
+                        ErrorKind::InvalidAlgorithm => unauthorized("token algorithm is not accepted"),
+                        ErrorKind::MissingRequiredClaim(c) => unauthorized(format!("token lacks the {c} claim")),
+                        _ => unauthorized("token is malformed"),
+                    });
+                }
             }
-        })?;
-        let c = data.claims;
-        let account = AccountId::new(&c.account).map_err(|e| unauthorized(format!("token account: {e}")))?;
-        let parse = |ps: &[String]| -> Result<Vec<ChannelPattern>, AuthError> {
-            ps.iter().map(|p| ChannelPattern::parse(p).map_err(|e| unauthorized(format!("token pattern {p:?}: {e}")))).collect()
-        };
-        Ok(Grant {
-            user: c.sub,
-            account,
-            expires_at: c.exp,
-            subscribe: parse(&c.subscribe)?,
-            publish: parse(&c.publish)?,
-        })
+        }
+        result
     }
+}
+
+fn grant(c: TokenClaims) -> Result<Grant, AuthError> {
+    let account = AccountId::new(&c.account).map_err(|e| unauthorized(format!("token account: {e}")))?;
+    let parse = |ps: &[String]| -> Result<Vec<ChannelPattern>, AuthError> {
+        ps.iter().map(|p| ChannelPattern::parse(p).map_err(|e| unauthorized(format!("token pattern {p:?}: {e}")))).collect()
+    };
+    Ok(Grant { user: c.sub, account, expires_at: c.exp, subscribe: parse(&c.subscribe)?, publish: parse(&c.publish)? })
 }
 
 /// Mints HS256 tokens (`herald token`, and `herald dev`'s demo page).
@@ -190,7 +215,7 @@ mod tests {
     use super::*;
 
     fn claims(exp: u64) -> TokenClaims {
-        TokenClaims { sub: "u1".into(), account: "acme".into(), exp, iat: None, subscribe: vec!["chat:*".into()], publish: vec!["x".into()] }
+        TokenClaims { sub: "u1".into(), account: "acme".into(), exp, iat: None, nbf: None, subscribe: vec!["chat:*".into()], publish: vec!["x".into()] }
     }
 
     fn now() -> u64 {

@@ -23,6 +23,7 @@ pub mod consumer;
 mod dev;
 pub mod http;
 pub mod hub;
+pub mod keys;
 pub mod limits;
 pub mod metrics;
 pub mod outbox;

@@ -98,7 +98,7 @@ pub struct Edge {
 impl Edge {
     /// Builds the edge state from validated config and its dependencies.
     pub fn new(config: &Config, deps: EdgeDeps) -> Result<Arc<Self>, EdgeError> {
-        let secret = config.auth.jwt_secret.as_deref().ok_or_else(|| EdgeError::Config("auth.jwt_secret (HERALD_JWT_SECRET) is required".into()))?;
+        let keys = crate::keys::load(&config.auth).map_err(EdgeError::Config)?;
         let region = RegionName::new(&config.edge.region).map_err(|e| EdgeError::Config(e.to_string()))?;
         let node = if config.edge.node.is_empty() { format!("edge-{:06x}", rand::random::<u32>() & 0xff_ffff) } else { config.edge.node.clone() };
         let hub = Hub::new(deps.bus.partitions(), deps.bus.epoch(), deps.bus.region(), deps.metrics.clone(), config.edge.history_cache_records);
@@ -109,7 +109,7 @@ impl Edge {
             region,
             hub,
             consumers,
-            verifier: TokenVerifier::hs256(secret.as_bytes(), config.auth.leeway_secs),
+            verifier: TokenVerifier::new(keys, config.auth.leeway_secs),
             api_keys: ApiKeys::new(config.auth.admin_api_key.clone(), &config.auth.account_keys),
             limits: Arc::new(Limits::new(config.limits.clone(), deps.metrics.clone())),
             allowed_origins: config

@@ -117,6 +117,7 @@ async fn expired_forged_and_missing_tokens_are_refused() {
         account: "acme".into(),
         exp: herald_core::now_ms() / 1000 + 600,
         iat: None,
+        nbf: None,
         subscribe: vec!["*".into()],
         publish: vec![],
     });

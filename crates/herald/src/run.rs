@@ -56,7 +56,7 @@ pub fn token(a: TokenArgs) -> ExitCode {
         (Err(e), _) | (_, Err(e)) => return usage_error(e),
     };
     let now = herald_core::now_ms() / 1000;
-    let claims = TokenClaims { sub: a.sub, account: a.account, exp: now + ttl, iat: Some(now), subscribe, publish };
+    let claims = TokenClaims { sub: a.sub, account: a.account, exp: now + ttl, iat: Some(now), nbf: None, subscribe, publish };
     println!("{}", TokenIssuer::hs256(a.secret.as_bytes()).issue(&claims));
     ExitCode::SUCCESS
 }
@@ -114,7 +114,7 @@ pub fn server(args: ServerArgs, dev: Option<(Option<String>, Option<String>)>) -
         config.auth.jwt_secret = Some(secret.clone());
         config.auth.admin_api_key = Some(api_key.clone());
         dev_keys = Some((secret, api_key));
-    } else if config.auth.jwt_secret.is_none() {
+    } else if config.auth.jwt_secret.is_none() && config.auth.keys.is_empty() && config.auth.jwks_file.is_none() {
         return usage_error("auth.jwt_secret (or HERALD_JWT_SECRET) is required");
     }
     init_tracing(&config);
@@ -225,6 +225,7 @@ fn print_dev_banner(addr: std::net::SocketAddr, secret: &str, api_key: &str) {
         account: "demo".into(),
         exp: now + 24 * 3600,
         iat: Some(now),
+        nbf: None,
         subscribe: vec!["*".into()],
         publish: vec!["*".into()],
     };

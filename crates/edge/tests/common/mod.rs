@@ -104,6 +104,7 @@ pub fn token_with(account: &str, sub: &str, subscribe: &[&str], publish: &[&str]
         account: account.into(),
         exp: (now + ttl).max(0) as u64,
         iat: Some(now as u64),
+        nbf: None,
         subscribe: subscribe.iter().map(|s| s.to_string()).collect(),
         publish: publish.iter().map(|s| s.to_string()).collect(),
     };

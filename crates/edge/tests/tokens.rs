@@ -1,0 +1,127 @@
+//! Token verification with several keys at once: every accepted algorithm, rotation by `kid`,
+//! keys bound to an account, a JWKS file, and the classic attacks (`alg: none`, algorithm
+//! confusion, `nbf` in the future).
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use std::path::PathBuf;
+
+use herald_config::{AuthConfig, JwtKeyConfig};
+use herald_edge::auth::{TokenClaims, TokenVerifier};
+use herald_protocol::ErrorCode;
+
+fn key_file(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/keys").join(name)
+}
+
+fn claims(account: &str, nbf: Option<u64>) -> TokenClaims {
+    let now = herald_core::now_ms() / 1000;
+    TokenClaims { sub: "u".into(), account: account.into(), exp: now + 600, iat: Some(now), nbf, subscribe: vec!["*".into()], publish: vec![] }
+}
+
+fn sign(alg: Algorithm, kid: Option<&str>, key: &EncodingKey, c: &TokenClaims) -> String {
+    let mut h = Header::new(alg);
+    h.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(&h, c, key).unwrap()
+}
+
+fn pem(name: &str) -> Vec<u8> {
+    std::fs::read(key_file(name)).unwrap()
+}
+
+fn key(kid: Option<&str>, alg: &str, file: Option<&str>, secret: Option<&str>, account: Option<&str>) -> JwtKeyConfig {
+    JwtKeyConfig {
+        kid: kid.map(str::to_owned),
+        algorithm: alg.into(),
+        secret: secret.map(str::to_owned),
+        public_key_file: file.map(key_file),
+        public_key_pem: None,
+        account: account.map(str::to_owned),
+    }
+}
+
+fn verifier(auth: AuthConfig) -> TokenVerifier {
+    TokenVerifier::new(herald_edge::keys::load(&auth).unwrap(), 0)
+}
+
+#[test]
+fn every_accepted_algorithm_verifies_and_kids_allow_rotation() {
+    let auth = AuthConfig {
+        keys: vec![
+            key(Some("old"), "HS256", None, Some("old-secret-0123456789"), None),
+            key(Some("new"), "HS256", None, Some("new-secret-0123456789"), None),
+            key(Some("rsa"), "RS256", Some("rs256.pub"), None, None),
+            key(Some("ec"), "ES256", Some("es256.pub"), None, None),
+            key(Some("ed"), "EdDSA", Some("ed25519.pub"), None, None),
+        ],
+        ..Default::default()
+    };
+    let v = verifier(auth);
+    let c = claims("acme", None);
+    let tokens = [
+        sign(Algorithm::HS256, Some("old"), &EncodingKey::from_secret(b"old-secret-0123456789"), &c),
+        sign(Algorithm::HS256, Some("new"), &EncodingKey::from_secret(b"new-secret-0123456789"), &c),
+        sign(Algorithm::RS256, Some("rsa"), &EncodingKey::from_rsa_pem(&pem("rs256.key")).unwrap(), &c),
+        sign(Algorithm::ES256, Some("ec"), &EncodingKey::from_ec_pem(&pem("es256.key")).unwrap(), &c),
+        sign(Algorithm::EdDSA, Some("ed"), &EncodingKey::from_ed_pem(&pem("ed25519.key")).unwrap(), &c),
+    ];
+    for t in &tokens {
+        assert_eq!(v.verify(t).unwrap().account.as_str(), "acme");
+    }
+    // A kid nobody configured, or a secret under the wrong kid, is refused.
+    let unknown = sign(Algorithm::HS256, Some("gone"), &EncodingKey::from_secret(b"old-secret-0123456789"), &c);
+    assert_eq!(v.verify(&unknown).unwrap_err().code, ErrorCode::Unauthorized);
+    let crossed = sign(Algorithm::HS256, Some("new"), &EncodingKey::from_secret(b"old-secret-0123456789"), &c);
+    assert_eq!(v.verify(&crossed).unwrap_err().code, ErrorCode::Unauthorized);
+}
+
+#[test]
+fn alg_none_and_algorithm_confusion_are_refused() {
+    let auth = AuthConfig { keys: vec![key(None, "RS256", Some("rs256.pub"), None, None)], ..Default::default() };
+    let v = verifier(auth);
+    let c = claims("acme", None);
+    // The classic confusion: HMAC-sign with the RSA *public* key as the secret, claim HS256.
+    let confused = sign(Algorithm::HS256, None, &EncodingKey::from_secret(&pem("rs256.pub")), &c);
+    assert_eq!(v.verify(&confused).unwrap_err().code, ErrorCode::Unauthorized);
+    // alg: none, with and without a trailing signature.
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let body = b64(&serde_json::to_string(&c).unwrap());
+    for t in [format!("{}.{body}.", b64(r#"{"alg":"none","typ":"JWT"}"#)), format!("{}.{body}", b64(r#"{"alg":"none"}"#))] {
+        assert_eq!(v.verify(&t).unwrap_err().code, ErrorCode::Unauthorized, "{t}");
+    }
+    // HS384 is not an accepted algorithm at all.
+    let hs384 = sign(Algorithm::HS384, None, &EncodingKey::from_secret(b"x-secret-0123456789"), &c);
+    assert_eq!(v.verify(&hs384).unwrap_err().code, ErrorCode::Unauthorized);
+}
+
+#[test]
+fn a_key_bound_to_an_account_signs_for_that_account_only() {
+    let auth = AuthConfig { keys: vec![key(Some("acme-key"), "ES256", Some("es256.pub"), None, Some("acme"))], ..Default::default() };
+    let v = verifier(auth);
+    let k = EncodingKey::from_ec_pem(&pem("es256.key")).unwrap();
+    assert!(v.verify(&sign(Algorithm::ES256, Some("acme-key"), &k, &claims("acme", None))).is_ok());
+    let err = v.verify(&sign(Algorithm::ES256, Some("acme-key"), &k, &claims("beta", None))).unwrap_err();
+    assert_eq!(err.code, ErrorCode::Unauthorized);
+    assert!(err.message.contains("account"));
+}
+
+#[test]
+fn keys_from_a_jwks_file_verify_tokens() {
+    let auth = AuthConfig { jwks_file: Some(key_file("jwks.json")), ..Default::default() };
+    let v = verifier(auth);
+    let k = EncodingKey::from_ed_pem(&pem("ed25519.key")).unwrap();
+    assert!(v.verify(&sign(Algorithm::EdDSA, Some("jwks-ed"), &k, &claims("acme", None))).is_ok());
+    assert!(v.verify(&sign(Algorithm::EdDSA, None, &k, &claims("acme", None))).is_err(), "JWKS keys are chosen by kid");
+}
+
+#[test]
+fn a_token_not_valid_yet_is_refused_and_bad_key_config_names_the_key() {
+    let v = TokenVerifier::hs256(b"secret-0123456789abcdef", 0);
+    let later = herald_core::now_ms() / 1000 + 300;
+    let t = sign(Algorithm::HS256, None, &EncodingKey::from_secret(b"secret-0123456789abcdef"), &claims("acme", Some(later)));
+    assert!(v.verify(&t).unwrap_err().message.contains("nbf"));
+    let auth = AuthConfig { keys: vec![key(Some("broken"), "RS256", Some("es256.pub"), None, None)], ..Default::default() };
+    let err = herald_edge::keys::load(&auth).err().unwrap();
+    assert!(err.contains("broken") && err.contains("RS256"), "{err}");
+    assert!(herald_edge::keys::load(&AuthConfig::default()).is_err(), "no key at all is an error");
+}
