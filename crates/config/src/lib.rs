@@ -137,6 +137,20 @@ pub struct EdgeConfig {
     pub history_cache_records: usize,
     /// How long a partition's consumer keeps running after its last subscription left.
     pub consumer_linger_ms: u64,
+    /// TLS on the listener (`[edge.tls]`); without it the edge speaks plain HTTP, for running
+    /// behind a TLS-terminating load balancer.
+    pub tls: Option<TlsConfig>,
+}
+
+/// Certificate and key files (PEM). Both are re-read when either changes on disk, without a
+/// restart; new connections get the new certificate.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, PEM.
+    pub cert_file: std::path::PathBuf,
+    /// The private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: std::path::PathBuf,
 }
 
 impl Default for EdgeConfig {
@@ -157,6 +171,7 @@ impl Default for EdgeConfig {
             max_batch_bytes: 256 << 10,
             history_cache_records: 2000,
             consumer_linger_ms: 30_000,
+            tls: None,
         }
     }
 }

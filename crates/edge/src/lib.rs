@@ -34,6 +34,7 @@ pub mod sse;
 pub mod state;
 mod stream_request;
 pub mod subscribe;
+pub mod tls;
 pub mod ws;
 
 pub use auth::{TokenClaims, TokenIssuer};
@@ -48,6 +49,39 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+/// Serves one HTTP/1.1 connection (plain or TLS), with WebSocket upgrades. When the node starts
+/// draining, in-flight requests finish and keep-alive connections close.
+async fn serve_http<I>(edge: Arc<Edge>, io: I, peer: std::net::SocketAddr)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let draining = edge.drain.is_cancelled();
+    let drain = edge.drain.clone();
+    let edge2 = edge.clone();
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .keep_alive(!draining)
+        .serve_connection(io, service_fn(move |req| http::route(edge2.clone(), req, peer)))
+        .with_upgrades();
+    tokio::pin!(conn);
+    let res = if draining {
+        conn.await
+    } else {
+        tokio::select! {
+            r = conn.as_mut() => r,
+            _ = drain.cancelled() => {
+                // Finish in-flight requests, then close keep-alive connections.
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        }
+    };
+    if let Err(e) = res {
+        tracing::debug!(%peer, error = %e, "http connection ended with an error");
+    }
+}
 
 /// Answers on `listener` while the node starts (its bus is not connected yet): `/healthz` 200,
 /// `/readyz` 503 `starting`, everything else 503 `unavailable`. Returns `until`'s output once it
@@ -92,6 +126,9 @@ pub async fn serve_starting<T>(listener: &TcpListener, until: impl std::future::
 pub async fn serve(listener: TcpListener, edge: Arc<Edge>, stop: CancellationToken) -> Result<(), EdgeError> {
     let background = CancellationToken::new();
     let presence_pump = consumer::start_presence_pump(&edge, background.clone());
+    if let Some(tls) = &edge.tls {
+        tokio::spawn(tls.clone().watch(Duration::from_secs(2), background.clone()));
+    }
     edge.set_ready(true);
     // HTTP connections (upgraded WebSockets leave it at the upgrade; sessions are counted apart).
     let http_conns = TaskTracker::new();
@@ -132,30 +169,14 @@ pub async fn serve(listener: TcpListener, edge: Arc<Edge>, stop: CancellationTok
         };
         let _ = tcp.set_nodelay(true);
         let edge2 = edge.clone();
-        let draining = edge.drain.is_cancelled();
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(10))
-            .keep_alive(!draining)
-            .serve_connection(TokioIo::new(tcp), service_fn(move |req| http::route(edge2.clone(), req, peer)))
-            .with_upgrades();
-        let drain = edge.drain.clone();
         http_conns.spawn(async move {
-            tokio::pin!(conn);
-            let res = if draining {
-                conn.await
-            } else {
-                tokio::select! {
-                    r = conn.as_mut() => r,
-                    _ = drain.cancelled() => {
-                        // Finish in-flight requests, then close keep-alive connections.
-                        conn.as_mut().graceful_shutdown();
-                        conn.await
-                    }
-                }
-            };
-            if let Err(e) = res {
-                tracing::debug!(%peer, error = %e, "http connection ended with an error");
+            match edge2.tls.as_ref().map(|t| t.acceptor()) {
+                None => serve_http(edge2, TokioIo::new(tcp), peer).await,
+                Some(acceptor) => match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => serve_http(edge2, TokioIo::new(tls), peer).await,
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                },
             }
         });
     }

@@ -82,6 +82,8 @@ pub struct Edge {
     pub api_keys: ApiKeys,
     /// Connection and rate limits.
     pub limits: Arc<Limits>,
+    /// TLS on the listener, when configured.
+    pub tls: Option<Arc<crate::tls::TlsReloader>>,
     /// Per-account allowed browser origins (absent: any).
     allowed_origins: std::collections::HashMap<AccountId, Vec<String>>,
     /// Metrics.
@@ -112,6 +114,7 @@ impl Edge {
             verifier: TokenVerifier::new(keys, config.auth.leeway_secs),
             api_keys: ApiKeys::new(config.auth.admin_api_key.clone(), &config.auth.account_keys),
             limits: Arc::new(Limits::new(config.limits.clone(), deps.metrics.clone())),
+            tls: config.edge.tls.as_ref().map(|t| crate::tls::TlsReloader::new(t).map(Arc::new)).transpose().map_err(EdgeError::Config)?,
             allowed_origins: config
                 .auth
                 .allowed_origins
