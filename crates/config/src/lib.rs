@@ -422,6 +422,10 @@ impl Config {
             if keys.iter().any(|k| k.len() < 16) {
                 return bad("auth.account_keys", "keys must be at least 16 bytes");
             }
+            let bad_hash = |k: &String| k.strip_prefix("sha256:").is_some_and(|h| h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()));
+            if keys.iter().any(bad_hash) {
+                return bad("auth.account_keys", "a stored key is sha256: followed by 64 hex digits (herald api-key prints one)");
+            }
         }
         let l = &self.limits;
         if l.connections_per_account == 0 || l.connections_per_ip == 0 || l.publish_per_second_per_connection == 0 || l.publish_per_second_per_account == 0 {

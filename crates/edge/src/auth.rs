@@ -166,36 +166,80 @@ pub enum KeyOwner {
     Account(AccountId),
 }
 
+/// A configured key: as given, or only its SHA-256 (`sha256:<64 hex>`), which is how keys should
+/// be stored. API keys are random and long (at least 128 bits), so a fast hash protects them as
+/// well as a slow one would, and checking one costs microseconds, not a denial of service.
+enum StoredKey {
+    Plain(String),
+    Sha256([u8; 32]),
+}
+
+impl StoredKey {
+    fn parse(s: &str) -> Self {
+        match s.strip_prefix("sha256:").and_then(parse_hex32) {
+            Some(d) => Self::Sha256(d),
+            None => Self::Plain(s.to_owned()),
+        }
+    }
+
+    fn matches(&self, presented: &str, digest: &[u8; 32]) -> bool {
+        match self {
+            Self::Plain(k) => ct_eq(k.as_bytes(), presented.as_bytes()),
+            Self::Sha256(d) => ct_eq(d, digest),
+        }
+    }
+}
+
+fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// The stored form of an API key: `sha256:<hex>`.
+pub fn hash_api_key(key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(key.as_bytes());
+    format!("sha256:{}", d.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
 /// The publish API keys.
 #[derive(Default)]
 pub struct ApiKeys {
-    admin: Option<String>,
-    accounts: Vec<(String, AccountId)>,
+    admin: Option<StoredKey>,
+    accounts: Vec<(StoredKey, AccountId)>,
 }
 
 impl ApiKeys {
-    /// Keys from config: an optional admin key and per-account keys.
+    /// Keys from config: an optional admin key and per-account keys, each plain or `sha256:…`.
     pub fn new(admin: Option<String>, accounts: &BTreeMap<String, Vec<String>>) -> Self {
         let accounts = accounts
             .iter()
             .flat_map(|(a, keys)| {
                 let a = AccountId::new(a).expect("validated by config");
-                keys.iter().map(move |k| (k.clone(), a.clone()))
+                keys.iter().map(move |k| (StoredKey::parse(k), a.clone()))
             })
             .collect();
-        Self { admin, accounts }
+        Self { admin: admin.as_deref().map(StoredKey::parse), accounts }
     }
 
     /// Who `key` belongs to. Every configured key is compared, in constant time each.
     pub fn owner(&self, key: &str) -> Option<KeyOwner> {
+        use sha2::{Digest, Sha256};
+        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
         let mut found = None;
         if let Some(a) = &self.admin {
-            if ct_eq(a.as_bytes(), key.as_bytes()) {
+            if a.matches(key, &digest) {
                 found = Some(KeyOwner::Admin);
             }
         }
         for (k, account) in &self.accounts {
-            if ct_eq(k.as_bytes(), key.as_bytes()) && found.is_none() {
+            if k.matches(key, &digest) && found.is_none() {
                 found = Some(KeyOwner::Account(account.clone()));
             }
         }
@@ -253,5 +297,16 @@ mod tests {
         assert_eq!(k.owner("admin-key-0123456789"), Some(KeyOwner::Admin));
         assert_eq!(k.owner("acme-key-0123456789"), Some(KeyOwner::Account(AccountId::new("acme").unwrap())));
         assert_eq!(k.owner("acme-key-012345678"), None);
+    }
+
+    #[test]
+    fn keys_stored_as_sha256_identify_their_owner_too() {
+        let mut m = BTreeMap::new();
+        m.insert("acme".to_string(), vec![hash_api_key("acme-secret-key-0123456789")]);
+        let k = ApiKeys::new(Some(hash_api_key("admin-secret-key-0123456789")), &m);
+        assert_eq!(k.owner("admin-secret-key-0123456789"), Some(KeyOwner::Admin));
+        assert_eq!(k.owner("acme-secret-key-0123456789"), Some(KeyOwner::Account(AccountId::new("acme").unwrap())));
+        assert_eq!(k.owner(&hash_api_key("acme-secret-key-0123456789")), None, "the stored form is not a key");
+        assert_eq!(k.owner("acme-secret-key-012345678"), None);
     }
 }

@@ -26,6 +26,9 @@ enum Command {
     Edge(EdgeArgs),
     /// Print a signed client token (HS256) on stdout.
     Token(TokenArgs),
+    /// Make a new publish API key: prints the key (give it to the backend) and its stored form
+    /// (`sha256:…`, for `auth.account_keys` or `auth.admin_api_key`).
+    ApiKey,
 }
 
 /// Flags shared by the server roles.
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Token(a) => run::token(a),
+        Command::ApiKey => run::api_key(),
         Command::Dev(a) => run::server(a.server, Some((a.dev_secret, a.dev_api_key))),
         Command::Edge(a) => run::server(a.server, None),
     }

@@ -45,6 +45,14 @@ fn patterns(list: &str) -> Result<Vec<String>, String> {
     list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|p| ChannelPattern::parse(p).map(|_| p.to_owned()).map_err(|e| format!("pattern {p:?}: {e}"))).collect()
 }
 
+/// `herald api-key`: 256 random bits, and the form to put in the config.
+pub fn api_key() -> ExitCode {
+    let key = format!("hk_{:016x}{:016x}{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>(), rand::random::<u64>(), rand::random::<u64>());
+    println!("key:    {key}");
+    println!("stored: {}", herald_edge::auth::hash_api_key(&key));
+    ExitCode::SUCCESS
+}
+
 /// `herald token`.
 pub fn token(a: TokenArgs) -> ExitCode {
     if AccountId::new(&a.account).is_err() {

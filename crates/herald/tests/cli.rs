@@ -147,3 +147,34 @@ fn bad_configuration_exits_64_naming_the_problem() {
     assert_eq!(out.status.code(), Some(64));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn herald_api_key_prints_a_key_and_the_hash_that_the_server_accepts_for_it() {
+    let out = Command::new(BIN).arg("api-key").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let key = text.lines().find_map(|l| l.strip_prefix("key:    ")).unwrap().to_owned();
+    let stored = text.lines().find_map(|l| l.strip_prefix("stored: ")).unwrap().to_owned();
+    assert!(stored.starts_with("sha256:") && !stored.contains(&key));
+    let dir = std::env::temp_dir().join(format!("herald-key-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("herald.toml");
+    std::fs::write(&cfg, format!("[auth]\njwt_secret = \"{SECRET}\"\n[auth.account_keys]\nacme = [\"{stored}\"]\n")).unwrap();
+    let mut child = Command::new(BIN).args(["edge", "--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().strip_prefix("herald listening on ").unwrap().to_owned();
+    let addr = url.strip_prefix("http://").unwrap();
+    let post = |bearer: &str| {
+        let body = r#"{"channel":"c","data":1}"#;
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(s, "POST /v1/publish HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {bearer}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut s, &mut out).unwrap();
+        out
+    };
+    assert!(post(&key).starts_with("HTTP/1.1 200"), "the key works");
+    assert!(post(&stored).starts_with("HTTP/1.1 401"), "its stored form is not a key");
+    let _ = child.kill();
+    let _ = child.wait();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
