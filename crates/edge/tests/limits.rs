@@ -143,3 +143,42 @@ async fn a_live_connection_is_warned_before_its_token_expires_and_a_refresh_keep
     send(&mut ws, json!({"type":"ping","id":2})).await;
     assert_eq!(expect_type(&mut ws, "pong").await["id"], 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_account_does_not_cost_another_account_a_single_delivery() {
+    let e = TestEdge::start_with(|c| {
+        c.limits.connections_per_account = 20;
+        c.limits.publish_per_second_per_account = 200;
+        c.limits.publish_per_second_per_connection = 100;
+    })
+    .await;
+    let quiet = herald_client::Client::connect(herald_client::ClientConfig::new(e.url(), e.token("quiet", "q")));
+    let mut sub = quiet.subscribe("news").await.unwrap();
+    // The flood: connections past the account's limit, and publishes past its rate.
+    let mut noisy = Vec::new();
+    let mut refused = 0;
+    for i in 0..30 {
+        match raw_ws(e.addr, Some(&e.token("noisy", &i.to_string()))).await {
+            Ok(c) => noisy.push(c),
+            Err(_) => refused += 1,
+        }
+    }
+    assert_eq!((noisy.len(), refused), (20, 10));
+    let burst: String = (0..500).map(|i| json!({"type":"publish","id":i,"channel":"spam","data":i}).to_string() + "\n").collect();
+    for c in noisy.iter_mut() {
+        c.ws.send(Message::Text(burst.clone().into())).await.unwrap();
+    }
+    // Meanwhile the quiet account publishes and receives everything, and can still connect.
+    for n in 0..200u64 {
+        let (s, _) = e.publish(json!({"account":"quiet","channel":"news","data":{"seq":n}})).await;
+        assert_eq!(s, 200);
+    }
+    for n in 0..200u64 {
+        let m = tokio::time::timeout(PATIENCE, sub.next_message()).await.unwrap().unwrap();
+        assert_eq!(m.data.get(), format!(r#"{{"seq":{n}}}"#));
+    }
+    assert!(raw_ws(e.addr, Some(&e.token("quiet", "late"))).await.is_ok());
+    let metrics = e.edge.metrics.render();
+    assert!(metrics.contains(r#"herald_limited_total{limit="publish_per_account"}"#), "the flood was limited");
+    assert!(metrics.contains("herald_lagged_disconnects_total 0"), "nobody lagged");
+}
