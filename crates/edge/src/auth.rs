@@ -27,6 +27,9 @@ pub struct TokenClaims {
     /// Not valid before (seconds since the Unix epoch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<u64>,
+    /// Token id. A publish-capable token with a `jti` opens one WebSocket session only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
     /// Channel patterns the client may subscribe to (and query presence of).
     #[serde(default)]
     pub subscribe: Vec<String>,
@@ -44,6 +47,8 @@ pub struct Grant {
     pub account: AccountId,
     /// Expiry, seconds since the Unix epoch.
     pub expires_at: u64,
+    /// The token's `jti`, if any.
+    pub jti: Option<String>,
     subscribe: Vec<ChannelPattern>,
     publish: Vec<ChannelPattern>,
 }
@@ -52,6 +57,11 @@ impl Grant {
     /// Whether the token allows subscribing to (and presence on) `channel`.
     pub fn may_subscribe(&self, channel: &ChannelName) -> bool {
         self.subscribe.iter().any(|p| p.matches(channel))
+    }
+
+    /// Whether the token may publish anywhere at all.
+    pub fn may_publish_anything(&self) -> bool {
+        !self.publish.is_empty()
     }
 
     /// Whether the token allows publishing on `channel`.
@@ -137,7 +147,10 @@ fn grant(c: TokenClaims) -> Result<Grant, AuthError> {
     let parse = |ps: &[String]| -> Result<Vec<ChannelPattern>, AuthError> {
         ps.iter().map(|p| ChannelPattern::parse(p).map_err(|e| unauthorized(format!("token pattern {p:?}: {e}")))).collect()
     };
-    Ok(Grant { user: c.sub, account, expires_at: c.exp, subscribe: parse(&c.subscribe)?, publish: parse(&c.publish)? })
+    if c.jti.as_ref().is_some_and(|j| j.is_empty() || j.len() > 128) {
+        return Err(unauthorized("token jti must be 1-128 characters"));
+    }
+    Ok(Grant { user: c.sub, account, expires_at: c.exp, jti: c.jti, subscribe: parse(&c.subscribe)?, publish: parse(&c.publish)? })
 }
 
 /// Mints HS256 tokens (`herald token`, and `herald dev`'s demo page).
@@ -259,7 +272,7 @@ mod tests {
     use super::*;
 
     fn claims(exp: u64) -> TokenClaims {
-        TokenClaims { sub: "u1".into(), account: "acme".into(), exp, iat: None, nbf: None, subscribe: vec!["chat:*".into()], publish: vec!["x".into()] }
+        TokenClaims { sub: "u1".into(), account: "acme".into(), exp, iat: None, nbf: None, jti: None, subscribe: vec!["chat:*".into()], publish: vec!["x".into()] }
     }
 
     fn now() -> u64 {

@@ -168,7 +168,7 @@ impl Session {
     }
 
     async fn refresh(&mut self, id: RequestId, token: &str) -> Result<(), Fatal> {
-        let grant = match self.edge.verify(token) {
+        let grant = match self.edge.verify_for_session(token) {
             Ok(g) => g,
             Err(e) => {
                 self.send_error(Some(&id), e.code, &e.message);

@@ -92,6 +92,8 @@ pub struct Edge {
     pub drain: CancellationToken,
     /// Development mode.
     pub dev: Option<DevMode>,
+    /// `jti`s of publish-capable tokens already used for a session, until they expire.
+    used_jtis: parking_lot::Mutex<std::collections::HashMap<(AccountId, String), u64>>,
     ready: AtomicBool,
     sessions: AtomicUsize,
     sessions_gone: Notify,
@@ -126,6 +128,7 @@ impl Edge {
             metrics: deps.metrics,
             drain: CancellationToken::new(),
             dev: deps.dev,
+            used_jtis: parking_lot::Mutex::new(std::collections::HashMap::new()),
             ready: AtomicBool::new(false),
             sessions: AtomicUsize::new(0),
             sessions_gone: Notify::new(),
@@ -155,6 +158,26 @@ impl Edge {
     /// Verifies a client token.
     pub fn verify(&self, token: &str) -> Result<Grant, AuthError> {
         self.verifier.verify(token)
+    }
+
+    /// Verifies a token that opens a WebSocket session (or refreshes one): a publish-capable token
+    /// carrying a `jti` is accepted once within its lifetime, so a stolen one cannot be replayed
+    /// to publish.
+    pub fn verify_for_session(&self, token: &str) -> Result<Grant, AuthError> {
+        let grant = self.verify(token)?;
+        if let (Some(jti), true) = (&grant.jti, grant.may_publish_anything()) {
+            let now = herald_core::now_ms() / 1000;
+            let mut used = self.used_jtis.lock();
+            if used.len() > 10_000 {
+                used.retain(|_, exp| *exp >= now);
+            }
+            let key = (grant.account.clone(), jti.clone());
+            if used.get(&key).is_some_and(|exp| *exp >= now) {
+                return Err(AuthError { code: ErrorCode::Unauthorized, message: "this token (jti) was already used".into() });
+            }
+            used.insert(key, grant.expires_at);
+        }
+        Ok(grant)
     }
 
     /// Counts a client session for the life of the returned guard.

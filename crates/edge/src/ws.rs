@@ -64,7 +64,7 @@ pub fn upgrade(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::SocketAd
     let accept = derive_accept_key(key.as_bytes());
     let wants_json = has(header::SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL_JSON);
     let grant = match token_from_request(&req) {
-        Some(t) => match edge.verify(&t) {
+        Some(t) => match edge.verify_for_session(&t) {
             Ok(g) => Some(g),
             Err(e) => {
                 edge.metrics.protocol_error(e.code);
@@ -226,7 +226,7 @@ where
     };
     let first = split_batch(text.as_str()).next().unwrap_or("");
     match decode_client_frame(first) {
-        Ok(ClientFrame::Auth { token }) => match edge.verify(&token) {
+        Ok(ClientFrame::Auth { token }) => match edge.verify_for_session(&token) {
             Ok(g) => Some(g),
             Err(e) => fail(e.code, &e.message),
         },

@@ -118,6 +118,7 @@ async fn expired_forged_and_missing_tokens_are_refused() {
         exp: herald_core::now_ms() / 1000 + 600,
         iat: None,
         nbf: None,
+        jti: None,
         subscribe: vec!["*".into()],
         publish: vec![],
     });

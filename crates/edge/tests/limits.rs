@@ -182,3 +182,32 @@ async fn a_flooding_account_does_not_cost_another_account_a_single_delivery() {
     assert!(metrics.contains(r#"herald_limited_total{limit="publish_per_account"}"#), "the flood was limited");
     assert!(metrics.contains("herald_lagged_disconnects_total 0"), "nobody lagged");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_capable_token_with_a_jti_opens_one_session_only() {
+    let e = TestEdge::start().await;
+    let now = herald_core::now_ms() / 1000;
+    let mint = |jti: Option<&str>, publish: Vec<String>| {
+        herald_edge::TokenIssuer::hs256(SECRET.as_bytes()).issue(&herald_edge::TokenClaims {
+            sub: "u".into(),
+            account: "acme".into(),
+            exp: now + 600,
+            iat: Some(now),
+            nbf: None,
+            jti: jti.map(str::to_owned),
+            subscribe: vec!["*".into()],
+            publish,
+        })
+    };
+    let once = mint(Some("t-1"), vec!["*".into()]);
+    let _first = raw_ws(e.addr, Some(&once)).await.unwrap();
+    assert_eq!(ws_status(raw_ws(e.addr, Some(&once)).await), 401, "a replayed publish-capable token is refused");
+    let read_only = mint(Some("t-2"), vec![]);
+    for _ in 0..2 {
+        assert_eq!(ws_status(raw_ws(e.addr, Some(&read_only)).await), 101, "read-only tokens may reconnect");
+    }
+    let no_jti = mint(None, vec!["*".into()]);
+    for _ in 0..2 {
+        assert_eq!(ws_status(raw_ws(e.addr, Some(&no_jti)).await), 101);
+    }
+}

@@ -15,7 +15,7 @@ fn key_file(name: &str) -> PathBuf {
 
 fn claims(account: &str, nbf: Option<u64>) -> TokenClaims {
     let now = herald_core::now_ms() / 1000;
-    TokenClaims { sub: "u".into(), account: account.into(), exp: now + 600, iat: Some(now), nbf, subscribe: vec!["*".into()], publish: vec![] }
+    TokenClaims { sub: "u".into(), account: account.into(), exp: now + 600, iat: Some(now), nbf, jti: None, subscribe: vec!["*".into()], publish: vec![] }
 }
 
 fn sign(alg: Algorithm, kid: Option<&str>, key: &EncodingKey, c: &TokenClaims) -> String {

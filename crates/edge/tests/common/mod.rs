@@ -105,6 +105,7 @@ pub fn token_with(account: &str, sub: &str, subscribe: &[&str], publish: &[&str]
         exp: (now + ttl).max(0) as u64,
         iat: Some(now as u64),
         nbf: None,
+        jti: None,
         subscribe: subscribe.iter().map(|s| s.to_string()).collect(),
         publish: publish.iter().map(|s| s.to_string()).collect(),
     };
