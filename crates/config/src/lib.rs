@@ -227,6 +227,12 @@ pub struct AuthConfig {
     pub keys: Vec<JwtKeyConfig>,
     /// A JWKS document (file) whose keys verify client tokens too.
     pub jwks_file: Option<std::path::PathBuf>,
+    /// A JWKS document at an `http(s)://` URL, fetched at start, refreshed every
+    /// `jwks_refresh_secs`, and early when a token names a `kid` it does not have (at most every
+    /// 30 s).
+    pub jwks_url: Option<String>,
+    /// How often the JWKS URL is fetched again.
+    pub jwks_refresh_secs: u64,
     /// Per-account browser origins allowed to open WebSocket and SSE connections
     /// (`account → ["https://app.example.com"]`). An account without an entry accepts any origin.
     pub allowed_origins: BTreeMap<String, Vec<String>>,
@@ -402,6 +408,9 @@ impl Config {
             if s.len() < 16 {
                 return bad("auth.jwt_secret", "must be at least 16 bytes");
             }
+        }
+        if self.auth.jwks_url.as_deref().is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
+            return bad("auth.jwks_url", "must be an http:// or https:// URL");
         }
         for k in &self.auth.keys {
             match k.algorithm.as_str() {

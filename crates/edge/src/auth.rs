@@ -36,6 +36,10 @@ pub struct TokenClaims {
     /// Channel patterns the client may publish on.
     #[serde(default)]
     pub publish: Vec<String>,
+    /// Channel patterns whose presence (members, join/leave) the client may see. Absent: the
+    /// same as `subscribe`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence: Option<Vec<String>>,
 }
 
 /// A verified token: who, which account, what they may do, until when.
@@ -51,12 +55,21 @@ pub struct Grant {
     pub jti: Option<String>,
     subscribe: Vec<ChannelPattern>,
     publish: Vec<ChannelPattern>,
+    presence: Option<Vec<ChannelPattern>>,
 }
 
 impl Grant {
     /// Whether the token allows subscribing to (and presence on) `channel`.
     pub fn may_subscribe(&self, channel: &ChannelName) -> bool {
         self.subscribe.iter().any(|p| p.matches(channel))
+    }
+
+    /// Whether the token allows seeing presence (members, join/leave) of `channel`.
+    pub fn may_see_presence(&self, channel: &ChannelName) -> bool {
+        match &self.presence {
+            Some(ps) => ps.iter().any(|p| p.matches(channel)),
+            None => self.may_subscribe(channel),
+        }
     }
 
     /// Whether the token may publish anywhere at all.
@@ -84,9 +97,13 @@ fn unauthorized(message: impl Into<String>) -> AuthError {
     AuthError { code: ErrorCode::Unauthorized, message: message.into() }
 }
 
-/// Verifies client tokens against every active key.
+/// Verifies client tokens against every active key: those from config, and those last fetched
+/// from the JWKS URL.
 pub struct TokenVerifier {
     keys: Vec<VerifyKey>,
+    remote: parking_lot::RwLock<std::sync::Arc<Vec<VerifyKey>>>,
+    /// Set when a token named a `kid` no key has: the JWKS refresher fetches early.
+    unknown_kid: tokio::sync::Notify,
     leeway: u64,
 }
 
@@ -98,7 +115,17 @@ impl TokenVerifier {
 
     /// A verifier over `keys` (see [`crate::keys::load`]), allowing `leeway_secs` of clock skew.
     pub fn new(keys: Vec<VerifyKey>, leeway_secs: u64) -> Self {
-        Self { keys, leeway: leeway_secs }
+        Self { keys, remote: Default::default(), unknown_kid: tokio::sync::Notify::new(), leeway: leeway_secs }
+    }
+
+    /// Replaces the keys fetched from the JWKS URL.
+    pub fn set_remote_keys(&self, keys: Vec<VerifyKey>) {
+        *self.remote.write() = std::sync::Arc::new(keys);
+    }
+
+    /// Waits until a token names a `kid` that no key has.
+    pub async fn unknown_kid_seen(&self) {
+        self.unknown_kid.notified().await;
     }
 
     /// Verifies `token` and returns what it grants.
@@ -110,8 +137,13 @@ impl TokenVerifier {
         if !keys::accepted(header.alg) {
             return Err(unauthorized("token algorithm is not accepted"));
         }
+        let remote = self.remote.read().clone();
         let mut result = Err(unauthorized("no key matches this token's kid and algorithm"));
-        for k in self.keys.iter().filter(|k| k.alg == header.alg && k.kid == header.kid) {
+        let mut candidates = self.keys.iter().chain(remote.iter()).filter(|k| k.alg == header.alg && k.kid == header.kid).peekable();
+        if candidates.peek().is_none() && header.kid.is_some() {
+            self.unknown_kid.notify_one();
+        }
+        for k in candidates {
             let mut validation = Validation::new(k.alg);
             validation.leeway = self.leeway;
             validation.set_required_spec_claims(&["exp", "sub"]);
@@ -150,7 +182,8 @@ fn grant(c: TokenClaims) -> Result<Grant, AuthError> {
     if c.jti.as_ref().is_some_and(|j| j.is_empty() || j.len() > 128) {
         return Err(unauthorized("token jti must be 1-128 characters"));
     }
-    Ok(Grant { user: c.sub, account, expires_at: c.exp, jti: c.jti, subscribe: parse(&c.subscribe)?, publish: parse(&c.publish)? })
+    let presence = c.presence.as_deref().map(parse).transpose()?;
+    Ok(Grant { user: c.sub, account, expires_at: c.exp, jti: c.jti, subscribe: parse(&c.subscribe)?, publish: parse(&c.publish)?, presence })
 }
 
 /// Mints HS256 tokens (`herald token`, and `herald dev`'s demo page).
@@ -272,7 +305,7 @@ mod tests {
     use super::*;
 
     fn claims(exp: u64) -> TokenClaims {
-        TokenClaims { sub: "u1".into(), account: "acme".into(), exp, iat: None, nbf: None, jti: None, subscribe: vec!["chat:*".into()], publish: vec!["x".into()] }
+        TokenClaims { sub: "u1".into(), account: "acme".into(), exp, iat: None, nbf: None, jti: None, subscribe: vec!["chat:*".into()], publish: vec!["x".into()], presence: None }
     }
 
     fn now() -> u64 {

@@ -32,7 +32,7 @@ pub fn handle(edge: &Edge, req: &Request<Incoming>) -> Response<Body> {
     }
     let sub = query_param(req, "sub").unwrap_or_else(|| "dev-user".into());
     let now = herald_core::now_ms() / 1000;
-    let claims = TokenClaims { sub, account: account.clone(), exp: now + 3600, iat: Some(now), nbf: None, jti: None, subscribe: vec!["*".into()], publish: vec!["*".into()] };
+    let claims = TokenClaims { sub, account: account.clone(), exp: now + 3600, iat: Some(now), nbf: None, jti: None, subscribe: vec!["*".into()], publish: vec!["*".into()], presence: None };
     let token = dev.issuer.issue(&claims);
     json_response(StatusCode::OK, serde_json::json!({ "token": token, "account": account }).to_string())
 }

@@ -70,29 +70,78 @@ pub fn load(auth: &AuthConfig) -> Result<Vec<VerifyKey>, String> {
     if let Some(path) = &auth.jwks_file {
         keys.extend(load_jwks(path)?);
     }
-    if keys.is_empty() {
-        return Err("no token verification key: set auth.jwt_secret (HERALD_JWT_SECRET), auth.keys or auth.jwks_file".into());
+    if keys.is_empty() && auth.jwks_url.is_none() {
+        return Err("no token verification key: set auth.jwt_secret (HERALD_JWT_SECRET), auth.keys, auth.jwks_file or auth.jwks_url".into());
     }
     Ok(keys)
 }
 
-/// Loads a JWKS document. Keys without `kid` or without a usable algorithm are refused.
+/// Loads a JWKS document from a file. Keys without `kid` or without a usable algorithm are refused.
 pub fn load_jwks(path: &Path) -> Result<Vec<VerifyKey>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("auth.jwks_file: cannot read {}: {e}", path.display()))?;
     let set: JwkSet = serde_json::from_str(&text).map_err(|e| format!("auth.jwks_file: not a JWKS document: {e}"))?;
+    jwks_keys(&set, "auth.jwks_file")
+}
+
+/// Fetches a JWKS document over HTTP or HTTPS (public CA roots) and loads its keys.
+pub async fn fetch_jwks(url: &str) -> Result<Vec<VerifyKey>, String> {
+    use http_body_util::{BodyExt, Empty, Limited};
+    use hyper_util::rt::TokioIo;
+    let uri: http::Uri = url.parse().map_err(|e| format!("auth.jwks_url: {e}"))?;
+    let host = uri.host().ok_or("auth.jwks_url: no host")?.to_owned();
+    let tls = uri.scheme_str() == Some("https");
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let path = uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
+    let fetch = async {
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| e.to_string())?;
+        let req = http::Request::get(path).header(http::header::HOST, host.as_str()).body(Empty::<bytes::Bytes>::new()).map_err(|e| e.to_string())?;
+        let resp = if tls {
+            let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+            let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
+            let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp).await.map_err(|e| e.to_string())?;
+            let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
+            tokio::spawn(conn);
+            send.send_request(req).await.map_err(|e| e.to_string())?
+        } else {
+            let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| e.to_string())?;
+            tokio::spawn(conn);
+            send.send_request(req).await.map_err(|e| e.to_string())?
+        };
+        if !resp.status().is_success() {
+            return Err(format!("status {}", resp.status()));
+        }
+        let body = Limited::new(resp.into_body(), 1 << 20).collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok::<_, String>(body)
+    };
+    let body = tokio::time::timeout(std::time::Duration::from_secs(10), fetch)
+        .await
+        .map_err(|_| format!("auth.jwks_url {url}: timed out"))?
+        .map_err(|e| format!("auth.jwks_url {url}: {e}"))?;
+    let set: JwkSet = serde_json::from_slice(&body).map_err(|e| format!("auth.jwks_url {url}: not a JWKS document: {e}"))?;
+    jwks_keys(&set, "auth.jwks_url")
+}
+
+fn jwks_keys(set: &JwkSet, what: &str) -> Result<Vec<VerifyKey>, String> {
     set.keys
         .iter()
         .map(|jwk| {
-            let kid = jwk.common.key_id.clone().ok_or("auth.jwks_file: every key needs a kid")?;
+            let kid = jwk.common.key_id.clone().ok_or_else(|| format!("{what}: every key needs a kid"))?;
             let alg = jwk
                 .common
                 .key_algorithm
                 .and_then(|a| algorithm(&format!("{a:?}")))
-                .ok_or_else(|| format!("auth.jwks_file: key {kid}: alg must be RS256, ES256 or EdDSA"))?;
+                .ok_or_else(|| format!("{what}: key {kid}: alg must be RS256, ES256 or EdDSA"))?;
             if alg == Algorithm::HS256 {
-                return Err(format!("auth.jwks_file: key {kid}: symmetric keys do not belong in a JWKS"));
+                return Err(format!("{what}: key {kid}: symmetric keys do not belong in a JWKS"));
             }
-            let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("auth.jwks_file: key {kid}: {e}"))?;
+            let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("{what}: key {kid}: {e}"))?;
             Ok(VerifyKey { kid: Some(kid), alg, key, account: None })
         })
         .collect()

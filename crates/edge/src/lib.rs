@@ -50,6 +50,34 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// Fetches the JWKS again every `jwks_refresh_secs`, and early (at most every 30 s) when a token
+/// names an unknown `kid`. A failed fetch keeps the keys it had.
+async fn refresh_jwks(edge: Arc<Edge>, url: String, stop: CancellationToken) {
+    let every = Duration::from_secs(edge.jwks_refresh_secs);
+    let mut last = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+            _ = edge.verifier.unknown_kid_seen() => {
+                let earliest = last + Duration::from_secs(30).min(every);
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep_until(earliest) => {}
+                }
+            }
+        }
+        last = tokio::time::Instant::now();
+        match keys::fetch_jwks(&url).await {
+            Ok(k) => {
+                tracing::info!(keys = k.len(), "JWKS refreshed");
+                edge.verifier.set_remote_keys(k);
+            }
+            Err(e) => tracing::warn!(error = %e, "JWKS refresh failed; keeping the previous keys"),
+        }
+    }
+}
+
 /// Serves one HTTP/1.1 connection (plain or TLS), with WebSocket upgrades. When the node starts
 /// draining, in-flight requests finish and keep-alive connections close.
 async fn serve_http<I>(edge: Arc<Edge>, io: I, peer: std::net::SocketAddr)
@@ -125,6 +153,21 @@ pub async fn serve_starting<T>(listener: &TcpListener, until: impl std::future::
 /// sees the drain), wait for sessions to end or `drain_grace_ms`, then stop the consumers.
 pub async fn serve(listener: TcpListener, edge: Arc<Edge>, stop: CancellationToken) -> Result<(), EdgeError> {
     let background = CancellationToken::new();
+    if let Some(url) = edge.jwks_url.clone() {
+        // Not ready until the keys are in: every client would be refused without them.
+        let keys = loop {
+            match keys::fetch_jwks(&url).await {
+                Ok(k) => break k,
+                Err(e) => tracing::warn!(error = %e, "cannot fetch the JWKS yet; retrying"),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        };
+        edge.verifier.set_remote_keys(keys);
+        tokio::spawn(refresh_jwks(edge.clone(), url, background.clone()));
+    }
     let presence_pump = consumer::start_presence_pump(&edge, background.clone());
     if let Some(tls) = &edge.tls {
         tokio::spawn(tls.clone().watch(Duration::from_secs(2), background.clone()));

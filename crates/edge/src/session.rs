@@ -122,8 +122,8 @@ impl Session {
             }
             ClientFrame::Presence { id, channel } => {
                 let Some(ch) = self.channel(&id, &channel) else { return Ok(()) };
-                if !self.grant.may_subscribe(&ch) {
-                    return Ok(self.send_error(Some(&id), ErrorCode::Forbidden, "token may not see this channel"));
+                if !self.grant.may_see_presence(&ch) {
+                    return Ok(self.send_error(Some(&id), ErrorCode::Forbidden, "token may not see this channel's presence"));
                 }
                 let key = ChannelKey::new(self.grant.account.clone(), ch.clone());
                 match self.edge.presence.snapshot(&key, 1000).await {
@@ -145,6 +145,9 @@ impl Session {
         }
         if self.subs.contains_key(&ch) {
             return self.send_error(Some(&id), ErrorCode::AlreadySubscribed, "already subscribed to this channel");
+        }
+        if presence && !self.grant.may_see_presence(&ch) {
+            return self.send_error(Some(&id), ErrorCode::Forbidden, "token may not see this channel's presence");
         }
         if self.subs.len() >= self.edge.config.max_subscriptions {
             return self.send_error(Some(&id), ErrorCode::TooManySubscriptions, "too many subscriptions on this connection");

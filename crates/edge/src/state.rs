@@ -82,6 +82,10 @@ pub struct Edge {
     pub api_keys: ApiKeys,
     /// Connection and rate limits.
     pub limits: Arc<Limits>,
+    /// The JWKS URL, when configured, and how often it is fetched again.
+    pub jwks_url: Option<String>,
+    /// Seconds between JWKS fetches.
+    pub jwks_refresh_secs: u64,
     /// TLS on the listener, when configured.
     pub tls: Option<Arc<crate::tls::TlsReloader>>,
     /// Per-account allowed browser origins (absent: any).
@@ -116,6 +120,8 @@ impl Edge {
             verifier: TokenVerifier::new(keys, config.auth.leeway_secs),
             api_keys: ApiKeys::new(config.auth.admin_api_key.clone(), &config.auth.account_keys),
             limits: Arc::new(Limits::new(config.limits.clone(), deps.metrics.clone())),
+            jwks_url: config.auth.jwks_url.clone(),
+            jwks_refresh_secs: if config.auth.jwks_refresh_secs == 0 { 300 } else { config.auth.jwks_refresh_secs },
             tls: config.edge.tls.as_ref().map(|t| crate::tls::TlsReloader::new(t).map(Arc::new)).transpose().map_err(EdgeError::Config)?,
             allowed_origins: config
                 .auth

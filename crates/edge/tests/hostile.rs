@@ -121,6 +121,7 @@ async fn expired_forged_and_missing_tokens_are_refused() {
         jti: None,
         subscribe: vec!["*".into()],
         publish: vec![],
+        presence: None,
     });
     assert!(matches!(raw_ws(e.addr, Some(&forged)).await, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 401));
     // In the first frame (browsers): an error frame and close 4001.
@@ -170,4 +171,30 @@ async fn refreshing_to_a_narrower_token_ends_the_subscriptions_it_no_longer_allo
     assert_eq!(expect_type(&mut ws, "refreshed").await["id"], 3);
     send(&mut ws, json!({"type":"refresh","id":4,"token": token_with("beta", "u", &["*"], &[], 600)})).await;
     assert_eq!(expect_type(&mut ws, "error").await["code"], "forbidden");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_with_presence_patterns_sees_presence_only_there() {
+    let e = TestEdge::start().await;
+    let now = herald_core::now_ms() / 1000;
+    let token = herald_edge::TokenIssuer::hs256(SECRET.as_bytes()).issue(&herald_edge::TokenClaims {
+        sub: "u".into(),
+        account: "acme".into(),
+        exp: now + 600,
+        iat: None,
+        nbf: None,
+        jti: None,
+        subscribe: vec!["*".into()],
+        publish: vec![],
+        presence: Some(vec!["lobby".into()]),
+    });
+    let mut ws = raw_ws(e.addr, Some(&token)).await.unwrap();
+    send(&mut ws, json!({"type":"presence","id":1,"channel":"room"})).await;
+    assert_eq!(expect_type(&mut ws, "error").await["code"], "forbidden");
+    send(&mut ws, json!({"type":"subscribe","id":2,"channel":"room","presence":true})).await;
+    assert_eq!(expect_type(&mut ws, "error").await["code"], "forbidden");
+    send(&mut ws, json!({"type":"subscribe","id":3,"channel":"room"})).await;
+    assert_eq!(expect_type(&mut ws, "subscribed").await["id"], 3, "subscribing without presence is fine");
+    send(&mut ws, json!({"type":"presence","id":4,"channel":"lobby"})).await;
+    assert_eq!(expect_type(&mut ws, "presence").await["id"], 4);
 }

@@ -197,6 +197,7 @@ async fn a_publish_capable_token_with_a_jti_opens_one_session_only() {
             jti: jti.map(str::to_owned),
             subscribe: vec!["*".into()],
             publish,
+            presence: None,
         })
     };
     let once = mint(Some("t-1"), vec!["*".into()]);

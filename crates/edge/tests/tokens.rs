@@ -15,7 +15,7 @@ fn key_file(name: &str) -> PathBuf {
 
 fn claims(account: &str, nbf: Option<u64>) -> TokenClaims {
     let now = herald_core::now_ms() / 1000;
-    TokenClaims { sub: "u".into(), account: account.into(), exp: now + 600, iat: Some(now), nbf, jti: None, subscribe: vec!["*".into()], publish: vec![] }
+    TokenClaims { sub: "u".into(), account: account.into(), exp: now + 600, iat: Some(now), nbf, jti: None, subscribe: vec!["*".into()], publish: vec![], presence: None }
 }
 
 fn sign(alg: Algorithm, kid: Option<&str>, key: &EncodingKey, c: &TokenClaims) -> String {
@@ -124,4 +124,72 @@ fn a_token_not_valid_yet_is_refused_and_bad_key_config_names_the_key() {
     let err = herald_edge::keys::load(&auth).err().unwrap();
     assert!(err.contains("broken") && err.contains("RS256"), "{err}");
     assert!(herald_edge::keys::load(&AuthConfig::default()).is_err(), "no key at all is an error");
+}
+
+/// Serves `body()` at any path over plain HTTP on 127.0.0.1:0.
+async fn serve_jwks(body: std::sync::Arc<parking_lot::Mutex<String>>) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let body = body.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_req| {
+                    let b = body.lock().clone();
+                    async move { Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(b)))) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(tcp), svc).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_from_a_jwks_url_are_fetched_and_refreshed_without_a_restart() {
+    let body = std::sync::Arc::new(parking_lot::Mutex::new(std::fs::read_to_string(key_file("jwks.json")).unwrap()));
+    let jwks = serve_jwks(body.clone()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut config = herald_config::Config::default();
+    config.auth.jwks_url = Some(format!("http://{jwks}/.well-known/jwks.json"));
+    config.auth.jwks_refresh_secs = 1;
+    let mut bc = herald_bus_memory::MemoryBusConfig::new(herald_core::RegionName::new("local").unwrap());
+    bc.partitions = 2;
+    let deps = herald_edge::EdgeDeps {
+        bus: std::sync::Arc::new(herald_bus_memory::MemoryBus::new(bc)),
+        presence: std::sync::Arc::new(herald_presence_memory::MemoryPresence::new()),
+        metrics: herald_edge::EdgeMetrics::new(),
+        dev: None,
+    };
+    let edge = herald_edge::Edge::new(&config, deps).unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(herald_edge::serve(listener, edge.clone(), stop.clone()));
+    let connect = |token: String| async move {
+        let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!("ws://{addr}/v1/ws")).unwrap();
+        req.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        match tokio_tungstenite::connect_async(req).await {
+            Ok(_) => 101,
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => r.status().as_u16(),
+            Err(_) => 0,
+        }
+    };
+    let ed = sign(Algorithm::EdDSA, Some("jwks-ed"), &EncodingKey::from_ed_pem(&pem("ed25519.key")).unwrap(), &claims("acme", None));
+    let ec = sign(Algorithm::ES256, Some("jwks-ec"), &EncodingKey::from_ec_pem(&pem("es256.key")).unwrap(), &claims("acme", None));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while connect(ed.clone()).await != 101 {
+        assert!(tokio::time::Instant::now() < deadline, "the JWKS key was never accepted");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(connect(ec.clone()).await, 401, "a key the JWKS does not have yet");
+    // The issuer rotates: the JWKS now has the EC key only.
+    *body.lock() = std::fs::read_to_string(key_file("jwks-ec.json")).unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while connect(ec.clone()).await != 101 {
+        assert!(tokio::time::Instant::now() < deadline, "the rotated key was never picked up");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(connect(ed.clone()).await, 401, "the key removed from the JWKS no longer works");
+    stop.cancel();
 }

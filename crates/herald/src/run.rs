@@ -64,7 +64,7 @@ pub fn token(a: TokenArgs) -> ExitCode {
         (Err(e), _) | (_, Err(e)) => return usage_error(e),
     };
     let now = herald_core::now_ms() / 1000;
-    let claims = TokenClaims { sub: a.sub, account: a.account, exp: now + ttl, iat: Some(now), nbf: None, jti: None, subscribe, publish };
+    let claims = TokenClaims { sub: a.sub, account: a.account, exp: now + ttl, iat: Some(now), nbf: None, jti: None, subscribe, publish, presence: None };
     println!("{}", TokenIssuer::hs256(a.secret.as_bytes()).issue(&claims));
     ExitCode::SUCCESS
 }
@@ -237,6 +237,7 @@ fn print_dev_banner(addr: std::net::SocketAddr, secret: &str, api_key: &str) {
         jti: None,
         subscribe: vec!["*".into()],
         publish: vec!["*".into()],
+        presence: None,
     };
     let token = TokenIssuer::hs256(secret.as_bytes()).issue(&claims);
     let mut out = std::io::stdout().lock();

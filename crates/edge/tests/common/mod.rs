@@ -108,6 +108,7 @@ pub fn token_with(account: &str, sub: &str, subscribe: &[&str], publish: &[&str]
         jti: None,
         subscribe: subscribe.iter().map(|s| s.to_string()).collect(),
         publish: publish.iter().map(|s| s.to_string()).collect(),
+        presence: None,
     };
     TokenIssuer::hs256(SECRET.as_bytes()).issue(&claims)
 }
