@@ -116,8 +116,19 @@ struct Driver {
 pub(crate) async fn run(config: ClientConfig, rx: mpsc::Receiver<Command>, state: watch::Sender<ConnState>) {
     let mut d = Driver { config, rx, state, channels: HashMap::new(), pending: HashMap::new(), next_id: 1, queued: Vec::new() };
     let mut failures: u32 = 0;
+    let mut first = true;
     loop {
         d.state.send_replace(ConnState::Connecting);
+        // Every reconnect starts with a fresh token when there is a source of them.
+        if !first {
+            if let Some(source) = d.config.token_source.clone() {
+                match source().await {
+                    Ok(t) => d.config.token = t,
+                    Err(e) => tracing::warn!(error = %e, "token source failed; trying the current token"),
+                }
+            }
+        }
+        first = false;
         let outcome = match connect(&d.config).await {
             Ok(ws) => d.serve(ws, &mut failures).await,
             Err(ConnectError::Refused(m)) => Outcome::Failed(m),
@@ -129,9 +140,15 @@ pub(crate) async fn run(config: ClientConfig, rx: mpsc::Receiver<Command>, state
                 d.state.send_replace(ConnState::Closed);
                 return;
             }
-            Outcome::Failed(m) => {
+            Outcome::Failed(m) if d.config.token_source.is_none() => {
                 d.state.send_replace(ConnState::Failed(m));
                 return;
+            }
+            // With a token source, a refused token is replaced at the next attempt.
+            Outcome::Failed(m) => {
+                d.state.send_replace(ConnState::Disconnected(m));
+                failures = failures.saturating_add(1);
+                backoff(&d.config, failures)
             }
             Outcome::Reconnect { after, reason } => {
                 d.state.send_replace(ConnState::Disconnected(reason));
@@ -420,6 +437,22 @@ impl Driver {
                 }
             }
             "ping" => ws.send(WsMessage::Text(r#"{"type":"pong"}"#.into())).await?,
+            "token_expiring" => {
+                if let Some(source) = self.config.token_source.clone() {
+                    match source().await {
+                        Ok(token) => {
+                            let id = self.id();
+                            self.config.token = token.clone();
+                            // Tracked like an application refresh, so its reply (or error) is
+                            // matched to it and never mistaken for a connection error.
+                            let (tx, _rx) = oneshot::channel();
+                            self.pending.insert(id, Pending::Refresh(tx));
+                            ws.send(WsMessage::Text(serde_json::json!({"type":"refresh","id":id,"token":token}).to_string().into())).await?;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "token source failed; the connection will close at expiry and reconnect"),
+                    }
+                }
+            }
             "reconnect" => {
                 let after = Duration::from_millis(f.after_ms.unwrap_or(0));
                 return Ok(Some(Outcome::Reconnect { after: Some(after), reason: "server asked to reconnect".into() }));

@@ -19,13 +19,20 @@ use serde_json::value::RawValue;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
+/// Where fresh tokens come from (your backend's token endpoint, typically).
+pub type TokenSource = std::sync::Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send>> + Send + Sync>;
+
 /// Client settings.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ClientConfig {
     /// The server's base URL, `http://host:port` (or `ws://…`).
     pub url: String,
     /// The client token (JWT).
     pub token: String,
+    /// When set, the client asks it for a new token when the server says the current one is
+    /// expiring (and refreshes the live connection), before every reconnect, and after the
+    /// server refused an expired token. Short-lived tokens then need no other handling.
+    pub token_source: Option<TokenSource>,
     /// First reconnect delay; doubles on each failure up to `backoff_max` (full jitter).
     pub backoff_initial: Duration,
     /// Largest reconnect delay.
@@ -42,6 +49,7 @@ impl ClientConfig {
         Self {
             url: url.into(),
             token: token.into(),
+            token_source: None,
             backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),

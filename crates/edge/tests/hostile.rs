@@ -198,3 +198,36 @@ async fn a_token_with_presence_patterns_sees_presence_only_there() {
     send(&mut ws, json!({"type":"presence","id":4,"channel":"lobby"})).await;
     assert_eq!(expect_type(&mut ws, "presence").await["id"], 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_sdk_keeps_a_connection_alive_across_short_lived_tokens() {
+    let e = TestEdge::start().await;
+    let mint = || token_with("acme", "short", &["*"], &[], 3);
+    let mut cfg = ClientConfig::new(e.url(), mint());
+    let minted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = minted.clone();
+    cfg.token_source = Some(std::sync::Arc::new(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Box::pin(async { Ok(token_with("acme", "short", &["*"], &[], 3)) })
+    }));
+    let c = Client::connect(cfg);
+    let mut sub = c.subscribe("c").await.unwrap();
+    let connection = match &*c.state().borrow() {
+        herald_client::ConnState::Connected { connection_id, .. } => connection_id.clone(),
+        s => panic!("not connected: {s:?}"),
+    };
+    // Three token lifetimes pass; records keep arriving on the same connection.
+    for n in 0..8u64 {
+        e.publish_seq("acme", "c", n).await;
+        let m = tokio::time::timeout(PATIENCE, sub.next_message()).await.unwrap().unwrap();
+        assert_eq!(m.data.get(), format!(r#"{{"seq":{n}}}"#));
+        tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    }
+    assert!(matches!(&*c.state().borrow(), herald_client::ConnState::Connected { connection_id, .. } if *connection_id == connection), "never reconnected");
+    assert!(minted.load(std::sync::atomic::Ordering::Relaxed) >= 2, "tokens were refreshed");
+    // A reconnect after the first token expired uses a fresh one.
+    c.drop_connection().await;
+    e.publish_seq("acme", "c", 8).await;
+    let m = tokio::time::timeout(PATIENCE, sub.next_message()).await.unwrap().unwrap();
+    assert_eq!(m.data.get(), r#"{"seq":8}"#);
+}
