@@ -40,6 +40,11 @@ impl Broker {
         Self::start_on(free_port())
     }
 
+    /// The broker's process id (to pause it with SIGSTOP in fault tests).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts a broker on `port`.
     pub fn start_on(port: u16) -> Self {
         let url = format!("tcp://127.0.0.1:{port}");

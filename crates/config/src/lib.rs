@@ -140,6 +140,10 @@ pub struct EdgeConfig {
     /// TLS on the listener (`[edge.tls]`); without it the edge speaks plain HTTP, for running
     /// behind a TLS-terminating load balancer.
     pub tls: Option<TlsConfig>,
+    /// How often the node sends a probe record through its own bus and fan-out path.
+    pub probe_interval_ms: u64,
+    /// A probe not seen back within this long makes the node unready (`/readyz` 503).
+    pub probe_stall_ms: u64,
 }
 
 /// Certificate and key files (PEM). Both are re-read when either changes on disk, without a
@@ -172,6 +176,8 @@ impl Default for EdgeConfig {
             history_cache_records: 2000,
             consumer_linger_ms: 30_000,
             tls: None,
+            probe_interval_ms: 5_000,
+            probe_stall_ms: 15_000,
         }
     }
 }
@@ -384,6 +390,9 @@ impl Config {
         }
         if e.max_subscriptions == 0 {
             return bad("edge.max_subscriptions", "must be positive");
+        }
+        if e.probe_interval_ms < 100 || e.probe_stall_ms <= e.probe_interval_ms {
+            return bad("edge.probe_stall_ms", "probe_interval_ms must be at least 100 and probe_stall_ms larger than it");
         }
         if e.poll_timeout_ms > 60_000 {
             return bad("edge.poll_timeout_ms", "must be at most 60000");

@@ -243,8 +243,14 @@ impl Hub {
         }
         // Group the batch by channel, keeping order within each channel.
         let mut groups: Vec<(ChannelKey, Vec<Arc<EncodedRecord>>)> = Vec::new();
+        // The node's own probe records are not client traffic: they are not counted here.
+        let mut probes = 0u64;
         for r in records {
-            self.metrics.publish_to_fanout.record(now.saturating_sub(r.published_at_ms) as f64 / 1000.0);
+            if r.account.as_str() == crate::probe::PROBE_ACCOUNT {
+                probes += 1;
+            } else {
+                self.metrics.publish_to_fanout.record(now.saturating_sub(r.published_at_ms) as f64 / 1000.0);
+            }
             let key = ChannelKey::new(r.account.clone(), r.channel.clone());
             if !part.channels.contains_key(&key) {
                 continue;
@@ -260,7 +266,9 @@ impl Hub {
             for s in subs {
                 s.deliver_all(encs);
             }
-            deliveries += (subs.len() * encs.len()) as u64;
+            if key.account.as_str() != crate::probe::PROBE_ACCOUNT {
+                deliveries += (subs.len() * encs.len()) as u64;
+            }
         }
         part.next = part.next.max(last.offset + 1);
         if self.recent_cap > 0 {
@@ -273,7 +281,7 @@ impl Hub {
             part.recent_from = part.next;
         }
         drop(part);
-        self.metrics.records_in.increment(records.len() as u64);
+        self.metrics.records_in.increment(records.len() as u64 - probes);
         self.metrics.deliveries.increment(deliveries);
     }
 

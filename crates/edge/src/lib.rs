@@ -28,6 +28,7 @@ pub mod limits;
 pub mod metrics;
 pub mod outbox;
 pub mod poll;
+pub mod probe;
 pub mod publish;
 pub mod session;
 pub mod sse;
@@ -169,6 +170,7 @@ pub async fn serve(listener: TcpListener, edge: Arc<Edge>, stop: CancellationTok
         tokio::spawn(refresh_jwks(edge.clone(), url, background.clone()));
     }
     let presence_pump = consumer::start_presence_pump(&edge, background.clone());
+    tokio::spawn(probe::run(edge.clone(), background.clone()));
     if let Some(tls) = &edge.tls {
         tokio::spawn(tls.clone().watch(Duration::from_secs(2), background.clone()));
     }

@@ -37,6 +37,11 @@ pub struct EdgeMetrics {
     pub bus_errors: Counter,
     /// Records that were dropped from retention before this node dispatched them.
     pub records_skipped: Counter,
+    /// 1 while the node's probe records come back through the bus in time.
+    pub probe_ok: Gauge,
+    /// Publish-to-fan-out time of the last probe record, seconds.
+    pub probe_lag: Gauge,
+    probe_ever_ok: std::sync::atomic::AtomicBool,
     /// Bus partitions this node consumes now (it reads only those with subscribers).
     pub partitions_consumed: Gauge,
     /// Resumes served entirely from the recent-history cache (no bus read).
@@ -86,6 +91,9 @@ impl EdgeMetrics {
             bus_errors: counter("herald_bus_errors_total", "Bus read errors in partition consumers"),
             records_skipped: counter("herald_records_skipped_total", "Records lost to retention before dispatch"),
             partitions_consumed: gauge("herald_partitions_consumed", "Bus partitions this node consumes"),
+            probe_ok: gauge("herald_probe_ok", "1 while probe records come back through the bus in time"),
+            probe_lag: gauge("herald_probe_lag_seconds", "Publish-to-fan-out time of the last probe record"),
+            probe_ever_ok: std::sync::atomic::AtomicBool::new(false),
             resumes_from_cache: counter("herald_resumes_from_cache_total", "Resumes served from the history cache"),
             publish_to_fanout,
             publish_errors: Mutex::new(HashMap::new()),
@@ -112,6 +120,19 @@ impl EdgeMetrics {
         self.recorder.describe_counter(name.into(), None, help.into());
         let labels = labels.iter().map(|(k, v)| Label::new(*k, v.clone())).collect::<Vec<_>>();
         self.recorder.register_counter(&Key::from_parts(name, labels), &META)
+    }
+
+    /// Whether the probe has ever succeeded (distinguishes "starting" from "stalled").
+    pub fn render_probe_ever_ok(&self) -> bool {
+        self.probe_ever_ok.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Records the probe's verdict.
+    pub fn set_probe(&self, ok: bool) {
+        if ok {
+            self.probe_ever_ok.store(true, std::sync::atomic::Ordering::Release);
+        }
+        self.probe_ok.set(if ok { 1.0 } else { 0.0 });
     }
 
     /// Counts a refusal by a limit (`limit` label).

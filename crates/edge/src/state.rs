@@ -99,6 +99,8 @@ pub struct Edge {
     /// `jti`s of publish-capable tokens already used for a session, until they expire.
     used_jtis: parking_lot::Mutex<std::collections::HashMap<(AccountId, String), u64>>,
     ready: AtomicBool,
+    /// The end-to-end probe's verdict.
+    pub probe: crate::probe::ProbeState,
     sessions: AtomicUsize,
     sessions_gone: Notify,
 }
@@ -136,14 +138,16 @@ impl Edge {
             dev: deps.dev,
             used_jtis: parking_lot::Mutex::new(std::collections::HashMap::new()),
             ready: AtomicBool::new(false),
+            probe: Default::default(),
             sessions: AtomicUsize::new(0),
             sessions_gone: Notify::new(),
         }))
     }
 
-    /// Whether `/readyz` says ready.
+    /// Whether `/readyz` says ready: serving, not draining, and its probe records come back
+    /// through the bus.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire) && !self.drain.is_cancelled()
+        self.ready.load(Ordering::Acquire) && !self.drain.is_cancelled() && self.probe.is_ok()
     }
 
     /// Sets readiness.
@@ -226,7 +230,7 @@ impl Edge {
             }
         }
         let now = now_ms();
-        let n = items.len() as u64;
+        let n = items.iter().filter(|i| i.account.as_str() != crate::probe::PROBE_ACCOUNT).count() as u64;
         let records = items
             .into_iter()
             .map(|it| NewRecord { account: it.account, channel: it.channel, data: it.data, idempotency_key: it.idempotency_key, published_at_ms: now })

@@ -115,13 +115,21 @@ fn token_for(account: &str) -> String {
 async fn edges_serving_different_accounts_read_only_those_accounts_partitions() {
     // Two accounts that live in different partitions of the (16-partition) topic.
     let p = |a: &str| herald_core::partition_for(&herald_core::AccountId::new(a).unwrap(), 16);
-    let first = "acme";
-    let second = (0..100).map(|i| format!("beta{i}")).find(|a| p(a) != p(first)).unwrap();
+    // Every node also reads its probe's partition, so both accounts live elsewhere.
+    let probe_partition = p("herald-probe");
+    let first = (0..100).map(|i| format!("acme{i}")).find(|a| p(a) != probe_partition).unwrap();
+    let first = first.as_str();
+    let second = (0..100).map(|i| format!("beta{i}")).find(|a| p(a) != p(first) && p(a) != probe_partition).unwrap();
     let broker = Broker::start();
     let topic = unique_topic("routing");
     let a = edge(&broker, &topic, "edge-a");
     let b = edge(&broker, &topic, "edge-b");
-    assert_eq!(metric(&a.url, "herald_partitions_consumed"), 0.0, "nothing is read before anyone subscribes");
+    // Before any subscription a node reads one partition only: its own probe's.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while metric(&a.url, "herald_partitions_consumed") != 1.0 {
+        assert!(std::time::Instant::now() < deadline, "the probe never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let on_a = Client::connect(ClientConfig::new(a.url.clone(), token_for(first)));
     let mut sub_a = on_a.subscribe("incidents").await.unwrap();
     let on_b = Client::connect(ClientConfig::new(b.url.clone(), token_for(&second)));
@@ -137,8 +145,8 @@ async fn edges_serving_different_accounts_read_only_those_accounts_partitions() 
     assert_eq!(seq(&sub_a.next_message().await.unwrap()), 1);
     assert_eq!(seq(&sub_a.next_message().await.unwrap()), 3);
     assert_eq!(seq(&sub_b.next_message().await.unwrap()), 2);
-    assert_eq!(metric(&a.url, "herald_partitions_consumed"), 1.0);
-    assert_eq!(metric(&b.url, "herald_partitions_consumed"), 1.0);
+    assert_eq!(metric(&a.url, "herald_partitions_consumed"), 2.0, "its account's partition and the probe's");
+    assert_eq!(metric(&b.url, "herald_partitions_consumed"), 2.0);
     assert_eq!(metric(&a.url, "herald_records_in_total"), 2.0, "edge A never read the other account's partition");
     assert_eq!(metric(&b.url, "herald_records_in_total"), 1.0, "edge B never read the other account's partition");
 }
@@ -261,4 +269,40 @@ async fn when_kafka_goes_away_publishes_get_503_with_a_retry_hint_and_clients_st
     assert!(out.to_ascii_lowercase().contains("retry-after: 1"), "{out}");
     assert!(out.contains(r#""code":"unavailable""#), "{out}");
     assert!(matches!(*phone.state().borrow(), herald_client::ConnState::Connected { .. }), "the client keeps its connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_bus_turns_readyz_unready_and_recovery_turns_it_back() {
+    let broker = Broker::start();
+    let dir = std::env::temp_dir().join(format!("herald-probe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("herald.toml");
+    std::fs::write(&cfg, format!("[edge]\nprobe_interval_ms = 200\nprobe_stall_ms = 1500\n[bus]\nurl = \"kafka://{}\"\ntopic = \"{}\"\n", broker.addr, unique_topic("probe"))).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["edge", "--listen", "127.0.0.1:0", "--config", cfg.to_str().unwrap()])
+        .env("HERALD_JWT_SECRET", SECRET)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let e = Edge { child, url: line.trim().strip_prefix("herald listening on ").unwrap().to_owned() };
+    let addr = e.url.strip_prefix("http://").unwrap().to_owned();
+    let wait_for = |want: u16, what: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while get_status(&addr, "/readyz") != Some(want) {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for(200, "the node never became ready");
+    // Freeze the broker: records stop flowing, the probe notices.
+    Command::new("kill").args(["-STOP", &broker.pid().to_string()]).status().unwrap();
+    wait_for(503, "a stalled bus never made the node unready");
+    assert_eq!(get_status(&addr, "/healthz"), Some(200), "alive, just not ready");
+    Command::new("kill").args(["-CONT", &broker.pid().to_string()]).status().unwrap();
+    wait_for(200, "the node never became ready again after the bus recovered");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
