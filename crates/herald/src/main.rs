@@ -29,6 +29,32 @@ enum Command {
     /// Make a new publish API key: prints the key (give it to the backend) and its stored form
     /// (`sha256:…`, for `auth.account_keys` or `auth.admin_api_key`).
     ApiKey,
+    /// A synthetic client: connects from outside like a real one, publishes and times the round
+    /// trip, one JSON line per probe. With `--count`, exits 0 only if every probe came back.
+    Probe(ProbeArgs),
+}
+
+/// `herald probe`.
+#[derive(Args)]
+pub struct ProbeArgs {
+    /// The edge's (or load balancer's) URL, `http(s)://host:port`.
+    #[arg(long)]
+    pub url: String,
+    /// A token that may subscribe to and publish on the channel.
+    #[arg(long, env = "HERALD_PROBE_TOKEN")]
+    pub token: String,
+    /// The channel to probe.
+    #[arg(long, default_value = "probe")]
+    pub channel: String,
+    /// Time between probes.
+    #[arg(long, default_value_t = 1000)]
+    pub interval_ms: u64,
+    /// A probe not back within this long fails.
+    #[arg(long, default_value_t = 5000)]
+    pub timeout_ms: u64,
+    /// Stop after this many probes (0: run until interrupted).
+    #[arg(long, default_value_t = 0)]
+    pub count: u64,
 }
 
 /// Flags shared by the server roles.
@@ -102,6 +128,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Token(a) => run::token(a),
         Command::ApiKey => run::api_key(),
+        Command::Probe(a) => run::probe(a),
         Command::Dev(a) => run::server(a.server, Some((a.dev_secret, a.dev_api_key))),
         Command::Edge(a) => run::server(a.server, None),
     }

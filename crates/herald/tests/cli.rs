@@ -178,3 +178,19 @@ fn herald_api_key_prints_a_key_and_the_hash_that_the_server_accepts_for_it() {
     let _ = child.wait();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn herald_probe_times_a_real_round_trip_and_fails_when_the_edge_is_gone() {
+    let dev = start_dev(&[]);
+    // A token that may subscribe to and publish on the probe channel.
+    let out = Command::new(BIN).args(["token", "--secret", SECRET, "--account", "demo", "--sub", "probe", "--channels", "probe", "--publish", "probe", "--ttl", "10m"]).output().unwrap();
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let out = Command::new(BIN).args(["probe", "--url", &dev.url, "--token", &token, "--count", "3", "--interval-ms", "100"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(text.lines().filter(|l| l.contains(r#""ok":true"#) && l.contains("round_trip_ms")).count(), 3, "{text}");
+    let url = dev.url.clone();
+    drop(dev);
+    let out = Command::new(BIN).args(["probe", "--url", &url, "--token", &token, "--count", "1", "--timeout-ms", "1000"]).output().unwrap();
+    assert!(!out.status.success(), "a probe against a dead edge must fail");
+}
