@@ -218,7 +218,7 @@ impl BusConfig {
 }
 
 /// Token verification and publish API keys.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// HS256 secret for client tokens (env `HERALD_JWT_SECRET`).
@@ -242,6 +242,22 @@ pub struct AuthConfig {
     /// Per-account browser origins allowed to open WebSocket and SSE connections
     /// (`account → ["https://app.example.com"]`). An account without an entry accepts any origin.
     pub allowed_origins: BTreeMap<String, Vec<String>>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            jwt_secret: None,
+            admin_api_key: None,
+            account_keys: BTreeMap::new(),
+            leeway_secs: 30,
+            keys: Vec::new(),
+            jwks_file: None,
+            jwks_url: None,
+            jwks_refresh_secs: 300,
+            allowed_origins: BTreeMap::new(),
+        }
+    }
 }
 
 /// One token verification key.
@@ -292,6 +308,10 @@ pub struct AccountLimits {
     pub connections: Option<usize>,
     /// Overrides `publish_per_second_per_account`.
     pub publish_per_second: Option<u32>,
+    /// Overrides `edge.max_subscriptions` for this account's connections.
+    pub max_subscriptions: Option<usize>,
+    /// Overrides `edge.max_message_bytes` for this account's records (up to `edge.max_frame_bytes`).
+    pub max_message_bytes: Option<usize>,
 }
 
 impl Default for LimitsConfig {
@@ -448,6 +468,12 @@ impl Config {
         let l = &self.limits;
         if l.connections_per_account == 0 || l.connections_per_ip == 0 || l.publish_per_second_per_connection == 0 || l.publish_per_second_per_account == 0 {
             return bad("limits", "every limit must be positive");
+        }
+        if l.accounts.values().any(|a| a.max_message_bytes.is_some_and(|m| m == 0 || m > e.max_frame_bytes) || a.max_subscriptions == Some(0)) {
+            return bad("limits.accounts", "max_message_bytes must be 1..=edge.max_frame_bytes and max_subscriptions positive");
+        }
+        if self.auth.leeway_secs > 300 {
+            return bad("auth.leeway_secs", "must be at most 300");
         }
         if l.accounts.keys().chain(self.auth.allowed_origins.keys()).any(|a| herald_core::AccountId::new(a).is_err()) {
             return bad("limits.accounts / auth.allowed_origins", "keys must be account names (a-z 0-9 _ -)");

@@ -96,6 +96,16 @@ impl Limits {
         limit
     }
 
+    /// The subscription limit of one of `account`'s connections.
+    pub fn max_subscriptions(&self, account: &AccountId, default: usize) -> usize {
+        self.config.accounts.get(account.as_str()).and_then(|a| a.max_subscriptions).unwrap_or(default)
+    }
+
+    /// The largest record payload `account` may publish.
+    pub fn max_message_bytes(&self, account: &AccountId, default: usize) -> usize {
+        self.config.accounts.get(account.as_str()).and_then(|a| a.max_message_bytes).unwrap_or(default)
+    }
+
     /// A bucket for one connection's publishes.
     pub fn connection_bucket(&self) -> TokenBucket {
         TokenBucket::new(self.config.publish_per_second_per_connection)

@@ -149,7 +149,7 @@ impl Session {
         if presence && !self.grant.may_see_presence(&ch) {
             return self.send_error(Some(&id), ErrorCode::Forbidden, "token may not see this channel's presence");
         }
-        if self.subs.len() >= self.edge.config.max_subscriptions {
+        if self.subs.len() >= self.edge.limits.max_subscriptions(&self.grant.account, self.edge.config.max_subscriptions) {
             return self.send_error(Some(&id), ErrorCode::TooManySubscriptions, "too many subscriptions on this connection");
         }
         let since = match since.as_deref().map(Cursor::parse).transpose() {

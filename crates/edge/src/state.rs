@@ -220,7 +220,7 @@ impl Edge {
     pub async fn publish(&self, items: Vec<PublishItem>) -> Result<Vec<Appended>, ErrorCode> {
         // Publishing stays open while draining: the bus outlives this node.
         for it in &items {
-            if it.data.len() > self.config.max_message_bytes {
+            if it.data.len() > self.limits.max_message_bytes(&it.account, self.config.max_message_bytes) {
                 self.metrics.publish_error(ErrorCode::MessageTooLarge);
                 return Err(ErrorCode::MessageTooLarge);
             }

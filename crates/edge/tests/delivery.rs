@@ -145,6 +145,8 @@ async fn a_cursor_past_retention_or_from_another_epoch_answers_recovered_false()
     let e = TestEdge::start_with(|c| {
         c.bus.partitions = 1;
         c.bus.retention_records = 20;
+        // The node's own history cache would still hold them (and rightly recover): off here.
+        c.edge.history_cache_records = 0;
     })
     .await;
     let first = e.publish_seq("acme", "c", 0).await;

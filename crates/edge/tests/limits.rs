@@ -20,7 +20,7 @@ fn ws_status(r: Result<Conn, tokio_tungstenite::tungstenite::Error>) -> u16 {
 async fn an_account_at_its_connection_limit_is_refused_while_others_connect() {
     let e = TestEdge::start_with(|c| {
         c.limits.connections_per_account = 2;
-        c.limits.accounts.insert("big".into(), herald_config::AccountLimits { connections: Some(3), publish_per_second: None });
+        c.limits.accounts.insert("big".into(), herald_config::AccountLimits { connections: Some(3), ..Default::default() });
     })
     .await;
     let a1 = raw_ws(e.addr, Some(&e.token("acme", "1"))).await.unwrap();
@@ -211,4 +211,27 @@ async fn a_publish_capable_token_with_a_jti_opens_one_session_only() {
     for _ in 0..2 {
         assert_eq!(ws_status(raw_ws(e.addr, Some(&no_jti)).await), 101);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_can_have_its_own_subscription_and_message_size_limits() {
+    let e = TestEdge::start_with(|c| {
+        c.limits.accounts.insert("small".into(), herald_config::AccountLimits { max_subscriptions: Some(1), max_message_bytes: Some(100), ..Default::default() });
+    })
+    .await;
+    let mut small = raw_ws(e.addr, Some(&e.token("small", "s"))).await.unwrap();
+    send(&mut small, json!({"type":"subscribe","id":1,"channel":"a"})).await;
+    expect_type(&mut small, "subscribed").await;
+    send(&mut small, json!({"type":"subscribe","id":2,"channel":"b"})).await;
+    assert_eq!(expect_type(&mut small, "error").await["code"], "too_many_subscriptions");
+    send(&mut small, json!({"type":"publish","id":3,"channel":"a","data":"x".repeat(200)})).await;
+    assert_eq!(expect_type(&mut small, "error").await["code"], "message_too_large");
+    // Everyone else keeps the node's defaults.
+    let mut other = raw_ws(e.addr, Some(&e.token("acme", "o"))).await.unwrap();
+    for i in 0..3 {
+        send(&mut other, json!({"type":"subscribe","id":i,"channel":format!("c{i}")})).await;
+        expect_type(&mut other, "subscribed").await;
+    }
+    send(&mut other, json!({"type":"publish","id":9,"channel":"c0","data":"x".repeat(200)})).await;
+    expect_type(&mut other, "published").await;
 }
