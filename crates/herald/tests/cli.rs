@@ -1,54 +1,33 @@
 //! The binary as an operator uses it: `herald dev`, `herald token`, signals, bad config.
 
+mod support;
+
 use futures_util::StreamExt;
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
+use support::{BIN, Herald, http};
 use tokio_tungstenite::tungstenite::Message;
 
-const BIN: &str = env!("CARGO_BIN_EXE_herald");
 const SECRET: &str = "cli-test-secret-0123456789";
 const KEY: &str = "cli-test-key-0123456789";
 
-struct Dev {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_dev(extra: &[&str]) -> Dev {
-    let mut child = Command::new(BIN)
-        .args(["dev", "--listen", "127.0.0.1:0", "--dev-secret", SECRET, "--dev-api-key", KEY])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("herald listening on ").expect("the first line names the address").to_owned();
-    Dev { child, url }
+fn start_dev(extra: &[&str]) -> Herald {
+    let mut args = vec!["dev", "--listen", "127.0.0.1:0", "--dev-secret", SECRET, "--dev-api-key", KEY];
+    args.extend_from_slice(extra);
+    support::spawn(&args, &[])
 }
 
 fn token(account: &str) -> String {
-    let out = Command::new(BIN).args(["token", "--secret", SECRET, "--account", account, "--sub", "u", "--channels", "*", "--publish", "*", "--ttl", "10m"]).output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    support::token(SECRET, account, "*", "*")
 }
 
 fn publish(url: &str, body: &str) -> String {
-    let addr = url.strip_prefix("http://").unwrap();
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "POST /v1/publish HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
-    let mut out = String::new();
-    std::io::Read::read_to_string(&mut s, &mut out).unwrap();
-    out
+    http(url.strip_prefix("http://").unwrap(), "POST", "/v1/publish", Some(KEY), body)
+}
+
+fn get(url: &str, path: &str) -> String {
+    http(url.strip_prefix("http://").unwrap(), "GET", path, None, "")
 }
 
 #[tokio::test]
@@ -62,13 +41,6 @@ async fn herald_dev_serves_a_token_from_herald_token_and_delivers_a_published_re
     assert_eq!(m.data.get(), r#"{"ent":"incident","id":"PAM4FGS","type":"updated"}"#);
 }
 
-fn get(url: &str, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(url.strip_prefix("http://").unwrap()).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
-    let mut out = String::new();
-    std::io::Read::read_to_string(&mut s, &mut out).unwrap();
-    out
-}
 
 #[tokio::test]
 async fn herald_dev_serves_the_demo_page_and_a_token_for_it() {

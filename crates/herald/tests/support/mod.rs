@@ -1,0 +1,77 @@
+//! Running the `herald` binary in tests: start it, find its address, talk raw HTTP to it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_herald");
+
+/// A running `herald` process, killed on drop.
+pub struct Herald {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+}
+
+impl Drop for Herald {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Herald {
+    /// `127.0.0.1:PORT`
+    pub fn addr(&self) -> &str {
+        self.url.strip_prefix("http://").unwrap()
+    }
+}
+
+/// Starts `herald ARGS` with `env` and waits for its `herald listening on URL` line.
+pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Herald {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env("RUST_LOG", "error").stdout(Stdio::piped()).stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().strip_prefix("herald listening on ").unwrap_or_else(|| panic!("herald did not start: {line:?}")).to_owned();
+    Herald { child, url }
+}
+
+/// `herald token …` with the given secret and patterns.
+pub fn token(secret: &str, account: &str, subscribe: &str, publish: &str) -> String {
+    let out = Command::new(BIN)
+        .args(["token", "--secret", secret, "--account", account, "--sub", "u", "--channels", subscribe, "--publish", publish, "--ttl", "10m"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// One raw HTTP/1.1 request; the whole response as text.
+pub fn http(addr: &str, method: &str, path: &str, bearer: Option<&str>, body: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let auth = bearer.map(|b| format!("authorization: Bearer {b}\r\n")).unwrap_or_default();
+    write!(s, "{method} {path} HTTP/1.1\r\nhost: x\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut s, &mut out).unwrap();
+    out
+}
+
+/// The status code of `GET path`, or None if nothing answers.
+pub fn status(addr: &str, path: &str) -> Option<u16> {
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").ok()?;
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut s, &mut out).ok()?;
+    out.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The value of a metric in `GET /metrics`.
+pub fn metric(addr: &str, name: &str) -> f64 {
+    let out = http(addr, "GET", "/metrics", None, "");
+    out.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' ')).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+}
