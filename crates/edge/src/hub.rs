@@ -45,6 +45,11 @@ struct Pending {
 }
 
 impl Subscription {
+    /// Whether it receives join/leave events.
+    pub fn presence_events(&self) -> bool {
+        self.presence_events
+    }
+
     fn deliver(&self, rec: &Arc<EncodedRecord>) {
         if rec.offset < self.skip_below {
             return;
@@ -215,9 +220,24 @@ impl Hub {
         (sub, seam, cached)
     }
 
+    /// Removes a subscription and returns the partition's position at that moment, atomically:
+    /// every record of its channels below it was queued to the subscription, none at or above it
+    /// will be.
+    pub fn unregister_at(&self, sub: &Subscription) -> u64 {
+        let mut part = self.parts[sub.partition as usize].lock();
+        Self::remove(&mut part, sub);
+        let next = part.next;
+        drop(part);
+        self.metrics.subscriptions.decrement(1.0);
+        next
+    }
+
     /// Removes a subscription.
     pub fn unregister(&self, sub: &Subscription) {
-        let mut part = self.parts[sub.partition as usize].lock();
+        self.unregister_at(sub);
+    }
+
+    fn remove(part: &mut PartitionHub, sub: &Subscription) {
         for ch in &sub.channels {
             if let Some(v) = part.channels.get_mut(ch) {
                 v.retain(|s| s.id != sub.id);
@@ -226,8 +246,6 @@ impl Hub {
                 }
             }
         }
-        drop(part);
-        self.metrics.subscriptions.decrement(1.0);
     }
 
     /// Fans a batch of one partition's records out to local subscribers, in order, and moves the

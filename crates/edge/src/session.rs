@@ -29,6 +29,8 @@ pub struct Session {
     pub grant: Grant,
     outbox: Arc<Outbox>,
     subs: HashMap<ChannelName, Arc<Subscription>>,
+    /// Paused subscriptions: where each stopped, and whether it wanted presence events.
+    paused: HashMap<ChannelName, (String, bool)>,
     publish_bucket: TokenBucket,
 }
 
@@ -36,7 +38,7 @@ impl Session {
     /// A session for an authenticated connection.
     pub fn new(edge: Arc<Edge>, connection_id: String, grant: Grant, outbox: Arc<Outbox>) -> Self {
         let publish_bucket = edge.limits.connection_bucket();
-        Self { edge, connection_id, grant, outbox, subs: HashMap::new(), publish_bucket }
+        Self { edge, connection_id, grant, outbox, subs: HashMap::new(), paused: HashMap::new(), publish_bucket }
     }
 
     /// Queues a control frame.
@@ -84,9 +86,32 @@ impl Session {
                 self.send_error(None, ErrorCode::BadRequest, "already authenticated");
             }
             ClientFrame::Subscribe { id, channel, since, presence } => self.subscribe(id, channel, since, presence).await,
+            ClientFrame::Pause { id, channel } => {
+                let Some(ch) = self.channel(&id, &channel) else { return Ok(()) };
+                match self.subs.remove(&ch) {
+                    Some(sub) => {
+                        // Presence stays: the user is still here, just not looking.
+                        let next = subscribe::close_at(&self.edge, &sub);
+                        let cursor = self.edge.hub.cursor_at(next);
+                        self.send(ServerFrame::Paused { id: &id, channel: ch.as_str(), cursor: &cursor });
+                        self.paused.insert(ch, (cursor, sub_wants_presence(&sub)));
+                    }
+                    None => self.send_error(Some(&id), ErrorCode::NotSubscribed, "not subscribed to this channel (or already paused)"),
+                }
+            }
+            ClientFrame::Resume { id, channel } => {
+                let Some(ch) = self.channel(&id, &channel) else { return Ok(()) };
+                match self.paused.remove(&ch) {
+                    Some((cursor, presence)) => self.subscribe(id, channel, Some(cursor), presence).await,
+                    None => self.send_error(Some(&id), ErrorCode::NotSubscribed, "this channel is not paused"),
+                }
+            }
             ClientFrame::Unsubscribe { id, channel } => {
                 let Some(ch) = self.channel(&id, &channel) else { return Ok(()) };
-                if self.subs.contains_key(&ch) {
+                if self.paused.remove(&ch).is_some() {
+                    self.leave_presence(&ch).await;
+                    self.send(ServerFrame::Unsubscribed { id: Some(&id), channel: ch.as_str(), code: None });
+                } else if self.subs.contains_key(&ch) {
                     self.drop_subscription(&ch).await;
                     self.send(ServerFrame::Unsubscribed { id: Some(&id), channel: ch.as_str(), code: None });
                 } else {
@@ -143,13 +168,13 @@ impl Session {
         if !self.grant.may_subscribe(&ch) {
             return self.send_error(Some(&id), ErrorCode::Forbidden, "token may not subscribe to this channel");
         }
-        if self.subs.contains_key(&ch) {
-            return self.send_error(Some(&id), ErrorCode::AlreadySubscribed, "already subscribed to this channel");
+        if self.subs.contains_key(&ch) || self.paused.contains_key(&ch) {
+            return self.send_error(Some(&id), ErrorCode::AlreadySubscribed, "already subscribed to this channel (resume it if paused)");
         }
         if presence && !self.grant.may_see_presence(&ch) {
             return self.send_error(Some(&id), ErrorCode::Forbidden, "token may not see this channel's presence");
         }
-        if self.subs.len() >= self.edge.limits.max_subscriptions(&self.grant.account, self.edge.config.max_subscriptions) {
+        if self.subs.len() + self.paused.len() >= self.edge.limits.max_subscriptions(&self.grant.account, self.edge.config.max_subscriptions) {
             return self.send_error(Some(&id), ErrorCode::TooManySubscriptions, "too many subscriptions on this connection");
         }
         let since = match since.as_deref().map(Cursor::parse).transpose() {
@@ -184,7 +209,7 @@ impl Session {
         }
         self.grant = grant;
         // Subscriptions the new token no longer allows end now.
-        let revoked: Vec<ChannelName> = self.subs.keys().filter(|c| !self.grant.may_subscribe(c)).cloned().collect();
+        let revoked: Vec<ChannelName> = self.subs.keys().chain(self.paused.keys()).filter(|c| !self.grant.may_subscribe(c)).cloned().collect();
         for ch in revoked {
             self.drop_subscription(&ch).await;
             self.send(ServerFrame::Unsubscribed { id: None, channel: ch.as_str(), code: Some(ErrorCode::Forbidden) });
@@ -196,20 +221,30 @@ impl Session {
     async fn drop_subscription(&mut self, ch: &ChannelName) {
         if let Some(sub) = self.subs.remove(ch) {
             subscribe::close(&self.edge, &sub);
-            let key = ChannelKey::new(self.grant.account.clone(), ch.clone());
-            if let Err(e) = self.edge.presence.leave(&self.edge.node, &key, &self.connection_id).await {
-                tracing::warn!(error = %e, "presence leave failed");
-            }
+            self.leave_presence(ch).await;
+        } else if self.paused.remove(ch).is_some() {
+            self.leave_presence(ch).await;
+        }
+    }
+
+    async fn leave_presence(&self, ch: &ChannelName) {
+        let key = ChannelKey::new(self.grant.account.clone(), ch.clone());
+        if let Err(e) = self.edge.presence.leave(&self.edge.node, &key, &self.connection_id).await {
+            tracing::warn!(error = %e, "presence leave failed");
         }
     }
 
     /// Ends every subscription (the connection is gone).
     pub async fn end(mut self) {
-        let chans: Vec<ChannelName> = self.subs.keys().cloned().collect();
+        let chans: Vec<ChannelName> = self.subs.keys().chain(self.paused.keys()).cloned().collect();
         for ch in chans {
             self.drop_subscription(&ch).await;
         }
     }
+}
+
+fn sub_wants_presence(sub: &Subscription) -> bool {
+    sub.presence_events()
 }
 
 /// The message for a refused publish.

@@ -96,8 +96,15 @@ pub async fn open(
 
 /// Ends a subscription and releases its partition.
 pub fn close(edge: &Arc<Edge>, sub: &Subscription) {
-    edge.hub.unregister(sub);
+    close_at(edge, sub);
+}
+
+/// Ends a subscription, releases its partition, and returns the exact position where it stopped
+/// (a `since` that continues without gap or duplicate).
+pub fn close_at(edge: &Arc<Edge>, sub: &Subscription) -> u64 {
+    let next = edge.hub.unregister_at(sub);
     edge.consumers.release(edge, sub.partition);
+    next
 }
 
 /// Queues the history of an opened subscription, then makes it live. At most `limit` records

@@ -182,3 +182,38 @@ async fn the_same_idempotency_key_publishes_once() {
     let (status, v) = http_post(e.addr, "/v1/publish", ACME_KEY, &json!({"channel":"c","data":1}).to_string()).await;
     assert_eq!(status, 200, "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_channel_delivers_nothing_and_resumes_exactly_where_it_stopped() {
+    let e = TestEdge::start().await;
+    let mut ws = raw_ws(e.addr, Some(&e.token("acme", "u"))).await.unwrap();
+    send(&mut ws, json!({"type":"subscribe","id":1,"channel":"c"})).await;
+    expect_type(&mut ws, "subscribed").await;
+    e.publish_seq("acme", "c", 0).await;
+    assert_eq!(expect_type(&mut ws, "message").await["data"]["seq"], 0);
+    send(&mut ws, json!({"type":"pause","id":2,"channel":"c"})).await;
+    let paused = expect_type(&mut ws, "paused").await;
+    assert!(paused["cursor"].as_str().unwrap().starts_with("c1."));
+    for n in 1..4 {
+        e.publish_seq("acme", "c", n).await;
+    }
+    // Nothing arrives while paused: the pong comes back before any message.
+    send(&mut ws, json!({"type":"ping","id":3})).await;
+    loop {
+        let Next::Frame(f) = ws.next().await else { panic!("closed") };
+        assert_ne!(f["type"], "message", "a paused channel delivered {f}");
+        if f["type"] == "pong" {
+            break;
+        }
+    }
+    send(&mut ws, json!({"type":"resume","id":4,"channel":"c"})).await;
+    let s = expect_type(&mut ws, "subscribed").await;
+    assert_eq!((s["id"].clone(), s["recovered"].clone()), (json!(4), json!(true)));
+    for n in 1..4 {
+        assert_eq!(expect_type(&mut ws, "message").await["data"]["seq"], n, "what was published while paused, in order");
+    }
+    e.publish_seq("acme", "c", 4).await;
+    assert_eq!(expect_type(&mut ws, "message").await["data"]["seq"], 4);
+    send(&mut ws, json!({"type":"resume","id":5,"channel":"c"})).await;
+    assert_eq!(expect_type(&mut ws, "error").await["code"], "not_subscribed");
+}

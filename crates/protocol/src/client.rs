@@ -59,6 +59,20 @@ pub enum ClientFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         idempotency_key: Option<String>,
     },
+    /// Stop a subscription's deliveries for now (its screen is not showing), keeping its place.
+    Pause {
+        /// Request id.
+        id: RequestId,
+        /// Channel name.
+        channel: String,
+    },
+    /// Restart a paused subscription exactly where it stopped.
+    Resume {
+        /// Request id.
+        id: RequestId,
+        /// Channel name.
+        channel: String,
+    },
     /// Who is subscribed to a channel.
     Presence {
         /// Request id.
@@ -95,7 +109,7 @@ pub struct FrameError {
     pub message: String,
 }
 
-const KNOWN_TYPES: &[&str] = &["auth", "subscribe", "unsubscribe", "publish", "presence", "refresh", "ping", "pong"];
+const KNOWN_TYPES: &[&str] = &["auth", "subscribe", "unsubscribe", "publish", "presence", "refresh", "ping", "pong", "pause", "resume"];
 
 #[derive(Deserialize)]
 struct Envelope {
@@ -155,6 +169,14 @@ pub fn decode_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
         "presence" => {
             let b: ChannelBody = serde_json::from_str(text).map_err(bad)?;
             ClientFrame::Presence { id: b.id, channel: b.channel }
+        }
+        "pause" => {
+            let b: ChannelBody = serde_json::from_str(text).map_err(bad)?;
+            ClientFrame::Pause { id: b.id, channel: b.channel }
+        }
+        "resume" => {
+            let b: ChannelBody = serde_json::from_str(text).map_err(bad)?;
+            ClientFrame::Resume { id: b.id, channel: b.channel }
         }
         "refresh" => {
             let b: RefreshBody = serde_json::from_str(text).map_err(bad)?;

@@ -51,6 +51,15 @@ pub enum ServerFrame<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         code: Option<ErrorCode>,
     },
+    /// Reply to `pause`: deliveries stopped after this position.
+    Paused {
+        /// Request id.
+        id: &'a RequestId,
+        /// Channel.
+        channel: &'a str,
+        /// Where `resume` will continue.
+        cursor: &'a str,
+    },
     /// Reply to `publish`.
     Published {
         /// Request id.
