@@ -26,10 +26,7 @@ const MAX_LIMIT: usize = 1000;
 pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::SocketAddr) -> Response<Body> {
     let sr = match stream_request::parse(&edge, &req, peer) {
         Ok(r) => r,
-        Err((code, msg)) => {
-            edge.metrics.protocol_error(code);
-            return code_response(code, &msg);
-        }
+        Err(refusal) => return refusal,
     };
     let num = |name: &str, default: usize| -> Result<usize, Response<Body>> {
         match query_param(&req, name) {

@@ -94,7 +94,7 @@ impl Session {
                         let next = subscribe::close_at(&self.edge, &sub);
                         let cursor = self.edge.hub.cursor_at(next);
                         self.send(ServerFrame::Paused { id: &id, channel: ch.as_str(), cursor: &cursor });
-                        self.paused.insert(ch, (cursor, sub_wants_presence(&sub)));
+                        self.paused.insert(ch, (cursor, sub.presence_events()));
                     }
                     None => self.send_error(Some(&id), ErrorCode::NotSubscribed, "not subscribed to this channel (or already paused)"),
                 }
@@ -241,10 +241,6 @@ impl Session {
             self.drop_subscription(&ch).await;
         }
     }
-}
-
-fn sub_wants_presence(sub: &Subscription) -> bool {
-    sub.presence_events()
 }
 
 /// The message for a refused publish.

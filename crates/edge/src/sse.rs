@@ -23,10 +23,7 @@ use crate::{stream_request, subscribe};
 pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::SocketAddr) -> Response<Body> {
     let sr = match stream_request::parse(&edge, &req, peer) {
         Ok(r) => r,
-        Err((code, msg)) => {
-            edge.metrics.protocol_error(code);
-            return code_response(code, &msg);
-        }
+        Err(refusal) => return refusal,
     };
     let guard = edge.session_guard();
     let outbox = Outbox::new(edge.config.max_queued_bytes);

@@ -7,7 +7,8 @@ use herald_core::{ChannelKey, ChannelName, Cursor};
 use herald_protocol::ErrorCode;
 
 use crate::auth::Grant;
-use crate::http::{origin, query_param, token_from_request};
+use crate::http::{Body, code_response, origin, query_param, token_from_request};
+use http::Response;
 use crate::limits::{AccountSlot, IpSlot, Limit};
 use std::net::SocketAddr;
 use crate::state::Edge;
@@ -24,8 +25,16 @@ pub struct StreamRequest {
     pub since: Option<Cursor>,
 }
 
-/// Validates token, channels and cursor; the error is the code and message to answer with.
-pub fn parse(edge: &Edge, req: &Request<Incoming>, peer: SocketAddr) -> Result<StreamRequest, (ErrorCode, String)> {
+/// Validates token, channels and cursor; a refusal is counted and comes back as the response to
+/// send.
+pub fn parse(edge: &Edge, req: &Request<Incoming>, peer: SocketAddr) -> Result<StreamRequest, Response<Body>> {
+    check(edge, req, peer).map_err(|(code, msg)| {
+        edge.metrics.protocol_error(code);
+        code_response(code, &msg)
+    })
+}
+
+fn check(edge: &Edge, req: &Request<Incoming>, peer: SocketAddr) -> Result<StreamRequest, (ErrorCode, String)> {
     if edge.drain.is_cancelled() {
         return Err((ErrorCode::ShuttingDown, "this node is draining".into()));
     }

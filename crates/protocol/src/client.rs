@@ -158,25 +158,18 @@ pub fn decode_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
             let b: SubscribeBody = serde_json::from_str(text).map_err(bad)?;
             ClientFrame::Subscribe { id: b.id, channel: b.channel, since: b.since, presence: b.presence }
         }
-        "unsubscribe" => {
-            let b: ChannelBody = serde_json::from_str(text).map_err(bad)?;
-            ClientFrame::Unsubscribe { id: b.id, channel: b.channel }
+        "unsubscribe" | "presence" | "pause" | "resume" => {
+            let ChannelBody { id, channel } = serde_json::from_str(text).map_err(bad)?;
+            match ty.as_str() {
+                "unsubscribe" => ClientFrame::Unsubscribe { id, channel },
+                "presence" => ClientFrame::Presence { id, channel },
+                "pause" => ClientFrame::Pause { id, channel },
+                _ => ClientFrame::Resume { id, channel },
+            }
         }
         "publish" => {
             let b: PublishBody = serde_json::from_str(text).map_err(bad)?;
             ClientFrame::Publish { id: b.id, channel: b.channel, data: b.data, idempotency_key: b.idempotency_key }
-        }
-        "presence" => {
-            let b: ChannelBody = serde_json::from_str(text).map_err(bad)?;
-            ClientFrame::Presence { id: b.id, channel: b.channel }
-        }
-        "pause" => {
-            let b: ChannelBody = serde_json::from_str(text).map_err(bad)?;
-            ClientFrame::Pause { id: b.id, channel: b.channel }
-        }
-        "resume" => {
-            let b: ChannelBody = serde_json::from_str(text).map_err(bad)?;
-            ClientFrame::Resume { id: b.id, channel: b.channel }
         }
         "refresh" => {
             let b: RefreshBody = serde_json::from_str(text).map_err(bad)?;
