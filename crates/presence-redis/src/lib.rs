@@ -1,0 +1,519 @@
+//! [`Presence`] in Redis, shared by every edge node of a region.
+//!
+//! # Layout (keys under a prefix, `herald:presence:` by default)
+//! - `ch:<channel key>`: a hash, connection id → `{"u": user, "n": node}`. Occupancy is `HLEN`
+//!   (O(1) at any size); a snapshot reads at most `limit` members with `HSCAN`.
+//! - `node:<node>`: a set of `<channel key>\n<connection id>`, what the node added, so that a
+//!   dead node's members can be removed without scanning every channel.
+//! - `alive:<node>`: a key with a TTL, refreshed by the node's heartbeat.
+//! - `nodes`: the set of node ids that ever added a member.
+//! - `gen`: a random value written on first contact; when Redis restarts empty it is gone,
+//!   which tells every node to write its members back.
+//! - pub/sub channel `events`: every join and leave, as JSON, published by the same Lua script
+//!   that changes the hash (so an event is published iff the membership changed).
+//!
+//! # Liveness
+//! Every adapter runs a background task that, every `ttl / 3`, refreshes `alive:<node>` for the
+//! nodes it serves, and reaps nodes whose `alive` key expired (their members leave, one leave
+//! event each; several reapers at once are safe because entries are taken with `SPOP`). So a
+//! dead node's members leave within `ttl + ttl / 3` (20 s with the default 15 s TTL).
+//!
+//! # Faults
+//! The adapter keeps a mirror of what its own nodes added. Writes that fail while Redis is
+//! unreachable return [`PresenceError::Unavailable`] and mark the mirror dirty; the next
+//! successful heartbeat reconciles Redis with the mirror (adds what is missing, removes what is
+//! stale). After a Redis restart (the `gen` key changed) members are written back without join
+//! events, so subscribers see no churn; after this node was reaped (its TTL ran out during a
+//! partition, and leaves were published) they are written back with join events.
+//!
+//! Standalone Redis (or a primary with Sentinel) only: the scripts touch keys of several
+//! channels, which Redis Cluster would refuse.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::{RwLock, broadcast};
+use tokio_util::sync::CancellationToken;
+
+use herald_core::{ChannelKey, Presence, PresenceChange, PresenceError, PresenceEvent, PresenceMember, PresenceSnapshot};
+
+/// Settings for [`RedisPresence`].
+#[derive(Clone, Debug)]
+pub struct RedisPresenceOptions {
+    /// `redis://HOST:PORT[/DB]`.
+    pub url: String,
+    /// Key prefix; two regions sharing one Redis need different prefixes.
+    pub prefix: String,
+    /// How long a node's entries outlive its last heartbeat.
+    pub ttl: Duration,
+}
+
+impl RedisPresenceOptions {
+    /// Defaults: prefix `herald:presence:`, TTL 15 s.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self { url: url.into(), prefix: "herald:presence:".into(), ttl: Duration::from_secs(15) }
+    }
+}
+
+/// What one node added, by (channel, connection id).
+type Mirror = HashMap<String, HashMap<(ChannelKey, String), PresenceMember>>;
+
+/// Presence in Redis. Cheap to share (`Arc`); dropping the last handle stops its background task.
+pub struct RedisPresence {
+    inner: Arc<Inner>,
+    stop: CancellationToken,
+}
+
+struct Inner {
+    opts: RedisPresenceOptions,
+    conn: ConnectionManager,
+    events: broadcast::Sender<PresenceEvent>,
+    /// Per node this adapter serves: what it added.
+    mirror: Mutex<Mirror>,
+    /// Held for reading by join/leave, for writing by a reconciliation, so that a leave cannot
+    /// slip between reading the mirror and writing it back.
+    writes: RwLock<()>,
+    /// The `gen` value last seen; `None` before the first heartbeat.
+    generation: Mutex<Option<String>>,
+    /// A write failed since the last reconciliation.
+    dirty: AtomicBool,
+    scripts: Scripts,
+}
+
+struct Scripts {
+    join: Script,
+    leave: Script,
+    heartbeat: Script,
+}
+
+/// An event as published on the pub/sub channel.
+#[derive(Serialize, Deserialize)]
+struct WireEvent {
+    /// Channel key.
+    c: String,
+    /// `j` or `l`.
+    k: String,
+    /// Connection id.
+    i: String,
+    /// The stored member JSON (`{"u":…,"n":…}`).
+    m: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredMember {
+    u: String,
+    n: String,
+}
+
+const JOIN: &str = r#"
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  redis.call('SADD', KEYS[2], ARGV[3])
+  redis.call('SADD', KEYS[3], ARGV[4])
+  if ARGV[5] == '1' then
+    redis.call('PUBLISH', ARGV[6], cjson.encode({c=ARGV[7], k='j', i=ARGV[1], m=ARGV[2]}))
+  end
+  return 1
+end
+return 0
+"#;
+
+const LEAVE: &str = r#"
+local m = redis.call('HGET', KEYS[1], ARGV[1])
+redis.call('SREM', KEYS[2], ARGV[2])
+if not m then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('PUBLISH', ARGV[3], cjson.encode({c=ARGV[4], k='l', i=ARGV[1], m=m}))
+return 1
+"#;
+
+const HEARTBEAT: &str = r#"
+local g = redis.call('GET', KEYS[2])
+if not g then
+  redis.call('SET', KEYS[2], ARGV[3])
+  g = ARGV[3]
+end
+redis.call('SADD', KEYS[3], ARGV[1])
+local existed = redis.call('SET', KEYS[1], '1', 'PX', ARGV[2], 'XX')
+if not existed then
+  redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
+  return {g, 0}
+end
+return {g, 1}
+"#;
+
+fn unavailable(e: redis::RedisError) -> PresenceError {
+    PresenceError::Unavailable(e.to_string())
+}
+
+fn node_entry(channel: &ChannelKey, connection_id: &str) -> String {
+    format!("{channel}\n{connection_id}")
+}
+
+impl RedisPresence {
+    /// Connects, subscribes to the event channel and starts the heartbeat/reaper task for
+    /// `node`. If Redis is unreachable this still returns (after a short wait) and keeps
+    /// retrying in the background: presence must never stop an edge from serving.
+    pub async fn start(opts: RedisPresenceOptions, node: &str) -> Result<Self, PresenceError> {
+        let client = redis::Client::open(opts.url.as_str()).map_err(unavailable)?;
+        let cfg = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), cfg).map_err(unavailable)?;
+        let inner = Arc::new(Inner {
+            conn,
+            events: broadcast::channel(8192).0,
+            mirror: Mutex::new(HashMap::from([(node.to_owned(), HashMap::new())])),
+            writes: RwLock::new(()),
+            generation: Mutex::new(None),
+            dirty: AtomicBool::new(false),
+            scripts: Scripts { join: Script::new(JOIN), leave: Script::new(LEAVE), heartbeat: Script::new(HEARTBEAT) },
+            opts,
+        });
+        let stop = CancellationToken::new();
+        let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(pump_events(inner.clone(), client, stop.clone(), subscribed_tx));
+        // Wait (briefly) for the subscription so that events of the first joins are not missed.
+        if tokio::time::timeout(Duration::from_secs(3), subscribed_rx).await.is_err() {
+            tracing::warn!(url = %inner.opts.url, "presence: Redis unreachable at start; serving without it and retrying");
+        }
+        if let Err(e) = inner.beat_all().await {
+            tracing::warn!(error = %e, "presence: first heartbeat failed");
+        }
+        tokio::spawn(liveness(inner.clone(), stop.clone()));
+        Ok(Self { inner, stop })
+    }
+
+    /// Stops the background task without removing this node's members (as a crash would; used
+    /// by tests to simulate a dead node).
+    pub fn abandon(&self) {
+        self.stop.cancel();
+    }
+}
+
+impl Drop for RedisPresence {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl Inner {
+    fn key(&self, rest: &str) -> String {
+        format!("{}{rest}", self.opts.prefix)
+    }
+
+    fn events_channel(&self) -> String {
+        self.key("events")
+    }
+
+    async fn write_join(&self, node: &str, channel: &ChannelKey, member: &PresenceMember, publish: bool) -> Result<bool, PresenceError> {
+        let stored = serde_json::to_string(&StoredMember { u: member.user.clone(), n: node.to_owned() }).expect("serializable");
+        let mut conn = self.conn.clone();
+        let added: i64 = self
+            .scripts
+            .join
+            .key(self.key(&format!("ch:{channel}")))
+            .key(self.key(&format!("node:{node}")))
+            .key(self.key("nodes"))
+            .arg(&member.connection_id)
+            .arg(stored)
+            .arg(node_entry(channel, &member.connection_id))
+            .arg(node)
+            .arg(if publish { "1" } else { "0" })
+            .arg(self.events_channel())
+            .arg(channel.to_string())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(added == 1)
+    }
+
+    async fn write_leave(&self, node: &str, channel: &str, connection_id: &str) -> Result<(), PresenceError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .scripts
+            .leave
+            .key(self.key(&format!("ch:{channel}")))
+            .key(self.key(&format!("node:{node}")))
+            .arg(connection_id)
+            .arg(format!("{channel}\n{connection_id}"))
+            .arg(self.events_channel())
+            .arg(channel)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    fn mark_dirty<T>(&self, r: Result<T, PresenceError>) -> Result<T, PresenceError> {
+        if r.is_err() {
+            self.dirty.store(true, Ordering::Release);
+        }
+        r
+    }
+
+    /// Heartbeats every node this adapter serves; reconciles when Redis lost data, when a node
+    /// was reaped, or after failed writes.
+    async fn beat_all(&self) -> Result<(), PresenceError> {
+        let nodes: Vec<String> = self.mirror.lock().keys().cloned().collect();
+        for node in nodes {
+            self.beat(&node).await?;
+        }
+        Ok(())
+    }
+
+    async fn beat(&self, node: &str) -> Result<(), PresenceError> {
+        let candidate = format!("{:016x}", rand::random::<u64>());
+        let mut conn = self.conn.clone();
+        let (generation, existed): (String, i64) = self
+            .scripts
+            .heartbeat
+            .key(self.key(&format!("alive:{node}")))
+            .key(self.key("gen"))
+            .key(self.key("nodes"))
+            .arg(node)
+            .arg(self.opts.ttl.as_millis() as u64)
+            .arg(candidate)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let previous = self.generation.lock().replace(generation.clone());
+        let redis_lost_data = previous.as_ref().is_some_and(|p| *p != generation);
+        let reaped = existed == 0 && previous.is_some();
+        let dirty = self.dirty.swap(false, Ordering::AcqRel);
+        if redis_lost_data || reaped || dirty || previous.is_none() {
+            // Silent after a Redis restart (nobody saw these members leave); with join events
+            // when this node was reaped (everybody saw them leave).
+            let result = self.reconcile(node, !redis_lost_data).await;
+            if result.is_err() {
+                self.dirty.store(true, Ordering::Release);
+            }
+            if redis_lost_data {
+                tracing::info!(node, "presence: Redis lost its data; this node's members were written back");
+            } else if reaped {
+                tracing::warn!(node, "presence: this node was reaped (heartbeats missed); its members were written back");
+            }
+            result?;
+        }
+        Ok(())
+    }
+
+    /// Makes Redis hold exactly the mirror's entries for `node`.
+    async fn reconcile(&self, node: &str, publish: bool) -> Result<(), PresenceError> {
+        let _exclusive = self.writes.write().await;
+        let wanted: HashMap<(ChannelKey, String), PresenceMember> = self.mirror.lock().get(node).cloned().unwrap_or_default();
+        let mut conn = self.conn.clone();
+        let present: HashSet<String> = conn.smembers(self.key(&format!("node:{node}"))).await.map_err(unavailable)?;
+        let wanted_entries: HashSet<String> = wanted.keys().map(|(c, id)| node_entry(c, id)).collect();
+        for stale in present.difference(&wanted_entries) {
+            if let Some((channel, id)) = stale.split_once('\n') {
+                self.write_leave(node, channel, id).await?;
+            }
+        }
+        for ((channel, _), member) in &wanted {
+            self.write_join(node, channel, member, publish).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes every member `node` added, one leave event each.
+    async fn clear_node(&self, node: &str) -> Result<(), PresenceError> {
+        let set = self.key(&format!("node:{node}"));
+        let mut conn = self.conn.clone();
+        loop {
+            let batch: Vec<String> = redis::cmd("SPOP").arg(&set).arg(256).query_async(&mut conn).await.map_err(unavailable)?;
+            if batch.is_empty() {
+                break;
+            }
+            let leaves = batch.iter().filter_map(|e| e.split_once('\n')).map(|(ch, id)| self.write_leave(node, ch, id));
+            for r in futures_util::future::join_all(leaves).await {
+                r?;
+            }
+        }
+        let _: () = redis::pipe()
+            .srem(self.key("nodes"), node)
+            .ignore()
+            .del(self.key(&format!("alive:{node}")))
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Clears every node whose `alive` key expired.
+    async fn reap(&self) -> Result<(), PresenceError> {
+        let mut conn = self.conn.clone();
+        let nodes: Vec<String> = conn.smembers(self.key("nodes")).await.map_err(unavailable)?;
+        let ours: HashSet<String> = self.mirror.lock().keys().cloned().collect();
+        for node in nodes.into_iter().filter(|n| !ours.contains(n)) {
+            let alive: bool = conn.exists(self.key(&format!("alive:{node}"))).await.map_err(unavailable)?;
+            if !alive {
+                tracing::info!(node = %node, "presence: node missed its heartbeats; removing its members");
+                self.clear_node(&node).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn decode(&self, payload: &[u8]) -> Option<PresenceEvent> {
+        let w: WireEvent = serde_json::from_slice(payload).ok()?;
+        let m: StoredMember = serde_json::from_str(&w.m).ok()?;
+        let change = match w.k.as_str() {
+            "j" => PresenceChange::Join,
+            "l" => PresenceChange::Leave,
+            _ => return None,
+        };
+        Some(PresenceEvent {
+            channel: ChannelKey::parse(&w.c).ok()?,
+            change,
+            member: PresenceMember { connection_id: w.i, user: m.u },
+        })
+    }
+}
+
+/// Forwards pub/sub events to the local broadcast channel, reconnecting forever.
+async fn pump_events(inner: Arc<Inner>, client: redis::Client, stop: CancellationToken, subscribed: tokio::sync::oneshot::Sender<()>) {
+    let mut subscribed = Some(subscribed);
+    let mut delay = Duration::from_millis(100);
+    while !stop.is_cancelled() {
+        let attempt = async {
+            let mut ps = client.get_async_pubsub().await?;
+            ps.subscribe(inner.events_channel()).await?;
+            Ok::<_, redis::RedisError>(ps)
+        };
+        let ps = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = tokio::time::timeout(Duration::from_secs(3), attempt) => r,
+        };
+        match ps {
+            Ok(Ok(mut ps)) => {
+                delay = Duration::from_millis(100);
+                if let Some(s) = subscribed.take() {
+                    let _ = s.send(());
+                }
+                let mut stream = ps.on_message();
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        msg = stream.next() => match msg {
+                            Some(msg) => match inner.decode(msg.get_payload_bytes()) {
+                                // No receivers is fine: nobody asked for events.
+                                Some(e) => { let _ = inner.events.send(e); }
+                                None => tracing::warn!("presence: undecodable event on the pub/sub channel"),
+                            },
+                            None => break,
+                        },
+                    }
+                }
+                tracing::warn!("presence: lost the Redis pub/sub connection; events are missed until it is back");
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "presence: pub/sub connect failed"),
+            Err(_) => tracing::debug!("presence: pub/sub connect timed out"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Heartbeats and reaps every `ttl / 3`.
+async fn liveness(inner: Arc<Inner>, stop: CancellationToken) {
+    let period = inner.opts.ttl / 3;
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = inner.beat_all().await {
+            tracing::warn!(error = %e, "presence: heartbeat failed");
+            continue;
+        }
+        if let Err(e) = inner.reap().await {
+            tracing::warn!(error = %e, "presence: reaping dead nodes failed");
+        }
+    }
+}
+
+#[async_trait]
+impl Presence for RedisPresence {
+    async fn join(&self, node: &str, channel: &ChannelKey, member: PresenceMember) -> Result<(), PresenceError> {
+        let inner = &self.inner;
+        let _shared = inner.writes.read().await;
+        inner.mirror.lock().entry(node.to_owned()).or_default().insert((channel.clone(), member.connection_id.clone()), member.clone());
+        inner.mark_dirty(inner.write_join(node, channel, &member, true).await).map(|_| ())
+    }
+
+    async fn leave(&self, node: &str, channel: &ChannelKey, connection_id: &str) -> Result<(), PresenceError> {
+        let inner = &self.inner;
+        let _shared = inner.writes.read().await;
+        if let Some(m) = inner.mirror.lock().get_mut(node) {
+            m.remove(&(channel.clone(), connection_id.to_owned()));
+        }
+        inner.mark_dirty(inner.write_leave(node, &channel.to_string(), connection_id).await)
+    }
+
+    async fn snapshot(&self, channel: &ChannelKey, limit: usize) -> Result<PresenceSnapshot, PresenceError> {
+        let inner = &self.inner;
+        let key = inner.key(&format!("ch:{channel}"));
+        let mut conn = inner.conn.clone();
+        let occupancy: u64 = conn.hlen(&key).await.map_err(unavailable)?;
+        let mut members = Vec::new();
+        let mut cursor: u64 = 0;
+        while members.len() < limit {
+            let (next, page): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
+                .arg(&key)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(limit.clamp(10, 1000))
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            for (id, stored) in page {
+                if members.len() == limit {
+                    break;
+                }
+                if let Ok(m) = serde_json::from_str::<StoredMember>(&stored) {
+                    members.push(PresenceMember { connection_id: id, user: m.u });
+                }
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        Ok(PresenceSnapshot { occupancy, members })
+    }
+
+    async fn node_gone(&self, node: &str) -> Result<(), PresenceError> {
+        self.inner.mirror.lock().remove(node);
+        self.inner.clear_node(node).await
+    }
+
+    async fn heartbeat(&self, node: &str) -> Result<(), PresenceError> {
+        self.inner.mirror.lock().entry(node.to_owned()).or_default();
+        self.inner.beat(node).await
+    }
+
+    fn events(&self) -> broadcast::Receiver<PresenceEvent> {
+        self.inner.events.subscribe()
+    }
+}

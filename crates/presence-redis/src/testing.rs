@@ -1,0 +1,75 @@
+//! Test support: a real `redis-server` on a free loopback port, stopped on drop.
+//! Tests fail, never skip, when `redis-server` is missing: `scripts/install-test-tools.sh`
+//! installs Debian's package.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `redis-server` (no persistence: a restart loses everything, as a crash would).
+pub struct RedisServer {
+    child: Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn redis_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("REDIS_SERVER_BIN") {
+        return p.into();
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+    let mut candidates: Vec<PathBuf> = path.split(':').map(|d| PathBuf::from(d).join("redis-server")).collect();
+    candidates.push("/usr/bin/redis-server".into());
+    candidates.into_iter().find(|p| p.is_file()).unwrap_or_else(|| {
+        panic!("redis-server is not installed: run scripts/install-test-tools.sh (or set REDIS_SERVER_BIN)")
+    })
+}
+
+impl RedisServer {
+    /// Starts a server on a free port and waits until it listens.
+    pub fn start() -> Self {
+        Self::start_on(free_port())
+    }
+
+    /// Starts a server on `port` (a restart after [`RedisServer::stop`] reuses the port).
+    pub fn start_on(port: u16) -> Self {
+        let child = Command::new(redis_binary())
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let addr = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(&addr).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start listening on {addr}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, port }
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL: no goodbye to clients, all data gone).
+    pub fn stop(mut self) -> u16 {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.port
+    }
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}

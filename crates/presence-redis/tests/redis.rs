@@ -1,0 +1,131 @@
+//! Presence against a real `redis-server` started by each test.
+
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+use herald_core::{ChannelKey, Presence, PresenceChange, PresenceEvent, PresenceMember};
+use herald_presence_redis::testing::RedisServer;
+use herald_presence_redis::{RedisPresence, RedisPresenceOptions};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn key(s: &str) -> ChannelKey {
+    ChannelKey::parse(s).unwrap()
+}
+
+fn member(c: &str, u: &str) -> PresenceMember {
+    PresenceMember { connection_id: c.into(), user: u.into() }
+}
+
+fn opts(url: &str, ttl_ms: u64) -> RedisPresenceOptions {
+    RedisPresenceOptions { ttl: Duration::from_millis(ttl_ms), ..RedisPresenceOptions::new(url) }
+}
+
+async fn next_event(rx: &mut broadcast::Receiver<PresenceEvent>, channel: &ChannelKey) -> PresenceEvent {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            match rx.recv().await {
+                Ok(e) if &e.channel == channel => return e,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => panic!("event stream closed"),
+            }
+        }
+    })
+    .await
+    .expect("an event arrives")
+}
+
+/// Polls `snapshot` until `check` holds.
+async fn eventually_occupancy(p: &RedisPresence, ch: &ChannelKey, want: u64) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Ok(s) = p.snapshot(ch, 1000).await {
+            if s.occupancy == want {
+                return;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "occupancy of {ch} never became {want}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn redis_presence_passes_the_presence_conformance_suite() {
+    let redis = RedisServer::start();
+    let p = RedisPresence::start(opts(&redis.url(), 15_000), "n0").await.unwrap();
+    herald_core::testing::presence_conformance::run_all(Arc::new(p)).await;
+}
+
+#[tokio::test]
+async fn joins_and_leaves_reach_every_edge_node() {
+    let redis = RedisServer::start();
+    let a = RedisPresence::start(opts(&redis.url(), 15_000), "edge-a").await.unwrap();
+    let b = RedisPresence::start(opts(&redis.url(), 15_000), "edge-b").await.unwrap();
+    let ch = key("acme/room");
+    let mut seen_on_b = b.events();
+    a.join("edge-a", &ch, member("ca", "alice")).await.unwrap();
+    let e = next_event(&mut seen_on_b, &ch).await;
+    assert_eq!((e.change, e.member), (PresenceChange::Join, member("ca", "alice")));
+    b.join("edge-b", &ch, member("cb", "bob")).await.unwrap();
+    let s = a.snapshot(&ch, 10).await.unwrap();
+    assert_eq!(s.occupancy, 2);
+    let mut users: Vec<_> = s.members.iter().map(|m| m.user.as_str()).collect();
+    users.sort();
+    assert_eq!(users, ["alice", "bob"]);
+    a.leave("edge-a", &ch, "ca").await.unwrap();
+    let e = next_event(&mut seen_on_b, &ch).await;
+    assert_eq!(e.member, member("cb", "bob"), "b's own join comes first");
+    let e = next_event(&mut seen_on_b, &ch).await;
+    assert_eq!((e.change, e.member.connection_id.as_str()), (PresenceChange::Leave, "ca"));
+    assert_eq!(b.snapshot(&ch, 10).await.unwrap().members, vec![member("cb", "bob")]);
+}
+
+#[tokio::test]
+async fn a_dead_edges_members_leave_after_its_ttl() {
+    let redis = RedisServer::start();
+    let dying = RedisPresence::start(opts(&redis.url(), 900), "dying").await.unwrap();
+    let survivor = RedisPresence::start(opts(&redis.url(), 900), "survivor").await.unwrap();
+    let ch = key("acme/lobby");
+    dying.join("dying", &ch, member("d1", "u1")).await.unwrap();
+    dying.join("dying", &ch, member("d2", "u2")).await.unwrap();
+    survivor.join("survivor", &ch, member("s1", "u3")).await.unwrap();
+    let mut rx = survivor.events();
+    // The dying node stops heartbeating without saying goodbye, as a crash would.
+    dying.abandon();
+    drop(dying);
+    let mut left = vec![next_event(&mut rx, &ch).await, next_event(&mut rx, &ch).await];
+    left.sort_by(|a, b| a.member.connection_id.cmp(&b.member.connection_id));
+    assert!(left.iter().all(|e| e.change == PresenceChange::Leave));
+    assert_eq!([left[0].member.connection_id.as_str(), left[1].member.connection_id.as_str()], ["d1", "d2"]);
+    assert_eq!(survivor.snapshot(&ch, 10).await.unwrap().members, vec![member("s1", "u3")]);
+}
+
+#[tokio::test]
+async fn presence_is_rebuilt_from_the_edges_after_redis_restarts() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let a = RedisPresence::start(opts(&url, 900), "edge-a").await.unwrap();
+    let b = RedisPresence::start(opts(&url, 900), "edge-b").await.unwrap();
+    let ch = key("acme/stage");
+    a.join("edge-a", &ch, member("a1", "u1")).await.unwrap();
+    a.join("edge-a", &ch, member("a2", "u2")).await.unwrap();
+    b.join("edge-b", &ch, member("b1", "u3")).await.unwrap();
+
+    let port = redis.stop();
+    // While Redis is down, writes fail clearly and are remembered.
+    assert!(a.join("edge-a", &ch, member("a3", "u4")).await.is_err());
+    assert!(a.leave("edge-a", &ch, "a2").await.is_err());
+    let _redis = RedisServer::start_on(port);
+
+    // Both edges write their members back: a1, a3 (joined while down) and b1; not a2.
+    eventually_occupancy(&b, &ch, 3).await;
+    let mut ids: Vec<_> = b.snapshot(&ch, 10).await.unwrap().members.into_iter().map(|m| m.connection_id).collect();
+    ids.sort();
+    assert_eq!(ids, ["a1", "a3", "b1"]);
+    // And events flow again across nodes.
+    let mut rx = b.events();
+    a.leave("edge-a", &ch, "a1").await.unwrap();
+    let e = next_event(&mut rx, &ch).await;
+    assert_eq!((e.change, e.member.connection_id.as_str()), (PresenceChange::Leave, "a1"));
+}
