@@ -1,0 +1,27 @@
+//! Herald's control plane: the one place that knows which edge nodes exist and are healthy,
+//! the accounts with their keys and limits, and which nodes must drain.
+//!
+//! # Layout
+//! - [`state`]: the replicated data and the commands that change it.
+//! - [`store`]: Raft log, vote and snapshots on plain files with fsync.
+//! - [`network`]: openraft's RPCs over tonic.
+//! - [`node`]: one control-plane node (Raft + the `Membership`, `Admin` and `Raft` services).
+//! - [`agent`]: what an edge runs to register, heartbeat, watch config and obey drains.
+//!
+//! The API is `proto/herald/control/v1/control.proto`; docs/control-plane.md explains it.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod agent;
+pub mod network;
+pub mod node;
+pub mod state;
+pub mod store;
+
+/// The generated protobuf types and gRPC stubs.
+#[allow(missing_docs, clippy::all)]
+pub mod pb {
+    tonic::include_proto!("herald.control.v1");
+}
+
+pub use node::{ControlConfig, ControlNode};

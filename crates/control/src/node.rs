@@ -1,0 +1,495 @@
+//! One control-plane node: Raft, its storage, and the three gRPC services on one listener.
+
+use futures_util::StreamExt;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers, Raft, SnapshotPolicy};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::network::{Network, channel};
+use crate::pb;
+use crate::state::{AccountRecord, Command, EdgeInfo, KeyRecord, Limits, NodeId, Reply, TypeConfig};
+use crate::store::{LogStore, StateMachine};
+
+/// Settings for one control-plane node.
+#[derive(Clone, Debug)]
+pub struct ControlConfig {
+    /// This node's Raft id (unique in the cluster, never reused).
+    pub id: NodeId,
+    /// The address other nodes, edges and `herald ctl` use to reach it (`host:port`).
+    pub advertise: String,
+    /// Where the log, vote and snapshots live.
+    pub data_dir: PathBuf,
+    /// How often edges heartbeat.
+    pub edge_heartbeat: Duration,
+    /// A snapshot is built after this many applied entries, and older log entries are purged.
+    pub snapshot_every: u64,
+    /// Raft heartbeat; elections time out after 4 to 8 of these.
+    pub raft_heartbeat: Duration,
+}
+
+impl ControlConfig {
+    /// Defaults for production: 250 ms Raft heartbeats, snapshots every 1000 entries, edges
+    /// heartbeat every 2 s.
+    pub fn new(id: NodeId, advertise: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            id,
+            advertise: advertise.into(),
+            data_dir: data_dir.into(),
+            edge_heartbeat: Duration::from_secs(2),
+            snapshot_every: 1000,
+            raft_heartbeat: Duration::from_millis(250),
+        }
+    }
+}
+
+/// What the leader remembers about an edge between heartbeats (not replicated: a new leader
+/// knows it again within one heartbeat interval).
+#[derive(Clone, Copy)]
+struct Soft {
+    last_seen: Instant,
+    connections: u64,
+}
+
+/// A running control-plane node.
+pub struct ControlNode {
+    inner: Arc<Inner>,
+    stop: CancellationToken,
+    server: tokio::task::JoinHandle<()>,
+}
+
+struct Inner {
+    cfg: ControlConfig,
+    raft: Raft<TypeConfig>,
+    sm: StateMachine,
+    soft: Mutex<HashMap<String, Soft>>,
+}
+
+/// Requests a follower hands to the leader.
+#[derive(Serialize, Deserialize)]
+enum Forwarded {
+    Write(Command),
+    Heartbeat { node_id: String, connections: u64 },
+    Nodes,
+    Accounts,
+    AddMember { id: NodeId, address: String },
+    RemoveMember { id: NodeId },
+}
+
+#[derive(Serialize, Deserialize)]
+enum ForwardReply {
+    Write { reply: Reply, account: Option<(String, AccountRecord)> },
+    Heartbeat { known: bool, drain: bool },
+    Nodes(Vec<NodeRow>),
+    Accounts(Vec<(String, AccountRecord)>),
+    Done,
+    Failed { code: i32, message: String },
+}
+
+#[derive(Serialize, Deserialize)]
+struct NodeRow {
+    info: EdgeInfo,
+    draining: bool,
+    last_seen_ms_ago: Option<u64>,
+    connections: u64,
+}
+
+impl ControlNode {
+    /// Opens storage, starts Raft and serves gRPC on `listener`.
+    pub async fn start(cfg: ControlConfig, listener: TcpListener) -> anyhow::Result<Self> {
+        let log = LogStore::open(&cfg.data_dir)?;
+        let sm = StateMachine::open(&cfg.data_dir)?;
+        let hb = cfg.raft_heartbeat.as_millis() as u64;
+        let raft_config = openraft::Config {
+            cluster_name: "herald-control".into(),
+            heartbeat_interval: hb,
+            election_timeout_min: hb * 4,
+            election_timeout_max: hb * 8,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every),
+            max_in_snapshot_log_to_keep: 0,
+            ..Default::default()
+        }
+        .validate()?;
+        let raft = Raft::new(cfg.id, Arc::new(raft_config), Network, log, sm.clone()).await?;
+        let inner = Arc::new(Inner { cfg, raft, sm, soft: Mutex::new(HashMap::new()) });
+        let stop = CancellationToken::new();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let router = tonic::transport::Server::builder()
+            .add_service(pb::raft_server::RaftServer::new(RaftSvc(inner.clone())).max_decoding_message_size(64 << 20))
+            .add_service(pb::membership_server::MembershipServer::new(Svc(inner.clone())))
+            .add_service(pb::admin_server::AdminServer::new(Svc(inner.clone())));
+        let s = stop.clone();
+        let server = tokio::spawn(async move {
+            if let Err(e) = router.serve_with_incoming_shutdown(incoming, s.cancelled()).await {
+                tracing::error!(error = %e, "control-plane gRPC server failed");
+            }
+        });
+        Ok(Self { inner, stop, server })
+    }
+
+    /// Makes a new cluster of `members` (id → address). Only on a node with an empty log;
+    /// calling it on an initialized node changes nothing.
+    pub async fn initialize(&self, members: BTreeMap<NodeId, String>) -> anyhow::Result<()> {
+        let nodes: BTreeMap<NodeId, BasicNode> = members.into_iter().map(|(id, addr)| (id, BasicNode { addr })).collect();
+        match self.inner.raft.initialize(nodes).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The Raft handle (metrics, tests).
+    pub fn raft(&self) -> &Raft<TypeConfig> {
+        &self.inner.raft
+    }
+
+    /// The applied state (version, data).
+    pub fn applied(&self) -> crate::store::Published {
+        self.inner.sm.current()
+    }
+
+    /// Stops serving and stops Raft. Storage stays on disk.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        let _ = self.server.await;
+        let _ = self.inner.raft.shutdown().await;
+    }
+}
+
+fn status_of(e: impl std::fmt::Display) -> Status {
+    Status::unavailable(e.to_string())
+}
+
+impl Inner {
+    /// Handles `req` on the leader: here if this node leads, else forwarded to the leader.
+    async fn on_leader(&self, req: Forwarded) -> Result<ForwardReply, Status> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let Some(leader) = metrics.current_leader else { return Err(Status::unavailable("the control plane has no leader now; retry")) };
+        let reply = if leader == self.cfg.id {
+            self.lead(req).await
+        } else {
+            let addr = metrics
+                .membership_config
+                .membership()
+                .get_node(&leader)
+                .map(|n| n.addr.clone())
+                .ok_or_else(|| Status::unavailable("the leader's address is unknown; retry"))?;
+            let mut client = pb::raft_client::RaftClient::new(channel(&addr).map_err(status_of)?);
+            let json = serde_json::to_vec(&req).map_err(|e| Status::internal(e.to_string()))?;
+            let out = client.forward(pb::RaftPayload { json }).await?;
+            serde_json::from_slice(&out.into_inner().json).map_err(|e| Status::internal(e.to_string()))?
+        };
+        match reply {
+            ForwardReply::Failed { code, message } => Err(Status::new(tonic::Code::from(code), message)),
+            r => Ok(r),
+        }
+    }
+
+    /// Executes a forwarded request as the leader.
+    async fn lead(&self, req: Forwarded) -> ForwardReply {
+        let failed = |code: tonic::Code, message: String| ForwardReply::Failed { code: code as i32, message };
+        let not_leader = |e: &dyn std::fmt::Display| failed(tonic::Code::Unavailable, format!("leadership changed; retry ({e})"));
+        match req {
+            Forwarded::Write(cmd) => {
+                let account = match &cmd {
+                    Command::PutAccount { name, .. } => Some(name.clone()),
+                    Command::AddKey { account, .. } | Command::RevokeKey { account, .. } => Some(account.clone()),
+                    _ => None,
+                };
+                match self.raft.client_write(cmd).await {
+                    Ok(r) => {
+                        let account = account.and_then(|a| self.sm.current().1.data.accounts.get(&a).cloned().map(|r| (a, r)));
+                        ForwardReply::Write { reply: r.data, account }
+                    }
+                    Err(e) => not_leader(&e),
+                }
+            }
+            Forwarded::Heartbeat { node_id, connections } => {
+                let data = self.sm.current().1;
+                match data.data.edges.get(&node_id) {
+                    None => ForwardReply::Heartbeat { known: false, drain: false },
+                    Some(e) => {
+                        self.soft.lock().insert(node_id, Soft { last_seen: Instant::now(), connections });
+                        ForwardReply::Heartbeat { known: true, drain: e.draining }
+                    }
+                }
+            }
+            Forwarded::Nodes => {
+                let data = self.sm.current().1;
+                let soft = self.soft.lock();
+                ForwardReply::Nodes(
+                    data.data
+                        .edges
+                        .values()
+                        .map(|e| {
+                            let s = soft.get(&e.info.node_id);
+                            NodeRow {
+                                info: e.info.clone(),
+                                draining: e.draining,
+                                last_seen_ms_ago: s.map(|s| s.last_seen.elapsed().as_millis() as u64),
+                                connections: s.map(|s| s.connections).unwrap_or(0),
+                            }
+                        })
+                        .collect(),
+                )
+            }
+            Forwarded::Accounts => match self.raft.ensure_linearizable().await {
+                Ok(_) => ForwardReply::Accounts(self.sm.current().1.data.accounts.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+                Err(e) => not_leader(&e),
+            },
+            Forwarded::AddMember { id, address } => {
+                if let Err(e) = self.raft.add_learner(id, BasicNode { addr: address }, true).await {
+                    return failed(tonic::Code::FailedPrecondition, e.to_string());
+                }
+                match self.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await {
+                    Ok(_) => ForwardReply::Done,
+                    Err(e) => failed(tonic::Code::FailedPrecondition, e.to_string()),
+                }
+            }
+            Forwarded::RemoveMember { id } => match self.raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false).await {
+                Ok(_) => ForwardReply::Done,
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(e))) => not_leader(&e),
+                Err(e) => failed(tonic::Code::FailedPrecondition, e.to_string()),
+            },
+        }
+    }
+
+    async fn write(&self, cmd: Command) -> Result<Option<(String, AccountRecord)>, Status> {
+        match self.on_leader(Forwarded::Write(cmd)).await? {
+            ForwardReply::Write { reply: Reply::Ok, account } => Ok(account),
+            ForwardReply::Write { reply: Reply::Rejected(why), .. } => Err(Status::failed_precondition(why)),
+            _ => Err(Status::internal("unexpected reply from the leader")),
+        }
+    }
+
+    /// Waits (at most 10 s) until this node's membership satisfies `done(voters, all members)`.
+    async fn wait_membership(&self, done: impl Fn(&BTreeSet<NodeId>, &BTreeSet<NodeId>) -> bool + Send + Sync) {
+        let _ = self
+            .raft
+            .wait(Some(Duration::from_secs(10)))
+            .metrics(
+                |m| {
+                    let ms = m.membership_config.membership();
+                    done(&ms.voter_ids().collect(), &ms.nodes().map(|(id, _)| *id).collect())
+                },
+                "membership change applied",
+            )
+            .await;
+    }
+
+    fn status(&self) -> pb::ClusterStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        pb::ClusterStatus {
+            this_node: self.cfg.id,
+            leader: m.current_leader.unwrap_or(0),
+            term: m.current_term,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            last_applied: m.last_applied.map(|l| l.index).unwrap_or(0),
+            members: membership.nodes().map(|(id, n)| pb::Member { id: *id, address: n.addr.clone(), voter: voters.contains(id) }).collect(),
+        }
+    }
+}
+
+fn account_pb(name: &str, a: &AccountRecord) -> pb::Account {
+    pb::Account {
+        name: name.to_owned(),
+        keys: a.keys.iter().map(|k| pb::ApiKey { id: k.id.clone(), sha256: k.sha256.clone() }).collect(),
+        limits: Some(pb::AccountLimits {
+            connections: a.limits.connections,
+            publish_per_second: a.limits.publish_per_second,
+            max_subscriptions: a.limits.max_subscriptions,
+            max_message_bytes: a.limits.max_message_bytes,
+        }),
+    }
+}
+
+/// Names of edges and accounts: 1-64 characters of `a-z A-Z 0-9 - _ .`.
+fn check_name(what: &str, s: &str) -> Result<(), Status> {
+    if s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
+        return Err(Status::invalid_argument(format!("{what} must be 1-64 characters of A-Z a-z 0-9 - _ .")));
+    }
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A new publish API key and its stored form.
+pub fn new_api_key() -> (String, KeyRecord) {
+    use sha2::{Digest, Sha256};
+    let key = format!("hk_{}", hex(&rand::random::<[u8; 24]>()));
+    let sha256 = hex(&Sha256::digest(key.as_bytes()));
+    (key, KeyRecord { id: sha256[..12].to_owned(), sha256 })
+}
+
+struct RaftSvc(Arc<Inner>);
+
+fn decode<T: serde::de::DeserializeOwned>(req: Request<pb::RaftPayload>) -> Result<T, Status> {
+    serde_json::from_slice(&req.into_inner().json).map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Response<pb::RaftPayload>, Status> {
+    Ok(Response::new(pb::RaftPayload { json: serde_json::to_vec(v).map_err(|e| Status::internal(e.to_string()))? }))
+}
+
+#[tonic::async_trait]
+impl pb::raft_server::Raft for RaftSvc {
+    async fn append_entries(&self, req: Request<pb::RaftPayload>) -> Result<Response<pb::RaftPayload>, Status> {
+        encode(&self.0.raft.append_entries(decode(req)?).await)
+    }
+
+    async fn vote(&self, req: Request<pb::RaftPayload>) -> Result<Response<pb::RaftPayload>, Status> {
+        encode(&self.0.raft.vote(decode(req)?).await)
+    }
+
+    async fn install_snapshot(&self, req: Request<pb::RaftPayload>) -> Result<Response<pb::RaftPayload>, Status> {
+        encode(&self.0.raft.install_snapshot(decode(req)?).await)
+    }
+
+    async fn forward(&self, req: Request<pb::RaftPayload>) -> Result<Response<pb::RaftPayload>, Status> {
+        let req: Forwarded = decode(req)?;
+        // Only the leader executes; a stale forward to a former leader fails and is retried.
+        let leader = self.0.raft.metrics().borrow().current_leader;
+        if leader != Some(self.0.cfg.id) {
+            return Err(Status::unavailable("not the leader; retry"));
+        }
+        encode(&self.0.lead(req).await)
+    }
+}
+
+struct Svc(Arc<Inner>);
+
+type ConfigStream = Pin<Box<dyn futures_util::Stream<Item = Result<pb::ConfigSnapshot, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::membership_server::Membership for Svc {
+    async fn register(&self, req: Request<pb::RegisterRequest>) -> Result<Response<pb::RegisterResponse>, Status> {
+        let n = req.into_inner().node.ok_or_else(|| Status::invalid_argument("node is required"))?;
+        check_name("node_id", &n.node_id)?;
+        if n.region.is_empty() {
+            return Err(Status::invalid_argument("region is required"));
+        }
+        self.0.write(Command::RegisterEdge(EdgeInfo { node_id: n.node_id, region: n.region, address: n.address, capacity: n.capacity })).await?;
+        Ok(Response::new(pb::RegisterResponse { heartbeat_interval_ms: self.0.cfg.edge_heartbeat.as_millis() as u64 }))
+    }
+
+    async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let r = req.into_inner();
+        match self.0.on_leader(Forwarded::Heartbeat { node_id: r.node_id, connections: r.connections }).await? {
+            ForwardReply::Heartbeat { known, drain } => Ok(Response::new(pb::HeartbeatResponse { known, drain })),
+            _ => Err(Status::internal("unexpected reply from the leader")),
+        }
+    }
+
+    async fn deregister(&self, req: Request<pb::DeregisterRequest>) -> Result<Response<pb::DeregisterResponse>, Status> {
+        let node_id = req.into_inner().node_id;
+        check_name("node_id", &node_id)?;
+        self.0.write(Command::DeregisterEdge { node_id }).await?;
+        Ok(Response::new(pb::DeregisterResponse {}))
+    }
+
+    type WatchConfigStream = ConfigStream;
+
+    async fn watch_config(&self, req: Request<pb::WatchConfigRequest>) -> Result<Response<Self::WatchConfigStream>, Status> {
+        let node_id = req.into_inner().node_id;
+        // Served from this node's replica: config may trail the leader by a heartbeat, which is
+        // fine for keys and limits, and it keeps edges working on any reachable member.
+        let stream = tokio_stream::wrappers::WatchStream::new(self.0.sm.watch()).map(move |(version, st)| {
+            Ok(pb::ConfigSnapshot {
+                version,
+                accounts: st.data.accounts.iter().map(|(n, a)| account_pb(n, a)).collect(),
+                drain: st.data.edges.get(&node_id).is_some_and(|e| e.draining),
+            })
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::admin_server::Admin for Svc {
+    async fn status(&self, _req: Request<pb::StatusRequest>) -> Result<Response<pb::ClusterStatus>, Status> {
+        Ok(Response::new(self.0.status()))
+    }
+
+    async fn list_nodes(&self, _req: Request<pb::ListNodesRequest>) -> Result<Response<pb::ListNodesResponse>, Status> {
+        let ForwardReply::Nodes(rows) = self.0.on_leader(Forwarded::Nodes).await? else { return Err(Status::internal("unexpected reply")) };
+        let healthy_within = self.0.cfg.edge_heartbeat.as_millis() as u64 * 3;
+        let nodes = rows
+            .into_iter()
+            .map(|r| pb::NodeStatus {
+                node: Some(pb::NodeInfo { node_id: r.info.node_id, region: r.info.region, address: r.info.address, capacity: r.info.capacity }),
+                draining: r.draining,
+                healthy: r.last_seen_ms_ago.is_some_and(|ms| ms <= healthy_within),
+                connections: r.connections,
+                last_heartbeat_ms_ago: r.last_seen_ms_ago.map(|m| m as i64).unwrap_or(-1),
+            })
+            .collect();
+        Ok(Response::new(pb::ListNodesResponse { nodes }))
+    }
+
+    async fn drain(&self, req: Request<pb::DrainRequest>) -> Result<Response<pb::DrainResponse>, Status> {
+        let node_id = req.into_inner().node_id;
+        check_name("node_id", &node_id)?;
+        self.0.write(Command::Drain { node_id }).await?;
+        Ok(Response::new(pb::DrainResponse {}))
+    }
+
+    async fn put_account(&self, req: Request<pb::PutAccountRequest>) -> Result<Response<pb::Account>, Status> {
+        let r = req.into_inner();
+        check_name("account", &r.name)?;
+        let l = r.limits.unwrap_or_default();
+        let limits = Limits { connections: l.connections, publish_per_second: l.publish_per_second, max_subscriptions: l.max_subscriptions, max_message_bytes: l.max_message_bytes };
+        let (name, a) = self.0.write(Command::PutAccount { name: r.name, limits }).await?.ok_or_else(|| Status::internal("account missing after write"))?;
+        Ok(Response::new(account_pb(&name, &a)))
+    }
+
+    async fn list_accounts(&self, _req: Request<pb::ListAccountsRequest>) -> Result<Response<pb::ListAccountsResponse>, Status> {
+        let ForwardReply::Accounts(list) = self.0.on_leader(Forwarded::Accounts).await? else { return Err(Status::internal("unexpected reply")) };
+        Ok(Response::new(pb::ListAccountsResponse { accounts: list.iter().map(|(n, a)| account_pb(n, a)).collect() }))
+    }
+
+    async fn add_key(&self, req: Request<pb::AddKeyRequest>) -> Result<Response<pb::AddKeyResponse>, Status> {
+        let account = req.into_inner().account;
+        check_name("account", &account)?;
+        let (key, record) = new_api_key();
+        let key_id = record.id.clone();
+        let (name, a) = self.0.write(Command::AddKey { account, key: record }).await?.ok_or_else(|| Status::internal("account missing after write"))?;
+        Ok(Response::new(pb::AddKeyResponse { account: Some(account_pb(&name, &a)), key, key_id }))
+    }
+
+    async fn revoke_key(&self, req: Request<pb::RevokeKeyRequest>) -> Result<Response<pb::Account>, Status> {
+        let r = req.into_inner();
+        check_name("account", &r.account)?;
+        let (name, a) = self.0.write(Command::RevokeKey { account: r.account, key_id: r.key_id }).await?.ok_or_else(|| Status::internal("account missing after write"))?;
+        Ok(Response::new(account_pb(&name, &a)))
+    }
+
+    async fn add_member(&self, req: Request<pb::AddMemberRequest>) -> Result<Response<pb::ClusterStatus>, Status> {
+        let r = req.into_inner();
+        if r.id == 0 || r.address.is_empty() {
+            return Err(Status::invalid_argument("id (> 0) and address are required"));
+        }
+        self.0.on_leader(Forwarded::AddMember { id: r.id, address: r.address }).await?;
+        // Answer with this node's view once it has applied the change.
+        self.0.wait_membership(|voters, _| voters.contains(&r.id)).await;
+        Ok(Response::new(self.0.status()))
+    }
+
+    async fn remove_member(&self, req: Request<pb::RemoveMemberRequest>) -> Result<Response<pb::ClusterStatus>, Status> {
+        let id = req.into_inner().id;
+        self.0.on_leader(Forwarded::RemoveMember { id }).await?;
+        self.0.wait_membership(|_, all| !all.contains(&id)).await;
+        Ok(Response::new(self.0.status()))
+    }
+}
