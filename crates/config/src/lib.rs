@@ -61,6 +61,19 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Where presence lives.
     pub presence: PresenceConfig,
+    /// The control plane this edge registers with.
+    pub control: ControlPlaneConfig,
+}
+
+/// `[control]`: the control plane (docs/control-plane.md). Without endpoints the edge runs on
+/// its config file alone.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlPlaneConfig {
+    /// Control-plane members, `host:port` (env `HERALD_CONTROL`, comma-separated).
+    pub endpoints: Vec<String>,
+    /// Where clients reach this edge, as registered (default: `http://` + the listen address).
+    pub advertise: String,
 }
 
 /// `[presence]`: in memory (one node) or in Redis (every edge node of a region).
@@ -396,6 +409,9 @@ impl Config {
         if let Some(v) = get("HERALD_ADMIN_API_KEY") {
             self.auth.admin_api_key = Some(v);
         }
+        if let Some(v) = get("HERALD_CONTROL") {
+            self.control.endpoints = v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+        }
         if let Some(v) = get("HERALD_PRESENCE") {
             self.presence.url = v;
         }
@@ -419,6 +435,9 @@ impl Config {
         }
         if !e.node.is_empty() && !e.node.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
             return bad("edge.node", "must be characters of A-Z a-z 0-9 - _ .");
+        }
+        if self.control.endpoints.iter().any(|e| e.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())) {
+            return bad("control.endpoints", "each must be HOST:PORT");
         }
         let p = &self.presence;
         if p.url != "memory" && !(p.url.starts_with("redis://") || p.url.starts_with("rediss://")) {

@@ -380,7 +380,7 @@ impl pb::membership_server::Membership for Svc {
         if n.region.is_empty() {
             return Err(Status::invalid_argument("region is required"));
         }
-        self.0.write(Command::RegisterEdge(EdgeInfo { node_id: n.node_id, region: n.region, address: n.address, capacity: n.capacity })).await?;
+        self.0.write(Command::RegisterEdge(EdgeInfo { node_id: n.node_id, region: n.region, address: n.address, capacity: n.capacity, instance: n.instance })).await?;
         Ok(Response::new(pb::RegisterResponse { heartbeat_interval_ms: self.0.cfg.edge_heartbeat.as_millis() as u64 }))
     }
 
@@ -428,7 +428,7 @@ impl pb::admin_server::Admin for Svc {
         let nodes = rows
             .into_iter()
             .map(|r| pb::NodeStatus {
-                node: Some(pb::NodeInfo { node_id: r.info.node_id, region: r.info.region, address: r.info.address, capacity: r.info.capacity }),
+                node: Some(pb::NodeInfo { node_id: r.info.node_id, region: r.info.region, address: r.info.address, capacity: r.info.capacity, instance: r.info.instance }),
                 draining: r.draining,
                 healthy: r.last_seen_ms_ago.is_some_and(|ms| ms <= healthy_within),
                 connections: r.connections,
@@ -447,7 +447,8 @@ impl pb::admin_server::Admin for Svc {
 
     async fn put_account(&self, req: Request<pb::PutAccountRequest>) -> Result<Response<pb::Account>, Status> {
         let r = req.into_inner();
-        check_name("account", &r.name)?;
+        // Accounts follow the edge's naming rule, so that every account made here is usable.
+        herald_core::AccountId::new(&r.name).map_err(|e| Status::invalid_argument(format!("account: {e}")))?;
         let l = r.limits.unwrap_or_default();
         let limits = Limits { connections: l.connections, publish_per_second: l.publish_per_second, max_subscriptions: l.max_subscriptions, max_message_bytes: l.max_message_bytes };
         let (name, a) = self.0.write(Command::PutAccount { name: r.name, limits }).await?.ok_or_else(|| Status::internal("account missing after write"))?;

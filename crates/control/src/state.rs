@@ -30,6 +30,8 @@ pub struct EdgeInfo {
     pub address: String,
     /// Connections it is sized for (0: unknown).
     pub capacity: u32,
+    /// Random per process start.
+    pub instance: String,
 }
 
 /// A registered edge and its orders.
@@ -76,7 +78,8 @@ pub struct AccountRecord {
 /// proposed; applying one never fails, it answers [`Reply::Rejected`] when it does not apply.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
-    /// An edge node (re-)registers; a re-registration keeps a standing drain order.
+    /// An edge node (re-)registers. The same process registering again (same `instance`, e.g.
+    /// after a control-plane failover) keeps a standing drain order; a new process does not.
     RegisterEdge(EdgeInfo),
     /// An edge node left.
     DeregisterEdge {
@@ -134,7 +137,7 @@ impl Data {
     pub fn apply(&mut self, cmd: &Command) -> Reply {
         match cmd {
             Command::RegisterEdge(info) => {
-                let draining = self.edges.get(&info.node_id).is_some_and(|e| e.draining);
+                let draining = self.edges.get(&info.node_id).is_some_and(|e| e.draining && e.info.instance == info.instance);
                 self.edges.insert(info.node_id.clone(), EdgeRecord { info: info.clone(), draining });
                 Reply::Ok
             }
@@ -207,14 +210,17 @@ mod tests {
     }
 
     #[test]
-    fn a_drain_order_survives_re_registration() {
+    fn a_drain_order_survives_re_registration_of_the_same_process_only() {
         let mut d = Data::default();
-        let info = EdgeInfo { node_id: "e1".into(), region: "r".into(), address: "http://x".into(), capacity: 0 };
+        let info = EdgeInfo { node_id: "e1".into(), region: "r".into(), address: "http://x".into(), capacity: 0, instance: "i1".into() };
         assert!(matches!(d.apply(&Command::Drain { node_id: "e1".into() }), Reply::Rejected(_)));
         d.apply(&Command::RegisterEdge(info.clone()));
         d.apply(&Command::Drain { node_id: "e1".into() });
-        d.apply(&Command::RegisterEdge(info));
+        d.apply(&Command::RegisterEdge(info.clone()));
         assert!(d.edges["e1"].draining);
+        // A restarted process under the same name starts without the order.
+        d.apply(&Command::RegisterEdge(EdgeInfo { instance: "i2".into(), ..info }));
+        assert!(!d.edges["e1"].draining);
         d.apply(&Command::DeregisterEdge { node_id: "e1".into() });
         assert!(d.edges.is_empty());
     }

@@ -259,6 +259,8 @@ pub fn hash_api_key(key: &str) -> String {
 pub struct ApiKeys {
     admin: Option<StoredKey>,
     accounts: Vec<(StoredKey, AccountId)>,
+    /// Keys managed by the control plane (digests only), replaced whole on every config change.
+    managed: parking_lot::RwLock<Vec<([u8; 32], AccountId)>>,
 }
 
 impl ApiKeys {
@@ -271,7 +273,25 @@ impl ApiKeys {
                 keys.iter().map(move |k| (StoredKey::parse(k), a.clone()))
             })
             .collect();
-        Self { admin: admin.as_deref().map(StoredKey::parse), accounts }
+        Self { admin: admin.as_deref().map(StoredKey::parse), accounts, managed: Default::default() }
+    }
+
+    /// Replaces the control plane's keys: `(hex sha256, account)` pairs. Keys that are not 64
+    /// hex digits are skipped (and counted in the return value). Keys from the config file stay.
+    pub fn set_managed(&self, keys: impl IntoIterator<Item = (String, AccountId)>) -> usize {
+        let mut bad = 0;
+        let parsed = keys
+            .into_iter()
+            .filter_map(|(hex, a)| match parse_hex32(&hex) {
+                Some(d) => Some((d, a)),
+                None => {
+                    bad += 1;
+                    None
+                }
+            })
+            .collect();
+        *self.managed.write() = parsed;
+        bad
     }
 
     /// Who `key` belongs to. Every configured key is compared, in constant time each.
@@ -286,6 +306,11 @@ impl ApiKeys {
         }
         for (k, account) in &self.accounts {
             if k.matches(key, &digest) && found.is_none() {
+                found = Some(KeyOwner::Account(account.clone()));
+            }
+        }
+        for (d, account) in self.managed.read().iter() {
+            if ct_eq(d, &digest) && found.is_none() {
                 found = Some(KeyOwner::Account(account.clone()));
             }
         }
@@ -343,6 +368,21 @@ mod tests {
         assert_eq!(k.owner("admin-key-0123456789"), Some(KeyOwner::Admin));
         assert_eq!(k.owner("acme-key-0123456789"), Some(KeyOwner::Account(AccountId::new("acme").unwrap())));
         assert_eq!(k.owner("acme-key-012345678"), None);
+    }
+
+    #[test]
+    fn managed_keys_are_replaced_whole_and_config_keys_stay() {
+        let mut m = BTreeMap::new();
+        m.insert("acme".to_string(), vec!["acme-key-0123456789".to_string()]);
+        let k = ApiKeys::new(None, &m);
+        let digest = |key: &str| hash_api_key(key).strip_prefix("sha256:").unwrap().to_owned();
+        let beta = AccountId::new("beta").unwrap();
+        assert_eq!(k.set_managed([(digest("old-key-0123456789"), beta.clone()), ("not-hex".into(), beta.clone())]), 1);
+        assert_eq!(k.owner("old-key-0123456789"), Some(KeyOwner::Account(beta.clone())));
+        k.set_managed([(digest("new-key-0123456789"), beta.clone())]);
+        assert_eq!(k.owner("old-key-0123456789"), None, "a revoked key stops working");
+        assert_eq!(k.owner("new-key-0123456789"), Some(KeyOwner::Account(beta)));
+        assert_eq!(k.owner("acme-key-0123456789"), Some(KeyOwner::Account(AccountId::new("acme").unwrap())));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! hands over to `run`; nothing here knows how the edge works.
 #![forbid(unsafe_code)]
 
+mod control;
 mod run;
 
 use clap::{Args, Parser, Subcommand};
@@ -32,6 +33,100 @@ enum Command {
     /// A synthetic client: connects from outside like a real one, publishes and times the round
     /// trip, one JSON line per probe. With `--count`, exits 0 only if every probe came back.
     Probe(ProbeArgs),
+    /// Run a control-plane node (one member of the Raft group; docs/control-plane.md).
+    Control(ControlArgs),
+    /// Operate the control plane: status, nodes, drain, accounts, keys, members.
+    Ctl(CtlArgs),
+}
+
+/// `herald control`.
+#[derive(Args)]
+pub struct ControlArgs {
+    /// This member's Raft id: a positive number, unique in the cluster, never reused.
+    #[arg(long)]
+    pub id: u64,
+    /// Address to listen on (gRPC for edges, operators and the other members).
+    #[arg(long, default_value = "0.0.0.0:7100")]
+    pub listen: SocketAddr,
+    /// The address the others use to reach this member (default: the listen address).
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Directory for the Raft log, vote and snapshots (keep it on a persistent volume).
+    #[arg(long, env = "HERALD_CONTROL_DATA")]
+    pub data: PathBuf,
+    /// Bootstrap a new cluster of these members, `1=HOST:PORT,2=HOST:PORT,3=HOST:PORT`. Safe to
+    /// repeat: an initialized member ignores it.
+    #[arg(long)]
+    pub init: Option<String>,
+    /// How often edges heartbeat.
+    #[arg(long, default_value_t = 2000)]
+    pub edge_heartbeat_ms: u64,
+}
+
+/// `herald ctl`.
+#[derive(Args)]
+pub struct CtlArgs {
+    /// Control-plane members, `HOST:PORT[,HOST:PORT…]`; the first that answers is used.
+    #[arg(long, env = "HERALD_CONTROL", default_value = "127.0.0.1:7100")]
+    pub control: String,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+/// `herald ctl` commands.
+#[derive(Subcommand)]
+pub enum CtlCommand {
+    /// Leader, term, log index and members.
+    Status,
+    /// Edge nodes: region, health, connections, drain state.
+    Nodes,
+    /// Order an edge to drain: its clients get `reconnect` and resume elsewhere.
+    Drain {
+        /// The edge's node name.
+        node: String,
+    },
+    /// List accounts with their key ids and limits (a linearizable read).
+    Accounts,
+    /// Create an account or set its limits (0: the edge's default).
+    Account {
+        /// The account.
+        name: String,
+        #[arg(long, default_value_t = 0)]
+        connections: u64,
+        #[arg(long, default_value_t = 0)]
+        publish_per_second: u64,
+        #[arg(long, default_value_t = 0)]
+        max_subscriptions: u32,
+        #[arg(long, default_value_t = 0)]
+        max_message_bytes: u32,
+    },
+    /// Make a new publish API key for an account (printed once).
+    AddKey {
+        /// The account.
+        account: String,
+    },
+    /// Revoke one of an account's keys by id (rotation: add-key, move backends, revoke-key).
+    RevokeKey {
+        /// The account.
+        account: String,
+        /// The key's id (from `accounts`).
+        key_id: String,
+    },
+    /// Add a control-plane member (it catches up as a learner, then votes).
+    AddMember {
+        /// Its Raft id.
+        id: u64,
+        /// Its address, HOST:PORT.
+        address: String,
+    },
+    /// Remove a control-plane member.
+    RemoveMember {
+        /// Its Raft id.
+        id: u64,
+    },
 }
 
 /// `herald probe`.
@@ -131,5 +226,7 @@ fn main() -> ExitCode {
         Command::Probe(a) => run::probe(a),
         Command::Dev(a) => run::server(a.server, Some((a.dev_secret, a.dev_api_key))),
         Command::Edge(a) => run::server(a.server, None),
+        Command::Control(a) => run::control(a),
+        Command::Ctl(a) => run::ctl(a),
     }
 }

@@ -158,6 +158,32 @@ fn init_tracing(config: &Config) {
     }
 }
 
+/// `herald control`.
+pub fn control(a: crate::ControlArgs) -> ExitCode {
+    let mut config = Config::default();
+    config.apply_env(|k| std::env::var(k).ok());
+    init_tracing(&config);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return usage_error(format!("cannot start the runtime: {e}")),
+    };
+    match rt.block_on(crate::control::control(a)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("herald control: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `herald ctl`.
+pub fn ctl(a: crate::CtlArgs) -> ExitCode {
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(crate::control::ctl(a)),
+        Err(e) => usage_error(format!("cannot start the runtime: {e}")),
+    }
+}
+
 /// `herald dev` (with dev secrets) and `herald edge`.
 pub fn server(args: ServerArgs, dev: Option<(Option<String>, Option<String>)>) -> ExitCode {
     let mut config = match load_config(&args) {
@@ -262,8 +288,12 @@ async fn serve(mut config: Config, dev_keys: Option<(String, String)>) -> anyhow
     tokio::spawn(watch_signals(edge.clone(), stop.clone(), signals));
     let sources_stop = CancellationToken::new();
     let sources = start_sources(&config, &edge, &sources_stop)?;
+    let agent = crate::control::start_agent(&config, &edge, addr, sources_stop.clone());
     herald_edge::serve(listener, edge, stop).await?;
     sources_stop.cancel();
+    if let Some(agent) = agent {
+        let _ = agent.await;
+    }
     for s in sources {
         let _ = s.await;
     }

@@ -1,0 +1,268 @@
+//! `herald control` (a control-plane node), `herald ctl` (the operator's client) and the edge's
+//! side of the control plane (the agent's hooks into a running edge).
+
+use anyhow::Context;
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_control::agent::{AgentConfig, EdgeHooks};
+use herald_control::pb::admin_client::AdminClient;
+use herald_control::pb::{self, AccountLimits};
+use herald_control::{ControlConfig, ControlNode};
+use herald_core::AccountId;
+use herald_edge::Edge;
+
+use crate::{ControlArgs, CtlArgs, CtlCommand};
+
+/// `herald control`: runs one control-plane node until SIGINT or SIGTERM.
+pub async fn control(a: ControlArgs) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(a.listen).await.with_context(|| format!("cannot listen on {}", a.listen))?;
+    let advertise = a.advertise.unwrap_or_else(|| listener.local_addr().map(|x| x.to_string()).unwrap_or_default());
+    let mut cfg = ControlConfig::new(a.id, advertise.clone(), a.data);
+    cfg.edge_heartbeat = Duration::from_millis(a.edge_heartbeat_ms);
+    let node = ControlNode::start(cfg, listener).await?;
+    if let Some(init) = a.init {
+        let members = parse_members(&init)?;
+        node.initialize(members).await.context("initialize")?;
+    }
+    println!("herald control {} listening on {advertise}", a.id);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    node.shutdown().await;
+    Ok(())
+}
+
+/// `1=host:port,2=host:port,…`
+fn parse_members(s: &str) -> anyhow::Result<BTreeMap<u64, String>> {
+    s.split(',')
+        .map(|m| {
+            let (id, addr) = m.split_once('=').with_context(|| format!("--init: {m:?} is not ID=HOST:PORT"))?;
+            Ok((id.trim().parse().with_context(|| format!("--init: bad id {id:?}"))?, addr.trim().to_owned()))
+        })
+        .collect()
+}
+
+/// `herald ctl …`: exit 0 on success, 1 when the control plane refused or could not be reached.
+pub async fn ctl(a: CtlArgs) -> ExitCode {
+    match ctl_inner(a).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("herald ctl: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn admin(endpoints: &str) -> anyhow::Result<AdminClient<tonic::transport::Channel>> {
+    // The first member that answers; any member can take any call.
+    let mut last = None;
+    for e in endpoints.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let ch = herald_control::network::channel(e)?;
+        let mut c = AdminClient::new(ch);
+        match c.status(pb::StatusRequest {}).await {
+            Ok(_) => return Ok(c),
+            Err(s) => last = Some(anyhow::anyhow!("{e}: {}", s.message())),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("no control-plane endpoint given")))
+}
+
+fn rpc<T>(r: Result<tonic::Response<T>, tonic::Status>) -> anyhow::Result<T> {
+    r.map(|r| r.into_inner()).map_err(|s| anyhow::anyhow!("{}: {}", code_name(s.code()), s.message()))
+}
+
+fn code_name(c: tonic::Code) -> &'static str {
+    match c {
+        tonic::Code::InvalidArgument => "invalid",
+        tonic::Code::FailedPrecondition => "refused",
+        tonic::Code::Unavailable => "unavailable",
+        _ => "error",
+    }
+}
+
+fn account_json(a: &pb::Account) -> serde_json::Value {
+    let l = a.limits.unwrap_or_default();
+    serde_json::json!({
+        "name": a.name,
+        "keys": a.keys.iter().map(|k| serde_json::json!({"id": k.id, "sha256": k.sha256})).collect::<Vec<_>>(),
+        "limits": {"connections": l.connections, "publish_per_second": l.publish_per_second, "max_subscriptions": l.max_subscriptions, "max_message_bytes": l.max_message_bytes},
+    })
+}
+
+fn status_json(s: &pb::ClusterStatus) -> serde_json::Value {
+    serde_json::json!({
+        "this_node": s.this_node, "leader": s.leader, "term": s.term, "last_log_index": s.last_log_index, "last_applied": s.last_applied,
+        "members": s.members.iter().map(|m| serde_json::json!({"id": m.id, "address": m.address, "voter": m.voter})).collect::<Vec<_>>(),
+    })
+}
+
+/// Prints rows as an aligned table.
+fn table(header: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let line = |cells: Vec<String>| cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_owned();
+    println!("{}", line(header.iter().map(|s| s.to_string()).collect()));
+    for r in rows {
+        println!("{}", line(r));
+    }
+}
+
+fn print_status(s: &pb::ClusterStatus, json: bool) {
+    if json {
+        println!("{}", status_json(s));
+        return;
+    }
+    println!("leader {} · term {} · log index {} · applied {} · answered by {}", s.leader, s.term, s.last_log_index, s.last_applied, s.this_node);
+    table(
+        &["ID", "ADDRESS", "ROLE"],
+        s.members
+            .iter()
+            .map(|m| vec![m.id.to_string(), m.address.clone(), if m.id == s.leader { "leader" } else if m.voter { "voter" } else { "learner" }.to_owned()])
+            .collect(),
+    );
+}
+
+fn print_accounts(list: &[pb::Account], json: bool) {
+    if json {
+        println!("{}", serde_json::Value::Array(list.iter().map(account_json).collect()));
+        return;
+    }
+    let n = |v: u64| if v == 0 { "default".to_owned() } else { v.to_string() };
+    table(
+        &["ACCOUNT", "KEYS", "CONNECTIONS", "PUBLISH/S", "SUBSCRIPTIONS", "MESSAGE BYTES"],
+        list.iter()
+            .map(|a| {
+                let l = a.limits.unwrap_or_default();
+                vec![
+                    a.name.clone(),
+                    a.keys.iter().map(|k| k.id.clone()).collect::<Vec<_>>().join(","),
+                    n(l.connections),
+                    n(l.publish_per_second),
+                    n(l.max_subscriptions.into()),
+                    n(l.max_message_bytes.into()),
+                ]
+            })
+            .collect(),
+    );
+}
+
+async fn ctl_inner(a: CtlArgs) -> anyhow::Result<()> {
+    let mut c = admin(&a.control).await?;
+    let json = a.json;
+    match a.command {
+        CtlCommand::Status => print_status(&rpc(c.status(pb::StatusRequest {}).await)?, json),
+        CtlCommand::Nodes => {
+            let nodes = rpc(c.list_nodes(pb::ListNodesRequest {}).await)?.nodes;
+            if json {
+                let v: Vec<_> = nodes
+                    .iter()
+                    .map(|n| {
+                        let i = n.node.clone().unwrap_or_default();
+                        serde_json::json!({"node": i.node_id, "region": i.region, "address": i.address, "capacity": i.capacity,
+                            "healthy": n.healthy, "draining": n.draining, "connections": n.connections, "last_heartbeat_ms_ago": n.last_heartbeat_ms_ago})
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(v));
+            } else {
+                table(
+                    &["NODE", "REGION", "ADDRESS", "HEALTH", "STATE", "CONNECTIONS", "LAST HEARTBEAT"],
+                    nodes
+                        .iter()
+                        .map(|n| {
+                            let i = n.node.clone().unwrap_or_default();
+                            vec![
+                                i.node_id,
+                                i.region,
+                                i.address,
+                                if n.healthy { "healthy" } else { "unhealthy" }.into(),
+                                if n.draining { "draining" } else { "active" }.into(),
+                                n.connections.to_string(),
+                                if n.last_heartbeat_ms_ago < 0 { "never".into() } else { format!("{:.1}s ago", n.last_heartbeat_ms_ago as f64 / 1000.0) },
+                            ]
+                        })
+                        .collect(),
+                );
+            }
+        }
+        CtlCommand::Drain { node } => {
+            rpc(c.drain(pb::DrainRequest { node_id: node.clone() }).await)?;
+            if json { println!("{}", serde_json::json!({"drained": node})) } else { println!("drain ordered for {node}: it sends reconnect to its clients and stops taking new ones") }
+        }
+        CtlCommand::Accounts => print_accounts(&rpc(c.list_accounts(pb::ListAccountsRequest {}).await)?.accounts, json),
+        CtlCommand::Account { name, connections, publish_per_second, max_subscriptions, max_message_bytes } => {
+            AccountId::new(&name).context("account name")?;
+            let limits = AccountLimits { connections, publish_per_second, max_subscriptions, max_message_bytes };
+            let acct = rpc(c.put_account(pb::PutAccountRequest { name, limits: Some(limits) }).await)?;
+            print_accounts(&[acct], json);
+        }
+        CtlCommand::AddKey { account } => {
+            let r = rpc(c.add_key(pb::AddKeyRequest { account }).await)?;
+            if json {
+                println!("{}", serde_json::json!({"key": r.key, "key_id": r.key_id}));
+            } else {
+                println!("{}\n(key id {}; shown once: only its digest is stored. Edges accept it within a second.)", r.key, r.key_id);
+            }
+        }
+        CtlCommand::RevokeKey { account, key_id } => {
+            let acct = rpc(c.revoke_key(pb::RevokeKeyRequest { account, key_id }).await)?;
+            print_accounts(&[acct], json);
+        }
+        CtlCommand::AddMember { id, address } => print_status(&rpc(c.add_member(pb::AddMemberRequest { id, address }).await)?, json),
+        CtlCommand::RemoveMember { id } => print_status(&rpc(c.remove_member(pb::RemoveMemberRequest { id }).await)?, json),
+    }
+    Ok(())
+}
+
+/// The agent's hooks into a running edge.
+struct Hooks(Arc<Edge>);
+
+impl EdgeHooks for Hooks {
+    fn apply_config(&self, config: &pb::ConfigSnapshot) {
+        let mut keys = Vec::new();
+        for a in &config.accounts {
+            match AccountId::new(&a.name) {
+                Ok(id) => keys.extend(a.keys.iter().map(|k| (k.sha256.clone(), id.clone()))),
+                Err(e) => tracing::warn!(account = %a.name, error = %e, "control plane: account name not usable here; skipped"),
+            }
+        }
+        let bad = self.0.api_keys.set_managed(keys);
+        if bad > 0 {
+            tracing::warn!(bad, "control plane: keys that are not SHA-256 digests were skipped");
+        }
+        tracing::info!(version = config.version, accounts = config.accounts.len(), "control plane: config applied");
+    }
+
+    fn connections(&self) -> u64 {
+        self.0.session_count() as u64
+    }
+
+    fn drain(&self) {
+        self.0.drain.cancel();
+    }
+}
+
+/// Starts the edge's agent when `[control]` has endpoints.
+pub fn start_agent(config: &herald_config::Config, edge: &Arc<Edge>, listen: std::net::SocketAddr, stop: tokio_util::sync::CancellationToken) -> Option<tokio::task::JoinHandle<()>> {
+    if config.control.endpoints.is_empty() {
+        return None;
+    }
+    let address = if config.control.advertise.is_empty() { format!("http://{listen}") } else { config.control.advertise.clone() };
+    let node = pb::NodeInfo {
+        node_id: config.edge.node.clone(),
+        region: config.edge.region.clone(),
+        address,
+        capacity: 0,
+        instance: format!("{:016x}", rand::random::<u64>()),
+    };
+    let cfg = AgentConfig { endpoints: config.control.endpoints.clone(), node };
+    Some(tokio::spawn(herald_control::agent::run(cfg, Arc::new(Hooks(edge.clone())), stop)))
+}

@@ -1,0 +1,208 @@
+//! The control plane end to end, with real processes: three `herald control` members, edges that
+//! register with them, keys rotated live, edges that keep serving while the whole control plane
+//! is down, and `herald ctl drain` moving clients to another edge with nothing lost.
+
+mod support;
+
+use herald_bus_kafka::testing::{Broker, free_port, unique_topic};
+use herald_client::{Client, ClientConfig, ConnState, Event};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::{BIN, Herald, http, spawn};
+
+const SECRET: &str = "control-test-secret-0123456789";
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A `herald control` process, killed on drop.
+struct Member {
+    child: Child,
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn member(id: u64, port: u16, data: &Path, init: Option<&str>) -> Member {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["control", "--id", &id.to_string(), "--listen", &format!("127.0.0.1:{port}"), "--data", data.join(format!("m{id}")).to_str().unwrap()]);
+    cmd.args(["--edge-heartbeat-ms", "300"]);
+    if let Some(init) = init {
+        cmd.args(["--init", init]);
+    }
+    let mut child = cmd.env("RUST_LOG", "error").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.contains("listening on"), "herald control did not start: {line:?}");
+    Member { child }
+}
+
+/// Three members on fixed ports (so that they can be restarted on them).
+fn control_plane(ports: &[u16], data: &Path) -> Vec<Member> {
+    let init: Vec<String> = ports.iter().enumerate().map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1)).collect();
+    let init = init.join(",");
+    ports.iter().enumerate().map(|(i, p)| member(i as u64 + 1, *p, data, (i == 0).then_some(init.as_str()))).collect()
+}
+
+fn endpoints(ports: &[u16]) -> String {
+    ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",")
+}
+
+/// `herald ctl --json ARGS`, retried while the control plane elects a leader.
+fn ctl(control: &str, args: &[&str]) -> serde_json::Value {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let out = Command::new(BIN).args(["ctl", "--control", control, "--json"]).args(args).output().unwrap();
+        if out.status.success() {
+            return serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("ctl {args:?} printed {:?}", String::from_utf8_lossy(&out.stdout)));
+        }
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(err.contains("unavailable") && Instant::now() < deadline, "ctl {args:?} failed: {err}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn publish_status(edge: &Herald, key: &str, n: u64) -> u16 {
+    let out = http(edge.addr(), "POST", "/v1/publish", Some(key), &format!(r#"{{"account":"acme","channel":"news","data":{{"seq":{n}}}}}"#));
+    out[9..12].parse().unwrap()
+}
+
+/// Waits until publishing with `key` answers `want`.
+fn until_publish_answers(edge: &Herald, key: &str, want: u16) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let got = publish_status(edge, key, 0);
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "publishing with the key answers {got}, never {want}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("herald-{name}-{:08x}", rand::random::<u32>()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_live_and_edges_outlive_the_control_plane() {
+    let data = temp_dir("ctl");
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let members = control_plane(&ports, &data);
+    let control = endpoints(&ports);
+    let edge = spawn(&["edge", "--listen", "127.0.0.1:0", "--bus", "memory", "--node", "edge-a"], &[("HERALD_JWT_SECRET", SECRET), ("HERALD_CONTROL", &control)]);
+
+    // An account and a key made with ctl work on the edge without a restart.
+    ctl(&control, &["account", "acme"]);
+    let k1 = ctl(&control, &["add-key", "acme"]);
+    let k1_key = k1["key"].as_str().unwrap().to_owned();
+    until_publish_answers(&edge, &k1_key, 200);
+
+    // Rotation: a second key, then the first revoked; the old one stops working.
+    let k2 = ctl(&control, &["add-key", "acme"]);
+    let k2_key = k2["key"].as_str().unwrap().to_owned();
+    ctl(&control, &["revoke-key", "acme", k1["key_id"].as_str().unwrap()]);
+    until_publish_answers(&edge, &k1_key, 401);
+    assert_eq!(publish_status(&edge, &k2_key, 1), 200);
+    let nodes = ctl(&control, &["nodes"]);
+    assert_eq!(nodes[0]["node"], "edge-a");
+
+    // The whole control plane goes away: the edge keeps its last config and keeps serving.
+    drop(members);
+    let client = Client::connect(ClientConfig::new(edge.url.clone(), support::token(SECRET, "acme", "*", "")));
+    let mut sub = client.subscribe("news").await.unwrap();
+    assert_eq!(publish_status(&edge, &k2_key, 7), 200);
+    let m = tokio::time::timeout(PATIENCE, sub.next_message()).await.unwrap().unwrap();
+    assert_eq!(serde_json::from_str::<serde_json::Value>(m.data.get()).unwrap()["seq"], 7);
+    assert_eq!(publish_status(&edge, &k1_key, 8), 401, "a revoked key stays revoked");
+
+    // It comes back from its files; the edge re-registers and follows new changes.
+    let _members = control_plane(&ports, &data);
+    let deadline = Instant::now() + PATIENCE;
+    while ctl(&control, &["nodes"])[0]["healthy"] != true {
+        assert!(Instant::now() < deadline, "the edge never showed healthy again");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let k3 = ctl(&control, &["add-key", "acme"]);
+    until_publish_answers(&edge, k3["key"].as_str().unwrap(), 200);
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_edge_sends_its_clients_to_another_with_nothing_lost() {
+    let data = temp_dir("drain");
+    let port = free_port();
+    let _member = member(1, port, &data, Some(&format!("1=127.0.0.1:{port}")));
+    let control = endpoints(&[port]);
+    let broker = Broker::start();
+    let topic = unique_topic("drain");
+    let bus = format!("kafka://{}", broker.addr);
+    let env = [("HERALD_JWT_SECRET", SECRET), ("HERALD_CONTROL", control.as_str()), ("HERALD_KAFKA_TOPIC", topic.as_str()), ("HERALD_ADMIN_API_KEY", "admin-key-0123456789")];
+    let a = spawn(&["edge", "--listen", "127.0.0.1:0", "--bus", &bus, "--node", "edge-a"], &env);
+    let b = spawn(&["edge", "--listen", "127.0.0.1:0", "--bus", &bus, "--node", "edge-b"], &env);
+    let deadline = Instant::now() + PATIENCE;
+    while ctl(&control, &["nodes"]).as_array().unwrap().len() < 2 {
+        assert!(Instant::now() < deadline, "the edges never registered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let token = support::token(SECRET, "acme", "*", "");
+    let on_a = Client::connect(ClientConfig::new(a.url.clone(), token.clone()));
+    let mut sub = on_a.subscribe("news").await.unwrap();
+    let mut got = Vec::new();
+    let mut cursor = None;
+    let seq = |m: &herald_client::Message| serde_json::from_str::<serde_json::Value>(m.data.get()).unwrap()["seq"].as_u64().unwrap();
+    for n in 0..10 {
+        assert_eq!(publish_status(&b, "admin-key-0123456789", n), 200);
+    }
+    while got.len() < 10 {
+        let m = tokio::time::timeout(PATIENCE, sub.next_message()).await.expect("records arrive").unwrap();
+        got.push(seq(&m));
+        cursor = Some(m.cursor);
+    }
+
+    // The operator drains edge-a: it tells its clients to reconnect.
+    let mut state = on_a.state();
+    ctl(&control, &["drain", "edge-a"]);
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let ConnState::Disconnected(why) = &*state.borrow_and_update() {
+                assert!(why.contains("reconnect"), "{why}");
+                return;
+            }
+            state.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("edge-a sends reconnect");
+    on_a.close().await;
+    // Drained and empty, edge-a exits and deregisters; edge-b stays.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let names: Vec<String> = ctl(&control, &["nodes"]).as_array().unwrap().iter().map(|n| n["node"].as_str().unwrap().to_owned()).collect();
+        if names == ["edge-b"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "nodes: {names:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for n in 10..30 {
+        assert_eq!(publish_status(&b, "admin-key-0123456789", n), 200);
+    }
+    // The client resumes on edge-b (where a load balancer would send it) with its cursor.
+    let on_b = Client::connect(ClientConfig::new(b.url.clone(), token));
+    let mut sub = on_b.subscribe_with("news", cursor, false).await.unwrap();
+    while got.len() < 30 {
+        match tokio::time::timeout(PATIENCE, sub.next()).await.expect("the rest arrives").unwrap() {
+            Event::Message(m) => got.push(seq(&m)),
+            Event::Subscribed { recovered, .. } => assert!(recovered),
+            _ => {}
+        }
+    }
+    assert_eq!(got, (0..30).collect::<Vec<_>>());
+    let _ = std::fs::remove_dir_all(&data);
+}
