@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use herald_config::LimitsConfig;
+use herald_config::{AccountLimits, LimitsConfig};
 use herald_core::AccountId;
 
 use crate::metrics::EdgeMetrics;
@@ -26,6 +26,16 @@ impl TokenBucket {
     pub fn new(rate: u32) -> Self {
         let rate = rate as f64;
         Self { rate, burst: rate * 2.0, tokens: rate * 2.0, at: Instant::now() }
+    }
+
+    /// Changes the rate (a new limit from the control plane), keeping the tokens it has.
+    pub fn set_rate(&mut self, rate: u32) {
+        let rate = rate as f64;
+        if rate != self.rate {
+            self.rate = rate;
+            self.burst = rate * 2.0;
+            self.tokens = self.tokens.min(self.burst);
+        }
     }
 
     /// Takes `n` tokens if there are that many.
@@ -79,6 +89,8 @@ impl Limit {
 /// The node's limit state.
 pub struct Limits {
     config: LimitsConfig,
+    /// Per-account overrides from the control plane; they win over the config file's.
+    managed: parking_lot::RwLock<HashMap<String, AccountLimits>>,
     accounts: Mutex<HashMap<AccountId, usize>>,
     ips: Mutex<HashMap<IpAddr, usize>>,
     buckets: Mutex<HashMap<AccountId, TokenBucket>>,
@@ -88,7 +100,18 @@ pub struct Limits {
 impl Limits {
     /// Limits from config.
     pub fn new(config: LimitsConfig, metrics: Arc<EdgeMetrics>) -> Self {
-        Self { config, accounts: Mutex::new(HashMap::new()), ips: Mutex::new(HashMap::new()), buckets: Mutex::new(HashMap::new()), metrics }
+        Self { config, managed: Default::default(), accounts: Mutex::new(HashMap::new()), ips: Mutex::new(HashMap::new()), buckets: Mutex::new(HashMap::new()), metrics }
+    }
+
+    /// Replaces the control plane's per-account overrides (whole: an account left out falls
+    /// back to the config file).
+    pub fn set_managed(&self, accounts: HashMap<String, AccountLimits>) {
+        *self.managed.write() = accounts;
+    }
+
+    /// One override for `account`: the control plane's, else the config file's.
+    fn over<T>(&self, account: &AccountId, field: impl Fn(&AccountLimits) -> Option<T>) -> Option<T> {
+        self.managed.read().get(account.as_str()).and_then(&field).or_else(|| self.config.accounts.get(account.as_str()).and_then(&field))
     }
 
     fn refused(&self, limit: Limit) -> Limit {
@@ -98,12 +121,12 @@ impl Limits {
 
     /// The subscription limit of one of `account`'s connections.
     pub fn max_subscriptions(&self, account: &AccountId, default: usize) -> usize {
-        self.config.accounts.get(account.as_str()).and_then(|a| a.max_subscriptions).unwrap_or(default)
+        self.over(account, |a| a.max_subscriptions).unwrap_or(default)
     }
 
     /// The largest record payload `account` may publish.
     pub fn max_message_bytes(&self, account: &AccountId, default: usize) -> usize {
-        self.config.accounts.get(account.as_str()).and_then(|a| a.max_message_bytes).unwrap_or(default)
+        self.over(account, |a| a.max_message_bytes).unwrap_or(default)
     }
 
     /// A bucket for one connection's publishes.
@@ -125,7 +148,7 @@ impl Limits {
 
     /// Counts a connection of `account`, if the account may open another.
     pub fn admit_account(self: &Arc<Self>, account: &AccountId) -> Result<AccountSlot, Limit> {
-        let max = self.config.accounts.get(account.as_str()).and_then(|a| a.connections).unwrap_or(self.config.connections_per_account);
+        let max = self.over(account, |a| a.connections).unwrap_or(self.config.connections_per_account);
         let mut accounts = self.accounts.lock();
         let n = accounts.entry(account.clone()).or_insert(0);
         if *n >= max {
@@ -137,9 +160,10 @@ impl Limits {
 
     /// Takes `n` records from the account's publish budget.
     pub fn account_publish(&self, account: &AccountId, n: u32) -> Result<(), Limit> {
-        let rate = self.config.accounts.get(account.as_str()).and_then(|a| a.publish_per_second).unwrap_or(self.config.publish_per_second_per_account);
+        let rate = self.over(account, |a| a.publish_per_second).unwrap_or(self.config.publish_per_second_per_account);
         let mut buckets = self.buckets.lock();
         let bucket = buckets.entry(account.clone()).or_insert_with(|| TokenBucket::new(rate));
+        bucket.set_rate(rate);
         if bucket.take(n) { Ok(()) } else { Err(self.refused(Limit::AccountPublishRate)) }
     }
 
@@ -197,6 +221,24 @@ mod tests {
         b.at -= std::time::Duration::from_millis(400);
         assert!(b.take(1) && b.take(1), "0.4 s refills two tokens");
         assert!(!b.take(1));
+    }
+
+    #[test]
+    fn control_plane_overrides_win_and_apply_to_live_buckets() {
+        let mut c = LimitsConfig::default();
+        c.accounts.insert("acme".into(), AccountLimits { max_subscriptions: Some(10), publish_per_second: Some(1000), ..Default::default() });
+        let l = Limits::new(c, EdgeMetrics::new());
+        let acme = AccountId::new("acme").unwrap();
+        assert_eq!(l.max_subscriptions(&acme, 256), 10);
+        assert!(l.account_publish(&acme, 100).is_ok());
+        let managed = AccountLimits { publish_per_second: Some(5), max_message_bytes: Some(2048), ..Default::default() };
+        l.set_managed(HashMap::from([("acme".to_string(), managed)]));
+        assert_eq!(l.max_subscriptions(&acme, 256), 10, "fields the control plane leaves unset come from the file");
+        assert_eq!(l.max_message_bytes(&acme, 16384), 2048);
+        assert_eq!(l.account_publish(&acme, 11).err(), Some(Limit::AccountPublishRate), "the live bucket shrank to 2 s of 5/s");
+        assert!(l.account_publish(&acme, 10).is_ok());
+        l.set_managed(HashMap::new());
+        assert_eq!(l.max_message_bytes(&acme, 16384), 16384);
     }
 
     #[test]

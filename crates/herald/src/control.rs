@@ -235,6 +235,24 @@ impl EdgeHooks for Hooks {
             }
         }
         let bad = self.0.api_keys.set_managed(keys);
+        // 0 means "the edge's default": leave the field unset.
+        let some = |v: u64| (v > 0).then_some(v);
+        let limits = config
+            .accounts
+            .iter()
+            .map(|a| {
+                let l = a.limits.unwrap_or_default();
+                let over = herald_config::AccountLimits {
+                    connections: some(l.connections).map(|v| v as usize),
+                    publish_per_second: some(l.publish_per_second).map(|v| v.min(u32::MAX as u64) as u32),
+                    max_subscriptions: some(l.max_subscriptions.into()).map(|v| v as usize),
+                    // Never above the frame limit, whatever the control plane says.
+                    max_message_bytes: some(l.max_message_bytes.into()).map(|v| (v as usize).min(self.0.config.max_frame_bytes)),
+                };
+                (a.name.clone(), over)
+            })
+            .collect();
+        self.0.limits.set_managed(limits);
         if bad > 0 {
             tracing::warn!(bad, "control plane: keys that are not SHA-256 digests were skipped");
         }

@@ -111,6 +111,23 @@ async fn keys_rotate_live_and_edges_outlive_the_control_plane() {
     let nodes = ctl(&control, &["nodes"]);
     assert_eq!(nodes[0]["node"], "edge-a");
 
+    // Limits set with ctl apply live too: records over 1 KiB are refused, then allowed again.
+    let big = format!(r#"{{"account":"acme","channel":"news","data":"{}"}}"#, "x".repeat(2000));
+    let status = |body: &str| -> u16 { http(edge.addr(), "POST", "/v1/publish", Some(&k2_key), body)[9..12].parse().unwrap() };
+    assert_eq!(status(&big), 200);
+    ctl(&control, &["account", "acme", "--max-message-bytes", "1024"]);
+    let deadline = Instant::now() + PATIENCE;
+    while status(&big) != 413 {
+        assert!(Instant::now() < deadline, "the new limit never applied");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ctl(&control, &["account", "acme"]);
+    let deadline = Instant::now() + PATIENCE;
+    while status(&big) != 200 {
+        assert!(Instant::now() < deadline, "the limit was never lifted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     // The whole control plane goes away: the edge keeps its last config and keeps serving.
     drop(members);
     let client = Client::connect(ClientConfig::new(edge.url.clone(), support::token(SECRET, "acme", "*", "")));
