@@ -20,7 +20,7 @@ use crate::state::{AccountRecord, Command, EdgeInfo, KeyRecord, Limits, NodeId, 
 use crate::store::{LogStore, StateMachine};
 
 /// Settings for one control-plane node.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ControlConfig {
     /// This node's Raft id (unique in the cluster, never reused).
     pub id: NodeId,
@@ -34,6 +34,14 @@ pub struct ControlConfig {
     pub snapshot_every: u64,
     /// Raft heartbeat; elections time out after 4 to 8 of these.
     pub raft_heartbeat: Duration,
+    /// The region's presence store, for `Admin.Presence` (none: the call is refused).
+    pub presence: Option<Arc<dyn herald_core::Presence>>,
+}
+
+impl std::fmt::Debug for ControlConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlConfig").field("id", &self.id).field("advertise", &self.advertise).field("data_dir", &self.data_dir).finish_non_exhaustive()
+    }
 }
 
 impl ControlConfig {
@@ -47,6 +55,7 @@ impl ControlConfig {
             edge_heartbeat: Duration::from_secs(2),
             snapshot_every: 1000,
             raft_heartbeat: Duration::from_millis(250),
+            presence: None,
         }
     }
 }
@@ -485,6 +494,21 @@ impl pb::admin_server::Admin for Svc {
         // Answer with this node's view once it has applied the change.
         self.0.wait_membership(|voters, _| voters.contains(&r.id)).await;
         Ok(Response::new(self.0.status()))
+    }
+
+    async fn presence(&self, req: Request<pb::PresenceRequest>) -> Result<Response<pb::PresenceResponse>, Status> {
+        let r = req.into_inner();
+        let Some(presence) = &self.0.cfg.presence else {
+            return Err(Status::failed_precondition("this member has no presence store (start it with --presence redis://…)"));
+        };
+        let account = herald_core::AccountId::new(&r.account).map_err(|e| Status::invalid_argument(format!("account: {e}")))?;
+        let channel = herald_core::ChannelName::new(&r.channel).map_err(|e| Status::invalid_argument(format!("channel: {e}")))?;
+        let limit = if r.limit == 0 { 100 } else { r.limit.min(1000) } as usize;
+        let snap = presence.snapshot(&herald_core::ChannelKey::new(account, channel), limit).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(pb::PresenceResponse {
+            occupancy: snap.occupancy,
+            members: snap.members.into_iter().map(|m| pb::PresenceMember { connection_id: m.connection_id, user: m.user }).collect(),
+        }))
     }
 
     async fn remove_member(&self, req: Request<pb::RemoveMemberRequest>) -> Result<Response<pb::ClusterStatus>, Status> {

@@ -22,6 +22,10 @@ pub async fn control(a: ControlArgs) -> anyhow::Result<()> {
     let advertise = a.advertise.unwrap_or_else(|| listener.local_addr().map(|x| x.to_string()).unwrap_or_default());
     let mut cfg = ControlConfig::new(a.id, advertise.clone(), a.data);
     cfg.edge_heartbeat = Duration::from_millis(a.edge_heartbeat_ms);
+    if let Some(url) = a.presence {
+        let opts = herald_presence_redis::RedisPresenceOptions::new(url);
+        cfg.presence = Some(Arc::new(herald_presence_redis::RedisPresence::start(opts, &format!("control-{}", a.id)).await.context("--presence")?));
+    }
     let node = ControlNode::start(cfg, listener).await?;
     if let Some(init) = a.init {
         let members = parse_members(&init)?;
@@ -215,6 +219,16 @@ async fn ctl_inner(a: CtlArgs) -> anyhow::Result<()> {
         CtlCommand::RevokeKey { account, key_id } => {
             let acct = rpc(c.revoke_key(pb::RevokeKeyRequest { account, key_id }).await)?;
             print_accounts(&[acct], json);
+        }
+        CtlCommand::Presence { account, channel, limit } => {
+            let r = rpc(c.presence(pb::PresenceRequest { account, channel, limit }).await)?;
+            if json {
+                let members: Vec<_> = r.members.iter().map(|m| serde_json::json!({"connection_id": m.connection_id, "user": m.user})).collect();
+                println!("{}", serde_json::json!({"occupancy": r.occupancy, "members": members}));
+            } else {
+                println!("{} present", r.occupancy);
+                table(&["USER", "CONNECTION"], r.members.into_iter().map(|m| vec![m.user, m.connection_id]).collect());
+            }
         }
         CtlCommand::AddMember { id, address } => print_status(&rpc(c.add_member(pb::AddMemberRequest { id, address }).await)?, json),
         CtlCommand::RemoveMember { id } => print_status(&rpc(c.remove_member(pb::RemoveMemberRequest { id }).await)?, json),

@@ -61,6 +61,9 @@ pub struct ControlArgs {
     /// How often edges heartbeat.
     #[arg(long, default_value_t = 2000)]
     pub edge_heartbeat_ms: u64,
+    /// The region's presence store (`redis://HOST:PORT`), for `herald ctl presence`.
+    #[arg(long, env = "HERALD_PRESENCE")]
+    pub presence: Option<String>,
 }
 
 /// `herald ctl`.
@@ -114,6 +117,15 @@ pub enum CtlCommand {
         account: String,
         /// The key's id (from `accounts`).
         key_id: String,
+    },
+    /// Who is in a channel: occupancy and up to --limit members.
+    Presence {
+        /// The account.
+        account: String,
+        /// The channel.
+        channel: String,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
     },
     /// Add a control-plane member (it catches up as a learner, then votes).
     AddMember {

@@ -6,64 +6,22 @@ mod support;
 
 use herald_bus_kafka::testing::{Broker, free_port, unique_topic};
 use herald_client::{Client, ClientConfig, ConnState, Event};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{BIN, Herald, http, spawn};
+use support::{Herald, Member, ctl, http, member, spawn};
 
 const SECRET: &str = "control-test-secret-0123456789";
 const PATIENCE: Duration = Duration::from_secs(30);
-
-/// A `herald control` process, killed on drop.
-struct Member {
-    child: Child,
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn member(id: u64, port: u16, data: &Path, init: Option<&str>) -> Member {
-    let mut cmd = Command::new(BIN);
-    cmd.args(["control", "--id", &id.to_string(), "--listen", &format!("127.0.0.1:{port}"), "--data", data.join(format!("m{id}")).to_str().unwrap()]);
-    cmd.args(["--edge-heartbeat-ms", "300"]);
-    if let Some(init) = init {
-        cmd.args(["--init", init]);
-    }
-    let mut child = cmd.env("RUST_LOG", "error").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.contains("listening on"), "herald control did not start: {line:?}");
-    Member { child }
-}
 
 /// Three members on fixed ports (so that they can be restarted on them).
 fn control_plane(ports: &[u16], data: &Path) -> Vec<Member> {
     let init: Vec<String> = ports.iter().enumerate().map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1)).collect();
     let init = init.join(",");
-    ports.iter().enumerate().map(|(i, p)| member(i as u64 + 1, *p, data, (i == 0).then_some(init.as_str()))).collect()
+    ports.iter().enumerate().map(|(i, p)| member(i as u64 + 1, *p, data, (i == 0).then_some(init.as_str()), &[])).collect()
 }
 
 fn endpoints(ports: &[u16]) -> String {
     ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",")
-}
-
-/// `herald ctl --json ARGS`, retried while the control plane elects a leader.
-fn ctl(control: &str, args: &[&str]) -> serde_json::Value {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let out = Command::new(BIN).args(["ctl", "--control", control, "--json"]).args(args).output().unwrap();
-        if out.status.success() {
-            return serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("ctl {args:?} printed {:?}", String::from_utf8_lossy(&out.stdout)));
-        }
-        let err = String::from_utf8_lossy(&out.stderr).to_string();
-        assert!(err.contains("unavailable") && Instant::now() < deadline, "ctl {args:?} failed: {err}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn publish_status(edge: &Herald, key: &str, n: u64) -> u16 {
@@ -153,7 +111,7 @@ async fn keys_rotate_live_and_edges_outlive_the_control_plane() {
 async fn a_drained_edge_sends_its_clients_to_another_with_nothing_lost() {
     let data = temp_dir("drain");
     let port = free_port();
-    let _member = member(1, port, &data, Some(&format!("1=127.0.0.1:{port}")));
+    let _member = member(1, port, &data, Some(&format!("1=127.0.0.1:{port}")), &[]);
     let control = endpoints(&[port]);
     let broker = Broker::start();
     let topic = unique_topic("drain");

@@ -6,7 +6,7 @@ mod support;
 use herald_client::{Client, ClientConfig, Event, Subscription};
 use herald_presence_redis::testing::RedisServer;
 use std::time::Duration;
-use support::{Herald, spawn};
+use support::{Herald, ctl, member, spawn};
 
 const SECRET: &str = "presence-test-secret-0123456789";
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -61,9 +61,18 @@ async fn presence_spans_edges_and_a_killed_edges_members_leave() {
     let here = alice.presence("room").await.unwrap();
     assert_eq!(users(&here), ["alice", "bob"]);
 
+    // Operators see the same through the control plane.
+    let data = std::env::temp_dir().join(format!("herald-presence-{:08x}", rand::random::<u32>()));
+    let port = herald_presence_redis::testing::free_port();
+    let _control = member(1, port, &data, Some(&format!("1=127.0.0.1:{port}")), &["--presence", &redis.url()]);
+    let seen = ctl(&format!("127.0.0.1:{port}"), &["presence", "acme", "room"]);
+    assert_eq!(seen["occupancy"], 2);
+    assert_eq!(users(&seen), ["alice", "bob"]);
+
     // Edge B dies without a goodbye: bob leaves once its TTL (3 s) runs out.
     b.child.kill().unwrap();
     b.child.wait().unwrap();
     assert_eq!(next_presence(&mut watch).await, (false, "bob".into()));
     assert_eq!(users(&alice.presence("room").await.unwrap()), ["alice"]);
+    let _ = std::fs::remove_dir_all(&data);
 }

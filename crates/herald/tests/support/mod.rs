@@ -80,3 +80,44 @@ pub fn metric(addr: &str, name: &str) -> f64 {
     let out = http(addr, "GET", "/metrics", None, "");
     out.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' ')).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0.0)
 }
+
+/// A `herald control` process, killed on drop.
+pub struct Member {
+    child: Child,
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn member(id: u64, port: u16, data: &std::path::Path, init: Option<&str>, extra: &[&str]) -> Member {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["control", "--id", &id.to_string(), "--listen", &format!("127.0.0.1:{port}"), "--data", data.join(format!("m{id}")).to_str().unwrap()]);
+    cmd.args(["--edge-heartbeat-ms", "300"]).args(extra);
+    if let Some(init) = init {
+        cmd.args(["--init", init]);
+    }
+    let mut child = cmd.env("RUST_LOG", "error").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.contains("listening on"), "herald control did not start: {line:?}");
+    Member { child }
+}
+
+/// `herald ctl --json ARGS`, retried while the control plane elects a leader.
+pub fn ctl(control: &str, args: &[&str]) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = Command::new(BIN).args(["ctl", "--control", control, "--json"]).args(args).output().unwrap();
+        if out.status.success() {
+            return serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("ctl {args:?} printed {:?}", String::from_utf8_lossy(&out.stdout)));
+        }
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(err.contains("unavailable") && std::time::Instant::now() < deadline, "ctl {args:?} failed: {err}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
