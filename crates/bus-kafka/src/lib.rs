@@ -29,6 +29,8 @@
 
 mod envelope;
 mod reader;
+mod presence_feed;
+pub use presence_feed::KafkaPresenceFeed;
 #[doc(hidden)]
 pub mod testing;
 

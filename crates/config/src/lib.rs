@@ -87,11 +87,14 @@ pub struct PresenceConfig {
     /// Seconds a node's members outlive its last heartbeat; a dead node's members leave within
     /// `ttl_secs * 4 / 3`.
     pub ttl_secs: u64,
+    /// With a Kafka bus: also write every join and leave to `<records topic>.presence`, for
+    /// backends (docs/kafka.md).
+    pub kafka_feed: bool,
 }
 
 impl Default for PresenceConfig {
     fn default() -> Self {
-        Self { url: "memory".into(), prefix: "herald:presence:".into(), ttl_secs: 15 }
+        Self { url: "memory".into(), prefix: "herald:presence:".into(), ttl_secs: 15, kafka_feed: true }
     }
 }
 

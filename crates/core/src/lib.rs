@@ -24,5 +24,5 @@ pub mod testing;
 pub use bus::{Bus, BusError, PartitionBounds, PartitionReader, partition_for};
 pub use cursor::{Cursor, CursorError, Epoch, RegionName};
 pub use names::{AccountId, ChannelKey, ChannelName, ChannelPattern, NameError};
-pub use presence::{Presence, PresenceChange, PresenceError, PresenceEvent, PresenceMember, PresenceSnapshot};
+pub use presence::{Presence, PresenceChange, PresenceError, PresenceEvent, PresenceFeed, PresenceMember, PresenceSnapshot};
 pub use record::{Appended, MessageId, NewRecord, Record, now_ms};

@@ -58,6 +58,14 @@ pub struct PresenceSnapshot {
     pub members: Vec<PresenceMember>,
 }
 
+/// Where presence changes go besides the live event stream: a Kafka topic, so that backends can
+/// react to connects and disconnects. Called once per change, by the node that made it (or
+/// reaped it), never for the silent write-back after a storage restart.
+pub trait PresenceFeed: Send + Sync + 'static {
+    /// One change; `node` is the edge the member was on. Must not block.
+    fn publish(&self, node: &str, event: &PresenceEvent);
+}
+
 /// Presence storage for a region.
 #[async_trait]
 pub trait Presence: Send + Sync + 'static {
@@ -75,6 +83,9 @@ pub trait Presence: Send + Sync + 'static {
 
     /// Tells storage `node` is alive (adapters with TTLs refresh them).
     async fn heartbeat(&self, node: &str) -> Result<(), PresenceError>;
+
+    /// Sends every later change this adapter makes to `feed` too (replacing an earlier feed).
+    fn set_feed(&self, feed: std::sync::Arc<dyn PresenceFeed>);
 
     /// Every join and leave in the region from now on, for fan-out to local subscribers.
     /// A receiver that falls behind gets `RecvError::Lagged` and should re-read snapshots.

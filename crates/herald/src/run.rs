@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-use herald_bus_kafka::{KafkaBus, KafkaBusConfig};
+use herald_bus_kafka::{KafkaBus, KafkaBusConfig, KafkaPresenceFeed};
 use herald_bus_memory::{MemoryBus, MemoryBusConfig};
 use herald_config::{Config, LogFormat};
 use herald_core::{AccountId, Bus, ChannelPattern, Presence, RegionName};
@@ -261,7 +261,7 @@ async fn serve(mut config: Config, dev_keys: Option<(String, String)>) -> anyhow
     let listener = tokio::net::TcpListener::bind(config.edge.listen).await.with_context(|| format!("cannot listen on {}", config.edge.listen))?;
     let addr = listener.local_addr()?;
     // Until the bus answers, the node is alive but not ready.
-    let Some(bus) = herald_edge::serve_starting(&listener, build_bus(&config, region, &mut signals)).await? else { return Ok(()) };
+    let Some(bus) = herald_edge::serve_starting(&listener, build_bus(&config, region.clone(), &mut signals)).await? else { return Ok(()) };
     let presence: Arc<dyn Presence> = if config.presence.url == "memory" {
         Arc::new(MemoryPresence::new())
     } else {
@@ -272,6 +272,14 @@ async fn serve(mut config: Config, dev_keys: Option<(String, String)>) -> anyhow
         };
         Arc::new(RedisPresence::start(opts, &config.edge.node).await.context("presence.url")?)
     };
+    if let (Some(brokers), true) = (config.bus.kafka_brokers(), config.presence.kafka_feed) {
+        let records = if config.bus.topic.is_empty() { KafkaBusConfig::new(brokers.clone(), region.clone()).topic } else { config.bus.topic.clone() };
+        let topic = format!("{records}.presence");
+        match KafkaPresenceFeed::connect(&brokers, &topic, region.clone(), config.bus.partitions, config.bus.replication).await {
+            Ok(feed) => presence.set_feed(Arc::new(feed)),
+            Err(e) => tracing::warn!(error = %e, topic, "presence feed: cannot create the topic; joins and leaves will not reach Kafka"),
+        }
+    }
     let deps = EdgeDeps {
         bus,
         presence,

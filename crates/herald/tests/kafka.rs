@@ -241,3 +241,34 @@ async fn a_stalled_bus_turns_readyz_unready_and_recovery_turns_it_back() {
     wait_for(200, "the node never became ready again after the bus recovered");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_and_leaves_reach_backends_on_the_presence_topic() {
+    use rdkafka::Message;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    let broker = Broker::start();
+    let topic = unique_topic("feed");
+    let e = edge(&broker, &topic, "edge-a");
+    let client = Client::connect(ClientConfig::new(e.url.clone(), support::token_for_user(SECRET, "acme", "carol", "*", "")));
+    let _sub = client.subscribe("lobby").await.unwrap();
+    client.close().await;
+
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .set("group.id", "feed-test")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[&format!("{topic}.presence")]).unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await.expect("presence records arrive").unwrap();
+        assert_eq!(m.key(), Some(&b"acme"[..]), "keyed by account");
+        let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        if v["channel"] == "lobby" {
+            assert_eq!((v["account"].as_str(), v["user"].as_str(), v["node"].as_str()), (Some("acme"), Some("carol"), Some("edge-a")));
+            seen.push(v["type"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(seen, ["join", "leave"]);
+}

@@ -12,12 +12,14 @@ use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use tokio::sync::broadcast;
 
-use herald_core::{ChannelKey, Presence, PresenceChange, PresenceError, PresenceEvent, PresenceMember, PresenceSnapshot};
+use herald_core::{ChannelKey, Presence, PresenceChange, PresenceError, PresenceEvent, PresenceFeed, PresenceMember, PresenceSnapshot};
+use std::sync::Arc;
 
 /// In-memory presence.
 pub struct MemoryPresence {
     channels: Mutex<HashMap<ChannelKey, BTreeMap<String, (String, PresenceMember)>>>,
     events: broadcast::Sender<PresenceEvent>,
+    feed: parking_lot::RwLock<Option<Arc<dyn PresenceFeed>>>,
 }
 
 impl Default for MemoryPresence {
@@ -29,12 +31,16 @@ impl Default for MemoryPresence {
 impl MemoryPresence {
     /// Empty presence; the event channel buffers 4096 events per receiver.
     pub fn new() -> Self {
-        Self { channels: Mutex::new(HashMap::new()), events: broadcast::channel(4096).0 }
+        Self { channels: Mutex::new(HashMap::new()), events: broadcast::channel(4096).0, feed: parking_lot::RwLock::new(None) }
     }
 
-    fn emit(&self, channel: &ChannelKey, change: PresenceChange, member: PresenceMember) {
+    fn emit(&self, node: &str, channel: &ChannelKey, change: PresenceChange, member: PresenceMember) {
+        let event = PresenceEvent { channel: channel.clone(), change, member };
+        if let Some(feed) = &*self.feed.read() {
+            feed.publish(node, &event);
+        }
         // No receivers is fine: nobody asked for events.
-        let _ = self.events.send(PresenceEvent { channel: channel.clone(), change, member });
+        let _ = self.events.send(event);
     }
 }
 
@@ -47,18 +53,18 @@ impl Presence for MemoryPresence {
             return Ok(());
         }
         members.insert(member.connection_id.clone(), (node.to_owned(), member.clone()));
-        self.emit(channel, PresenceChange::Join, member);
+        self.emit(node, channel, PresenceChange::Join, member);
         Ok(())
     }
 
     async fn leave(&self, _node: &str, channel: &ChannelKey, connection_id: &str) -> Result<(), PresenceError> {
         let mut chans = self.channels.lock();
         let Some(members) = chans.get_mut(channel) else { return Ok(()) };
-        if let Some((_, m)) = members.remove(connection_id) {
+        if let Some((owner, m)) = members.remove(connection_id) {
             if members.is_empty() {
                 chans.remove(channel);
             }
-            self.emit(channel, PresenceChange::Leave, m);
+            self.emit(&owner, channel, PresenceChange::Leave, m);
         }
         Ok(())
     }
@@ -89,13 +95,17 @@ impl Presence for MemoryPresence {
             !members.is_empty()
         });
         for (ch, m) in gone {
-            self.emit(&ch, PresenceChange::Leave, m);
+            self.emit(node, &ch, PresenceChange::Leave, m);
         }
         Ok(())
     }
 
     async fn heartbeat(&self, _node: &str) -> Result<(), PresenceError> {
         Ok(())
+    }
+
+    fn set_feed(&self, feed: Arc<dyn PresenceFeed>) {
+        *self.feed.write() = Some(feed);
     }
 
     fn events(&self) -> broadcast::Receiver<PresenceEvent> {
@@ -106,7 +116,6 @@ impl Presence for MemoryPresence {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     #[tokio::test]
     async fn memory_presence_passes_the_presence_conformance_suite() {

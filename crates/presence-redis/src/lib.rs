@@ -47,7 +47,7 @@ use std::time::Duration;
 use tokio::sync::{RwLock, broadcast};
 use tokio_util::sync::CancellationToken;
 
-use herald_core::{ChannelKey, Presence, PresenceChange, PresenceError, PresenceEvent, PresenceMember, PresenceSnapshot};
+use herald_core::{ChannelKey, Presence, PresenceChange, PresenceError, PresenceEvent, PresenceFeed, PresenceMember, PresenceSnapshot};
 
 /// Settings for [`RedisPresence`].
 #[derive(Clone, Debug)]
@@ -90,6 +90,7 @@ struct Inner {
     /// A write failed since the last reconciliation.
     dirty: AtomicBool,
     scripts: Scripts,
+    feed: parking_lot::RwLock<Option<Arc<dyn PresenceFeed>>>,
 }
 
 struct Scripts {
@@ -132,10 +133,10 @@ return 0
 const LEAVE: &str = r#"
 local m = redis.call('HGET', KEYS[1], ARGV[1])
 redis.call('SREM', KEYS[2], ARGV[2])
-if not m then return 0 end
+if not m then return false end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('PUBLISH', ARGV[3], cjson.encode({c=ARGV[4], k='l', i=ARGV[1], m=m}))
-return 1
+return m
 "#;
 
 const HEARTBEAT: &str = r#"
@@ -181,6 +182,7 @@ impl RedisPresence {
             generation: Mutex::new(None),
             dirty: AtomicBool::new(false),
             scripts: Scripts { join: Script::new(JOIN), leave: Script::new(LEAVE), heartbeat: Script::new(HEARTBEAT) },
+            feed: parking_lot::RwLock::new(None),
             opts,
         });
         let stop = CancellationToken::new();
@@ -238,12 +240,22 @@ impl Inner {
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
+        if added == 1 && publish {
+            self.feed(node, PresenceEvent { channel: channel.clone(), change: PresenceChange::Join, member: member.clone() });
+        }
         Ok(added == 1)
+    }
+
+    fn feed(&self, node: &str, event: PresenceEvent) {
+        if let Some(feed) = &*self.feed.read() {
+            feed.publish(node, &event);
+        }
     }
 
     async fn write_leave(&self, node: &str, channel: &str, connection_id: &str) -> Result<(), PresenceError> {
         let mut conn = self.conn.clone();
-        let _: i64 = self
+        // The stored member when it was there (the script removed it), else nil.
+        let removed: Option<String> = self
             .scripts
             .leave
             .key(self.key(&format!("ch:{channel}")))
@@ -255,6 +267,12 @@ impl Inner {
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
+        if let (Some(stored), Ok(channel)) = (removed, ChannelKey::parse(channel)) {
+            if let Ok(m) = serde_json::from_str::<StoredMember>(&stored) {
+                let member = PresenceMember { connection_id: connection_id.to_owned(), user: m.u };
+                self.feed(&m.n, PresenceEvent { channel, change: PresenceChange::Leave, member });
+            }
+        }
         Ok(())
     }
 
@@ -511,6 +529,10 @@ impl Presence for RedisPresence {
     async fn heartbeat(&self, node: &str) -> Result<(), PresenceError> {
         self.inner.mirror.lock().entry(node.to_owned()).or_default();
         self.inner.beat(node).await
+    }
+
+    fn set_feed(&self, feed: Arc<dyn PresenceFeed>) {
+        *self.inner.feed.write() = Some(feed);
     }
 
     fn events(&self) -> broadcast::Receiver<PresenceEvent> {

@@ -32,8 +32,19 @@ async fn next_event(rx: &mut broadcast::Receiver<PresenceEvent>, channel: &Chann
     .expect("an event arrives")
 }
 
+/// Records what the adapter sends to its feed.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<(String, PresenceEvent)>>);
+
+impl crate::presence::PresenceFeed for Recorder {
+    fn publish(&self, node: &str, event: &PresenceEvent) {
+        self.0.lock().unwrap().push((node.to_owned(), event.clone()));
+    }
+}
+
 /// Runs every check. Each uses its own channel names.
 pub async fn run_all(p: Arc<dyn Presence>) {
+    the_feed_gets_every_change_once_with_its_node(p.clone()).await;
     join_and_leave_show_in_snapshots_and_events(p.clone()).await;
     joining_twice_or_leaving_when_absent_changes_nothing(p.clone()).await;
     a_dead_nodes_members_leave(p.clone()).await;
@@ -111,4 +122,22 @@ pub async fn accounts_do_not_share_presence(p: Arc<dyn Presence>) {
     assert_eq!(p.snapshot(&key("pconf-beta/room"), 10).await.unwrap().occupancy, 0);
     assert_eq!(p.snapshot(&key("pconf-acme/room"), 10).await.unwrap().occupancy, 1);
     p.leave("n2", &key("pconf-acme/room"), "x1").await.unwrap();
+}
+
+/// The feed sees each change once, with the node it belongs to, and nothing for no-ops.
+pub async fn the_feed_gets_every_change_once_with_its_node(p: Arc<dyn Presence>) {
+    let ch = key("pconf/feed");
+    let rec = Arc::new(Recorder::default());
+    p.set_feed(rec.clone());
+    p.join("n1", &ch, member("f1", "u1")).await.unwrap();
+    p.join("n1", &ch, member("f1", "u1")).await.unwrap();
+    p.join("n2", &ch, member("f2", "u2")).await.unwrap();
+    p.leave("n1", &ch, "f1").await.unwrap();
+    p.leave("n1", &ch, "f1").await.unwrap();
+    p.node_gone("n2").await.unwrap();
+    let seen: Vec<(String, PresenceChange, String)> =
+        rec.0.lock().unwrap().iter().filter(|(_, e)| e.channel == ch).map(|(n, e)| (n.clone(), e.change, e.member.connection_id.clone())).collect();
+    let want = [("n1", PresenceChange::Join, "f1"), ("n2", PresenceChange::Join, "f2"), ("n1", PresenceChange::Leave, "f1"), ("n2", PresenceChange::Leave, "f2")];
+    let want: Vec<(String, PresenceChange, String)> = want.iter().map(|(n, c, i)| (n.to_string(), *c, i.to_string())).collect();
+    assert_eq!(seen, want);
 }
