@@ -210,7 +210,10 @@ impl Inner {
             Forwarded::Write(cmd) => {
                 let account = match &cmd {
                     Command::PutAccount { name, .. } => Some(name.clone()),
-                    Command::AddKey { account, .. } | Command::RevokeKey { account, .. } => Some(account.clone()),
+                    Command::AddKey { account, .. }
+                    | Command::RevokeKey { account, .. }
+                    | Command::AddTokenKey { account, .. }
+                    | Command::RevokeTokenKey { account, .. } => Some(account.clone()),
                     _ => None,
                 };
                 match self.raft.client_write(cmd).await {
@@ -319,6 +322,11 @@ fn account_pb(name: &str, a: &AccountRecord) -> pb::Account {
             max_subscriptions: a.limits.max_subscriptions,
             max_message_bytes: a.limits.max_message_bytes,
         }),
+        token_keys: a
+            .token_keys
+            .iter()
+            .map(|k| pb::TokenKey { kid: k.kid.clone(), algorithm: k.algorithm.clone(), public_key_pem: k.public_key_pem.clone() })
+            .collect(),
     }
 }
 
@@ -482,6 +490,30 @@ impl pb::admin_server::Admin for Svc {
         let r = req.into_inner();
         check_name("account", &r.account)?;
         let (name, a) = self.0.write(Command::RevokeKey { account: r.account, key_id: r.key_id }).await?.ok_or_else(|| Status::internal("account missing after write"))?;
+        Ok(Response::new(account_pb(&name, &a)))
+    }
+
+    async fn add_token_key(&self, req: Request<pb::AddTokenKeyRequest>) -> Result<Response<pb::Account>, Status> {
+        let r = req.into_inner();
+        check_name("account", &r.account)?;
+        let k = r.key.ok_or_else(|| Status::invalid_argument("key is required"))?;
+        // The edges parse the PEM (and skip a bad one with a warning); `herald ctl` checks it
+        // before sending. Here: the shape.
+        if !matches!(k.algorithm.as_str(), "RS256" | "ES256" | "EdDSA") {
+            return Err(Status::invalid_argument("algorithm must be RS256, ES256 or EdDSA"));
+        }
+        if k.kid.is_empty() || k.kid.len() > 128 || !k.public_key_pem.contains("-----BEGIN PUBLIC KEY-----") || k.public_key_pem.len() > 16 << 10 {
+            return Err(Status::invalid_argument("kid (1-128 characters) and a PEM public key (BEGIN PUBLIC KEY, at most 16 KiB) are required"));
+        }
+        let key = crate::state::TokenKeyRecord { kid: k.kid, algorithm: k.algorithm, public_key_pem: k.public_key_pem };
+        let (name, a) = self.0.write(Command::AddTokenKey { account: r.account, key }).await?.ok_or_else(|| Status::internal("account missing after write"))?;
+        Ok(Response::new(account_pb(&name, &a)))
+    }
+
+    async fn revoke_token_key(&self, req: Request<pb::RevokeTokenKeyRequest>) -> Result<Response<pb::Account>, Status> {
+        let r = req.into_inner();
+        check_name("account", &r.account)?;
+        let (name, a) = self.0.write(Command::RevokeTokenKey { account: r.account, kid: r.kid }).await?.ok_or_else(|| Status::internal("account missing after write"))?;
         Ok(Response::new(account_pb(&name, &a)))
     }
 

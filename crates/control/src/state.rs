@@ -65,6 +65,17 @@ pub struct KeyRecord {
     pub sha256: String,
 }
 
+/// A public key verifying the account's client tokens.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenKeyRecord {
+    /// The `kid` tokens name.
+    pub kid: String,
+    /// RS256, ES256 or EdDSA.
+    pub algorithm: String,
+    /// The public key, PEM.
+    pub public_key_pem: String,
+}
+
 /// An account.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountRecord {
@@ -72,6 +83,9 @@ pub struct AccountRecord {
     pub keys: Vec<KeyRecord>,
     /// Its limits.
     pub limits: Limits,
+    /// Public keys for its client tokens (several during a rotation).
+    #[serde(default)]
+    pub token_keys: Vec<TokenKeyRecord>,
 }
 
 /// A change to the replicated state. Commands are validated by the service before they are
@@ -104,6 +118,20 @@ pub enum Command {
         account: String,
         /// The key's digest.
         key: KeyRecord,
+    },
+    /// Adds a token verification key to an account.
+    AddTokenKey {
+        /// The account.
+        account: String,
+        /// The key.
+        key: TokenKeyRecord,
+    },
+    /// Removes a token verification key by kid.
+    RevokeTokenKey {
+        /// The account.
+        account: String,
+        /// The key's kid.
+        kid: String,
     },
     /// Removes a key from an account.
     RevokeKey {
@@ -161,6 +189,22 @@ impl Data {
                 Some(a) => {
                     a.keys.push(key.clone());
                     Reply::Ok
+                }
+                None => Reply::Rejected(format!("no account named {account}")),
+            },
+            Command::AddTokenKey { account, key } => match self.accounts.get_mut(account) {
+                Some(a) if a.token_keys.iter().any(|k| k.kid == key.kid) => Reply::Rejected(format!("account {account} has a token key with kid {}", key.kid)),
+                Some(a) => {
+                    a.token_keys.push(key.clone());
+                    Reply::Ok
+                }
+                None => Reply::Rejected(format!("no account named {account}")),
+            },
+            Command::RevokeTokenKey { account, kid } => match self.accounts.get_mut(account) {
+                Some(a) => {
+                    let before = a.token_keys.len();
+                    a.token_keys.retain(|k| &k.kid != kid);
+                    if a.token_keys.len() == before { Reply::Rejected(format!("account {account} has no token key {kid}")) } else { Reply::Ok }
                 }
                 None => Reply::Rejected(format!("no account named {account}")),
             },

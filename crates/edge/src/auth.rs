@@ -102,6 +102,8 @@ fn unauthorized(message: impl Into<String>) -> AuthError {
 pub struct TokenVerifier {
     keys: Vec<VerifyKey>,
     remote: parking_lot::RwLock<std::sync::Arc<Vec<VerifyKey>>>,
+    /// Keys from the control plane (each bound to its account), replaced whole on every change.
+    managed: parking_lot::RwLock<std::sync::Arc<Vec<VerifyKey>>>,
     /// Set when a token named a `kid` no key has: the JWKS refresher fetches early.
     unknown_kid: tokio::sync::Notify,
     leeway: u64,
@@ -115,12 +117,17 @@ impl TokenVerifier {
 
     /// A verifier over `keys` (see [`crate::keys::load`]), allowing `leeway_secs` of clock skew.
     pub fn new(keys: Vec<VerifyKey>, leeway_secs: u64) -> Self {
-        Self { keys, remote: Default::default(), unknown_kid: tokio::sync::Notify::new(), leeway: leeway_secs }
+        Self { keys, remote: Default::default(), managed: Default::default(), unknown_kid: tokio::sync::Notify::new(), leeway: leeway_secs }
     }
 
     /// Replaces the keys fetched from the JWKS URL.
     pub fn set_remote_keys(&self, keys: Vec<VerifyKey>) {
         *self.remote.write() = std::sync::Arc::new(keys);
+    }
+
+    /// Replaces the control plane's keys.
+    pub fn set_managed_keys(&self, keys: Vec<VerifyKey>) {
+        *self.managed.write() = std::sync::Arc::new(keys);
     }
 
     /// Waits until a token names a `kid` that no key has.
@@ -138,8 +145,9 @@ impl TokenVerifier {
             return Err(unauthorized("token algorithm is not accepted"));
         }
         let remote = self.remote.read().clone();
+        let managed = self.managed.read().clone();
         let mut result = Err(unauthorized("no key matches this token's kid and algorithm"));
-        let mut candidates = self.keys.iter().chain(remote.iter()).filter(|k| k.alg == header.alg && k.kid == header.kid).peekable();
+        let mut candidates = self.keys.iter().chain(remote.iter()).chain(managed.iter()).filter(|k| k.alg == header.alg && k.kid == header.kid).peekable();
         if candidates.peek().is_none() && header.kid.is_some() {
             self.unknown_kid.notify_one();
         }

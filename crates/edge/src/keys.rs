@@ -57,12 +57,7 @@ pub fn load(auth: &AuthConfig) -> Result<Vec<VerifyKey>, String> {
                 (None, Some(f)) => std::fs::read(f).map_err(|e| format!("{}: cannot read {}: {e}", what(), f.display()))?,
                 (None, None) => return Err(format!("{}: no public key", what())),
             };
-            let parsed = match alg {
-                Algorithm::RS256 => DecodingKey::from_rsa_pem(&pem),
-                Algorithm::ES256 => DecodingKey::from_ec_pem(&pem),
-                _ => DecodingKey::from_ed_pem(&pem),
-            };
-            parsed.map_err(|e| format!("{}: not a {} public key in PEM: {e}", what(), k.algorithm))?
+            public_key(alg, &pem).map_err(|e| format!("{}: {e}", what()))?
         };
         let account = k.account.as_deref().map(|a| AccountId::new(a).map_err(|e| format!("{}: {e}", what()))).transpose()?;
         keys.push(VerifyKey { kid: k.kid.clone(), alg, key, account });
@@ -74,6 +69,26 @@ pub fn load(auth: &AuthConfig) -> Result<Vec<VerifyKey>, String> {
         return Err("no token verification key: set auth.jwt_secret (HERALD_JWT_SECRET), auth.keys, auth.jwks_file or auth.jwks_url".into());
     }
     Ok(keys)
+}
+
+fn public_key(alg: Algorithm, pem: &[u8]) -> Result<DecodingKey, String> {
+    let parsed = match alg {
+        Algorithm::RS256 => DecodingKey::from_rsa_pem(pem),
+        Algorithm::ES256 => DecodingKey::from_ec_pem(pem),
+        Algorithm::EdDSA => DecodingKey::from_ed_pem(pem),
+        _ => return Err("only RS256, ES256 and EdDSA public keys can be given this way".into()),
+    };
+    parsed.map_err(|e| format!("not a {alg:?} public key in PEM: {e}"))
+}
+
+/// A public verification key bound to `account` (from the control plane): RS256, ES256 or
+/// EdDSA only, so that no shared secret is ever replicated.
+pub fn account_public_key(account: AccountId, kid: &str, algorithm_name: &str, pem: &str) -> Result<VerifyKey, String> {
+    if kid.is_empty() {
+        return Err("kid is required".into());
+    }
+    let alg = algorithm(algorithm_name).filter(|a| *a != Algorithm::HS256).ok_or_else(|| format!("algorithm must be RS256, ES256 or EdDSA, not {algorithm_name}"))?;
+    Ok(VerifyKey { kid: Some(kid.to_owned()), alg, key: public_key(alg, pem.as_bytes())?, account: Some(account) })
 }
 
 /// Loads a JWKS document from a file. Keys without `kid` or without a usable algorithm are refused.

@@ -108,7 +108,14 @@ pub struct Edge {
 impl Edge {
     /// Builds the edge state from validated config and its dependencies.
     pub fn new(config: &Config, deps: EdgeDeps) -> Result<Arc<Self>, EdgeError> {
-        let keys = crate::keys::load(&config.auth).map_err(EdgeError::Config)?;
+        let a = &config.auth;
+        let no_local_keys = a.jwt_secret.is_none() && a.keys.is_empty() && a.jwks_file.is_none() && a.jwks_url.is_none();
+        let keys = if no_local_keys && !config.control.endpoints.is_empty() {
+            // Every token key comes from the control plane.
+            Vec::new()
+        } else {
+            crate::keys::load(&config.auth).map_err(EdgeError::Config)?
+        };
         let region = RegionName::new(&config.edge.region).map_err(|e| EdgeError::Config(e.to_string()))?;
         let node = if config.edge.node.is_empty() { format!("edge-{:06x}", rand::random::<u32>() & 0xff_ffff) } else { config.edge.node.clone() };
         let hub = Hub::new(deps.bus.partitions(), deps.bus.epoch(), deps.bus.region(), deps.metrics.clone(), config.edge.history_cache_records);

@@ -95,6 +95,7 @@ fn account_json(a: &pb::Account) -> serde_json::Value {
         "name": a.name,
         "keys": a.keys.iter().map(|k| serde_json::json!({"id": k.id, "sha256": k.sha256})).collect::<Vec<_>>(),
         "limits": {"connections": l.connections, "publish_per_second": l.publish_per_second, "max_subscriptions": l.max_subscriptions, "max_message_bytes": l.max_message_bytes},
+        "token_keys": a.token_keys.iter().map(|k| serde_json::json!({"kid": k.kid, "algorithm": k.algorithm})).collect::<Vec<_>>(),
     })
 }
 
@@ -142,13 +143,14 @@ fn print_accounts(list: &[pb::Account], json: bool) {
     }
     let n = |v: u64| if v == 0 { "default".to_owned() } else { v.to_string() };
     table(
-        &["ACCOUNT", "KEYS", "CONNECTIONS", "PUBLISH/S", "SUBSCRIPTIONS", "MESSAGE BYTES"],
+        &["ACCOUNT", "KEYS", "TOKEN KEYS", "CONNECTIONS", "PUBLISH/S", "SUBSCRIPTIONS", "MESSAGE BYTES"],
         list.iter()
             .map(|a| {
                 let l = a.limits.unwrap_or_default();
                 vec![
                     a.name.clone(),
                     a.keys.iter().map(|k| k.id.clone()).collect::<Vec<_>>().join(","),
+                    a.token_keys.iter().map(|k| format!("{}:{}", k.kid, k.algorithm)).collect::<Vec<_>>().join(","),
                     n(l.connections),
                     n(l.publish_per_second),
                     n(l.max_subscriptions.into()),
@@ -220,6 +222,17 @@ async fn ctl_inner(a: CtlArgs) -> anyhow::Result<()> {
             let acct = rpc(c.revoke_key(pb::RevokeKeyRequest { account, key_id }).await)?;
             print_accounts(&[acct], json);
         }
+        CtlCommand::AddTokenKey { account, kid, algorithm, public_key_file } => {
+            let id = AccountId::new(&account).context("account name")?;
+            let pem = std::fs::read_to_string(&public_key_file).with_context(|| format!("cannot read {}", public_key_file.display()))?;
+            // Checked here exactly as edges will parse it, so a bad key is refused before it is stored.
+            herald_edge::keys::account_public_key(id, &kid, &algorithm, &pem).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let key = pb::TokenKey { kid, algorithm, public_key_pem: pem };
+            print_accounts(&[rpc(c.add_token_key(pb::AddTokenKeyRequest { account, key: Some(key) }).await)?], json);
+        }
+        CtlCommand::RevokeTokenKey { account, kid } => {
+            print_accounts(&[rpc(c.revoke_token_key(pb::RevokeTokenKeyRequest { account, kid }).await)?], json);
+        }
         CtlCommand::Presence { account, channel, limit } => {
             let r = rpc(c.presence(pb::PresenceRequest { account, channel, limit }).await)?;
             if json {
@@ -249,6 +262,17 @@ impl EdgeHooks for Hooks {
             }
         }
         let bad = self.0.api_keys.set_managed(keys);
+        let mut token_keys = Vec::new();
+        for a in &config.accounts {
+            let Ok(id) = AccountId::new(&a.name) else { continue };
+            for k in &a.token_keys {
+                match herald_edge::keys::account_public_key(id.clone(), &k.kid, &k.algorithm, &k.public_key_pem) {
+                    Ok(key) => token_keys.push(key),
+                    Err(e) => tracing::warn!(account = %a.name, kid = %k.kid, error = %e, "control plane: token key not usable; skipped"),
+                }
+            }
+        }
+        self.0.verifier.set_managed_keys(token_keys);
         // 0 means "the edge's default": leave the field unset.
         let some = |v: u64| (v > 0).then_some(v);
         let limits = config

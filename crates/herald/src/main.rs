@@ -118,6 +118,27 @@ pub enum CtlCommand {
         /// The key's id (from `accounts`).
         key_id: String,
     },
+    /// Add a public key that verifies an account's client tokens (tokens name it by `kid`).
+    AddTokenKey {
+        /// The account.
+        account: String,
+        /// The kid tokens will carry.
+        #[arg(long)]
+        kid: String,
+        /// RS256, ES256 or EdDSA.
+        #[arg(long)]
+        algorithm: String,
+        /// The public key, PEM (BEGIN PUBLIC KEY).
+        #[arg(long)]
+        public_key_file: PathBuf,
+    },
+    /// Remove a token verification key: tokens signed with it stop connecting.
+    RevokeTokenKey {
+        /// The account.
+        account: String,
+        /// The key's kid.
+        kid: String,
+    },
     /// Who is in a channel: occupancy and up to --limit members.
     Presence {
         /// The account.

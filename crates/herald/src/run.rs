@@ -200,8 +200,13 @@ pub fn server(args: ServerArgs, dev: Option<(Option<String>, Option<String>)>) -
         config.auth.jwt_secret = Some(secret.clone());
         config.auth.admin_api_key = Some(api_key.clone());
         dev_keys = Some((secret, api_key));
-    } else if config.auth.jwt_secret.is_none() && config.auth.keys.is_empty() && config.auth.jwks_file.is_none() {
-        return usage_error("auth.jwt_secret (or HERALD_JWT_SECRET) is required");
+    } else if config.auth.jwt_secret.is_none()
+        && config.auth.keys.is_empty()
+        && config.auth.jwks_file.is_none()
+        && config.auth.jwks_url.is_none()
+        && config.control.endpoints.is_empty()
+    {
+        return usage_error("a token key is required: auth.jwt_secret (HERALD_JWT_SECRET), auth.keys, auth.jwks_file, auth.jwks_url, or control.endpoints");
     }
     init_tracing(&config);
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

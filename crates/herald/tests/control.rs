@@ -86,6 +86,35 @@ async fn keys_rotate_live_and_edges_outlive_the_control_plane() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    // Token keys too: a client whose token is signed with a key the control plane added connects;
+    // once the key is revoked, it no longer can.
+    let pair = rcgen::KeyPair::generate().unwrap();
+    let pub_file = data.join("k1.pub.pem");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(&pub_file, pair.public_key_pem()).unwrap();
+    let es256_token = {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some("k1".into());
+        let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 600;
+        let claims = serde_json::json!({"sub": "dave", "account": "acme", "exp": exp, "subscribe": ["*"], "publish": []});
+        jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap()).unwrap()
+    };
+    let connects = |token: String| {
+        let url = edge.url.clone();
+        async move { Client::connect(ClientConfig::new(url, token)).wait_connected(Duration::from_secs(5)).await.is_ok() }
+    };
+    assert!(!connects(es256_token.clone()).await, "no such key yet");
+    ctl(&control, &["add-token-key", "acme", "--kid", "k1", "--algorithm", "ES256", "--public-key-file", pub_file.to_str().unwrap()]);
+    let deadline = Instant::now() + PATIENCE;
+    while !connects(es256_token.clone()).await {
+        assert!(Instant::now() < deadline, "the new token key never applied");
+    }
+    ctl(&control, &["revoke-token-key", "acme", "k1"]);
+    let deadline = Instant::now() + PATIENCE;
+    while connects(es256_token.clone()).await {
+        assert!(Instant::now() < deadline, "the revoked token key still works");
+    }
+
     // The whole control plane goes away: the edge keeps its last config and keeps serving.
     drop(members);
     let client = Client::connect(ClientConfig::new(edge.url.clone(), support::token(SECRET, "acme", "*", "")));
