@@ -21,6 +21,20 @@ pub fn headers(r: &NewRecord, id: &MessageId) -> OwnedHeaders {
         .insert(Header { key: "herald-ts", value: Some(ts.as_str()) })
 }
 
+/// Headers of a record copied from another region: the same id and publish time, plus its
+/// origin region and origin offset.
+pub fn replicated_headers(r: &Record) -> OwnedHeaders {
+    let ts = r.published_at_ms.to_string();
+    let oo = r.origin_offset.to_string();
+    OwnedHeaders::new_with_capacity(6)
+        .insert(Header { key: "herald-v", value: Some(VERSION) })
+        .insert(Header { key: "herald-ch", value: Some(r.channel.as_str()) })
+        .insert(Header { key: "herald-id", value: Some(r.id.as_str()) })
+        .insert(Header { key: "herald-ts", value: Some(ts.as_str()) })
+        .insert(Header { key: "herald-or", value: Some(r.origin_region.as_str()) })
+        .insert(Header { key: "herald-oo", value: Some(oo.as_str()) })
+}
+
 /// A message id for a keyed record that every node computes alike, so a record appended twice
 /// (by two nodes) is still one message to clients. 26 characters, like generated ids.
 pub fn keyed_message_id(account: &AccountId, key: &str, ms: u64) -> MessageId {

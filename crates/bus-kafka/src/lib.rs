@@ -48,7 +48,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_core::bus::{Bus, BusError, PartitionBounds, PartitionReader};
-use herald_core::{AccountId, Appended, Epoch, MessageId, NewRecord, RegionName, now_ms};
+use herald_core::{AccountId, Appended, Epoch, MessageId, NewRecord, Record, RegionName, now_ms};
 
 /// Settings of a Kafka bus.
 #[derive(Clone, Debug)]
@@ -154,6 +154,55 @@ impl KafkaBus {
         let epoch = read_or_create_epoch(&config, &producer, &epoch_topic).await?;
         tracing::info!(topic = %config.topic, partitions, epoch = %epoch, "kafka bus connected");
         Ok(Self { config, producer, meta, epoch, partitions, idem: Mutex::new(IdemCache::default()), keyed: tokio::sync::Mutex::new(()) })
+    }
+
+    /// The brokers and topic this bus writes to.
+    pub fn config(&self) -> &KafkaBusConfig {
+        &self.config
+    }
+
+    /// Appends records copied from another region into the partition of the same number, in
+    /// order, keeping their id, publish time, origin region and origin offset. Returns their
+    /// offsets here. For the replicator: it is not part of the `Bus` trait.
+    pub async fn append_replicated(&self, partition: u32, records: &[Arc<Record>]) -> Result<Vec<u64>, BusError> {
+        if partition >= self.partitions {
+            return Err(BusError::NoPartition(partition));
+        }
+        let sends = records.iter().map(|r| {
+            let record = FutureRecord::to(&self.config.topic)
+                .partition(partition as i32)
+                .key(r.account.as_str())
+                .payload(&r.data[..])
+                .headers(envelope::replicated_headers(r));
+            self.producer.send(record, Timeout::After(self.config.timeout))
+        });
+        futures_util::future::join_all(sends).await.into_iter().map(|r| r.map(|d| d.offset as u64).map_err(|(e, _)| unavailable(e))).collect()
+    }
+
+    /// The greatest origin offset of a record from `origin` in `partition`, scanning back from
+    /// the end in windows of 1000 records (none: no such record is retained).
+    pub async fn last_origin_offset(&self, partition: u32, origin: &RegionName) -> Result<Option<u64>, BusError> {
+        let PartitionBounds { low, next } = self.bounds(partition).await?;
+        let mut end = next;
+        while end > low {
+            let start = end.saturating_sub(1000).max(low);
+            let mut reader = self.open(partition, start).await?;
+            let mut best: Option<u64> = None;
+            while reader.position() < end {
+                let batch = match tokio::time::timeout(self.config.timeout, reader.next_batch(1000)).await {
+                    Ok(b) => b?,
+                    Err(_) => return Err(unavailable(format!("reading partition {partition} from {} timed out", reader.position()))),
+                };
+                for r in batch.iter().filter(|r| r.offset < end && &r.origin_region == origin) {
+                    best = Some(best.map_or(r.origin_offset, |b| b.max(r.origin_offset)));
+                }
+            }
+            if best.is_some() {
+                return Ok(best);
+            }
+            end = start;
+        }
+        Ok(None)
     }
 
     async fn produce(&self, r: &NewRecord, partition: u32, id: &MessageId) -> Result<u64, BusError> {

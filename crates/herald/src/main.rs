@@ -37,6 +37,29 @@ enum Command {
     Control(ControlArgs),
     /// Operate the control plane: status, nodes, drain, accounts, keys, members.
     Ctl(CtlArgs),
+    /// Copy other regions' records into this region's topic (docs/multi-region.md).
+    Replicate(ReplicateArgs),
+}
+
+/// `herald replicate`.
+#[derive(Args)]
+pub struct ReplicateArgs {
+    /// This region (the target).
+    #[arg(long, env = "HERALD_REGION")]
+    pub region: String,
+    /// This region's bus, `kafka://HOST:PORT[,…]`.
+    #[arg(long, env = "HERALD_BUS")]
+    pub to: String,
+    /// This region's records topic (default `herald.<region>`).
+    #[arg(long, env = "HERALD_KAFKA_TOPIC")]
+    pub to_topic: Option<String>,
+    /// A source region: `REGION=kafka://HOST:PORT[,…][/TOPIC]` (topic default `herald.<REGION>`).
+    /// Repeat for each other region.
+    #[arg(long = "from", required = true)]
+    pub from: Vec<String>,
+    /// Where to serve `/metrics` and `/healthz`.
+    #[arg(long, default_value = "0.0.0.0:9400")]
+    pub metrics_listen: SocketAddr,
 }
 
 /// `herald control`.
@@ -261,5 +284,6 @@ fn main() -> ExitCode {
         Command::Edge(a) => run::server(a.server, None),
         Command::Control(a) => run::control(a),
         Command::Ctl(a) => run::ctl(a),
+        Command::Replicate(a) => run::replicate(a),
     }
 }

@@ -176,6 +176,107 @@ pub fn control(a: crate::ControlArgs) -> ExitCode {
     }
 }
 
+/// `herald replicate`.
+pub fn replicate(a: crate::ReplicateArgs) -> ExitCode {
+    let mut config = Config::default();
+    config.apply_env(|k| std::env::var(k).ok());
+    init_tracing(&config);
+    let links = match replication_links(&a) {
+        Ok(l) => l,
+        Err(e) => return usage_error(e),
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return usage_error(format!("cannot start the runtime: {e}")),
+    };
+    rt.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(a.metrics_listen).await {
+            Ok(l) => l,
+            Err(e) => return usage_error(format!("cannot listen on {}: {e}", a.metrics_listen)),
+        };
+        let metrics = Arc::new(herald_replicator::Metrics::default());
+        let stop = CancellationToken::new();
+        let tasks: Vec<_> = links.into_iter().map(|l| tokio::spawn(herald_replicator::run(l, metrics.clone(), stop.clone()))).collect();
+        println!("herald replicate listening on http://{}", listener.local_addr().map(|x| x.to_string()).unwrap_or_default());
+        let server = tokio::spawn(serve_metrics(listener, metrics));
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(e) => return usage_error(format!("cannot install signal handlers: {e}")),
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        stop.cancel();
+        for t in tasks {
+            let _ = t.await;
+        }
+        server.abort();
+        ExitCode::SUCCESS
+    })
+}
+
+/// Parses `--from REGION=kafka://HOST:PORT[,…][/TOPIC]` into links towards `--region`.
+fn replication_links(a: &crate::ReplicateArgs) -> Result<Vec<herald_replicator::Link>, String> {
+    let region = RegionName::new(&a.region).map_err(|e| format!("--region: {e}"))?;
+    let brokers = |url: &str, what: &str| -> Result<(String, Option<String>), String> {
+        let rest = url.strip_prefix("kafka://").ok_or_else(|| format!("{what}: expected kafka://HOST:PORT[,…][/TOPIC], got {url}"))?;
+        let (hosts, topic) = match rest.split_once('/') {
+            Some((h, t)) if !t.is_empty() => (h, Some(t.to_owned())),
+            Some((h, _)) => (h, None),
+            None => (rest, None),
+        };
+        if hosts.is_empty() || !hosts.split(',').all(|hp| hp.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())) {
+            return Err(format!("{what}: bad broker list {hosts:?}"));
+        }
+        Ok((hosts.to_owned(), topic))
+    };
+    let (to_brokers, _) = brokers(&a.to, "--to")?;
+    let mut target = KafkaBusConfig::new(to_brokers, region.clone());
+    if let Some(t) = &a.to_topic {
+        target.topic = t.clone();
+    }
+    let mut links = Vec::new();
+    for f in &a.from {
+        let (name, url) = f.split_once('=').ok_or_else(|| format!("--from: expected REGION=kafka://…, got {f}"))?;
+        let source_region = RegionName::new(name).map_err(|e| format!("--from {name}: {e}"))?;
+        if source_region == region {
+            return Err(format!("--from {name}: a region does not replicate from itself"));
+        }
+        let (hosts, topic) = brokers(url, "--from")?;
+        let mut source = KafkaBusConfig::new(hosts, source_region);
+        if let Some(t) = topic {
+            source.topic = t;
+        }
+        links.push(herald_replicator::Link { source, target: target.clone() });
+    }
+    Ok(links)
+}
+
+/// `/metrics` and `/healthz` for the replicator: one request per connection, HTTP/1.0 style.
+async fn serve_metrics(listener: tokio::net::TcpListener, metrics: Arc<herald_replicator::Metrics>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let Ok((mut sock, _)) = listener.accept().await else { continue };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let n = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf)).await.ok().and_then(|r| r.ok()).unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]);
+            let (status, body) = if req.starts_with("GET /metrics") {
+                ("200 OK", metrics.render())
+            } else if req.starts_with("GET /healthz") {
+                ("200 OK", "ok\n".to_owned())
+            } else {
+                ("404 Not Found", "not found\n".to_owned())
+            };
+            let head = format!("HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
+            let _ = sock.write_all(head.as_bytes()).await;
+            let _ = sock.write_all(body.as_bytes()).await;
+        });
+    }
+}
+
 /// `herald ctl`.
 pub fn ctl(a: crate::CtlArgs) -> ExitCode {
     match tokio::runtime::Builder::new_current_thread().enable_all().build() {

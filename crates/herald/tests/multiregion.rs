@@ -1,0 +1,199 @@
+//! Regions linked by `herald replicate`, each with its own broker and edge, on loopback: records
+//! cross regions exactly once with per-origin order, through replicator crashes and cuts, and
+//! three regions form no loops.
+
+mod support;
+
+use herald_bus_kafka::testing::{Broker, unique_topic};
+use herald_client::{Client, ClientConfig, Subscription};
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use std::collections::{BTreeMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::{BIN, Herald, http, spawn};
+
+const SECRET: &str = "regions-test-secret-0123456789";
+const KEY: &str = "regions-test-key-0123456789";
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// One region: a broker, its topic, an edge.
+struct Region {
+    name: &'static str,
+    broker: Broker,
+    topic: String,
+    edge: Herald,
+}
+
+fn region(name: &'static str) -> Region {
+    let broker = Broker::start();
+    let topic = unique_topic(&format!("herald-{name}"));
+    let edge = spawn(
+        &["edge", "--listen", "127.0.0.1:0", "--bus", &format!("kafka://{}", broker.addr), "--node", &format!("edge-{name}"), "--region", name],
+        &[("HERALD_JWT_SECRET", SECRET), ("HERALD_ADMIN_API_KEY", KEY), ("HERALD_KAFKA_TOPIC", &topic)],
+    );
+    Region { name, broker, topic, edge }
+}
+
+/// A `herald replicate` process, killed on drop.
+struct Replicator(Child);
+
+impl Drop for Replicator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Replicates every region in `from` into `to`.
+fn replicator(to: &Region, from: &[&Region]) -> Replicator {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["replicate", "--region", to.name, "--to", &format!("kafka://{}", to.broker.addr), "--to-topic", &to.topic, "--metrics-listen", "127.0.0.1:0"]);
+    for f in from {
+        cmd.args(["--from", &format!("{}=kafka://{}/{}", f.name, f.broker.addr, f.topic)]);
+    }
+    let mut child = cmd.env("RUST_LOG", "error").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.starts_with("herald replicate listening on"), "{line:?}");
+    Replicator(child)
+}
+
+fn publish(r: &Region, seq: u64) {
+    let body = format!(r#"{{"account":"acme","channel":"news","data":{{"origin":"{}","seq":{seq}}}}}"#, r.name);
+    let out = http(r.edge.addr(), "POST", "/v1/publish", Some(KEY), &body);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+}
+
+fn subscriber(r: &Region) -> Client {
+    Client::connect(ClientConfig::new(r.edge.url.clone(), support::token(SECRET, "acme", "*", "")))
+}
+
+/// Receives until `want` records arrived; asserts per-origin order and no duplicate on the way.
+async fn receive(sub: &mut Subscription, got: &mut BTreeMap<String, Vec<u64>>, want: usize) {
+    while got.values().map(Vec::len).sum::<usize>() < want {
+        let m = tokio::time::timeout(PATIENCE, sub.next_message()).await.expect("records keep arriving").unwrap();
+        let v: serde_json::Value = serde_json::from_str(m.data.get()).unwrap();
+        let (origin, seq) = (v["origin"].as_str().unwrap().to_owned(), v["seq"].as_u64().unwrap());
+        let list = got.entry(origin.clone()).or_default();
+        assert!(list.last().is_none_or(|last| *last < seq), "from {origin}: {seq} after {:?}", list.last());
+        list.push(seq);
+    }
+}
+
+/// Every acme record in `r`'s topic, as (origin region, origin offset or local offset, message id).
+fn topic_records(r: &Region) -> Vec<(String, u64, String)> {
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", &r.broker.addr).set("group.id", "count").create().unwrap();
+    let md = consumer.fetch_metadata(Some(&r.topic), Duration::from_secs(10)).unwrap();
+    let mut out = Vec::new();
+    for p in md.topics()[0].partitions() {
+        let (low, high) = consumer.fetch_watermarks(&r.topic, p.id(), Duration::from_secs(10)).unwrap();
+        if high <= low {
+            continue;
+        }
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition_offset(&r.topic, p.id(), rdkafka::Offset::Offset(low)).unwrap();
+        consumer.assign(&tpl).unwrap();
+        let mut next = low;
+        let deadline = Instant::now() + PATIENCE;
+        while next < high {
+            assert!(Instant::now() < deadline, "reading {} stalled", r.topic);
+            let Some(Ok(m)) = consumer.poll(Duration::from_millis(500)) else { continue };
+            next = m.offset() + 1;
+            if m.key() != Some(&b"acme"[..]) {
+                continue;
+            }
+            let header = |name: &str| {
+                use rdkafka::message::Headers;
+                m.headers().and_then(|h| h.iter().find(|x| x.key == name)).and_then(|x| x.value).map(|v| String::from_utf8_lossy(v).into_owned())
+            };
+            let origin = header("herald-or").unwrap_or_else(|| r.name.to_owned());
+            let offset = header("herald-oo").map(|o| o.parse().unwrap()).unwrap_or(m.offset() as u64);
+            out.push((origin, offset, header("herald-id").unwrap()));
+        }
+    }
+    out
+}
+
+/// Waits until `r`'s topic holds exactly `want` acme records with distinct ids.
+fn wait_topic_count(r: &Region, want: usize) -> Vec<(String, u64, String)> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let recs = topic_records(r);
+        let ids: HashSet<&String> = recs.iter().map(|(_, _, id)| id).collect();
+        assert_eq!(ids.len(), recs.len(), "a record was copied twice into {}", r.topic);
+        assert!(recs.len() <= want, "{} holds {} records, more than the {want} published", r.topic, recs.len());
+        if recs.len() == want {
+            return recs;
+        }
+        assert!(Instant::now() < deadline, "{} holds {} of {want} records", r.topic, recs.len());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_regions_see_every_record_once_through_crashes_and_cuts() {
+    let a = region("a");
+    let b = region("b");
+    let into_a = replicator(&a, &[&b]);
+    let mut into_b = replicator(&b, &[&a]);
+    let on_a = subscriber(&a);
+    let on_b = subscriber(&b);
+    let mut sub_a = on_a.subscribe("news").await.unwrap();
+    let mut sub_b = on_b.subscribe("news").await.unwrap();
+
+    // Both regions publish at once; each subscriber sees both streams, each in order.
+    let (pa, pb) = (&a, &b);
+    std::thread::scope(|s| {
+        s.spawn(|| (0..50).for_each(|i| publish(pa, i)));
+        s.spawn(|| (0..50).for_each(|i| publish(pb, i)));
+    });
+    let (mut got_a, mut got_b) = (BTreeMap::new(), BTreeMap::new());
+    receive(&mut sub_a, &mut got_a, 100).await;
+    receive(&mut sub_b, &mut got_b, 100).await;
+
+    // The a→b replicator crashes mid-stream; a keeps publishing while it is down; it restarts.
+    std::thread::scope(|s| {
+        s.spawn(|| (50..150).for_each(|i| publish(pa, i)));
+        std::thread::sleep(Duration::from_millis(200));
+        into_b.0.kill().unwrap();
+        into_b.0.wait().unwrap();
+    });
+    (150..200).for_each(|i| publish(&a, i));
+    drop(into_b);
+    let _into_b = replicator(&b, &[&a]);
+    (200..220).for_each(|i| publish(&a, i));
+    receive(&mut sub_b, &mut got_b, 270).await;
+    receive(&mut sub_a, &mut got_a, 270).await;
+    for got in [&got_a, &got_b] {
+        assert_eq!(got["a"], (0..220).collect::<Vec<_>>());
+        assert_eq!(got["b"], (0..50).collect::<Vec<_>>());
+    }
+    // And the topics themselves hold each record once (the client's dedupe is not hiding copies).
+    let in_b = wait_topic_count(&b, 270);
+    let from_a: Vec<u64> = in_b.iter().filter(|(o, ..)| o == "a").map(|(_, off, _)| *off).collect();
+    assert_eq!(from_a.len(), 220);
+    wait_topic_count(&a, 270);
+    drop(into_a);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_regions_in_a_full_mesh_make_no_loops() {
+    let (a, b, c) = (region("a"), region("b"), region("c"));
+    let _r = [replicator(&a, &[&b, &c]), replicator(&b, &[&a, &c]), replicator(&c, &[&a, &b])];
+    for r in [&a, &b, &c] {
+        (0..5).for_each(|i| publish(r, i));
+    }
+    for r in [&a, &b, &c] {
+        let recs = wait_topic_count(r, 15);
+        for origin in ["a", "b", "c"] {
+            assert_eq!(recs.iter().filter(|(o, ..)| o == origin).count(), 5, "{} holds 5 records from {origin}", r.name);
+        }
+    }
+    // Nothing more arrives later: a loop would keep copying.
+    std::thread::sleep(Duration::from_secs(2));
+    for r in [&a, &b, &c] {
+        assert_eq!(topic_records(r).len(), 15);
+    }
+}
