@@ -89,12 +89,23 @@ impl fmt::Display for RegionName {
     }
 }
 
-/// A resume position: an epoch and, per origin region, the offset just after the last record seen.
+/// A resume position.
+///
+/// `positions[0]` is the **issuing** region and the offset just after the last record seen in
+/// that region's log (all origins together); `epoch` is that log's epoch. The other entries, in
+/// region order, name for each *other* origin region the origin offset just after the last
+/// record from it that was seen: that is what lets another region resume the cursor exactly
+/// (docs/multi-region.md). For the issuing region's own records the local position doubles as
+/// their origin position: no record of its own lies between the two.
+///
+/// String form: `c1.<epoch>.<region>.<offset>` with one entry; `c2.<epoch>.<issuer>.<offset>
+/// [.<region>.<offset>…]` with more.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cursor {
-    /// The log generation this cursor belongs to.
+    /// The issuing region's log generation.
     pub epoch: Epoch,
-    /// `(region, next offset)` pairs, one per origin region, sorted by region, regions unique.
+    /// The issuer's `(region, next local offset)`, then `(origin region, next origin offset)` for
+    /// other origins, sorted by region, regions unique.
     pub positions: Vec<(RegionName, u64)>,
 }
 
@@ -102,6 +113,27 @@ impl Cursor {
     /// A single-region cursor.
     pub fn single(epoch: Epoch, region: RegionName, next_offset: u64) -> Self {
         Self { epoch, positions: vec![(region, next_offset)] }
+    }
+
+    /// A cursor issued by `region` at local position `next`, having seen other origins up to
+    /// `origins` (each `(region, next origin offset)`; the issuer's own entry is left out).
+    pub fn with_origins(epoch: Epoch, region: RegionName, next: u64, origins: &[(RegionName, u64)]) -> Self {
+        let mut positions = Vec::with_capacity(1 + origins.len());
+        positions.push((region, next));
+        let mut rest: Vec<_> = origins.iter().filter(|(r, _)| *r != positions[0].0).cloned().collect();
+        rest.sort_by(|a, b| a.0.cmp(&b.0));
+        positions.extend(rest);
+        Self { epoch, positions }
+    }
+
+    /// The issuing region and its local position.
+    pub fn issuer(&self) -> (&RegionName, u64) {
+        (&self.positions[0].0, self.positions[0].1)
+    }
+
+    /// The other origins' positions.
+    pub fn origins(&self) -> &[(RegionName, u64)] {
+        &self.positions[1..]
     }
 
     /// The position for `region`, if the cursor has one.
@@ -115,8 +147,9 @@ impl Cursor {
             return Err(CursorError::Malformed("cursor too long"));
         }
         let mut parts = s.split('.');
-        if parts.next() != Some("c1") {
-            return Err(CursorError::Malformed("cursor must start with 'c1.'"));
+        let version = parts.next();
+        if version != Some("c1") && version != Some("c2") {
+            return Err(CursorError::Malformed("cursor must start with 'c1.' or 'c2.'"));
         }
         let epoch = Epoch::new(parts.next().ok_or(CursorError::Malformed("missing epoch"))?)?;
         let mut positions: Vec<(RegionName, u64)> = Vec::new();
@@ -136,14 +169,21 @@ impl Cursor {
         if positions.is_empty() {
             return Err(CursorError::Malformed("cursor names no region"));
         }
-        positions.sort_by(|a, b| a.0.cmp(&b.0));
+        if version == Some("c1") && positions.len() > 1 {
+            return Err(CursorError::Malformed("a c1 cursor names one region"));
+        }
+        if version == Some("c2") && positions.len() < 2 {
+            return Err(CursorError::Malformed("a c2 cursor names the issuer and at least one other region"));
+        }
+        positions[1..].sort_by(|a, b| a.0.cmp(&b.0));
         Ok(Self { epoch, positions })
     }
 }
 
 impl fmt::Display for Cursor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "c1.{}", self.epoch)?;
+        let version = if self.positions.len() > 1 { "c2" } else { "c1" };
+        write!(f, "{version}.{}", self.epoch)?;
         for (r, o) in &self.positions {
             write!(f, ".{r}.{o}")?;
         }
@@ -160,13 +200,18 @@ mod tests {
         let c = Cursor::single(Epoch::new("8f2a").unwrap(), RegionName::new("eu-west").unwrap(), 42);
         assert_eq!(c.to_string(), "c1.8f2a.eu-west.42");
         assert_eq!(Cursor::parse(&c.to_string()).unwrap(), c);
-        let v = Cursor::parse("c1.e.b.7.a.3").unwrap();
-        assert_eq!(v.to_string(), "c1.e.a.3.b.7");
+        // The issuer comes first; the other origins follow in region order.
+        let v = Cursor::parse("c2.e.b.7.c.9.a.3").unwrap();
+        assert_eq!(v.issuer(), (&RegionName::new("b").unwrap(), 7));
+        assert_eq!(v.to_string(), "c2.e.b.7.a.3.c.9");
+        let w = Cursor::with_origins(Epoch::new("e").unwrap(), RegionName::new("b").unwrap(), 7, &[(RegionName::new("c").unwrap(), 9), (RegionName::new("a").unwrap(), 3)]);
+        assert_eq!(w, v);
+        assert_eq!(Cursor::with_origins(Epoch::new("e").unwrap(), RegionName::new("b").unwrap(), 7, &[]).to_string(), "c1.e.b.7");
     }
 
     #[test]
     fn malformed_cursors_are_refused() {
-        for bad in ["", "c1", "c1.e", "c2.e.a.1", "c1.E.a.1", "c1.e.a", "c1.e.a.x", "c1.e.a.1.a.2", "c1.e.1.1", "c1.e.a.-1"] {
+        for bad in ["", "c1", "c1.e", "c2.e.a.1", "c1.e.a.1.b.2", "c3.e.a.1.b.2", "c2.e.a.1.a.2", "c1.E.a.1", "c1.e.a", "c1.e.a.x", "c1.e.a.1.a.2", "c1.e.1.1", "c1.e.a.-1"] {
             assert!(Cursor::parse(bad).is_err(), "{bad:?} was accepted");
         }
     }

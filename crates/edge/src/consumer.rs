@@ -120,12 +120,50 @@ impl PartitionConsumers {
 
 /// Positions the hub at the partition's end and starts its consumer there.
 async fn start(edge: &Arc<Edge>, partition: u32, token: CancellationToken) -> Result<CancellationToken, BusError> {
-    let next = edge.bus.bounds(partition).await?.next;
+    let bounds = edge.bus.bounds(partition).await?;
+    let next = bounds.next;
+    let foreign = foreign_positions(edge, partition, bounds.low, next).await;
     let reader = edge.bus.open(partition, next).await?;
-    let generation = edge.hub.start_partition(partition, next);
+    let generation = edge.hub.start_partition(partition, next, foreign);
     tokio::spawn(consume(edge.clone(), partition, generation, reader, token.clone()));
     tracing::debug!(partition, next, "consuming partition");
     Ok(token)
+}
+
+/// How far back a starting consumer looks for records of other origins.
+const ORIGIN_SCAN: u64 = 2000;
+
+/// For each other origin region, the origin offset after its last record among the partition's
+/// last [`ORIGIN_SCAN`] records before `next`: where cursors of this partition start. An origin
+/// with no record that recent is left out (docs/multi-region.md). Best effort: on a read error or
+/// after 2 s it returns what it found.
+async fn foreign_positions(edge: &Arc<Edge>, partition: u32, low: u64, next: u64) -> Vec<(herald_core::RegionName, u64)> {
+    let from = next.saturating_sub(ORIGIN_SCAN).max(low);
+    let mut out: Vec<(herald_core::RegionName, u64)> = Vec::new();
+    if from >= next {
+        return out;
+    }
+    let local = edge.bus.region();
+    let scan = async {
+        let mut reader = edge.bus.open(partition, from).await?;
+        while reader.position() < next {
+            for r in reader.next_batch(((next - reader.position()) as usize).min(1000)).await? {
+                if r.offset < next && r.origin_region != local {
+                    match out.iter_mut().find(|(o, _)| *o == r.origin_region) {
+                        Some((_, v)) => *v = (*v).max(r.origin_offset + 1),
+                        None => out.push((r.origin_region.clone(), r.origin_offset + 1)),
+                    }
+                }
+            }
+        }
+        Ok::<_, BusError>(())
+    };
+    match tokio::time::timeout(Duration::from_secs(2), scan).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(partition, error = %e, "could not read recent records for other origins' positions"),
+        Err(_) => tracing::warn!(partition, "reading recent records for other origins' positions timed out"),
+    }
+    out
 }
 
 async fn consume(edge: Arc<Edge>, partition: u32, generation: u64, mut reader: Box<dyn PartitionReader>, stop: CancellationToken) {

@@ -31,6 +31,9 @@ pub struct Subscription {
     pub partition: u32,
     /// Live records below this offset are skipped (the client has them already).
     skip_below: u64,
+    /// After a resume from another region's cursor: records from these origins below these
+    /// origin offsets are skipped (the client saw them there). Empty otherwise.
+    skip_origins: Vec<(RegionName, u64)>,
     /// Whether it receives join/leave events.
     presence_events: bool,
     replaying: AtomicBool,
@@ -50,8 +53,24 @@ impl Subscription {
         self.presence_events
     }
 
+    /// Whether this subscription should get `r` in a replay: one of its channels, not seen in
+    /// another region.
+    pub fn wants(&self, r: &Record) -> bool {
+        self.channels.iter().any(|c| c.channel == r.channel && c.account == r.account) && !self.seen_elsewhere(&r.origin_region, r.origin_offset)
+    }
+
+    /// Whether the client has `origin`'s record at `origin_offset` already (from another region).
+    pub fn seen_elsewhere(&self, origin: &RegionName, origin_offset: u64) -> bool {
+        self.skip_origins.iter().any(|(r, o)| r == origin && origin_offset < *o)
+    }
+
+    /// The client's positions for other origins when it resumed from another region's cursor.
+    pub fn resumed_origins(&self) -> &[(RegionName, u64)] {
+        &self.skip_origins
+    }
+
     fn deliver(&self, rec: &Arc<EncodedRecord>) {
-        if rec.offset < self.skip_below {
+        if rec.offset < self.skip_below || self.seen_elsewhere(&rec.origin, rec.origin_offset) {
             return;
         }
         if self.replaying.load(Ordering::Acquire) {
@@ -72,7 +91,7 @@ impl Subscription {
     }
 
     fn deliver_all(&self, recs: &[Arc<EncodedRecord>]) {
-        if recs.len() == 1 || self.replaying.load(Ordering::Acquire) || recs[0].offset < self.skip_below {
+        if recs.len() == 1 || self.replaying.load(Ordering::Acquire) || recs[0].offset < self.skip_below || !self.skip_origins.is_empty() {
             for r in recs {
                 self.deliver(r);
             }
@@ -107,6 +126,21 @@ struct PartitionHub {
     recent_from: u64,
     /// Bumped every time a consumer (re)starts: batches from an older consumer are ignored.
     generation: u64,
+    /// For each other origin region, the origin offset after its last record below `next`
+    /// (empty in a single-region deployment). Goes into every cursor.
+    foreign: Vec<(RegionName, u64)>,
+}
+
+impl PartitionHub {
+    fn note_origin(&mut self, r: &Record, local: &RegionName) {
+        if &r.origin_region == local {
+            return;
+        }
+        match self.foreign.iter_mut().find(|(o, _)| *o == r.origin_region) {
+            Some((_, next)) => *next = (*next).max(r.origin_offset + 1),
+            None => self.foreign.push((r.origin_region.clone(), r.origin_offset + 1)),
+        }
+    }
 }
 
 /// Parameters of a new subscription.
@@ -117,6 +151,8 @@ pub struct SubscribeRequest {
     pub channels: Vec<ChannelKey>,
     /// The client's position (next offset), when it resumes.
     pub since: Option<u64>,
+    /// The client's positions per origin, when it resumes from another region's cursor.
+    pub skip_origins: Vec<(RegionName, u64)>,
     /// Whether history will be replayed before live records (then live ones wait).
     pub replay: bool,
     /// Join/leave events wanted.
@@ -140,7 +176,7 @@ impl Hub {
     /// `recent_cap` records of each consumed partition for resumes.
     pub fn new(partitions: u32, epoch: Epoch, region: RegionName, metrics: Arc<EdgeMetrics>, recent_cap: usize) -> Self {
         let parts = (0..partitions)
-            .map(|_| Mutex::new(PartitionHub { next: 0, channels: HashMap::new(), recent: VecDeque::new(), recent_from: 0, generation: 0 }))
+            .map(|_| Mutex::new(PartitionHub { next: 0, channels: HashMap::new(), recent: VecDeque::new(), recent_from: 0, generation: 0, foreign: Vec::new() }))
             .collect();
         Self { parts, recent_cap, epoch, region, metrics, next_id: AtomicU64::new(1) }
     }
@@ -150,9 +186,28 @@ impl Hub {
         self.parts.len() as u32
     }
 
-    /// The cursor string for "just after offset `next - 1`".
+    /// The cursor string for "just after offset `next - 1`", knowing nothing of other origins.
     pub fn cursor_at(&self, next: u64) -> String {
         Cursor::single(self.epoch.clone(), self.region.clone(), next).to_string()
+    }
+
+    /// The cursor string for "just after offset `next - 1`", other origins seen up to `foreign`.
+    pub fn cursor_with(&self, next: u64, foreign: &[(RegionName, u64)]) -> String {
+        if foreign.is_empty() {
+            return self.cursor_at(next);
+        }
+        Cursor::with_origins(self.epoch.clone(), self.region.clone(), next, foreign).to_string()
+    }
+
+    /// The partition's other-origin positions now.
+    pub fn foreign_now(&self, partition: u32) -> Vec<(RegionName, u64)> {
+        self.parts[partition as usize].lock().foreign.clone()
+    }
+
+    /// The recent-history cache of `partition` (oldest first) and the offset it starts at.
+    pub fn recent(&self, partition: u32) -> (u64, Vec<Arc<Record>>) {
+        let p = self.parts[partition as usize].lock();
+        (p.recent_from, p.recent.iter().cloned().collect())
     }
 
     /// The bus epoch this hub's cursors carry.
@@ -168,20 +223,22 @@ impl Hub {
     /// Sets where the partition's (new) consumer starts, before any subscription registers, and
     /// empties its history cache. Returns the consumer's generation, which it passes to
     /// [`Hub::dispatch`]: a stopped consumer that still had a batch in hand cannot deliver it.
-    pub fn start_partition(&self, partition: u32, next: u64) -> u64 {
+    pub fn start_partition(&self, partition: u32, next: u64, foreign: Vec<(RegionName, u64)>) -> u64 {
         let mut p = self.parts[partition as usize].lock();
         p.next = next;
+        p.foreign = foreign;
         p.recent.clear();
         p.recent_from = next;
         p.generation += 1;
         p.generation
     }
 
-    /// Encodes a record as a `message` frame.
-    pub fn encode(&self, r: &Record) -> Arc<EncodedRecord> {
-        let cursor = self.cursor_at(r.offset + 1);
+    /// Encodes a record as a `message` frame whose cursor says other origins were seen up to
+    /// `foreign`.
+    pub fn encode(&self, r: &Record, foreign: &[(RegionName, u64)]) -> Arc<EncodedRecord> {
+        let cursor = self.cursor_with(r.offset + 1, foreign);
         let frame = encode_message(r.channel.as_str(), r.id.as_str(), &cursor, r.published_at_ms, &r.data);
-        Arc::new(EncodedRecord { frame, cursor: cursor.into_boxed_str(), offset: r.offset })
+        Arc::new(EncodedRecord { frame, cursor: cursor.into_boxed_str(), offset: r.offset, origin: r.origin_region.clone(), origin_offset: r.origin_offset })
     }
 
     /// Registers a subscription and returns it with its seam (the partition's `next` now) and,
@@ -207,6 +264,7 @@ impl Hub {
             channels: req.channels,
             partition,
             skip_below: req.since.unwrap_or(0),
+            skip_origins: req.skip_origins,
             presence_events: req.presence_events,
             replaying: AtomicBool::new(req.replay),
             pending: Mutex::new(Pending::default()),
@@ -220,16 +278,17 @@ impl Hub {
         (sub, seam, cached)
     }
 
-    /// Removes a subscription and returns the partition's position at that moment, atomically:
-    /// every record of its channels below it was queued to the subscription, none at or above it
-    /// will be.
-    pub fn unregister_at(&self, sub: &Subscription) -> u64 {
+    /// Removes a subscription and returns the partition's position at that moment as a cursor,
+    /// atomically: every record of its channels below it was queued to the subscription, none at
+    /// or above it will be.
+    pub fn unregister_at(&self, sub: &Subscription) -> String {
         let mut part = self.parts[sub.partition as usize].lock();
         Self::remove(&mut part, sub);
         let next = part.next;
+        let foreign = merge_max(&part.foreign, &sub.skip_origins);
         drop(part);
         self.metrics.subscriptions.decrement(1.0);
-        next
+        self.cursor_with(next, &foreign)
     }
 
     /// Removes a subscription.
@@ -264,6 +323,7 @@ impl Hub {
         // The node's own probe records are not client traffic: they are not counted here.
         let mut probes = 0u64;
         for r in records {
+            part.note_origin(r, &self.region);
             if r.account.as_str() == crate::probe::PROBE_ACCOUNT {
                 probes += 1;
             } else {
@@ -273,7 +333,7 @@ impl Hub {
             if !part.channels.contains_key(&key) {
                 continue;
             }
-            let enc = self.encode(r);
+            let enc = self.encode(r, &part.foreign);
             match groups.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, v)) => v.push(enc),
                 None => groups.push((key, vec![enc])),
@@ -318,4 +378,16 @@ impl Hub {
             s.outbox.push(OutItem::Frame(frame.clone()));
         }
     }
+}
+
+/// Per region, the greater of two position lists.
+pub fn merge_max(a: &[(RegionName, u64)], b: &[(RegionName, u64)]) -> Vec<(RegionName, u64)> {
+    let mut out = a.to_vec();
+    for (r, o) in b {
+        match out.iter_mut().find(|(x, _)| x == r) {
+            Some((_, v)) => *v = (*v).max(*o),
+            None => out.push((r.clone(), *o)),
+        }
+    }
+    out
 }

@@ -22,6 +22,10 @@ pub struct EncodedRecord {
     pub cursor: Box<str>,
     /// The record's offset in its partition.
     pub offset: u64,
+    /// Where it was first published, and its offset there (equal to `offset` for local records).
+    pub origin: herald_core::RegionName,
+    /// Its offset in the origin region's log.
+    pub origin_offset: u64,
 }
 
 /// One queued item.

@@ -91,8 +91,7 @@ impl Session {
                 match self.subs.remove(&ch) {
                     Some(sub) => {
                         // Presence stays: the user is still here, just not looking.
-                        let next = subscribe::close_at(&self.edge, &sub);
-                        let cursor = self.edge.hub.cursor_at(next);
+                        let cursor = subscribe::close_at(&self.edge, &sub);
                         self.send(ServerFrame::Paused { id: &id, channel: ch.as_str(), cursor: &cursor });
                         self.paused.insert(ch, (cursor, sub.presence_events()));
                     }

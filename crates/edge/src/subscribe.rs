@@ -23,6 +23,9 @@ pub struct Opened {
     pub recovered: bool,
     history: History,
     seam: u64,
+    /// Other origins' positions the client had before this subscription: the replayed records'
+    /// cursors carry them (a lower bound of the truth, so never a loss).
+    base_foreign: Vec<(herald_core::RegionName, u64)>,
 }
 
 /// Where the replayed history comes from.
@@ -49,6 +52,12 @@ pub enum ReplayEnd {
 
 /// Registers a subscription to `channels` (all of one account), resuming after `since`. The
 /// partition is consumed from now on (until [`close`] releases it).
+///
+/// A cursor of this region and epoch is a local position: history is `[since, seam)`. A cursor
+/// issued by **another region** is a position per origin: history is every record of the
+/// partition the client has not seen there, found by scanning back from the seam
+/// ([`locate`]), and live records it saw there are skipped. A cursor of this region but another
+/// epoch is from a log that no longer exists: nothing is replayed and `recovered` is false.
 pub async fn open(
     edge: &Arc<Edge>,
     outbox: Arc<Outbox>,
@@ -57,7 +66,15 @@ pub async fn open(
     presence_events: bool,
 ) -> Result<Opened, ErrorCode> {
     let hub = &edge.hub;
-    let since_off = since.and_then(|c| if &c.epoch == hub.epoch() { c.offset_for(hub.region()) } else { None });
+    let (mut since_off, mut base_foreign, mut elsewhere) = (None, Vec::new(), Vec::new());
+    match since {
+        Some(c) if c.issuer().0 == hub.region() && &c.epoch == hub.epoch() => {
+            since_off = Some(c.issuer().1);
+            base_foreign = c.origins().to_vec();
+        }
+        Some(c) if c.issuer().0 != hub.region() => elsewhere = c.positions.clone(),
+        _ => {}
+    }
     let partition = edge.bus.partition_of(&channels[0].account);
     if let Err(e) = edge.consumers.acquire(edge, partition).await {
         tracing::warn!(error = %e, partition, "cannot start consuming the partition");
@@ -67,13 +84,43 @@ pub async fn open(
         outbox,
         channels,
         since: since_off,
-        replay: since_off.is_some(),
+        skip_origins: elsewhere.clone(),
+        replay: since_off.is_some() || !elsewhere.is_empty(),
         presence_events,
         max_pending_bytes: edge.config.max_queued_bytes,
     });
     let mut recovered = since_off.is_some();
     let mut history = History::None;
-    if let Some(c) = cached {
+    if !elsewhere.is_empty() {
+        // The client's positions from the other region also describe what it has seen of ours.
+        base_foreign = elsewhere.iter().filter(|(r, _)| r != hub.region()).cloned().collect();
+        match locate(edge, partition, seam, &elsewhere).await {
+            Ok((start, complete)) => {
+                recovered = complete;
+                since_off = Some(start);
+                if start < seam {
+                    let (recent_from, recent) = hub.recent(partition);
+                    history = if start >= recent_from {
+                        History::Cached(recent.into_iter().filter(|r| r.offset >= start && r.offset < seam && sub.wants(r)).collect())
+                    } else {
+                        match edge.bus.open(partition, start).await {
+                            Ok(r) => History::Bus(r),
+                            Err(e) => {
+                                close(edge, &sub);
+                                tracing::warn!(error = %e, "bus unavailable for replay");
+                                return Err(ErrorCode::Unavailable);
+                            }
+                        }
+                    };
+                }
+            }
+            Err(e) => {
+                close(edge, &sub);
+                tracing::warn!(error = %e, "bus unavailable for a cross-region resume");
+                return Err(ErrorCode::Unavailable);
+            }
+        }
+    } else if let Some(c) = cached {
         edge.metrics.resumes_from_cache.increment(1);
         history = History::Cached(c);
     } else if let Some(from) = since_off.filter(|&o| o < seam) {
@@ -90,8 +137,54 @@ pub async fn open(
     if matches!(history, History::None) {
         sub.finish_replay(None);
     }
-    let cursor = hub.cursor_at(seam.max(since_off.unwrap_or(0)));
-    Ok(Opened { sub, cursor, recovered, history, seam })
+    let foreign = crate::hub::merge_max(&hub.foreign_now(partition), &base_foreign);
+    let cursor = hub.cursor_with(seam.max(since_off.unwrap_or(0)), &foreign);
+    Ok(Opened { sub, cursor, recovered, history, seam, base_foreign })
+}
+
+/// Where, in this region's partition, the first record after a cursor from another region is:
+/// scanning back from `seam` (the recent-history cache first, then the bus), for each origin in
+/// `seen` the earliest record at or past the client's position, until a record before it proves
+/// the rest of that origin older. Returns the start offset and whether every origin was proven
+/// (false: history before the retained start may be missing).
+pub async fn locate(edge: &Arc<Edge>, partition: u32, seam: u64, seen: &[(herald_core::RegionName, u64)]) -> Result<(u64, bool), BusError> {
+    let mut start = seam;
+    let mut open: Vec<&(herald_core::RegionName, u64)> = seen.iter().collect();
+    // One step of the backward scan; false once every origin is proven.
+    let mut step = |r: &herald_core::Record| -> bool {
+        if let Some(i) = open.iter().position(|(o, _)| *o == r.origin_region) {
+            if r.origin_offset >= open[i].1 {
+                start = start.min(r.offset);
+            } else {
+                open.swap_remove(i);
+            }
+        }
+        !open.is_empty()
+    };
+    let (recent_from, recent) = edge.hub.recent(partition);
+    for r in recent.iter().rev().filter(|r| r.offset < seam) {
+        if !step(r) {
+            return Ok((start, true));
+        }
+    }
+    let low = edge.bus.bounds(partition).await?.low;
+    let mut end = recent_from.min(seam);
+    while end > low {
+        let from = end.saturating_sub(1000).max(low);
+        let mut reader = edge.bus.open(partition, from).await?;
+        let mut window = Vec::new();
+        while reader.position() < end {
+            window.extend(reader.next_batch(((end - reader.position()) as usize).min(1000)).await?.into_iter().filter(|r| r.offset < end));
+        }
+        for r in window.iter().rev() {
+            if !step(r) {
+                return Ok((start, true));
+            }
+        }
+        end = from;
+    }
+    // Reached the oldest retained record: complete only if nothing was ever dropped.
+    Ok((start, low == 0))
 }
 
 /// Ends a subscription and releases its partition.
@@ -101,17 +194,17 @@ pub fn close(edge: &Arc<Edge>, sub: &Subscription) {
 
 /// Ends a subscription, releases its partition, and returns the exact position where it stopped
 /// (a `since` that continues without gap or duplicate).
-pub fn close_at(edge: &Arc<Edge>, sub: &Subscription) -> u64 {
-    let next = edge.hub.unregister_at(sub);
+pub fn close_at(edge: &Arc<Edge>, sub: &Subscription) -> String {
+    let cursor = edge.hub.unregister_at(sub);
     edge.consumers.release(edge, sub.partition);
-    next
+    cursor
 }
 
 /// Queues the history of an opened subscription, then makes it live. At most `limit` records
 /// are queued when a limit is given. The replay waits for room in the outbox rather than
 /// overflowing it, so a long history never marks a client lagged by itself.
 pub async fn replay(edge: &Edge, opened: Opened, limit: Option<usize>) -> (Arc<Subscription>, ReplayEnd) {
-    let Opened { sub, history, seam, .. } = opened;
+    let Opened { sub, history, seam, base_foreign, .. } = opened;
     let high_water = edge.config.max_queued_bytes / 2;
     let mut queued = 0usize;
     let mut reader = match history {
@@ -119,7 +212,7 @@ pub async fn replay(edge: &Edge, opened: Opened, limit: Option<usize>) -> (Arc<S
         History::Bus(r) => r,
         History::Cached(records) => {
             for r in records {
-                if let Some(end) = queue(edge, &sub, &r, &mut queued, limit, high_water).await {
+                if let Some(end) = queue(edge, &sub, &r, &base_foreign, &mut queued, limit, high_water).await {
                     return (sub, end);
                 }
             }
@@ -143,10 +236,10 @@ pub async fn replay(edge: &Edge, opened: Opened, limit: Option<usize>) -> (Arc<S
             if r.offset >= seam {
                 break;
             }
-            if !sub.channels.iter().any(|c| c.channel == r.channel && c.account == r.account) {
+            if !sub.wants(&r) {
                 continue;
             }
-            if let Some(end) = queue(edge, &sub, &r, &mut queued, limit, high_water).await {
+            if let Some(end) = queue(edge, &sub, &r, &base_foreign, &mut queued, limit, high_water).await {
                 return (sub, end);
             }
         }
@@ -156,11 +249,19 @@ pub async fn replay(edge: &Edge, opened: Opened, limit: Option<usize>) -> (Arc<S
 }
 
 /// Queues one replayed record, waiting for room first. `Some` when the replay must end here.
-async fn queue(edge: &Edge, sub: &Subscription, r: &herald_core::Record, queued: &mut usize, limit: Option<usize>, high_water: usize) -> Option<ReplayEnd> {
+async fn queue(
+    edge: &Edge,
+    sub: &Subscription,
+    r: &herald_core::Record,
+    foreign: &[(herald_core::RegionName, u64)],
+    queued: &mut usize,
+    limit: Option<usize>,
+    high_water: usize,
+) -> Option<ReplayEnd> {
     if sub.outbox.queued_bytes() >= high_water && !sub.outbox.wait_for_room(high_water).await {
         return Some(ReplayEnd::Closed);
     }
-    if !sub.outbox.push(OutItem::Record(edge.hub.encode(r))) {
+    if !sub.outbox.push(OutItem::Record(edge.hub.encode(r, foreign))) {
         return Some(ReplayEnd::Closed);
     }
     *queued += 1;

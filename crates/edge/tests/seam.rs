@@ -72,7 +72,7 @@ async fn live_records_arriving_during_a_replay_follow_the_history_exactly_once()
 async fn seam_holds(edge: Arc<Edge>) {
     let p = edge.bus.partition_of(&AccountId::new("acme").unwrap());
     edge.consumers.attach_external(p);
-    edge.hub.start_partition(p, 0);
+    edge.hub.start_partition(p, 0, Vec::new());
     publish_and_dispatch(&edge, "c", 10).await; // offsets 0..10
     let outbox = Outbox::new(1 << 20);
     let since = Cursor::single(edge.bus.epoch(), edge.bus.region(), 5);
@@ -97,7 +97,7 @@ async fn a_cursor_ahead_of_this_nodes_consumer_skips_what_the_client_already_has
     let edge = edge();
     let p = edge.bus.partition_of(&AccountId::new("acme").unwrap());
     edge.consumers.attach_external(p);
-    edge.hub.start_partition(p, 0);
+    edge.hub.start_partition(p, 0, Vec::new());
     // The client saw offsets up to 7 on another node; this node has dispatched only 0..3.
     publish_and_dispatch(&edge, "c", 3).await;
     let outbox = Outbox::new(1 << 20);
@@ -113,7 +113,7 @@ async fn a_limited_replay_stops_at_the_limit_and_delivers_nothing_after_the_gap(
     let edge = edge();
     let p = edge.bus.partition_of(&AccountId::new("acme").unwrap());
     edge.consumers.attach_external(p);
-    edge.hub.start_partition(p, 0);
+    edge.hub.start_partition(p, 0, Vec::new());
     publish_and_dispatch(&edge, "c", 10).await;
     let outbox = Outbox::new(1 << 20);
     let since = Cursor::single(edge.bus.epoch(), edge.bus.region(), 0);
@@ -130,12 +130,12 @@ async fn a_batch_from_a_stopped_consumer_is_not_delivered_after_the_partition_re
     let edge = edge();
     let p = edge.bus.partition_of(&AccountId::new("acme").unwrap());
     edge.consumers.attach_external(p);
-    let first = edge.hub.start_partition(p, 0);
+    let first = edge.hub.start_partition(p, 0, Vec::new());
     publish_and_dispatch(&edge, "c", 2).await; // generation 1, offsets 0..2
     let mut old = edge.bus.open(p, 0).await.unwrap();
     let stale = old.next_batch(10).await.unwrap();
     // The consumer restarts (generation 2) at the end of the partition; a subscriber joins.
-    let second = edge.hub.start_partition(p, 2);
+    let second = edge.hub.start_partition(p, 2, Vec::new());
     assert_ne!(first, second);
     let outbox = Outbox::new(1 << 20);
     let opened = subscribe::open(&edge, outbox.clone(), vec![key("c")], None, false).await.unwrap();

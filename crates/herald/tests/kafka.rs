@@ -105,8 +105,8 @@ async fn edges_serving_different_accounts_read_only_those_accounts_partitions() 
     let b = edge(&broker, &topic, "edge-b");
     // Before any subscription a node reads one partition only: its own probe's.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while metric(a.addr(), "herald_partitions_consumed") != 1.0 {
-        assert!(std::time::Instant::now() < deadline, "the probe never started");
+    while metric(a.addr(), "herald_partitions_consumed") != 1.0 || metric(b.addr(), "herald_partitions_consumed") != 1.0 {
+        assert!(std::time::Instant::now() < deadline, "the probes never started");
         std::thread::sleep(Duration::from_millis(50));
     }
     let on_a = Client::connect(ClientConfig::new(a.url.clone(), token_for(first)));

@@ -197,3 +197,64 @@ async fn three_regions_in_a_full_mesh_make_no_loops() {
         assert_eq!(topic_records(r).len(), 15);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_of_a_failed_region_resumes_in_another_with_exactly_what_it_missed() {
+    let a = region("a");
+    let mut b = region("b");
+    let _into_a = replicator(&a, &[&b]);
+    let _into_b = replicator(&b, &[&a]);
+    let on_a = subscriber(&a);
+    let mut sub = on_a.subscribe("news").await.unwrap();
+    // Both regions publish; the client in a sees both streams interleaved.
+    for i in 0..20 {
+        publish(&a, i);
+        if i % 2 == 0 {
+            publish(&b, i / 2);
+        }
+    }
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    while seen.len() < 25 {
+        let m = tokio::time::timeout(PATIENCE, sub.next_message()).await.expect("records arrive in a").unwrap();
+        let v: serde_json::Value = serde_json::from_str(m.data.get()).unwrap();
+        seen.push((v["origin"].as_str().unwrap().to_owned(), v["seq"].as_u64().unwrap()));
+        cursor = m.cursor;
+    }
+    assert!(cursor.starts_with("c2."), "once records of two origins flow, cursors carry both: {cursor}");
+    on_a.close().await;
+    // More is published in a and replicated to b before region a fails.
+    (20..30).for_each(|i| publish(&a, i));
+    wait_topic_count(&b, 40);
+    drop(a);
+    // b goes on publishing.
+    (10..15).for_each(|i| publish(&b, i));
+
+    // The client comes back through the load balancer, now to b, with its cursor from a.
+    let on_b = subscriber(&b);
+    let mut sub = on_b.subscribe_with("news", Some(cursor), false).await.unwrap();
+    let mut all: HashSet<(String, u64)> = (0..30).map(|i| ("a".to_owned(), i)).chain((0..15).map(|i| ("b".to_owned(), i))).collect();
+    for s in &seen {
+        all.remove(s);
+    }
+    let mut got: Vec<(String, u64)> = Vec::new();
+    while got.len() < all.len() {
+        let m = tokio::time::timeout(PATIENCE, sub.next_message()).await.expect("the missed records arrive in b").unwrap();
+        let v: serde_json::Value = serde_json::from_str(m.data.get()).unwrap();
+        let rec = (v["origin"].as_str().unwrap().to_owned(), v["seq"].as_u64().unwrap());
+        assert!(!seen.contains(&rec), "{rec:?} was seen in a already");
+        assert!(!got.contains(&rec), "{rec:?} arrived twice");
+        got.push(rec);
+    }
+    assert_eq!(got.iter().cloned().collect::<HashSet<_>>(), all);
+    // Per origin, in order.
+    for origin in ["a", "b"] {
+        let seqs: Vec<u64> = got.iter().filter(|(o, _)| o == origin).map(|(_, s)| *s).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{origin}: {seqs:?}");
+    }
+    // Nothing else follows.
+    publish(&b, 99);
+    let m = tokio::time::timeout(PATIENCE, sub.next_message()).await.unwrap().unwrap();
+    assert_eq!(serde_json::from_str::<serde_json::Value>(m.data.get()).unwrap()["seq"], 99);
+    b.edge.child.kill().unwrap();
+}
