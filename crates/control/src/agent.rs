@@ -34,7 +34,8 @@ pub struct AgentConfig {
 /// Runs until `stop`, then deregisters (best effort, 2 s).
 pub async fn run(cfg: AgentConfig, hooks: Arc<dyn EdgeHooks>, stop: CancellationToken) {
     let mut delay = Duration::from_millis(200);
-    let mut turn = 0usize;
+    // Start at a random member, so that edges do not all pile onto the first one.
+    let mut turn = rand::random::<u32>() as usize % cfg.endpoints.len().max(1);
     while !stop.is_cancelled() {
         let endpoint = cfg.endpoints[turn % cfg.endpoints.len()].clone();
         turn += 1;

@@ -20,3 +20,45 @@ app.kubernetes.io/component: edge
 {{- define "herald.secretName" -}}
 {{- if .Values.auth.existingSecret -}}{{ .Values.auth.existingSecret }}{{- else -}}{{ include "herald.fullname" . }}{{- end -}}
 {{- end -}}
+
+{{- /* The control plane (docs/control-plane.md): a StatefulSet of `herald control` members. */ -}}
+{{- define "herald.controlName" -}}
+{{- printf "%s-control" (include "herald.fullname" .) -}}
+{{- end -}}
+
+{{- define "herald.controlHeadlessName" -}}
+{{- printf "%s-control-headless" (include "herald.fullname" .) -}}
+{{- end -}}
+
+{{- define "herald.controlSelector" -}}
+app.kubernetes.io/name: herald
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: control
+{{- end -}}
+
+{{- /* The stable DNS suffix of the members: <headless>.<namespace>.svc.<cluster domain>. */ -}}
+{{- define "herald.controlDomain" -}}
+{{- printf "%s.%s.svc.%s" (include "herald.controlHeadlessName" .) .Release.Namespace .Values.controlPlane.clusterDomain -}}
+{{- end -}}
+
+{{- /* Every member's address, HOST:7100, comma-separated (the edges' HERALD_CONTROL). */ -}}
+{{- define "herald.controlEndpoints" -}}
+{{- $name := include "herald.controlName" . -}}
+{{- $domain := include "herald.controlDomain" . -}}
+{{- $out := list -}}
+{{- range $i := until (int .Values.controlPlane.replicas) -}}
+{{- $out = append $out (printf "%s-%d.%s:7100" $name $i $domain) -}}
+{{- end -}}
+{{- join "," $out -}}
+{{- end -}}
+
+{{- /* The bootstrap member list for --init: ID=HOST:7100, id = pod ordinal + 1. */ -}}
+{{- define "herald.controlInit" -}}
+{{- $name := include "herald.controlName" . -}}
+{{- $domain := include "herald.controlDomain" . -}}
+{{- $out := list -}}
+{{- range $i := until (int .Values.controlPlane.replicas) -}}
+{{- $out = append $out (printf "%d=%s-%d.%s:7100" (add $i 1) $name $i $domain) -}}
+{{- end -}}
+{{- join "," $out -}}
+{{- end -}}
