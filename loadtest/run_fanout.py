@@ -3,6 +3,8 @@
 several load processes, one paced publisher. Prints one JSON line with the aggregate.
 
 usage: loadtest/run_fanout.py --subscribers 10000 --rate 100 --seconds 10 [--size 100] [--kafka]
+       loadtest/run_fanout.py --regions 2 --subscribers 100 --rate 1000 --seconds 10   (publish in a, receive in b)
+       loadtest/run_fanout.py --regions 2 --cut 60 --rate 1000                         (catch-up after a 60 s cut)
        loadtest/run_fanout.py --kafka --resume 100000     (replay rate from an old cursor)
 
 --kafka runs the same scenario through a real Kafka-compatible broker (tansu, installed by
@@ -70,15 +72,40 @@ def main():
     ap.add_argument("--size", type=int, default=100)
     ap.add_argument("--kafka", action="store_true", help="use a Kafka-compatible broker as the bus")
     ap.add_argument("--resume", type=int, default=0, help="measure replay of this many records from an old cursor")
+    ap.add_argument("--regions", type=int, default=1, choices=[1, 2],
+                    help="2: publish in region a, subscribe in region b, through herald replicate (implies --kafka)")
+    ap.add_argument("--cut", type=int, default=0,
+                    help="with --regions 2: stop the replicator, publish for this many seconds, restart it and time the catch-up")
     a = ap.parse_args()
-    broker, bus = None, []
+    if a.regions == 2:
+        a.kafka = True
+    broker, bus, others = None, [], []
     if a.kafka:
         broker, baddr = start_broker()
         bus = ["--bus", f"kafka://{baddr}"]
     server = subprocess.Popen([HERALD, "dev", "--listen", "127.0.0.1:0", "--dev-secret", SECRET, "--dev-api-key", KEY] + bus,
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, "RUST_LOG": "warn"})
+    pub_addr = None
     try:
         addr = server.stdout.readline().split("http://")[1].strip()
+        replicate = None
+        if a.regions == 2:
+            # `server` above is region "local" (herald dev's region): the subscribers' region. Region
+            # a gets its own broker and edge, where records are published; a replicator copies them.
+            broker_a, baddr_a = start_broker()
+            others.append(broker_a)
+            edge_a = subprocess.Popen([HERALD, "edge", "--listen", "127.0.0.1:0", "--region", "a", "--node", "edge-a",
+                                       "--bus", f"kafka://{baddr_a}"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                      env={**os.environ, "RUST_LOG": "warn", "HERALD_JWT_SECRET": SECRET, "HERALD_ADMIN_API_KEY": KEY})
+            others.append(edge_a)
+            pub_addr = edge_a.stdout.readline().split("http://")[1].strip()
+            repl_cmd = [HERALD, "replicate", "--region", "local", "--to", f"kafka://{baddr}", "--from", f"a=kafka://{baddr_a}",
+                        "--metrics-listen", "127.0.0.1:0"]
+            replicate = subprocess.Popen(repl_cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, "RUST_LOG": "warn"})
+            others.append(replicate)
+            replicate.stdout.readline()
+            if a.cut:
+                return catch_up(a, pub_addr, replicate, repl_cmd, others)
         token = subprocess.check_output([HERALD, "token", "--secret", SECRET, "--account", "load", "--sub", "bench",
                                          "--channels", "*", "--ttl", "1h"], text=True).strip()
         time.sleep(0.3)
@@ -102,7 +129,7 @@ def main():
         time.sleep(1.0)
         rss1 = rss_kib(server.pid)
         cpu0 = cpu_s(server.pid)
-        pub = subprocess.run([LOAD, "publish", "--addr", addr, "--key", KEY, "--account", "load", "--rate", str(a.rate),
+        pub = subprocess.run([LOAD, "publish", "--addr", pub_addr or addr, "--key", KEY, "--account", "load", "--rate", str(a.rate),
                               "--seconds", str(a.seconds), "--size", str(a.size)], capture_output=True, text=True, timeout=a.seconds + 60)
         if pub.returncode != 0:
             raise SystemExit(f"publisher failed: {pub.stderr}")
@@ -113,6 +140,7 @@ def main():
         got = sum(o["deliveries"] for o in outs)
         span = max(o["seconds"] for o in outs)
         result = {
+            "regions": a.regions,
             "subscribers": a.subscribers, "rate": a.rate, "seconds": a.seconds, "size": a.size,
             "published": published["published"], "expected_deliveries": expected, "deliveries": got,
             "lost": expected - got, "gaps": sum(o["gaps"] for o in outs), "duplicates": sum(o["duplicates"] for o in outs),
@@ -125,11 +153,36 @@ def main():
         }
         print(json.dumps(result))
     finally:
-        server.kill()
-        server.wait()
-        if broker:
-            broker.kill()
-            broker.wait()
+        for p in [server] + others + ([broker] if broker else []):
+            p.kill()
+            p.wait()
+
+
+def catch_up(a, pub_addr, replicate, repl_cmd, others):
+    """Stops the replicator, publishes for --cut seconds into region a, restarts it and times how
+    long it takes to copy everything (from its herald_replicated_total)."""
+    replicate.kill()
+    replicate.wait()
+    pub = subprocess.run([LOAD, "publish", "--addr", pub_addr, "--key", KEY, "--account", "load", "--rate", str(a.rate),
+                          "--seconds", str(a.cut), "--size", str(a.size)], capture_output=True, text=True, timeout=a.cut + 60)
+    if pub.returncode != 0:
+        raise SystemExit(f"publisher failed: {pub.stderr}")
+    published = json.loads(pub.stdout)["published"]
+    start = time.time()
+    again = subprocess.Popen(repl_cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, "RUST_LOG": "warn"})
+    others.append(again)
+    murl = again.stdout.readline().split("listening on ")[1].strip() + "/metrics"
+    copied = 0
+    while time.time() - start < 600:
+        text = urllib.request.urlopen(murl, timeout=5).read().decode()
+        m = re.search(r'^herald_replicated_total\{[^}]*\} (\d+)', text, re.M)
+        copied = int(m.group(1)) if m else 0
+        if copied >= published:
+            break
+        time.sleep(0.05)
+    took = time.time() - start
+    print(json.dumps({"regions": 2, "cut_seconds": a.cut, "rate": a.rate, "published_during_cut": published,
+                      "copied": copied, "catch_up_seconds": round(took, 2), "catch_up_records_per_sec": round(copied / took) if took else 0}))
 
 
 def resume(a, addr, token):
