@@ -36,8 +36,8 @@ fn region(name: &'static str) -> Region {
     Region { name, broker, topic, edge }
 }
 
-/// A `herald replicate` process, killed on drop.
-struct Replicator(Child);
+/// A `herald replicate` process, killed on drop, and its metrics address.
+struct Replicator(Child, String);
 
 impl Drop for Replicator {
     fn drop(&mut self) {
@@ -56,8 +56,8 @@ fn replicator(to: &Region, from: &[&Region]) -> Replicator {
     let mut child = cmd.env("RUST_LOG", "error").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.starts_with("herald replicate listening on"), "{line:?}");
-    Replicator(child)
+    let addr = line.trim().strip_prefix("herald replicate listening on http://").unwrap_or_else(|| panic!("{line:?}")).to_owned();
+    Replicator(child, addr)
 }
 
 fn publish(r: &Region, seq: u64) {
@@ -195,6 +195,17 @@ async fn three_regions_in_a_full_mesh_make_no_loops() {
     std::thread::sleep(Duration::from_secs(2));
     for r in [&a, &b, &c] {
         assert_eq!(topic_records(r).len(), 15);
+    }
+    // Each link reports what it copied and, caught up, no lag.
+    let metrics = http(&_r[1].1, "GET", "/metrics", None, "");
+    for link in ["a->b", "c->b"] {
+        let value = |name: &str| -> f64 {
+            let prefix = format!("{name}{{link=\"{link}\"}} ");
+            metrics.lines().find_map(|l| l.strip_prefix(prefix.as_str())).unwrap_or_else(|| panic!("no {prefix} in {metrics}")).parse().unwrap()
+        };
+        assert_eq!(value("herald_replicated_total"), 5.0);
+        assert_eq!(value("herald_replication_lag_records"), 0.0);
+        assert_eq!(value("herald_replication_lag_seconds"), 0.0);
     }
 }
 
