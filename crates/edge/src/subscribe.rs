@@ -142,6 +142,9 @@ pub async fn open(
     Ok(Opened { sub, cursor, recovered, history, seam, base_foreign })
 }
 
+/// How far back (records) a cross-region resume looks for where the client's history ends.
+pub const MAX_LOCATE_SCAN: u64 = 100_000;
+
 /// Where, in this region's partition, the first record after a cursor from another region is:
 /// scanning back from `seam` (the recent-history cache first, then the bus), for each origin in
 /// `seen` the earliest record at or past the client's position, until a record before it proves
@@ -169,8 +172,11 @@ pub async fn locate(edge: &Arc<Edge>, partition: u32, seam: u64, seen: &[(herald
     }
     let low = edge.bus.bounds(partition).await?.low;
     let mut end = recent_from.min(seam);
-    while end > low {
-        let from = end.saturating_sub(1000).max(low);
+    // A cursor naming a region this partition never saw would otherwise scan all of it: stop
+    // after MAX_LOCATE_SCAN records and report the history incomplete.
+    let floor = end.saturating_sub(MAX_LOCATE_SCAN).max(low);
+    while end > floor {
+        let from = end.saturating_sub(1000).max(floor);
         let mut reader = edge.bus.open(partition, from).await?;
         let mut window = Vec::new();
         while reader.position() < end {
@@ -183,8 +189,9 @@ pub async fn locate(edge: &Arc<Edge>, partition: u32, seam: u64, seen: &[(herald
         }
         end = from;
     }
-    // Reached the oldest retained record: complete only if nothing was ever dropped.
-    Ok((start, low == 0))
+    // Reached the oldest retained record (complete only if nothing was ever dropped) or the scan
+    // limit (incomplete).
+    Ok((start, floor == 0))
 }
 
 /// Ends a subscription and releases its partition.

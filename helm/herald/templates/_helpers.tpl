@@ -62,3 +62,14 @@ app.kubernetes.io/component: control
 {{- end -}}
 {{- join "," $out -}}
 {{- end -}}
+
+{{- /* The replicator (docs/multi-region.md): one `herald replicate` per region. */ -}}
+{{- define "herald.replicatorName" -}}
+{{- printf "%s-replicator" (include "herald.fullname" .) -}}
+{{- end -}}
+
+{{- define "herald.replicatorSelector" -}}
+app.kubernetes.io/name: herald
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: replicator
+{{- end -}}
