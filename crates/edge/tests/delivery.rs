@@ -162,6 +162,11 @@ async fn a_cursor_past_retention_or_from_another_epoch_answers_recovered_false()
     send(&mut ws, json!({"type":"subscribe","id":2,"channel":"d","since": other_epoch})).await;
     let s = expect_type(&mut ws, "subscribed").await;
     assert_eq!((s["id"].clone(), s["recovered"].clone()), (json!(2), json!(false)));
+    // A cursor from a region this stream never saw: nothing it could have seen is known, the
+    // bounded scan finds no proof, and the history is reported incomplete.
+    send(&mut ws, json!({"type":"subscribe","id":3,"channel":"e","since": "c2.abc.nowhere.5.elsewhere.9"})).await;
+    let s = expect_type(&mut ws, "subscribed").await;
+    assert_eq!((s["id"].clone(), s["recovered"].clone()), (json!(3), json!(false)));
     // Live records still flow after recovered:false.
     e.publish_seq("acme", "c", 100).await;
     let m = expect_type(&mut ws, "message").await;
