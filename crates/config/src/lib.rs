@@ -74,6 +74,8 @@ pub struct ControlPlaneConfig {
     pub endpoints: Vec<String>,
     /// Where clients reach this edge, as registered (default: `http://` + the listen address).
     pub advertise: String,
+    /// The control plane's edge token (env `HERALD_CONTROL_EDGE_TOKEN`).
+    pub token: Option<String>,
 }
 
 /// `[presence]`: in memory (one node) or in Redis (every edge node of a region).
@@ -414,6 +416,9 @@ impl Config {
         }
         if let Some(v) = get("HERALD_CONTROL") {
             self.control.endpoints = v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+        }
+        if let Some(v) = get("HERALD_CONTROL_EDGE_TOKEN") {
+            self.control.token = Some(v);
         }
         if let Some(v) = get("HERALD_PRESENCE") {
             self.presence.url = v;

@@ -29,6 +29,8 @@ pub struct AgentConfig {
     pub endpoints: Vec<String>,
     /// This edge.
     pub node: pb::NodeInfo,
+    /// The edge token the control plane requires (`HERALD_CONTROL_EDGE_TOKEN`), if any.
+    pub token: Option<String>,
 }
 
 /// Runs until `stop`, then deregisters (best effort, 2 s).
@@ -58,7 +60,9 @@ pub async fn run(cfg: AgentConfig, hooks: Arc<dyn EdgeHooks>, stop: Cancellation
     for endpoint in &cfg.endpoints {
         let Ok(ch) = channel(endpoint) else { continue };
         let mut client = MembershipClient::new(ch);
-        let call = client.deregister(DeregisterRequest { node_id: cfg.node.node_id.clone() });
+        let mut req = tonic::Request::new(DeregisterRequest { node_id: cfg.node.node_id.clone() });
+        crate::network::authorize(&mut req, cfg.token.as_deref());
+        let call = client.deregister(req);
         if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(2), call).await {
             break;
         }
@@ -69,9 +73,18 @@ pub async fn run(cfg: AgentConfig, hooks: Arc<dyn EdgeHooks>, stop: Cancellation
 async fn session(cfg: &AgentConfig, endpoint: &str, hooks: &dyn EdgeHooks, stop: &CancellationToken, registered: &mut bool) -> Result<(), tonic::Status> {
     let ch = channel(endpoint).map_err(|e| tonic::Status::unavailable(e.to_string()))?;
     let mut client = MembershipClient::new(ch);
-    let reply = client.register(RegisterRequest { node: Some(cfg.node.clone()) }).await?.into_inner();
+    let req = |body| {
+        let mut r = tonic::Request::new(body);
+        crate::network::authorize(&mut r, cfg.token.as_deref());
+        r
+    };
+    let reply = client.register(req(RegisterRequest { node: Some(cfg.node.clone()) })).await?.into_inner();
     let interval = Duration::from_millis(reply.heartbeat_interval_ms.clamp(200, 60_000));
-    let mut watch = client.watch_config(WatchConfigRequest { node_id: cfg.node.node_id.clone() }).await?.into_inner();
+    let mut watch = {
+        let mut r = tonic::Request::new(WatchConfigRequest { node_id: cfg.node.node_id.clone() });
+        crate::network::authorize(&mut r, cfg.token.as_deref());
+        client.watch_config(r).await?.into_inner()
+    };
     *registered = true;
     tracing::info!(endpoint, "control plane: registered");
     let mut beat = tokio::time::interval(interval);
@@ -98,10 +111,14 @@ async fn session(cfg: &AgentConfig, endpoint: &str, hooks: &dyn EdgeHooks, stop:
                 None => return Err(tonic::Status::unavailable("config stream ended")),
             },
             _ = beat.tick() => {
-                let r = client.heartbeat(HeartbeatRequest { node_id: cfg.node.node_id.clone(), connections: hooks.connections() }).await?.into_inner();
+                let mut hb = tonic::Request::new(HeartbeatRequest { node_id: cfg.node.node_id.clone(), connections: hooks.connections() });
+                crate::network::authorize(&mut hb, cfg.token.as_deref());
+                let r = client.heartbeat(hb).await?.into_inner();
                 if !r.known {
                     // Deregistered behind our back (or a fresh cluster): register again.
-                    client.register(RegisterRequest { node: Some(cfg.node.clone()) }).await?;
+                    let mut again = tonic::Request::new(RegisterRequest { node: Some(cfg.node.clone()) });
+                    crate::network::authorize(&mut again, cfg.token.as_deref());
+                    client.register(again).await?;
                 }
                 if r.drain {
                     drain(hooks);

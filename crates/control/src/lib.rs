@@ -24,4 +24,4 @@ pub mod pb {
     tonic::include_proto!("herald.control.v1");
 }
 
-pub use node::{ControlConfig, ControlNode};
+pub use node::{ControlConfig, ControlNode, Tokens};

@@ -19,15 +19,50 @@ pub fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
     Ok(Endpoint::from_shared(uri)?.connect_timeout(Duration::from_secs(2)).timeout(Duration::from_secs(10)).tcp_nodelay(true).connect_lazy())
 }
 
+/// Adds `authorization: Bearer <token>` to a request when a token is set.
+pub fn authorize<T>(req: &mut tonic::Request<T>, token: Option<&str>) {
+    if let Some(t) = token {
+        if let Ok(v) = format!("Bearer {t}").parse() {
+            req.metadata_mut().insert("authorization", v);
+        }
+    }
+}
+
+/// A client-side interceptor adding the bearer token to every call.
+#[derive(Clone, Default)]
+pub struct Bearer(pub Option<std::sync::Arc<str>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        authorize(&mut req, self.0.as_deref());
+        Ok(req)
+    }
+}
+
+/// A server-side check of `authorization: Bearer <token>` (constant time); `None` lets every
+/// caller through.
+pub fn require(token: Option<String>) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
+    move |req: tonic::Request<()>| {
+        let Some(want) = &token else { return Ok(req) };
+        let got = req.metadata().get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+        let (a, b) = (got.as_bytes(), want.as_bytes());
+        let same = a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
+        if same { Ok(req) } else { Err(tonic::Status::unauthenticated("missing or wrong token for this service")) }
+    }
+}
+
 /// Makes one client per peer.
 #[derive(Clone, Default)]
-pub struct Network;
+pub struct Network {
+    /// The cluster token members present to each other.
+    pub token: Option<std::sync::Arc<str>>,
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
-        Peer { target, node: node.clone(), client: channel(&node.addr).ok().map(RaftClient::new) }
+        Peer { target, node: node.clone(), client: channel(&node.addr).ok().map(RaftClient::new), token: self.token.clone() }
     }
 }
 
@@ -36,6 +71,7 @@ pub struct Peer {
     target: NodeId,
     node: BasicNode,
     client: Option<RaftClient<Channel>>,
+    token: Option<std::sync::Arc<str>>,
 }
 
 type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
@@ -53,6 +89,7 @@ impl Peer {
         let json = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut request = tonic::Request::new(RaftPayload { json });
         request.set_timeout(option.hard_ttl());
+        authorize(&mut request, self.token.as_deref());
         let reply = match which {
             "append" => client.append_entries(request).await,
             "vote" => client.vote(request).await,

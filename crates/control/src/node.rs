@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::network::{Network, channel};
+use crate::network::{Network, authorize, channel, require};
 use crate::pb;
 use crate::state::{AccountRecord, Command, EdgeInfo, KeyRecord, Limits, NodeId, Reply, TypeConfig};
 use crate::store::{LogStore, StateMachine};
@@ -36,6 +36,20 @@ pub struct ControlConfig {
     pub raft_heartbeat: Duration,
     /// The region's presence store, for `Admin.Presence` (none: the call is refused).
     pub presence: Option<Arc<dyn herald_core::Presence>>,
+    /// Bearer tokens each service requires (none: open; docs/control-plane.md).
+    pub tokens: Tokens,
+}
+
+/// The bearer tokens of the three services. Separate, so that an edge's token cannot change
+/// the cluster and an operator's cannot impersonate a member.
+#[derive(Clone, Default)]
+pub struct Tokens {
+    /// Between members (`Raft`).
+    pub cluster: Option<String>,
+    /// Edges (`Membership`).
+    pub edge: Option<String>,
+    /// Operators (`Admin`).
+    pub admin: Option<String>,
 }
 
 impl std::fmt::Debug for ControlConfig {
@@ -56,6 +70,7 @@ impl ControlConfig {
             snapshot_every: 1000,
             raft_heartbeat: Duration::from_millis(250),
             presence: None,
+            tokens: Tokens::default(),
         }
     }
 }
@@ -127,14 +142,20 @@ impl ControlNode {
             ..Default::default()
         }
         .validate()?;
-        let raft = Raft::new(cfg.id, Arc::new(raft_config), Network, log, sm.clone()).await?;
+        let network = Network { token: cfg.tokens.cluster.as_deref().map(Arc::from) };
+        let raft = Raft::new(cfg.id, Arc::new(raft_config), network, log, sm.clone()).await?;
         let inner = Arc::new(Inner { cfg, raft, sm, soft: Mutex::new(HashMap::new()) });
         let stop = CancellationToken::new();
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        use tonic::service::interceptor::InterceptedService;
+        let t = inner.cfg.tokens.clone();
         let router = tonic::transport::Server::builder()
-            .add_service(pb::raft_server::RaftServer::new(RaftSvc(inner.clone())).max_decoding_message_size(64 << 20))
-            .add_service(pb::membership_server::MembershipServer::new(Svc(inner.clone())))
-            .add_service(pb::admin_server::AdminServer::new(Svc(inner.clone())));
+            .add_service(InterceptedService::new(
+                pb::raft_server::RaftServer::new(RaftSvc(inner.clone())).max_decoding_message_size(64 << 20),
+                require(t.cluster),
+            ))
+            .add_service(InterceptedService::new(pb::membership_server::MembershipServer::new(Svc(inner.clone())), require(t.edge)))
+            .add_service(InterceptedService::new(pb::admin_server::AdminServer::new(Svc(inner.clone())), require(t.admin)));
         let s = stop.clone();
         let server = tokio::spawn(async move {
             if let Err(e) = router.serve_with_incoming_shutdown(incoming, s.cancelled()).await {
@@ -193,7 +214,9 @@ impl Inner {
                 .ok_or_else(|| Status::unavailable("the leader's address is unknown; retry"))?;
             let mut client = pb::raft_client::RaftClient::new(channel(&addr).map_err(status_of)?);
             let json = serde_json::to_vec(&req).map_err(|e| Status::internal(e.to_string()))?;
-            let out = client.forward(pb::RaftPayload { json }).await?;
+            let mut request = tonic::Request::new(pb::RaftPayload { json });
+            authorize(&mut request, self.cfg.tokens.cluster.as_deref());
+            let out = client.forward(request).await?;
             serde_json::from_slice(&out.into_inner().json).map_err(|e| Status::internal(e.to_string()))?
         };
         match reply {

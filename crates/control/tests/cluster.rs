@@ -11,6 +11,10 @@ use tokio::net::TcpListener;
 use tonic::transport::Channel;
 
 const PATIENCE: Duration = Duration::from_secs(30);
+const CLUSTER: &str = "cluster-token-0123456789";
+const ADMIN: &str = "admin-token-0123456789";
+
+type Admin = AdminClient<tonic::service::interceptor::InterceptedService<Channel, herald_control::network::Bearer>>;
 
 struct Cluster {
     dir: PathBuf,
@@ -27,6 +31,8 @@ impl Drop for Cluster {
 fn config(dir: &std::path::Path, id: u64, addr: &str) -> ControlConfig {
     let mut c = ControlConfig::new(id, addr, dir.join(format!("node-{id}")));
     c.raft_heartbeat = Duration::from_millis(100);
+    // Members authenticate to each other, operators to the admin service.
+    c.tokens = herald_control::Tokens { cluster: Some(CLUSTER.into()), edge: Some("edge-token-0123456789".into()), admin: Some(ADMIN.into()) };
     c.snapshot_every = 5;
     c
 }
@@ -52,8 +58,12 @@ impl Cluster {
         self.nodes.insert(id, node);
     }
 
-    async fn admin(&self, id: u64) -> AdminClient<Channel> {
-        AdminClient::new(herald_control::network::channel(&self.addrs[&id]).unwrap())
+    async fn admin(&self, id: u64) -> Admin {
+        self.admin_as(id, Some(ADMIN))
+    }
+
+    fn admin_as(&self, id: u64, token: Option<&str>) -> Admin {
+        AdminClient::with_interceptor(herald_control::network::channel(&self.addrs[&id]).unwrap(), herald_control::network::Bearer(token.map(Into::into)))
     }
 
     /// Waits until every running node agrees on one leader; returns it.
@@ -110,6 +120,11 @@ fn names(range: std::ops::Range<u32>) -> Vec<String> {
 async fn a_killed_leader_is_replaced_and_no_committed_write_is_lost() {
     let mut c = Cluster::start(3).await;
     let first = c.leader().await;
+    // Without the admin token (or with the cluster's) nothing is written.
+    for token in [None, Some(CLUSTER)] {
+        let e = c.admin_as(first, token).put_account(PutAccountRequest { name: "intruder".into(), limits: None }).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    }
     // Writes through a follower are forwarded to the leader.
     let follower = *c.addrs.keys().find(|id| **id != first).unwrap();
     for i in 0..10 {

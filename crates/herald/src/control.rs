@@ -16,11 +16,27 @@ use herald_edge::Edge;
 
 use crate::{ControlArgs, CtlArgs, CtlCommand};
 
+/// `println!` that ignores a closed stdout (`herald ctl nodes | head -1` must not panic).
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 /// `herald control`: runs one control-plane node until SIGINT or SIGTERM.
 pub async fn control(a: ControlArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(a.listen).await.with_context(|| format!("cannot listen on {}", a.listen))?;
     let advertise = a.advertise.unwrap_or_else(|| listener.local_addr().map(|x| x.to_string()).unwrap_or_default());
     let mut cfg = ControlConfig::new(a.id, advertise.clone(), a.data);
+    cfg.tokens = herald_control::Tokens { cluster: a.cluster_token, edge: a.edge_token, admin: a.admin_token };
+    for (name, t) in [("cluster", &cfg.tokens.cluster), ("edge", &cfg.tokens.edge), ("admin", &cfg.tokens.admin)] {
+        if t.is_none() {
+            tracing::warn!("no {name} token: that service is open to anyone who can reach {advertise} (docs/control-plane.md)");
+        } else if t.as_ref().is_some_and(|t| t.len() < 16) {
+            anyhow::bail!("the {name} token must be at least 16 characters");
+        }
+    }
     cfg.edge_heartbeat = Duration::from_millis(a.edge_heartbeat_ms);
     if let Some(url) = a.presence {
         let opts = herald_presence_redis::RedisPresenceOptions::new(url);
@@ -31,7 +47,7 @@ pub async fn control(a: ControlArgs) -> anyhow::Result<()> {
         let members = parse_members(&init)?;
         node.initialize(members).await.context("initialize")?;
     }
-    println!("herald control {} listening on {advertise}", a.id);
+    out!("herald control {} listening on {advertise}", a.id);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
@@ -62,15 +78,18 @@ pub async fn ctl(a: CtlArgs) -> ExitCode {
     }
 }
 
-async fn admin(endpoints: &str) -> anyhow::Result<AdminClient<tonic::transport::Channel>> {
+type Admin = AdminClient<tonic::service::interceptor::InterceptedService<tonic::transport::Channel, herald_control::network::Bearer>>;
+
+async fn admin(endpoints: &str, token: Option<&str>) -> anyhow::Result<Admin> {
     // The first member that answers; any member can take any call.
     let mut last = None;
     for e in endpoints.split(',').map(str::trim).filter(|e| !e.is_empty()) {
         let ch = herald_control::network::channel(e)?;
-        let mut c = AdminClient::new(ch);
+        let mut c = AdminClient::with_interceptor(ch, herald_control::network::Bearer(token.map(Arc::from)));
         match c.status(pb::StatusRequest {}).await {
             Ok(_) => return Ok(c),
-            Err(s) => last = Some(anyhow::anyhow!("{e}: {}", s.message())),
+            Err(s) if s.code() == tonic::Code::Unauthenticated => anyhow::bail!("{e}: {}: {}", code_name(s.code()), s.message()),
+            Err(s) => last = Some(anyhow::anyhow!("{e}: {}: {}", code_name(s.code()), s.message())),
         }
     }
     Err(last.unwrap_or_else(|| anyhow::anyhow!("no control-plane endpoint given")))
@@ -85,6 +104,7 @@ fn code_name(c: tonic::Code) -> &'static str {
         tonic::Code::InvalidArgument => "invalid",
         tonic::Code::FailedPrecondition => "refused",
         tonic::Code::Unavailable => "unavailable",
+        tonic::Code::Unauthenticated => "unauthenticated (set HERALD_CONTROL_ADMIN_TOKEN)",
         _ => "error",
     }
 }
@@ -115,18 +135,18 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) {
         }
     }
     let line = |cells: Vec<String>| cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_owned();
-    println!("{}", line(header.iter().map(|s| s.to_string()).collect()));
+    out!("{}", line(header.iter().map(|s| s.to_string()).collect()));
     for r in rows {
-        println!("{}", line(r));
+        out!("{}", line(r));
     }
 }
 
 fn print_status(s: &pb::ClusterStatus, json: bool) {
     if json {
-        println!("{}", status_json(s));
+        out!("{}", status_json(s));
         return;
     }
-    println!("leader {} · term {} · log index {} · applied {} · answered by {}", s.leader, s.term, s.last_log_index, s.last_applied, s.this_node);
+    out!("leader {} · term {} · log index {} · applied {} · answered by {}", s.leader, s.term, s.last_log_index, s.last_applied, s.this_node);
     table(
         &["ID", "ADDRESS", "ROLE"],
         s.members
@@ -138,7 +158,7 @@ fn print_status(s: &pb::ClusterStatus, json: bool) {
 
 fn print_accounts(list: &[pb::Account], json: bool) {
     if json {
-        println!("{}", serde_json::Value::Array(list.iter().map(account_json).collect()));
+        out!("{}", serde_json::Value::Array(list.iter().map(account_json).collect()));
         return;
     }
     let n = |v: u64| if v == 0 { "default".to_owned() } else { v.to_string() };
@@ -162,7 +182,7 @@ fn print_accounts(list: &[pb::Account], json: bool) {
 }
 
 async fn ctl_inner(a: CtlArgs) -> anyhow::Result<()> {
-    let mut c = admin(&a.control).await?;
+    let mut c = admin(&a.control, a.token.as_deref()).await?;
     let json = a.json;
     match a.command {
         CtlCommand::Status => print_status(&rpc(c.status(pb::StatusRequest {}).await)?, json),
@@ -177,7 +197,7 @@ async fn ctl_inner(a: CtlArgs) -> anyhow::Result<()> {
                             "healthy": n.healthy, "draining": n.draining, "connections": n.connections, "last_heartbeat_ms_ago": n.last_heartbeat_ms_ago})
                     })
                     .collect();
-                println!("{}", serde_json::Value::Array(v));
+                out!("{}", serde_json::Value::Array(v));
             } else {
                 table(
                     &["NODE", "REGION", "ADDRESS", "HEALTH", "STATE", "CONNECTIONS", "LAST HEARTBEAT"],
@@ -201,7 +221,7 @@ async fn ctl_inner(a: CtlArgs) -> anyhow::Result<()> {
         }
         CtlCommand::Drain { node } => {
             rpc(c.drain(pb::DrainRequest { node_id: node.clone() }).await)?;
-            if json { println!("{}", serde_json::json!({"drained": node})) } else { println!("drain ordered for {node}: it sends reconnect to its clients and stops taking new ones") }
+            if json { out!("{}", serde_json::json!({"drained": node})) } else { out!("drain ordered for {node}: it sends reconnect to its clients and stops taking new ones") }
         }
         CtlCommand::Accounts => print_accounts(&rpc(c.list_accounts(pb::ListAccountsRequest {}).await)?.accounts, json),
         CtlCommand::Account { name, connections, publish_per_second, max_subscriptions, max_message_bytes } => {
@@ -213,9 +233,9 @@ async fn ctl_inner(a: CtlArgs) -> anyhow::Result<()> {
         CtlCommand::AddKey { account } => {
             let r = rpc(c.add_key(pb::AddKeyRequest { account }).await)?;
             if json {
-                println!("{}", serde_json::json!({"key": r.key, "key_id": r.key_id}));
+                out!("{}", serde_json::json!({"key": r.key, "key_id": r.key_id}));
             } else {
-                println!("{}\n(key id {}; shown once: only its digest is stored. Edges accept it within a second.)", r.key, r.key_id);
+                out!("{}\n(key id {}; shown once: only its digest is stored. Edges accept it within a second.)", r.key, r.key_id);
             }
         }
         CtlCommand::RevokeKey { account, key_id } => {
@@ -237,9 +257,9 @@ async fn ctl_inner(a: CtlArgs) -> anyhow::Result<()> {
             let r = rpc(c.presence(pb::PresenceRequest { account, channel, limit }).await)?;
             if json {
                 let members: Vec<_> = r.members.iter().map(|m| serde_json::json!({"connection_id": m.connection_id, "user": m.user})).collect();
-                println!("{}", serde_json::json!({"occupancy": r.occupancy, "members": members}));
+                out!("{}", serde_json::json!({"occupancy": r.occupancy, "members": members}));
             } else {
-                println!("{} present", r.occupancy);
+                out!("{} present", r.occupancy);
                 table(&["USER", "CONNECTION"], r.members.into_iter().map(|m| vec![m.user, m.connection_id]).collect());
             }
         }
@@ -319,6 +339,6 @@ pub fn start_agent(config: &herald_config::Config, edge: &Arc<Edge>, listen: std
         capacity: 0,
         instance: format!("{:016x}", rand::random::<u64>()),
     };
-    let cfg = AgentConfig { endpoints: config.control.endpoints.clone(), node };
+    let cfg = AgentConfig { endpoints: config.control.endpoints.clone(), node, token: config.control.token.clone() };
     Some(tokio::spawn(herald_control::agent::run(cfg, Arc::new(Hooks(edge.clone())), stop)))
 }

@@ -87,6 +87,15 @@ pub struct ControlArgs {
     /// The region's presence store (`redis://HOST:PORT`), for `herald ctl presence`.
     #[arg(long, env = "HERALD_PRESENCE")]
     pub presence: Option<String>,
+    /// Token members present to each other (same on every member; ≥ 16 characters).
+    #[arg(long, env = "HERALD_CONTROL_CLUSTER_TOKEN", hide_env_values = true)]
+    pub cluster_token: Option<String>,
+    /// Token edges present (their HERALD_CONTROL_EDGE_TOKEN).
+    #[arg(long, env = "HERALD_CONTROL_EDGE_TOKEN", hide_env_values = true)]
+    pub edge_token: Option<String>,
+    /// Token operators present (`herald ctl`'s HERALD_CONTROL_ADMIN_TOKEN).
+    #[arg(long, env = "HERALD_CONTROL_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
 }
 
 /// `herald ctl`.
@@ -98,6 +107,9 @@ pub struct CtlArgs {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+    /// The control plane's admin token.
+    #[arg(long, env = "HERALD_CONTROL_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     #[command(subcommand)]
     pub command: CtlCommand,
 }

@@ -8,7 +8,7 @@ use herald_bus_kafka::testing::{Broker, free_port, unique_topic};
 use herald_client::{Client, ClientConfig, ConnState, Event};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use support::{Herald, Member, ctl, http, member, spawn};
+use support::{EDGE_TOKEN, Herald, Member, ctl, ctl_as, http, member, spawn};
 
 const SECRET: &str = "control-test-secret-0123456789";
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -52,7 +52,17 @@ async fn keys_rotate_live_and_edges_outlive_the_control_plane() {
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let members = control_plane(&ports, &data);
     let control = endpoints(&ports);
-    let edge = spawn(&["edge", "--listen", "127.0.0.1:0", "--bus", "memory", "--node", "edge-a"], &[("HERALD_JWT_SECRET", SECRET), ("HERALD_CONTROL", &control)]);
+    let edge = spawn(
+        &["edge", "--listen", "127.0.0.1:0", "--bus", "memory", "--node", "edge-a"],
+        &[("HERALD_JWT_SECRET", SECRET), ("HERALD_CONTROL", &control), ("HERALD_CONTROL_EDGE_TOKEN", EDGE_TOKEN)],
+    );
+
+    // Operators need the admin token; the edge's token does not do.
+    ctl(&control, &["status"]);
+    for token in [None, Some(EDGE_TOKEN)] {
+        let (ok, err) = ctl_as(&control, token, &["account", "intruder"]);
+        assert!(!ok && err.contains("unauthenticated"), "{err}");
+    }
 
     // An account and a key made with ctl work on the edge without a restart.
     ctl(&control, &["account", "acme"]);
@@ -68,6 +78,7 @@ async fn keys_rotate_live_and_edges_outlive_the_control_plane() {
     assert_eq!(publish_status(&edge, &k2_key, 1), 200);
     let nodes = ctl(&control, &["nodes"]);
     assert_eq!(nodes[0]["node"], "edge-a");
+    assert!(ctl(&control, &["accounts"]).as_array().unwrap().iter().all(|a| a["name"] != "intruder"), "the refused call changed nothing");
 
     // Limits set with ctl apply live too: records over 1 KiB are refused, then allowed again.
     let big = format!(r#"{{"account":"acme","channel":"news","data":"{}"}}"#, "x".repeat(2000));
@@ -145,7 +156,7 @@ async fn a_drained_edge_sends_its_clients_to_another_with_nothing_lost() {
     let broker = Broker::start();
     let topic = unique_topic("drain");
     let bus = format!("kafka://{}", broker.addr);
-    let env = [("HERALD_JWT_SECRET", SECRET), ("HERALD_CONTROL", control.as_str()), ("HERALD_KAFKA_TOPIC", topic.as_str()), ("HERALD_ADMIN_API_KEY", "admin-key-0123456789")];
+    let env = [("HERALD_JWT_SECRET", SECRET), ("HERALD_CONTROL", control.as_str()), ("HERALD_CONTROL_EDGE_TOKEN", EDGE_TOKEN), ("HERALD_KAFKA_TOPIC", topic.as_str()), ("HERALD_ADMIN_API_KEY", "admin-key-0123456789")];
     let a = spawn(&["edge", "--listen", "127.0.0.1:0", "--bus", &bus, "--node", "edge-a"], &env);
     let b = spawn(&["edge", "--listen", "127.0.0.1:0", "--bus", &bus, "--node", "edge-b"], &env);
     let deadline = Instant::now() + PATIENCE;

@@ -100,6 +100,7 @@ pub fn member(id: u64, port: u16, data: &std::path::Path, init: Option<&str>, ex
     if let Some(init) = init {
         cmd.args(["--init", init]);
     }
+    cmd.env("HERALD_CONTROL_CLUSTER_TOKEN", CLUSTER_TOKEN).env("HERALD_CONTROL_EDGE_TOKEN", EDGE_TOKEN).env("HERALD_CONTROL_ADMIN_TOKEN", ADMIN_TOKEN);
     let mut child = cmd.env("RUST_LOG", "error").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
@@ -108,10 +109,26 @@ pub fn member(id: u64, port: u16, data: &std::path::Path, init: Option<&str>, ex
 }
 
 /// `herald ctl --json ARGS`, retried while the control plane elects a leader.
+/// Tokens test control planes require (each service its own).
+pub const CLUSTER_TOKEN: &str = "test-cluster-token-0123456789";
+pub const EDGE_TOKEN: &str = "test-edge-token-0123456789";
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// `herald ctl --json ARGS` with a given admin token (or none): its exit status and stderr.
+pub fn ctl_as(control: &str, token: Option<&str>, args: &[&str]) -> (bool, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["ctl", "--control", control, "--json"]).args(args).env_remove("HERALD_CONTROL_ADMIN_TOKEN");
+    if let Some(t) = token {
+        cmd.env("HERALD_CONTROL_ADMIN_TOKEN", t);
+    }
+    let out = cmd.output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
 pub fn ctl(control: &str, args: &[&str]) -> serde_json::Value {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let out = Command::new(BIN).args(["ctl", "--control", control, "--json"]).args(args).output().unwrap();
+        let out = Command::new(BIN).args(["ctl", "--control", control, "--json"]).args(args).env("HERALD_CONTROL_ADMIN_TOKEN", ADMIN_TOKEN).output().unwrap();
         if out.status.success() {
             return serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("ctl {args:?} printed {:?}", String::from_utf8_lossy(&out.stdout)));
         }
