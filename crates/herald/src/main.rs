@@ -60,6 +60,16 @@ pub struct ReplicateArgs {
     /// Where to serve `/metrics` and `/healthz`.
     #[arg(long, default_value = "0.0.0.0:9400")]
     pub metrics_listen: SocketAddr,
+    /// This region's presence store, `redis://…`: other regions' members are mirrored into it.
+    #[arg(long, env = "HERALD_PRESENCE")]
+    pub presence: Option<String>,
+    /// Another region's presence store to mirror: `REGION=redis://HOST:PORT[/DB]`. Repeat per region.
+    #[arg(long = "from-presence")]
+    pub from_presence: Vec<String>,
+    /// This region's presence TTL (the edges' `presence.ttl_secs`): how long mirrored members
+    /// outlive a lost link.
+    #[arg(long, default_value_t = 15, env = "HERALD_PRESENCE_TTL_SECS")]
+    pub presence_ttl_secs: u64,
 }
 
 /// `herald control`.

@@ -196,7 +196,11 @@ pub fn replicate(a: crate::ReplicateArgs) -> ExitCode {
         };
         let metrics = Arc::new(herald_replicator::Metrics::default());
         let stop = CancellationToken::new();
-        let tasks: Vec<_> = links.into_iter().map(|l| tokio::spawn(herald_replicator::run(l, metrics.clone(), stop.clone()))).collect();
+        let mut tasks: Vec<_> = links.into_iter().map(|l| tokio::spawn(herald_replicator::run(l, metrics.clone(), stop.clone()))).collect();
+        match presence_links(&a).await {
+            Ok(links) => tasks.extend(links.into_iter().map(|l| tokio::spawn(herald_replicator::presence::run(l, stop.clone())))),
+            Err(e) => return usage_error(e),
+        }
         println!("herald replicate listening on http://{}", listener.local_addr().map(|x| x.to_string()).unwrap_or_default());
         let server = tokio::spawn(serve_metrics(listener, metrics));
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -214,6 +218,30 @@ pub fn replicate(a: crate::ReplicateArgs) -> ExitCode {
         server.abort();
         ExitCode::SUCCESS
     })
+}
+
+/// `--from-presence REGION=redis://…` links into `--presence`.
+async fn presence_links(a: &crate::ReplicateArgs) -> Result<Vec<herald_replicator::presence::PresenceLink>, String> {
+    if a.from_presence.is_empty() {
+        return Ok(Vec::new());
+    }
+    let url = a.presence.clone().ok_or("--from-presence needs --presence (this region's store)")?;
+    if !(3..=600).contains(&a.presence_ttl_secs) {
+        return Err("--presence-ttl-secs must be between 3 and 600".into());
+    }
+    let opts = RedisPresenceOptions { ttl: Duration::from_secs(a.presence_ttl_secs), ..RedisPresenceOptions::new(url) };
+    let target = Arc::new(RedisPresence::start(opts, &format!("replicator-{}", a.region)).await.map_err(|e| format!("--presence: {e}"))?);
+    let mut links = Vec::new();
+    for f in &a.from_presence {
+        let (name, url) = f.split_once('=').ok_or_else(|| format!("--from-presence: expected REGION=redis://…, got {f}"))?;
+        let source = RegionName::new(name).map_err(|e| format!("--from-presence {name}: {e}"))?;
+        if source.as_str() == a.region {
+            return Err(format!("--from-presence {name}: a region does not mirror itself"));
+        }
+        let store = herald_presence_redis::RemoteStore::new(url, "herald:presence:").map_err(|e| format!("--from-presence {name}: {e}"))?;
+        links.push(herald_replicator::presence::PresenceLink { source, store, target: target.clone() });
+    }
+    Ok(links)
 }
 
 /// Parses `--from REGION=kafka://HOST:PORT[,…][/TOPIC]` into links towards `--region`.

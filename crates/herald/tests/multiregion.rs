@@ -12,6 +12,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use herald_client::Event;
+use herald_presence_redis::testing::RedisServer;
 use support::{BIN, Herald, http, spawn};
 
 const SECRET: &str = "regions-test-secret-0123456789";
@@ -27,12 +29,15 @@ struct Region {
 }
 
 fn region(name: &'static str) -> Region {
+    region_with(name, &[])
+}
+
+fn region_with(name: &'static str, env: &[(&str, &str)]) -> Region {
     let broker = Broker::start();
     let topic = unique_topic(&format!("herald-{name}"));
-    let edge = spawn(
-        &["edge", "--listen", "127.0.0.1:0", "--bus", &format!("kafka://{}", broker.addr), "--node", &format!("edge-{name}"), "--region", name],
-        &[("HERALD_JWT_SECRET", SECRET), ("HERALD_ADMIN_API_KEY", KEY), ("HERALD_KAFKA_TOPIC", &topic)],
-    );
+    let mut all = vec![("HERALD_JWT_SECRET", SECRET), ("HERALD_ADMIN_API_KEY", KEY), ("HERALD_KAFKA_TOPIC", topic.as_str())];
+    all.extend_from_slice(env);
+    let edge = spawn(&["edge", "--listen", "127.0.0.1:0", "--bus", &format!("kafka://{}", broker.addr), "--node", &format!("edge-{name}"), "--region", name], &all);
     Region { name, broker, topic, edge }
 }
 
@@ -48,11 +53,16 @@ impl Drop for Replicator {
 
 /// Replicates every region in `from` into `to`.
 fn replicator(to: &Region, from: &[&Region]) -> Replicator {
+    replicator_with(to, from, &[])
+}
+
+fn replicator_with(to: &Region, from: &[&Region], extra: &[String]) -> Replicator {
     let mut cmd = Command::new(BIN);
     cmd.args(["replicate", "--region", to.name, "--to", &format!("kafka://{}", to.broker.addr), "--to-topic", &to.topic, "--metrics-listen", "127.0.0.1:0"]);
     for f in from {
         cmd.args(["--from", &format!("{}=kafka://{}/{}", f.name, f.broker.addr, f.topic)]);
     }
+    cmd.args(extra);
     let mut child = cmd.env("RUST_LOG", "error").stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
@@ -274,4 +284,61 @@ async fn a_client_of_a_failed_region_resumes_in_another_with_exactly_what_it_mis
     let m = tokio::time::timeout(PATIENCE, sub.next_message()).await.unwrap().unwrap();
     assert_eq!(serde_json::from_str::<serde_json::Value>(m.data.get()).unwrap()["seq"], 99);
     b.edge.child.kill().unwrap();
+}
+
+/// The next join or leave on `sub`, as (is_join, user).
+async fn next_presence(sub: &mut Subscription) -> (bool, String) {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            match sub.next().await.expect("subscription open") {
+                Event::Join { user, .. } => return (true, user),
+                Event::Leave { user, .. } => return (false, user),
+                _ => continue,
+            }
+        }
+    })
+    .await
+    .expect("a presence event arrives")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_answers_for_every_region_and_forgets_a_lost_one_within_its_ttl() {
+    let (redis_a, redis_b) = (RedisServer::start(), RedisServer::start());
+    let (url_a, url_b) = (redis_a.url(), redis_b.url());
+    let ttl = [("HERALD_PRESENCE_TTL_SECS", "3")];
+    let a = region_with("a", &[("HERALD_PRESENCE", url_a.as_str()), ttl[0]]);
+    let b = region_with("b", &[("HERALD_PRESENCE", url_b.as_str()), ttl[0]]);
+    let presence_args = |own: &str, other: &str, url: &str| -> Vec<String> {
+        ["--presence", own, "--from-presence", &format!("{other}={url}"), "--presence-ttl-secs", "3"].iter().map(|s| s.to_string()).collect()
+    };
+    let _into_a = replicator_with(&a, &[&b], &presence_args(&url_a, "b", &url_b));
+    let mut into_b = replicator_with(&b, &[&a], &presence_args(&url_b, "a", &url_a));
+
+    let token = |user: &str| support::token_for_user(SECRET, "acme", user, "*", "");
+    let alice = Client::connect(ClientConfig::new(a.edge.url.clone(), token("alice")));
+    let mut on_a = alice.subscribe_with("room", None, true).await.unwrap();
+    assert_eq!(next_presence(&mut on_a).await, (true, "alice".into()));
+    let bob = Client::connect(ClientConfig::new(b.edge.url.clone(), token("bob")));
+    let mut on_b = bob.subscribe_with("room", None, true).await.unwrap();
+    assert_eq!(next_presence(&mut on_b).await, (true, "bob".into()));
+    // Alice in a sees bob of region b join; presence in either region lists both.
+    assert_eq!(next_presence(&mut on_a).await, (true, "bob".into()));
+    for client in [&alice, &bob] {
+        let here = client.presence("room").await.unwrap();
+        let mut users: Vec<&str> = here["members"].as_array().unwrap().iter().map(|m| m["user"].as_str().unwrap()).collect();
+        users.sort();
+        assert_eq!(users, ["alice", "bob"]);
+    }
+    // A leave crosses regions too.
+    alice.unsubscribe("room").await;
+    assert_eq!(next_presence(&mut on_b).await, (false, "alice".into()));
+    let _resub = alice.subscribe_with("room", None, false).await.unwrap();
+    assert_eq!(next_presence(&mut on_b).await, (true, "alice".into()));
+
+    // The link a→b goes away: b stops vouching for a's members, which leave within the TTL.
+    into_b.0.kill().unwrap();
+    into_b.0.wait().unwrap();
+    assert_eq!(next_presence(&mut on_b).await, (false, "alice".into()));
+    let here = bob.presence("room").await.unwrap();
+    assert_eq!(here["members"].as_array().unwrap().len(), 1);
 }

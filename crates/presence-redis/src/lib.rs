@@ -204,6 +204,97 @@ impl RedisPresence {
     pub fn abandon(&self) {
         self.stop.cancel();
     }
+
+    /// Stops heartbeating `node` without removing its members: they leave when its TTL runs
+    /// out, unless it is synced again first. For nodes mirrored from another region.
+    pub fn forget_node(&self, node: &str) {
+        self.inner.mirror.lock().remove(node);
+    }
+
+    /// Makes `node`'s members exactly `members` (joins and leaves for the differences, with
+    /// events), and heartbeats it from now on. For nodes mirrored from another region.
+    pub async fn sync_node(&self, node: &str, members: Vec<(ChannelKey, PresenceMember)>) -> Result<(), PresenceError> {
+        let wanted = members.into_iter().map(|(c, m)| ((c, m.connection_id.clone()), m)).collect();
+        self.inner.mirror.lock().insert(node.to_owned(), wanted);
+        // Alive first (see `join`), then exactly these members.
+        self.inner.mark_dirty(self.inner.beat(node).await)?;
+        let r = self.inner.reconcile(node, true).await;
+        self.inner.mark_dirty(r)
+    }
+}
+
+/// One member of another region's store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteEntry {
+    /// The channel.
+    pub channel: ChannelKey,
+    /// The node that added it there.
+    pub node: String,
+    /// Who.
+    pub member: PresenceMember,
+}
+
+/// Reads another region's presence store, for mirroring it (the replicator's presence link).
+pub struct RemoteStore {
+    client: redis::Client,
+    prefix: String,
+}
+
+impl RemoteStore {
+    /// A reader of the store at `url` under `prefix`.
+    pub fn new(url: &str, prefix: &str) -> Result<Self, PresenceError> {
+        Ok(Self { client: redis::Client::open(url).map_err(unavailable)?, prefix: prefix.to_owned() })
+    }
+
+    /// Every member the region's own edges added (entries it mirrors from other regions, whose
+    /// node names contain `/`, are left out, so that regions never mirror each other in loops).
+    pub async fn snapshot(&self) -> Result<Vec<RemoteEntry>, PresenceError> {
+        let mut conn = self.client.get_multiplexed_async_connection().await.map_err(unavailable)?;
+        let pattern = format!("{}ch:*", self.prefix);
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, page): (u64, Vec<String>) =
+                redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000).query_async(&mut conn).await.map_err(unavailable)?;
+            keys.extend(page);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let mut out = Vec::new();
+        for key in keys {
+            let Ok(channel) = ChannelKey::parse(&key[pattern.len() - 1..]) else { continue };
+            let members: HashMap<String, String> = conn.hgetall(&key).await.map_err(unavailable)?;
+            for (id, stored) in members {
+                let Ok(m) = serde_json::from_str::<StoredMember>(&stored) else { continue };
+                if !m.n.contains('/') {
+                    out.push(RemoteEntry { channel: channel.clone(), node: m.n, member: PresenceMember { connection_id: id, user: m.u } });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The region's joins and leaves from now on (its own edges' only), until the connection
+    /// drops.
+    pub async fn changes(&self) -> Result<impl futures_util::Stream<Item = (PresenceChange, RemoteEntry)> + Send + 'static, PresenceError> {
+        let mut ps = self.client.get_async_pubsub().await.map_err(unavailable)?;
+        ps.subscribe(format!("{}events", self.prefix)).await.map_err(unavailable)?;
+        Ok(ps.into_on_message().filter_map(|msg| async move {
+            let w: WireEvent = serde_json::from_slice(msg.get_payload_bytes()).ok()?;
+            let m: StoredMember = serde_json::from_str(&w.m).ok()?;
+            if m.n.contains('/') {
+                return None;
+            }
+            let change = match w.k.as_str() {
+                "j" => PresenceChange::Join,
+                "l" => PresenceChange::Leave,
+                _ => return None,
+            };
+            Some((change, RemoteEntry { channel: ChannelKey::parse(&w.c).ok()?, node: m.n, member: PresenceMember { connection_id: w.i, user: m.u } }))
+        }))
+    }
 }
 
 impl Drop for RedisPresence {
@@ -475,6 +566,16 @@ async fn liveness(inner: Arc<Inner>, stop: CancellationToken) {
 impl Presence for RedisPresence {
     async fn join(&self, node: &str, channel: &ChannelKey, member: PresenceMember) -> Result<(), PresenceError> {
         let inner = &self.inner;
+        // A node's first member: make it alive before it is listed in `nodes`, or another edge's
+        // reaper could take it for dead in between.
+        let new_node = !inner.mirror.lock().contains_key(node);
+        if new_node {
+            inner.mirror.lock().entry(node.to_owned()).or_default();
+            if let Err(e) = inner.beat(node).await {
+                inner.dirty.store(true, Ordering::Release);
+                tracing::debug!(error = %e, node, "presence: first heartbeat of a node failed");
+            }
+        }
         let _shared = inner.writes.read().await;
         inner.mirror.lock().entry(node.to_owned()).or_default().insert((channel.clone(), member.connection_id.clone()), member.clone());
         inner.mark_dirty(inner.write_join(node, channel, &member, true).await).map(|_| ())
