@@ -37,6 +37,8 @@ pub struct EdgeMetrics {
     pub bus_errors: Counter,
     /// Records that were dropped from retention before this node dispatched them.
     pub records_skipped: Counter,
+    /// Presence storage calls that failed (joins, leaves, queries).
+    pub presence_errors: Counter,
     /// 1 while the node's probe records come back through the bus in time.
     pub probe_ok: Gauge,
     /// Publish-to-fan-out time of the last probe record, seconds.
@@ -90,6 +92,7 @@ impl EdgeMetrics {
             ready: gauge("herald_ready", "1 while the node is ready"),
             bus_errors: counter("herald_bus_errors_total", "Bus read errors in partition consumers"),
             records_skipped: counter("herald_records_skipped_total", "Records lost to retention before dispatch"),
+            presence_errors: counter("herald_presence_errors_total", "Presence storage calls that failed"),
             partitions_consumed: gauge("herald_partitions_consumed", "Bus partitions this node consumes"),
             probe_ok: gauge("herald_probe_ok", "1 while probe records come back through the bus in time"),
             probe_lag: gauge("herald_probe_lag_seconds", "Publish-to-fan-out time of the last probe record"),

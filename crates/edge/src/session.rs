@@ -152,7 +152,10 @@ impl Session {
                 let key = ChannelKey::new(self.grant.account.clone(), ch.clone());
                 match self.edge.presence.snapshot(&key, 1000).await {
                     Ok(s) => self.send(ServerFrame::Presence { id: &id, channel: ch.as_str(), occupancy: s.occupancy, members: &s.members }),
-                    Err(e) => self.send_error(Some(&id), ErrorCode::Unavailable, &e.to_string()),
+                    Err(e) => {
+                        self.edge.metrics.presence_errors.increment(1);
+                        self.send_error(Some(&id), ErrorCode::Unavailable, &e.to_string())
+                    }
                 }
             }
             ClientFrame::Refresh { id, token } => self.refresh(id, &token).await?,
@@ -190,6 +193,7 @@ impl Session {
         self.subs.insert(ch, sub);
         let member = PresenceMember { connection_id: self.connection_id.clone(), user: self.grant.user.clone() };
         if let Err(e) = self.edge.presence.join(&self.edge.node, &key, member).await {
+            self.edge.metrics.presence_errors.increment(1);
             tracing::warn!(error = %e, "presence join failed");
         }
     }
@@ -229,6 +233,7 @@ impl Session {
     async fn leave_presence(&self, ch: &ChannelName) {
         let key = ChannelKey::new(self.grant.account.clone(), ch.clone());
         if let Err(e) = self.edge.presence.leave(&self.edge.node, &key, &self.connection_id).await {
+            self.edge.metrics.presence_errors.increment(1);
             tracing::warn!(error = %e, "presence leave failed");
         }
     }
