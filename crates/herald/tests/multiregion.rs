@@ -12,9 +12,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use herald_client::Event;
 use herald_presence_redis::testing::RedisServer;
-use support::{BIN, Herald, http, spawn};
+use support::{BIN, Herald, http, next_presence, spawn};
 
 const SECRET: &str = "regions-test-secret-0123456789";
 const KEY: &str = "regions-test-key-0123456789";
@@ -284,21 +283,6 @@ async fn a_client_of_a_failed_region_resumes_in_another_with_exactly_what_it_mis
     let m = tokio::time::timeout(PATIENCE, sub.next_message()).await.unwrap().unwrap();
     assert_eq!(serde_json::from_str::<serde_json::Value>(m.data.get()).unwrap()["seq"], 99);
     b.edge.child.kill().unwrap();
-}
-
-/// The next join or leave on `sub`, as (is_join, user).
-async fn next_presence(sub: &mut Subscription) -> (bool, String) {
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            match sub.next().await.expect("subscription open") {
-                Event::Join { user, .. } => return (true, user),
-                Event::Leave { user, .. } => return (false, user),
-                _ => continue,
-            }
-        }
-    })
-    .await
-    .expect("a presence event arrives")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,13 +3,11 @@
 
 mod support;
 
-use herald_client::{Client, ClientConfig, Event, Subscription};
+use herald_client::{Client, ClientConfig};
 use herald_presence_redis::testing::RedisServer;
-use std::time::Duration;
-use support::{Herald, ctl, member, spawn};
+use support::{Herald, ctl, member, next_presence, spawn};
 
 const SECRET: &str = "presence-test-secret-0123456789";
-const PATIENCE: Duration = Duration::from_secs(30);
 
 /// An edge on its own in-memory bus: presence is all these edges share.
 fn edge(redis: &RedisServer, node: &str) -> Herald {
@@ -22,21 +20,6 @@ fn edge(redis: &RedisServer, node: &str) -> Herald {
 fn client(e: &Herald, user: &str) -> Client {
     let token = support::token_for_user(SECRET, "acme", user, "*", "");
     Client::connect(ClientConfig::new(e.url.clone(), token))
-}
-
-/// The next join or leave on `sub`, as (is_join, user).
-async fn next_presence(sub: &mut Subscription) -> (bool, String) {
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            match sub.next().await.expect("subscription open") {
-                Event::Join { user, .. } => return (true, user),
-                Event::Leave { user, .. } => return (false, user),
-                _ => continue,
-            }
-        }
-    })
-    .await
-    .expect("a presence event arrives")
 }
 
 fn users(presence: &serde_json::Value) -> Vec<String> {

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast;
 
-use herald_core::{ChannelKey, Presence, PresenceChange, PresenceEvent, PresenceMember};
+use herald_core::testing::presence_conformance::next_event;
+use herald_core::{ChannelKey, Presence, PresenceChange, PresenceMember};
 use herald_presence_redis::testing::RedisServer;
 use herald_presence_redis::{RedisPresence, RedisPresenceOptions};
 
@@ -20,20 +20,6 @@ fn member(c: &str, u: &str) -> PresenceMember {
 
 fn opts(url: &str, ttl_ms: u64) -> RedisPresenceOptions {
     RedisPresenceOptions { ttl: Duration::from_millis(ttl_ms), ..RedisPresenceOptions::new(url) }
-}
-
-async fn next_event(rx: &mut broadcast::Receiver<PresenceEvent>, channel: &ChannelKey) -> PresenceEvent {
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            match rx.recv().await {
-                Ok(e) if &e.channel == channel => return e,
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => panic!("event stream closed"),
-            }
-        }
-    })
-    .await
-    .expect("an event arrives")
 }
 
 /// Polls `snapshot` until `check` holds.

@@ -18,7 +18,7 @@ fn member(c: &str, u: &str) -> PresenceMember {
 }
 
 /// Waits for the next event on `channel`, skipping events of other channels.
-async fn next_event(rx: &mut broadcast::Receiver<PresenceEvent>, channel: &ChannelKey) -> PresenceEvent {
+pub async fn next_event(rx: &mut broadcast::Receiver<PresenceEvent>, channel: &ChannelKey) -> PresenceEvent {
     tokio::time::timeout(PATIENCE, async {
         loop {
             match rx.recv().await {

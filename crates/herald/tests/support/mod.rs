@@ -138,3 +138,18 @@ pub fn ctl(control: &str, args: &[&str]) -> serde_json::Value {
     }
 }
 
+
+/// The next join or leave on `sub`, as (is_join, user).
+pub async fn next_presence(sub: &mut herald_client::Subscription) -> (bool, String) {
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        loop {
+            match sub.next().await.expect("subscription open") {
+                herald_client::Event::Join { user, .. } => return (true, user),
+                herald_client::Event::Leave { user, .. } => return (false, user),
+                _ => continue,
+            }
+        }
+    })
+    .await
+    .expect("a presence event arrives")
+}
