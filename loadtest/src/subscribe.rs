@@ -153,11 +153,10 @@ async fn one(a: &Args, totals: &Totals, hist: &Mutex<Histogram<u64>>, ready: &At
         ready.fetch_add(1, Ordering::Relaxed);
         // Answer heartbeats, nothing else.
         while let Some(m) = ws.next().await {
-            if let Message::Text(t) = m? {
-                if t.contains("\"ping\"") {
+            if let Message::Text(t) = m?
+                && t.contains("\"ping\"") {
                     ws.send(Message::Text("{\"type\":\"pong\"}".into())).await?;
                 }
-            }
         }
         return Ok(());
     }

@@ -141,7 +141,7 @@ impl KafkaBus {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "1")
-            .set("message.timeout.ms", &config.timeout.as_millis().to_string())
+            .set("message.timeout.ms", config.timeout.as_millis().to_string())
             .create()
             .map_err(unavailable)?;
         let meta: BaseConsumer = client_config(&config.brokers).set("group.id", "herald-meta").create().map_err(unavailable)?;
@@ -249,11 +249,10 @@ async fn partition_count(meta: &Arc<BaseConsumer>, topic: &str, timeout: Duratio
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let md = meta.fetch_metadata(Some(&topic), Timeout::After(Duration::from_secs(2))).map_err(unavailable)?;
-            if let Some(t) = md.topics().iter().find(|t| t.name() == topic) {
-                if t.error().is_none() && !t.partitions().is_empty() {
+            if let Some(t) = md.topics().iter().find(|t| t.name() == topic)
+                && t.error().is_none() && !t.partitions().is_empty() {
                     return Ok(t.partitions().len() as u32);
                 }
-            }
             if std::time::Instant::now() > deadline {
                 return Err(unavailable(format!("topic {topic} has no partitions")));
             }
@@ -347,11 +346,10 @@ impl Bus for KafkaBus {
                     } else if let Some(e) = idem.map.get_mut(&k) {
                         e.appended.offset = out[i].offset;
                     }
-                } else if out[i].offset == u64::MAX {
-                    if let Some(e) = idem.map.get(&k) {
+                } else if out[i].offset == u64::MAX
+                    && let Some(e) = idem.map.get(&k) {
                         out[i].offset = e.appended.offset;
                     }
-                }
             }
         }
         drop(idem);

@@ -116,11 +116,10 @@ impl MemoryBus {
                 }
             }
         }
-        if let Some(key) = &r.idempotency_key {
-            if let Some(e) = log.idem.get(&(r.account.clone(), key.clone())) {
+        if let Some(key) = &r.idempotency_key
+            && let Some(e) = log.idem.get(&(r.account.clone(), key.clone())) {
                 return Appended { partition, offset: e.offset, id: e.id.clone(), duplicate: true };
             }
-        }
         let offset = log.next();
         let id = MessageId::generate(r.published_at_ms);
         if let Some(key) = r.idempotency_key {

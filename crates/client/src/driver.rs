@@ -38,11 +38,10 @@ impl Channel {
         let id: Box<str> = id.into();
         self.seen.insert(id.clone());
         self.order.push_back(id);
-        if self.order.len() > window {
-            if let Some(old) = self.order.pop_front() {
+        if self.order.len() > window
+            && let Some(old) = self.order.pop_front() {
                 self.seen.remove(&old);
             }
-        }
         true
     }
 }
@@ -120,14 +119,13 @@ pub(crate) async fn run(config: ClientConfig, rx: mpsc::Receiver<Command>, state
     loop {
         d.state.send_replace(ConnState::Connecting);
         // Every reconnect starts with a fresh token when there is a source of them.
-        if !first {
-            if let Some(source) = d.config.token_source.clone() {
+        if !first
+            && let Some(source) = d.config.token_source.clone() {
                 match source().await {
                     Ok(t) => d.config.token = t,
                     Err(e) => tracing::warn!(error = %e, "token source failed; trying the current token"),
                 }
             }
-        }
         first = false;
         let outcome = match connect(&d.config).await {
             Ok(ws) => d.serve(ws, &mut failures).await,
@@ -430,11 +428,10 @@ impl Driver {
                 }
             }
             "unsubscribed" => {
-                if let (None, Some(code), Some(channel)) = (req_id, f.code, f.channel) {
-                    if let Some(ch) = self.channels.remove(&channel) {
+                if let (None, Some(code), Some(channel)) = (req_id, f.code, f.channel)
+                    && let Some(ch) = self.channels.remove(&channel) {
                         let _ = ch.events.send(Event::Ended { code }).await;
                     }
-                }
             }
             "ping" => ws.send(WsMessage::Text(r#"{"type":"pong"}"#.into())).await?,
             "token_expiring" => {
@@ -463,11 +460,10 @@ impl Driver {
                 let refused = ClientError::Refused { code: code.clone(), message: message.clone() };
                 match req_id.and_then(|i| self.pending.remove(&i)) {
                     Some(Pending::Subscribe { channel, .. }) => {
-                        if let Some(mut ch) = self.channels.remove(&channel) {
-                            if let Some(done) = ch.done.take() {
+                        if let Some(mut ch) = self.channels.remove(&channel)
+                            && let Some(done) = ch.done.take() {
                                 let _ = done.send(Err(refused));
                             }
-                        }
                     }
                     Some(Pending::Publish(tx)) => drop(tx.send(Err(refused))),
                     Some(Pending::Presence(tx)) => drop(tx.send(Err(refused))),

@@ -497,11 +497,10 @@ impl Config {
         if b.retention_records == 0 {
             return bad("bus.retention_records", "must be positive");
         }
-        if let Some(s) = &self.auth.jwt_secret {
-            if s.len() < 16 {
+        if let Some(s) = &self.auth.jwt_secret
+            && s.len() < 16 {
                 return bad("auth.jwt_secret", "must be at least 16 bytes");
             }
-        }
         if self.auth.jwks_url.as_deref().is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
             return bad("auth.jwks_url", "must be an http:// or https:// URL");
         }
@@ -558,11 +557,10 @@ impl Config {
                 return bad("sources.brokers", "a source needs brokers (or a kafka:// bus)");
             }
         }
-        if let Some(k) = &self.auth.admin_api_key {
-            if k.len() < 16 {
+        if let Some(k) = &self.auth.admin_api_key
+            && k.len() < 16 {
                 return bad("auth.admin_api_key", "must be at least 16 bytes");
             }
-        }
         Ok(())
     }
 }

@@ -21,11 +21,10 @@ pub fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
 
 /// Adds `authorization: Bearer <token>` to a request when a token is set.
 pub fn authorize<T>(req: &mut tonic::Request<T>, token: Option<&str>) {
-    if let Some(t) = token {
-        if let Ok(v) = format!("Bearer {t}").parse() {
+    if let Some(t) = token
+        && let Ok(v) = format!("Bearer {t}").parse() {
             req.metadata_mut().insert("authorization", v);
         }
-    }
 }
 
 /// A client-side interceptor adding the bearer token to every call.

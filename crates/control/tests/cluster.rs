@@ -71,11 +71,10 @@ impl Cluster {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
             let leaders: Vec<Option<u64>> = self.nodes.values().map(|n| n.raft().metrics().borrow().current_leader).collect();
-            if let Some(Some(l)) = leaders.first() {
-                if leaders.iter().all(|x| *x == Some(*l)) && self.nodes.contains_key(l) {
+            if let Some(Some(l)) = leaders.first()
+                && leaders.iter().all(|x| *x == Some(*l)) && self.nodes.contains_key(l) {
                     return *l;
                 }
-            }
             assert!(tokio::time::Instant::now() < deadline, "no agreed leader: {leaders:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -307,11 +307,10 @@ impl ApiKeys {
         use sha2::{Digest, Sha256};
         let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
         let mut found = None;
-        if let Some(a) = &self.admin {
-            if a.matches(key, &digest) {
+        if let Some(a) = &self.admin
+            && a.matches(key, &digest) {
                 found = Some(KeyOwner::Admin);
             }
-        }
         for (k, account) in &self.accounts {
             if k.matches(key, &digest) && found.is_none() {
                 found = Some(KeyOwner::Account(account.clone()));

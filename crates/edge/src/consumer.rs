@@ -95,14 +95,13 @@ impl PartitionConsumers {
                 _ = consumers.stop.cancelled() => return,
             }
             let mut slot = consumers.slots[partition as usize].lock().await;
-            if slot.users == 0 && slot.generation == generation {
-                if let Some(t) = slot.running.take() {
+            if slot.users == 0 && slot.generation == generation
+                && let Some(t) = slot.running.take() {
                     t.cancel();
                     let n = consumers.active.fetch_sub(1, Ordering::Relaxed) - 1;
                     edge.metrics.partitions_consumed.set(n as f64);
                     tracing::debug!(partition, "stopped consuming an idle partition");
                 }
-            }
         });
     }
 

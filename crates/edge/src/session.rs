@@ -120,14 +120,23 @@ impl Session {
             ClientFrame::Publish { id, channel, data, idempotency_key } => {
                 let Some(ch) = self.channel(&id, &channel) else { return Ok(()) };
                 if !self.grant.may_publish(&ch) {
-                    return Ok(self.send_error(Some(&id), ErrorCode::Forbidden, "token may not publish on this channel"));
+                    return {
+                        self.send_error(Some(&id), ErrorCode::Forbidden, "token may not publish on this channel");
+                        Ok(())
+                    };
                 }
                 if !self.publish_bucket.take(1) {
                     let l = self.edge.limits.connection_publish_refused();
-                    return Ok(self.send_error(Some(&id), ErrorCode::RateLimited, l.message()));
+                    return {
+                        self.send_error(Some(&id), ErrorCode::RateLimited, l.message());
+                        Ok(())
+                    };
                 }
                 if let Err(l) = self.edge.limits.account_publish(&self.grant.account, 1) {
-                    return Ok(self.send_error(Some(&id), ErrorCode::RateLimited, l.message()));
+                    return {
+                        self.send_error(Some(&id), ErrorCode::RateLimited, l.message());
+                        Ok(())
+                    };
                 }
                 let item = PublishItem { account: self.grant.account.clone(), channel: ch.clone(), data: Bytes::copy_from_slice(data.get().as_bytes()), idempotency_key };
                 match self.edge.publish(vec![item]).await {
@@ -147,7 +156,10 @@ impl Session {
             ClientFrame::Presence { id, channel } => {
                 let Some(ch) = self.channel(&id, &channel) else { return Ok(()) };
                 if !self.grant.may_see_presence(&ch) {
-                    return Ok(self.send_error(Some(&id), ErrorCode::Forbidden, "token may not see this channel's presence"));
+                    return {
+                        self.send_error(Some(&id), ErrorCode::Forbidden, "token may not see this channel's presence");
+                        Ok(())
+                    };
                 }
                 let key = ChannelKey::new(self.grant.account.clone(), ch.clone());
                 match self.edge.presence.snapshot(&key, 1000).await {

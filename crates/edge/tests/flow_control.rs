@@ -132,14 +132,11 @@ async fn presence_lists_members_and_sends_join_and_leave_to_those_who_asked() {
     let _g = guest.subscribe("room").await.unwrap();
     let mut guest_conn = None;
     while guest_conn.is_none() {
-        match tokio::time::timeout(PATIENCE, w.next()).await.unwrap().unwrap() {
-            Event::Join { user, connection_id } => {
-                joins += 1;
-                if user == "guest" {
-                    guest_conn = Some(connection_id);
-                }
+        if let Event::Join { user, connection_id } = tokio::time::timeout(PATIENCE, w.next()).await.unwrap().unwrap() {
+            joins += 1;
+            if user == "guest" {
+                guest_conn = Some(connection_id);
             }
-            _ => {}
         }
     }
     assert!(joins >= 1);

@@ -111,11 +111,11 @@ async fn sse_refuses_bad_requests_with_documented_codes() {
     let e = TestEdge::start().await;
     let token = e.token("acme", "u1");
     let cases = [
-        (format!("/v1/sse?channels=incidents"), 401),
+        ("/v1/sse?channels=incidents".to_string(), 401),
         (format!("/v1/sse?channels=../beta/x&token={token}"), 400),
         (format!("/v1/sse?token={token}"), 400),
         (format!("/v1/sse?channels=a&since=garbage&token={token}"), 400),
-        (format!("/v1/sse?channels=a&token=not-a-token"), 401),
+        ("/v1/sse?channels=a&token=not-a-token".to_string(), 401),
     ];
     for (path, want) in cases {
         let (status, _) = open_sse(e.addr, &path, None).await;

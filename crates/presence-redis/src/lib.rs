@@ -358,12 +358,11 @@ impl Inner {
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        if let (Some(stored), Ok(channel)) = (removed, ChannelKey::parse(channel)) {
-            if let Ok(m) = serde_json::from_str::<StoredMember>(&stored) {
+        if let (Some(stored), Ok(channel)) = (removed, ChannelKey::parse(channel))
+            && let Ok(m) = serde_json::from_str::<StoredMember>(&stored) {
                 let member = PresenceMember { connection_id: connection_id.to_owned(), user: m.u };
                 self.feed(&m.n, PresenceEvent { channel, change: PresenceChange::Leave, member });
             }
-        }
         Ok(())
     }
 

@@ -26,11 +26,10 @@ fn opts(url: &str, ttl_ms: u64) -> RedisPresenceOptions {
 async fn eventually_occupancy(p: &RedisPresence, ch: &ChannelKey, want: u64) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
-        if let Ok(s) = p.snapshot(ch, 1000).await {
-            if s.occupancy == want {
+        if let Ok(s) = p.snapshot(ch, 1000).await
+            && s.occupancy == want {
                 return;
             }
-        }
         assert!(tokio::time::Instant::now() < deadline, "occupancy of {ch} never became {want}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -80,7 +79,7 @@ async fn a_dead_edges_members_leave_after_its_ttl() {
     // The dying node stops heartbeating without saying goodbye, as a crash would.
     dying.abandon();
     drop(dying);
-    let mut left = vec![next_event(&mut rx, &ch).await, next_event(&mut rx, &ch).await];
+    let mut left = [next_event(&mut rx, &ch).await, next_event(&mut rx, &ch).await];
     left.sort_by(|a, b| a.member.connection_id.cmp(&b.member.connection_id));
     assert!(left.iter().all(|e| e.change == PresenceChange::Leave));
     assert_eq!([left[0].member.connection_id.as_str(), left[1].member.connection_id.as_str()], ["d1", "d2"]);

@@ -109,11 +109,10 @@ impl Rules {
             return Err(err("channel", "the template is empty".into()));
         }
         for part in &channel {
-            if let Part::Literal(l) = part {
-                if l.contains('/') || ChannelName::new(&l.replace("..", "_")).is_err() {
+            if let Part::Literal(l) = part
+                && (l.contains('/') || ChannelName::new(&l.replace("..", "_")).is_err()) {
                     return Err(err("channel", format!("literal {l:?} has characters a channel name cannot have")));
                 }
-            }
         }
         for d in &c.drop {
             if !pointer_ok(&d.field) {

@@ -93,7 +93,7 @@ pub async fn a_dead_nodes_members_leave(p: Arc<dyn Presence>) {
     p.join("alive", &ch, member("a1", "u3")).await.unwrap();
     let mut rx = p.events();
     p.node_gone("dead").await.unwrap();
-    let mut left = vec![next_event(&mut rx, &ch).await, next_event(&mut rx, &ch).await];
+    let mut left = [next_event(&mut rx, &ch).await, next_event(&mut rx, &ch).await];
     left.sort_by(|a, b| a.member.connection_id.cmp(&b.member.connection_id));
     assert!(left.iter().all(|e| e.change == PresenceChange::Leave));
     assert_eq!(left[0].member.connection_id, "d1");
