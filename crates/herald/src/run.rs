@@ -288,9 +288,19 @@ async fn serve_metrics(listener: tokio::net::TcpListener, metrics: Arc<herald_re
         let Ok((mut sock, _)) = listener.accept().await else { continue };
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let n = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf)).await.ok().and_then(|r| r.ok()).unwrap_or(0);
-            let req = String::from_utf8_lossy(&buf[..n]);
+            // Read the whole request head (a client may write it in pieces), at most 8 KiB.
+            let mut buf = Vec::with_capacity(1024);
+            let head = async {
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(5), head).await;
+            let req = String::from_utf8_lossy(&buf);
             let (status, body) = if req.starts_with("GET /metrics") {
                 ("200 OK", metrics.render())
             } else if req.starts_with("GET /healthz") {
