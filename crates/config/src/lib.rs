@@ -417,6 +417,11 @@ impl Config {
         if let Some(v) = get("HERALD_CONTROL") {
             self.control.endpoints = v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
         }
+        match get("HERALD_LOG_FORMAT").as_deref() {
+            Some("json") => self.log.format = LogFormat::Json,
+            Some("text") => self.log.format = LogFormat::Text,
+            _ => {}
+        }
         if let Some(v) = get("HERALD_CONTROL_EDGE_TOKEN") {
             self.control.token = Some(v);
         }
