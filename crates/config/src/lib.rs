@@ -183,6 +183,22 @@ pub struct EdgeConfig {
     pub probe_interval_ms: u64,
     /// A probe not seen back within this long makes the node unready (`/readyz` 503).
     pub probe_stall_ms: u64,
+    /// Latest-value (conflated) channels (`[[edge.latest_value]]`).
+    pub latest_value: Vec<LatestValueConfig>,
+}
+
+/// Channels whose subscribers need only the newest record per key: a record still queued for
+/// a connection is replaced by a newer one with the same key, and a resume sends the newest per
+/// key after the cursor. Other channels never conflate.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatestValueConfig {
+    /// A channel pattern, e.g. `bus-location:*`.
+    pub channels: String,
+    /// A JSON pointer into the record's data naming its key (`/vehicle_id`); empty: the whole
+    /// channel is one key. A record without that field is never replaced.
+    #[serde(default)]
+    pub key: String,
 }
 
 /// Certificate and key files (PEM). Both are re-read when either changes on disk, without a
@@ -217,6 +233,7 @@ impl Default for EdgeConfig {
             tls: None,
             probe_interval_ms: 5_000,
             probe_stall_ms: 15_000,
+            latest_value: Vec::new(),
         }
     }
 }
@@ -451,6 +468,14 @@ impl Config {
         }
         if self.control.endpoints.iter().any(|e| e.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())) {
             return bad("control.endpoints", "each must be HOST:PORT");
+        }
+        for l in &e.latest_value {
+            if herald_core::ChannelPattern::parse(&l.channels).is_err() {
+                return bad("edge.latest_value.channels", "must be a channel pattern, e.g. bus-location:*");
+            }
+            if !(l.key.is_empty() || l.key.starts_with('/')) {
+                return bad("edge.latest_value.key", "must be empty or a JSON pointer starting with /");
+            }
         }
         let p = &self.presence;
         if p.url != "memory" && !(p.url.starts_with("redis://") || p.url.starts_with("rediss://")) {

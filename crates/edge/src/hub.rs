@@ -164,6 +164,8 @@ pub struct SubscribeRequest {
 /// The fan-out hub of one edge node.
 pub struct Hub {
     parts: Vec<Mutex<PartitionHub>>,
+    /// Latest-value channels: a pattern and the JSON pointer of the key.
+    latest: Vec<(herald_core::ChannelPattern, String)>,
     recent_cap: usize,
     epoch: Epoch,
     region: RegionName,
@@ -178,7 +180,33 @@ impl Hub {
         let parts = (0..partitions)
             .map(|_| Mutex::new(PartitionHub { next: 0, channels: HashMap::new(), recent: VecDeque::new(), recent_from: 0, generation: 0, foreign: Vec::new() }))
             .collect();
-        Self { parts, recent_cap, epoch, region, metrics, next_id: AtomicU64::new(1) }
+        Self { parts, latest: Vec::new(), recent_cap, epoch, region, metrics, next_id: AtomicU64::new(1) }
+    }
+
+    /// Declares latest-value channels (`[[edge.latest_value]]`): patterns and key pointers.
+    pub fn with_latest_value(mut self, latest: Vec<(herald_core::ChannelPattern, String)>) -> Self {
+        self.latest = latest;
+        self
+    }
+
+    /// Whether `channel` is a latest-value channel.
+    pub fn is_latest_value(&self, channel: &herald_core::ChannelName) -> bool {
+        self.latest.iter().any(|(p, _)| p.matches(channel))
+    }
+
+    /// The conflation key of `r` (`channel \0 key`) on a latest-value channel; `None` elsewhere
+    /// and for records without the key field.
+    pub fn latest_key(&self, r: &Record) -> Option<Box<str>> {
+        let (_, pointer) = self.latest.iter().find(|(p, _)| p.matches(&r.channel))?;
+        if pointer.is_empty() {
+            return Some(format!("{}\0", r.channel).into_boxed_str());
+        }
+        let data: serde_json::Value = serde_json::from_slice(&r.data).ok()?;
+        let key = match data.pointer(pointer)? {
+            serde_json::Value::String(s) => s.clone(),
+            v => v.to_string(),
+        };
+        Some(format!("{}\0{key}", r.channel).into_boxed_str())
     }
 
     /// Number of partitions.
@@ -238,7 +266,8 @@ impl Hub {
     pub fn encode(&self, r: &Record, foreign: &[(RegionName, u64)]) -> Arc<EncodedRecord> {
         let cursor = self.cursor_with(r.offset + 1, foreign);
         let frame = encode_message(r.channel.as_str(), r.id.as_str(), &cursor, r.published_at_ms, &r.data);
-        Arc::new(EncodedRecord { frame, cursor: cursor.into_boxed_str(), offset: r.offset, origin: r.origin_region.clone(), origin_offset: r.origin_offset })
+        let latest = if self.latest.is_empty() { None } else { self.latest_key(r) };
+        Arc::new(EncodedRecord { frame, cursor: cursor.into_boxed_str(), offset: r.offset, origin: r.origin_region.clone(), origin_offset: r.origin_offset, latest })
     }
 
     /// Registers a subscription and returns it with its seam (the partition's `next` now) and,

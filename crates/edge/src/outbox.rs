@@ -26,6 +26,9 @@ pub struct EncodedRecord {
     pub origin: herald_core::RegionName,
     /// Its offset in the origin region's log.
     pub origin_offset: u64,
+    /// On a latest-value channel: `channel \0 key`. A queued record with the same key is
+    /// replaced by this one.
+    pub latest: Option<Box<str>>,
 }
 
 /// One queued item.
@@ -75,6 +78,50 @@ struct State {
     items: VecDeque<OutItem>,
     bytes: usize,
     close: Option<CloseReason>,
+    /// Latest-value records still queued: the newest per key.
+    latest: std::collections::HashMap<Box<str>, Arc<EncodedRecord>>,
+    /// Queued records replaced by a newer one with their key (by address): skipped when taken,
+    /// and no longer counted in `bytes`.
+    replaced: std::collections::HashSet<usize>,
+}
+
+fn addr(r: &Arc<EncodedRecord>) -> usize {
+    Arc::as_ptr(r) as usize
+}
+
+impl State {
+    /// Accounts for a latest-value record about to be queued. When the queue is backed up, a
+    /// queued record with the same key is replaced (it will be skipped). Returns bytes freed.
+    fn supersede(&mut self, rec: &Arc<EncodedRecord>, backed_up: bool) -> usize {
+        let Some(key) = &rec.latest else { return 0 };
+        match self.latest.insert(key.clone(), rec.clone()) {
+            Some(old) if backed_up => {
+                self.replaced.insert(addr(&old));
+                old.frame.len()
+            }
+            _ => 0,
+        }
+    }
+
+    /// Whether a queued item is still to be sent.
+    fn live(&mut self, item: &OutItem) -> bool {
+        let OutItem::Record(rec) = item else { return true };
+        let Some(key) = &rec.latest else { return true };
+        if self.replaced.remove(&addr(rec)) {
+            return false;
+        }
+        if self.latest.get(key).is_some_and(|newest| Arc::ptr_eq(newest, rec)) {
+            self.latest.remove(key);
+        }
+        true
+    }
+
+    fn clear(&mut self) {
+        self.items = VecDeque::new();
+        self.bytes = 0;
+        self.latest = Default::default();
+        self.replaced = Default::default();
+    }
 }
 
 /// The send queue of one connection.
@@ -91,7 +138,7 @@ impl Outbox {
     /// An empty queue holding at most `max_bytes`.
     pub fn new(max_bytes: usize) -> Arc<Self> {
         Arc::new(Self {
-            state: Mutex::new(State { items: VecDeque::new(), bytes: 0, close: None }),
+            state: Mutex::new(State { items: VecDeque::new(), bytes: 0, close: None, latest: Default::default(), replaced: Default::default() }),
             wake: Notify::new(),
             changed: Notify::new(),
             max_bytes,
@@ -106,6 +153,12 @@ impl Outbox {
             return false;
         }
         let len = item.len();
+        let backed_up = s.bytes >= self.max_bytes / 4;
+        let freed = match &item {
+            OutItem::Record(rec) if rec.latest.is_some() => s.supersede(rec, backed_up),
+            _ => 0,
+        };
+        s.bytes -= freed;
         if s.bytes + len > self.max_bytes {
             self.overflow(s);
             return false;
@@ -123,8 +176,7 @@ impl Outbox {
     /// The queue would exceed its limit: the connection is lagged and its queue dropped.
     fn overflow(&self, mut s: parking_lot::MutexGuard<'_, State>) {
         s.close = Some(CloseReason::Lagged);
-        s.items = VecDeque::new();
-        s.bytes = 0;
+        s.clear();
         drop(s);
         self.wake.notify_one();
         self.changed.notify_waiters();
@@ -136,14 +188,20 @@ impl Outbox {
         if s.close.is_some() {
             return false;
         }
-        let len: usize = recs.iter().map(|r| r.frame.len()).sum();
-        if s.bytes + len > self.max_bytes {
+        let was_empty = s.items.is_empty();
+        // Latest-value records replace queued ones only when the queue is backed up (a quarter
+        // full before this batch): a reader that keeps up gets every record.
+        let backed_up = s.bytes >= self.max_bytes / 4;
+        for r in recs {
+            // One at a time: a record may replace one queued earlier in this same batch.
+            let freed = if r.latest.is_some() { s.supersede(r, backed_up) } else { 0 };
+            s.bytes = s.bytes - freed + r.frame.len();
+            s.items.push_back(OutItem::Record(r.clone()));
+        }
+        if s.bytes > self.max_bytes {
             self.overflow(s);
             return false;
         }
-        let was_empty = s.items.is_empty();
-        s.items.extend(recs.iter().map(|r| OutItem::Record(r.clone())));
-        s.bytes += len;
         drop(s);
         if was_empty {
             self.wake.notify_one();
@@ -158,8 +216,7 @@ impl Outbox {
         if s.close.is_none() {
             s.close = Some(reason);
             if matches!(reason, CloseReason::Lagged | CloseReason::PeerGone) {
-                s.items = VecDeque::new();
-                s.bytes = 0;
+                s.clear();
             }
         }
         drop(s);
@@ -187,8 +244,13 @@ impl Outbox {
             if taken > 0 && taken + len > max_bytes {
                 break;
             }
+            let item = s.items.pop_front().expect("front exists");
+            if !s.live(&item) {
+                // Replaced by a newer record with its key; its bytes were freed then.
+                continue;
+            }
             taken += len;
-            into.push(s.items.pop_front().expect("front exists"));
+            into.push(item);
         }
         s.bytes -= taken;
         if s.items.is_empty() && s.items.capacity() > 64 {
@@ -271,6 +333,44 @@ mod tests {
         o.take(1, &mut v);
         assert_eq!(v.len(), 1, "an item larger than the batch still goes");
         assert_eq!(o.queued_bytes(), 10);
+    }
+
+    fn keyed(offset: u64, key: Option<&str>) -> Arc<EncodedRecord> {
+        Arc::new(EncodedRecord {
+            frame: Bytes::from(format!("{offset:09}\n")),
+            cursor: "c".into(),
+            offset,
+            origin: herald_core::RegionName::new("r").unwrap(),
+            origin_offset: offset,
+            latest: key.map(Into::into),
+        })
+    }
+
+    #[test]
+    fn a_queued_latest_value_record_is_replaced_by_a_newer_one_with_its_key() {
+        // Backed up (a quarter full) from the first 10-byte record on.
+        let o = Outbox::new(40);
+        assert!(o.push(OutItem::Record(keyed(1, Some("bus\0v1")))));
+        assert!(o.push_records(&[keyed(2, Some("bus\0v2")), keyed(3, None), keyed(4, Some("bus\0v1"))]));
+        assert!(o.push(OutItem::Record(keyed(5, Some("bus\0v2")))));
+        // Three live records of 10 bytes each: v1@4, the keyless 3, v2@5.
+        assert_eq!(o.queued_bytes(), 30);
+        let mut out = Vec::new();
+        o.take(1 << 20, &mut out);
+        let offsets: Vec<u64> = out.iter().map(|i| if let OutItem::Record(r) = i { r.offset } else { 0 }).collect();
+        assert_eq!(offsets, [3, 4, 5]);
+        assert_eq!(o.queued_bytes(), 0);
+        // Once sent, a key starts afresh: nothing is replaced that was not queued.
+        assert!(o.push(OutItem::Record(keyed(6, Some("bus\0v1")))));
+        out.clear();
+        o.take(1 << 20, &mut out);
+        assert_eq!(out.len(), 1);
+        // A queue that is not backed up replaces nothing: a reader that keeps up gets all.
+        let roomy = Outbox::new(1 << 20);
+        assert!(roomy.push_records(&[keyed(7, Some("bus\0v1")), keyed(8, Some("bus\0v1"))]));
+        out.clear();
+        roomy.take(1 << 20, &mut out);
+        assert_eq!(out.len(), 2);
     }
 
     #[test]

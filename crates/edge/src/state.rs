@@ -118,7 +118,15 @@ impl Edge {
         };
         let region = RegionName::new(&config.edge.region).map_err(|e| EdgeError::Config(e.to_string()))?;
         let node = if config.edge.node.is_empty() { format!("edge-{:06x}", rand::random::<u32>() & 0xff_ffff) } else { config.edge.node.clone() };
-        let hub = Hub::new(deps.bus.partitions(), deps.bus.epoch(), deps.bus.region(), deps.metrics.clone(), config.edge.history_cache_records);
+        let latest = config
+            .edge
+            .latest_value
+            .iter()
+            .map(|l| herald_core::ChannelPattern::parse(&l.channels).map(|p| (p, l.key.clone())))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| EdgeError::Config(format!("edge.latest_value: {e}")))?;
+        let hub = Hub::new(deps.bus.partitions(), deps.bus.epoch(), deps.bus.region(), deps.metrics.clone(), config.edge.history_cache_records)
+            .with_latest_value(latest);
         let consumers = PartitionConsumers::new(deps.bus.partitions(), std::time::Duration::from_millis(config.edge.consumer_linger_ms));
         Ok(Arc::new(Self {
             config: config.edge.clone(),

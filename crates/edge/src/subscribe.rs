@@ -214,6 +214,27 @@ pub async fn replay(edge: &Edge, opened: Opened, limit: Option<usize>) -> (Arc<S
     let Opened { sub, history, seam, base_foreign, .. } = opened;
     let high_water = edge.config.max_queued_bytes / 2;
     let mut queued = 0usize;
+    // On latest-value channels a resume sends the newest record per key, not the whole history.
+    let latest = sub.channels.iter().any(|c| edge.hub.is_latest_value(&c.channel));
+    let history = match history {
+        History::Bus(mut reader) if latest => {
+            let mut all = Vec::new();
+            while reader.position() < seam {
+                let want = ((seam - reader.position()) as usize).min(512);
+                match reader.next_batch(want).await {
+                    Ok(b) => all.extend(b.into_iter().filter(|r| r.offset < seam && sub.wants(r))),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "replay interrupted");
+                        sub.outbox.close(CloseReason::Lagged);
+                        return (sub, ReplayEnd::Closed);
+                    }
+                }
+            }
+            History::Cached(newest_per_key(edge, all))
+        }
+        History::Cached(records) if latest => History::Cached(newest_per_key(edge, records)),
+        h => h,
+    };
     let mut reader = match history {
         History::None => return (sub, ReplayEnd::Live),
         History::Bus(r) => r,
@@ -253,6 +274,15 @@ pub async fn replay(edge: &Edge, opened: Opened, limit: Option<usize>) -> (Arc<S
     }
     sub.finish_replay(None);
     (sub, ReplayEnd::Live)
+}
+
+/// Keeps, of `records` (in offset order), the last per latest-value key, and every record
+/// without one, in offset order.
+fn newest_per_key(edge: &Edge, records: Vec<Arc<herald_core::Record>>) -> Vec<Arc<herald_core::Record>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut kept: Vec<_> = records.into_iter().rev().filter(|r| edge.hub.latest_key(r).is_none_or(|k| seen.insert(k))).collect();
+    kept.reverse();
+    kept
 }
 
 /// Queues one replayed record, waiting for room first. `Some` when the replay must end here.

@@ -186,3 +186,68 @@ async fn a_partition_is_read_only_while_it_has_subscribers_and_resumes_work_afte
     e.publish_seq(account, "c", 2).await;
     assert_eq!(expect_type(&mut ws, "message").await["data"]["seq"], 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_subscriber_of_a_latest_value_channel_gets_the_newest_per_key_while_a_fast_one_gets_everything() {
+    let e = TestEdge::start_with(|c| {
+        c.edge.latest_value = vec![herald_config::LatestValueConfig { channels: "loc:*".into(), key: "/v".into() }];
+        // Raw test clients do not answer the server's pings.
+        c.edge.heartbeat_ms = 600_000;
+        // Conflation starts at a quarter of this (2 MiB queued): the fast reader never gets there.
+        c.edge.max_queued_bytes = 8 << 20;
+    })
+    .await;
+    let token = e.token("acme", "u");
+    let (mut fast, mut slow) = (raw_ws(e.addr, Some(&token)).await.unwrap(), raw_ws(e.addr, Some(&token)).await.unwrap());
+    for c in [&mut fast, &mut slow] {
+        send(c, json!({"type":"subscribe","id":1,"channel":"loc:bus"})).await;
+        expect_type(c, "subscribed").await;
+    }
+    const TOTAL: u64 = 5000;
+    const KEYS: u64 = 4;
+    // The fast subscriber reads as records come.
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while (got.len() as u64) < TOTAL {
+            let m = expect_type(&mut fast, "message").await;
+            got.push((m["data"]["v"].as_u64().unwrap(), m["data"]["seq"].as_u64().unwrap(), m["cursor"].as_str().unwrap().to_owned()));
+        }
+        got
+    });
+    // 5000 records of 8 KB (40 MB): far more than a socket's kernel buffers plus the 2 MiB
+    // threshold, so the slow one's queue backs up.
+    let pad = "x".repeat(8000);
+    for batch in 0..TOTAL / 50 {
+        let records: Vec<_> = (batch * 50..batch * 50 + 50).map(|seq| json!({"account":"acme","channel":"loc:bus","data":{"v": seq % KEYS, "seq": seq, "pad": pad}})).collect();
+        let (status, v) = e.publish(json!({ "records": records })).await;
+        assert_eq!(status, 200, "{v}");
+    }
+    let fast_got = reader.await.unwrap();
+    assert_eq!(fast_got.iter().map(|(_, s, _)| *s).collect::<Vec<_>>(), (0..TOTAL).collect::<Vec<_>>(), "the fast subscriber gets every record");
+
+    // The slow one now reads: per key, values only move forward, and it ends on the newest.
+    let mut newest: std::collections::HashMap<u64, u64> = Default::default();
+    let mut received = 0u64;
+    while (0..KEYS).any(|k| newest.get(&k) != Some(&(TOTAL - KEYS + k))) {
+        let m = expect_type(&mut slow, "message").await;
+        let (v, seq) = (m["data"]["v"].as_u64().unwrap(), m["data"]["seq"].as_u64().unwrap());
+        assert!(newest.get(&v).is_none_or(|&prev| prev < seq), "key {v}: {seq} after a newer value");
+        newest.insert(v, seq);
+        received += 1;
+    }
+    assert!(received < TOTAL, "the backed-up queue conflated ({received} of {TOTAL} delivered)");
+
+    // A resume on the channel sends the newest record per key after the cursor, not the history.
+    let mut late = raw_ws(e.addr, Some(&token)).await.unwrap();
+    send(&mut late, json!({"type":"subscribe","id":1,"channel":"loc:bus","since": fast_got[0].2})).await;
+    expect_type(&mut late, "subscribed").await;
+    let mut replayed = Vec::new();
+    for _ in 0..KEYS {
+        let m = expect_type(&mut late, "message").await;
+        replayed.push(m["data"]["seq"].as_u64().unwrap());
+    }
+    assert_eq!(replayed, (TOTAL - KEYS..TOTAL).collect::<Vec<_>>());
+    e.publish_seq("acme", "loc:bus", 0).await;
+    let next = expect_type(&mut late, "message").await;
+    assert_eq!(next["data"]["seq"], 0, "then live records, nothing older");
+}
