@@ -93,7 +93,14 @@ pub async fn a_dead_nodes_members_leave(p: Arc<dyn Presence>) {
     p.join("alive", &ch, member("a1", "u3")).await.unwrap();
     let mut rx = p.events();
     p.node_gone("dead").await.unwrap();
-    let mut left = [next_event(&mut rx, &ch).await, next_event(&mut rx, &ch).await];
+    // Adapters with asynchronous event delivery may still be handing over the joins above.
+    let mut left = Vec::new();
+    while left.len() < 2 {
+        let e = next_event(&mut rx, &ch).await;
+        if e.change == PresenceChange::Leave {
+            left.push(e);
+        }
+    }
     left.sort_by(|a, b| a.member.connection_id.cmp(&b.member.connection_id));
     assert!(left.iter().all(|e| e.change == PresenceChange::Leave));
     assert_eq!(left[0].member.connection_id, "d1");
