@@ -116,6 +116,16 @@ impl State {
         true
     }
 
+    /// Drops replaced records from the queue once they are at least half of it (and more than
+    /// 64), so a stalled reader of a latest-value channel holds no more than about twice its
+    /// live records, not every value ever published.
+    fn compact(&mut self) {
+        if self.replaced.len() > 64 && self.replaced.len() * 2 >= self.items.len() {
+            let replaced = std::mem::take(&mut self.replaced);
+            self.items.retain(|it| !matches!(it, OutItem::Record(r) if replaced.contains(&addr(r))));
+        }
+    }
+
     fn clear(&mut self) {
         self.items = VecDeque::new();
         self.bytes = 0;
@@ -166,6 +176,9 @@ impl Outbox {
         let was_empty = s.items.is_empty();
         s.items.push_back(item);
         s.bytes += len;
+        if freed > 0 {
+            s.compact();
+        }
         drop(s);
         if was_empty {
             self.wake.notify_one();
@@ -202,6 +215,7 @@ impl Outbox {
             self.overflow(s);
             return false;
         }
+        s.compact();
         drop(s);
         if was_empty {
             self.wake.notify_one();
@@ -365,6 +379,19 @@ mod tests {
         out.clear();
         o.take(1 << 20, &mut out);
         assert_eq!(out.len(), 1);
+        // A stalled reader holds about its live records, not every value: replaced ones are
+        // dropped from the queue once they are half of it.
+        let stalled = Outbox::new(1000);
+        for i in 0..1000u64 {
+            assert!(stalled.push(OutItem::Record(keyed(100 + i, Some(["bus\0a", "bus\0b", "bus\0c"][i as usize % 3])))));
+        }
+        assert!(stalled.state.lock().items.len() < 200, "{}", stalled.state.lock().items.len());
+        out.clear();
+        stalled.take(1 << 20, &mut out);
+        let offsets: Vec<u64> = out.iter().map(|i| if let OutItem::Record(r) = i { r.offset } else { 0 }).collect();
+        // What was queued before the queue backed up is sent as it was; then only the newest.
+        assert!(offsets.len() < 30, "{offsets:?}");
+        assert_eq!(offsets[offsets.len() - 3..], [1097, 1098, 1099]);
         // A queue that is not backed up replaces nothing: a reader that keeps up gets all.
         let roomy = Outbox::new(1 << 20);
         assert!(roomy.push_records(&[keyed(7, Some("bus\0v1")), keyed(8, Some("bus\0v1"))]));
