@@ -95,6 +95,8 @@ struct Inner {
     raft: Raft<TypeConfig>,
     sm: StateMachine,
     soft: Mutex<HashMap<String, Soft>>,
+    /// The channel to the leader for forwarded calls, kept while the leader's address is the same.
+    to_leader: Mutex<Option<(String, tonic::transport::Channel)>>,
 }
 
 /// Requests a follower hands to the leader.
@@ -144,7 +146,7 @@ impl ControlNode {
         .validate()?;
         let network = Network { token: cfg.tokens.cluster.as_deref().map(Arc::from) };
         let raft = Raft::new(cfg.id, Arc::new(raft_config), network, log, sm.clone()).await?;
-        let inner = Arc::new(Inner { cfg, raft, sm, soft: Mutex::new(HashMap::new()) });
+        let inner = Arc::new(Inner { cfg, raft, sm, soft: Mutex::new(HashMap::new()), to_leader: Mutex::new(None) });
         let stop = CancellationToken::new();
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         use tonic::service::interceptor::InterceptedService;
@@ -212,7 +214,18 @@ impl Inner {
                 .get_node(&leader)
                 .map(|n| n.addr.clone())
                 .ok_or_else(|| Status::unavailable("the leader's address is unknown; retry"))?;
-            let mut client = pb::raft_client::RaftClient::new(channel(&addr).map_err(status_of)?);
+            let ch = {
+                let mut cached = self.to_leader.lock();
+                match &*cached {
+                    Some((a, ch)) if *a == addr => ch.clone(),
+                    _ => {
+                        let ch = channel(&addr).map_err(status_of)?;
+                        *cached = Some((addr.clone(), ch.clone()));
+                        ch
+                    }
+                }
+            };
+            let mut client = pb::raft_client::RaftClient::new(ch);
             let json = serde_json::to_vec(&req).map_err(|e| Status::internal(e.to_string()))?;
             let mut request = tonic::Request::new(pb::RaftPayload { json });
             authorize(&mut request, self.cfg.tokens.cluster.as_deref());
