@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-use crate::network::channel;
+use crate::network::{Bearer, channel};
 use crate::pb::membership_client::MembershipClient;
 use crate::pb::{self, DeregisterRequest, HeartbeatRequest, RegisterRequest, WatchConfigRequest};
 
@@ -58,33 +58,27 @@ pub async fn run(cfg: AgentConfig, hooks: Arc<dyn EdgeHooks>, stop: Cancellation
     }
     // Deregister so operators see the node gone at once (a crash is seen by missed heartbeats).
     for endpoint in &cfg.endpoints {
-        let Ok(ch) = channel(endpoint) else { continue };
-        let mut client = MembershipClient::new(ch);
-        let mut req = tonic::Request::new(DeregisterRequest { node_id: cfg.node.node_id.clone() });
-        crate::network::authorize(&mut req, cfg.token.as_deref());
-        let call = client.deregister(req);
+        let Ok(mut client) = membership(endpoint, &cfg) else { continue };
+        let call = client.deregister(DeregisterRequest { node_id: cfg.node.node_id.clone() });
         if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(2), call).await {
             break;
         }
     }
 }
 
+type Membership = MembershipClient<tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>>;
+
+/// A Membership client for `endpoint` that presents the edge token on every call.
+fn membership(endpoint: &str, cfg: &AgentConfig) -> Result<Membership, tonic::transport::Error> {
+    Ok(MembershipClient::with_interceptor(channel(endpoint)?, Bearer(cfg.token.as_deref().map(std::sync::Arc::from))))
+}
+
 /// One connected period: register, then watch and heartbeat until an error or `stop`.
 async fn session(cfg: &AgentConfig, endpoint: &str, hooks: &dyn EdgeHooks, stop: &CancellationToken, registered: &mut bool) -> Result<(), tonic::Status> {
-    let ch = channel(endpoint).map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    let mut client = MembershipClient::new(ch);
-    let req = |body| {
-        let mut r = tonic::Request::new(body);
-        crate::network::authorize(&mut r, cfg.token.as_deref());
-        r
-    };
-    let reply = client.register(req(RegisterRequest { node: Some(cfg.node.clone()) })).await?.into_inner();
+    let mut client = membership(endpoint, cfg).map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let reply = client.register(RegisterRequest { node: Some(cfg.node.clone()) }).await?.into_inner();
     let interval = Duration::from_millis(reply.heartbeat_interval_ms.clamp(200, 60_000));
-    let mut watch = {
-        let mut r = tonic::Request::new(WatchConfigRequest { node_id: cfg.node.node_id.clone() });
-        crate::network::authorize(&mut r, cfg.token.as_deref());
-        client.watch_config(r).await?.into_inner()
-    };
+    let mut watch = client.watch_config(WatchConfigRequest { node_id: cfg.node.node_id.clone() }).await?.into_inner();
     *registered = true;
     tracing::info!(endpoint, "control plane: registered");
     let mut beat = tokio::time::interval(interval);
@@ -111,14 +105,10 @@ async fn session(cfg: &AgentConfig, endpoint: &str, hooks: &dyn EdgeHooks, stop:
                 None => return Err(tonic::Status::unavailable("config stream ended")),
             },
             _ = beat.tick() => {
-                let mut hb = tonic::Request::new(HeartbeatRequest { node_id: cfg.node.node_id.clone(), connections: hooks.connections() });
-                crate::network::authorize(&mut hb, cfg.token.as_deref());
-                let r = client.heartbeat(hb).await?.into_inner();
+                let r = client.heartbeat(HeartbeatRequest { node_id: cfg.node.node_id.clone(), connections: hooks.connections() }).await?.into_inner();
                 if !r.known {
                     // Deregistered behind our back (or a fresh cluster): register again.
-                    let mut again = tonic::Request::new(RegisterRequest { node: Some(cfg.node.clone()) });
-                    crate::network::authorize(&mut again, cfg.token.as_deref());
-                    client.register(again).await?;
+                    client.register(RegisterRequest { node: Some(cfg.node.clone()) }).await?;
                 }
                 if r.drain {
                     drain(hooks);

@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::network::{Network, authorize, channel, require};
+use crate::network::{Bearer, Network, channel, require};
 use crate::pb;
 use crate::state::{AccountRecord, Command, EdgeInfo, KeyRecord, Limits, NodeId, Reply, TypeConfig};
 use crate::store::{LogStore, StateMachine};
@@ -225,11 +225,9 @@ impl Inner {
                     }
                 }
             };
-            let mut client = pb::raft_client::RaftClient::new(ch);
+            let mut client = pb::raft_client::RaftClient::with_interceptor(ch, Bearer(self.cfg.tokens.cluster.as_deref().map(Arc::from)));
             let json = serde_json::to_vec(&req).map_err(|e| Status::internal(e.to_string()))?;
-            let mut request = tonic::Request::new(pb::RaftPayload { json });
-            authorize(&mut request, self.cfg.tokens.cluster.as_deref());
-            let out = client.forward(request).await?;
+            let out = client.forward(pb::RaftPayload { json }).await?;
             serde_json::from_slice(&out.into_inner().json).map_err(|e| Status::internal(e.to_string()))?
         };
         match reply {

@@ -105,20 +105,12 @@ pub async fn open(
                     } else {
                         match edge.bus.open(partition, start).await {
                             Ok(r) => History::Bus(r),
-                            Err(e) => {
-                                close(edge, &sub);
-                                tracing::warn!(error = %e, "bus unavailable for replay");
-                                return Err(ErrorCode::Unavailable);
-                            }
+                            Err(e) => return Err(abandon(edge, &sub, &e, "bus unavailable for replay")),
                         }
                     };
                 }
             }
-            Err(e) => {
-                close(edge, &sub);
-                tracing::warn!(error = %e, "bus unavailable for a cross-region resume");
-                return Err(ErrorCode::Unavailable);
-            }
+            Err(e) => return Err(abandon(edge, &sub, &e, "bus unavailable for a cross-region resume")),
         }
     } else if let Some(c) = cached {
         edge.metrics.resumes_from_cache.increment(1);
@@ -127,11 +119,7 @@ pub async fn open(
         match edge.bus.open(partition, from).await {
             Ok(r) => history = History::Bus(r),
             Err(BusError::Truncated { .. }) => recovered = false,
-            Err(e) => {
-                close(edge, &sub);
-                tracing::warn!(error = %e, "bus unavailable for replay");
-                return Err(ErrorCode::Unavailable);
-            }
+            Err(e) => return Err(abandon(edge, &sub, &e, "bus unavailable for replay")),
         }
     }
     if matches!(history, History::None) {
@@ -192,6 +180,13 @@ pub async fn locate(edge: &Arc<Edge>, partition: u32, seam: u64, seen: &[(herald
     // Reached the oldest retained record (complete only if nothing was ever dropped) or the scan
     // limit (incomplete).
     Ok((start, floor == 0))
+}
+
+/// Ends a subscription whose history the bus could not give, and says why.
+fn abandon(edge: &Arc<Edge>, sub: &Subscription, e: &BusError, what: &str) -> ErrorCode {
+    close(edge, sub);
+    tracing::warn!(error = %e, "{what}");
+    ErrorCode::Unavailable
 }
 
 /// Ends a subscription and releases its partition.

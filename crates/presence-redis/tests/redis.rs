@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_core::testing::presence_conformance::next_event;
+use herald_core::testing::presence_conformance::{next_event, next_leaves};
 use herald_core::{ChannelKey, Presence, PresenceChange, PresenceMember};
 use herald_presence_redis::testing::RedisServer;
 use herald_presence_redis::{RedisPresence, RedisPresenceOptions};
@@ -80,14 +80,7 @@ async fn a_dead_edges_members_leave_after_its_ttl() {
     dying.abandon();
     drop(dying);
     // The joins above may still be on their way through pub/sub: wait for the two leaves.
-    let mut left = Vec::new();
-    while left.len() < 2 {
-        let e = next_event(&mut rx, &ch).await;
-        if e.change == PresenceChange::Leave {
-            left.push(e);
-        }
-    }
-    left.sort_by(|a, b| a.member.connection_id.cmp(&b.member.connection_id));
+    let left = next_leaves(&mut rx, &ch, 2).await;
     assert!(left.iter().all(|e| e.change == PresenceChange::Leave));
     assert_eq!([left[0].member.connection_id.as_str(), left[1].member.connection_id.as_str()], ["d1", "d2"]);
     assert_eq!(survivor.snapshot(&ch, 10).await.unwrap().members, vec![member("s1", "u3")]);

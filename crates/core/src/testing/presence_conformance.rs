@@ -42,6 +42,20 @@ impl crate::presence::PresenceFeed for Recorder {
     }
 }
 
+/// Waits for `n` leave events on `channel` (skipping joins, which adapters with asynchronous
+/// event delivery may still be handing over), sorted by connection id.
+pub async fn next_leaves(rx: &mut broadcast::Receiver<PresenceEvent>, channel: &ChannelKey, n: usize) -> Vec<PresenceEvent> {
+    let mut left = Vec::new();
+    while left.len() < n {
+        let e = next_event(rx, channel).await;
+        if e.change == PresenceChange::Leave {
+            left.push(e);
+        }
+    }
+    left.sort_by(|a, b| a.member.connection_id.cmp(&b.member.connection_id));
+    left
+}
+
 /// Runs every check. Each uses its own channel names.
 pub async fn run_all(p: Arc<dyn Presence>) {
     the_feed_gets_every_change_once_with_its_node(p.clone()).await;
@@ -94,14 +108,7 @@ pub async fn a_dead_nodes_members_leave(p: Arc<dyn Presence>) {
     let mut rx = p.events();
     p.node_gone("dead").await.unwrap();
     // Adapters with asynchronous event delivery may still be handing over the joins above.
-    let mut left = Vec::new();
-    while left.len() < 2 {
-        let e = next_event(&mut rx, &ch).await;
-        if e.change == PresenceChange::Leave {
-            left.push(e);
-        }
-    }
-    left.sort_by(|a, b| a.member.connection_id.cmp(&b.member.connection_id));
+    let left = next_leaves(&mut rx, &ch, 2).await;
     assert!(left.iter().all(|e| e.change == PresenceChange::Leave));
     assert_eq!(left[0].member.connection_id, "d1");
     assert_eq!(left[1].member.connection_id, "d2");
