@@ -141,6 +141,26 @@ impl Cursor {
         self.positions.iter().find(|(r, _)| r == region).map(|(_, o)| *o)
     }
 
+    /// The oldest of several cursors of one stream: for a list of per-channel cursors (SSE and
+    /// long-poll resume every channel of a request from one position), the position from which
+    /// none of them misses a record. Cursors of the first one's epoch and issuer are merged
+    /// entry by entry: the smallest issuer offset, and each other origin's smallest offset where
+    /// every cursor names that origin (an origin a cursor does not name filters nothing, so it is
+    /// left out). Cursors of another epoch or issuer cannot be ordered against it and are
+    /// ignored. `None` for an empty list.
+    pub fn earliest(cursors: &[Cursor]) -> Option<Cursor> {
+        let first = cursors.first()?;
+        let same: Vec<&Cursor> = cursors.iter().filter(|c| c.epoch == first.epoch && c.issuer().0 == first.issuer().0).collect();
+        let issuer = first.issuer().0.clone();
+        let next = same.iter().map(|c| c.issuer().1).min().unwrap_or(0);
+        let origins: Vec<(RegionName, u64)> = first
+            .origins()
+            .iter()
+            .filter_map(|(r, _)| same.iter().map(|c| c.offset_for(r)).collect::<Option<Vec<u64>>>().map(|v| (r.clone(), v.into_iter().min().unwrap_or(0))))
+            .collect();
+        Some(Cursor::with_origins(first.epoch.clone(), issuer, next, &origins))
+    }
+
     /// Parses the string form.
     pub fn parse(s: &str) -> Result<Self, CursorError> {
         if s.len() > 1024 {
@@ -194,6 +214,18 @@ impl fmt::Display for Cursor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_earliest_of_several_cursors_misses_nothing_any_of_them_would_see() {
+        let c = |s: &str| Cursor::parse(s).unwrap();
+        assert_eq!(Cursor::earliest(&[c("c1.e.a.40"), c("c1.e.a.12"), c("c1.e.a.30")]), Some(c("c1.e.a.12")));
+        assert_eq!(Cursor::earliest(&[c("c2.e.a.40.b.7.c.9"), c("c2.e.a.50.b.3.c.11")]), Some(c("c2.e.a.40.b.3.c.9")));
+        // An origin one cursor does not name filters nothing: it is left out.
+        assert_eq!(Cursor::earliest(&[c("c2.e.a.40.b.7"), c("c1.e.a.45")]), Some(c("c1.e.a.40")));
+        // Another epoch or issuer cannot be ordered against the first: ignored.
+        assert_eq!(Cursor::earliest(&[c("c1.e.a.40"), c("c1.f.a.2"), c("c1.e.b.1")]), Some(c("c1.e.a.40")));
+        assert_eq!(Cursor::earliest(&[]), None);
+    }
 
     #[test]
     fn cursors_round_trip_through_their_string_form() {

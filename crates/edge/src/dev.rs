@@ -18,7 +18,8 @@ pub fn serves(path: &str) -> bool {
     path == "/dev/token" || path == "/"
 }
 
-/// Answers a dev endpoint.
+/// Answers a dev endpoint. `/dev/token?account=&sub=&ttl=` issues a token for every channel of the
+/// account (ttl 5 to 86400 seconds, default an hour).
 pub fn handle(edge: &Edge, req: &Request<Incoming>) -> Response<Body> {
     let Some(dev) = &edge.dev else { return error_response(StatusCode::NOT_FOUND, ErrorCode::BadRequest, "no such endpoint") };
     if req.uri().path() == "/" {
@@ -31,8 +32,13 @@ pub fn handle(edge: &Edge, req: &Request<Incoming>) -> Response<Body> {
         return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, "account must be 1-64 characters of a-z 0-9 _ -");
     }
     let sub = query_param(req, "sub").unwrap_or_else(|| "dev-user".into());
+    let ttl = match query_param(req, "ttl").map(|t| t.parse::<u64>()) {
+        None => 3600,
+        Some(Ok(t)) if (5..=86_400).contains(&t) => t,
+        Some(_) => return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, "ttl must be 5 to 86400 seconds"),
+    };
     let now = herald_core::now_ms() / 1000;
-    let claims = TokenClaims { sub, account: account.clone(), exp: now + 3600, iat: Some(now), nbf: None, jti: None, subscribe: vec!["*".into()], publish: vec!["*".into()], presence: None };
+    let claims = TokenClaims { sub, account: account.clone(), exp: now + ttl, iat: Some(now), nbf: None, jti: None, subscribe: vec!["*".into()], publish: vec!["*".into()], presence: None };
     let token = dev.issuer.issue(&claims);
     json_response(StatusCode::OK, serde_json::json!({ "token": token, "account": account }).to_string())
 }

@@ -1,4 +1,5 @@
-//! The publish API for backends: `POST /v1/publish`, single or batch.
+//! The publish API: `POST /v1/publish`, single or batch, with an API key (backends) or a client
+//! token with publish rights (SDKs on SSE or long-poll, which have no socket to publish over).
 
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -10,8 +11,8 @@ use std::sync::Arc;
 use herald_core::{AccountId, ChannelName};
 use herald_protocol::ErrorCode;
 
-use crate::auth::KeyOwner;
-use crate::http::{Body, bearer, code_response, json_response};
+use crate::auth::{Grant, KeyOwner};
+use crate::http::{Body, bearer, code_response, json_response, origin};
 use crate::session::publish_error_message;
 use crate::state::{Edge, PublishItem};
 
@@ -35,14 +36,36 @@ struct Probe<'a> {
     records: Option<&'a RawValue>,
 }
 
+/// Who is publishing.
+enum Publisher {
+    /// The admin key: any account, named in each record.
+    Admin,
+    /// An account's API key.
+    Key(AccountId),
+    /// A client token with publish rights: its account, its `publish` patterns.
+    Token(Grant),
+}
+
 /// Answers `POST /v1/publish`.
 pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
     let fail = |code: ErrorCode, msg: &str| {
         edge.metrics.publish_error(code);
         code_response(code, msg)
     };
-    let Some(key) = bearer(&req) else { return fail(ErrorCode::Unauthorized, "an API key is required (Authorization: Bearer)") };
-    let Some(owner) = edge.api_keys.owner(&key) else { return fail(ErrorCode::Unauthorized, "unknown API key") };
+    let Some(key) = bearer(&req) else { return fail(ErrorCode::Unauthorized, "an API key or a client token is required (Authorization: Bearer)") };
+    let owner = match edge.api_keys.owner(&key) {
+        Some(KeyOwner::Admin) => Publisher::Admin,
+        Some(KeyOwner::Account(a)) => Publisher::Key(a),
+        // Not an API key: a client token with publish rights (how an SDK on SSE or long-poll
+        // publishes). A single-session token (`jti`) publishes over its WebSocket only.
+        None if key.matches('.').count() == 2 => match edge.verify(&key) {
+            Ok(grant) if grant.jti.is_some() => return fail(ErrorCode::Forbidden, "a single-session token (jti) publishes over its WebSocket session only"),
+            Ok(grant) if !edge.origin_allowed(&grant.account, origin(&req).as_deref()) => return fail(ErrorCode::Forbidden, "this origin may not publish to this account"),
+            Ok(grant) => Publisher::Token(grant),
+            Err(e) => return fail(e.code, &e.message),
+        },
+        None => return fail(ErrorCode::Unauthorized, "unknown API key"),
+    };
     let max_body = edge.config.max_message_bytes.saturating_mul(4).max(64 << 10) * 16;
     let bytes = match Limited::new(req.into_body(), max_body).collect().await {
         Ok(b) => b.to_bytes(),
@@ -62,20 +85,26 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
     let mut items = Vec::with_capacity(raw_items.len());
     for it in raw_items {
         let account = match (&owner, it.account) {
-            (KeyOwner::Account(a), None) => a.clone(),
-            (KeyOwner::Account(a), Some(named)) if named == a.as_str() => a.clone(),
-            (KeyOwner::Account(_), Some(_)) => return fail(ErrorCode::Forbidden, "this key may only publish to its own account"),
-            (KeyOwner::Admin, Some(named)) => match AccountId::new(&named) {
+            (Publisher::Key(a), None) => a.clone(),
+            (Publisher::Token(g), None) => g.account.clone(),
+            (Publisher::Key(a), Some(named)) if named == a.as_str() => a.clone(),
+            (Publisher::Token(g), Some(named)) if named == g.account.as_str() => g.account.clone(),
+            (Publisher::Key(_) | Publisher::Token(_), Some(_)) => return fail(ErrorCode::Forbidden, "this key may only publish to its own account"),
+            (Publisher::Admin, Some(named)) => match AccountId::new(&named) {
                 Ok(a) => a,
                 Err(e) => return fail(ErrorCode::BadRequest, &format!("account: {e}")),
             },
-            (KeyOwner::Admin, None) => return fail(ErrorCode::BadRequest, "the admin key must name the account"),
+            (Publisher::Admin, None) => return fail(ErrorCode::BadRequest, "the admin key must name the account"),
         };
         let Some(channel) = it.channel else { return fail(ErrorCode::BadRequest, "channel is required") };
         let channel = match ChannelName::new(&channel) {
             Ok(c) => c,
             Err(e) => return fail(ErrorCode::InvalidChannel, &e.to_string()),
         };
+        if let Publisher::Token(g) = &owner
+            && !g.may_publish(&channel) {
+                return fail(ErrorCode::Forbidden, &format!("token may not publish to {channel}"));
+            }
         let Some(data) = it.data else { return fail(ErrorCode::BadRequest, "data is required") };
         items.push(PublishItem { account, channel, data: bytes::Bytes::copy_from_slice(data.get().as_bytes()), idempotency_key: it.idempotency_key });
     }

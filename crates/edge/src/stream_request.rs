@@ -21,7 +21,7 @@ pub struct StreamRequest {
     pub grant: Grant,
     /// The channels, deduplicated, in the order given.
     pub channels: Vec<ChannelKey>,
-    /// Where to resume (`Last-Event-ID`, else `?since=`).
+    /// Where to resume (`Last-Event-ID`, else `?since=`, the oldest when it lists several).
     pub since: Option<Cursor>,
 }
 
@@ -70,6 +70,16 @@ fn check(edge: &Edge, req: &Request<Incoming>, peer: SocketAddr) -> Result<Strea
         .map(str::to_owned)
         .filter(|s| !s.is_empty())
         .or_else(|| query_param(req, "since").filter(|s| !s.is_empty()));
-    let since = since_text.as_deref().map(Cursor::parse).transpose().map_err(|e| (ErrorCode::InvalidCursor, e.to_string()))?;
+    // `since` may list several cursors (one per channel, say): the stream starts at the oldest.
+    let since = match since_text {
+        None => None,
+        Some(text) => {
+            let list = text.split(',').filter(|s| !s.is_empty()).map(Cursor::parse).collect::<Result<Vec<_>, _>>().map_err(|e| (ErrorCode::InvalidCursor, e.to_string()))?;
+            if list.len() > edge.config.max_subscriptions {
+                return Err((ErrorCode::InvalidCursor, "more cursors than channels allowed".into()));
+            }
+            Cursor::earliest(&list)
+        }
+    };
     Ok(StreamRequest { slots, grant, channels, since })
 }

@@ -53,6 +53,30 @@ async fn herald_dev_serves_the_demo_page_and_a_token_for_it() {
     let token = serde_json::from_str::<serde_json::Value>(body).unwrap()["token"].as_str().unwrap().to_owned();
     let client = herald_client::Client::connect(herald_client::ClientConfig::new(dev.url.clone(), token));
     client.wait_connected(Duration::from_secs(30)).await.unwrap();
+    // Short-lived tokens for token-refresh tests; a ttl out of range is refused.
+    let short = get(&dev.url, "/dev/token?account=demo&ttl=5");
+    let body = &short[short.find("\r\n\r\n").unwrap() + 4..];
+    let token = serde_json::from_str::<serde_json::Value>(body).unwrap()["token"].as_str().unwrap().to_owned();
+    let claims: serde_json::Value = serde_json::from_slice(&base64_url(token.split('.').nth(1).unwrap())).unwrap();
+    assert_eq!(claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(), 5);
+    assert!(get(&dev.url, "/dev/token?ttl=1").starts_with("HTTP/1.1 400"));
+}
+
+/// Decodes unpadded base64url (a JWT segment).
+fn base64_url(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'-' => 62,
+        _ => 63,
+    } as u32;
+    let mut out = Vec::new();
+    for chunk in s.as_bytes().chunks(4) {
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &c)| acc | val(c) << (18 - 6 * i));
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
 }
 
 #[tokio::test]
