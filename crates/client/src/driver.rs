@@ -428,10 +428,15 @@ impl Driver {
                 }
             }
             "unsubscribed" => {
-                if let (None, Some(code), Some(channel)) = (req_id, f.code, f.channel)
-                    && let Some(ch) = self.channels.remove(&channel) {
+                if let (None, Some(code), Some(channel)) = (req_id, f.code, f.channel) {
+                    if code == "lagged" && self.channels.contains_key(&channel) {
+                        // A low-priority subscription shed by a backed-up connection: resume it
+                        // from its cursor, losing nothing.
+                        self.send_subscribe(ws, &channel).await?;
+                    } else if let Some(ch) = self.channels.remove(&channel) {
                         let _ = ch.events.send(Event::Ended { code }).await;
                     }
+                }
             }
             "ping" => ws.send(WsMessage::Text(r#"{"type":"pong"}"#.into())).await?,
             "token_expiring" => {

@@ -185,6 +185,34 @@ pub struct EdgeConfig {
     pub probe_stall_ms: u64,
     /// Latest-value (conflated) channels (`[[edge.latest_value]]`).
     pub latest_value: Vec<LatestValueConfig>,
+    /// Channel priorities (`[[edge.priority]]`); channels no entry names are `normal`.
+    pub priority: Vec<PriorityConfig>,
+}
+
+/// A priority for the channels matching a pattern. On a WebSocket connection, `high` records are
+/// sent before queued `normal` and `low` ones, and `low` ones after everything else; when the
+/// queue overflows, low-priority subscriptions are shed (ended with `lagged`, so the client
+/// resubscribes from its cursor) before the connection itself is. The first matching entry wins.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriorityConfig {
+    /// A channel pattern, e.g. `incidents` or `telemetry:*`.
+    pub channels: String,
+    /// `high`, `normal` or `low`.
+    pub priority: Priority,
+}
+
+/// How urgent a channel's records are, relative to the others on one connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// Overtakes queued normal and low records.
+    High,
+    /// Ordinary channels.
+    #[default]
+    Normal,
+    /// Sent after everything else; shed first when the queue overflows.
+    Low,
 }
 
 /// Channels whose subscribers need only the newest record per key: a record still queued for
@@ -234,6 +262,7 @@ impl Default for EdgeConfig {
             probe_interval_ms: 5_000,
             probe_stall_ms: 15_000,
             latest_value: Vec::new(),
+            priority: Vec::new(),
         }
     }
 }
@@ -475,6 +504,11 @@ impl Config {
             }
             if !(l.key.is_empty() || l.key.starts_with('/')) {
                 return bad("edge.latest_value.key", "must be empty or a JSON pointer starting with /");
+            }
+        }
+        for p in &e.priority {
+            if herald_core::ChannelPattern::parse(&p.channels).is_err() {
+                return bad("edge.priority.channels", "must be a channel pattern, e.g. incidents or telemetry:*");
             }
         }
         let p = &self.presence;

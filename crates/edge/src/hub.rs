@@ -17,7 +17,7 @@ use herald_core::{ChannelKey, Cursor, Epoch, PresenceChange, PresenceEvent, Reco
 use herald_protocol::{ServerFrame, encode_message};
 
 use crate::metrics::EdgeMetrics;
-use crate::outbox::{CloseReason, EncodedRecord, OutItem, Outbox};
+use crate::outbox::{CloseReason, EncodedRecord, OutItem, Outbox, Priority};
 
 /// A subscription: one connection, one or more channels of one account (one partition).
 pub struct Subscription {
@@ -166,6 +166,8 @@ pub struct Hub {
     parts: Vec<Mutex<PartitionHub>>,
     /// Latest-value channels: a pattern and the JSON pointer of the key.
     latest: Vec<(herald_core::ChannelPattern, String)>,
+    /// Channel priorities: the first matching pattern wins; `normal` without one.
+    priorities: Vec<(herald_core::ChannelPattern, Priority)>,
     recent_cap: usize,
     epoch: Epoch,
     region: RegionName,
@@ -180,13 +182,24 @@ impl Hub {
         let parts = (0..partitions)
             .map(|_| Mutex::new(PartitionHub { next: 0, channels: HashMap::new(), recent: VecDeque::new(), recent_from: 0, generation: 0, foreign: Vec::new() }))
             .collect();
-        Self { parts, latest: Vec::new(), recent_cap, epoch, region, metrics, next_id: AtomicU64::new(1) }
+        Self { parts, latest: Vec::new(), priorities: Vec::new(), recent_cap, epoch, region, metrics, next_id: AtomicU64::new(1) }
     }
 
     /// Declares latest-value channels (`[[edge.latest_value]]`): patterns and key pointers.
     pub fn with_latest_value(mut self, latest: Vec<(herald_core::ChannelPattern, String)>) -> Self {
         self.latest = latest;
         self
+    }
+
+    /// Declares channel priorities (`[[edge.priority]]`).
+    pub fn with_priorities(mut self, priorities: Vec<(herald_core::ChannelPattern, Priority)>) -> Self {
+        self.priorities = priorities;
+        self
+    }
+
+    /// The priority of `channel`.
+    pub fn priority(&self, channel: &herald_core::ChannelName) -> Priority {
+        self.priorities.iter().find(|(p, _)| p.matches(channel)).map_or(Priority::Normal, |(_, pr)| *pr)
     }
 
     /// Whether `channel` is a latest-value channel.
@@ -267,7 +280,17 @@ impl Hub {
         let cursor = self.cursor_with(r.offset + 1, foreign);
         let frame = encode_message(r.channel.as_str(), r.id.as_str(), &cursor, r.published_at_ms, &r.data);
         let latest = if self.latest.is_empty() { None } else { self.latest_key(r) };
-        Arc::new(EncodedRecord { frame, cursor: cursor.into_boxed_str(), offset: r.offset, origin: r.origin_region.clone(), origin_offset: r.origin_offset, latest })
+        let priority = if self.priorities.is_empty() { Priority::Normal } else { self.priority(&r.channel) };
+        Arc::new(EncodedRecord {
+            frame,
+            cursor: cursor.into_boxed_str(),
+            offset: r.offset,
+            origin: r.origin_region.clone(),
+            origin_offset: r.origin_offset,
+            latest,
+            channel: r.channel.clone(),
+            priority,
+        })
     }
 
     /// Registers a subscription and returns it with its seam (the partition's `next` now) and,

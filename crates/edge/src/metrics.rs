@@ -25,6 +25,8 @@ pub struct EdgeMetrics {
     pub deliveries: Counter,
     /// Connections cut because their queue overflowed.
     pub lagged_disconnects: Counter,
+    /// Low-priority subscriptions ended to keep a backed-up connection alive.
+    pub shed_subscriptions: Counter,
     /// Connections closed for missing heartbeats.
     pub heartbeat_timeouts: Counter,
     /// Publish time to fan-out (enqueue to subscribers), per record.
@@ -87,6 +89,7 @@ impl EdgeMetrics {
             records_published: counter("herald_records_published_total", "Records published through this node"),
             deliveries: counter("herald_deliveries_total", "Frames queued to subscribers"),
             lagged_disconnects: counter("herald_lagged_disconnects_total", "Connections cut for a full send queue"),
+            shed_subscriptions: counter("herald_shed_subscriptions_total", "Low-priority subscriptions ended (lagged) so a backed-up connection survives"),
             heartbeat_timeouts: counter("herald_heartbeat_timeouts_total", "Connections closed for missed heartbeats"),
             draining: gauge("herald_draining", "1 while the node drains"),
             ready: gauge("herald_ready", "1 while the node is ready"),

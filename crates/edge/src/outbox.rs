@@ -4,6 +4,16 @@
 //! batches and writes each batch in one go. Pushing never waits: a connection whose queue would
 //! exceed its byte limit is marked [`CloseReason::Lagged`] and its queue dropped, so a slow
 //! reader can never slow the hub or anyone else.
+//!
+//! A WebSocket's queue ([`Outbox::prioritized`]) has three lanes. Control frames and normal
+//! records share the main lane, in order. High-priority records go first: each may overtake
+//! queued normal and low records, but never a control frame queued before it (a `subscribed`
+//! reply still precedes its channel's records). Low-priority records go when nothing else is
+//! queued, and when the queue would overflow they are shed first: their channels are reported
+//! to the session ([`Outbox::shed`]), which ends those subscriptions with `lagged` so the client
+//! resubscribes from its cursor, and the connection itself survives. Each channel has one
+//! priority, so per-channel order is kept. SSE and long-poll carry one cursor for the whole
+//! stream and must deliver in stream order: their queues ([`Outbox::new`]) have one lane.
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -11,7 +21,10 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
+use herald_core::ChannelName;
 use herald_protocol::ErrorCode;
+
+pub use herald_config::Priority;
 
 /// A record encoded once for every subscriber of its channel on this node.
 #[derive(Debug)]
@@ -29,6 +42,10 @@ pub struct EncodedRecord {
     /// On a latest-value channel: `channel \0 key`. A queued record with the same key is
     /// replaced by this one.
     pub latest: Option<Box<str>>,
+    /// The record's channel (within its account).
+    pub channel: ChannelName,
+    /// Its channel's priority.
+    pub priority: Priority,
 }
 
 /// One queued item.
@@ -75,7 +92,23 @@ pub enum CloseReason {
 }
 
 struct State {
+    /// The main lane: control frames, transport bytes and normal-priority records, in order.
     items: VecDeque<OutItem>,
+    /// High-priority records, each with the count of main-lane entries that must be taken
+    /// before it (up to the last control frame queued before it).
+    high: VecDeque<(u64, Arc<EncodedRecord>)>,
+    /// Low-priority records.
+    low: VecDeque<Arc<EncodedRecord>>,
+    /// Whether records are sorted into lanes by priority (else everything is in `items`).
+    lanes: bool,
+    /// Main-lane entries pushed, taken, and pushed up to the last control item.
+    main_pushed: u64,
+    main_taken: u64,
+    main_frames: u64,
+    /// Low-priority channels shed: their records are dropped until the session has ended the
+    /// subscriptions ([`Outbox::unshed`]). `shed_new` are those not yet reported.
+    shed: Vec<ChannelName>,
+    shed_new: Vec<ChannelName>,
     bytes: usize,
     close: Option<CloseReason>,
     /// Latest-value records still queued: the newest per key.
@@ -120,14 +153,91 @@ impl State {
     /// 64), so a stalled reader of a latest-value channel holds no more than about twice its
     /// live records, not every value ever published.
     fn compact(&mut self) {
-        if self.replaced.len() > 64 && self.replaced.len() * 2 >= self.items.len() {
+        if self.replaced.len() > 64 && self.replaced.len() * 2 >= self.len() {
             let replaced = std::mem::take(&mut self.replaced);
             self.items.retain(|it| !matches!(it, OutItem::Record(r) if replaced.contains(&addr(r))));
+            self.high.retain(|(_, r)| !replaced.contains(&addr(r)));
+            self.low.retain(|r| !replaced.contains(&addr(r)));
         }
+    }
+
+    /// Entries queued, all lanes.
+    fn len(&self) -> usize {
+        self.items.len() + self.high.len() + self.low.len()
+    }
+
+    /// Queues an item in its lane.
+    fn enqueue(&mut self, item: OutItem) {
+        if self.lanes
+            && let OutItem::Record(r) = &item
+        {
+            match r.priority {
+                Priority::High => return self.high.push_back((self.main_frames, r.clone())),
+                Priority::Low => return self.low.push_back(r.clone()),
+                Priority::Normal => {}
+            }
+        }
+        self.main_pushed += 1;
+        if !matches!(item, OutItem::Record(_)) {
+            self.main_frames = self.main_pushed;
+        }
+        self.items.push_back(item);
+    }
+
+    /// The next item to send, by lane: a high-priority record whose preceding control frames
+    /// are sent, else the main lane, else a low-priority record.
+    fn dequeue(&mut self) -> Option<OutItem> {
+        if let Some((barrier, _)) = self.high.front()
+            && (*barrier <= self.main_taken || self.items.is_empty())
+        {
+            return self.high.pop_front().map(|(_, r)| OutItem::Record(r));
+        }
+        if let Some(item) = self.items.pop_front() {
+            self.main_taken += 1;
+            return Some(item);
+        }
+        self.low.pop_front().map(OutItem::Record)
+    }
+
+    /// The size of the item [`State::dequeue`] would return.
+    fn next_len(&self) -> Option<usize> {
+        match self.high.front() {
+            Some((barrier, r)) if *barrier <= self.main_taken || self.items.is_empty() => Some(r.frame.len()),
+            _ => self.items.front().map(OutItem::len).or_else(|| self.low.front().map(|r| r.frame.len())),
+        }
+    }
+
+    /// Sheds every queued low-priority record, remembering its channel. Returns bytes freed.
+    fn shed_low(&mut self) -> usize {
+        let mut freed = 0;
+        for r in std::mem::take(&mut self.low) {
+            if let Some(key) = &r.latest
+                && self.latest.get(key).is_some_and(|newest| Arc::ptr_eq(newest, &r))
+            {
+                self.latest.remove(key);
+            }
+            // A replaced record's bytes were freed when it was replaced.
+            if !self.replaced.remove(&addr(&r)) {
+                freed += r.frame.len();
+            }
+            if !self.shed.contains(&r.channel) {
+                self.shed.push(r.channel.clone());
+                self.shed_new.push(r.channel.clone());
+            }
+        }
+        self.bytes -= freed;
+        freed
+    }
+
+    /// Whether `item` is a record of a shed channel (dropped: the client resumes it).
+    fn is_shed(&self, item: &OutItem) -> bool {
+        matches!(item, OutItem::Record(r) if r.priority == Priority::Low && self.shed.contains(&r.channel))
     }
 
     fn clear(&mut self) {
         self.items = VecDeque::new();
+        self.high = VecDeque::new();
+        self.low = VecDeque::new();
         self.bytes = 0;
         self.latest = Default::default();
         self.replaced = Default::default();
@@ -145,10 +255,33 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// An empty queue holding at most `max_bytes`.
+    /// An empty single-lane queue holding at most `max_bytes`: everything in push order.
     pub fn new(max_bytes: usize) -> Arc<Self> {
+        Self::build(max_bytes, false)
+    }
+
+    /// An empty queue holding at most `max_bytes`, with lanes by channel priority (WebSocket).
+    pub fn prioritized(max_bytes: usize) -> Arc<Self> {
+        Self::build(max_bytes, true)
+    }
+
+    fn build(max_bytes: usize, lanes: bool) -> Arc<Self> {
         Arc::new(Self {
-            state: Mutex::new(State { items: VecDeque::new(), bytes: 0, close: None, latest: Default::default(), replaced: Default::default() }),
+            state: Mutex::new(State {
+                items: VecDeque::new(),
+                high: VecDeque::new(),
+                low: VecDeque::new(),
+                lanes,
+                main_pushed: 0,
+                main_taken: 0,
+                main_frames: 0,
+                shed: Vec::new(),
+                shed_new: Vec::new(),
+                bytes: 0,
+                close: None,
+                latest: Default::default(),
+                replaced: Default::default(),
+            }),
             wake: Notify::new(),
             changed: Notify::new(),
             max_bytes,
@@ -162,6 +295,9 @@ impl Outbox {
         if s.close.is_some() {
             return false;
         }
+        if s.is_shed(&item) {
+            return true;
+        }
         let len = item.len();
         let backed_up = s.bytes >= self.max_bytes / 4;
         let freed = match &item {
@@ -169,12 +305,19 @@ impl Outbox {
             _ => 0,
         };
         s.bytes -= freed;
+        if s.bytes + len > self.max_bytes && s.lanes && !s.low.is_empty() {
+            s.shed_low();
+            self.changed.notify_waiters();
+            if s.is_shed(&item) {
+                return true;
+            }
+        }
         if s.bytes + len > self.max_bytes {
             self.overflow(s);
             return false;
         }
-        let was_empty = s.items.is_empty();
-        s.items.push_back(item);
+        let was_empty = s.len() == 0;
+        s.enqueue(item);
         s.bytes += len;
         if freed > 0 {
             s.compact();
@@ -201,15 +344,22 @@ impl Outbox {
         if s.close.is_some() {
             return false;
         }
-        let was_empty = s.items.is_empty();
+        let was_empty = s.len() == 0;
         // Latest-value records replace queued ones only when the queue is backed up (a quarter
         // full before this batch): a reader that keeps up gets every record.
         let backed_up = s.bytes >= self.max_bytes / 4;
         for r in recs {
+            if r.priority == Priority::Low && s.shed.contains(&r.channel) {
+                continue;
+            }
             // One at a time: a record may replace one queued earlier in this same batch.
             let freed = if r.latest.is_some() { s.supersede(r, backed_up) } else { 0 };
             s.bytes = s.bytes - freed + r.frame.len();
-            s.items.push_back(OutItem::Record(r.clone()));
+            s.enqueue(OutItem::Record(r.clone()));
+        }
+        if s.bytes > self.max_bytes && s.lanes && !s.low.is_empty() {
+            s.shed_low();
+            self.changed.notify_waiters();
         }
         if s.bytes > self.max_bytes {
             self.overflow(s);
@@ -253,12 +403,11 @@ impl Outbox {
     pub fn take(&self, max_bytes: usize, into: &mut Vec<OutItem>) -> Option<CloseReason> {
         let mut s = self.state.lock();
         let mut taken = 0;
-        while let Some(front) = s.items.front() {
-            let len = front.len();
+        while let Some(len) = s.next_len() {
             if taken > 0 && taken + len > max_bytes {
                 break;
             }
-            let item = s.items.pop_front().expect("front exists");
+            let item = s.dequeue().expect("an item is next");
             if !s.live(&item) {
                 // Replaced by a newer record with its key; its bytes were freed then.
                 continue;
@@ -267,9 +416,11 @@ impl Outbox {
             into.push(item);
         }
         s.bytes -= taken;
-        if s.items.is_empty() && s.items.capacity() > 64 {
+        if s.len() == 0 && s.items.capacity() + s.high.capacity() + s.low.capacity() > 64 {
             // Give back the memory a burst grew; idle connections stay small.
             s.items = VecDeque::new();
+            s.high = VecDeque::new();
+            s.low = VecDeque::new();
         }
         let close = s.close;
         drop(s);
@@ -302,6 +453,30 @@ impl Outbox {
             }
             notified.await;
         }
+    }
+
+    /// Waits until low-priority channels were shed (the queue would otherwise have overflowed)
+    /// and returns them; their records are dropped until [`Outbox::unshed`]. Pending forever on
+    /// a closing connection.
+    pub async fn shed(&self) -> Vec<ChannelName> {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut s = self.state.lock();
+                if s.close.is_none() && !s.shed_new.is_empty() {
+                    return std::mem::take(&mut s.shed_new);
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// The session has ended the shed subscription of `channel`: its records queue again (a
+    /// new subscription's).
+    pub fn unshed(&self, channel: &ChannelName) {
+        self.state.lock().shed.retain(|c| c != channel);
     }
 
     /// Waits until the connection is closing, and returns why.
@@ -357,6 +532,8 @@ mod tests {
             origin: herald_core::RegionName::new("r").unwrap(),
             origin_offset: offset,
             latest: key.map(Into::into),
+            channel: ChannelName::new("c").unwrap(),
+            priority: Priority::Normal,
         })
     }
 
@@ -398,6 +575,81 @@ mod tests {
         out.clear();
         roomy.take(1 << 20, &mut out);
         assert_eq!(out.len(), 2);
+    }
+
+    fn prio(offset: u64, channel: &str, priority: Priority) -> OutItem {
+        let mut r = Arc::try_unwrap(keyed(offset, None)).unwrap();
+        r.channel = ChannelName::new(channel).unwrap();
+        r.priority = priority;
+        OutItem::Record(Arc::new(r))
+    }
+
+    fn order(items: &[OutItem]) -> Vec<String> {
+        items
+            .iter()
+            .map(|i| match i {
+                OutItem::Record(r) => r.offset.to_string(),
+                OutItem::Frame(b) | OutItem::Raw(b) => String::from_utf8_lossy(b).into_owned(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn high_priority_records_overtake_queued_records_but_never_a_control_frame_queued_before_them() {
+        let o = Outbox::prioritized(1 << 20);
+        o.push(prio(1, "low", Priority::Low));
+        o.push(prio(2, "normal", Priority::Normal));
+        o.push(OutItem::Frame(Bytes::from_static(b"F")));
+        o.push(prio(3, "normal", Priority::Normal));
+        o.push(prio(4, "low", Priority::Low));
+        o.push(prio(5, "high", Priority::High));
+        o.push(OutItem::Frame(Bytes::from_static(b"G")));
+        o.push(prio(6, "high", Priority::High));
+        let mut out = Vec::new();
+        o.take(1 << 20, &mut out);
+        // 5 waits for F (queued before it) but overtakes 3; 6 waits for G, which keeps its
+        // place after 3 in the main lane; low-priority records go last.
+        assert_eq!(order(&out), ["2", "F", "5", "3", "G", "6", "1", "4"]);
+        assert_eq!(o.queued_bytes(), 0);
+        // A single-lane queue (SSE, long-poll) keeps push order whatever the priority.
+        let fifo = Outbox::new(1 << 20);
+        fifo.push(prio(1, "low", Priority::Low));
+        fifo.push(prio(2, "high", Priority::High));
+        out.clear();
+        fifo.take(1 << 20, &mut out);
+        assert_eq!(order(&out), ["1", "2"]);
+    }
+
+    #[test]
+    fn an_overflow_sheds_low_priority_channels_before_it_cuts_the_connection() {
+        // Records are 10 bytes: room for 5.
+        let o = Outbox::prioritized(50);
+        assert!(o.push_records(&[prio(1, "tel", Priority::Low), prio(2, "tel", Priority::Low), prio(3, "gps", Priority::Low)].map(|i| match i {
+            OutItem::Record(r) => r,
+            _ => unreachable!(),
+        })));
+        assert!(o.push(prio(4, "inc", Priority::High)));
+        assert!(o.push(prio(5, "c", Priority::Normal)));
+        // Full: the next record sheds the low lane instead of lagging the connection.
+        assert!(o.push(prio(6, "c", Priority::Normal)));
+        assert_eq!(o.close_reason(), None);
+        assert_eq!(o.queued_bytes(), 30);
+        let shed = futures_util::FutureExt::now_or_never(o.shed()).expect("shed channels are reported");
+        assert_eq!(shed.iter().map(|c| c.as_str()).collect::<Vec<_>>(), ["tel", "gps"]);
+        // Until the session has ended those subscriptions, their records are dropped.
+        assert!(o.push(prio(7, "tel", Priority::Low)));
+        o.unshed(&ChannelName::new("tel").unwrap());
+        assert!(o.push(prio(8, "tel", Priority::Low)));
+        assert!(o.push(prio(9, "gps", Priority::Low)));
+        let mut out = Vec::new();
+        o.take(1 << 20, &mut out);
+        assert_eq!(order(&out), ["4", "5", "6", "8"]);
+        // With nothing low-priority left to shed, an overflow cuts the connection as before.
+        let full = Outbox::prioritized(20);
+        assert!(full.push(prio(1, "c", Priority::Normal)));
+        assert!(full.push(prio(2, "inc", Priority::High)));
+        assert!(!full.push(prio(3, "c", Priority::Normal)));
+        assert_eq!(full.close_reason(), Some(CloseReason::Lagged));
     }
 
     #[test]

@@ -233,6 +233,19 @@ impl Session {
         Ok(())
     }
 
+    /// The queue overflowed and dropped the queued records of these low-priority channels: their
+    /// subscriptions end with `lagged`, and the client resubscribes from its cursor.
+    pub async fn shed(&mut self, channels: Vec<ChannelName>) {
+        for ch in channels {
+            if self.subs.contains_key(&ch) {
+                self.drop_subscription(&ch).await;
+                self.edge.metrics.shed_subscriptions.increment(1);
+                self.send(ServerFrame::Unsubscribed { id: None, channel: ch.as_str(), code: Some(ErrorCode::Lagged) });
+            }
+            self.outbox.unshed(&ch);
+        }
+    }
+
     async fn drop_subscription(&mut self, ch: &ChannelName) {
         if let Some(sub) = self.subs.remove(ch) {
             subscribe::close(&self.edge, &sub);

@@ -125,8 +125,16 @@ impl Edge {
             .map(|l| herald_core::ChannelPattern::parse(&l.channels).map(|p| (p, l.key.clone())))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| EdgeError::Config(format!("edge.latest_value: {e}")))?;
+        let priorities = config
+            .edge
+            .priority
+            .iter()
+            .map(|p| herald_core::ChannelPattern::parse(&p.channels).map(|c| (c, p.priority)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| EdgeError::Config(format!("edge.priority: {e}")))?;
         let hub = Hub::new(deps.bus.partitions(), deps.bus.epoch(), deps.bus.region(), deps.metrics.clone(), config.edge.history_cache_records)
-            .with_latest_value(latest);
+            .with_latest_value(latest)
+            .with_priorities(priorities);
         let consumers = PartitionConsumers::new(deps.bus.partitions(), std::time::Duration::from_millis(config.edge.consumer_linger_ms));
         Ok(Arc::new(Self {
             config: config.edge.clone(),

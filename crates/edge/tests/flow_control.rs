@@ -251,3 +251,105 @@ async fn a_slow_subscriber_of_a_latest_value_channel_gets_the_newest_per_key_whi
     let next = expect_type(&mut late, "message").await;
     assert_eq!(next["data"]["seq"], 0, "then live records, nothing older");
 }
+
+fn priorities(c: &mut herald_config::Config) {
+    use herald_config::{Priority, PriorityConfig};
+    c.edge.priority = vec![
+        PriorityConfig { channels: "incidents".into(), priority: Priority::High },
+        PriorityConfig { channels: "telemetry:*".into(), priority: Priority::Low },
+    ];
+    // Raw test clients do not answer the server's pings.
+    c.edge.heartbeat_ms = 600_000;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_high_priority_record_overtakes_a_backlog_of_low_priority_ones_on_one_connection() {
+    let e = TestEdge::start_with(|c| {
+        priorities(c);
+        // Room for the whole flood: this test is about order, not overflow.
+        c.edge.max_queued_bytes = 64 << 20;
+    })
+    .await;
+    let token = e.token("acme", "u");
+    let mut ws = raw_ws(e.addr, Some(&token)).await.unwrap();
+    for (id, ch) in [(1, "telemetry:truck"), (2, "incidents")] {
+        send(&mut ws, json!({"type":"subscribe","id":id,"channel":ch})).await;
+        expect_type(&mut ws, "subscribed").await;
+    }
+    // 5000 records of 8 KB (40 MB) on the low-priority channel, which the client does not read
+    // yet: a few MB fit the sockets' kernel buffers, the rest waits in the connection's queue.
+    const FLOOD: u64 = 5000;
+    let pad = "x".repeat(8000);
+    for batch in 0..FLOOD / 50 {
+        let records: Vec<_> = (batch * 50..batch * 50 + 50).map(|seq| json!({"account":"acme","channel":"telemetry:truck","data":{"seq": seq, "pad": pad}})).collect();
+        assert_eq!(e.publish(json!({ "records": records })).await.0, 200);
+    }
+    e.publish(json!({"account":"acme","channel":"incidents","data":{"id":"P1"}})).await;
+    // The incident arrives after what was already in flight, ahead of the queued backlog; then
+    // the backlog, complete and in order.
+    let mut low = Vec::new();
+    let mut incident_after = None;
+    while (low.len() as u64) < FLOOD || incident_after.is_none() {
+        let m = expect_type(&mut ws, "message").await;
+        match m["channel"].as_str().unwrap() {
+            "incidents" => incident_after = Some(low.len() as u64),
+            _ => low.push(m["data"]["seq"].as_u64().unwrap()),
+        }
+    }
+    let overtook = FLOOD - incident_after.unwrap();
+    assert!(overtook > FLOOD / 2, "the incident waited behind {} of {FLOOD} low-priority records", incident_after.unwrap());
+    assert_eq!(low, (0..FLOOD).collect::<Vec<_>>(), "every low-priority record, once, in order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overflowing_queue_sheds_the_low_priority_subscription_and_keeps_the_connection() {
+    let e = TestEdge::start_with(|c| {
+        priorities(c);
+        c.edge.max_queued_bytes = 1 << 20;
+    })
+    .await;
+    let token = e.token("acme", "u");
+    let mut ws = raw_ws(e.addr, Some(&token)).await.unwrap();
+    for (id, ch) in [(1, "telemetry:truck"), (2, "incidents")] {
+        send(&mut ws, json!({"type":"subscribe","id":id,"channel":ch})).await;
+        expect_type(&mut ws, "subscribed").await;
+    }
+    // Flood the low-priority channel until the stalled connection's queue overflows.
+    let pad = "x".repeat(8000);
+    let mut published = 0u64;
+    while metric(&e, "herald_shed_subscriptions_total") < 1.0 {
+        assert!(published < 20_000, "nothing was shed");
+        let records: Vec<_> = (published..published + 50).map(|seq| json!({"account":"acme","channel":"telemetry:truck","data":{"seq": seq, "pad": pad}})).collect();
+        assert_eq!(e.publish(json!({ "records": records })).await.0, 200);
+        published += 50;
+    }
+    assert_eq!(metric(&e, "herald_lagged_disconnects_total"), 0.0, "the connection itself survives");
+    e.publish(json!({"account":"acme","channel":"incidents","data":{"id":"P1"}})).await;
+    // The client reads: low-priority records up to where they were shed, the shed notice, and
+    // the incident; it resubscribes from its last telemetry cursor and gets the rest.
+    let (mut low, mut cursor, mut ended, mut incident) = (Vec::new(), None::<String>, false, false);
+    while !(ended && incident) {
+        let Next::Frame(v) = ws.next().await else { panic!("the connection ended") };
+        match (v["type"].as_str().unwrap(), v["channel"].as_str()) {
+            ("message", Some("incidents")) => incident = true,
+            ("message", _) => {
+                assert!(!ended, "no telemetry record after the subscription ended");
+                low.push(v["data"]["seq"].as_u64().unwrap());
+                cursor = Some(v["cursor"].as_str().unwrap().to_owned());
+            }
+            ("unsubscribed", Some("telemetry:truck")) => {
+                assert_eq!(v["code"], "lagged");
+                ended = true;
+            }
+            _ => {}
+        }
+    }
+    let Some(cursor) = cursor else { panic!("no telemetry record arrived before the shed") };
+    send(&mut ws, json!({"type":"subscribe","id":3,"channel":"telemetry:truck","since":cursor})).await;
+    assert_eq!(expect_type(&mut ws, "subscribed").await["recovered"], true);
+    while (low.len() as u64) < published {
+        let m = expect_type(&mut ws, "message").await;
+        low.push(m["data"]["seq"].as_u64().unwrap());
+    }
+    assert_eq!(low, (0..published).collect::<Vec<_>>(), "nothing lost, nothing twice");
+}
