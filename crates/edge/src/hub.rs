@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use herald_core::{ChannelKey, Cursor, Epoch, PresenceChange, PresenceEvent, Record, RegionName, partition_for};
 use herald_protocol::{ServerFrame, encode_message};
@@ -36,6 +37,8 @@ pub struct Subscription {
     skip_origins: Vec<(RegionName, u64)>,
     /// Whether it receives join/leave events.
     presence_events: bool,
+    /// The client's `max_rate`, when it asked for one.
+    gate: Option<Arc<Gate>>,
     replaying: AtomicBool,
     pending: Mutex<Pending>,
     max_pending_bytes: usize,
@@ -47,10 +50,90 @@ struct Pending {
     bytes: usize,
 }
 
+/// A client-requested delivery rate (`max_rate`): at most one delivery per `every`. Records that
+/// arrive sooner are held, in order, and queued together when the interval is up; on a
+/// latest-value channel a held record is replaced by a newer one with its key. Nothing else is
+/// ever dropped, so the client's cursor stays exact.
+pub struct Gate {
+    every: Duration,
+    held: Mutex<Held>,
+}
+
+#[derive(Default)]
+struct Held {
+    items: Vec<Arc<EncodedRecord>>,
+    bytes: usize,
+    /// No delivery before this.
+    next: Option<Instant>,
+    /// A release is scheduled.
+    armed: bool,
+}
+
+impl Gate {
+    fn new(every: Duration) -> Arc<Self> {
+        Arc::new(Self { every, held: Mutex::new(Held::default()) })
+    }
+
+    /// Queues `recs` now if the interval is up and nothing is held, else holds them until it is.
+    fn offer(self: &Arc<Self>, outbox: &Arc<Outbox>, recs: &[Arc<EncodedRecord>], max_bytes: usize) {
+        let now = Instant::now();
+        let mut h = self.held.lock();
+        if h.items.is_empty() && h.next.is_none_or(|n| now >= n) {
+            h.next = Some(now + self.every);
+            drop(h);
+            outbox.push_records(recs);
+            return;
+        }
+        for r in recs {
+            if let Some(key) = &r.latest
+                && let Some(i) = h.items.iter().position(|q| q.latest.as_ref() == Some(key))
+            {
+                let old = h.items.remove(i);
+                h.bytes -= old.frame.len();
+            }
+            h.bytes += r.frame.len();
+            h.items.push(r.clone());
+        }
+        if h.bytes > max_bytes {
+            // As if the queue overflowed: the client resumes from its cursor.
+            drop(h);
+            outbox.close(CloseReason::Lagged);
+            return;
+        }
+        if !h.armed {
+            h.armed = true;
+            let at = h.next.unwrap_or(now);
+            let (gate, outbox) = (self.clone(), outbox.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep_until(at.into()).await;
+                gate.release(&outbox);
+            });
+        }
+    }
+
+    /// Queues everything held.
+    fn release(&self, outbox: &Outbox) {
+        let mut h = self.held.lock();
+        let items = std::mem::take(&mut h.items);
+        h.bytes = 0;
+        h.armed = false;
+        h.next = Some(Instant::now() + self.every);
+        // Under the lock, so a concurrent offer cannot queue newer records before these.
+        if !items.is_empty() {
+            outbox.push_records(&items);
+        }
+    }
+}
+
 impl Subscription {
     /// Whether it receives join/leave events.
     pub fn presence_events(&self) -> bool {
         self.presence_events
+    }
+
+    /// What delivery it asked for (kept across a pause).
+    pub fn delivery(&self) -> crate::subscribe::Delivery {
+        crate::subscribe::Delivery { presence_events: self.presence_events, every: self.gate.as_ref().map(|g| g.every) }
     }
 
     /// Whether this subscription should get `r` in a replay: one of its channels, not seen in
@@ -87,7 +170,7 @@ impl Subscription {
                 return;
             }
         }
-        self.outbox.push(OutItem::Record(rec.clone()));
+        self.queue(std::slice::from_ref(rec));
     }
 
     fn deliver_all(&self, recs: &[Arc<EncodedRecord>]) {
@@ -97,7 +180,25 @@ impl Subscription {
             }
             return;
         }
-        self.outbox.push_records(recs);
+        self.queue(recs);
+    }
+
+    /// Queues live records, through the client's rate gate if it asked for one.
+    fn queue(&self, recs: &[Arc<EncodedRecord>]) {
+        match &self.gate {
+            Some(g) => g.offer(&self.outbox, recs, self.max_pending_bytes),
+            None => {
+                self.outbox.push_records(recs);
+            }
+        }
+    }
+
+    /// Queues what the rate gate holds now (the subscription is ending or pausing: everything
+    /// below its final cursor must be queued).
+    fn release_held(&self) {
+        if let Some(g) = &self.gate {
+            g.release(&self.outbox);
+        }
     }
 
     /// Ends the replay phase: queues the live records that arrived meanwhile, in order, and from
@@ -157,6 +258,8 @@ pub struct SubscribeRequest {
     pub replay: bool,
     /// Join/leave events wanted.
     pub presence_events: bool,
+    /// The client's `max_rate`, as an interval.
+    pub every: Option<Duration>,
     /// Bound on live records held back during replay.
     pub max_pending_bytes: usize,
 }
@@ -318,6 +421,7 @@ impl Hub {
             skip_below: req.since.unwrap_or(0),
             skip_origins: req.skip_origins,
             presence_events: req.presence_events,
+            gate: req.every.map(Gate::new),
             replaying: AtomicBool::new(req.replay),
             pending: Mutex::new(Pending::default()),
             max_pending_bytes: req.max_pending_bytes,
@@ -336,6 +440,7 @@ impl Hub {
     pub fn unregister_at(&self, sub: &Subscription) -> String {
         let mut part = self.parts[sub.partition as usize].lock();
         Self::remove(&mut part, sub);
+        sub.release_held();
         let next = part.next;
         let foreign = merge_max(&part.foreign, &sub.skip_origins);
         drop(part);

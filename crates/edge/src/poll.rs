@@ -46,7 +46,7 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::Soc
     let _slots = sr.slots;
     // Big enough for `limit` records of the largest size: a poll never lags by its own replay.
     let outbox = Outbox::new((limit + 1) * (edge.config.max_message_bytes + 512));
-    let opened = match subscribe::open(&edge, outbox.clone(), sr.channels.clone(), sr.since.as_ref(), false).await {
+    let opened = match subscribe::open(&edge, outbox.clone(), sr.channels.clone(), sr.since.as_ref(), subscribe::Delivery::default()).await {
         Ok(o) => o,
         Err(code) => return code_response(code, "the bus is unavailable; retry"),
     };

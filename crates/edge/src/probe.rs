@@ -42,7 +42,7 @@ pub async fn run(edge: Arc<Edge>, stop: CancellationToken) {
     let outbox = Outbox::new(1 << 20);
     // Subscribe like a client would, so the probe crosses the same consumer and hub.
     let sub = loop {
-        match subscribe::open(&edge, outbox.clone(), vec![ChannelKey::new(account.clone(), channel.clone())], None, false).await {
+        match subscribe::open(&edge, outbox.clone(), vec![ChannelKey::new(account.clone(), channel.clone())], None, subscribe::Delivery::default()).await {
             Ok(o) => break subscribe::replay(&edge, o, None).await.0,
             Err(_) => {
                 set(&edge, false);

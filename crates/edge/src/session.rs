@@ -14,7 +14,11 @@ use crate::hub::Subscription;
 use crate::limits::TokenBucket;
 use crate::outbox::{CloseReason, OutItem, Outbox};
 use crate::state::{Edge, PublishItem, validate_json};
-use crate::subscribe;
+use crate::subscribe::{self, Delivery};
+
+/// The range of a subscription's `max_rate`, deliveries per second.
+const MIN_RATE: f64 = 0.01;
+const MAX_RATE: f64 = 1000.0;
 
 /// A fatal protocol error: the connection must close with this code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,8 +33,8 @@ pub struct Session {
     pub grant: Grant,
     outbox: Arc<Outbox>,
     subs: HashMap<ChannelName, Arc<Subscription>>,
-    /// Paused subscriptions: where each stopped, and whether it wanted presence events.
-    paused: HashMap<ChannelName, (String, bool)>,
+    /// Paused subscriptions: where each stopped, and what delivery it asked for.
+    paused: HashMap<ChannelName, (String, Delivery)>,
     publish_bucket: TokenBucket,
 }
 
@@ -85,7 +89,17 @@ impl Session {
             ClientFrame::Auth { .. } => {
                 self.send_error(None, ErrorCode::BadRequest, "already authenticated");
             }
-            ClientFrame::Subscribe { id, channel, since, presence } => self.subscribe(id, channel, since, presence).await,
+            ClientFrame::Subscribe { id, channel, since, presence, max_rate } => {
+                let every = match max_rate {
+                    None => None,
+                    Some(r) if r.is_finite() && (MIN_RATE..=MAX_RATE).contains(&r) => Some(std::time::Duration::from_secs_f64(1.0 / r)),
+                    Some(_) => {
+                        self.send_error(Some(&id), ErrorCode::BadRequest, "max_rate must be 0.01 to 1000 deliveries per second");
+                        return Ok(());
+                    }
+                };
+                self.subscribe(id, channel, since, Delivery { presence_events: presence, every }).await
+            }
             ClientFrame::Pause { id, channel } => {
                 let Some(ch) = self.channel(&id, &channel) else { return Ok(()) };
                 match self.subs.remove(&ch) {
@@ -93,7 +107,7 @@ impl Session {
                         // Presence stays: the user is still here, just not looking.
                         let cursor = subscribe::close_at(&self.edge, &sub);
                         self.send(ServerFrame::Paused { id: &id, channel: ch.as_str(), cursor: &cursor });
-                        self.paused.insert(ch, (cursor, sub.presence_events()));
+                        self.paused.insert(ch, (cursor, sub.delivery()));
                     }
                     None => self.send_error(Some(&id), ErrorCode::NotSubscribed, "not subscribed to this channel (or already paused)"),
                 }
@@ -101,7 +115,7 @@ impl Session {
             ClientFrame::Resume { id, channel } => {
                 let Some(ch) = self.channel(&id, &channel) else { return Ok(()) };
                 match self.paused.remove(&ch) {
-                    Some((cursor, presence)) => self.subscribe(id, channel, Some(cursor), presence).await,
+                    Some((cursor, delivery)) => self.subscribe(id, channel, Some(cursor), delivery).await,
                     None => self.send_error(Some(&id), ErrorCode::NotSubscribed, "this channel is not paused"),
                 }
             }
@@ -177,7 +191,8 @@ impl Session {
         Ok(())
     }
 
-    async fn subscribe(&mut self, id: RequestId, channel: String, since: Option<String>, presence: bool) {
+    async fn subscribe(&mut self, id: RequestId, channel: String, since: Option<String>, delivery: Delivery) {
+        let presence = delivery.presence_events;
         let Some(ch) = self.channel(&id, &channel) else { return };
         if !self.grant.may_subscribe(&ch) {
             return self.send_error(Some(&id), ErrorCode::Forbidden, "token may not subscribe to this channel");
@@ -196,7 +211,7 @@ impl Session {
             Err(e) => return self.send_error(Some(&id), ErrorCode::InvalidCursor, &e.to_string()),
         };
         let key = ChannelKey::new(self.grant.account.clone(), ch.clone());
-        let opened = match subscribe::open(&self.edge, self.outbox.clone(), vec![key.clone()], since.as_ref(), presence).await {
+        let opened = match subscribe::open(&self.edge, self.outbox.clone(), vec![key.clone()], since.as_ref(), delivery).await {
             Ok(o) => o,
             Err(code) => return self.send_error(Some(&id), code, "the bus is unavailable; retry"),
         };

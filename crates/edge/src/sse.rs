@@ -28,7 +28,7 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::Soc
     let guard = edge.session_guard();
     let outbox = Outbox::new(edge.config.max_queued_bytes);
     let connection_id = format!("{:016x}", rand::random::<u64>());
-    let opened = match subscribe::open(&edge, outbox.clone(), sr.channels.clone(), sr.since.as_ref(), false).await {
+    let opened = match subscribe::open(&edge, outbox.clone(), sr.channels.clone(), sr.since.as_ref(), subscribe::Delivery::default()).await {
         Ok(o) => o,
         Err(code) => return code_response(code, "the bus is unavailable; retry"),
     };

@@ -50,6 +50,16 @@ pub enum ReplayEnd {
     Closed,
 }
 
+/// What a subscriber asked for besides its records.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Delivery {
+    /// Join/leave events.
+    pub presence_events: bool,
+    /// At most one delivery per this interval (the client's `max_rate`): records in between are
+    /// held and sent together, latest-value ones conflated by key.
+    pub every: Option<std::time::Duration>,
+}
+
 /// Registers a subscription to `channels` (all of one account), resuming after `since`. The
 /// partition is consumed from now on (until [`close`] releases it).
 ///
@@ -63,7 +73,7 @@ pub async fn open(
     outbox: Arc<Outbox>,
     channels: Vec<ChannelKey>,
     since: Option<&Cursor>,
-    presence_events: bool,
+    delivery: Delivery,
 ) -> Result<Opened, ErrorCode> {
     let hub = &edge.hub;
     let (mut since_off, mut base_foreign, mut elsewhere) = (None, Vec::new(), Vec::new());
@@ -86,7 +96,8 @@ pub async fn open(
         since: since_off,
         skip_origins: elsewhere.clone(),
         replay: since_off.is_some() || !elsewhere.is_empty(),
-        presence_events,
+        presence_events: delivery.presence_events,
+        every: delivery.every,
         max_pending_bytes: edge.config.max_queued_bytes,
     });
     let mut recovered = since_off.is_some();

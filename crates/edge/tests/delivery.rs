@@ -222,3 +222,86 @@ async fn a_paused_channel_delivers_nothing_and_resumes_exactly_where_it_stopped(
     send(&mut ws, json!({"type":"resume","id":5,"channel":"c"})).await;
     assert_eq!(expect_type(&mut ws, "error").await["code"], "not_subscribed");
 }
+
+/// Reads WebSocket messages until `n` records of `channel` have arrived; returns their `seq`s
+/// (or `v`s with `field`) and how many WebSocket messages carried them.
+async fn read_records(ws: &mut Conn, n: usize, field: &str) -> (Vec<u64>, usize) {
+    use futures_util::StreamExt;
+    let (mut got, mut carriers) = (Vec::new(), 0);
+    while got.len() < n {
+        let m = tokio::time::timeout(PATIENCE, ws.ws.next()).await.expect("records arrive").unwrap().unwrap();
+        let tokio_tungstenite::tungstenite::Message::Text(t) = m else { continue };
+        let before = got.len();
+        for line in herald_protocol::split_batch(t.as_str()) {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            if v["type"] == "message" {
+                got.push(v["data"][field].as_u64().unwrap());
+            }
+        }
+        carriers += usize::from(got.len() > before);
+    }
+    (got, carriers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_rate_delivers_everything_in_order_but_at_most_that_often() {
+    let e = TestEdge::start().await;
+    let mut ws = raw_ws(e.addr, Some(&e.token("acme", "u"))).await.unwrap();
+    send(&mut ws, json!({"type":"subscribe","id":1,"channel":"c","max_rate":2})).await;
+    expect_type(&mut ws, "subscribed").await;
+    let started = std::time::Instant::now();
+    for n in 0..30 {
+        e.publish_seq("acme", "c", n).await;
+    }
+    let publishing = started.elapsed();
+    let (got, carriers) = read_records(&mut ws, 30, "seq").await;
+    assert_eq!(got, (0..30).collect::<Vec<_>>(), "nothing lost, nothing twice, in order");
+    // One delivery at once, then at most one per half second of publishing (plus the last).
+    let allowed = 2 + (publishing.as_secs_f64() * 2.0).ceil() as usize;
+    assert!(carriers <= allowed, "{carriers} deliveries for 30 records published over {publishing:?}");
+    // Out of range: refused, nothing subscribed.
+    for bad in [json!(0), json!(-1), json!(5000), json!("fast")] {
+        send(&mut ws, json!({"type":"subscribe","id":2,"channel":"d","max_rate":bad})).await;
+        assert_eq!(expect_type(&mut ws, "error").await["code"], "bad_request", "max_rate {bad}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_rate_on_a_latest_value_channel_sends_the_newest_per_key_and_a_pause_flushes_what_it_held() {
+    let e = TestEdge::start_with(|c| {
+        c.edge.latest_value = vec![herald_config::LatestValueConfig { channels: "loc:*".into(), key: "/v".into() }];
+    })
+    .await;
+    let mut ws = raw_ws(e.addr, Some(&e.token("acme", "u"))).await.unwrap();
+    // One delivery every 20 s: everything after the first record is held.
+    send(&mut ws, json!({"type":"subscribe","id":1,"channel":"loc:bus","max_rate":0.05})).await;
+    expect_type(&mut ws, "subscribed").await;
+    // A subscriber without a rate shows when the node has dispatched every record.
+    let mut watcher = raw_ws(e.addr, Some(&e.token("acme", "w"))).await.unwrap();
+    send(&mut watcher, json!({"type":"subscribe","id":1,"channel":"loc:bus"})).await;
+    expect_type(&mut watcher, "subscribed").await;
+    let records: Vec<_> = (0..40u64).map(|seq| json!({"account":"acme","channel":"loc:bus","data":{"v": seq % 4, "seq": seq}})).collect();
+    for r in records {
+        assert_eq!(e.publish(r).await.0, 200);
+    }
+    assert_eq!(read_records(&mut watcher, 40, "seq").await.0, (0..40).collect::<Vec<_>>());
+    let (first, _) = read_records(&mut ws, 1, "seq").await;
+    assert_eq!(first, [0]);
+    // A pause queues what is held, newest per key only, before its reply; resume continues
+    // exactly after it.
+    send(&mut ws, json!({"type":"pause","id":2,"channel":"loc:bus"})).await;
+    let mut held = Vec::new();
+    loop {
+        let Next::Frame(f) = ws.next().await else { panic!("closed") };
+        match f["type"].as_str().unwrap() {
+            "message" => held.push(f["data"]["seq"].as_u64().unwrap()),
+            "paused" => break,
+            _ => {}
+        }
+    }
+    assert_eq!(held, [36, 37, 38, 39], "the newest value of each key, in order");
+    e.publish_seq("acme", "loc:bus", 40).await;
+    send(&mut ws, json!({"type":"resume","id":3,"channel":"loc:bus"})).await;
+    assert_eq!(expect_type(&mut ws, "subscribed").await["recovered"], true);
+    assert_eq!(expect_type(&mut ws, "message").await["data"]["seq"], 40);
+}

@@ -76,7 +76,7 @@ async fn seam_holds(edge: Arc<Edge>) {
     publish_and_dispatch(&edge, "c", 10).await; // offsets 0..10
     let outbox = Outbox::new(1 << 20);
     let since = Cursor::single(edge.bus.epoch(), edge.bus.region(), 5);
-    let opened = subscribe::open(&edge, outbox.clone(), vec![key("c")], Some(&since), false).await.unwrap();
+    let opened = subscribe::open(&edge, outbox.clone(), vec![key("c")], Some(&since), subscribe::Delivery::default()).await.unwrap();
     assert!(opened.recovered);
     let cache_hits = edge.metrics.render().contains("herald_resumes_from_cache_total 1");
     assert_eq!(cache_hits, edge.config.history_cache_records > 0, "the cache serves the resume only when enabled");
@@ -102,7 +102,7 @@ async fn a_cursor_ahead_of_this_nodes_consumer_skips_what_the_client_already_has
     publish_and_dispatch(&edge, "c", 3).await;
     let outbox = Outbox::new(1 << 20);
     let since = Cursor::single(edge.bus.epoch(), edge.bus.region(), 8);
-    let opened = subscribe::open(&edge, outbox.clone(), vec![key("c")], Some(&since), false).await.unwrap();
+    let opened = subscribe::open(&edge, outbox.clone(), vec![key("c")], Some(&since), subscribe::Delivery::default()).await.unwrap();
     let (_sub, _) = subscribe::replay(&edge, opened, None).await;
     publish_and_dispatch(&edge, "c", 7).await; // 3..10
     assert_eq!(offsets(&outbox), vec![8, 9]);
@@ -117,7 +117,7 @@ async fn a_limited_replay_stops_at_the_limit_and_delivers_nothing_after_the_gap(
     publish_and_dispatch(&edge, "c", 10).await;
     let outbox = Outbox::new(1 << 20);
     let since = Cursor::single(edge.bus.epoch(), edge.bus.region(), 0);
-    let opened = subscribe::open(&edge, outbox.clone(), vec![key("c")], Some(&since), false).await.unwrap();
+    let opened = subscribe::open(&edge, outbox.clone(), vec![key("c")], Some(&since), subscribe::Delivery::default()).await.unwrap();
     publish_and_dispatch(&edge, "c", 2).await;
     let (sub, end) = subscribe::replay(&edge, opened, Some(4)).await;
     assert_eq!(end, ReplayEnd::Limited);
@@ -138,7 +138,7 @@ async fn a_batch_from_a_stopped_consumer_is_not_delivered_after_the_partition_re
     let second = edge.hub.start_partition(p, 2, Vec::new());
     assert_ne!(first, second);
     let outbox = Outbox::new(1 << 20);
-    let opened = subscribe::open(&edge, outbox.clone(), vec![key("c")], None, false).await.unwrap();
+    let opened = subscribe::open(&edge, outbox.clone(), vec![key("c")], None, subscribe::Delivery::default()).await.unwrap();
     let _ = subscribe::replay(&edge, opened, None).await;
     edge.hub.dispatch(p, first, &stale);
     assert!(offsets(&outbox).is_empty(), "the old consumer's batch is ignored");

@@ -39,6 +39,9 @@ pub enum ClientFrame {
         /// Also receive join/leave events.
         #[serde(default)]
         presence: bool,
+        /// Deliver at most this many times per second (records in between are sent together).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_rate: Option<f64>,
     },
     /// End a subscription.
     Unsubscribe {
@@ -156,7 +159,7 @@ pub fn decode_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
         }
         "subscribe" => {
             let b: SubscribeBody = serde_json::from_str(text).map_err(bad)?;
-            ClientFrame::Subscribe { id: b.id, channel: b.channel, since: b.since, presence: b.presence }
+            ClientFrame::Subscribe { id: b.id, channel: b.channel, since: b.since, presence: b.presence, max_rate: b.max_rate }
         }
         "unsubscribe" | "presence" | "pause" | "resume" => {
             let ChannelBody { id, channel } = serde_json::from_str(text).map_err(bad)?;
@@ -193,6 +196,8 @@ struct SubscribeBody {
     since: Option<String>,
     #[serde(default)]
     presence: bool,
+    #[serde(default)]
+    max_rate: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -223,7 +228,7 @@ mod tests {
     #[test]
     fn well_formed_frames_decode() {
         match decode_client_frame(r#"{"type":"subscribe","id":1,"channel":"incidents","since":"c1.a.b.1"}"#).unwrap() {
-            ClientFrame::Subscribe { id, channel, since, presence } => {
+            ClientFrame::Subscribe { id, channel, since, presence, .. } => {
                 assert_eq!(id, RequestId::Num(1));
                 assert_eq!(channel, "incidents");
                 assert_eq!(since.as_deref(), Some("c1.a.b.1"));
