@@ -172,6 +172,14 @@ pub struct EdgeConfig {
     pub lag_close_grace_ms: u64,
     /// Largest batched WebSocket message the server builds from queued frames.
     pub max_batch_bytes: usize,
+    /// Most bytes a connection keeps written to its socket but not yet sent by the kernel
+    /// (`TCP_NOTSENT_LOWAT`; 0: the kernel's default, which lets megabytes pile up there on a
+    /// slow link). Kept small, the backlog stays in Herald's queue, where priorities, latest-value
+    /// conflation and `lagged` can act on it; bytes in flight on the network are not limited.
+    pub unsent_limit_bytes: usize,
+    /// On latest-value channels, a record replaces a queued one with its key once a connection
+    /// has this many bytes queued (the client is behind); below it, every record is sent.
+    pub conflate_above_bytes: usize,
     /// Recent records kept per consumed partition, so most resumes need no bus read.
     pub history_cache_records: usize,
     /// How long a partition's consumer keeps running after its last subscription left.
@@ -256,6 +264,8 @@ impl Default for EdgeConfig {
             poll_timeout_ms: 25_000,
             lag_close_grace_ms: 5_000,
             max_batch_bytes: 256 << 10,
+            unsent_limit_bytes: 64 << 10,
+            conflate_above_bytes: 64 << 10,
             history_cache_records: 2000,
             consumer_linger_ms: 30_000,
             tls: None,
@@ -535,6 +545,12 @@ impl Config {
         }
         if e.max_batch_bytes < 1024 {
             return bad("edge.max_batch_bytes", "must be at least 1024");
+        }
+        if e.conflate_above_bytes > e.max_queued_bytes {
+            return bad("edge.conflate_above_bytes", "must be at most edge.max_queued_bytes");
+        }
+        if e.unsent_limit_bytes != 0 && !(4096..=1 << 30).contains(&e.unsent_limit_bytes) {
+            return bad("edge.unsent_limit_bytes", "must be 0 (the kernel's default) or 4096 to 1073741824");
         }
         if e.max_subscriptions == 0 {
             return bad("edge.max_subscriptions", "must be positive");

@@ -213,6 +213,11 @@ pub async fn serve(listener: TcpListener, edge: Arc<Edge>, stop: CancellationTok
             _ = stop.cancelled() => break,
         };
         let _ = tcp.set_nodelay(true);
+        if edge.config.unsent_limit_bytes > 0 {
+            // The backlog of a slow link waits in the outbox, where it can be reordered by
+            // priority, conflated or declared lagged, not in a kernel buffer nobody can touch.
+            let _ = socket2::SockRef::from(&tcp).set_tcp_notsent_lowat(edge.config.unsent_limit_bytes as u32);
+        }
         let edge2 = edge.clone();
         http_conns.spawn(async move {
             match edge2.tls.as_ref().map(|t| t.acceptor()) {

@@ -252,20 +252,30 @@ pub struct Outbox {
     /// Wakes producers waiting for room (replay) and sessions waiting for the close.
     changed: Notify,
     max_bytes: usize,
+    /// Latest-value records replace queued ones with their key once this much is queued.
+    conflate_above: usize,
 }
 
 impl Outbox {
-    /// An empty single-lane queue holding at most `max_bytes`: everything in push order.
+    /// An empty single-lane queue holding at most `max_bytes`: everything in push order;
+    /// latest-value records are replaced once a quarter of it is queued.
     pub fn new(max_bytes: usize) -> Arc<Self> {
-        Self::build(max_bytes, false)
+        Self::build(max_bytes, max_bytes / 4, false)
     }
 
-    /// An empty queue holding at most `max_bytes`, with lanes by channel priority (WebSocket).
-    pub fn prioritized(max_bytes: usize) -> Arc<Self> {
-        Self::build(max_bytes, true)
+    /// An empty single-lane queue (SSE) holding at most `max_bytes`; latest-value records are
+    /// replaced once `conflate_above` bytes are queued.
+    pub fn stream(max_bytes: usize, conflate_above: usize) -> Arc<Self> {
+        Self::build(max_bytes, conflate_above, false)
     }
 
-    fn build(max_bytes: usize, lanes: bool) -> Arc<Self> {
+    /// An empty queue holding at most `max_bytes`, with lanes by channel priority (WebSocket);
+    /// latest-value records are replaced once `conflate_above` bytes are queued.
+    pub fn prioritized(max_bytes: usize, conflate_above: usize) -> Arc<Self> {
+        Self::build(max_bytes, conflate_above, true)
+    }
+
+    fn build(max_bytes: usize, conflate_above: usize, lanes: bool) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State {
                 items: VecDeque::new(),
@@ -285,6 +295,7 @@ impl Outbox {
             wake: Notify::new(),
             changed: Notify::new(),
             max_bytes,
+            conflate_above,
         })
     }
 
@@ -299,7 +310,7 @@ impl Outbox {
             return true;
         }
         let len = item.len();
-        let backed_up = s.bytes >= self.max_bytes / 4;
+        let backed_up = s.bytes >= self.conflate_above;
         let freed = match &item {
             OutItem::Record(rec) if rec.latest.is_some() => s.supersede(rec, backed_up),
             _ => 0,
@@ -345,9 +356,9 @@ impl Outbox {
             return false;
         }
         let was_empty = s.len() == 0;
-        // Latest-value records replace queued ones only when the queue is backed up (a quarter
-        // full before this batch): a reader that keeps up gets every record.
-        let backed_up = s.bytes >= self.max_bytes / 4;
+        // Latest-value records replace queued ones only when the queue is backed up
+        // (`conflate_above` queued before this batch): a reader that keeps up gets every record.
+        let backed_up = s.bytes >= self.conflate_above;
         for r in recs {
             if r.priority == Priority::Low && s.shed.contains(&r.channel) {
                 continue;
@@ -596,7 +607,7 @@ mod tests {
 
     #[test]
     fn high_priority_records_overtake_queued_records_but_never_a_control_frame_queued_before_them() {
-        let o = Outbox::prioritized(1 << 20);
+        let o = Outbox::prioritized(1 << 20, 1 << 18);
         o.push(prio(1, "low", Priority::Low));
         o.push(prio(2, "normal", Priority::Normal));
         o.push(OutItem::Frame(Bytes::from_static(b"F")));
@@ -623,7 +634,7 @@ mod tests {
     #[test]
     fn an_overflow_sheds_low_priority_channels_before_it_cuts_the_connection() {
         // Records are 10 bytes: room for 5.
-        let o = Outbox::prioritized(50);
+        let o = Outbox::prioritized(50, 12);
         assert!(o.push_records(&[prio(1, "tel", Priority::Low), prio(2, "tel", Priority::Low), prio(3, "gps", Priority::Low)].map(|i| match i {
             OutItem::Record(r) => r,
             _ => unreachable!(),
@@ -645,7 +656,7 @@ mod tests {
         o.take(1 << 20, &mut out);
         assert_eq!(order(&out), ["4", "5", "6", "8"]);
         // With nothing low-priority left to shed, an overflow cuts the connection as before.
-        let full = Outbox::prioritized(20);
+        let full = Outbox::prioritized(20, 5);
         assert!(full.push(prio(1, "c", Priority::Normal)));
         assert!(full.push(prio(2, "inc", Priority::High)));
         assert!(!full.push(prio(3, "c", Priority::Normal)));

@@ -26,7 +26,7 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::Soc
         Err(refusal) => return refusal,
     };
     let guard = edge.session_guard();
-    let outbox = Outbox::new(edge.config.max_queued_bytes);
+    let outbox = Outbox::stream(edge.config.max_queued_bytes, edge.config.conflate_above_bytes);
     let connection_id = format!("{:016x}", rand::random::<u64>());
     let opened = match subscribe::open(&edge, outbox.clone(), sr.channels.clone(), sr.since.as_ref(), subscribe::Delivery::default()).await {
         Ok(o) => o,

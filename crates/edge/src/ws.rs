@@ -156,7 +156,7 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let _guard = edge.session_guard();
-    let outbox = Outbox::prioritized(edge.config.max_queued_bytes);
+    let outbox = Outbox::prioritized(edge.config.max_queued_bytes, edge.config.conflate_above_bytes);
     let io = LoopbackIo { read: r, prefix, outbox: outbox.clone() };
     let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config(&edge))).await;
     let writer = tokio::spawn(write_loop(w, outbox.clone(), edge.config.max_batch_bytes, Duration::from_millis(edge.config.lag_close_grace_ms)));

@@ -193,8 +193,9 @@ async fn a_slow_subscriber_of_a_latest_value_channel_gets_the_newest_per_key_whi
         c.edge.latest_value = vec![herald_config::LatestValueConfig { channels: "loc:*".into(), key: "/v".into() }];
         // Raw test clients do not answer the server's pings.
         c.edge.heartbeat_ms = 600_000;
-        // Conflation starts at a quarter of this (2 MiB queued): the fast reader never gets there.
+        // Conflation starts at 2 MiB queued: the fast reader never gets there.
         c.edge.max_queued_bytes = 8 << 20;
+        c.edge.conflate_above_bytes = 2 << 20;
     })
     .await;
     let token = e.token("acme", "u");
