@@ -74,6 +74,15 @@ impl OutItem {
     }
 }
 
+/// What [`Outbox::event`] reports.
+#[derive(Debug, PartialEq, Eq)]
+pub enum OutboxEvent {
+    /// These low-priority channels were shed.
+    Shed(Vec<ChannelName>),
+    /// The connection is closing.
+    Closed(CloseReason),
+}
+
 /// Why a connection is closing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CloseReason {
@@ -427,8 +436,8 @@ impl Outbox {
             into.push(item);
         }
         s.bytes -= taken;
-        if s.len() == 0 && s.items.capacity() + s.high.capacity() + s.low.capacity() > 64 {
-            // Give back the memory a burst grew; idle connections stay small.
+        if s.len() == 0 && s.items.capacity() + s.high.capacity() + s.low.capacity() > 0 {
+            // Give back the memory: an idle connection holds no queue allocation.
             s.items = VecDeque::new();
             s.high = VecDeque::new();
             s.low = VecDeque::new();
@@ -466,18 +475,21 @@ impl Outbox {
         }
     }
 
-    /// Waits until low-priority channels were shed (the queue would otherwise have overflowed)
-    /// and returns them; their records are dropped until [`Outbox::unshed`]. Pending forever on
-    /// a closing connection.
-    pub async fn shed(&self) -> Vec<ChannelName> {
+    /// Waits until the connection is closing, or low-priority channels were shed (the queue
+    /// would otherwise have overflowed). Shed channels' records are dropped until
+    /// [`Outbox::unshed`]. One future for both: every idle WebSocket connection holds it.
+    pub async fn event(&self) -> OutboxEvent {
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
                 let mut s = self.state.lock();
-                if s.close.is_none() && !s.shed_new.is_empty() {
-                    return std::mem::take(&mut s.shed_new);
+                if let Some(r) = s.close {
+                    return OutboxEvent::Closed(r);
+                }
+                if !s.shed_new.is_empty() {
+                    return OutboxEvent::Shed(std::mem::take(&mut s.shed_new));
                 }
             }
             notified.await;
@@ -645,7 +657,7 @@ mod tests {
         assert!(o.push(prio(6, "c", Priority::Normal)));
         assert_eq!(o.close_reason(), None);
         assert_eq!(o.queued_bytes(), 30);
-        let shed = futures_util::FutureExt::now_or_never(o.shed()).expect("shed channels are reported");
+        let Some(OutboxEvent::Shed(shed)) = futures_util::FutureExt::now_or_never(o.event()) else { panic!("shed channels are reported") };
         assert_eq!(shed.iter().map(|c| c.as_str()).collect::<Vec<_>>(), ["tel", "gps"]);
         // Until the session has ended those subscriptions, their records are dropped.
         assert!(o.push(prio(7, "tel", Priority::Low)));
