@@ -9,7 +9,8 @@
 #     the Kubernetes API schemas offline;
 #   - Debian's redis-server (presence tests start their own on a free port);
 #   - Debian's chromium and, in tests/browser, playwright-core from npm (never a browser
-#     download), for the end-to-end checks of the demo page.
+#     download), for the end-to-end checks of the demo page and the TypeScript SDK;
+#   - in sdk/js, TypeScript from npm (the SDK's compiler).
 # A second run finds everything in place and does nothing.
 set -euo pipefail
 
@@ -73,6 +74,12 @@ if [ -d "$ROOT/tests/browser/node_modules/playwright-core" ]; then
 else
   (cd "$ROOT/tests/browser" && npm ci --silent --no-audit --no-fund >/dev/null 2>&1)
   echo "playwright-core: installed"
+fi
+if [ -x "$ROOT/sdk/js/node_modules/.bin/tsc" ]; then
+  echo "typescript (sdk/js): present"
+else
+  (cd "$ROOT/sdk/js" && npm ci --silent --no-audit --no-fund >/dev/null 2>&1)
+  echo "typescript (sdk/js): installed"
 fi
 
 echo "tools in $BIN (add it to PATH: export PATH=$BIN:\$PATH)"

@@ -12,7 +12,16 @@ fi
 echo "== cargo test (workspace)"
 cargo test --workspace --locked --no-fail-fast
 
-echo "== browser end-to-end (demo page in headless chromium)"
+echo "== TypeScript SDK: the committed build is what the source compiles to; unit tests"
+(cd sdk/js && npx --no-install tsc -p tsconfig.json)
+if [ -n "$(git status --porcelain -- sdk/js/dist)" ]; then
+  git status --short -- sdk/js/dist
+  echo "sdk/js/dist differs from what sdk/js/src compiles to: run (cd sdk/js && npm run build) and commit dist" >&2
+  exit 1
+fi
+(cd sdk/js && node --test test/)
+
+echo "== browser end-to-end (demo page and SDK in headless chromium)"
 export HERALD_BIN="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/herald"
 (cd tests/browser && node --test)
 

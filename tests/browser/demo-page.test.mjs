@@ -35,7 +35,7 @@ test('the demo page shows live incidents, survives a cut connection and publishe
     await publish({ ent: 'incident', id: 'P2', type: 'triggered', title: 'two' });
     await page.waitForFunction(() => document.querySelectorAll('li').length === 2);
     // Cut the socket, publish while it is down: the page resumes from its cursor.
-    await page.evaluate(() => ws.close());
+    await page.evaluate(() => herald.dropConnection());
     await publish({ ent: 'incident', id: 'P3', type: 'acknowledged', title: 'three' });
     await publish({ ent: 'incident', id: 'P4', type: 'resolved', title: 'four' });
     await page.waitForFunction(() => document.querySelectorAll('li').length >= 4, null, { timeout: 30_000 });
