@@ -2,7 +2,9 @@
 """Fan-out benchmark: one `herald dev` (release), S WebSocket subscribers on one channel spread over
 several load processes, one paced publisher. Prints one JSON line with the aggregate.
 
-usage: loadtest/run_fanout.py --subscribers 10000 --rate 100 --seconds 10 [--size 100] [--kafka]
+usage: loadtest/run_fanout.py --subscribers 10000 --rate 100 --seconds 10 [--size 100] [--kafka] [--name NAME]
+       loadtest/run_fanout.py --subscribers 15000 --rate 20 --seconds 20 --storm 8 --storm-within-ms 5000  (reconnect storm)
+       loadtest/run_fanout.py --subscribers 5000 --rate 20 --seconds 30 --mobile 5       (background/foreground at random)
        loadtest/run_fanout.py --regions 2 --subscribers 100 --rate 1000 --seconds 10   (publish in a, receive in b)
        loadtest/run_fanout.py --regions 2 --cut 60 --rate 1000                         (catch-up after a 60 s cut)
        loadtest/run_fanout.py --kafka --resume 100000     (replay rate from an old cursor)
@@ -10,11 +12,14 @@ usage: loadtest/run_fanout.py --subscribers 10000 --rate 100 --seconds 10 [--siz
 --kafka runs the same scenario through a real Kafka-compatible broker (tansu, installed by
 scripts/install-test-tools.sh) instead of the in-memory bus.
 
-Measures: deliveries/s (sum over load processes), publish->deliver latency (worst per-process
-p50/p99/max), gaps and duplicates (must be 0), server RSS per connection once all are subscribed
-(before publishing), server and load-generator CPU seconds. Bounded: everything stops by itself.
+Measures: deliveries/s (sum over load processes), publish->deliver latency (the processes'
+histograms merged exactly: p50 p90 p99 p99.9 p99.99 max), lost records, gaps and duplicates (the run
+fails unless all are 0), reconnects, server RSS per connection once all are subscribed (before
+publishing), server CPU and RSS every second, server and load-generator CPU seconds. With --name, a
+JSON report, a text summary and an SVG latency plot go to loadtest/results/NAME/. Bounded:
+everything stops by itself.
 """
-import argparse, json, os, re, shutil, socket, subprocess, sys, time, urllib.request
+import argparse, json, os, re, shutil, socket, subprocess, sys, threading, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
@@ -76,6 +81,13 @@ def main():
                     help="2: publish in region a, subscribe in region b, through herald replicate (implies --kafka)")
     ap.add_argument("--cut", type=int, default=0,
                     help="with --regions 2: stop the replicator, publish for this many seconds, restart it and time the catch-up")
+    ap.add_argument("--storm", type=float, default=0,
+                    help="reconnect storm: this many seconds after subscribing, every subscriber drops and reconnects "
+                         "within --storm-within-ms, resuming from its cursor")
+    ap.add_argument("--storm-within-ms", type=int, default=5000)
+    ap.add_argument("--mobile", type=float, default=0,
+                    help="mobile: subscribers go to the background and come back at random (mean seconds), resuming")
+    ap.add_argument("--name", default="", help="write report.json, summary.txt and latency.svg to loadtest/results/NAME/")
     a = ap.parse_args()
     if a.regions == 2:
         a.kafka = True
@@ -118,9 +130,14 @@ def main():
             n = min(PER_PROCESS, left)
             left -= n
             i += 1
+            scenario = []
+            if a.storm:
+                scenario = ["--storm-at-secs", str(a.storm), "--storm-within-ms", str(a.storm_within_ms)]
+            elif a.mobile:
+                scenario = ["--mobile-mean-secs", str(a.mobile)]
             procs.append(subprocess.Popen([LOAD, "subscribe", "--addr", addr, "--token", token, "--connections", str(n),
-                                           "--source-ip", f"127.0.0.{1 + i}", "--idle-exit-secs", "3",
-                                           "--max-secs", str(a.seconds + 120)],
+                                           "--source-ip", f"127.0.0.{1 + i}", "--idle-exit-secs", "3" if not a.mobile else str(int(a.mobile * 4) + 3),
+                                           "--max-secs", str(a.seconds + 120)] + scenario,
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         for p in procs:
             line = p.stderr.readline()
@@ -129,13 +146,32 @@ def main():
         time.sleep(1.0)
         rss1 = rss_kib(server.pid)
         cpu0 = cpu_s(server.pid)
+        # Server CPU and RSS over time, once a second, while the load runs.
+        samples, t0 = [], time.time()
+        sampling = threading.Event()
+
+        def sample():
+            while not sampling.wait(1.0):
+                try:
+                    samples.append([round(time.time() - t0, 1), round(cpu_s(server.pid) - cpu0, 2), rss_kib(server.pid)])
+                except OSError:
+                    return
+        threading.Thread(target=sample, daemon=True).start()
         pub = subprocess.run([LOAD, "publish", "--addr", pub_addr or addr, "--key", KEY, "--account", "load", "--rate", str(a.rate),
                               "--seconds", str(a.seconds), "--size", str(a.size)], capture_output=True, text=True, timeout=a.seconds + 60)
         if pub.returncode != 0:
             raise SystemExit(f"publisher failed: {pub.stderr}")
         published = json.loads(pub.stdout)
-        outs = [json.loads(p.communicate(timeout=a.seconds + 180)[0]) for p in procs]
+        raw = [p.communicate(timeout=a.seconds + 180)[0] for p in procs]
+        sampling.set()
+        outs = [json.loads(r) for r in raw]
         cpu1 = cpu_s(server.pid)
+        out_dir = os.path.join(ROOT, "loadtest", "results", a.name) if a.name else None
+        if out_dir:
+            os.makedirs(out_dir, exist_ok=True)
+        title = f"{a.subscribers} subscribers x {a.rate} records/s" + (" (reconnect storm)" if a.storm else " (mobile)" if a.mobile else "")
+        merged = json.loads(subprocess.run([LOAD, "merge", "--title", title] + (["--svg", os.path.join(out_dir, "latency.svg")] if out_dir else []),
+                                           input="".join(raw), capture_output=True, text=True, check=True).stdout)
         expected = published["published"] * a.subscribers
         got = sum(o["deliveries"] for o in outs)
         span = max(o["seconds"] for o in outs)
@@ -145,13 +181,31 @@ def main():
             "published": published["published"], "expected_deliveries": expected, "deliveries": got,
             "lost": expected - got, "gaps": sum(o["gaps"] for o in outs), "duplicates": sum(o["duplicates"] for o in outs),
             "deliveries_per_sec": round(got / span) if span else 0,
-            "latency_ms": {k: max(o["latency_ms"][k] for o in outs) for k in ("p50", "p99", "p999", "max")},
+            "latency_ms": merged["latency_ms"],
+            "reconnects": merged.get("reconnects", 0), "unrecovered": merged.get("unrecovered", 0),
             "ws_messages_per_delivery": round(sum(o["ws_messages"] for o in outs) / max(got, 1), 3),
             "server_rss_per_conn_kib": round((rss1 - rss0) / a.subscribers, 2),
             "server_cpu_s": round(cpu1 - cpu0, 2), "loadgen_cpu_s": round(sum(o["cpu_seconds"] for o in outs), 2),
             "publisher_cpu_s": published["cpu_seconds"],
+            "server_samples": samples,
         }
         print(json.dumps(result))
+        lat = result["latency_ms"]
+        summary = (f"{title}, {a.size}-byte records, {a.seconds} s{', Kafka' if a.kafka else ''}\n"
+                   f"  deliveries {got:,} of {expected:,}: lost {result['lost']}, gaps {result['gaps']}, duplicates {result['duplicates']}"
+                   f"{', reconnects ' + str(result['reconnects']) if result['reconnects'] else ''}\n"
+                   f"  {result['deliveries_per_sec']:,} deliveries/s; latency ms p50 {lat['p50']} p90 {lat['p90']} p99 {lat['p99']} "
+                   f"p99.9 {lat['p999']} p99.99 {lat['p9999']} max {lat['max']}\n"
+                   f"  server CPU {result['server_cpu_s']} s, peak RSS {max([x[2] for x in samples] or [rss1]) // 1024} MiB; "
+                   f"load generator CPU {result['loadgen_cpu_s']} s\n")
+        print(summary, file=sys.stderr, end="")
+        if out_dir:
+            with open(os.path.join(out_dir, "report.json"), "w") as f:
+                json.dump(result, f, indent=1)
+            with open(os.path.join(out_dir, "summary.txt"), "w") as f:
+                f.write(summary)
+        if result["gaps"] or result["duplicates"] or result["lost"]:
+            raise SystemExit("records were lost or duplicated")
     finally:
         for p in [server] + others + ([broker] if broker else []):
             p.kill()

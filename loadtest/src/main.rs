@@ -7,9 +7,15 @@
 //!   deliveries/s and its own CPU time as JSON on stdout.
 //! - `publish`: publishes numbered, timestamped records at a fixed rate through the HTTP API.
 //! - `idle`: holds N connections open and reports the server's RSS before and after.
+//! - `merge`: merges the subscribers' reports, histograms included, and draws the SVG plot.
+//!
+//! `subscribe --storm-at-secs` (every connection cut and resumed from its cursor within a spread)
+//! and `--mobile-mean-secs` (connections that go to the background and come back at random) are
+//! the reconnect-storm and mobile scenarios; loss and duplicates are counted across reconnects.
 #![forbid(unsafe_code)]
 
 mod publish;
+mod report;
 mod subscribe;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +33,8 @@ enum Cmd {
     Subscribe(subscribe::Args),
     /// Publish records at a fixed rate.
     Publish(publish::Args),
+    /// Merge subscriber reports (JSON lines on stdin) into one, histograms included.
+    Merge(report::MergeArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -35,6 +43,7 @@ fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Subscribe(a) => rt.block_on(subscribe::run(a)),
         Cmd::Publish(a) => rt.block_on(publish::run(a)),
+        Cmd::Merge(a) => report::merge(a),
     }
 }
 

@@ -45,6 +45,18 @@ pub struct Args {
     /// Print a line on stderr once every connection is subscribed.
     #[arg(long, default_value_t = true)]
     announce: bool,
+    /// Reconnect storm: this many seconds after subscribing, every connection drops (as a
+    /// network cut would) and reconnects within `--storm-within-ms`, resuming from its cursor.
+    #[arg(long)]
+    storm_at_secs: Option<f64>,
+    /// Spread of the storm's reconnects, milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    storm_within_ms: u64,
+    /// Mobile: each connection goes to the background (disconnects) after a random time in the
+    /// foreground (mean this many seconds), stays away a random time (mean the same), and comes
+    /// back resuming from its cursor, until the run ends.
+    #[arg(long)]
+    mobile_mean_secs: Option<f64>,
 }
 
 #[derive(Default)]
@@ -53,6 +65,8 @@ struct Totals {
     ws_messages: AtomicU64,
     gaps: AtomicU64,
     dups: AtomicU64,
+    reconnects: AtomicU64,
+    unrecovered: AtomicU64,
     last_at_us: AtomicU64,
     first_at_us: AtomicU64,
 }
@@ -131,14 +145,76 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             "deliveries_per_sec": if span > 0.0 { msgs as f64 / span } else { 0.0 },
             "gaps": totals.gaps.load(Ordering::Relaxed),
             "duplicates": totals.dups.load(Ordering::Relaxed),
-            "latency_ms": { "p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "p999": ms(0.999), "max": h.max() as f64 / 1000.0 },
+            "reconnects": totals.reconnects.load(Ordering::Relaxed),
+            "unrecovered": totals.unrecovered.load(Ordering::Relaxed),
+            "latency_ms": { "p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "p999": ms(0.999), "p9999": ms(0.9999), "max": h.max() as f64 / 1000.0 },
+            // The histogram itself (µs value, count), so runs over several processes merge exactly.
+            "hist": crate::report::encode(&h),
             "cpu_seconds": crate::cpu_seconds(),
         })
     );
     std::process::exit(0);
 }
 
+/// What one client carries from one connection to the next.
+struct Client {
+    /// The next publisher sequence number expected.
+    expect: Option<u64>,
+    /// The cursor of the last record received: where a reconnect resumes.
+    cursor: Option<String>,
+}
+
 async fn one(a: &Args, totals: &Totals, hist: &Mutex<Histogram<u64>>, ready: &AtomicU64, mut stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
+    let mut client = Client { expect: None, cursor: a.since.clone() };
+    let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut first = true;
+    let mut storm = a.storm_at_secs;
+    loop {
+        // When this connection ends by itself (storm or mobile), and how long it stays away.
+        let (cut_after, away) = match (storm.take(), a.mobile_mean_secs) {
+            (Some(at), _) => (Some(Duration::from_secs_f64(at)), Duration::from_millis(rand_below(a.storm_within_ms.max(1)))),
+            (None, Some(mean)) => (Some(Duration::from_secs_f64(exp_sample(mean))), Duration::from_secs_f64(exp_sample(mean))),
+            (None, None) => (None, Duration::ZERO),
+        };
+        let ended = session(a, totals, &mut local, ready, &mut stop, &mut client, first, cut_after).await?;
+        first = false;
+        if ended {
+            break;
+        }
+        totals.reconnects.fetch_add(1, Ordering::Relaxed);
+        tokio::select! {
+            _ = tokio::time::sleep(away) => {}
+            _ = stop.changed() => break,
+        }
+    }
+    hist.lock().await.add(&local)?;
+    Ok(())
+}
+
+/// Uniform in [0, n).
+fn rand_below(n: u64) -> u64 {
+    (crate::now_us() ^ (crate::now_us() >> 7).wrapping_mul(0x9E37_79B9_7F4A_7C15)) % n
+}
+
+/// An exponentially distributed time with this mean, seconds (at least 0.1 s).
+fn exp_sample(mean: f64) -> f64 {
+    let u = (rand_below(1_000_000) as f64 + 1.0) / 1_000_001.0;
+    (-u.ln() * mean).max(0.1)
+}
+
+/// One connection: subscribes (resuming from the client's cursor), counts what arrives, and
+/// returns true when the run is over, false when it was cut on purpose (`cut_after`).
+#[allow(clippy::too_many_arguments)]
+async fn session(
+    a: &Args,
+    totals: &Totals,
+    local: &mut Histogram<u64>,
+    ready: &AtomicU64,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+    client: &mut Client,
+    first: bool,
+    cut_after: Option<Duration>,
+) -> anyhow::Result<bool> {
     let sock = TcpSocket::new_v4()?;
     if let Some(ip) = &a.source_ip {
         sock.bind(format!("{ip}:0").parse()?)?;
@@ -158,39 +234,55 @@ async fn one(a: &Args, totals: &Totals, hist: &Mutex<Histogram<u64>>, ready: &At
                     ws.send(Message::Text("{\"type\":\"pong\"}".into())).await?;
                 }
         }
-        return Ok(());
+        return Ok(true);
     }
-    let since = a.since.as_ref().map(|c| format!(r#","since":"{c}""#)).unwrap_or_default();
+    let since = client.cursor.as_ref().map(|c| format!(r#","since":"{c}""#)).unwrap_or_default();
     ws.send(Message::Text(format!(r#"{{"type":"subscribe","id":1,"channel":"{}"{since}}}"#, a.channel).into())).await?;
-    let mut expect: Option<u64> = None;
-    let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let cut = tokio::time::sleep(cut_after.unwrap_or(Duration::from_secs(86_400)));
+    tokio::pin!(cut);
     let mut n = 0u64;
     loop {
         let m = tokio::select! {
             m = ws.next() => m,
-            _ = stop.changed() => break,
+            _ = stop.changed() => return Ok(true),
+            _ = &mut cut, if cut_after.is_some() => {
+                // Drop the socket without a close handshake, as a lost network would.
+                drop(ws);
+                return Ok(false);
+            }
         };
-        let Some(m) = m else { break };
+        let Some(m) = m else { return Ok(true) };
         let Message::Text(t) = m? else { continue };
         totals.ws_messages.fetch_add(1, Ordering::Relaxed);
         let now = crate::now_us();
         for line in t.as_str().split('\n') {
             if line.starts_with("{\"type\":\"message\"") {
                 let (Some(seq), Some(ts)) = (field(line, "\"seq\":"), field(line, "\"t\":")) else { continue };
-                match expect {
+                match client.expect {
                     Some(e) if seq < e => {
                         totals.dups.fetch_add(1, Ordering::Relaxed);
+                        continue;
                     }
                     Some(e) if seq > e => {
                         totals.gaps.fetch_add(seq - e, Ordering::Relaxed);
                     }
                     _ => {}
                 }
-                expect = Some(seq + 1);
+                client.expect = Some(seq + 1);
+                if a.storm_at_secs.is_some() || a.mobile_mean_secs.is_some() {
+                    client.cursor = text_field(line, "\"cursor\":\"").map(str::to_owned);
+                }
                 let _ = local.record(now.saturating_sub(ts).max(1));
                 n += 1;
             } else if line.starts_with("{\"type\":\"subscribed\"") {
-                ready.fetch_add(1, Ordering::Relaxed);
+                if first {
+                    ready.fetch_add(1, Ordering::Relaxed);
+                }
+                if client.cursor.is_none() {
+                    client.cursor = text_field(line, "\"cursor\":\"").map(str::to_owned);
+                } else if line.contains("\"recovered\":false") {
+                    totals.unrecovered.fetch_add(1, Ordering::Relaxed);
+                }
             } else if line.starts_with("{\"type\":\"ping\"") {
                 ws.send(Message::Text("{\"type\":\"pong\"}".into())).await?;
             }
@@ -202,6 +294,11 @@ async fn one(a: &Args, totals: &Totals, hist: &Mutex<Histogram<u64>>, ready: &At
             n = 0;
         }
     }
-    hist.lock().await.add(&local)?;
-    Ok(())
+}
+
+/// Finds `key` (ending in an opening quote) and returns the string up to the closing quote.
+fn text_field<'a>(frame: &'a str, key: &str) -> Option<&'a str> {
+    let at = frame.find(key)? + key.len();
+    let rest = &frame[at..];
+    Some(&rest[..rest.find('"')?])
 }
