@@ -87,6 +87,7 @@ def main():
     ap.add_argument("--storm-within-ms", type=int, default=5000)
     ap.add_argument("--mobile", type=float, default=0,
                     help="mobile: subscribers go to the background and come back at random (mean seconds), resuming")
+    ap.add_argument("--transport", default="ws", choices=["ws", "sse", "poll"], help="how subscribers connect")
     ap.add_argument("--name", default="", help="write report.json, summary.txt and latency.svg to loadtest/results/NAME/")
     a = ap.parse_args()
     if a.regions == 2:
@@ -137,7 +138,7 @@ def main():
                 scenario = ["--mobile-mean-secs", str(a.mobile)]
             procs.append(subprocess.Popen([LOAD, "subscribe", "--addr", addr, "--token", token, "--connections", str(n),
                                            "--source-ip", f"127.0.0.{1 + i}", "--idle-exit-secs", "3" if not a.mobile else str(int(a.mobile * 4) + 3),
-                                           "--max-secs", str(a.seconds + 120)] + scenario,
+                                           "--max-secs", str(a.seconds + 120), "--transport", a.transport] + scenario,
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         for p in procs:
             line = p.stderr.readline()
@@ -169,14 +170,14 @@ def main():
         out_dir = os.path.join(ROOT, "loadtest", "results", a.name) if a.name else None
         if out_dir:
             os.makedirs(out_dir, exist_ok=True)
-        title = f"{a.subscribers} subscribers x {a.rate} records/s" + (" (reconnect storm)" if a.storm else " (mobile)" if a.mobile else "")
+        title = f"{a.subscribers} {a.transport} subscribers x {a.rate} records/s" + (" (reconnect storm)" if a.storm else " (mobile)" if a.mobile else "")
         merged = json.loads(subprocess.run([LOAD, "merge", "--title", title] + (["--svg", os.path.join(out_dir, "latency.svg")] if out_dir else []),
                                            input="".join(raw), capture_output=True, text=True, check=True).stdout)
         expected = published["published"] * a.subscribers
         got = sum(o["deliveries"] for o in outs)
         span = max(o["seconds"] for o in outs)
         result = {
-            "regions": a.regions,
+            "regions": a.regions, "transport": a.transport,
             "subscribers": a.subscribers, "rate": a.rate, "seconds": a.seconds, "size": a.size,
             "published": published["published"], "expected_deliveries": expected, "deliveries": got,
             "lost": expected - got, "gaps": sum(o["gaps"] for o in outs), "duplicates": sum(o["duplicates"] for o in outs),

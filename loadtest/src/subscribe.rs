@@ -57,6 +57,9 @@ pub struct Args {
     /// back resuming from its cursor, until the run ends.
     #[arg(long)]
     mobile_mean_secs: Option<f64>,
+    /// `ws` (WebSocket), `sse` (Server-Sent Events) or `poll` (long-poll).
+    #[arg(long, default_value = "ws")]
+    transport: String,
 }
 
 #[derive(Default)]
@@ -176,7 +179,11 @@ async fn one(a: &Args, totals: &Totals, hist: &Mutex<Histogram<u64>>, ready: &At
             (None, Some(mean)) => (Some(Duration::from_secs_f64(exp_sample(mean))), Duration::from_secs_f64(exp_sample(mean))),
             (None, None) => (None, Duration::ZERO),
         };
-        let ended = session(a, totals, &mut local, ready, &mut stop, &mut client, first, cut_after).await?;
+        let ended = match a.transport.as_str() {
+            "ws" => session(a, totals, &mut local, ready, &mut stop, &mut client, first, cut_after).await?,
+            "sse" | "poll" => http_session(a, totals, &mut local, ready, &mut stop, &mut client, first).await?,
+            t => anyhow::bail!("unknown transport {t} (ws, sse or poll)"),
+        };
         first = false;
         if ended {
             break;
@@ -257,23 +264,7 @@ async fn session(
         let now = crate::now_us();
         for line in t.as_str().split('\n') {
             if line.starts_with("{\"type\":\"message\"") {
-                let (Some(seq), Some(ts)) = (field(line, "\"seq\":"), field(line, "\"t\":")) else { continue };
-                match client.expect {
-                    Some(e) if seq < e => {
-                        totals.dups.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    Some(e) if seq > e => {
-                        totals.gaps.fetch_add(seq - e, Ordering::Relaxed);
-                    }
-                    _ => {}
-                }
-                client.expect = Some(seq + 1);
-                if a.storm_at_secs.is_some() || a.mobile_mean_secs.is_some() {
-                    client.cursor = text_field(line, "\"cursor\":\"").map(str::to_owned);
-                }
-                let _ = local.record(now.saturating_sub(ts).max(1));
-                n += 1;
+                n += count(a, totals, local, client, line, now);
             } else if line.starts_with("{\"type\":\"subscribed\"") {
                 if first {
                     ready.fetch_add(1, Ordering::Relaxed);
@@ -292,6 +283,118 @@ async fn session(
             let _ = totals.first_at_us.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
             totals.last_at_us.fetch_max(now, Ordering::Relaxed);
             n = 0;
+        }
+    }
+}
+
+/// Counts one `message` frame: its sequence number against the client's, its latency. Returns 1
+/// for a new record, 0 for a duplicate or a frame without the load tool's fields.
+fn count(a: &Args, totals: &Totals, local: &mut Histogram<u64>, client: &mut Client, line: &str, now: u64) -> u64 {
+    let (Some(seq), Some(ts)) = (field(line, "\"seq\":"), field(line, "\"t\":")) else { return 0 };
+    match client.expect {
+        Some(e) if seq < e => {
+            totals.dups.fetch_add(1, Ordering::Relaxed);
+            return 0;
+        }
+        Some(e) if seq > e => {
+            totals.gaps.fetch_add(seq - e, Ordering::Relaxed);
+        }
+        _ => {}
+    }
+    client.expect = Some(seq + 1);
+    if a.storm_at_secs.is_some() || a.mobile_mean_secs.is_some() || a.transport == "poll" {
+        client.cursor = text_field(line, "\"cursor\":\"").map(str::to_owned);
+    }
+    let _ = local.record(now.saturating_sub(ts).max(1));
+    1
+}
+
+/// One SSE stream, or long-polls until the run ends: the same counting as a WebSocket session.
+#[allow(clippy::too_many_arguments)]
+async fn http_session(
+    a: &Args,
+    totals: &Totals,
+    local: &mut Histogram<u64>,
+    ready: &AtomicU64,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+    client: &mut Client,
+    first: bool,
+) -> anyhow::Result<bool> {
+    use http_body_util::BodyExt;
+    let sse = a.transport == "sse";
+    let mut announced = !first;
+    // One keep-alive connection: SSE holds it, long-poll reuses it request after request.
+    let sock = TcpSocket::new_v4()?;
+    if let Some(ip) = &a.source_ip {
+        sock.bind(format!("{ip}:0").parse()?)?;
+    }
+    let tcp = sock.connect(a.addr.parse()?).await?;
+    tcp.set_nodelay(true)?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
+    tokio::spawn(conn);
+    loop {
+        let since = client.cursor.as_ref().map(|c| format!("&since={c}")).unwrap_or_default();
+        let path = if sse { "sse" } else { "poll" };
+        let wait = if !sse && client.cursor.is_none() { "&timeout_ms=1" } else { "" };
+        let uri = format!("/v1/{path}?channels={}&token={}{since}{wait}", a.channel, a.token);
+        let req = hyper::Request::get(uri).header("host", &a.addr).body(http_body_util::Empty::<bytes::Bytes>::new())?;
+        let resp = send.send_request(req).await?;
+        anyhow::ensure!(resp.status() == 200, "{path} answered {}", resp.status());
+        let mut body = resp.into_body();
+        let mut pending = String::new();
+        loop {
+            let frame = tokio::select! {
+                f = body.frame() => f,
+                _ = stop.changed() => return Ok(true),
+            };
+            let Some(frame) = frame else { break };
+            let Ok(data) = frame?.into_data() else { continue };
+            let now = crate::now_us();
+            pending.push_str(std::str::from_utf8(&data)?);
+            let mut n = 0;
+            if sse {
+                // Events end with an empty line; `data:` holds one frame.
+                while let Some(end) = pending.find("\n\n") {
+                    for line in pending[..end].lines().filter_map(|l| l.strip_prefix("data: ")) {
+                        if line.starts_with("{\"type\":\"message\"") {
+                            n += count(a, totals, local, client, line, now);
+                        } else if line.starts_with("{\"type\":\"subscribed\"") && !announced {
+                            announced = true;
+                            ready.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    pending.drain(..end + 2);
+                }
+            }
+            if n > 0 {
+                totals.messages.fetch_add(n, Ordering::Relaxed);
+                totals.ws_messages.fetch_add(1, Ordering::Relaxed);
+                let _ = totals.first_at_us.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+                totals.last_at_us.fetch_max(now, Ordering::Relaxed);
+            }
+        }
+        if sse {
+            return Ok(true);
+        }
+        // A poll's answer: its messages, then the position to continue from.
+        let now = crate::now_us();
+        let mut n = 0;
+        for part in pending.split("{\"type\":\"message\"").skip(1) {
+            // `count` reads the fields after the type; the part holds exactly those.
+            n += count(a, totals, local, client, part, now);
+        }
+        if let Some(i) = pending.rfind("],\"cursor\":\"") {
+            client.cursor = text_field(&pending[i..], "\"cursor\":\"").map(str::to_owned);
+        }
+        if !announced {
+            announced = true;
+            ready.fetch_add(1, Ordering::Relaxed);
+        }
+        if n > 0 {
+            totals.messages.fetch_add(n, Ordering::Relaxed);
+            totals.ws_messages.fetch_add(1, Ordering::Relaxed);
+            let _ = totals.first_at_us.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+            totals.last_at_us.fetch_max(now, Ordering::Relaxed);
         }
     }
 }
