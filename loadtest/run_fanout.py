@@ -88,6 +88,9 @@ def main():
     ap.add_argument("--mobile", type=float, default=0,
                     help="mobile: subscribers go to the background and come back at random (mean seconds), resuming")
     ap.add_argument("--transport", default="ws", choices=["ws", "sse", "poll"], help="how subscribers connect")
+    ap.add_argument("--peer", default="", choices=["", "nats"],
+                    help="run the same scenario against a peer instead: nats = Debian's nats-server, its WebSocket listener")
+    ap.add_argument("--idle", type=int, default=0, help="with --peer nats: hold this many idle connections and report RSS per connection")
     ap.add_argument("--name", default="", help="write report.json, summary.txt and latency.svg to loadtest/results/NAME/")
     a = ap.parse_args()
     if a.regions == 2:
@@ -96,31 +99,40 @@ def main():
     if a.kafka:
         broker, baddr = start_broker()
         bus = ["--bus", f"kafka://{baddr}"]
-    server = subprocess.Popen([HERALD, "dev", "--listen", "127.0.0.1:0", "--dev-secret", SECRET, "--dev-api-key", KEY] + bus,
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, "RUST_LOG": "warn"})
-    pub_addr = None
+    if a.peer == "nats":
+        server, addr, pub_addr = start_nats()
+    else:
+        server = subprocess.Popen([HERALD, "dev", "--listen", "127.0.0.1:0", "--dev-secret", SECRET, "--dev-api-key", KEY] + bus,
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, "RUST_LOG": "warn"})
+        pub_addr = None
     try:
-        addr = server.stdout.readline().split("http://")[1].strip()
-        replicate = None
-        if a.regions == 2:
-            # `server` above is region "local" (herald dev's region): the subscribers' region. Region
-            # a gets its own broker and edge, where records are published; a replicator copies them.
-            broker_a, baddr_a = start_broker()
-            others.append(broker_a)
-            edge_a = subprocess.Popen([HERALD, "edge", "--listen", "127.0.0.1:0", "--region", "a", "--node", "edge-a",
-                                       "--bus", f"kafka://{baddr_a}"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                      env={**os.environ, "RUST_LOG": "warn", "HERALD_JWT_SECRET": SECRET, "HERALD_ADMIN_API_KEY": KEY})
-            others.append(edge_a)
-            pub_addr = edge_a.stdout.readline().split("http://")[1].strip()
-            repl_cmd = [HERALD, "replicate", "--region", "local", "--to", f"kafka://{baddr}", "--from", f"a=kafka://{baddr_a}",
-                        "--metrics-listen", "127.0.0.1:0"]
-            replicate = subprocess.Popen(repl_cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, "RUST_LOG": "warn"})
-            others.append(replicate)
-            replicate.stdout.readline()
-            if a.cut:
-                return catch_up(a, pub_addr, replicate, repl_cmd, others)
-        token = subprocess.check_output([HERALD, "token", "--secret", SECRET, "--account", "load", "--sub", "bench",
-                                         "--channels", "*", "--ttl", "1h"], text=True).strip()
+        if a.peer == "nats":
+            if a.idle:
+                return idle_peer(a, server, addr)
+            a.transport = "nats"
+            token = "-"
+        else:
+            addr = server.stdout.readline().split("http://")[1].strip()
+            replicate = None
+            if a.regions == 2:
+                # `server` above is region "local" (herald dev's region): the subscribers' region. Region
+                # a gets its own broker and edge, where records are published; a replicator copies them.
+                broker_a, baddr_a = start_broker()
+                others.append(broker_a)
+                edge_a = subprocess.Popen([HERALD, "edge", "--listen", "127.0.0.1:0", "--region", "a", "--node", "edge-a",
+                                           "--bus", f"kafka://{baddr_a}"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                          env={**os.environ, "RUST_LOG": "warn", "HERALD_JWT_SECRET": SECRET, "HERALD_ADMIN_API_KEY": KEY})
+                others.append(edge_a)
+                pub_addr = edge_a.stdout.readline().split("http://")[1].strip()
+                repl_cmd = [HERALD, "replicate", "--region", "local", "--to", f"kafka://{baddr}", "--from", f"a=kafka://{baddr_a}",
+                            "--metrics-listen", "127.0.0.1:0"]
+                replicate = subprocess.Popen(repl_cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, "RUST_LOG": "warn"})
+                others.append(replicate)
+                replicate.stdout.readline()
+                if a.cut:
+                    return catch_up(a, pub_addr, replicate, repl_cmd, others)
+            token = subprocess.check_output([HERALD, "token", "--secret", SECRET, "--account", "load", "--sub", "bench",
+                                             "--channels", "*", "--ttl", "1h"], text=True).strip()
         time.sleep(0.3)
         if a.resume:
             return resume(a, addr, token)
@@ -159,7 +171,8 @@ def main():
                     return
         threading.Thread(target=sample, daemon=True).start()
         pub = subprocess.run([LOAD, "publish", "--addr", pub_addr or addr, "--key", KEY, "--account", "load", "--rate", str(a.rate),
-                              "--seconds", str(a.seconds), "--size", str(a.size)], capture_output=True, text=True, timeout=a.seconds + 60)
+                              "--seconds", str(a.seconds), "--size", str(a.size)] + (["--nats"] if a.peer else []),
+                             capture_output=True, text=True, timeout=a.seconds + 60)
         if pub.returncode != 0:
             raise SystemExit(f"publisher failed: {pub.stderr}")
         published = json.loads(pub.stdout)
@@ -177,7 +190,7 @@ def main():
         got = sum(o["deliveries"] for o in outs)
         span = max(o["seconds"] for o in outs)
         result = {
-            "regions": a.regions, "transport": a.transport,
+            "server": a.peer or "herald", "regions": a.regions, "transport": a.transport,
             "subscribers": a.subscribers, "rate": a.rate, "seconds": a.seconds, "size": a.size,
             "published": published["published"], "expected_deliveries": expected, "deliveries": got,
             "lost": expected - got, "gaps": sum(o["gaps"] for o in outs), "duplicates": sum(o["duplicates"] for o in outs),
@@ -205,12 +218,56 @@ def main():
                 json.dump(result, f, indent=1)
             with open(os.path.join(out_dir, "summary.txt"), "w") as f:
                 f.write(summary)
-        if result["gaps"] or result["duplicates"] or result["lost"]:
+        # Core NATS promises at most once: its loss is reported, not a failed run.
+        if (result["gaps"] or result["duplicates"] or result["lost"]) and not a.peer:
             raise SystemExit("records were lost or duplicated")
     finally:
         for p in [server] + others + ([broker] if broker else []):
             p.kill()
             p.wait()
+
+
+def start_nats():
+    """Debian's nats-server on loopback with its WebSocket listener; returns (process, ws addr, tcp addr)."""
+    exe = shutil.which("nats-server") or "/usr/sbin/nats-server"
+    if not os.path.exists(exe):
+        raise SystemExit("nats-server is missing: apt-get install -y nats-server")
+    tcp, ws = free_port(), free_port()
+    conf = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"herald-bench-nats-{os.getpid()}.conf")
+    with open(conf, "w") as f:
+        f.write(f"listen: 127.0.0.1:{tcp}\nmax_payload: 1048576\nwebsocket {{\n  listen: \"127.0.0.1:{ws}\"\n  no_tls: true\n}}\n")
+    proc = subprocess.Popen([exe, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", ws), timeout=0.1).close()
+            return proc, f"127.0.0.1:{ws}", f"127.0.0.1:{tcp}"
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("nats-server did not start")
+
+
+def idle_peer(a, server, addr):
+    """N idle WebSocket connections to the peer (each with one subscription), RSS per connection."""
+    rss0 = rss_kib(server.pid)
+    procs, left, i = [], a.idle, 0
+    hold = 10 + (a.idle // PER_PROCESS + 1) * 4
+    while left > 0:
+        n = min(PER_PROCESS, left)
+        left -= n
+        i += 1
+        procs.append(subprocess.Popen([LOAD, "subscribe", "--addr", addr, "--token", "-", "--connections", str(n), "--transport", "nats",
+                                       "--source-ip", f"127.0.0.{1 + i}", "--idle-hold-secs", str(hold)],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for p in procs:
+        line = p.stderr.readline()
+        if not line.startswith("ready"):
+            raise SystemExit(f"idle process failed: {line}")
+    time.sleep(2)
+    rss1 = rss_kib(server.pid)
+    for p in procs:
+        p.communicate(timeout=hold + 30)
+    print(json.dumps({"server": a.peer, "connections": a.idle, "rss_before_kib": rss0, "rss_after_kib": rss1,
+                      "rss_per_conn_kib": round((rss1 - rss0) / a.idle, 2)}))
 
 
 def catch_up(a, pub_addr, replicate, repl_cmd, others):

@@ -57,7 +57,8 @@ pub struct Args {
     /// back resuming from its cursor, until the run ends.
     #[arg(long)]
     mobile_mean_secs: Option<f64>,
-    /// `ws` (WebSocket), `sse` (Server-Sent Events) or `poll` (long-poll).
+    /// `ws` (WebSocket), `sse` (Server-Sent Events) or `poll` (long-poll); `nats`: a NATS
+    /// server's WebSocket listener at `addr` (the peer comparison; subject = the channel).
     #[arg(long, default_value = "ws")]
     transport: String,
 }
@@ -182,7 +183,8 @@ async fn one(a: &Args, totals: &Totals, hist: &Mutex<Histogram<u64>>, ready: &At
         let ended = match a.transport.as_str() {
             "ws" => session(a, totals, &mut local, ready, &mut stop, &mut client, first, cut_after).await?,
             "sse" | "poll" => http_session(a, totals, &mut local, ready, &mut stop, &mut client, first).await?,
-            t => anyhow::bail!("unknown transport {t} (ws, sse or poll)"),
+            "nats" => nats_session(a, totals, &mut local, ready, &mut stop, &mut client).await?,
+            t => anyhow::bail!("unknown transport {t} (ws, sse, poll or nats)"),
         };
         first = false;
         if ended {
@@ -393,6 +395,79 @@ async fn http_session(
         if n > 0 {
             totals.messages.fetch_add(n, Ordering::Relaxed);
             totals.ws_messages.fetch_add(1, Ordering::Relaxed);
+            let _ = totals.first_at_us.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+            totals.last_at_us.fetch_max(now, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A subscriber of a NATS server's WebSocket listener, counted exactly like Herald's. Core NATS
+/// is at-most-once: loss here is reported, not a protocol breach.
+async fn nats_session(
+    a: &Args,
+    totals: &Totals,
+    local: &mut Histogram<u64>,
+    ready: &AtomicU64,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+    client: &mut Client,
+) -> anyhow::Result<bool> {
+    let sock = TcpSocket::new_v4()?;
+    if let Some(ip) = &a.source_ip {
+        sock.bind(format!("{ip}:0").parse()?)?;
+    }
+    let tcp = sock.connect(a.addr.parse()?).await?;
+    tcp.set_nodelay(true)?;
+    let req = format!("ws://{}/", a.addr).into_client_request()?;
+    let cfg = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(req, tcp, Some(cfg)).await?;
+    let hello = format!("CONNECT {{\"verbose\":false,\"pedantic\":false,\"protocol\":1}}\r\nSUB {} 1\r\nPING\r\n", a.channel);
+    ws.send(Message::Binary(hello.into_bytes().into())).await?;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut subscribed = false;
+    loop {
+        let m = tokio::select! {
+            m = ws.next() => m,
+            _ = stop.changed() => return Ok(true),
+        };
+        let Some(m) = m else { return Ok(true) };
+        let data = match m? {
+            Message::Binary(b) => b.to_vec(),
+            Message::Text(t) => t.as_bytes().to_vec(),
+            _ => continue,
+        };
+        totals.ws_messages.fetch_add(1, Ordering::Relaxed);
+        buf.extend_from_slice(&data);
+        let now = crate::now_us();
+        let mut n = 0;
+        let mut at = 0;
+        // Protocol lines end in CRLF; a MSG line is followed by its payload and CRLF.
+        while let Some(eol) = buf[at..].windows(2).position(|w| w == b"\r\n") {
+            let line = std::str::from_utf8(&buf[at..at + eol])?;
+            if let Some(rest) = line.strip_prefix("MSG ") {
+                let len: usize = rest.rsplit(' ').next().and_then(|l| l.parse().ok()).ok_or_else(|| anyhow::anyhow!("bad MSG line {line}"))?;
+                let start = at + eol + 2;
+                if buf.len() < start + len + 2 {
+                    break;
+                }
+                let payload = std::str::from_utf8(&buf[start..start + len])?.to_owned();
+                n += count(a, totals, local, client, &payload, now);
+                at = start + len + 2;
+                continue;
+            }
+            if line.starts_with("PING") {
+                ws.send(Message::Binary(b"PONG\r\n".to_vec().into())).await?;
+            } else if line.starts_with("PONG") && !subscribed {
+                // The server has processed CONNECT and SUB.
+                subscribed = true;
+                ready.fetch_add(1, Ordering::Relaxed);
+            } else if line.starts_with("-ERR") {
+                anyhow::bail!("NATS: {line}");
+            }
+            at += eol + 2;
+        }
+        buf.drain(..at);
+        if n > 0 {
+            totals.messages.fetch_add(n, Ordering::Relaxed);
             let _ = totals.first_at_us.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
             totals.last_at_us.fetch_max(now, Ordering::Relaxed);
         }
