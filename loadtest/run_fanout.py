@@ -91,6 +91,9 @@ def main():
     ap.add_argument("--peer", default="", choices=["", "nats"],
                     help="run the same scenario against a peer instead: nats = Debian's nats-server, its WebSocket listener")
     ap.add_argument("--idle", type=int, default=0, help="with --peer nats: hold this many idle connections and report RSS per connection")
+    ap.add_argument("--chat", type=int, default=0, help="chat: this many rooms of --members members, each publishing --chat-rate messages/s")
+    ap.add_argument("--members", type=int, default=5)
+    ap.add_argument("--chat-rate", type=float, default=1.0)
     ap.add_argument("--name", default="", help="write report.json, summary.txt and latency.svg to loadtest/results/NAME/")
     a = ap.parse_args()
     if a.regions == 2:
@@ -136,6 +139,8 @@ def main():
         time.sleep(0.3)
         if a.resume:
             return resume(a, addr, token)
+        if a.chat:
+            return chat(a, server, addr)
         rss0 = rss_kib(server.pid)
         procs = []
         left, i = a.subscribers, 0
@@ -225,6 +230,46 @@ def main():
         for p in [server] + others + ([broker] if broker else []):
             p.kill()
             p.wait()
+
+
+def chat(a, server, addr):
+    """Many small rooms; every member publishes over its WebSocket and receives everyone's messages."""
+    token = subprocess.check_output([HERALD, "token", "--secret", SECRET, "--account", "load", "--sub", "chat",
+                                     "--channels", "room-*", "--publish", "room-*", "--ttl", "1h"], text=True).strip()
+    rooms_per_proc = max(1, PER_PROCESS // a.members)
+    procs, room, i = [], 0, 0
+    while room < a.chat:
+        n = min(rooms_per_proc, a.chat - room)
+        i += 1
+        procs.append(subprocess.Popen([LOAD, "chat", "--addr", addr, "--token", token, "--rooms", str(n), "--first-room", str(room),
+                                       "--members", str(a.members), "--rate", str(a.chat_rate), "--seconds", str(a.seconds),
+                                       "--source-ip", f"127.0.0.{1 + i}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        room += n
+    for p in procs:
+        line = p.stderr.readline()
+        if not line.startswith("ready"):
+            raise SystemExit(f"chat process failed: {line}")
+    cpu0 = cpu_s(server.pid)
+    raw = [p.communicate(timeout=a.seconds + 120)[0] for p in procs]
+    cpu1 = cpu_s(server.pid)
+    outs = [json.loads(r) for r in raw]
+    merged = json.loads(subprocess.run([LOAD, "merge"], input="".join(raw), capture_output=True, text=True, check=True).stdout)
+    expected = sum(o["expected_deliveries"] for o in outs)
+    got = sum(o["deliveries"] for o in outs)
+    result = {"scenario": "chat", "rooms": a.chat, "members": a.members, "members_total": a.chat * a.members,
+              "messages_per_member_per_sec": a.chat_rate, "seconds": a.seconds,
+              "published": sum(o["published"] for o in outs), "expected_deliveries": expected, "deliveries": got,
+              "lost": expected - got, "gaps": merged["gaps"], "duplicates": merged["duplicates"],
+              "deliveries_per_sec": round(got / max(o["seconds"] for o in outs)), "latency_ms": merged["latency_ms"],
+              "server_cpu_s": round(cpu1 - cpu0, 2), "loadgen_cpu_s": round(sum(o["cpu_seconds"] for o in outs), 2)}
+    print(json.dumps(result))
+    lat = result["latency_ms"]
+    print(f"chat: {a.chat} rooms x {a.members} members, {a.chat_rate} msg/s each, {a.seconds} s\n"
+          f"  deliveries {got:,} of {expected:,}: lost {result['lost']}, gaps {result['gaps']}, duplicates {result['duplicates']}\n"
+          f"  latency ms p50 {lat['p50']} p90 {lat['p90']} p99 {lat['p99']} p99.9 {lat['p999']} max {lat['max']}; "
+          f"server CPU {result['server_cpu_s']} s, load generator CPU {result['loadgen_cpu_s']} s", file=sys.stderr)
+    if result["lost"] or result["gaps"] or result["duplicates"]:
+        raise SystemExit("messages were lost or duplicated")
 
 
 def start_nats():

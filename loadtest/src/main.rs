@@ -14,6 +14,7 @@
 //! the reconnect-storm and mobile scenarios; loss and duplicates are counted across reconnects.
 #![forbid(unsafe_code)]
 
+mod chat;
 mod publish;
 mod report;
 mod subscribe;
@@ -33,6 +34,8 @@ enum Cmd {
     Subscribe(subscribe::Args),
     /// Publish records at a fixed rate.
     Publish(publish::Args),
+    /// Chat rooms: every member publishes and receives.
+    Chat(chat::Args),
     /// Merge subscriber reports (JSON lines on stdin) into one, histograms included.
     Merge(report::MergeArgs),
 }
@@ -44,6 +47,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Subscribe(a) => rt.block_on(subscribe::run(a)),
         Cmd::Publish(a) => rt.block_on(publish::run(a)),
         Cmd::Merge(a) => report::merge(a),
+        Cmd::Chat(a) => rt.block_on(chat::run(a)),
     }
 }
 
