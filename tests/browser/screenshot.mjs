@@ -1,4 +1,4 @@
-// Takes docs/demo.png: the demo page with a few incidents, in headless Chromium.
+// Takes docs/demo-page.png: the demo page with a few incidents, in headless Chromium.
 // usage: HERALD_BIN=…/herald node tests/browser/screenshot.mjs
 import { spawn } from 'node:child_process';
 import readline from 'node:readline';
@@ -28,7 +28,7 @@ try {
   }
   await page.waitForFunction(() => document.querySelectorAll('li').length === 4);
   await new Promise((r) => setTimeout(r, 600));
-  await page.screenshot({ path: new URL('../../docs/demo.png', import.meta.url).pathname });
+  await page.screenshot({ path: new URL('../../docs/demo-page.png', import.meta.url).pathname });
 } finally {
   await browser.close();
   srv.kill();
