@@ -81,6 +81,9 @@ def main():
                     help="2: publish in region a, subscribe in region b, through herald replicate (implies --kafka)")
     ap.add_argument("--cut", type=int, default=0,
                     help="with --regions 2: stop the replicator, publish for this many seconds, restart it and time the catch-up")
+    ap.add_argument("--edges", type=int, default=1,
+                    help="run this many edges on one Kafka bus (implies --kafka); subscribers spread over them and "
+                         "each reconnect moves to the next edge")
     ap.add_argument("--storm", type=float, default=0,
                     help="reconnect storm: this many seconds after subscribing, every subscriber drops and reconnects "
                          "within --storm-within-ms, resuming from its cursor")
@@ -96,7 +99,7 @@ def main():
     ap.add_argument("--chat-rate", type=float, default=1.0)
     ap.add_argument("--name", default="", help="write report.json, summary.txt and latency.svg to loadtest/results/NAME/")
     a = ap.parse_args()
-    if a.regions == 2:
+    if a.regions == 2 or a.edges > 1:
         a.kafka = True
     broker, bus, others = None, [], []
     if a.kafka:
@@ -134,6 +137,25 @@ def main():
                 replicate.stdout.readline()
                 if a.cut:
                     return catch_up(a, pub_addr, replicate, repl_cmd, others)
+            for e in range(1, a.edges):
+                # More edges of the same region on the same bus: a cluster behind a load balancer.
+                edge = subprocess.Popen([HERALD, "edge", "--listen", "127.0.0.1:0", "--region", "local", "--node", f"edge-{e}",
+                                         "--bus", f"kafka://{baddr}"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                        env={**os.environ, "RUST_LOG": "warn", "HERALD_JWT_SECRET": SECRET, "HERALD_ADMIN_API_KEY": KEY})
+                others.append(edge)
+                addr += "," + edge.stdout.readline().split("http://")[1].strip()
+                pub_addr = addr.split(",")[0]
+            for edge_addr in addr.split(",")[1:]:
+                # An edge listens before its bus is connected (unready, 503): wait until it is ready.
+                for _ in range(600):
+                    try:
+                        if urllib.request.urlopen(f"http://{edge_addr}/readyz", timeout=1).status == 200:
+                            break
+                    except OSError:
+                        pass
+                    time.sleep(0.1)
+                else:
+                    raise SystemExit(f"edge {edge_addr} never became ready")
             token = subprocess.check_output([HERALD, "token", "--secret", SECRET, "--account", "load", "--sub", "bench",
                                              "--channels", "*", "--ttl", "1h"], text=True).strip()
         time.sleep(0.3)
@@ -148,13 +170,16 @@ def main():
             n = min(PER_PROCESS, left)
             left -= n
             i += 1
+            # A subscriber process ends once nothing arrived for this long (after the first record);
+            # a storm or a background period must not look like the end of the run.
+            idle_exit = str(int(a.storm_within_ms / 1000) + 15 if a.storm else int(a.mobile * 4) + 3 if a.mobile else 3)
             scenario = []
             if a.storm:
                 scenario = ["--storm-at-secs", str(a.storm), "--storm-within-ms", str(a.storm_within_ms)]
             elif a.mobile:
                 scenario = ["--mobile-mean-secs", str(a.mobile)]
             procs.append(subprocess.Popen([LOAD, "subscribe", "--addr", addr, "--token", token, "--connections", str(n),
-                                           "--source-ip", f"127.0.0.{1 + i}", "--idle-exit-secs", "3" if not a.mobile else str(int(a.mobile * 4) + 3),
+                                           "--source-ip", f"127.0.0.{1 + i}", "--idle-exit-secs", idle_exit,
                                            "--max-secs", str(a.seconds + 120), "--transport", a.transport] + scenario,
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         for p in procs:
@@ -164,6 +189,8 @@ def main():
         time.sleep(1.0)
         rss1 = rss_kib(server.pid)
         cpu0 = cpu_s(server.pid)
+        edge_pids = [server.pid] + [p.pid for p in others if p.args[:2] == [HERALD, "edge"] and a.edges > 1]
+        edges_cpu0 = sum(cpu_s(p) for p in edge_pids)
         # Server CPU and RSS over time, once a second, while the load runs.
         samples, t0 = [], time.time()
         sampling = threading.Event()
@@ -185,6 +212,7 @@ def main():
         sampling.set()
         outs = [json.loads(r) for r in raw]
         cpu1 = cpu_s(server.pid)
+        edges_cpu1 = sum(cpu_s(p) for p in edge_pids)
         out_dir = os.path.join(ROOT, "loadtest", "results", a.name) if a.name else None
         if out_dir:
             os.makedirs(out_dir, exist_ok=True)
@@ -204,7 +232,7 @@ def main():
             "reconnects": merged.get("reconnects", 0), "unrecovered": merged.get("unrecovered", 0),
             "ws_messages_per_delivery": round(sum(o["ws_messages"] for o in outs) / max(got, 1), 3),
             "server_rss_per_conn_kib": round((rss1 - rss0) / a.subscribers, 2),
-            "server_cpu_s": round(cpu1 - cpu0, 2), "loadgen_cpu_s": round(sum(o["cpu_seconds"] for o in outs), 2),
+            "server_cpu_s": round(cpu1 - cpu0, 2), "edges": a.edges, "all_edges_cpu_s": round(edges_cpu1 - edges_cpu0, 2), "loadgen_cpu_s": round(sum(o["cpu_seconds"] for o in outs), 2),
             "publisher_cpu_s": published["cpu_seconds"],
             "server_samples": samples,
         }

@@ -14,7 +14,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 /// `subscribe` flags.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Server address, host:port.
+    /// Server address, host:port; several, comma-separated, spread the connections over them
+    /// and move each reconnect to the next one (edges of one cluster).
     #[arg(long)]
     addr: String,
     /// Client token.
@@ -90,10 +91,10 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::with_capacity(a.connections);
     let args = Arc::new(a);
-    for _ in 0..args.connections {
+    for index in 0..args.connections {
         let (args, totals, hist, ready, stop) = (args.clone(), totals.clone(), hist.clone(), ready.clone(), stop_rx.clone());
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = one(&args, &totals, &hist, &ready, stop).await {
+            if let Err(e) = one(&args, index, &totals, &hist, &ready, stop).await {
                 eprintln!("connection failed: {e}");
             }
         }));
@@ -162,14 +163,18 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
 
 /// What one client carries from one connection to the next.
 struct Client {
+    /// The server it connects to now (an index into `--addr`).
+    server: usize,
+    /// Counted as subscribed (once, whichever of its connections got there first).
+    counted: bool,
     /// The next publisher sequence number expected.
     expect: Option<u64>,
     /// The cursor of the last record received: where a reconnect resumes.
     cursor: Option<String>,
 }
 
-async fn one(a: &Args, totals: &Totals, hist: &Mutex<Histogram<u64>>, ready: &AtomicU64, mut stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
-    let mut client = Client { expect: None, cursor: a.since.clone() };
+async fn one(a: &Args, index: usize, totals: &Totals, hist: &Mutex<Histogram<u64>>, ready: &AtomicU64, mut stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
+    let mut client = Client { server: index, counted: false, expect: None, cursor: a.since.clone() };
     let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut first = true;
     let mut storm = a.storm_at_secs;
@@ -181,7 +186,7 @@ async fn one(a: &Args, totals: &Totals, hist: &Mutex<Histogram<u64>>, ready: &At
             (None, None) => (None, Duration::ZERO),
         };
         let ended = match a.transport.as_str() {
-            "ws" => session(a, totals, &mut local, ready, &mut stop, &mut client, first, cut_after).await?,
+            "ws" => session(a, totals, &mut local, ready, &mut stop, &mut client, cut_after).await?,
             "sse" | "poll" => http_session(a, totals, &mut local, ready, &mut stop, &mut client, first).await?,
             "nats" => nats_session(a, totals, &mut local, ready, &mut stop, &mut client).await?,
             t => anyhow::bail!("unknown transport {t} (ws, sse, poll or nats)"),
@@ -191,6 +196,8 @@ async fn one(a: &Args, totals: &Totals, hist: &Mutex<Histogram<u64>>, ready: &At
             break;
         }
         totals.reconnects.fetch_add(1, Ordering::Relaxed);
+        // With several servers, a reconnect goes to the next one: resume works across edges.
+        client.server += 1;
         tokio::select! {
             _ = tokio::time::sleep(away) => {}
             _ = stop.changed() => break,
@@ -198,6 +205,12 @@ async fn one(a: &Args, totals: &Totals, hist: &Mutex<Histogram<u64>>, ready: &At
     }
     hist.lock().await.add(&local)?;
     Ok(())
+}
+
+/// The `i`th server of `--addr` (round robin).
+fn server_addr(a: &Args, i: usize) -> &str {
+    let n = a.addr.split(',').count();
+    a.addr.split(',').nth(i % n).unwrap_or(&a.addr)
 }
 
 /// Uniform in [0, n).
@@ -221,16 +234,16 @@ async fn session(
     ready: &AtomicU64,
     stop: &mut tokio::sync::watch::Receiver<bool>,
     client: &mut Client,
-    first: bool,
     cut_after: Option<Duration>,
 ) -> anyhow::Result<bool> {
     let sock = TcpSocket::new_v4()?;
     if let Some(ip) = &a.source_ip {
         sock.bind(format!("{ip}:0").parse()?)?;
     }
-    let tcp = sock.connect(a.addr.parse()?).await?;
+    let addr = server_addr(a, client.server);
+    let tcp = sock.connect(addr.parse()?).await?;
     tcp.set_nodelay(true)?;
-    let mut req = format!("ws://{}/v1/ws", a.addr).into_client_request()?;
+    let mut req = format!("ws://{addr}/v1/ws").into_client_request()?;
     req.headers_mut().insert("authorization", format!("Bearer {}", a.token).parse()?);
     let cfg = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
     let (mut ws, _) = tokio_tungstenite::client_async_with_config(req, tcp, Some(cfg)).await?;
@@ -268,7 +281,8 @@ async fn session(
             if line.starts_with("{\"type\":\"message\"") {
                 n += count(a, totals, local, client, line, now);
             } else if line.starts_with("{\"type\":\"subscribed\"") {
-                if first {
+                if !client.counted {
+                    client.counted = true;
                     ready.fetch_add(1, Ordering::Relaxed);
                 }
                 if client.cursor.is_none() {
@@ -330,7 +344,8 @@ async fn http_session(
     if let Some(ip) = &a.source_ip {
         sock.bind(format!("{ip}:0").parse()?)?;
     }
-    let tcp = sock.connect(a.addr.parse()?).await?;
+    let addr = server_addr(a, client.server);
+    let tcp = sock.connect(addr.parse()?).await?;
     tcp.set_nodelay(true)?;
     let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
     tokio::spawn(conn);
@@ -339,7 +354,7 @@ async fn http_session(
         let path = if sse { "sse" } else { "poll" };
         let wait = if !sse && client.cursor.is_none() { "&timeout_ms=1" } else { "" };
         let uri = format!("/v1/{path}?channels={}&token={}{since}{wait}", a.channel, a.token);
-        let req = hyper::Request::get(uri).header("host", &a.addr).body(http_body_util::Empty::<bytes::Bytes>::new())?;
+        let req = hyper::Request::get(uri).header("host", addr).body(http_body_util::Empty::<bytes::Bytes>::new())?;
         let resp = send.send_request(req).await?;
         anyhow::ensure!(resp.status() == 200, "{path} answered {}", resp.status());
         let mut body = resp.into_body();
@@ -415,9 +430,10 @@ async fn nats_session(
     if let Some(ip) = &a.source_ip {
         sock.bind(format!("{ip}:0").parse()?)?;
     }
-    let tcp = sock.connect(a.addr.parse()?).await?;
+    let addr = server_addr(a, client.server);
+    let tcp = sock.connect(addr.parse()?).await?;
     tcp.set_nodelay(true)?;
-    let req = format!("ws://{}/", a.addr).into_client_request()?;
+    let req = format!("ws://{addr}/").into_client_request()?;
     let cfg = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
     let (mut ws, _) = tokio_tungstenite::client_async_with_config(req, tcp, Some(cfg)).await?;
     let hello = format!("CONNECT {{\"verbose\":false,\"pedantic\":false,\"protocol\":1}}\r\nSUB {} 1\r\nPING\r\n", a.channel);
