@@ -118,6 +118,8 @@ struct State {
     /// subscriptions ([`Outbox::unshed`]). `shed_new` are those not yet reported.
     shed: Vec<ChannelName>,
     shed_new: Vec<ChannelName>,
+    /// A producer waits for room ([`Outbox::wait_for_room`]).
+    room_wanted: bool,
     bytes: usize,
     close: Option<CloseReason>,
     /// Latest-value records still queued: the newest per key.
@@ -258,8 +260,11 @@ pub struct Outbox {
     state: Mutex<State>,
     /// Wakes the writer (single consumer: `notify_one` keeps a permit, so no wake-up is lost).
     wake: Notify,
-    /// Wakes producers waiting for room (replay) and sessions waiting for the close.
+    /// Wakes sessions waiting for the close or a shed ([`Outbox::event`]), and producers
+    /// waiting for room when the connection closes.
     changed: Notify,
+    /// Wakes producers waiting for room (replay) when the writer has taken something.
+    room: Notify,
     max_bytes: usize,
     /// Latest-value records replace queued ones with their key once this much is queued.
     conflate_above: usize,
@@ -296,6 +301,7 @@ impl Outbox {
                 main_frames: 0,
                 shed: Vec::new(),
                 shed_new: Vec::new(),
+                room_wanted: false,
                 bytes: 0,
                 close: None,
                 latest: Default::default(),
@@ -303,6 +309,7 @@ impl Outbox {
             }),
             wake: Notify::new(),
             changed: Notify::new(),
+            room: Notify::new(),
             max_bytes,
             conflate_above,
         })
@@ -356,6 +363,7 @@ impl Outbox {
         drop(s);
         self.wake.notify_one();
         self.changed.notify_waiters();
+        self.room.notify_waiters();
     }
 
     /// Queues several records at once, with one lock and one wake-up.
@@ -406,6 +414,7 @@ impl Outbox {
         drop(s);
         self.wake.notify_one();
         self.changed.notify_waiters();
+        self.room.notify_waiters();
     }
 
     /// The close reason, once closing.
@@ -443,9 +452,12 @@ impl Outbox {
             s.low = VecDeque::new();
         }
         let close = s.close;
+        // Only a replay waiting for room is woken: the writer takes a batch per write, and waking
+        // the session each time was measurable (tokio's notify_waiters in the fan-out profile).
+        let wake_room = taken > 0 && std::mem::take(&mut s.room_wanted);
         drop(s);
-        if taken > 0 {
-            self.changed.notify_waiters();
+        if wake_room {
+            self.room.notify_waiters();
         }
         close
     }
@@ -459,14 +471,15 @@ impl Outbox {
     /// Returns false when closing.
     pub async fn wait_for_room(&self, below: usize) -> bool {
         loop {
-            let notified = self.changed.notified();
+            let notified = self.room.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
-                let s = self.state.lock();
+                let mut s = self.state.lock();
                 if s.close.is_some() {
                     return false;
                 }
+                s.room_wanted = true;
                 if s.bytes < below {
                     return true;
                 }
