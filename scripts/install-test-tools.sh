@@ -10,7 +10,7 @@
 #   - Debian's redis-server (presence tests start their own on a free port);
 #   - Debian's chromium and, in tests/browser, playwright-core from npm (never a browser
 #     download), for the end-to-end checks of the demo page and the TypeScript SDK;
-#   - in sdk/js, TypeScript from npm (the SDK's compiler).
+#   - in sdk/js, TypeScript and esbuild from npm (the SDK's compiler and bundler).
 # A second run finds everything in place and does nothing.
 set -euo pipefail
 
@@ -72,14 +72,14 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 if [ -d "$ROOT/tests/browser/node_modules/playwright-core" ]; then
   echo "playwright-core: present"
 else
-  (cd "$ROOT/tests/browser" && npm ci --silent --no-audit --no-fund >/dev/null 2>&1)
+  (cd "$ROOT/tests/browser" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --silent --no-audit --no-fund >/dev/null 2>&1)
   echo "playwright-core: installed"
 fi
-if [ -x "$ROOT/sdk/js/node_modules/.bin/tsc" ]; then
-  echo "typescript (sdk/js): present"
+if [ -x "$ROOT/sdk/js/node_modules/.bin/tsc" ] && [ -x "$ROOT/sdk/js/node_modules/.bin/esbuild" ]; then
+  echo "typescript, esbuild (sdk/js): present"
 else
   (cd "$ROOT/sdk/js" && npm ci --silent --no-audit --no-fund >/dev/null 2>&1)
-  echo "typescript (sdk/js): installed"
+  echo "typescript, esbuild (sdk/js): installed"
 fi
 
 echo "tools in $BIN (add it to PATH: export PATH=$BIN:\$PATH)"

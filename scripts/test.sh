@@ -12,16 +12,16 @@ fi
 echo "== cargo test (workspace)"
 cargo test --workspace --locked --no-fail-fast
 
-echo "== TypeScript SDK: the committed build is what the source compiles to; unit tests"
-(cd sdk/js && npx --no-install tsc -p tsconfig.json)
-if [ -n "$(git status --porcelain -- sdk/js/dist)" ]; then
+echo "== TypeScript SDK: npm run build reproduces the committed sdk/js/dist byte for byte; unit tests"
+(cd sdk/js && npm run build --silent)
+if ! git diff --quiet HEAD -- sdk/js/dist || [ -n "$(git ls-files --others --exclude-standard -- sdk/js/dist)" ]; then
   git status --short -- sdk/js/dist
-  echo "sdk/js/dist differs from what sdk/js/src compiles to: run (cd sdk/js && npm run build) and commit dist" >&2
+  echo "sdk/js/dist is not what sdk/js/src builds to: run (cd sdk/js && npm run build) and commit sdk/js/dist" >&2
   exit 1
 fi
-(cd sdk/js && node --test test/)
+(cd sdk/js && node --test test/unit/)
 
-echo "== browser end-to-end (demo page and SDK in headless chromium)"
+echo "== browser end-to-end (demo page and SDK in headless chromium, against herald dev)"
 export HERALD_BIN="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/herald"
 (cd tests/browser && node --test)
 

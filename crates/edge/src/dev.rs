@@ -1,5 +1,5 @@
 //! Development endpoints, served only by `herald dev`: the demo page at `/`, the TypeScript SDK it
-//! imports (`/sdk/*.js`) and the token it uses.
+//! imports (`/sdk/herald.js`) and the token it uses.
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -14,32 +14,22 @@ use crate::state::Edge;
 /// The demo page: a live incident list for one account (`?account=`, default `demo`).
 const DEMO_PAGE: &str = include_str!("../assets/demo.html");
 
-/// The TypeScript SDK's build (`sdk/js/dist`, committed), served at `/sdk/<file>` so the demo
-/// page (and anyone trying Herald) can `import` it without a bundler.
-const SDK: &[(&str, &str)] = &[
-    ("index.js", include_str!("../../../sdk/js/dist/index.js")),
-    ("client.js", include_str!("../../../sdk/js/dist/client.js")),
-    ("backoff.js", include_str!("../../../sdk/js/dist/backoff.js")),
-    ("dedupe.js", include_str!("../../../sdk/js/dist/dedupe.js")),
-    ("frames.js", include_str!("../../../sdk/js/dist/frames.js")),
-    ("lifecycle.js", include_str!("../../../sdk/js/dist/lifecycle.js")),
-    ("transport.js", include_str!("../../../sdk/js/dist/transport.js")),
-];
+/// The TypeScript SDK (`sdk/js`), one ES module built into `sdk/js/dist/herald.js` and committed,
+/// served at `/sdk/herald.js` so the demo page (and anyone trying Herald) can `import` it without
+/// a bundler.
+const SDK: &str = include_str!("../../../sdk/js/dist/herald.js");
 
 /// Whether `path` is a dev endpoint.
 pub fn serves(path: &str) -> bool {
-    path == "/dev/token" || path == "/" || path.starts_with("/sdk/")
+    path == "/dev/token" || path == "/" || path == "/sdk/herald.js"
 }
 
 /// Answers a dev endpoint. `/dev/token?account=&sub=&ttl=` issues a token for every channel of the
 /// account (ttl 5 to 86400 seconds, default an hour).
 pub fn handle(edge: &Edge, req: &Request<Incoming>) -> Response<Body> {
     let Some(dev) = &edge.dev else { return error_response(StatusCode::NOT_FOUND, ErrorCode::BadRequest, "no such endpoint") };
-    if let Some(file) = req.uri().path().strip_prefix("/sdk/") {
-        let Some((_, js)) = SDK.iter().find(|(name, _)| *name == file) else {
-            return error_response(StatusCode::NOT_FOUND, ErrorCode::BadRequest, "no such SDK file");
-        };
-        let mut r = Response::new(crate::http::full(*js));
+    if req.uri().path() == "/sdk/herald.js" {
+        let mut r = Response::new(crate::http::full(SDK));
         r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/javascript; charset=utf-8"));
         return r;
     }

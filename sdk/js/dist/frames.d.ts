@@ -1,5 +1,13 @@
-/** The wire frames of docs/protocol.md, as the SDK reads them. Unknown fields are ignored. */
-/** A frame from the server: `type` and whatever fields that type carries. */
+/** The wire frames of docs/protocol.md, as the SDK reads and writes them. */
+/** A member of a channel's presence set. */
+export interface PresenceMember {
+    connection_id: string;
+    user: string;
+}
+/**
+ * A frame from the server: a `type` and the fields that type carries (docs/protocol.md, "Server →
+ * client frames"). Unknown fields and unknown types are ignored, as the protocol asks.
+ */
 export interface ServerFrame {
     type: string;
     id?: number | string;
@@ -16,27 +24,26 @@ export interface ServerFrame {
     reason?: string;
     message_id?: string;
     duplicate?: boolean;
-    connection_id?: string;
     occupancy?: number;
     members?: PresenceMember[];
     member?: PresenceMember;
-    [field: string]: unknown;
 }
-/** A member of a channel's presence set. */
-export interface PresenceMember {
-    connection_id: string;
-    user: string;
-}
-/** What one WebSocket text message held: its frames, and a description of each line that was not a frame. */
-export interface Batch {
+/** A frame to the server. */
+export type ClientFrame = {
+    type: string;
+} & Record<string, unknown>;
+/** The frames of one WebSocket text message (or SSE event), and a description of each line that was not a frame. */
+export interface ParsedFrames {
     frames: ServerFrame[];
     errors: string[];
 }
 /**
- * Splits a WebSocket text message into frames: one or more JSON objects, each followed by `\n`;
- * empty lines are ignored. A line that is not a JSON object with a string `type` is reported in
- * `errors` and skipped, so one bad frame never loses the others.
+ * Splits a message into frames: one or more JSON objects, each followed by `\n`; empty lines are
+ * ignored. A line that is not a JSON object with a string `type` goes to `errors` and is skipped,
+ * so one bad frame never loses the others.
  */
-export declare function parseBatch(text: string): Batch;
-/** Encodes a client frame (one per message, newline-terminated as the protocol allows). */
-export declare function encodeFrame(frame: Record<string, unknown>): string;
+export declare function parseFrames(text: string): ParsedFrames;
+/** Encodes one client frame as a message: the JSON object and its terminating newline. */
+export declare function encodeFrame(frame: ClientFrame): string;
+/** Whether `name` is a valid channel name. */
+export declare function validChannel(name: string): boolean;

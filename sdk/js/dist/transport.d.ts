@@ -1,50 +1,84 @@
 /**
- * The three transports of docs/protocol.md behind one small interface: WebSocket (both ways),
- * Server-Sent Events and long-poll (server to client; the client publishes over HTTP).
+ * What the three transports of docs/protocol.md have in common: the WebSocket carries frames both
+ * ways; Server-Sent Events and long-poll carry them from the server (the client publishes over
+ * HTTP), every channel in one request.
  */
-import { ServerFrame } from './frames.js';
+import type { ClientFrame, ServerFrame } from './frames.js';
 /** Which transport. */
 export type TransportKind = 'websocket' | 'sse' | 'poll';
 /** What a transport reports to the client. */
 export interface TransportEvents {
     /** Frames, in order. */
     frames(frames: ServerFrame[]): void;
-    /** A line that was not a frame. */
+    /** A line or event that was not a frame. */
     garbage(description: string): void;
-    /** The transport ended; `code` is the WebSocket close code when there was one. */
+    /** The transport ended by itself; `code` is a WebSocket close code (or its equivalent for an HTTP refusal). */
     closed(code: number | undefined, reason: string): void;
 }
-/** A live transport. */
+/** An open transport. */
 export interface Transport {
     readonly kind: TransportKind;
     /** Sends a client frame (WebSocket only; the others return false). */
-    send(frame: Record<string, unknown>): boolean;
+    send(frame: ClientFrame): boolean;
+    /** Uses `token` from the next request on (long-poll only; SSE reopens instead). */
+    setToken?(token: string): void;
     /** Ends it; no `closed` event follows. */
     close(): void;
 }
-/** What opening a stream needs. */
-export interface StreamRequest {
-    /** `http(s)://host[:port]`, no trailing slash. */
+/** What opening a transport needs. */
+export interface TransportRequest {
+    /** `http(s)://host[:port]`, without a trailing slash. */
     baseUrl: string;
     token: string;
-    /** For SSE and long-poll: every channel, and the cursors to resume them from. */
+    /** SSE and long-poll: every channel, and the cursors to resume them from (the server starts at the oldest). */
     channels: string[];
     cursors: string[];
 }
-type WebSocketCtor = new (url: string, protocols?: string | string[]) => WebSocket;
-type EventSourceCtor = new (url: string) => EventSource;
-/** What the environment offers (browsers and React Native differ; tests substitute fakes). */
-export interface Environment {
-    WebSocket?: WebSocketCtor;
-    EventSource?: EventSourceCtor;
-    fetch?: typeof fetch;
+/** The part of a WebSocket the SDK uses (browsers' and React Native's both fit). */
+export interface WebSocketLike {
+    readonly readyState: number;
+    send(data: string): void;
+    close(code?: number, reason?: string): void;
+    onopen: ((ev: unknown) => void) | null;
+    onmessage: ((ev: {
+        data: unknown;
+    }) => void) | null;
+    onerror: ((ev: unknown) => void) | null;
+    onclose: ((ev: {
+        code: number;
+        reason: string;
+    }) => void) | null;
 }
-/** The environment's own constructors. */
+/** The part of an `EventSource` the SDK uses. */
+export interface EventSourceLike {
+    onmessage: ((ev: {
+        data: unknown;
+    }) => void) | null;
+    onerror: ((ev: unknown) => void) | null;
+    close(): void;
+}
+/** The part of a `fetch` response the SDK uses. */
+export interface ResponseLike {
+    readonly status: number;
+    text(): Promise<string>;
+}
+/** The part of `fetch` the SDK uses. */
+export type FetchLike = (url: string, init?: {
+    method?: string;
+    headers?: Record<string, string>;
+    body?: string;
+    signal?: AbortSignal;
+    cache?: 'no-store';
+}) => Promise<ResponseLike>;
+/** What the environment offers; browsers and React Native differ, and tests substitute fakes. */
+export interface Environment {
+    WebSocket?: new (url: string, protocols?: string | string[]) => WebSocketLike;
+    EventSource?: new (url: string) => EventSourceLike;
+    fetch?: FetchLike;
+}
+/** The environment's own constructors (React Native has no `EventSource`). */
 export declare function defaultEnvironment(): Environment;
-/** A WebSocket, authenticated by its first frame (browsers cannot set headers on it). */
-export declare function openWebSocket(env: Environment, req: StreamRequest, ev: TransportEvents): Transport;
-/** Server-Sent Events: every channel in one ordered stream. The client, not the browser, reconnects. */
-export declare function openSse(env: Environment, req: StreamRequest, ev: TransportEvents): Transport;
-/** Long-poll: one request at a time, each resuming where the last ended. */
-export declare function openPoll(env: Environment, req: StreamRequest, ev: TransportEvents, timeoutMs?: number): Transport;
-export {};
+/** The query of an SSE or long-poll request: channels, token and every cursor. */
+export declare function streamQuery(req: TransportRequest): URLSearchParams;
+/** The close code a fatal protocol error stands for (docs/protocol.md, "Error codes"). */
+export declare function closeCodeOf(code: string | undefined): number | undefined;

@@ -1,28 +1,22 @@
-/** Message-id dedupe and per-channel cursor bookkeeping. */
+/** Message-id dedupe. */
 
 /**
- * The last `window` message ids seen on one channel. Delivery is at-least-once on the wire (a
- * resume may resend what arrived just before a cut), so ids seen again are dropped here.
+ * The last `window` message ids delivered on one channel. Delivery is at-least-once on the wire
+ * (a resume may resend what arrived just before a cut), so an id seen again is dropped.
  */
 export class Dedupe {
+  /** Insertion-ordered, so the first entry is the oldest. */
   private readonly seen = new Set<string>();
-  private readonly order: string[] = [];
-  private head = 0;
 
   constructor(readonly window = 1000) {}
 
-  /** True the first time `id` is seen (and remembers it); false for a repeat. */
+  /** True the first time `id` is offered (and remembers it); false for a repeat. */
   first(id: string): boolean {
     if (this.seen.has(id)) return false;
     this.seen.add(id);
-    this.order.push(id);
-    if (this.order.length - this.head > this.window) {
-      this.seen.delete(this.order[this.head]);
-      this.head += 1;
-      if (this.head > 4096) {
-        this.order.splice(0, this.head);
-        this.head = 0;
-      }
+    if (this.seen.size > this.window) {
+      const oldest = this.seen.values().next();
+      if (!oldest.done) this.seen.delete(oldest.value);
     }
     return true;
   }
@@ -30,48 +24,5 @@ export class Dedupe {
   /** Ids remembered. */
   get size(): number {
     return this.seen.size;
-  }
-}
-
-/**
- * Where each channel stands: the cursor of the last record processed (or, before the first
- * record, of the `subscribed` reply), which is what a resume sends back as `since`.
- */
-export class Cursors {
-  private readonly byChannel = new Map<string, string>();
-
-  /** The cursor to resume `channel` from, if any. */
-  get(channel: string): string | undefined {
-    return this.byChannel.get(channel);
-  }
-
-  /**
-   * A `subscribed` reply. A fresh subscription starts at the reply's cursor. A resume keeps the
-   * stored cursor: the records after it are still to come, and a cut before they are processed
-   * must resume from it again. `replace` (a resume answered `recovered:false`: that history is
-   * gone) takes the reply's cursor, so the next resume does not ask for it again.
-   */
-  subscribed(channel: string, cursor: string | undefined, replace = false): void {
-    if (cursor !== undefined && (replace || !this.byChannel.has(channel))) this.byChannel.set(channel, cursor);
-  }
-
-  /** A record was handed to the application. */
-  processed(channel: string, cursor: string | undefined): void {
-    if (cursor !== undefined) this.byChannel.set(channel, cursor);
-  }
-
-  /** Forgets a channel (unsubscribed). */
-  forget(channel: string): void {
-    this.byChannel.delete(channel);
-  }
-
-  /** The cursors of `channels` that are known, for a stream that carries them all (SSE, long-poll). */
-  list(channels: string[]): string[] {
-    const out: string[] = [];
-    for (const c of channels) {
-      const v = this.byChannel.get(c);
-      if (v !== undefined && !out.includes(v)) out.push(v);
-    }
-    return out;
   }
 }

@@ -1,6 +1,15 @@
-/** The wire frames of docs/protocol.md, as the SDK reads them. Unknown fields are ignored. */
+/** The wire frames of docs/protocol.md, as the SDK reads and writes them. */
 
-/** A frame from the server: `type` and whatever fields that type carries. */
+/** A member of a channel's presence set. */
+export interface PresenceMember {
+  connection_id: string;
+  user: string;
+}
+
+/**
+ * A frame from the server: a `type` and the fields that type carries (docs/protocol.md, "Server →
+ * client frames"). Unknown fields and unknown types are ignored, as the protocol asks.
+ */
 export interface ServerFrame {
   type: string;
   id?: number | string;
@@ -17,52 +26,55 @@ export interface ServerFrame {
   reason?: string;
   message_id?: string;
   duplicate?: boolean;
-  connection_id?: string;
   occupancy?: number;
   members?: PresenceMember[];
   member?: PresenceMember;
-  [field: string]: unknown;
 }
 
-/** A member of a channel's presence set. */
-export interface PresenceMember {
-  connection_id: string;
-  user: string;
-}
+/** A frame to the server. */
+export type ClientFrame = { type: string } & Record<string, unknown>;
 
-/** What one WebSocket text message held: its frames, and a description of each line that was not a frame. */
-export interface Batch {
+/** The frames of one WebSocket text message (or SSE event), and a description of each line that was not a frame. */
+export interface ParsedFrames {
   frames: ServerFrame[];
   errors: string[];
 }
 
 /**
- * Splits a WebSocket text message into frames: one or more JSON objects, each followed by `\n`;
- * empty lines are ignored. A line that is not a JSON object with a string `type` is reported in
- * `errors` and skipped, so one bad frame never loses the others.
+ * Splits a message into frames: one or more JSON objects, each followed by `\n`; empty lines are
+ * ignored. A line that is not a JSON object with a string `type` goes to `errors` and is skipped,
+ * so one bad frame never loses the others.
  */
-export function parseBatch(text: string): Batch {
+export function parseFrames(text: string): ParsedFrames {
   const frames: ServerFrame[] = [];
   const errors: string[] = [];
   for (const line of text.split('\n')) {
     if (line.trim() === '') continue;
-    let v: unknown;
+    let value: unknown;
     try {
-      v = JSON.parse(line);
+      value = JSON.parse(line);
     } catch {
       errors.push(`not JSON: ${line.slice(0, 80)}`);
       continue;
     }
-    if (typeof v !== 'object' || v === null || Array.isArray(v) || typeof (v as { type?: unknown }).type !== 'string') {
+    if (typeof value !== 'object' || value === null || Array.isArray(value) || typeof (value as { type?: unknown }).type !== 'string') {
       errors.push(`not a frame: ${line.slice(0, 80)}`);
       continue;
     }
-    frames.push(v as ServerFrame);
+    frames.push(value as ServerFrame);
   }
   return { frames, errors };
 }
 
-/** Encodes a client frame (one per message, newline-terminated as the protocol allows). */
-export function encodeFrame(frame: Record<string, unknown>): string {
+/** Encodes one client frame as a message: the JSON object and its terminating newline. */
+export function encodeFrame(frame: ClientFrame): string {
   return JSON.stringify(frame) + '\n';
+}
+
+/** Channel names (docs/protocol.md): 1 to 128 of `A-Z a-z 0-9 _ - : . @ = ,`. */
+const CHANNEL = /^[A-Za-z0-9_\-:.@=,]{1,128}$/;
+
+/** Whether `name` is a valid channel name. */
+export function validChannel(name: string): boolean {
+  return CHANNEL.test(name);
 }

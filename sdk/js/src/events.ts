@@ -1,0 +1,39 @@
+/** A small typed event emitter. */
+
+/** A listener of one event. */
+export type Listener<T> = (value: T) => void;
+
+/**
+ * Listeners by event name. A listener that throws does not stop the others or the client: its
+ * exception is rethrown on a fresh task, where the environment reports it.
+ */
+export class Emitter<Events extends object> {
+  private readonly listeners = new Map<keyof Events, Set<Listener<never>>>();
+
+  /** Adds a listener; returns a function that removes it. */
+  on<K extends keyof Events>(event: K, listener: Listener<Events[K]>): () => void {
+    let set = this.listeners.get(event);
+    if (!set) this.listeners.set(event, (set = new Set()));
+    const l = listener as Listener<never>;
+    set.add(l);
+    return () => {
+      set.delete(l);
+    };
+  }
+
+  /** Calls every listener of `event` with `value`. */
+  emit<K extends keyof Events>(event: K, value: Events[K]): void {
+    for (const l of this.listeners.get(event) ?? []) guarded(l as Listener<Events[K]>, value);
+  }
+}
+
+/** Calls `f(value)`; an exception is rethrown on a fresh task, so the caller carries on. */
+export function guarded<T>(f: (value: T) => void, value: T): void {
+  try {
+    f(value);
+  } catch (e) {
+    setTimeout(() => {
+      throw e;
+    });
+  }
+}

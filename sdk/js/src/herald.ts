@@ -1,0 +1,39 @@
+/**
+ * `@herald/client`: the Herald real-time client for browsers and React Native (docs/sdk-js.md).
+ *
+ * ```ts
+ * import { HeraldClient } from '@herald/client';
+ * const herald = new HeraldClient({ url: 'https://herald.example.com', token: fetchToken });
+ * herald.on('state', ({ state, reason }) => console.log(state, reason));
+ * herald.subscribe('incidents', (m) => render(m.data));
+ * ```
+ */
+export { HeraldClient } from './client.js';
+export type {
+  ClientOptions,
+  ConnectionState,
+  HeraldEvents,
+  HeraldMessage,
+  Presence,
+  PresenceEvent,
+  Published,
+  PublishOptions,
+  StateChange,
+  Subscription,
+  SubscribeOptions,
+} from './client.js';
+export { HeraldError } from './requests.js';
+export { attachBrowserLifecycle } from './lifecycle.js';
+export type { BrowserLifecycleOptions } from './lifecycle.js';
+export type { BackoffOptions } from './backoff.js';
+export type { PresenceMember } from './frames.js';
+export type { TokenProvider } from './token.js';
+export type { Environment, EventSourceLike, FetchLike, ResponseLike, TransportKind, WebSocketLike } from './transport.js';
+export type { Listener } from './events.js';
+
+// The building blocks, for tests and for anyone writing another transport.
+export { Backoff } from './backoff.js';
+export { CursorStore } from './cursors.js';
+export { Dedupe } from './dedupe.js';
+export { parseFrames } from './frames.js';
+export type { ParsedFrames, ServerFrame } from './frames.js';
