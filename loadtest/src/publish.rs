@@ -1,137 +1,223 @@
-//! A paced publisher: `rate` records per second in batches every `tick_ms`, each record
-//! `{"seq":n,"t":<µs>,"pad":"…"}`, through `POST /v1/publish` on one keep-alive connection.
+//! A paced publisher: on each of C channels, `rate` records per second in batches every
+//! `tick_ms`, each record `{"seq":n,"t":<µs>,"pad":"…"}` with its own sequence per channel,
+//! through `POST /v1/publish` on one keep-alive connection (or as core NATS `PUB`s over TCP).
+//! The rate can be stepped: `--rate 100,200,400 --step-secs 10`.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// `publish` flags.
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone, Debug)]
 pub struct Args {
     /// Server address, host:port.
     #[arg(long)]
-    addr: String,
+    pub addr: String,
     /// Admin API key.
-    #[arg(long)]
-    key: String,
+    #[arg(long, default_value = "-")]
+    pub key: String,
     /// Account.
     #[arg(long, default_value = "load")]
-    account: String,
-    /// Channel.
+    pub account: String,
+    /// Channel (with `--channels C` > 1: `<channel>-0` … `<channel>-<C-1>`).
     #[arg(long, default_value = "fanout")]
-    channel: String,
-    /// Records per second.
+    pub channel: String,
+    /// Channels, each with its own sequence.
+    #[arg(long, default_value_t = 1)]
+    pub channels: usize,
+    /// Records per second on each channel; a comma-separated list steps through the rates,
+    /// `--step-secs` each.
+    #[arg(long, value_delimiter = ',')]
+    pub rate: Vec<u64>,
+    /// How long, in seconds (with several rates: the default is `--step-secs` per rate).
     #[arg(long)]
-    rate: u64,
-    /// How long, in seconds.
-    #[arg(long)]
-    seconds: u64,
+    pub seconds: Option<u64>,
+    /// Seconds per rate step.
+    #[arg(long, default_value_t = 10)]
+    pub step_secs: u64,
     /// Approximate record payload size in bytes.
     #[arg(long, default_value_t = 100)]
-    size: usize,
+    pub size: usize,
     /// Batch interval.
     #[arg(long, default_value_t = 10)]
-    tick_ms: u64,
+    pub tick_ms: u64,
     /// Publish to a NATS server at `addr` instead (core NATS protocol over TCP, subject = the
     /// channel), for the peer comparison.
     #[arg(long)]
-    nats: bool,
+    pub nats: bool,
 }
 
-pub async fn run(a: Args) -> anyhow::Result<()> {
-    if a.nats {
-        return run_nats(a).await;
-    }
-    let tcp = TcpStream::connect(&a.addr).await?;
-    tcp.set_nodelay(true)?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
-    tokio::spawn(conn);
-    // Slow rates tick less often, so that the rate is exact (one record per tick at most).
-    let tick_ms = if a.rate * a.tick_ms < 1000 { 1000 / a.rate.max(1) } else { a.tick_ms };
-    let ticks = a.seconds * 1000 / tick_ms;
-    let per_tick = (a.rate * tick_ms).div_ceil(1000).max(1);
+/// One step of the rate.
+struct Step {
+    rate: u64,
+    secs: u64,
+}
+
+fn steps(a: &Args) -> anyhow::Result<Vec<Step>> {
+    anyhow::ensure!(!a.rate.is_empty() && a.rate.iter().all(|&r| r > 0), "--rate must be positive");
+    anyhow::ensure!(a.channels >= 1, "--channels must be at least 1");
+    Ok(match (a.rate.len(), a.seconds) {
+        (1, secs) => vec![Step { rate: a.rate[0], secs: secs.unwrap_or(a.step_secs) }],
+        (n, Some(total)) => a.rate.iter().enumerate().map(|(i, &rate)| Step { rate, secs: total / n as u64 + u64::from((i as u64) < total % n as u64) }).collect(),
+        (_, None) => a.rate.iter().map(|&rate| Step { rate, secs: a.step_secs }).collect(),
+    })
+}
+
+/// Where the records go.
+enum Sink {
+    Http(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    Nats(tokio::net::tcp::OwnedWriteHalf, tokio::sync::mpsc::UnboundedReceiver<()>),
+}
+
+/// Publishes every step; returns the report (counts per channel, each step's window).
+pub async fn run(a: Args) -> anyhow::Result<Value> {
+    let steps = steps(&a)?;
+    let mut sink = if a.nats { nats_connect(&a.addr).await? } else { http_connect(&a.addr).await? };
     let pad = "x".repeat(a.size.saturating_sub(40));
-    let mut seq = 0u64;
-    let mut interval = tokio::time::interval(Duration::from_millis(tick_ms));
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let names: Vec<String> = (0..a.channels).map(|c| crate::subscribe::channel_name(&a.channel, a.channels, c)).collect();
+    let mut seqs = vec![0u64; a.channels];
+    let mut done_steps = Vec::new();
     let started = std::time::Instant::now();
-    for _ in 0..ticks {
-        interval.tick().await;
-        let mut body = String::with_capacity(per_tick as usize * (a.size + 80));
-        body.push_str("{\"records\":[");
-        let t = crate::now_us();
-        for i in 0..per_tick {
-            if i > 0 {
-                body.push(',');
+    let mut buf = Vec::new();
+    for step in &steps {
+        // Slow rates tick less often, so that the rate is exact (one record per tick at most).
+        let tick_ms = if step.rate * a.tick_ms < 1000 { 1000 / step.rate } else { a.tick_ms };
+        let ticks = step.secs * 1000 / tick_ms;
+        let per_tick = (step.rate * tick_ms).div_ceil(1000).max(1);
+        let from = crate::now_us();
+        let before: u64 = seqs.iter().sum();
+        let mut interval = tokio::time::interval(Duration::from_millis(tick_ms));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        for _ in 0..ticks {
+            interval.tick().await;
+            buf.clear();
+            let t = crate::now_us();
+            match &mut sink {
+                Sink::Http(send) => {
+                    // Batches of at most 1000 records (the API's limit).
+                    let mut in_batch = 0;
+                    for (c, name) in names.iter().enumerate() {
+                        for _ in 0..per_tick {
+                            buf.extend_from_slice(if in_batch == 0 { b"{\"records\":[" } else { b"," });
+                            buf.extend_from_slice(format!(r#"{{"account":"{}","channel":"{name}","data":{{"seq":{},"t":{t},"pad":"{pad}"}}}}"#, a.account, seqs[c]).as_bytes());
+                            seqs[c] += 1;
+                            in_batch += 1;
+                            if in_batch == 1000 {
+                                post(send, &a.key, &mut buf).await?;
+                                in_batch = 0;
+                            }
+                        }
+                    }
+                    if in_batch > 0 {
+                        post(send, &a.key, &mut buf).await?;
+                    }
+                }
+                Sink::Nats(w, pings) => {
+                    // The server's PINGs are answered with the next write.
+                    while pings.try_recv().is_ok() {
+                        buf.extend_from_slice(b"PONG\r\n");
+                    }
+                    for (c, name) in names.iter().enumerate() {
+                        for _ in 0..per_tick {
+                            let payload = format!(r#"{{"seq":{},"t":{t},"pad":"{pad}"}}"#, seqs[c]);
+                            buf.extend_from_slice(format!("PUB {name} {}\r\n{payload}\r\n", payload.len()).as_bytes());
+                            seqs[c] += 1;
+                        }
+                    }
+                    w.write_all(&buf).await?;
+                }
             }
-            body.push_str(&format!(r#"{{"account":"{}","channel":"{}","data":{{"seq":{seq},"t":{t},"pad":"{pad}"}}}}"#, a.account, a.channel));
-            seq += 1;
         }
-        body.push_str("]}");
-        let req = hyper::Request::post("/v1/publish")
-            .header("host", "load")
-            .header("authorization", format!("Bearer {}", a.key))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body)))?;
-        send.ready().await?;
-        let resp = send.send_request(req).await?;
-        let status = resp.status();
-        let body = resp.into_body().collect().await?.to_bytes();
-        anyhow::ensure!(status.is_success(), "publish failed: {status} {}", String::from_utf8_lossy(&body));
+        let after: u64 = seqs.iter().sum();
+        done_steps.push(json!({ "rate": step.rate, "from_unix_us": from, "to_unix_us": crate::now_us(), "published": after - before }));
+    }
+    if let Sink::Nats(w, _) = &mut sink {
+        // A round trip, so everything was read by the server before we report.
+        w.write_all(b"PING\r\n").await?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let secs = started.elapsed().as_secs_f64();
-    println!("{}", serde_json::json!({ "published": seq, "seconds": secs, "rate": seq as f64 / secs, "cpu_seconds": crate::cpu_seconds() }));
+    let total: u64 = seqs.iter().sum();
+    Ok(json!({
+        "role": "publish",
+        "published": seqs,
+        "published_total": total,
+        "seconds": secs,
+        "rate": total as f64 / secs,
+        "steps": done_steps,
+        "cpu_seconds": crate::cpu_seconds(),
+    }))
+}
+
+/// Sends the batch in `buf` (closing it) and empties `buf`.
+async fn post(send: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>, key: &str, buf: &mut Vec<u8>) -> anyhow::Result<()> {
+    buf.extend_from_slice(b"]}");
+    let req = hyper::Request::post("/v1/publish")
+        .header("host", "load")
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::copy_from_slice(buf)))?;
+    buf.clear();
+    send.ready().await?;
+    let resp = send.send_request(req).await?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await?.to_bytes();
+    anyhow::ensure!(status.is_success(), "publish failed: {status} {}", String::from_utf8_lossy(&body));
     Ok(())
 }
 
-/// The same paced records as `PUB`s to a NATS server, one write per tick.
-async fn run_nats(a: Args) -> anyhow::Result<()> {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    let tcp = TcpStream::connect(&a.addr).await?;
+async fn http_connect(addr: &str) -> anyhow::Result<Sink> {
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+    tokio::spawn(conn);
+    Ok(Sink::Http(send))
+}
+
+async fn nats_connect(addr: &str) -> anyhow::Result<Sink> {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     let (r, mut w) = tcp.into_split();
     let mut lines = BufReader::new(r).lines();
     let info = lines.next_line().await?.unwrap_or_default();
     anyhow::ensure!(info.starts_with("INFO"), "not a NATS server: {info}");
     w.write_all(b"CONNECT {\"verbose\":false,\"pedantic\":false,\"protocol\":1}\r\n").await?;
-    // The server's PINGs are answered from the publishing loop (PONGs go with the next write).
-    let (tx, mut pong_rx) = tokio::sync::mpsc::unbounded_channel::<&'static [u8]>();
-    let reader = tokio::spawn(async move {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
         while let Ok(Some(l)) = lines.next_line().await {
-            if l.starts_with("PING") && tx.send(b"PONG\r\n").is_err() {
+            if l.starts_with("PING") && tx.send(()).is_err() {
                 break;
+            }
+            if l.starts_with("-ERR") {
+                eprintln!("NATS: {l}");
             }
         }
     });
-    let tick_ms = if a.rate * a.tick_ms < 1000 { 1000 / a.rate.max(1) } else { a.tick_ms };
-    let ticks = a.seconds * 1000 / tick_ms;
-    let per_tick = (a.rate * tick_ms).div_ceil(1000).max(1);
-    let pad = "x".repeat(a.size.saturating_sub(40));
-    let mut seq = 0u64;
-    let mut interval = tokio::time::interval(Duration::from_millis(tick_ms));
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let started = std::time::Instant::now();
-    for _ in 0..ticks {
-        interval.tick().await;
-        let mut out = Vec::with_capacity(per_tick as usize * (a.size + 64));
-        while let Ok(p) = pong_rx.try_recv() {
-            out.extend_from_slice(p);
-        }
-        let t = crate::now_us();
-        for _ in 0..per_tick {
-            let payload = format!(r#"{{"seq":{seq},"t":{t},"pad":"{pad}"}}"#);
-            out.extend_from_slice(format!("PUB {} {}\r\n{payload}\r\n", a.channel, payload.len()).as_bytes());
-            seq += 1;
-        }
-        w.write_all(&out).await?;
+    Ok(Sink::Nats(w, rx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(rate: Vec<u64>, seconds: Option<u64>) -> Args {
+        Args { addr: String::new(), key: String::new(), account: "a".into(), channel: "c".into(), channels: 1, rate, seconds, step_secs: 3, size: 100, tick_ms: 10, nats: false }
     }
-    // A round trip, so everything was read by the server before we report.
-    w.write_all(b"PING\r\n").await?;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    reader.abort();
-    let secs = started.elapsed().as_secs_f64();
-    println!("{}", serde_json::json!({ "published": seq, "seconds": secs, "rate": seq as f64 / secs, "cpu_seconds": crate::cpu_seconds() }));
-    Ok(())
+
+    #[test]
+    fn rate_steps() {
+        let s = steps(&args(vec![100], Some(7))).unwrap();
+        assert_eq!((s.len(), s[0].rate, s[0].secs), (1, 100, 7));
+        let s = steps(&args(vec![1, 2, 3], None)).unwrap();
+        assert_eq!(s.iter().map(|s| (s.rate, s.secs)).collect::<Vec<_>>(), vec![(1, 3), (2, 3), (3, 3)]);
+        let s = steps(&args(vec![1, 2], Some(5))).unwrap();
+        assert_eq!(s.iter().map(|s| s.secs).sum::<u64>(), 5);
+        assert!(steps(&args(vec![], None)).is_err());
+        assert!(steps(&args(vec![0], None)).is_err());
+    }
 }

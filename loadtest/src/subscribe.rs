@@ -1,210 +1,408 @@
-//! Subscribers: N connections to one channel, each checking the sequence it receives.
+//! Subscribers: N connections, each on one channel, each checking the publisher's sequence
+//! numbers exactly once and in order, across every reconnect.
+//!
+//! A client behaves like the SDKs: whenever its connection ends (the server cut it as `lagged`,
+//! closed it, the network failed, or the scenario cut it on purpose) it reconnects, to the next
+//! server of `--addr`, and resumes from the cursor of the last record it processed; a
+//! subscription the server ends as `lagged` is resubscribed from that cursor. So any loss or
+//! duplicate it counts is one the protocol promised not to produce.
 
+use crate::hist::Recorder;
+use crate::seq::SeqCheck;
+use crate::{Rng, find, num_field, str_field};
 use futures_util::{SinkExt, StreamExt};
-use hdrhistogram::Histogram;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use serde_json::{Value, json};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::TcpSocket;
-use tokio::sync::Mutex;
+use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// `subscribe` flags.
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone, Debug)]
 pub struct Args {
     /// Server address, host:port; several, comma-separated, spread the connections over them
-    /// and move each reconnect to the next one (edges of one cluster).
+    /// and move each reconnect to the next one (edges of one cluster on a shared bus).
     #[arg(long)]
-    addr: String,
-    /// Client token.
-    #[arg(long)]
-    token: String,
-    /// Channel.
+    pub addr: String,
+    /// Client token (any text for `--transport nats`).
+    #[arg(long, default_value = "-")]
+    pub token: String,
+    /// Channel (with `--channels C` > 1: `<channel>-0` … `<channel>-<C-1>`).
     #[arg(long, default_value = "fanout")]
-    channel: String,
+    pub channel: String,
+    /// Channels the clients spread over: client i (counting from `--first-client`) takes channel
+    /// i mod C.
+    #[arg(long, default_value_t = 1)]
+    pub channels: usize,
+    /// Number of this process's first client among all processes of the run.
+    #[arg(long, default_value_t = 0)]
+    pub first_client: usize,
     /// Connections to open.
     #[arg(long)]
-    connections: usize,
+    pub connections: usize,
     /// Local source address to bind (spreads ports over 127.0.0.x).
     #[arg(long)]
-    source_ip: Option<String>,
-    /// Stop after this many seconds with no message on any connection (after the first one).
-    #[arg(long, default_value_t = 3)]
-    idle_exit_secs: u64,
+    pub source_ip: Option<String>,
+    /// Without `--control-stdin`: stop after this many seconds with no record on any connection
+    /// (after the first one). With it: stop once the publisher's count is known and nothing has
+    /// arrived for this long while no client is away.
+    #[arg(long, default_value_t = 5)]
+    pub idle_exit_secs: u64,
     /// Stop after this many seconds in any case.
+    #[arg(long, default_value_t = 300)]
+    pub max_secs: u64,
+    /// Give up waiting for every connection to be subscribed after this many seconds (the line
+    /// `ready R` on stderr then says how many are).
     #[arg(long, default_value_t = 120)]
-    max_secs: u64,
-    /// Hold the connections open without subscribing for this many seconds, then exit
-    /// (the idle-memory scenario).
+    pub ready_timeout_secs: u64,
+    /// Idle scenario: hold the connections open (answering heartbeats), not subscribed unless
+    /// `--idle-subscribe`, for this many seconds after all are ready, then exit.
     #[arg(long)]
-    idle_hold_secs: Option<u64>,
+    pub idle_hold_secs: Option<u64>,
+    /// With `--idle-hold-secs`: each idle connection holds one subscription.
+    #[arg(long)]
+    pub idle_subscribe: bool,
     /// Resume after this cursor (replay), instead of subscribing live.
     #[arg(long)]
-    since: Option<String>,
-    /// Print a line on stderr once every connection is subscribed.
-    #[arg(long, default_value_t = true)]
-    announce: bool,
-    /// Reconnect storm: this many seconds after subscribing, every connection drops (as a
-    /// network cut would) and reconnects within `--storm-within-ms`, resuming from its cursor.
-    #[arg(long)]
-    storm_at_secs: Option<f64>,
-    /// Spread of the storm's reconnects, milliseconds.
-    #[arg(long, default_value_t = 5000)]
-    storm_within_ms: u64,
+    pub since: Option<String>,
     /// Mobile: each connection goes to the background (disconnects) after a random time in the
-    /// foreground (mean this many seconds), stays away a random time (mean the same), and comes
-    /// back resuming from its cursor, until the run ends.
+    /// foreground (exponential, this mean in seconds), stays away a random time (the same
+    /// mean), and comes back resuming from its cursor; no new background period starts once
+    /// the publisher has finished.
     #[arg(long)]
-    mobile_mean_secs: Option<f64>,
+    pub mobile_mean_secs: Option<f64>,
     /// `ws` (WebSocket), `sse` (Server-Sent Events) or `poll` (long-poll); `nats`: a NATS
     /// server's WebSocket listener at `addr` (the peer comparison; subject = the channel).
     #[arg(long, default_value = "ws")]
-    transport: String,
+    pub transport: String,
+    /// Read control lines on stdin: `storm <unix_ms> <within_ms>` (every connection is cut at
+    /// that time, without a close handshake, and reconnects after a uniform delay below
+    /// `within_ms`) and `end <n>[,<n>…]` (the publisher sent n records on each channel).
+    #[arg(long)]
+    pub control_stdin: bool,
+}
+
+/// The `i`th channel of `channels` named after `base`.
+pub fn channel_name(base: &str, channels: usize, i: usize) -> String {
+    if channels <= 1 { base.to_owned() } else { format!("{base}-{}", i % channels) }
+}
+
+/// A storm: every connection cut at `at_us` (Unix µs), back within `within_ms`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Storm {
+    pub at_us: u64,
+    pub within_ms: u64,
+}
+
+/// What the orchestrator tells a running process.
+#[derive(Clone)]
+pub struct Control {
+    storm: watch::Receiver<Option<Storm>>,
+    end: watch::Receiver<Option<Arc<Vec<u64>>>>,
+    ready: Arc<AtomicU64>,
+}
+
+/// The orchestrator's side of [`Control`].
+pub struct ControlTx {
+    storm: watch::Sender<Option<Storm>>,
+    end: watch::Sender<Option<Arc<Vec<u64>>>>,
+    ready: Arc<AtomicU64>,
+}
+
+pub fn control() -> (ControlTx, Control) {
+    let (storm_tx, storm) = watch::channel(None);
+    let (end_tx, end) = watch::channel(None);
+    let ready = Arc::new(AtomicU64::new(0));
+    (ControlTx { storm: storm_tx, end: end_tx, ready: ready.clone() }, Control { storm, end, ready })
+}
+
+impl ControlTx {
+    /// Clients subscribed so far (for the first time).
+    pub fn ready(&self) -> u64 {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    pub fn storm(&self, s: Storm) {
+        let _ = self.storm.send(Some(s));
+    }
+
+    /// The publisher is done: it sent `published[c]` records on channel c.
+    pub fn end(&self, published: Vec<u64>) {
+        let _ = self.end.send(Some(Arc::new(published)));
+    }
+
+    /// Applies one control line; an error for a line it does not understand.
+    pub fn line(&self, line: &str) -> anyhow::Result<()> {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next(), words.next()) {
+            (Some("storm"), Some(at), Some(within)) => self.storm(Storm { at_us: at.parse::<u64>()? * 1000, within_ms: within.parse()? }),
+            (Some("end"), Some(counts), None) => self.end(counts.split(',').map(str::parse).collect::<Result<_, _>>()?),
+            (None, ..) => {}
+            _ => anyhow::bail!("bad control line {line:?}"),
+        }
+        Ok(())
+    }
+
+    /// Feeds stdin's lines in, on a thread of its own.
+    pub fn from_stdin(self) {
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lines() {
+                let Ok(line) = line else { break };
+                if let Err(e) = self.line(&line) {
+                    eprintln!("{e}");
+                }
+            }
+            // Keep the senders: a closed stdin is not a new instruction.
+            std::thread::park();
+        });
+    }
+}
+
+/// One client's numbers, readable while it runs.
+#[derive(Default)]
+struct Slot {
+    next: AtomicU64,
+    gaps: AtomicU64,
+    dups: AtomicU64,
+    received: AtomicU64,
 }
 
 #[derive(Default)]
-struct Totals {
-    messages: AtomicU64,
-    ws_messages: AtomicU64,
-    gaps: AtomicU64,
-    dups: AtomicU64,
+struct Counters {
+    deliveries: AtomicU64,
+    frames: AtomicU64,
     reconnects: AtomicU64,
+    planned_cuts: AtomicU64,
+    lagged: AtomicU64,
+    closed: AtomicU64,
+    errors: AtomicU64,
+    connect_errors: AtomicU64,
+    resubscribes: AtomicU64,
     unrecovered: AtomicU64,
-    last_at_us: AtomicU64,
+    drains: AtomicU64,
     first_at_us: AtomicU64,
+    last_at_us: AtomicU64,
+    /// Clients away on purpose or backing off: a quiet moment is not the end while any is.
+    away: AtomicI64,
 }
 
-/// Finds `"key":<digits>` in a frame and parses the number.
-fn field(frame: &str, key: &str) -> Option<u64> {
-    let at = frame.find(key)? + key.len();
-    let digits: &str = &frame[at..];
-    let end = digits.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits.len());
-    digits[..end].parse().ok()
+struct Shared {
+    args: Args,
+    rec: Mutex<Recorder>,
+    slots: Vec<Slot>,
+    ready: AtomicU64,
+    n: Counters,
+    error_samples: Mutex<Vec<String>>,
 }
 
-pub async fn run(a: Args) -> anyhow::Result<()> {
-    let totals = Arc::new(Totals::default());
-    let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
-    let ready = Arc::new(AtomicU64::new(0));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut tasks = Vec::with_capacity(a.connections);
-    let args = Arc::new(a);
-    for index in 0..args.connections {
-        let (args, totals, hist, ready, stop) = (args.clone(), totals.clone(), hist.clone(), ready.clone(), stop_rx.clone());
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = one(&args, index, &totals, &hist, &ready, stop).await {
-                eprintln!("connection failed: {e}");
-            }
-        }));
-        // Pace the handshakes a little so the listen backlog never overflows.
-        if tasks.len() % 200 == 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+impl Shared {
+    fn error(&self, what: String) {
+        let mut s = self.error_samples.lock().unwrap();
+        if s.len() < 5 {
+            eprintln!("{what}");
+            s.push(what);
         }
     }
-    let start = std::time::Instant::now();
-    let mut announced = false;
-    loop {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let r = ready.load(Ordering::Relaxed) as usize;
-        if !announced && r == args.connections && args.announce {
-            eprintln!("ready {r}");
-            announced = true;
-        }
-        if let Some(hold) = args.idle_hold_secs {
-            if announced && start.elapsed() > Duration::from_secs(hold) {
-                break;
-            }
-            continue;
-        }
-        let last = totals.last_at_us.load(Ordering::Relaxed);
-        if last > 0 && crate::now_us().saturating_sub(last) > args.idle_exit_secs * 1_000_000 {
-            break;
-        }
-        if start.elapsed() > Duration::from_secs(args.max_secs) {
-            break;
-        }
-    }
-    if args.idle_hold_secs.is_some() {
-        println!("{}", serde_json::json!({ "connections": args.connections, "ready": ready.load(Ordering::Relaxed), "cpu_seconds": crate::cpu_seconds() }));
-        std::process::exit(0);
-    }
-    // Every connection flushes its own histogram, then the totals are read.
-    let _ = stop_tx.send(true);
-    for t in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
-    }
-    let h = hist.lock().await;
-    let msgs = totals.messages.load(Ordering::Relaxed);
-    let span = (totals.last_at_us.load(Ordering::Relaxed).saturating_sub(totals.first_at_us.load(Ordering::Relaxed))) as f64 / 1e6;
-    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    println!(
-        "{}",
-        serde_json::json!({
-            "connections": args.connections,
-            "ready": ready.load(Ordering::Relaxed),
-            "deliveries": msgs,
-            "ws_messages": totals.ws_messages.load(Ordering::Relaxed),
-            "seconds": span,
-            "deliveries_per_sec": if span > 0.0 { msgs as f64 / span } else { 0.0 },
-            "gaps": totals.gaps.load(Ordering::Relaxed),
-            "duplicates": totals.dups.load(Ordering::Relaxed),
-            "reconnects": totals.reconnects.load(Ordering::Relaxed),
-            "unrecovered": totals.unrecovered.load(Ordering::Relaxed),
-            "latency_ms": { "p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "p999": ms(0.999), "p9999": ms(0.9999), "max": h.max() as f64 / 1000.0 },
-            // The histogram itself (µs value, count), so runs over several processes merge exactly.
-            "hist": crate::report::encode(&h),
-            "cpu_seconds": crate::cpu_seconds(),
-        })
-    );
-    std::process::exit(0);
+}
+
+/// How a connection ended.
+enum End {
+    /// The run is over.
+    Stopped,
+    /// Cut on purpose (storm, background): come back after this long.
+    Cut(Duration),
+    /// Lost: reconnect with backoff.
+    Lost(Why),
+}
+
+enum Why {
+    Connect(String),
+    Lagged,
+    Closed,
+    Drain(u64),
+    Error(String),
 }
 
 /// What one client carries from one connection to the next.
 struct Client {
-    /// The server it connects to now (an index into `--addr`).
     server: usize,
-    /// Counted as subscribed (once, whichever of its connections got there first).
-    counted: bool,
-    /// The next publisher sequence number expected.
-    expect: Option<u64>,
-    /// The cursor of the last record received: where a reconnect resumes.
-    cursor: Option<String>,
+    channel: String,
+    seq: SeqCheck,
+    /// The cursor of the last record processed (or of the `subscribed` reply): where a
+    /// reconnect resumes. Empty: none yet.
+    cursor: String,
+    ever_subscribed: bool,
+    storm_done: bool,
+    rng: Rng,
+    /// Latencies of the frame being read (µs), recorded together.
+    lat: Vec<u64>,
 }
 
-async fn one(a: &Args, index: usize, totals: &Totals, hist: &Mutex<Histogram<u64>>, ready: &AtomicU64, mut stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
-    let mut client = Client { server: index, counted: false, expect: None, cursor: a.since.clone() };
-    let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let mut first = true;
-    let mut storm = a.storm_at_secs;
-    loop {
-        // When this connection ends by itself (storm or mobile), and how long it stays away.
-        let (cut_after, away) = match (storm.take(), a.mobile_mean_secs) {
-            (Some(at), _) => (Some(Duration::from_secs_f64(at)), Duration::from_millis(rand_below(a.storm_within_ms.max(1)))),
-            (None, Some(mean)) => (Some(Duration::from_secs_f64(exp_sample(mean))), Duration::from_secs_f64(exp_sample(mean))),
-            (None, None) => (None, Duration::ZERO),
-        };
-        let ended = match a.transport.as_str() {
-            "ws" => session(a, totals, &mut local, ready, &mut stop, &mut client, cut_after).await?,
-            "sse" | "poll" => http_session(a, totals, &mut local, ready, &mut stop, &mut client, first).await?,
-            "nats" => nats_session(a, totals, &mut local, ready, &mut stop, &mut client).await?,
-            t => anyhow::bail!("unknown transport {t} (ws, sse, poll or nats)"),
-        };
-        first = false;
-        if ended {
-            break;
+impl Client {
+    fn set_cursor(&mut self, c: &[u8]) {
+        self.cursor.clear();
+        self.cursor.push_str(std::str::from_utf8(c).unwrap_or(""));
+    }
+
+    /// Counts one record (`line` holds its fields); true if it was new.
+    fn record(&mut self, line: &[u8], now: u64) -> bool {
+        let (Some(seq), Some(t)) = (num_field(line, b"\"seq\":"), num_field(line, b"\"t\":")) else { return false };
+        if let Some(c) = str_field(line, b"\"cursor\":\"") {
+            self.set_cursor(c);
         }
-        totals.reconnects.fetch_add(1, Ordering::Relaxed);
-        // With several servers, a reconnect goes to the next one: resume works across edges.
-        client.server += 1;
-        tokio::select! {
-            _ = tokio::time::sleep(away) => {}
-            _ = stop.changed() => break,
+        if self.seq.see(seq) {
+            self.lat.push(now.saturating_sub(t));
+            true
+        } else {
+            false
         }
     }
-    hist.lock().await.add(&local)?;
-    Ok(())
+}
+
+/// Runs the subscribers until the run is over; returns this process's report.
+pub async fn run(a: Args, ctl: Control) -> anyhow::Result<Value> {
+    anyhow::ensure!(a.connections > 0, "--connections must be at least 1");
+    anyhow::ensure!(matches!(a.transport.as_str(), "ws" | "sse" | "poll" | "nats"), "unknown transport {} (ws, sse, poll or nats)", a.transport);
+    let n = a.connections;
+    let sh = Arc::new(Shared {
+        slots: (0..n).map(|_| Slot::default()).collect(),
+        args: a,
+        rec: Mutex::new(Recorder::default()),
+        ready: AtomicU64::new(0),
+        n: Counters::default(),
+        error_samples: Mutex::new(Vec::new()),
+    });
+    let a = &sh.args;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::with_capacity(n);
+    let start = Instant::now();
+    for i in 0..n {
+        let (sh, ctl, stop) = (sh.clone(), ctl.clone(), stop_rx.clone());
+        tasks.push(tokio::spawn(async move { client(sh, i, ctl, stop).await }));
+        // Pace the handshakes a little so the listen backlog never overflows.
+        if (i + 1) % 200 == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let mut announced_at: Option<Instant> = None;
+    let mut last_count = 0u64;
+    let mut last_progress = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let ready = sh.ready.load(Ordering::Relaxed) as usize;
+        ctl.ready.store(ready as u64, Ordering::Relaxed);
+        if announced_at.is_none() && (ready == n || start.elapsed() > Duration::from_secs(a.ready_timeout_secs)) {
+            eprintln!("ready {ready}");
+            announced_at = Some(Instant::now());
+        }
+        if start.elapsed() > Duration::from_secs(a.max_secs) {
+            break;
+        }
+        if let Some(hold) = a.idle_hold_secs {
+            // Held long enough, or the orchestrator has measured and says `end`.
+            if announced_at.is_some_and(|t| t.elapsed() > Duration::from_secs(hold)) || (a.control_stdin && ctl.end.borrow().is_some()) {
+                break;
+            }
+            continue;
+        }
+        let count = sh.n.deliveries.load(Ordering::Relaxed);
+        if count != last_count {
+            last_count = count;
+            last_progress = Instant::now();
+        }
+        let quiet = last_progress.elapsed() > Duration::from_secs(a.idle_exit_secs);
+        if a.control_stdin {
+            let Some(published) = ctl.end.borrow().clone() else { continue };
+            let all = sh.slots.iter().enumerate().all(|(i, s)| s.next.load(Ordering::Relaxed) >= published_on(&published, a, i));
+            // Nothing new for a while, nobody away or backing off: what is missing will not come.
+            if all || (quiet && sh.n.away.load(Ordering::Relaxed) <= 0) {
+                break;
+            }
+        } else if count > 0 && quiet {
+            break;
+        }
+    }
+    let _ = stop_tx.send(true);
+    for t in &tasks {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !t.is_finished() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    for t in &tasks {
+        t.abort();
+    }
+    let published = ctl.end.borrow().clone();
+    Ok(report(&sh, published.as_deref().map(Vec::as_slice)))
+}
+
+/// Records on client `i`'s channel.
+fn published_on(published: &[u64], a: &Args, i: usize) -> u64 {
+    let c = (a.first_client + i) % a.channels.max(1);
+    published.get(c).copied().unwrap_or_else(|| published.first().copied().unwrap_or(0))
+}
+
+fn report(sh: &Shared, published: Option<&[u64]>) -> Value {
+    let a = &sh.args;
+    let n = &sh.n;
+    let ld = |x: &AtomicU64| x.load(Ordering::Relaxed);
+    let (mut gaps, mut dups, mut received, mut tail, mut complete, mut expected) = (0, 0, 0, 0, 0, 0);
+    for (i, s) in sh.slots.iter().enumerate() {
+        gaps += ld(&s.gaps);
+        dups += ld(&s.dups);
+        received += ld(&s.received);
+        if let Some(p) = published {
+            let want = published_on(p, a, i);
+            let next = ld(&s.next);
+            expected += want;
+            tail += want.saturating_sub(next);
+            complete += u64::from(next >= want);
+        }
+    }
+    let (first, last) = (ld(&n.first_at_us), ld(&n.last_at_us));
+    let span = last.saturating_sub(first) as f64 / 1e6;
+    let mut rec = sh.rec.lock().unwrap();
+    let hists = rec.to_json();
+    let mut out = json!({
+        "role": "subscribe",
+        "transport": a.transport,
+        "connections": a.connections,
+        "ready": ld(&sh.ready),
+        "deliveries": received,
+        "frames": ld(&n.frames),
+        "gaps": gaps,
+        "duplicates": dups,
+        "reconnects": ld(&n.reconnects),
+        "planned_cuts": ld(&n.planned_cuts),
+        "lagged": ld(&n.lagged),
+        "closed_by_server": ld(&n.closed),
+        "errors": ld(&n.errors),
+        "connect_errors": ld(&n.connect_errors),
+        "resubscribes": ld(&n.resubscribes),
+        "unrecovered": ld(&n.unrecovered),
+        "drains": ld(&n.drains),
+        "first_unix_us": first,
+        "last_unix_us": last,
+        "seconds": span,
+        "deliveries_per_sec": if span > 0.0 { (received as f64 / span).round() } else { 0.0 },
+        "latency_ms": crate::hist::percentiles(&rec.total),
+        "hist": hists["hist"],
+        "intervals": hists["intervals"],
+        "error_samples": *sh.error_samples.lock().unwrap(),
+        "cpu_seconds": crate::cpu_seconds(),
+    });
+    if let Some(p) = published {
+        out["published"] = json!(p);
+        out["expected_deliveries"] = json!(expected);
+        out["missing_tail"] = json!(tail);
+        out["lost"] = json!(gaps + tail);
+        out["complete_clients"] = json!(complete);
+    }
+    out
 }
 
 /// The `i`th server of `--addr` (round robin).
@@ -213,286 +411,552 @@ fn server_addr(a: &Args, i: usize) -> &str {
     a.addr.split(',').nth(i % n).unwrap_or(&a.addr)
 }
 
-/// Uniform in [0, n).
-fn rand_below(n: u64) -> u64 {
-    (crate::now_us() ^ (crate::now_us() >> 7).wrapping_mul(0x9E37_79B9_7F4A_7C15)) % n
-}
-
-/// An exponentially distributed time with this mean, seconds (at least 0.1 s).
-fn exp_sample(mean: f64) -> f64 {
-    let u = (rand_below(1_000_000) as f64 + 1.0) / 1_000_001.0;
-    (-u.ln() * mean).max(0.1)
-}
-
-/// One connection: subscribes (resuming from the client's cursor), counts what arrives, and
-/// returns true when the run is over, false when it was cut on purpose (`cut_after`).
-#[allow(clippy::too_many_arguments)]
-async fn session(
-    a: &Args,
-    totals: &Totals,
-    local: &mut Histogram<u64>,
-    ready: &AtomicU64,
-    stop: &mut tokio::sync::watch::Receiver<bool>,
-    client: &mut Client,
-    cut_after: Option<Duration>,
-) -> anyhow::Result<bool> {
-    let sock = TcpSocket::new_v4()?;
-    if let Some(ip) = &a.source_ip {
-        sock.bind(format!("{ip}:0").parse()?)?;
-    }
-    let addr = server_addr(a, client.server);
-    let tcp = sock.connect(addr.parse()?).await?;
-    tcp.set_nodelay(true)?;
-    let mut req = format!("ws://{addr}/v1/ws").into_client_request()?;
-    req.headers_mut().insert("authorization", format!("Bearer {}", a.token).parse()?);
-    let cfg = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
-    let (mut ws, _) = tokio_tungstenite::client_async_with_config(req, tcp, Some(cfg)).await?;
-    if a.idle_hold_secs.is_some() {
-        ready.fetch_add(1, Ordering::Relaxed);
-        // Answer heartbeats, nothing else.
-        while let Some(m) = ws.next().await {
-            if let Message::Text(t) = m?
-                && t.contains("\"ping\"") {
-                    ws.send(Message::Text("{\"type\":\"pong\"}".into())).await?;
-                }
+/// One client, from its first connection to the end of the run.
+async fn client(sh: Arc<Shared>, i: usize, mut ctl: Control, mut stop: watch::Receiver<bool>) {
+    let a = &sh.args;
+    let mut c = Client {
+        server: i,
+        channel: channel_name(&a.channel, a.channels, a.first_client + i),
+        seq: SeqCheck::new(0),
+        cursor: a.since.clone().unwrap_or_default(),
+        ever_subscribed: false,
+        storm_done: false,
+        rng: Rng::new(i as u64),
+        lat: Vec::with_capacity(64),
+    };
+    let mut failures = 0u32;
+    loop {
+        if *stop.borrow() {
+            break;
         }
-        return Ok(true);
+        let ended = match a.transport.as_str() {
+            "ws" | "nats" => ws_session(&sh, i, &mut c, &mut ctl, &mut stop).await,
+            _ => http_session(&sh, i, &mut c, &mut ctl, &mut stop).await,
+        };
+        let pause = match ended {
+            End::Stopped => break,
+            End::Cut(away) => {
+                sh.n.planned_cuts.fetch_add(1, Ordering::Relaxed);
+                failures = 0;
+                away
+            }
+            End::Lost(why) => {
+                match why {
+                    Why::Connect(e) => {
+                        sh.n.connect_errors.fetch_add(1, Ordering::Relaxed);
+                        sh.error(format!("connect: {e}"));
+                    }
+                    Why::Lagged => {
+                        sh.n.lagged.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Why::Closed => {
+                        sh.n.closed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Why::Drain(after) => {
+                        // The node is going away: come back when it says, resuming.
+                        sh.n.drains.fetch_add(1, Ordering::Relaxed);
+                        failures = 0;
+                        sh.n.reconnects.fetch_add(1, Ordering::Relaxed);
+                        c.server += 1;
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_millis(after)) => {}
+                            _ = stop.changed() => {}
+                        }
+                        continue;
+                    }
+                    Why::Error(e) => {
+                        sh.n.errors.fetch_add(1, Ordering::Relaxed);
+                        sh.error(e);
+                    }
+                }
+                // Full-jitter exponential backoff, 100 ms doubling to 5 s, as the SDKs do.
+                failures = failures.saturating_add(1);
+                let cap = (100u64 << failures.min(6)).min(5000);
+                Duration::from_millis(c.rng.below(cap) + 10)
+            }
+        };
+        sh.n.reconnects.fetch_add(1, Ordering::Relaxed);
+        // With several servers, a reconnect goes to the next one: resume works across edges.
+        c.server += 1;
+        sh.n.away.fetch_add(1, Ordering::Relaxed);
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.changed() => {}
+        }
+        sh.n.away.fetch_sub(1, Ordering::Relaxed);
     }
-    let since = client.cursor.as_ref().map(|c| format!(r#","since":"{c}""#)).unwrap_or_default();
-    ws.send(Message::Text(format!(r#"{{"type":"subscribe","id":1,"channel":"{}"{since}}}"#, a.channel).into())).await?;
-    let cut = tokio::time::sleep(cut_after.unwrap_or(Duration::from_secs(86_400)));
-    tokio::pin!(cut);
-    let mut n = 0u64;
+}
+
+/// Waits for what can end a connection from our side: the end of the run, the storm, the
+/// background. Cancel-safe: sessions race it against the server's next frame.
+struct Waits {
+    session_start_us: u64,
+    mobile_at: Option<Instant>,
+    storm_closed: bool,
+}
+
+enum Interrupt {
+    Stop,
+    Cut(Duration),
+}
+
+impl Waits {
+    fn new(a: &Args, c: &mut Client, ctl: &Control) -> Self {
+        let mobile_at = match a.mobile_mean_secs {
+            Some(mean) if ctl.end.borrow().is_none() && a.idle_hold_secs.is_none() => {
+                Some(Instant::now() + Duration::from_secs_f64(c.rng.exp(mean).max(0.1)))
+            }
+            _ => None,
+        };
+        Waits { session_start_us: crate::now_us(), mobile_at, storm_closed: false }
+    }
+
+    /// When the pending storm cuts this connection, if it does.
+    fn storm_at(&self, c: &mut Client, ctl: &Control) -> Option<(Instant, u64)> {
+        if c.storm_done {
+            return None;
+        }
+        let s = (*ctl.storm.borrow())?;
+        if s.at_us < self.session_start_us {
+            // The storm passed while this client was away: it is over for it.
+            c.storm_done = true;
+            return None;
+        }
+        let now = crate::now_us();
+        Some((Instant::now() + Duration::from_micros(s.at_us.saturating_sub(now)), s.within_ms))
+    }
+
+    async fn next(&mut self, a: &Args, c: &mut Client, ctl: &mut Control, stop: &mut watch::Receiver<bool>) -> Interrupt {
+        loop {
+            let storm = self.storm_at(c, ctl);
+            let at = match (storm.map(|s| s.0), self.mobile_at) {
+                (Some(s), Some(m)) => Some(s.min(m)),
+                (s, m) => s.or(m),
+            };
+            tokio::select! {
+                _ = stop.changed() => return Interrupt::Stop,
+                changed = ctl.storm.changed(), if !self.storm_closed => {
+                    if changed.is_err() {
+                        self.storm_closed = true;
+                    }
+                }
+                _ = tokio::time::sleep_until(at.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400))), if at.is_some() => {
+                    if let Some((s, within)) = storm
+                        && Instant::now() >= s {
+                            c.storm_done = true;
+                            return Interrupt::Cut(Duration::from_millis(c.rng.below(within.max(1))));
+                        }
+                    // The background; but not once the publisher is done (the run winds down).
+                    self.mobile_at = None;
+                    if ctl.end.borrow().is_none() {
+                        let mean = a.mobile_mean_secs.unwrap_or(1.0);
+                        return Interrupt::Cut(Duration::from_secs_f64(c.rng.exp(mean).max(0.1)));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Records what a frame delivered.
+fn delivered(sh: &Shared, i: usize, c: &mut Client, n: u64, now: u64) {
+    let s = &sh.slots[i];
+    s.next.store(c.seq.next, Ordering::Relaxed);
+    s.gaps.store(c.seq.gaps, Ordering::Relaxed);
+    s.dups.store(c.seq.dups, Ordering::Relaxed);
+    s.received.store(c.seq.received, Ordering::Relaxed);
+    if n > 0 {
+        sh.rec.lock().unwrap().record_all(now, &c.lat);
+        c.lat.clear();
+        sh.n.deliveries.fetch_add(n, Ordering::Relaxed);
+        let _ = sh.n.first_at_us.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+        sh.n.last_at_us.fetch_max(now, Ordering::Relaxed);
+    }
+}
+
+fn first_ready(sh: &Shared, c: &mut Client) {
+    if !c.ever_subscribed {
+        c.ever_subscribed = true;
+        sh.ready.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One WebSocket connection (Herald's, or a NATS server's WebSocket listener).
+async fn ws_session(sh: &Shared, i: usize, c: &mut Client, ctl: &mut Control, stop: &mut watch::Receiver<bool>) -> End {
+    let a = &sh.args;
+    let nats = a.transport == "nats";
+    let addr = server_addr(a, c.server).to_owned();
+    let handshake = async {
+        let tcp = crate::connect(&addr, a.source_ip.as_deref()).await?;
+        let mut req = if nats { format!("ws://{addr}/") } else { format!("ws://{addr}/v1/ws") }.into_client_request()?;
+        if !nats {
+            req.headers_mut().insert("authorization", format!("Bearer {}", a.token).parse()?);
+        }
+        let cfg = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+        let (ws, _) = tokio_tungstenite::client_async_with_config(req, tcp, Some(cfg)).await?;
+        anyhow::Ok(ws)
+    };
+    let mut ws = tokio::select! {
+        r = handshake => match r {
+            Ok(ws) => ws,
+            Err(e) => return End::Lost(Why::Connect(format!("{addr}: {e}"))),
+        },
+        _ = stop.changed() => return End::Stopped,
+    };
+    let mut waits = Waits::new(a, c, ctl);
+    let idle = a.idle_hold_secs.is_some();
+    let subscribe = !idle || a.idle_subscribe;
+    let hello = if nats {
+        // CONNECT, SUB when subscribing, and a PING whose PONG says both were processed.
+        let sub = if subscribe { format!("SUB {} 1\r\n", c.channel) } else { String::new() };
+        Some(Message::Binary(format!("CONNECT {{\"verbose\":false,\"pedantic\":false,\"protocol\":1}}\r\n{sub}PING\r\n").into_bytes().into()))
+    } else if subscribe {
+        Some(Message::Text(subscribe_frame(c).into()))
+    } else {
+        // An idle Herald connection is ready once the server accepted it.
+        first_ready(sh, c);
+        None
+    };
+    if let Some(hello) = hello
+        && let Err(e) = ws.send(hello).await {
+            return End::Lost(Why::Error(format!("send: {e}")));
+        }
+    // NATS: protocol bytes not yet parsed (a MSG may span WebSocket messages).
+    let mut pending: Vec<u8> = Vec::new();
     loop {
         let m = tokio::select! {
             m = ws.next() => m,
-            _ = stop.changed() => return Ok(true),
-            _ = &mut cut, if cut_after.is_some() => {
-                // Drop the socket without a close handshake, as a lost network would.
-                drop(ws);
-                return Ok(false);
-            }
+            i = waits.next(a, c, ctl, stop) => match i {
+                Interrupt::Stop => return End::Stopped,
+                Interrupt::Cut(away) => {
+                    if a.mobile_mean_secs.is_some() {
+                        // Going to the background closes the socket; a storm just loses it.
+                        let _ = tokio::time::timeout(Duration::from_millis(100), ws.close(None)).await;
+                    }
+                    return End::Cut(away);
+                }
+            },
         };
-        let Some(m) = m else { return Ok(true) };
-        let Message::Text(t) = m? else { continue };
-        totals.ws_messages.fetch_add(1, Ordering::Relaxed);
+        let m = match m {
+            None => return End::Lost(Why::Closed),
+            Some(Err(e)) => return End::Lost(Why::Error(format!("read: {e}"))),
+            Some(Ok(m)) => m,
+        };
         let now = crate::now_us();
-        for line in t.as_str().split('\n') {
-            if line.starts_with("{\"type\":\"message\"") {
-                n += count(a, totals, local, client, line, now);
-            } else if line.starts_with("{\"type\":\"subscribed\"") {
-                if !client.counted {
-                    client.counted = true;
-                    ready.fetch_add(1, Ordering::Relaxed);
+        let mut n = 0;
+        let mut replies: Option<&'static [u8]> = None;
+        let mut resubscribe = false;
+        match &m {
+            Message::Text(t) if !nats => {
+                sh.n.frames.fetch_add(1, Ordering::Relaxed);
+                for line in t.as_bytes().split(|&b| b == b'\n') {
+                    if line.starts_with(b"{\"type\":\"message\"") {
+                        n += u64::from(c.record(line, now));
+                    } else if line.starts_with(b"{\"type\":\"subscribed\"") {
+                        first_ready(sh, c);
+                        if c.cursor.is_empty() {
+                            if let Some(cur) = str_field(line, b"\"cursor\":\"") {
+                                c.set_cursor(cur);
+                            }
+                        } else if find(line, b"\"recovered\":false").is_some() {
+                            sh.n.unrecovered.fetch_add(1, Ordering::Relaxed);
+                        }
+                    } else if line.starts_with(b"{\"type\":\"ping\"") {
+                        replies = Some(b"{\"type\":\"pong\"}");
+                    } else if line.starts_with(b"{\"type\":\"unsubscribed\"") && find(line, b"\"code\":\"lagged\"").is_some() {
+                        // A shed subscription: resubscribe from the cursor, the connection stays.
+                        resubscribe = true;
+                    } else if line.starts_with(b"{\"type\":\"error\"") {
+                        if find(line, b"\"code\":\"lagged\"").is_some() {
+                            delivered(sh, i, c, n, now);
+                            return End::Lost(Why::Lagged);
+                        }
+                        sh.error(format!("server: {}", String::from_utf8_lossy(line)));
+                    } else if line.starts_with(b"{\"type\":\"reconnect\"") {
+                        delivered(sh, i, c, n, now);
+                        let after = num_field(line, b"\"after_ms\":").unwrap_or(1000);
+                        return End::Lost(Why::Drain(after));
+                    }
                 }
-                if client.cursor.is_none() {
-                    client.cursor = text_field(line, "\"cursor\":\"").map(str::to_owned);
-                } else if line.contains("\"recovered\":false") {
-                    totals.unrecovered.fetch_add(1, Ordering::Relaxed);
+            }
+            Message::Binary(b) if nats => {
+                sh.n.frames.fetch_add(1, Ordering::Relaxed);
+                pending.extend_from_slice(b);
+                match nats_parse(&mut pending, c, now) {
+                    Ok((got, ping, pong)) => {
+                        n += got;
+                        if pong {
+                            first_ready(sh, c);
+                        }
+                        if ping {
+                            replies = Some(b"PONG\r\n");
+                        }
+                    }
+                    Err(e) => return End::Lost(Why::Error(e.to_string())),
                 }
-            } else if line.starts_with("{\"type\":\"ping\"") {
-                ws.send(Message::Text("{\"type\":\"pong\"}".into())).await?;
+            }
+            Message::Close(f) => {
+                delivered(sh, i, c, n, now);
+                let code = f.as_ref().map(|f| u16::from(f.code)).unwrap_or(1005);
+                return End::Lost(if code == 4008 { Why::Lagged } else { Why::Closed });
+            }
+            _ => {}
+        }
+        delivered(sh, i, c, n, now);
+        if let Some(r) = replies {
+            let msg = if nats { Message::Binary(r.to_vec().into()) } else { Message::Text(std::str::from_utf8(r).unwrap_or("").into()) };
+            if let Err(e) = ws.send(msg).await {
+                return End::Lost(Why::Error(format!("send: {e}")));
             }
         }
-        if n > 0 {
-            totals.messages.fetch_add(n, Ordering::Relaxed);
-            let _ = totals.first_at_us.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
-            totals.last_at_us.fetch_max(now, Ordering::Relaxed);
-            n = 0;
+        if resubscribe {
+            sh.n.resubscribes.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = ws.send(Message::Text(subscribe_frame(c).into())).await {
+                return End::Lost(Why::Error(format!("send: {e}")));
+            }
         }
     }
 }
 
-/// Counts one `message` frame: its sequence number against the client's, its latency. Returns 1
-/// for a new record, 0 for a duplicate or a frame without the load tool's fields.
-fn count(a: &Args, totals: &Totals, local: &mut Histogram<u64>, client: &mut Client, line: &str, now: u64) -> u64 {
-    let (Some(seq), Some(ts)) = (field(line, "\"seq\":"), field(line, "\"t\":")) else { return 0 };
-    match client.expect {
-        Some(e) if seq < e => {
-            totals.dups.fetch_add(1, Ordering::Relaxed);
-            return 0;
-        }
-        Some(e) if seq > e => {
-            totals.gaps.fetch_add(seq - e, Ordering::Relaxed);
-        }
-        _ => {}
+fn subscribe_frame(c: &Client) -> String {
+    if c.cursor.is_empty() {
+        format!(r#"{{"type":"subscribe","id":1,"channel":"{}"}}"#, c.channel)
+    } else {
+        format!(r#"{{"type":"subscribe","id":1,"channel":"{}","since":"{}"}}"#, c.channel, c.cursor)
     }
-    client.expect = Some(seq + 1);
-    if a.storm_at_secs.is_some() || a.mobile_mean_secs.is_some() || a.transport == "poll" {
-        client.cursor = text_field(line, "\"cursor\":\"").map(str::to_owned);
-    }
-    let _ = local.record(now.saturating_sub(ts).max(1));
-    1
 }
 
-/// One SSE stream, or long-polls until the run ends: the same counting as a WebSocket session.
-#[allow(clippy::too_many_arguments)]
-async fn http_session(
-    a: &Args,
-    totals: &Totals,
-    local: &mut Histogram<u64>,
-    ready: &AtomicU64,
-    stop: &mut tokio::sync::watch::Receiver<bool>,
-    client: &mut Client,
-    first: bool,
-) -> anyhow::Result<bool> {
+/// Parses what `buf` holds of the NATS protocol (lines end in CRLF; a MSG line is followed by
+/// its payload and CRLF), counts the records, keeps an incomplete tail. Returns (records new,
+/// a PING came, a PONG came).
+fn nats_parse(buf: &mut Vec<u8>, c: &mut Client, now: u64) -> anyhow::Result<(u64, bool, bool)> {
+    let (mut n, mut ping, mut pong) = (0, false, false);
+    let mut at = 0;
+    while let Some(eol) = find(&buf[at..], b"\r\n") {
+        let line = &buf[at..at + eol];
+        if let Some(rest) = line.strip_prefix(b"MSG ") {
+            let len_text = rest.rsplit(|&b| b == b' ').next().unwrap_or(b"");
+            let len: usize = std::str::from_utf8(len_text)?.parse().map_err(|_| anyhow::anyhow!("bad MSG line {}", String::from_utf8_lossy(line)))?;
+            let start = at + eol + 2;
+            if buf.len() < start + len + 2 {
+                break;
+            }
+            let payload = &buf[start..start + len];
+            let (Some(seq), Some(t)) = (num_field(payload, b"\"seq\":"), num_field(payload, b"\"t\":")) else {
+                at = start + len + 2;
+                continue;
+            };
+            if c.seq.see(seq) {
+                c.lat.push(now.saturating_sub(t));
+                n += 1;
+            }
+            at = start + len + 2;
+            continue;
+        }
+        if line.starts_with(b"PING") {
+            ping = true;
+        } else if line.starts_with(b"PONG") {
+            pong = true;
+        } else if line.starts_with(b"-ERR") {
+            anyhow::bail!("NATS: {}", String::from_utf8_lossy(line));
+        }
+        at += eol + 2;
+    }
+    buf.drain(..at);
+    Ok((n, ping, pong))
+}
+
+/// One SSE stream, or long-polls one after another on one keep-alive connection.
+async fn http_session(sh: &Shared, i: usize, c: &mut Client, ctl: &mut Control, stop: &mut watch::Receiver<bool>) -> End {
     use http_body_util::BodyExt;
+    let a = &sh.args;
     let sse = a.transport == "sse";
-    let mut announced = !first;
-    // One keep-alive connection: SSE holds it, long-poll reuses it request after request.
-    let sock = TcpSocket::new_v4()?;
-    if let Some(ip) = &a.source_ip {
-        sock.bind(format!("{ip}:0").parse()?)?;
-    }
-    let addr = server_addr(a, client.server);
-    let tcp = sock.connect(addr.parse()?).await?;
-    tcp.set_nodelay(true)?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
-    tokio::spawn(conn);
+    let addr = server_addr(a, c.server).to_owned();
+    let handshake = async {
+        let tcp = crate::connect(&addr, a.source_ip.as_deref()).await?;
+        let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
+        tokio::spawn(conn);
+        anyhow::Ok(send)
+    };
+    let mut send = tokio::select! {
+        r = handshake => match r {
+            Ok(s) => s,
+            Err(e) => return End::Lost(Why::Connect(format!("{addr}: {e}"))),
+        },
+        _ = stop.changed() => return End::Stopped,
+    };
+    let mut waits = Waits::new(a, c, ctl);
+    let path = if sse { "sse" } else { "poll" };
+    let mut pending: Vec<u8> = Vec::new();
     loop {
-        let since = client.cursor.as_ref().map(|c| format!("&since={c}")).unwrap_or_default();
-        let path = if sse { "sse" } else { "poll" };
-        let wait = if !sse && client.cursor.is_none() { "&timeout_ms=1" } else { "" };
-        let uri = format!("/v1/{path}?channels={}&token={}{since}{wait}", a.channel, a.token);
-        let req = hyper::Request::get(uri).header("host", addr).body(http_body_util::Empty::<bytes::Bytes>::new())?;
-        let resp = send.send_request(req).await?;
-        anyhow::ensure!(resp.status() == 200, "{path} answered {}", resp.status());
+        let mut uri = format!("/v1/{path}?channels={}&token={}", c.channel, a.token);
+        if !c.cursor.is_empty() {
+            uri += "&since=";
+            uri += &c.cursor;
+        } else if !sse {
+            // No cursor yet: a poll that answers at once with the current position.
+            uri += "&timeout_ms=1";
+        }
+        let req = match hyper::Request::get(uri).header("host", &addr).body(http_body_util::Empty::<bytes::Bytes>::new()) {
+            Ok(r) => r,
+            Err(e) => return End::Lost(Why::Error(e.to_string())),
+        };
+        let resp = tokio::select! {
+            r = send.send_request(req) => r,
+            i = waits.next(a, c, ctl, stop) => match i {
+                Interrupt::Stop => return End::Stopped,
+                Interrupt::Cut(away) => return End::Cut(away),
+            },
+        };
+        let resp = match resp {
+            Ok(r) => r,
+            Err(e) => return End::Lost(Why::Error(format!("{path}: {e}"))),
+        };
+        if resp.status() != 200 {
+            return End::Lost(Why::Error(format!("{path} answered {}", resp.status())));
+        }
         let mut body = resp.into_body();
-        let mut pending = String::new();
+        pending.clear();
         loop {
             let frame = tokio::select! {
                 f = body.frame() => f,
-                _ = stop.changed() => return Ok(true),
+                i = waits.next(a, c, ctl, stop) => match i {
+                    Interrupt::Stop => return End::Stopped,
+                    Interrupt::Cut(away) => return End::Cut(away),
+                },
             };
-            let Some(frame) = frame else { break };
-            let Ok(data) = frame?.into_data() else { continue };
-            let now = crate::now_us();
-            pending.push_str(std::str::from_utf8(&data)?);
-            let mut n = 0;
-            if sse {
-                // Events end with an empty line; `data:` holds one frame.
-                while let Some(end) = pending.find("\n\n") {
-                    for line in pending[..end].lines().filter_map(|l| l.strip_prefix("data: ")) {
-                        if line.starts_with("{\"type\":\"message\"") {
-                            n += count(a, totals, local, client, line, now);
-                        } else if line.starts_with("{\"type\":\"subscribed\"") && !announced {
-                            announced = true;
-                            ready.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    pending.drain(..end + 2);
-                }
-            }
-            if n > 0 {
-                totals.messages.fetch_add(n, Ordering::Relaxed);
-                totals.ws_messages.fetch_add(1, Ordering::Relaxed);
-                let _ = totals.first_at_us.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
-                totals.last_at_us.fetch_max(now, Ordering::Relaxed);
-            }
-        }
-        if sse {
-            return Ok(true);
-        }
-        // A poll's answer: its messages, then the position to continue from.
-        let now = crate::now_us();
-        let mut n = 0;
-        for part in pending.split("{\"type\":\"message\"").skip(1) {
-            // `count` reads the fields after the type; the part holds exactly those.
-            n += count(a, totals, local, client, part, now);
-        }
-        if let Some(i) = pending.rfind("],\"cursor\":\"") {
-            client.cursor = text_field(&pending[i..], "\"cursor\":\"").map(str::to_owned);
-        }
-        if !announced {
-            announced = true;
-            ready.fetch_add(1, Ordering::Relaxed);
-        }
-        if n > 0 {
-            totals.messages.fetch_add(n, Ordering::Relaxed);
-            totals.ws_messages.fetch_add(1, Ordering::Relaxed);
-            let _ = totals.first_at_us.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
-            totals.last_at_us.fetch_max(now, Ordering::Relaxed);
-        }
-    }
-}
-
-/// A subscriber of a NATS server's WebSocket listener, counted exactly like Herald's. Core NATS
-/// is at-most-once: loss here is reported, not a protocol breach.
-async fn nats_session(
-    a: &Args,
-    totals: &Totals,
-    local: &mut Histogram<u64>,
-    ready: &AtomicU64,
-    stop: &mut tokio::sync::watch::Receiver<bool>,
-    client: &mut Client,
-) -> anyhow::Result<bool> {
-    let sock = TcpSocket::new_v4()?;
-    if let Some(ip) = &a.source_ip {
-        sock.bind(format!("{ip}:0").parse()?)?;
-    }
-    let addr = server_addr(a, client.server);
-    let tcp = sock.connect(addr.parse()?).await?;
-    tcp.set_nodelay(true)?;
-    let req = format!("ws://{addr}/").into_client_request()?;
-    let cfg = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
-    let (mut ws, _) = tokio_tungstenite::client_async_with_config(req, tcp, Some(cfg)).await?;
-    let hello = format!("CONNECT {{\"verbose\":false,\"pedantic\":false,\"protocol\":1}}\r\nSUB {} 1\r\nPING\r\n", a.channel);
-    ws.send(Message::Binary(hello.into_bytes().into())).await?;
-    let mut buf: Vec<u8> = Vec::new();
-    let mut subscribed = false;
-    loop {
-        let m = tokio::select! {
-            m = ws.next() => m,
-            _ = stop.changed() => return Ok(true),
-        };
-        let Some(m) = m else { return Ok(true) };
-        let data = match m? {
-            Message::Binary(b) => b.to_vec(),
-            Message::Text(t) => t.as_bytes().to_vec(),
-            _ => continue,
-        };
-        totals.ws_messages.fetch_add(1, Ordering::Relaxed);
-        buf.extend_from_slice(&data);
-        let now = crate::now_us();
-        let mut n = 0;
-        let mut at = 0;
-        // Protocol lines end in CRLF; a MSG line is followed by its payload and CRLF.
-        while let Some(eol) = buf[at..].windows(2).position(|w| w == b"\r\n") {
-            let line = std::str::from_utf8(&buf[at..at + eol])?;
-            if let Some(rest) = line.strip_prefix("MSG ") {
-                let len: usize = rest.rsplit(' ').next().and_then(|l| l.parse().ok()).ok_or_else(|| anyhow::anyhow!("bad MSG line {line}"))?;
-                let start = at + eol + 2;
-                if buf.len() < start + len + 2 {
-                    break;
-                }
-                let payload = std::str::from_utf8(&buf[start..start + len])?.to_owned();
-                n += count(a, totals, local, client, &payload, now);
-                at = start + len + 2;
+            let data = match frame {
+                None => break,
+                Some(Err(e)) => return End::Lost(Why::Error(format!("{path}: {e}"))),
+                Some(Ok(f)) => match f.into_data() {
+                    Ok(d) => d,
+                    Err(_) => continue,
+                },
+            };
+            if !sse {
+                pending.extend_from_slice(&data);
                 continue;
             }
-            if line.starts_with("PING") {
-                ws.send(Message::Binary(b"PONG\r\n".to_vec().into())).await?;
-            } else if line.starts_with("PONG") && !subscribed {
-                // The server has processed CONNECT and SUB.
-                subscribed = true;
-                ready.fetch_add(1, Ordering::Relaxed);
-            } else if line.starts_with("-ERR") {
-                anyhow::bail!("NATS: {line}");
+            sh.n.frames.fetch_add(1, Ordering::Relaxed);
+            pending.extend_from_slice(&data);
+            let now = crate::now_us();
+            let mut n = 0;
+            // Events end with an empty line; each `data:` line holds one frame.
+            let mut at = 0;
+            while let Some(end) = find(&pending[at..], b"\n\n") {
+                for line in pending[at..at + end].split(|&b| b == b'\n') {
+                    let Some(frame) = line.strip_prefix(b"data: ") else { continue };
+                    if frame.starts_with(b"{\"type\":\"message\"") {
+                        n += u64::from(c.record(frame, now));
+                    } else if frame.starts_with(b"{\"type\":\"subscribed\"") {
+                        first_ready(sh, c);
+                        if c.cursor.is_empty() {
+                            // Live from here: a cut before the first record resumes from this.
+                            if let Some(cur) = str_field(frame, b"\"cursor\":\"") {
+                                c.set_cursor(cur);
+                            }
+                        } else if find(frame, b"\"recovered\":false").is_some() {
+                            sh.n.unrecovered.fetch_add(1, Ordering::Relaxed);
+                        }
+                    } else if frame.starts_with(b"{\"type\":\"error\"") {
+                        if find(frame, b"\"code\":\"lagged\"").is_some() {
+                            delivered(sh, i, c, n, now);
+                            return End::Lost(Why::Lagged);
+                        }
+                        sh.error(format!("server: {}", String::from_utf8_lossy(frame)));
+                    }
+                }
+                at += end + 2;
             }
-            at += eol + 2;
+            pending.drain(..at);
+            delivered(sh, i, c, n, now);
         }
-        buf.drain(..at);
-        if n > 0 {
-            totals.messages.fetch_add(n, Ordering::Relaxed);
-            let _ = totals.first_at_us.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
-            totals.last_at_us.fetch_max(now, Ordering::Relaxed);
+        if sse {
+            return End::Lost(Why::Closed);
         }
+        // A poll's answer: {"messages":[…],"cursor":"…","recovered":…}.
+        sh.n.frames.fetch_add(1, Ordering::Relaxed);
+        let now = crate::now_us();
+        let mut n = 0;
+        let body = &pending[..];
+        let tail = body.windows(12).rposition(|w| w == b"],\"cursor\":\"").unwrap_or(body.len());
+        let mut at = 0;
+        while let Some(p) = find(&body[at..tail], b"{\"type\":\"message\"") {
+            let start = at + p;
+            let end = find(&body[start + 1..tail], b"{\"type\":\"message\"").map(|e| start + 1 + e).unwrap_or(tail);
+            n += u64::from(c.record(&body[start..end], now));
+            at = end;
+        }
+        if let Some(cur) = str_field(&body[tail..], b"\"cursor\":\"") {
+            // A resume (a poll with a cursor) whose history was incomplete.
+            if !c.cursor.is_empty() && c.ever_subscribed && find(&body[tail..], b"\"recovered\":false").is_some() {
+                sh.n.unrecovered.fetch_add(1, Ordering::Relaxed);
+            }
+            let cur = cur.to_vec();
+            c.set_cursor(&cur);
+        }
+        first_ready(sh, c);
+        delivered(sh, i, c, n, now);
     }
 }
 
-/// Finds `key` (ending in an opening quote) and returns the string up to the closing quote.
-fn text_field<'a>(frame: &'a str, key: &str) -> Option<&'a str> {
-    let at = frame.find(key)? + key.len();
-    let rest = &frame[at..];
-    Some(&rest[..rest.find('"')?])
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> Client {
+        Client { server: 0, channel: "fanout".into(), seq: SeqCheck::new(0), cursor: String::new(), ever_subscribed: false, storm_done: false, rng: Rng::new(1), lat: Vec::new() }
+    }
+
+    #[test]
+    fn records_count_and_move_the_cursor() {
+        let mut c = client();
+        let now = 2_000_000;
+        assert!(c.record(br#"{"type":"message","channel":"fanout","cursor":"c1.x.local.7","data":{"seq":0,"t":1000000}}"#, now));
+        assert_eq!(c.cursor, "c1.x.local.7");
+        assert_eq!(c.lat, vec![1_000_000]);
+        assert!(!c.record(br#"{"type":"message","cursor":"c1.x.local.7","data":{"seq":0,"t":1000000}}"#, now));
+        assert_eq!(c.seq.dups, 1);
+        assert!(!c.record(br#"{"type":"message","data":{"other":1}}"#, now), "a frame without the load fields is not counted");
+        assert!(c.record(br#"{"type":"message","cursor":"c1.x.local.9","data":{"seq":2,"t":1500000}}"#, now));
+        assert_eq!(c.seq.gaps, 1);
+        assert_eq!(subscribe_frame(&c), r#"{"type":"subscribe","id":1,"channel":"fanout","since":"c1.x.local.9"}"#);
+    }
+
+    #[test]
+    fn nats_messages_split_across_websocket_frames() {
+        let mut c = client();
+        let mut buf = b"INFO {}\r\nPONG\r\nMSG fanout 1 24\r\n{\"seq\":0,\"t\":1,\"pad\":\"\"}\r\nMSG fanout 1 24\r\n{\"seq\":1,".to_vec();
+        let (n, ping, pong) = nats_parse(&mut buf, &mut c, 10).unwrap();
+        assert_eq!((n, ping, pong), (1, false, true));
+        assert!(buf.starts_with(b"MSG fanout 1 24"), "the incomplete message waits");
+        buf.extend_from_slice(b"\"t\":2,\"pad\":\"\"}\r\nPING\r\n");
+        let (n, ping, _) = nats_parse(&mut buf, &mut c, 10).unwrap();
+        assert_eq!((n, ping), (1, true));
+        assert!(buf.is_empty());
+        assert_eq!(c.seq.next, 2);
+        let mut bad = b"-ERR 'Slow Consumer'\r\n".to_vec();
+        assert!(nats_parse(&mut bad, &mut c, 10).is_err());
+    }
+
+    #[test]
+    fn control_lines() {
+        let (tx, ctl) = control();
+        tx.line("storm 1700000000000 5000").unwrap();
+        assert_eq!(*ctl.storm.borrow(), Some(Storm { at_us: 1_700_000_000_000_000, within_ms: 5000 }));
+        tx.line("end 10,20").unwrap();
+        assert_eq!(ctl.end.borrow().as_deref(), Some(&vec![10, 20]));
+        assert!(tx.line("bogus 1").is_err());
+        assert!(tx.line("end x").is_err());
+        let a = Args {
+            addr: "a,b".into(), token: "-".into(), channel: "f".into(), channels: 2, first_client: 1, connections: 2, source_ip: None,
+            idle_exit_secs: 1, max_secs: 1, ready_timeout_secs: 1, idle_hold_secs: None, idle_subscribe: false, since: None,
+            mobile_mean_secs: None, transport: "ws".into(), control_stdin: true,
+        };
+        assert_eq!(published_on(&[10, 20], &a, 0), 20);
+        assert_eq!(published_on(&[10, 20], &a, 1), 10);
+        assert_eq!(server_addr(&a, 3), "b");
+        assert_eq!(channel_name("f", 2, 3), "f-1");
+        assert_eq!(channel_name("f", 1, 3), "f");
+    }
 }
