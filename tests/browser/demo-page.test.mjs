@@ -12,7 +12,8 @@ test('the demo page shows live incidents, survives a cut connection and publishe
   try {
     const page = await browser.newPage();
     await page.goto(herald.url + '/');
-    await page.waitForFunction(() => document.getElementById('state').textContent === 'connected');
+    // Connected, and the subscription confirmed by the server (it has a cursor).
+    await page.waitForFunction(() => document.getElementById('state').textContent === 'connected' && window.incidents?.cursor !== undefined);
     await publish({ ent: 'incident', id: 'P1', type: 'triggered', title: 'one' });
     await publish({ ent: 'incident', id: 'P2', type: 'triggered', title: 'two' });
     await page.waitForFunction(() => document.querySelectorAll('li').length === 2);
@@ -26,7 +27,8 @@ test('the demo page shows live incidents, survives a cut connection and publishe
     await page.waitForFunction(() => document.querySelectorAll('li').length >= 4, null, { timeout: 30_000 });
     await page.click('#publish');
     await page.waitForFunction(() => document.querySelectorAll('li').length >= 5, null, { timeout: 30_000 });
-    await page.waitForFunction(() => document.getElementById('state').textContent === 'connected');
+    // Connected, and the subscription confirmed by the server (it has a cursor).
+    await page.waitForFunction(() => document.getElementById('state').textContent === 'connected' && window.incidents?.cursor !== undefined);
     const ids = await page.$$eval('li .id', (els) => els.map((e) => e.textContent));
     assert.equal(ids.length, 5, `every incident once: ${ids}`);
     assert.deepEqual(ids.slice(1), ['P4', 'P3', 'P1', 'P2'], 'newest first, in order, nothing doubled');

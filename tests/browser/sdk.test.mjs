@@ -70,14 +70,17 @@ async function sdkPage(ctx, account, channels, { ttl, lifecycle = false, options
       herald.on('error', (e) => window.errors.push(e.code));
       herald.on('token_expiring', () => (window.warned += 1));
       if (lifecycle) attachBrowserLifecycle(herald);
+      window.subs = {};
       for (const ch of channels) {
         window.got[ch] = [];
-        herald.subscribe(ch, (m) => window.got[ch].push(m.data.n));
+        window.subs[ch] = herald.subscribe(ch, (m) => window.got[ch].push(m.data.n));
       }
     },
     { account, channels, ttl, lifecycle, options },
   );
-  await page.waitForFunction(() => window.herald.state === 'connected', null, { timeout: 30_000 });
+  // Connected, and every subscription confirmed by the server (it has a cursor): records
+  // published from here on are the channel's, whatever order the replies came in.
+  await page.waitForFunction(() => window.herald.state === 'connected' && Object.values(window.subs).every((s) => s.cursor !== undefined), null, { timeout: 30_000 });
   return page;
 }
 
