@@ -253,6 +253,17 @@ async fn a_slow_subscriber_of_a_latest_value_channel_gets_the_newest_per_key_whi
     assert_eq!(next["data"]["seq"], 0, "then live records, nothing older");
 }
 
+/// A raw client subscribed to a low-priority (`telemetry:truck`) and a high-priority
+/// (`incidents`) channel.
+async fn telemetry_and_incidents(e: &TestEdge) -> Conn {
+    let mut ws = raw_ws(e.addr, Some(&e.token("acme", "u"))).await.unwrap();
+    for (id, ch) in [(1, "telemetry:truck"), (2, "incidents")] {
+        send(&mut ws, json!({"type":"subscribe","id":id,"channel":ch})).await;
+        expect_type(&mut ws, "subscribed").await;
+    }
+    ws
+}
+
 fn priorities(c: &mut herald_config::Config) {
     use herald_config::{Priority, PriorityConfig};
     c.edge.priority = vec![
@@ -271,12 +282,7 @@ async fn a_high_priority_record_overtakes_a_backlog_of_low_priority_ones_on_one_
         c.edge.max_queued_bytes = 64 << 20;
     })
     .await;
-    let token = e.token("acme", "u");
-    let mut ws = raw_ws(e.addr, Some(&token)).await.unwrap();
-    for (id, ch) in [(1, "telemetry:truck"), (2, "incidents")] {
-        send(&mut ws, json!({"type":"subscribe","id":id,"channel":ch})).await;
-        expect_type(&mut ws, "subscribed").await;
-    }
+    let mut ws = telemetry_and_incidents(&e).await;
     // 5000 records of 8 KB (40 MB) on the low-priority channel, which the client does not read
     // yet: a few MB fit the sockets' kernel buffers, the rest waits in the connection's queue.
     const FLOOD: u64 = 5000;
@@ -309,12 +315,7 @@ async fn an_overflowing_queue_sheds_the_low_priority_subscription_and_keeps_the_
         c.edge.max_queued_bytes = 1 << 20;
     })
     .await;
-    let token = e.token("acme", "u");
-    let mut ws = raw_ws(e.addr, Some(&token)).await.unwrap();
-    for (id, ch) in [(1, "telemetry:truck"), (2, "incidents")] {
-        send(&mut ws, json!({"type":"subscribe","id":id,"channel":ch})).await;
-        expect_type(&mut ws, "subscribed").await;
-    }
+    let mut ws = telemetry_and_incidents(&e).await;
     // Flood the low-priority channel until the stalled connection's queue overflows.
     let pad = "x".repeat(8000);
     let mut published = 0u64;
