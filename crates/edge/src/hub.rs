@@ -126,11 +126,6 @@ impl Gate {
 }
 
 impl Subscription {
-    /// Whether it receives join/leave events.
-    pub fn presence_events(&self) -> bool {
-        self.presence_events
-    }
-
     /// What delivery it asked for (kept across a pause).
     pub fn delivery(&self) -> crate::subscribe::Delivery {
         crate::subscribe::Delivery { presence_events: self.presence_events, every: self.gate.as_ref().map(|g| g.every) }
