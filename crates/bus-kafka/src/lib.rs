@@ -48,7 +48,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_core::bus::{Bus, BusError, PartitionBounds, PartitionReader};
-use herald_core::{AccountId, Appended, Epoch, MessageId, NewRecord, Record, RegionName, now_ms};
+use herald_core::{GaplessReader, AccountId, Appended, Epoch, MessageId, NewRecord, Record, RegionName, now_ms};
 
 /// Settings of a Kafka bus.
 #[derive(Clone, Debug)]
@@ -65,6 +65,9 @@ pub struct KafkaBusConfig {
     pub replication: i32,
     /// How long a node remembers idempotency keys.
     pub idempotency_window: Duration,
+    /// How long a reader waits for a missing offset to become visible before it reports a gap
+    /// (see `herald_core::gapless`).
+    pub gap_confirm: Duration,
     /// How long a broker operation may take before the bus reports itself unavailable.
     pub timeout: Duration,
 }
@@ -79,6 +82,7 @@ impl KafkaBusConfig {
             partitions: 16,
             replication: 1,
             idempotency_window: Duration::from_secs(300),
+            gap_confirm: herald_core::gapless::DEFAULT_CONFIRM_AFTER,
             timeout: Duration::from_secs(10),
         }
     }
@@ -375,7 +379,9 @@ impl Bus for KafkaBus {
         if from < low {
             return Err(BusError::Truncated { requested: from, low });
         }
-        Ok(Box::new(reader::KafkaReader::open(&self.config, self.meta.clone(), partition, from)?))
+        // A broker may expose a later write before an earlier one: never read past a hole.
+        let raw = reader::KafkaReader::open(&self.config, self.meta.clone(), partition, from)?;
+        Ok(Box::new(GaplessReader::new(Box::new(raw), self.config.gap_confirm)))
     }
 }
 

@@ -26,6 +26,16 @@ pub enum BusError {
         /// The oldest offset still held.
         low: u64,
     },
+    /// Offsets `from..to` stayed missing while later records were there: the log has a hole
+    /// (compaction, records removed by hand, a damaged broker). Herald's own topics never have
+    /// one, so this is a data-integrity alarm; the reader continues at `to`.
+    #[error("offsets {from}..{to} are missing from the partition")]
+    Gap {
+        /// The first missing offset.
+        from: u64,
+        /// The offset of the first record after the hole.
+        to: u64,
+    },
     /// The partition does not exist.
     #[error("no partition {0}")]
     NoPartition(u32),

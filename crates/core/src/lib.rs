@@ -8,12 +8,15 @@
 //! - [`record`]: `NewRecord` (what a publisher hands in), `Record` (what the bus stores) and
 //!   `MessageId`.
 //! - [`bus`]: the `Bus` trait (a partitioned, append-only log keyed by account) and its errors.
+//! - [`gapless`]: `GaplessReader`, which never moves a partition reader past an offset it has not
+//!   returned (a broker may expose a later write before an earlier one).
 //! - [`presence`]: the `Presence` trait (who is subscribed where, with join/leave events).
 //! - `testing` (feature `testing`): the conformance suites every adapter must pass.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod bus;
+pub mod gapless;
 pub mod cursor;
 pub mod names;
 pub mod presence;
@@ -22,6 +25,7 @@ pub mod record;
 pub mod testing;
 
 pub use bus::{Bus, BusError, PartitionBounds, PartitionReader, partition_for};
+pub use gapless::GaplessReader;
 pub use cursor::{Cursor, CursorError, Epoch, RegionName};
 pub use names::{AccountId, ChannelKey, ChannelName, ChannelPattern, NameError};
 pub use presence::{Presence, PresenceChange, PresenceError, PresenceEvent, PresenceFeed, PresenceMember, PresenceSnapshot};

@@ -121,37 +121,37 @@ impl PartitionConsumers {
 async fn start(edge: &Arc<Edge>, partition: u32, token: CancellationToken) -> Result<CancellationToken, BusError> {
     let bounds = edge.bus.bounds(partition).await?;
     let next = bounds.next;
-    let foreign = foreign_positions(edge, partition, bounds.low, next).await;
+    let (foreign, tail) = scan_tail(edge, partition, bounds.low, next).await;
     let reader = edge.bus.open(partition, next).await?;
-    let generation = edge.hub.start_partition(partition, next, foreign);
+    let generation = edge.hub.start_partition_after(partition, next, foreign, &tail);
     tokio::spawn(consume(edge.clone(), partition, generation, reader, token.clone()));
     tracing::debug!(partition, next, "consuming partition");
     Ok(token)
 }
 
-/// How far back a starting consumer looks for records of other origins.
+/// How far back a starting consumer looks for records of other origins and keyed ids.
 const ORIGIN_SCAN: u64 = 2000;
 
-/// For each other origin region, the origin offset after its last record among the partition's
-/// last [`ORIGIN_SCAN`] records before `next`: where cursors of this partition start. An origin
-/// with no record that recent is left out (docs/multi-region.md). Best effort: on a read error or
-/// after 2 s it returns what it found.
-async fn foreign_positions(edge: &Arc<Edge>, partition: u32, low: u64, next: u64) -> Vec<(herald_core::RegionName, u64)> {
+/// The partition's last [`ORIGIN_SCAN`] records before `next`, and for each other origin region
+/// the origin offset after its last record among them: where cursors of this partition start,
+/// and below which a replicated record after `next` is a second copy (docs/multi-region.md). An
+/// origin with no record that recent is left out. Best effort: on a read error or after 2 s it
+/// returns what it found.
+async fn scan_tail(edge: &Arc<Edge>, partition: u32, low: u64, next: u64) -> (Vec<(herald_core::RegionName, u64)>, Vec<Arc<herald_core::Record>>) {
     let from = next.saturating_sub(ORIGIN_SCAN).max(low);
     let mut out: Vec<(herald_core::RegionName, u64)> = Vec::new();
+    let mut tail = Vec::new();
     if from >= next {
-        return out;
+        return (out, tail);
     }
     let local = edge.bus.region();
     let scan = async {
         let mut reader = edge.bus.open(partition, from).await?;
         while reader.position() < next {
             for r in reader.next_batch(((next - reader.position()) as usize).min(1000)).await? {
-                if r.offset < next && r.origin_region != local {
-                    match out.iter_mut().find(|(o, _)| *o == r.origin_region) {
-                        Some((_, v)) => *v = (*v).max(r.origin_offset + 1),
-                        None => out.push((r.origin_region.clone(), r.origin_offset + 1)),
-                    }
+                if r.offset < next {
+                    crate::copies::note_origin(&mut out, &r, &local);
+                    tail.push(r);
                 }
             }
         }
@@ -162,7 +162,7 @@ async fn foreign_positions(edge: &Arc<Edge>, partition: u32, low: u64, next: u64
         Ok(Err(e)) => tracing::warn!(partition, error = %e, "could not read recent records for other origins' positions"),
         Err(_) => tracing::warn!(partition, "reading recent records for other origins' positions timed out"),
     }
-    out
+    (out, tail)
 }
 
 async fn consume(edge: Arc<Edge>, partition: u32, generation: u64, mut reader: Box<dyn PartitionReader>, stop: CancellationToken) {
@@ -177,11 +177,21 @@ async fn consume(edge: Arc<Edge>, partition: u32, generation: u64, mut reader: B
                 backoff = Duration::from_millis(50);
                 edge.hub.dispatch(partition, generation, &records);
             }
+            Err(BusError::Gap { from, to }) => {
+                // Offsets stayed missing while later records were there (the reader waited for
+                // them): never silent. Resumes across the hole are no longer `recovered`.
+                tracing::error!(partition, from, to, "records missing from the bus: a hole in the partition");
+                edge.metrics.bus_gaps.increment(1);
+                edge.metrics.records_skipped.increment(to - from);
+                edge.hub.note_gap(partition, Some(generation), from, to);
+                edge.note_bus_gap();
+            }
             Err(BusError::Truncated { requested, low }) => {
                 // Records expired before this node saw them; subscribers resuming across the gap
                 // learn it from `recovered:false`.
                 tracing::error!(partition, requested, low, "consumer fell behind retention");
                 edge.metrics.records_skipped.increment(low - requested);
+                edge.hub.note_gap(partition, Some(generation), requested, low);
                 reader.seek(low);
             }
             Err(e) => {

@@ -107,6 +107,8 @@ pub async fn route(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::Sock
                 json_response(StatusCode::OK, r#"{"status":"ready"}"#)
             } else if edge.drain.is_cancelled() {
                 json_response(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"draining"}"#)
+            } else if edge.bus_gap_recent() {
+                json_response(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"bus_gap"}"#)
             } else if !edge.probe.is_ok() && edge.metrics.render_probe_ever_ok() {
                 json_response(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"probe_stalled"}"#)
             } else {

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use herald_core::{ChannelKey, Cursor, Epoch, PresenceChange, PresenceEvent, Record, RegionName, partition_for};
 use herald_protocol::{ServerFrame, encode_message};
 
+use crate::copies::{self, KeyedIds};
 use crate::metrics::EdgeMetrics;
 use crate::outbox::{CloseReason, EncodedRecord, OutItem, Outbox, Priority};
 
@@ -223,21 +224,21 @@ struct PartitionHub {
     /// Bumped every time a consumer (re)starts: batches from an older consumer are ignored.
     generation: u64,
     /// For each other origin region, the origin offset after its last record below `next`
-    /// (empty in a single-region deployment). Goes into every cursor.
+    /// (empty in a single-region deployment). Goes into every cursor, and tells a second copy
+    /// of a replicated record from a new one.
     foreign: Vec<(RegionName, u64)>,
+    /// Keyed message ids dispatched recently: a second copy of one is not dispatched.
+    keyed: KeyedIds,
+    /// Holes the partition's readers confirmed (`from..to`), newest last: a resume across one
+    /// is not `recovered`.
+    gaps: VecDeque<(u64, u64)>,
 }
 
-impl PartitionHub {
-    fn note_origin(&mut self, r: &Record, local: &RegionName) {
-        if &r.origin_region == local {
-            return;
-        }
-        match self.foreign.iter_mut().find(|(o, _)| *o == r.origin_region) {
-            Some((_, next)) => *next = (*next).max(r.origin_offset + 1),
-            None => self.foreign.push((r.origin_region.clone(), r.origin_offset + 1)),
-        }
-    }
-}
+/// Keyed ids a hub remembers per partition (and for how long): the bus's idempotency window.
+const KEYED_IDS: usize = 20_000;
+const KEYED_WINDOW_MS: u64 = 300_000;
+/// Confirmed gaps a hub remembers per partition.
+const GAPS_KEPT: usize = 64;
 
 /// Parameters of a new subscription.
 pub struct SubscribeRequest {
@@ -278,7 +279,18 @@ impl Hub {
     /// `recent_cap` records of each consumed partition for resumes.
     pub fn new(partitions: u32, epoch: Epoch, region: RegionName, metrics: Arc<EdgeMetrics>, recent_cap: usize) -> Self {
         let parts = (0..partitions)
-            .map(|_| Mutex::new(PartitionHub { next: 0, channels: HashMap::new(), recent: VecDeque::new(), recent_from: 0, generation: 0, foreign: Vec::new() }))
+            .map(|_| {
+                Mutex::new(PartitionHub {
+                    next: 0,
+                    channels: HashMap::new(),
+                    recent: VecDeque::new(),
+                    recent_from: 0,
+                    generation: 0,
+                    foreign: Vec::new(),
+                    keyed: KeyedIds::new(KEYED_WINDOW_MS, KEYED_IDS),
+                    gaps: VecDeque::new(),
+                })
+            })
             .collect();
         Self { parts, latest: Vec::new(), priorities: Vec::new(), recent_cap, epoch, region, metrics, next_id: AtomicU64::new(1) }
     }
@@ -363,13 +375,56 @@ impl Hub {
     /// empties its history cache. Returns the consumer's generation, which it passes to
     /// [`Hub::dispatch`]: a stopped consumer that still had a batch in hand cannot deliver it.
     pub fn start_partition(&self, partition: u32, next: u64, foreign: Vec<(RegionName, u64)>) -> u64 {
+        self.start_partition_after(partition, next, foreign, &[])
+    }
+
+    /// [`Hub::start_partition`], knowing the records just before `next` (oldest first): their
+    /// keyed ids, so that a second copy of one after `next` is recognised.
+    pub fn start_partition_after(&self, partition: u32, next: u64, foreign: Vec<(RegionName, u64)>, tail: &[Arc<Record>]) -> u64 {
+        let now = herald_core::now_ms();
         let mut p = self.parts[partition as usize].lock();
         p.next = next;
         p.foreign = foreign;
         p.recent.clear();
         p.recent_from = next;
+        p.keyed = KeyedIds::new(KEYED_WINDOW_MS, KEYED_IDS);
+        for r in tail.iter().filter(|r| r.offset < next) {
+            p.keyed.note(r, now);
+        }
         p.generation += 1;
         p.generation
+    }
+
+    /// Records that the partition's reader confirmed offsets `from..to` missing (consumer of
+    /// `generation`, or `None` for a replay's reader): the seam moves past the hole, the history
+    /// cache no longer spans it, and resumes from before it are no longer `recovered`.
+    pub fn note_gap(&self, partition: u32, generation: Option<u64>, from: u64, to: u64) {
+        let mut p = self.parts[partition as usize].lock();
+        if generation.is_some_and(|g| g != p.generation) {
+            return;
+        }
+        if !p.gaps.contains(&(from, to)) {
+            p.gaps.push_back((from, to));
+            if p.gaps.len() > GAPS_KEPT {
+                p.gaps.pop_front();
+            }
+        }
+        if generation.is_some() && p.next < to {
+            p.next = to;
+            p.recent.clear();
+            p.recent_from = to;
+        }
+    }
+
+    /// Whether a confirmed hole lies within `[from, to)` of `partition`.
+    pub fn gap_within(&self, partition: u32, from: u64, to: u64) -> bool {
+        self.parts[partition as usize].lock().gaps.iter().any(|&(a, b)| a < to && b > from)
+    }
+
+    /// Whether `r`, read from the bus by a replay, is a second copy of a record the hub already
+    /// dispatched at a lower offset (keyed ids; replicated copies are told by the replay itself).
+    pub fn is_known_copy(&self, r: &Record) -> bool {
+        self.parts[r.partition as usize].lock().keyed.has_earlier_copy(r)
     }
 
     /// Encodes a record as a `message` frame whose cursor says other origins were seen up to
@@ -470,12 +525,31 @@ impl Hub {
         if part.generation != generation {
             return;
         }
+        if records[0].offset > part.next {
+            // The reader is gapless; a jump here means a reader that is not (a new adapter).
+            tracing::error!(partition, expected = part.next, got = records[0].offset, "a partition reader skipped offsets");
+            self.metrics.bus_gaps.increment(1);
+            let (from, to) = (part.next, records[0].offset);
+            part.gaps.push_back((from, to));
+            part.recent.clear();
+            part.recent_from = to;
+        }
         // Group the batch by channel, keeping order within each channel.
         let mut groups: Vec<(ChannelKey, Vec<Arc<EncodedRecord>>)> = Vec::new();
         // The node's own probe records are not client traffic: they are not counted here.
         let mut probes = 0u64;
+        let mut admitted: Vec<&Arc<Record>> = Vec::with_capacity(records.len());
         for r in records {
-            part.note_origin(r, &self.region);
+            if r.offset < part.next {
+                continue; // dispatched already
+            }
+            if copies::is_replica_copy(&part.foreign, r, &self.region) || part.keyed.note(r, now) {
+                // A second copy of a record (a replicator or source restart): never twice.
+                self.metrics.copies_dropped.increment(1);
+                continue;
+            }
+            admitted.push(r);
+            copies::note_origin(&mut part.foreign, r, &self.region);
             if r.account.as_str() == crate::probe::PROBE_ACCOUNT {
                 probes += 1;
             } else {
@@ -502,7 +576,7 @@ impl Hub {
         }
         part.next = part.next.max(last.offset + 1);
         if self.recent_cap > 0 {
-            part.recent.extend(records.iter().cloned());
+            part.recent.extend(admitted.iter().map(|r| (*r).clone()));
             while part.recent.len() > self.recent_cap {
                 let old = part.recent.pop_front().expect("longer than the cap");
                 part.recent_from = old.offset + 1;
@@ -511,7 +585,7 @@ impl Hub {
             part.recent_from = part.next;
         }
         drop(part);
-        self.metrics.records_in.increment(records.len() as u64 - probes);
+        self.metrics.records_in.increment(admitted.len() as u64 - probes);
         self.metrics.deliveries.increment(deliveries);
     }
 

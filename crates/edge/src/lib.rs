@@ -9,7 +9,8 @@
 //! - [`outbox`]: a connection's bounded send queue; overflow marks it lagged.
 //! - [`ws`] + [`session`]: the WebSocket transport (vectored, batched writes) and its protocol
 //!   state; [`sse`], [`poll`]: the HTTP streaming transports; [`publish`]: the backend API.
-//! - [`consumer`]: partition consumers and the presence pump.
+//! - [`consumer`]: partition consumers and the presence pump; [`copies`]: telling a second copy
+//!   of a record (replicator or source restart) from a new one, so none reaches a client twice.
 //! - [`auth`]: tokens and API keys; [`metrics`]: the metrics registry; [`http`]: the router.
 //!
 //! The edge depends on the `Bus` and `Presence` traits only; which adapters run is the binary's
@@ -20,6 +21,7 @@
 
 pub mod auth;
 pub mod consumer;
+pub mod copies;
 mod dev;
 pub mod http;
 pub mod hub;

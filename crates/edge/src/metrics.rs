@@ -39,6 +39,10 @@ pub struct EdgeMetrics {
     pub bus_errors: Counter,
     /// Records that were dropped from retention before this node dispatched them.
     pub records_skipped: Counter,
+    /// Holes in a partition (offsets that stayed missing while later records were there).
+    pub bus_gaps: Counter,
+    /// Second copies of records (replicator or source restarts) dropped before fan-out.
+    pub copies_dropped: Counter,
     /// Presence storage calls that failed (joins, leaves, queries).
     pub presence_errors: Counter,
     /// 1 while the node's probe records come back through the bus in time.
@@ -94,7 +98,9 @@ impl EdgeMetrics {
             draining: gauge("herald_draining", "1 while the node drains"),
             ready: gauge("herald_ready", "1 while the node is ready"),
             bus_errors: counter("herald_bus_errors_total", "Bus read errors in partition consumers"),
-            records_skipped: counter("herald_records_skipped_total", "Records lost to retention before dispatch"),
+            records_skipped: counter("herald_records_skipped_total", "Records lost to retention or to a gap before dispatch"),
+            bus_gaps: counter("herald_bus_gaps_total", "Offsets that stayed missing from a partition while later records were there"),
+            copies_dropped: counter("herald_copies_dropped_total", "Second copies of records dropped before fan-out"),
             presence_errors: counter("herald_presence_errors_total", "Presence storage calls that failed"),
             partitions_consumed: gauge("herald_partitions_consumed", "Bus partitions this node consumes"),
             probe_ok: gauge("herald_probe_ok", "1 while probe records come back through the bus in time"),

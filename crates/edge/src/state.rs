@@ -101,9 +101,14 @@ pub struct Edge {
     ready: AtomicBool,
     /// The end-to-end probe's verdict.
     pub probe: crate::probe::ProbeState,
+    /// When a partition reader last confirmed a hole in the bus (ms since the epoch; 0: never).
+    bus_gap_at_ms: std::sync::atomic::AtomicU64,
     sessions: AtomicUsize,
     sessions_gone: Notify,
 }
+
+/// How long a node stays unready after one of its partition readers confirmed a hole in the bus.
+pub const BUS_GAP_UNREADY_MS: u64 = 60_000;
 
 impl Edge {
     /// Builds the edge state from validated config and its dependencies.
@@ -162,6 +167,7 @@ impl Edge {
             used_jtis: parking_lot::Mutex::new(std::collections::HashMap::new()),
             ready: AtomicBool::new(false),
             probe: Default::default(),
+            bus_gap_at_ms: std::sync::atomic::AtomicU64::new(0),
             sessions: AtomicUsize::new(0),
             sessions_gone: Notify::new(),
         }))
@@ -170,7 +176,19 @@ impl Edge {
     /// Whether `/readyz` says ready: serving, not draining, and its probe records come back
     /// through the bus.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire) && !self.drain.is_cancelled() && self.probe.is_ok()
+        self.ready.load(Ordering::Acquire) && !self.drain.is_cancelled() && self.probe.is_ok() && !self.bus_gap_recent()
+    }
+
+    /// Records that a partition reader confirmed a hole in the bus: the node is unready for
+    /// [`BUS_GAP_UNREADY_MS`], so new clients go to nodes that have not seen one.
+    pub fn note_bus_gap(&self) {
+        self.bus_gap_at_ms.store(herald_core::now_ms().max(1), Ordering::Release);
+    }
+
+    /// Whether a hole in the bus was confirmed within the last [`BUS_GAP_UNREADY_MS`].
+    pub fn bus_gap_recent(&self) -> bool {
+        let at = self.bus_gap_at_ms.load(Ordering::Acquire);
+        at > 0 && herald_core::now_ms().saturating_sub(at) < BUS_GAP_UNREADY_MS
     }
 
     /// Sets readiness.

@@ -133,6 +133,14 @@ pub async fn open(
             Err(e) => return Err(abandon(edge, &sub, &e, "bus unavailable for replay")),
         }
     }
+    if let Some(from) = since_off.filter(|&o| o < seam)
+        && hub.gap_within(partition, from, seam)
+    {
+        // A confirmed hole lies between the cursor and the seam: the history is not complete,
+        // so say so (the client refetches its state) and go live from the seam.
+        recovered = false;
+        history = History::None;
+    }
     if matches!(history, History::None) {
         sub.finish_replay(None);
     }
@@ -218,6 +226,7 @@ pub fn close_at(edge: &Arc<Edge>, sub: &Subscription) -> String {
 /// overflowing it, so a long history never marks a client lagged by itself.
 pub async fn replay(edge: &Edge, opened: Opened, limit: Option<usize>) -> (Arc<Subscription>, ReplayEnd) {
     let Opened { sub, history, seam, base_foreign, .. } = opened;
+    let mut copies = ReplayCopies::new(&base_foreign);
     let high_water = edge.config.max_queued_bytes / 2;
     let mut queued = 0usize;
     // On latest-value channels a resume sends the newest record per key, not the whole history.
@@ -228,11 +237,10 @@ pub async fn replay(edge: &Edge, opened: Opened, limit: Option<usize>) -> (Arc<S
             while reader.position() < seam {
                 let want = ((seam - reader.position()) as usize).min(512);
                 match reader.next_batch(want).await {
-                    Ok(b) => all.extend(b.into_iter().filter(|r| r.offset < seam && sub.wants(r))),
+                    Ok(b) => all.extend(b.into_iter().filter(|r| r.offset < seam && sub.wants(r) && copies.first_time(edge, r))),
                     Err(e) => {
-                        tracing::warn!(error = %e, "replay interrupted");
-                        sub.outbox.close(CloseReason::Lagged);
-                        return (sub, ReplayEnd::Closed);
+                        let end = interrupted(edge, &sub, e);
+                        return (sub, end);
                     }
                 }
             }
@@ -246,6 +254,9 @@ pub async fn replay(edge: &Edge, opened: Opened, limit: Option<usize>) -> (Arc<S
         History::Bus(r) => r,
         History::Cached(records) => {
             for r in records {
+                if !copies.first_time(edge, &r) {
+                    continue;
+                }
                 if let Some(end) = queue(edge, &sub, &r, &base_foreign, &mut queued, limit, high_water).await {
                     return (sub, end);
                 }
@@ -259,18 +270,15 @@ pub async fn replay(edge: &Edge, opened: Opened, limit: Option<usize>) -> (Arc<S
         let batch = match reader.next_batch(want).await {
             Ok(b) => b,
             Err(e) => {
-                // Retention overtook a very slow replay, or the bus went away: the client
-                // reconnects and resumes (and learns `recovered:false` if history is gone).
-                tracing::warn!(error = %e, "replay interrupted");
-                sub.outbox.close(CloseReason::Lagged);
-                return (sub, ReplayEnd::Closed);
+                let end = interrupted(edge, &sub, e);
+                return (sub, end);
             }
         };
         for r in batch {
             if r.offset >= seam {
                 break;
             }
-            if !sub.wants(&r) {
+            if !sub.wants(&r) || !copies.first_time(edge, &r) {
                 continue;
             }
             if let Some(end) = queue(edge, &sub, &r, &base_foreign, &mut queued, limit, high_water).await {
@@ -280,6 +288,49 @@ pub async fn replay(edge: &Edge, opened: Opened, limit: Option<usize>) -> (Arc<S
     }
     sub.finish_replay(None);
     (sub, ReplayEnd::Live)
+}
+
+/// Ends a replay the bus could not finish. Retention overtook a very slow replay, a hole was
+/// found in the history, or the bus went away: the client reconnects and resumes, and learns
+/// `recovered:false` if the history is gone or incomplete (a hole is remembered by the hub).
+fn interrupted(edge: &Edge, sub: &Subscription, e: BusError) -> ReplayEnd {
+    match e {
+        BusError::Gap { from, to } => {
+            tracing::error!(partition = sub.partition, from, to, "records missing from the bus during a replay: a hole in the partition");
+            edge.metrics.bus_gaps.increment(1);
+            edge.hub.note_gap(sub.partition, None, from, to);
+            edge.note_bus_gap();
+        }
+        BusError::Truncated { requested, low } => edge.hub.note_gap(sub.partition, None, requested, low),
+        e => tracing::warn!(error = %e, "replay interrupted"),
+    }
+    sub.outbox.close(CloseReason::Lagged);
+    ReplayEnd::Closed
+}
+
+/// What a replay has seen, to drop second copies of records: replicated ones by origin position
+/// (starting from the client's cursor), keyed ones by message id (those the hub dispatched, and
+/// those earlier in this replay).
+struct ReplayCopies {
+    origins: Vec<(herald_core::RegionName, u64)>,
+    keyed: crate::copies::KeyedIds,
+}
+
+impl ReplayCopies {
+    fn new(cursor_origins: &[(herald_core::RegionName, u64)]) -> Self {
+        Self { origins: cursor_origins.to_vec(), keyed: crate::copies::KeyedIds::new(u64::MAX, usize::MAX) }
+    }
+
+    /// False for a second copy of a record already replayed or seen by the client.
+    fn first_time(&mut self, edge: &Edge, r: &herald_core::Record) -> bool {
+        let local = edge.hub.region();
+        if crate::copies::is_replica_copy(&self.origins, r, local) || self.keyed.note(r, 0) || edge.hub.is_known_copy(r) {
+            edge.metrics.copies_dropped.increment(1);
+            return false;
+        }
+        crate::copies::note_origin(&mut self.origins, r, local);
+        true
+    }
 }
 
 /// Keeps, of `records` (in offset order), the last per latest-value key, and every record
