@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Checks the Kubernetes packaging offline: helm lint, render the chart with every example values
 # file, validate each render (and each deploy/ overlay, rendered by kubectl kustomize) against the
-# Kubernetes API schemas (strict), and prove the values schema refuses a misspelled key. Needs
-# helm, kubectl and kubernetes-validate (scripts/install-test-tools.sh installs them).
+# Kubernetes API schemas (strict), check each render's herald.toml (TOML, no secrets), and prove
+# the values schema refuses misspelled keys. With HERALD_CHECK_OUT set, each render's herald.toml
+# is written there as <values-name>.toml (deploy-<overlay>.toml for deploy/), for `herald edge
+# --config F --check`. Needs helm, kubectl, kubernetes-validate (scripts/install-test-tools.sh
+# installs them) and python3 3.11+ (tomllib).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CHART=helm/herald
@@ -10,6 +13,7 @@ K8S=1.30.0
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail=0
+[ -n "${HERALD_CHECK_OUT:-}" ] && mkdir -p "$HERALD_CHECK_OUT"
 
 # kubernetes-validate knows the core API, not operator CRDs: those documents are checked for
 # shape by helm lint only, and left out of the schema validation.
@@ -19,6 +23,32 @@ import sys
 docs = open(sys.argv[1]).read().split("\n---")
 keep = [d for d in docs if "apiVersion: monitoring.coreos.com/" not in d and d.strip()]
 open(sys.argv[2], "w").write("\n---".join(keep) + "\n")
+PY
+}
+
+# The edge ConfigMap's herald.toml from a render ($1) into a file ($2): it must parse as TOML and
+# hold no secret (those come from Secrets). `herald edge --config F --check` runs on these files
+# where the binary is built (HERALD_CHECK_OUT keeps them).
+herald_toml() {
+  python3 - "$1" "$2" <<'PY'
+import sys, tomllib
+# The block scalar under `herald.toml: |` in the ConfigMap (no YAML library needed).
+lines = open(sys.argv[1]).read().split("\n")
+starts = [i for i, l in enumerate(lines) if l.strip() == "herald.toml: |"]
+assert len(starts) == 1, f"expected one herald.toml in the render, found {len(starts)}"
+indent = len(lines[starts[0]]) - len(lines[starts[0]].lstrip()) + 2
+body = []
+for l in lines[starts[0] + 1:]:
+    if l.strip() and not l.startswith(" " * indent):
+        break
+    body.append(l[indent:])
+text = "\n".join(body).rstrip() + "\n"
+open(sys.argv[2], "w").write(text)
+cfg = tomllib.loads(text)
+auth, control = cfg.get("auth", {}), cfg.get("control", {})
+leaked = [k for k in ("jwt_secret", "admin_api_key") if k in auth] + ["control.token"] * ("token" in control)
+leaked += [f"auth.keys[{i}].secret" for i, k in enumerate(auth.get("keys", [])) if "secret" in k]
+assert not leaked, f"secrets in the ConfigMap: {leaked}"
 PY
 }
 
@@ -36,6 +66,10 @@ for values in "$CHART"/ci/*-values.yaml; do
     awk 'FNR==1 && NR!=1 {print "---"} {print}' $(find "$tmp/render-$name" -name '*.yaml') >"$tmp/all-$name.yaml"
     without_crds "$tmp/all-$name.yaml" "$tmp/core-$name.yaml"
     check "kubernetes-validate --strict $K8S ($name)" kubernetes-validate --strict --quiet -k "$K8S" "$tmp/core-$name.yaml"
+    check "herald.toml is TOML without secrets ($name)" herald_toml "$tmp/render-$name/herald/templates/configmap.yaml" "$tmp/$name.toml"
+    if [ -n "${HERALD_CHECK_OUT:-}" ] && [ -f "$tmp/$name.toml" ]; then
+      cp "$tmp/$name.toml" "$HERALD_CHECK_OUT/$name.toml"
+    fi
   fi
 done
 
@@ -43,21 +77,31 @@ done
 for overlay in deploy/overlays/*/; do
   name=$(basename "$overlay")
   check "kubectl kustomize ($name)" kubectl kustomize "$overlay" -o "$tmp/kustomize-$name.yaml"
-  [ -f "$tmp/kustomize-$name.yaml" ] && check "kubernetes-validate --strict $K8S (deploy/$name)" kubernetes-validate --strict --quiet -k "$K8S" "$tmp/kustomize-$name.yaml"
+  if [ -f "$tmp/kustomize-$name.yaml" ]; then
+    check "kubernetes-validate --strict $K8S (deploy/$name)" kubernetes-validate --strict --quiet -k "$K8S" "$tmp/kustomize-$name.yaml"
+    check "herald.toml is TOML without secrets (deploy/$name)" herald_toml "$tmp/kustomize-$name.yaml" "$tmp/deploy-$name.toml"
+    if [ -n "${HERALD_CHECK_OUT:-}" ] && [ -f "$tmp/deploy-$name.toml" ]; then
+      cp "$tmp/deploy-$name.toml" "$HERALD_CHECK_OUT/deploy-$name.toml"
+    fi
+  fi
 done
+[ -n "${HERALD_CHECK_OUT:-}" ] && echo "      (each render's herald.toml is in $HERALD_CHECK_OUT: <values-name>.toml, deploy-<overlay>.toml)"
 check "grafana dashboard is JSON" python3 -c "import json,sys; json.load(open('deploy/grafana/herald-dashboard.json'))"
 
-# The schema must refuse a typo, and the chart must refuse missing secrets.
-if helm template herald "$CHART" -f "$CHART/ci/typo-values.yaml.invalid" >"$tmp/out" 2>&1; then
-  echo "FAIL  a misspelled value key was accepted"; fail=1
-elif grep -q "replcas" "$tmp/out"; then
-  echo "ok    a misspelled value key is refused, naming it"
-else
-  echo "FAIL  a misspelled key was refused without naming it:"; sed 's/^/      /' "$tmp/out"; fail=1
-fi
-if helm template herald "$CHART" >"$tmp/out" 2>&1; then
-  echo "FAIL  the chart rendered without secrets"; fail=1
-else
-  echo "ok    missing secrets are refused with a clear message"
-fi
+# Each ci/*.yaml.invalid must be refused, its error naming the WORD of its `# refused: WORD` line:
+# typos in the chart's own values and in the typed config part (values.schema.json), a secret in
+# the free-form `config`, missing secrets.
+for invalid in "$CHART"/ci/*.yaml.invalid; do
+  name=$(basename "$invalid" .yaml.invalid)
+  word=$(sed -n 's/^# refused: //p' "$invalid")
+  if [ -z "$word" ]; then
+    echo "FAIL  $name: no '# refused: WORD' line"; fail=1
+  elif helm template herald "$CHART" -f "$invalid" >"$tmp/out" 2>&1; then
+    echo "FAIL  $name was accepted"; fail=1
+  elif grep -qF -- "$word" "$tmp/out"; then
+    echo "ok    $name is refused, naming $word"
+  else
+    echo "FAIL  $name was refused without naming $word:"; sed 's/^/      /' "$tmp/out"; fail=1
+  fi
+done
 exit $fail

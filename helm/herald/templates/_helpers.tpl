@@ -73,3 +73,8 @@ app.kubernetes.io/name: herald
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: replicator
 {{- end -}}
+
+{{- /* The edge's probes and scrapes: HTTPS when the listener has TLS (edge.tls). */ -}}
+{{- define "herald.edgeScheme" -}}
+{{- if .Values.edge.tls.existingSecret -}}HTTPS{{- else -}}HTTP{{- end -}}
+{{- end -}}
