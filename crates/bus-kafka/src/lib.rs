@@ -21,9 +21,16 @@
 //! so all agree. Recreating the records topic means deleting `<topic>.epoch` too (docs/kafka.md).
 //!
 //! # Idempotency
-//! A node remembers the idempotency keys it appended within the window and answers repeats with
-//! the first record. Across nodes Kafka offers no lookup, so a keyed record gets a message id
-//! derived from `(account, key)`: if two nodes both append it, clients drop the second copy by id.
+//! A keyed record gets a message id derived from `(account, key)`. A node remembers the keyed
+//! ids appended within the window and answers repeats with the first record; the first time it
+//! appends a keyed record to a partition it reads the partition's tail back (the last 20,000
+//! records within the window), so a restarted node, or a source that re-reads records after a
+//! crash, does not append them again. Two nodes appending one key at the same moment can still
+//! both write it: the edges drop the second copy by id before fan-out (`herald_edge::copies`).
+//!
+//! # Gaps
+//! Readers are wrapped in `herald_core::GaplessReader`: a broker may show a later write before an
+//! earlier one, and a reader must never move past the earlier one (issue 23, docs/kafka.md).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -40,15 +47,15 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use herald_core::bus::{Bus, BusError, PartitionBounds, PartitionReader};
-use herald_core::{GaplessReader, AccountId, Appended, Epoch, MessageId, NewRecord, Record, RegionName, now_ms};
+use herald_core::{GaplessReader, Appended, Epoch, MessageId, NewRecord, Record, RegionName, now_ms};
 
 /// Settings of a Kafka bus.
 #[derive(Clone, Debug)]
@@ -93,11 +100,14 @@ struct IdemEntry {
     at_ms: u64,
 }
 
-/// Idempotency keys this node appended recently.
+/// Keyed message ids (derived from account and idempotency key) appended recently, by this node
+/// or, read back from the partition's tail, by anyone before it started.
 #[derive(Default)]
 struct IdemCache {
-    map: HashMap<(AccountId, String), IdemEntry>,
-    order: VecDeque<(AccountId, String)>,
+    map: HashMap<MessageId, IdemEntry>,
+    order: VecDeque<MessageId>,
+    /// Partitions whose tail has been read back into the cache.
+    indexed: HashSet<u32>,
 }
 
 impl IdemCache {
@@ -112,7 +122,18 @@ impl IdemCache {
             }
         }
     }
+
+    fn insert(&mut self, appended: Appended, at_ms: u64) {
+        let id = appended.id.clone();
+        if self.map.insert(id.clone(), IdemEntry { appended, at_ms }).is_none() {
+            self.order.push_back(id);
+        }
+    }
 }
+
+/// How many records back from a partition's end a node reads keyed ids, the first time it
+/// appends a keyed record to that partition.
+const IDEM_TAIL: u64 = 20_000;
 
 /// The Kafka bus.
 pub struct KafkaBus {
@@ -223,6 +244,38 @@ impl KafkaBus {
     }
 }
 
+impl KafkaBus {
+    /// Reads the keyed records of `partition`'s last [`IDEM_TAIL`] records published within the
+    /// window into the idempotency cache.
+    async fn index_tail(&self, partition: u32, window_ms: u64) -> Result<(), BusError> {
+        let PartitionBounds { low, next } = self.bounds(partition).await?;
+        let from = next.saturating_sub(IDEM_TAIL).max(low);
+        let now = now_ms();
+        let mut found = Vec::new();
+        if from < next {
+            let mut reader = self.open(partition, from).await?;
+            while reader.position() < next {
+                let want = ((next - reader.position()) as usize).min(1000);
+                let batch = match tokio::time::timeout(self.config.timeout, reader.next_batch(want)).await {
+                    Ok(b) => b?,
+                    Err(_) => return Err(unavailable(format!("reading partition {partition}'s keyed records timed out"))),
+                };
+                for r in batch.iter().filter(|r| r.offset < next && r.id.as_str().starts_with('K') && now.saturating_sub(r.published_at_ms) <= window_ms) {
+                    found.push((Appended { partition, offset: r.offset, id: r.id.clone(), duplicate: false }, r.published_at_ms));
+                }
+            }
+        }
+        let mut idem = self.idem.lock();
+        for (a, at) in found {
+            if !idem.map.contains_key(&a.id) {
+                idem.insert(a, at);
+            }
+        }
+        idem.indexed.insert(partition);
+        Ok(())
+    }
+}
+
 async fn create_topic(
     admin: &AdminClient<DefaultClientContext>,
     name: &str,
@@ -297,6 +350,18 @@ impl Bus for KafkaBus {
         let window_ms = self.config.idempotency_window.as_millis() as u64;
         let keyed = records.iter().any(|r| r.idempotency_key.is_some());
         let _guard = if keyed { Some(self.keyed.lock().await) } else { None };
+        if keyed {
+            // Keys used before this node started (or by another node, or before a crash) are
+            // in the partition's tail: read them back once, so a repeat is not appended again.
+            let mut parts: Vec<u32> = records.iter().filter(|r| r.idempotency_key.is_some()).map(|r| self.partition_of(&r.account)).collect();
+            parts.sort_unstable();
+            parts.dedup();
+            for p in parts {
+                if !self.idem.lock().indexed.contains(&p) {
+                    self.index_tail(p, window_ms).await?;
+                }
+            }
+        }
         let mut out: Vec<Appended> = Vec::with_capacity(records.len());
         // Send concurrently (librdkafka batches them), in order per partition.
         let mut pending = Vec::with_capacity(records.len());
@@ -306,16 +371,15 @@ impl Bus for KafkaBus {
                 let now = now_ms();
                 let mut idem = self.idem.lock();
                 idem.expire(now, window_ms);
-                if let Some(e) = idem.map.get(&(r.account.clone(), key.clone())) {
+                let id = envelope::keyed_message_id(&r.account, key, r.published_at_ms);
+                if let Some(e) = idem.map.get(&id) {
                     out.push(Appended { duplicate: true, ..e.appended.clone() });
                     pending.push(None);
                     continue;
                 }
                 // A placeholder, so a repeat of the key within this batch is a duplicate too.
-                let id = envelope::keyed_message_id(&r.account, key, r.published_at_ms);
                 let a = Appended { partition, offset: u64::MAX, id: id.clone(), duplicate: false };
-                idem.map.insert((r.account.clone(), key.clone()), IdemEntry { appended: a.clone(), at_ms: now });
-                idem.order.push_back((r.account.clone(), key.clone()));
+                idem.insert(a.clone(), now);
                 out.push(a);
                 pending.push(Some((partition, id)));
             } else {
@@ -342,8 +406,8 @@ impl Bus for KafkaBus {
         // Fill in duplicates that pointed at records of this same batch, and the cache.
         let mut idem = self.idem.lock();
         for (i, r) in records.iter().enumerate() {
-            if let Some(key) = &r.idempotency_key {
-                let k = (r.account.clone(), key.clone());
+            if r.idempotency_key.is_some() {
+                let k = out[i].id.clone();
                 if pending[i].is_some() {
                     if out[i].offset == u64::MAX {
                         idem.map.remove(&k);
@@ -385,7 +449,3 @@ impl Bus for KafkaBus {
     }
 }
 
-#[allow(dead_code)]
-fn is_out_of_range(e: &KafkaError) -> bool {
-    matches!(e.rdkafka_error_code(), Some(RDKafkaErrorCode::OffsetOutOfRange) | Some(RDKafkaErrorCode::AutoOffsetReset))
-}

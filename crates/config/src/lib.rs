@@ -295,11 +295,14 @@ pub struct BusConfig {
     pub retention_secs: u64,
     /// Seconds an idempotency key is remembered.
     pub idempotency_window_secs: u64,
+    /// Kafka: how long a reader waits for a missing offset to become visible (a broker may show
+    /// a later write first) before it reports a hole in the partition.
+    pub gap_confirm_ms: u64,
 }
 
 impl Default for BusConfig {
     fn default() -> Self {
-        Self { url: "memory".into(), topic: String::new(), replication: 1, partitions: 16, retention_records: 100_000, retention_secs: 3600, idempotency_window_secs: 300 }
+        Self { url: "memory".into(), topic: String::new(), replication: 1, partitions: 16, retention_records: 100_000, retention_secs: 3600, idempotency_window_secs: 300, gap_confirm_ms: 5000 }
     }
 }
 

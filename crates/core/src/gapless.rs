@@ -46,7 +46,8 @@ impl GaplessReader {
 #[async_trait]
 impl PartitionReader for GaplessReader {
     async fn next_batch(&mut self, max: usize) -> Result<Vec<Arc<Record>>, BusError> {
-        let mut pause = Duration::from_millis(2);
+        // Each read again costs the broker a fetch: back off while the hole stays.
+        let mut pause = Duration::from_millis(5);
         loop {
             let batch = self.inner.next_batch(max).await?;
             let mut out = Vec::with_capacity(batch.len());
@@ -91,7 +92,7 @@ impl PartitionReader for GaplessReader {
                 return Ok(out);
             }
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(50));
+            pause = (pause * 2).min(Duration::from_millis(100));
         }
     }
 

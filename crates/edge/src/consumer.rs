@@ -122,7 +122,7 @@ async fn start(edge: &Arc<Edge>, partition: u32, token: CancellationToken) -> Re
     let bounds = edge.bus.bounds(partition).await?;
     let next = bounds.next;
     let (foreign, tail) = scan_tail(edge, partition, bounds.low, next).await;
-    let reader = edge.bus.open(partition, next).await?;
+    let reader = edge.open_reader(partition, next).await?;
     let generation = edge.hub.start_partition_after(partition, next, foreign, &tail);
     tokio::spawn(consume(edge.clone(), partition, generation, reader, token.clone()));
     tracing::debug!(partition, next, "consuming partition");
@@ -146,7 +146,7 @@ async fn scan_tail(edge: &Arc<Edge>, partition: u32, low: u64, next: u64) -> (Ve
     }
     let local = edge.bus.region();
     let scan = async {
-        let mut reader = edge.bus.open(partition, from).await?;
+        let mut reader = edge.open_reader(partition, from).await?;
         while reader.position() < next {
             for r in reader.next_batch(((next - reader.position()) as usize).min(1000)).await? {
                 if r.offset < next {

@@ -103,6 +103,8 @@ pub struct Edge {
     pub probe: crate::probe::ProbeState,
     /// When a partition reader last confirmed a hole in the bus (ms since the epoch; 0: never).
     bus_gap_at_ms: std::sync::atomic::AtomicU64,
+    /// How long a reader waits for a missing offset before it reports a hole (`bus.gap_confirm_ms`).
+    gap_confirm: std::time::Duration,
     sessions: AtomicUsize,
     sessions_gone: Notify,
 }
@@ -168,6 +170,7 @@ impl Edge {
             ready: AtomicBool::new(false),
             probe: Default::default(),
             bus_gap_at_ms: std::sync::atomic::AtomicU64::new(0),
+            gap_confirm: std::time::Duration::from_millis(config.bus.gap_confirm_ms),
             sessions: AtomicUsize::new(0),
             sessions_gone: Notify::new(),
         }))
@@ -183,6 +186,14 @@ impl Edge {
     /// [`BUS_GAP_UNREADY_MS`], so new clients go to nodes that have not seen one.
     pub fn note_bus_gap(&self) {
         self.bus_gap_at_ms.store(herald_core::now_ms().max(1), Ordering::Release);
+    }
+
+    /// Opens a reader on `partition` at `from` that never moves past an offset it has not
+    /// returned, whatever the adapter's reader does (`herald_core::gapless`). Every read of the
+    /// bus by this node goes through it.
+    pub async fn open_reader(&self, partition: u32, from: u64) -> Result<Box<dyn herald_core::PartitionReader>, herald_core::BusError> {
+        let raw = self.bus.open(partition, from).await?;
+        Ok(Box::new(herald_core::GaplessReader::new(raw, self.gap_confirm)))
     }
 
     /// Whether a hole in the bus was confirmed within the last [`BUS_GAP_UNREADY_MS`].

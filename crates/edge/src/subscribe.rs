@@ -114,7 +114,7 @@ pub async fn open(
                     history = if start >= recent_from {
                         History::Cached(recent.into_iter().filter(|r| r.offset >= start && r.offset < seam && sub.wants(r)).collect())
                     } else {
-                        match edge.bus.open(partition, start).await {
+                        match edge.open_reader(partition, start).await {
                             Ok(r) => History::Bus(r),
                             Err(e) => return Err(abandon(edge, &sub, &e, "bus unavailable for replay")),
                         }
@@ -127,7 +127,7 @@ pub async fn open(
         edge.metrics.resumes_from_cache.increment(1);
         history = History::Cached(c);
     } else if let Some(from) = since_off.filter(|&o| o < seam) {
-        match edge.bus.open(partition, from).await {
+        match edge.open_reader(partition, from).await {
             Ok(r) => history = History::Bus(r),
             Err(BusError::Truncated { .. }) => recovered = false,
             Err(e) => return Err(abandon(edge, &sub, &e, "bus unavailable for replay")),
@@ -184,7 +184,7 @@ pub async fn locate(edge: &Arc<Edge>, partition: u32, seam: u64, seen: &[(herald
     let floor = end.saturating_sub(MAX_LOCATE_SCAN).max(low);
     while end > floor {
         let from = end.saturating_sub(1000).max(floor);
-        let mut reader = edge.bus.open(partition, from).await?;
+        let mut reader = edge.open_reader(partition, from).await?;
         let mut window = Vec::new();
         while reader.position() < end {
             window.extend(reader.next_batch(((end - reader.position()) as usize).min(1000)).await?.into_iter().filter(|r| r.offset < end));

@@ -380,6 +380,7 @@ async fn build_bus(config: &Config, region: RegionName, signals: &mut Signals) -
     c.partitions = config.bus.partitions;
     c.replication = config.bus.replication;
     c.idempotency_window = Duration::from_secs(config.bus.idempotency_window_secs);
+    c.gap_confirm = Duration::from_millis(config.bus.gap_confirm_ms);
     let mut backoff = Duration::from_millis(200);
     loop {
         match KafkaBus::connect(c.clone()).await {

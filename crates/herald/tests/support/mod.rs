@@ -6,6 +6,8 @@ use std::process::{Child, Command, Stdio};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_herald");
 
+static LOGS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// A running `herald` process, killed on drop.
 pub struct Herald {
     pub child: Child,
@@ -31,6 +33,13 @@ impl Herald {
 pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Herald {
     let mut cmd = Command::new(BIN);
     cmd.args(args).env("RUST_LOG", "error").stdout(Stdio::piped()).stderr(Stdio::null());
+    // HERALD_TEST_LOGS=DIR keeps each process's warnings and errors in DIR (for debugging).
+    if let Ok(dir) = std::env::var("HERALD_TEST_LOGS") {
+        std::fs::create_dir_all(&dir).unwrap();
+        let n = std::sync::atomic::AtomicUsize::new(0);
+        let file = std::fs::File::create(format!("{dir}/herald-{}-{}.log", std::process::id(), LOGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + n.into_inner())).unwrap();
+        cmd.env("RUST_LOG", "warn").stderr(file);
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
