@@ -2,6 +2,12 @@
 //! through its partition consumer and hub, like any client's record. If probes stop coming back
 //! (the bus refuses writes, a consumer is stuck), `/readyz` turns 503 and `herald_probe_ok` 0,
 //! instead of a node that looks healthy while delivering nothing.
+//!
+//! The bound: a probe is sent every `probe_interval_ms` and counts as unanswered from the moment
+//! it is sent, whatever its publish does (the publish runs on its own task, so a bus that hangs
+//! it holds nothing up); the verdict is taken on every tick and every probe that comes back. So
+//! the node turns unready at most `probe_stall_ms + probe_interval_ms` after the first probe that
+//! does not come back was sent, and ready again at the first probe that does.
 
 use bytes::Bytes;
 use std::sync::Arc;
@@ -54,20 +60,28 @@ pub async fn run(edge: Arc<Edge>, stop: CancellationToken) {
         }
     };
     let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sent_unanswered_since: Option<u64> = None;
+    // The publish in flight: it runs on its own, so a bus that hangs it cannot hold up the
+    // verdict below (issue 21). A probe counts as unanswered from the moment it is sent.
+    let mut publishing: Option<tokio::task::JoinHandle<()>> = None;
     let mut items = Vec::new();
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tick.tick() => {
                 let sent = now_ms();
-                let item = PublishItem { account: account.clone(), channel: channel.clone(), data: Bytes::from(format!("{{\"node\":\"{}\",\"t\":{sent}}}", edge.node)), idempotency_key: None };
-                // Bounded: a bus that hangs must not hang the probe.
-                let published = tokio::time::timeout(Duration::from_millis(stall), edge.publish(vec![item])).await;
-                if !matches!(published, Ok(Ok(_))) {
-                    tracing::warn!("probe publish failed or timed out");
-                }
                 sent_unanswered_since.get_or_insert(sent);
+                if publishing.as_ref().is_none_or(|p| p.is_finished()) {
+                    let item = PublishItem { account: account.clone(), channel: channel.clone(), data: Bytes::from(format!("{{\"node\":\"{}\",\"t\":{sent}}}", edge.node)), idempotency_key: None };
+                    let edge = edge.clone();
+                    publishing = Some(tokio::spawn(async move {
+                        // Bounded, so a hung publish does not hold the next probe back forever.
+                        if !matches!(tokio::time::timeout(Duration::from_millis(stall), edge.publish(vec![item])).await, Ok(Ok(_))) {
+                            tracing::warn!("probe publish failed or timed out");
+                        }
+                    }));
+                }
             }
             _ = outbox.ready() => {}
         }
@@ -93,6 +107,9 @@ pub async fn run(edge: Arc<Edge>, stop: CancellationToken) {
             }
         }
         set(&edge, healthy);
+    }
+    if let Some(p) = publishing {
+        p.abort();
     }
     subscribe::close(&edge, &sub);
 }
