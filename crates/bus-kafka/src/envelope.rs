@@ -2,12 +2,13 @@
 //!
 //! key = account; value = the JSON payload; headers (version 1):
 //! `herald-v` = "1", `herald-ch` = channel, `herald-id` = message id, `herald-ts` = publish time
-//! (ms), and for replicated records `herald-or` = origin region, `herald-oo` = origin offset.
+//! (ms), and for replicated records `herald-or` = origin region, `herald-oo` = origin offset,
+//! `herald-oe` = the origin log's epoch.
 
 use bytes::Bytes;
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 
-use herald_core::{AccountId, ChannelName, MessageId, NewRecord, Record, RegionName};
+use herald_core::{AccountId, ChannelName, Epoch, MessageId, NewRecord, Record, RegionName};
 
 /// The envelope version this build writes and reads.
 pub const VERSION: &str = "1";
@@ -22,17 +23,18 @@ pub fn headers(r: &NewRecord, id: &MessageId) -> OwnedHeaders {
 }
 
 /// Headers of a record copied from another region: the same id and publish time, plus its
-/// origin region and origin offset.
-pub fn replicated_headers(r: &Record) -> OwnedHeaders {
+/// origin region, origin offset and the origin log's epoch.
+pub fn replicated_headers(r: &Record, origin_epoch: &Epoch) -> OwnedHeaders {
     let ts = r.published_at_ms.to_string();
     let oo = r.origin_offset.to_string();
-    OwnedHeaders::new_with_capacity(6)
+    OwnedHeaders::new_with_capacity(7)
         .insert(Header { key: "herald-v", value: Some(VERSION) })
         .insert(Header { key: "herald-ch", value: Some(r.channel.as_str()) })
         .insert(Header { key: "herald-id", value: Some(r.id.as_str()) })
         .insert(Header { key: "herald-ts", value: Some(ts.as_str()) })
         .insert(Header { key: "herald-or", value: Some(r.origin_region.as_str()) })
         .insert(Header { key: "herald-oo", value: Some(oo.as_str()) })
+        .insert(Header { key: "herald-oe", value: Some(origin_epoch.as_str()) })
 }
 
 /// A message id for a keyed record that every node computes alike, so a record appended twice
@@ -84,6 +86,10 @@ pub fn decode(m: &BorrowedMessage<'_>, local_region: &RegionName) -> Result<Reco
         ),
         _ => (local_region.clone(), offset),
     };
+    let origin_epoch = match header(m, "herald-oe") {
+        Some(e) => Some(Epoch::new(e).map_err(|_| EnvelopeError::Invalid("bad herald-oe"))?),
+        None => None,
+    };
     Ok(Record {
         partition: m.partition() as u32,
         offset,
@@ -94,6 +100,7 @@ pub fn decode(m: &BorrowedMessage<'_>, local_region: &RegionName) -> Result<Reco
         data: Bytes::copy_from_slice(m.payload().unwrap_or(b"null")),
         origin_region,
         origin_offset,
+        origin_epoch,
     })
 }
 

@@ -187,9 +187,10 @@ impl KafkaBus {
     }
 
     /// Appends records copied from another region into the partition of the same number, in
-    /// order, keeping their id, publish time, origin region and origin offset. Returns their
-    /// offsets here. For the replicator: it is not part of the `Bus` trait.
-    pub async fn append_replicated(&self, partition: u32, records: &[Arc<Record>]) -> Result<Vec<u64>, BusError> {
+    /// order, keeping their id, publish time, origin region and origin offset, and naming the
+    /// origin log's epoch. Returns their offsets here. For the replicator: it is not part of the
+    /// `Bus` trait.
+    pub async fn append_replicated(&self, partition: u32, records: &[Arc<Record>], origin_epoch: &Epoch) -> Result<Vec<u64>, BusError> {
         if partition >= self.partitions {
             return Err(BusError::NoPartition(partition));
         }
@@ -198,7 +199,7 @@ impl KafkaBus {
                 .partition(partition as i32)
                 .key(r.account.as_str())
                 .payload(&r.data[..])
-                .headers(envelope::replicated_headers(r));
+                .headers(envelope::replicated_headers(r, origin_epoch));
             self.producer.send(record, Timeout::After(self.config.timeout))
         });
         futures_util::future::join_all(sends).await.into_iter().map(|r| r.map(|d| d.offset as u64).map_err(|(e, _)| unavailable(e))).collect()

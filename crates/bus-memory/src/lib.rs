@@ -137,6 +137,7 @@ impl MemoryBus {
             data: r.data,
             origin_region: self.config.region.clone(),
             origin_offset: offset,
+            origin_epoch: None,
         }));
         Appended { partition, offset, id, duplicate: false }
     }

@@ -144,6 +144,7 @@ mod tests {
             data: bytes::Bytes::from_static(b"{}"),
             origin_region: RegionName::new("r").unwrap(),
             origin_offset: offset,
+            origin_epoch: None,
         })
     }
 

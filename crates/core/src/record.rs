@@ -96,6 +96,10 @@ pub struct Record {
     pub origin_region: RegionName,
     /// Its offset in the origin region's log (equal to `offset` for local records).
     pub origin_offset: u64,
+    /// For a replicated record, the epoch of the origin region's log when it was copied (`None`
+    /// for local records, and for copies made before replicators wrote it): a cross-region
+    /// resume checks it against the cursor's.
+    pub origin_epoch: Option<crate::cursor::Epoch>,
 }
 
 /// Where an appended record landed.

@@ -98,6 +98,7 @@ mod tests {
             data: bytes::Bytes::from_static(b"{}"),
             origin_region: RegionName::new(origin).unwrap(),
             origin_offset,
+            origin_epoch: None,
         }
     }
 

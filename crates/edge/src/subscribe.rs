@@ -105,7 +105,8 @@ pub async fn open(
     if !elsewhere.is_empty() {
         // The client's positions from the other region also describe what it has seen of ours.
         base_foreign = elsewhere.iter().filter(|(r, _)| r != hub.region()).cloned().collect();
-        match locate(edge, partition, seam, &elsewhere).await {
+        let issuer = since.map(|c| (c.issuer().0.clone(), c.epoch.clone()));
+        match locate(edge, partition, seam, &elsewhere, issuer.as_ref()).await {
             Ok((start, complete)) => {
                 recovered = complete;
                 since_off = Some(start);
@@ -157,11 +158,29 @@ pub const MAX_LOCATE_SCAN: u64 = 100_000;
 /// `seen` the earliest record at or past the client's position, until a record before it proves
 /// the rest of that origin older. Returns the start offset and whether every origin was proven
 /// (false: history before the retained start may be missing).
-pub async fn locate(edge: &Arc<Edge>, partition: u32, seam: u64, seen: &[(herald_core::RegionName, u64)]) -> Result<(u64, bool), BusError> {
+///
+/// `issuer` is the cursor's issuing region and its log's epoch then. A record copied from that
+/// region under another epoch means its log was reset since: the cursor's positions no longer
+/// name records there, so nothing is replayed and the history is not complete (`(seam, false)`).
+pub async fn locate(
+    edge: &Arc<Edge>,
+    partition: u32,
+    seam: u64,
+    seen: &[(herald_core::RegionName, u64)],
+    issuer: Option<&(herald_core::RegionName, herald_core::Epoch)>,
+) -> Result<(u64, bool), BusError> {
     let mut start = seam;
     let mut open: Vec<&(herald_core::RegionName, u64)> = seen.iter().collect();
+    let mut other_epoch = false;
     // One step of the backward scan; false once every origin is proven.
     let mut step = |r: &herald_core::Record| -> bool {
+        if let Some((region, epoch)) = issuer
+            && r.origin_region == *region
+            && r.origin_epoch.as_ref().is_some_and(|e| e != epoch)
+        {
+            other_epoch = true;
+            return false;
+        }
         if let Some(i) = open.iter().position(|(o, _)| *o == r.origin_region) {
             if r.origin_offset >= open[i].1 {
                 start = start.min(r.offset);
@@ -174,7 +193,7 @@ pub async fn locate(edge: &Arc<Edge>, partition: u32, seam: u64, seen: &[(herald
     let (recent_from, recent) = edge.hub.recent(partition);
     for r in recent.iter().rev().filter(|r| r.offset < seam) {
         if !step(r) {
-            return Ok((start, true));
+            return Ok(if other_epoch { (seam, false) } else { (start, true) });
         }
     }
     let low = edge.bus.bounds(partition).await?.low;
@@ -191,7 +210,7 @@ pub async fn locate(edge: &Arc<Edge>, partition: u32, seam: u64, seen: &[(herald
         }
         for r in window.iter().rev() {
             if !step(r) {
-                return Ok((start, true));
+                return Ok(if other_epoch { (seam, false) } else { (start, true) });
             }
         }
         end = from;

@@ -52,6 +52,7 @@ impl LateBus {
             data: Bytes::from(format!("{{\"o\":{offset}}}")),
             origin_region: origin.clone(),
             origin_offset: origin_offset.unwrap_or(offset),
+            origin_epoch: None,
         };
         slots.push((Arc::new(r), false));
         offset

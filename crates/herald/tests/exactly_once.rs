@@ -274,8 +274,24 @@ async fn two_regions_publishing_at_once_deliver_every_record_once_in_both() {
         for w in writers {
             w.join().unwrap();
         }
+        let mut last_in_b = None;
         for (r, name) in readers.into_iter().zip(["ra", "rb"]) {
-            r.await.unwrap().assert_exact(&format!("round {round}, live in {name}"), &["ra", "rb"], n);
+            let got = r.await.unwrap();
+            got.assert_exact(&format!("round {round}, live in {name}"), &["ra", "rb"], n);
+            last_in_b = got.last_cursor.clone();
+        }
+        if round == 0 {
+            // A cursor from region b resumes in region a; one that names another life of b's log
+            // (as after b's topic was recreated) is not recovered there.
+            let cursor = last_in_b.expect("b's subscriber got records");
+            let here = subscribe_to(a.edge.addr(), &account, &channel, Some(&cursor)).await;
+            assert_eq!(here.recovered, Some(true), "b's cursor {cursor} in region a");
+            let mut parts: Vec<&str> = cursor.split('.').collect();
+            assert_eq!(parts[2], "rb", "issued by b: {cursor}");
+            parts[1] = "0ther";
+            let reset = parts.join(".");
+            let there = subscribe_to(a.edge.addr(), &account, &channel, Some(&reset)).await;
+            assert_eq!(there.recovered, Some(false), "a cursor of another epoch of b's log: {reset}");
         }
         for ((region, cursor), name) in [&a, &b].into_iter().zip(&cursors).zip(["ra", "rb"]) {
             let replay = subscribe_to(region.edge.addr(), &account, &channel, Some(cursor)).await;

@@ -201,7 +201,7 @@ async fn copy_partition(source: &KafkaBus, target: &KafkaBus, p: u32, lag: &Lag,
         };
         let mine: Vec<_> = batch.into_iter().filter(|r| r.origin_region == origin && r.account.as_str() != PROBE_ACCOUNT).collect();
         if !mine.is_empty() {
-            target.append_replicated(p, &mine).await?;
+            target.append_replicated(p, &mine, &source.epoch()).await?;
             copied.increment(mine.len() as u64);
         }
         if last_bounds_check.elapsed() >= Duration::from_secs(1) {
