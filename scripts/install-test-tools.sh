@@ -10,7 +10,11 @@
 #   - Debian's redis-server (presence tests start their own on a free port);
 #   - Debian's chromium and, in tests/browser, playwright-core from npm (never a browser
 #     download), for the end-to-end checks of the demo page and the TypeScript SDK;
-#   - in sdk/js, TypeScript and esbuild from npm (the SDK's compiler and bundler).
+#   - in sdk/js, TypeScript and esbuild from npm (the SDK's compiler and bundler);
+#   - for the image check (scripts/check-image.sh): Debian's podman, mmdebstrap, runc, uidmap
+#     and binutils, /etc/containers/containers.conf with `default_ulimits = []`, and the base
+#     image localhost/debian:bookworm-slim made by mmdebstrap from Debian's packages (no
+#     container registry is needed).
 # A second run finds everything in place and does nothing.
 set -euo pipefail
 
@@ -80,6 +84,69 @@ if [ -x "$ROOT/sdk/js/node_modules/.bin/tsc" ] && [ -x "$ROOT/sdk/js/node_module
 else
   (cd "$ROOT/sdk/js" && npm ci --silent --no-audit --no-fund >/dev/null 2>&1)
   echo "typescript, esbuild (sdk/js): installed"
+fi
+
+# The container image check (scripts/check-image.sh) builds and runs the runtime image with podman,
+# offline: no registry is reachable, so the base image is made from Debian's packages.
+missing=()
+for tool in podman mmdebstrap runc newuidmap objcopy; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    case "$tool" in newuidmap) missing+=(uidmap) ;; objcopy) missing+=(binutils) ;; *) missing+=("$tool") ;; esac
+  fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "podman, mmdebstrap, runc, uidmap, binutils: present"
+else
+  [ "$(id -u)" = 0 ] || { echo "missing Debian packages ${missing[*]}; installing them needs root (apt-get install ${missing[*]})" >&2; exit 1; }
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1
+  echo "${missing[*]}: installed"
+fi
+# The kernel's fd hard limit (20,000 here) is below podman's default ulimits: without
+# `default_ulimits = []` every container fails to start. Written only when not already so.
+CONF=/etc/containers/containers.conf
+if [ -f "$CONF" ] && grep -Eq '^[[:space:]]*default_ulimits[[:space:]]*=[[:space:]]*\[[[:space:]]*\]' "$CONF"; then
+  echo "$CONF: default_ulimits = [] (present)"
+else
+  [ "$(id -u)" = 0 ] || { echo "$CONF needs default_ulimits = [] under [containers]; writing it needs root" >&2; exit 1; }
+  mkdir -p /etc/containers
+  if [ ! -f "$CONF" ]; then
+    printf '[containers]\ndefault_ulimits = []\n' >"$CONF"
+  elif grep -Eq '^[[:space:]]*default_ulimits[[:space:]]*=' "$CONF"; then
+    sed -i -E 's/^[[:space:]]*default_ulimits[[:space:]]*=.*/default_ulimits = []/' "$CONF"
+  elif grep -Eq '^[[:space:]]*\[containers\]' "$CONF"; then
+    sed -i -E '0,/^[[:space:]]*\[containers\]/s//[containers]\ndefault_ulimits = []/' "$CONF"
+  else
+    printf '\n[containers]\ndefault_ulimits = []\n' >>"$CONF"
+  fi
+  echo "$CONF: default_ulimits = [] (written)"
+fi
+# The base image: Debian bookworm, minbase plus ca-certificates, made by mmdebstrap (under a
+# minute). Like Debian's own slim images: merged /usr without the usrmerge package (and the perl it
+# pulls in), no man pages, info, locales or docs except copyrights (about 86 MB instead of 180 MB).
+BASE_IMAGE=localhost/debian:bookworm-slim
+if podman image exists "$BASE_IMAGE"; then
+  echo "$BASE_IMAGE: present"
+else
+  [ "$(id -u)" = 0 ] || { echo "$BASE_IMAGE is missing; building it with mmdebstrap needs root" >&2; exit 1; }
+  rootfs=$(mktemp -d)
+  if ! mmdebstrap --quiet --variant=minbase --include=ca-certificates \
+      --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
+      --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+      --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-include=/usr/share/locale/locale.alias' \
+      --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+      bookworm "$rootfs/rootfs.tar" >"$rootfs/mmdebstrap.log" 2>&1; then
+    cat "$rootfs/mmdebstrap.log" >&2
+    rm -rf "$rootfs"
+    echo "mmdebstrap failed: could not make $BASE_IMAGE" >&2
+    exit 1
+  fi
+  podman import --quiet \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'CMD ["/bin/bash"]' \
+    "$rootfs/rootfs.tar" "$BASE_IMAGE" >/dev/null
+  rm -rf "$rootfs"
+  echo "$BASE_IMAGE: built with mmdebstrap ($(podman image inspect --format '{{.Size}}' "$BASE_IMAGE") bytes)"
 fi
 
 echo "tools in $BIN (add it to PATH: export PATH=$BIN:\$PATH)"

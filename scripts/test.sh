@@ -25,6 +25,9 @@ echo "== browser end-to-end (demo page and SDK in headless chromium, against her
 export HERALD_BIN="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/herald"
 (cd tests/browser && node --test)
 
+echo "== container image: the runtime image built with podman from the CI binary, run as the chart runs it"
+scripts/check-image.sh "$HERALD_BIN"
+
 if [ -x scripts/check-helm.sh ]; then
   echo "== helm chart checks"
   scripts/check-helm.sh
