@@ -44,10 +44,10 @@ pub mod testing;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -62,6 +62,9 @@ use herald_core::{GaplessReader, Appended, Epoch, MessageId, NewRecord, Record, 
 pub struct KafkaBusConfig {
     /// Bootstrap servers, `host:port[,host:port…]`.
     pub brokers: String,
+    /// librdkafka properties for every client of this cluster (TLS, SASL, tuning), secrets
+    /// already read; from `[kafka]` (herald-config), which refuses the ones Herald owns.
+    pub properties: Vec<(String, String)>,
     /// The records topic of this region.
     pub topic: String,
     /// The region whose records this topic holds.
@@ -84,6 +87,7 @@ impl KafkaBusConfig {
     pub fn new(brokers: impl Into<String>, region: RegionName) -> Self {
         Self {
             brokers: brokers.into(),
+            properties: Vec::new(),
             topic: format!("herald.{region}"),
             region,
             partitions: 16,
@@ -152,28 +156,72 @@ fn unavailable(e: impl std::fmt::Display) -> BusError {
     BusError::Unavailable(e.to_string())
 }
 
-pub(crate) fn client_config(brokers: &str) -> ClientConfig {
+/// A client configuration for `brokers` with `properties` (TLS, SASL, tuning) applied.
+pub fn client_config(brokers: &str, properties: &[(String, String)]) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", brokers).set("socket.keepalive.enable", "true").set("log_level", "3");
+    for (k, v) in properties {
+        c.set(k, v);
+    }
     c
+}
+
+/// A client context that remembers the last error librdkafka reported for the cluster (a failed
+/// TLS handshake, a refused SASL login, a broker that cannot be reached), so that a failed
+/// connect can say why instead of only "timed out".
+#[derive(Clone, Default)]
+pub struct LastError(Arc<Mutex<Option<String>>>);
+
+impl LastError {
+    /// The last error reported, if any.
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().clone()
+    }
+}
+
+impl rdkafka::client::ClientContext for LastError {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::error!(error = %error, reason, "kafka client error");
+        *self.0.lock() = Some(format!("{error}: {reason}"));
+    }
+}
+
+/// What kind of trouble a connect error is, for the `cause` label of
+/// `herald_bus_connect_errors_total`: `auth`, `tls` or `unreachable`.
+pub fn connect_error_cause(message: &str) -> &'static str {
+    let m = message.to_ascii_lowercase();
+    if m.contains("sasl") || m.contains("authenticat") {
+        "auth"
+    } else if m.contains("ssl") || m.contains("certificate") || m.contains("tls") || m.contains("handshake") {
+        "tls"
+    } else {
+        "unreachable"
+    }
 }
 
 impl KafkaBus {
     /// Connects, creates the topic (and its epoch topic) when missing, and reads the epoch.
     /// Fails with [`BusError::Unavailable`] when the brokers cannot be reached within the timeout.
     pub async fn connect(config: KafkaBusConfig) -> Result<Self, BusError> {
-        let producer: FutureProducer = client_config(&config.brokers)
+        let props = &config.properties;
+        let producer: FutureProducer = client_config(&config.brokers, props)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "1")
             .set("message.timeout.ms", config.timeout.as_millis().to_string())
             .create()
             .map_err(unavailable)?;
-        let meta: BaseConsumer = client_config(&config.brokers).set("group.id", "herald-meta").create().map_err(unavailable)?;
+        let meta: BaseConsumer = client_config(&config.brokers, props).set("group.id", "herald-meta").create().map_err(unavailable)?;
         let meta = Arc::new(meta);
-        let admin: AdminClient<DefaultClientContext> = client_config(&config.brokers).create().map_err(unavailable)?;
+        let last_error = LastError::default();
+        let admin: AdminClient<LastError> = client_config(&config.brokers, props).create_with_context(last_error.clone()).map_err(unavailable)?;
         let epoch_topic = format!("{}.epoch", config.topic);
-        create_topic(&admin, &config.topic, config.partitions as i32, config.replication, &[], config.timeout).await?;
+        // The first call that needs the brokers: when it fails, say what the client saw.
+        let with_cause = |e: BusError| match (e, last_error.get()) {
+            (BusError::Unavailable(m), Some(why)) => BusError::Unavailable(format!("{m} ({why})")),
+            (e, _) => e,
+        };
+        create_topic(&admin, &config.topic, config.partitions as i32, config.replication, &[], config.timeout).await.map_err(with_cause)?;
         create_topic(&admin, &epoch_topic, 1, config.replication, &[("cleanup.policy", "compact")], config.timeout).await?;
         let partitions = partition_count(&meta, &config.topic, config.timeout).await?;
         let epoch = read_or_create_epoch(&config, &producer, &epoch_topic).await?;
@@ -277,8 +325,8 @@ impl KafkaBus {
     }
 }
 
-async fn create_topic(
-    admin: &AdminClient<DefaultClientContext>,
+async fn create_topic<C: rdkafka::client::ClientContext + 'static>(
+    admin: &AdminClient<C>,
     name: &str,
     partitions: i32,
     replication: i32,
@@ -322,14 +370,14 @@ async fn partition_count(meta: &Arc<BaseConsumer>, topic: &str, timeout: Duratio
 }
 
 async fn read_or_create_epoch(config: &KafkaBusConfig, producer: &FutureProducer, epoch_topic: &str) -> Result<Epoch, BusError> {
-    if let Some(e) = reader::first_record_value(&config.brokers, epoch_topic, config.timeout).await? {
+    if let Some(e) = reader::first_record_value(config, epoch_topic).await? {
         return Epoch::new(&e).map_err(|_| unavailable(format!("{epoch_topic} holds a malformed epoch {e:?}")));
     }
     let mine = Epoch::random();
     let record = FutureRecord::to(epoch_topic).partition(0).key(mine.as_str()).payload(mine.as_str());
     producer.send(record, Timeout::After(config.timeout)).await.map_err(|(e, _)| unavailable(e))?;
     // Another node may have written first: the first record wins, for everyone.
-    let first = reader::first_record_value(&config.brokers, epoch_topic, config.timeout).await?.ok_or_else(|| unavailable("epoch write vanished"))?;
+    let first = reader::first_record_value(config, epoch_topic).await?.ok_or_else(|| unavailable("epoch write vanished"))?;
     Epoch::new(&first).map_err(|_| unavailable(format!("{epoch_topic} holds a malformed epoch {first:?}")))
 }
 

@@ -28,10 +28,10 @@ pub struct KafkaPresenceFeed {
 
 impl KafkaPresenceFeed {
     /// Connects and creates `topic` when missing.
-    pub async fn connect(brokers: &str, topic: &str, region: RegionName, partitions: u32, replication: i32) -> Result<Self, BusError> {
+    pub async fn connect(brokers: &str, properties: &[(String, String)], topic: &str, region: RegionName, partitions: u32, replication: i32) -> Result<Self, BusError> {
         let timeout = Duration::from_secs(10);
-        let producer: FutureProducer = client_config(brokers).set("linger.ms", "5").set("message.timeout.ms", "30000").create().map_err(unavailable)?;
-        let admin: AdminClient<DefaultClientContext> = client_config(brokers).create().map_err(unavailable)?;
+        let producer: FutureProducer = client_config(brokers, properties).set("linger.ms", "5").set("message.timeout.ms", "30000").create().map_err(unavailable)?;
+        let admin: AdminClient<DefaultClientContext> = client_config(brokers, properties).create().map_err(unavailable)?;
         create_topic(&admin, topic, partitions as i32, replication, &[], timeout).await?;
         Ok(Self { producer, topic: topic.to_owned(), region, dropped: Arc::new(AtomicU64::new(0)) })
     }

@@ -23,8 +23,8 @@ pub async fn watermarks(meta: &Arc<BaseConsumer>, topic: &str, partition: u32, t
         .map_err(unavailable)
 }
 
-fn consumer(brokers: &str) -> Result<StreamConsumer, BusError> {
-    client_config(brokers)
+fn consumer(config: &KafkaBusConfig) -> Result<StreamConsumer, BusError> {
+    client_config(&config.brokers, &config.properties)
         .set("group.id", "herald-edge")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -36,14 +36,15 @@ fn consumer(brokers: &str) -> Result<StreamConsumer, BusError> {
 }
 
 /// The value of the first record of a one-partition topic, if it has any.
-pub async fn first_record_value(brokers: &str, topic: &str, timeout: Duration) -> Result<Option<String>, BusError> {
-    let meta: BaseConsumer = client_config(brokers).set("group.id", "herald-meta").create().map_err(unavailable)?;
+pub async fn first_record_value(config: &KafkaBusConfig, topic: &str) -> Result<Option<String>, BusError> {
+    let timeout = config.timeout;
+    let meta: BaseConsumer = client_config(&config.brokers, &config.properties).set("group.id", "herald-meta").create().map_err(unavailable)?;
     let meta = Arc::new(meta);
     let (low, high) = watermarks(&meta, topic, 0, timeout).await?;
     if high <= low {
         return Ok(None);
     }
-    let c = consumer(brokers)?;
+    let c = consumer(config)?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, 0, Offset::Offset(low as i64)).map_err(unavailable)?;
     c.assign(&tpl).map_err(unavailable)?;
@@ -65,7 +66,7 @@ pub struct KafkaReader {
 impl KafkaReader {
     pub fn open(config: &KafkaBusConfig, meta: Arc<BaseConsumer>, partition: u32, from: u64) -> Result<Self, BusError> {
         let mut r = Self {
-            consumer: consumer(&config.brokers)?,
+            consumer: consumer(config)?,
             meta,
             topic: config.topic.clone(),
             partition,

@@ -1,13 +1,18 @@
 //! Herald's typed configuration.
 //!
 //! # Layout
-//! [`Config`] is the whole file (`herald.toml`): `[edge]`, `[bus]`, `[auth]`, `[log]`. Every
+//! [`Config`] is the whole file (`herald.toml`): `[edge]`, `[bus]`, `[kafka]` (module `kafka`),
+//! `[auth]`, `[limits]`, `[presence]`, `[control]`, `[log]`, `[[sources]]`. Every
 //! field has a default (`#[serde(default)]`) and unknown fields are refused
 //! (`deny_unknown_fields`), so a typo fails at start instead of being ignored. The order is
 //! fixed: [`Config::from_file`] (or `Default`), then [`Config::apply_env`], then the binary's
 //! flags, then [`Config::validate`], which names the offending field.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+mod kafka;
+
+pub use kafka::KafkaConfig;
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -63,6 +68,8 @@ pub struct Config {
     pub presence: PresenceConfig,
     /// The control plane this edge registers with.
     pub control: ControlPlaneConfig,
+    /// How Kafka clients connect: TLS, SASL, other properties (`[kafka]`, docs/kafka.md).
+    pub kafka: KafkaConfig,
 }
 
 /// `[control]`: the control plane (docs/control-plane.md). Without endpoints the edge runs on
@@ -459,8 +466,9 @@ impl Config {
     }
 
     /// Overlays `HERALD_*` environment variables, through `get` (so tests need not touch the
-    /// process environment).
-    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+    /// process environment). A variable whose value does not parse is an error that names it.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let bad = |field: &'static str, message: String| ConfigError::Invalid { field, message };
         if let Some(v) = get("HERALD_NODE") {
             self.edge.node = v;
         }
@@ -479,7 +487,8 @@ impl Config {
         match get("HERALD_LOG_FORMAT").as_deref() {
             Some("json") => self.log.format = LogFormat::Json,
             Some("text") => self.log.format = LogFormat::Text,
-            _ => {}
+            Some(other) => return Err(bad("HERALD_LOG_FORMAT", format!("must be text or json, not {other:?}"))),
+            None => {}
         }
         if let Some(v) = get("HERALD_CONTROL_EDGE_TOKEN") {
             self.control.token = Some(v);
@@ -487,8 +496,8 @@ impl Config {
         if let Some(v) = get("HERALD_PRESENCE") {
             self.presence.url = v;
         }
-        if let Some(v) = get("HERALD_PRESENCE_TTL_SECS").and_then(|v| v.parse().ok()) {
-            self.presence.ttl_secs = v;
+        if let Some(v) = get("HERALD_PRESENCE_TTL_SECS") {
+            self.presence.ttl_secs = v.trim().parse().map_err(|_| bad("HERALD_PRESENCE_TTL_SECS", format!("must be a whole number of seconds, not {v:?}")))?;
         }
         if let Some(v) = get("HERALD_BUS") {
             self.bus.url = v;
@@ -496,11 +505,13 @@ impl Config {
         if let Some(v) = get("HERALD_KAFKA_TOPIC") {
             self.bus.topic = v;
         }
+        Ok(())
     }
 
     /// Checks every value; the error names the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |field: &'static str, message: &str| Err(ConfigError::Invalid { field, message: message.into() });
+        self.kafka.validate()?;
         let e = &self.edge;
         if herald_core::RegionName::new(&e.region).is_err() {
             return bad("edge.region", "must be 1-32 characters of a-z 0-9 -, not all digits");
@@ -681,7 +692,16 @@ mod tests {
     #[test]
     fn environment_overrides_the_file() {
         let mut c: Config = toml::from_str("[edge]\nregion = \"eu\"\n").unwrap();
-        c.apply_env(|k| (k == "HERALD_REGION").then(|| "us".to_string()));
+        c.apply_env(|k| (k == "HERALD_REGION").then(|| "us".to_string())).unwrap();
         assert_eq!(c.edge.region, "us");
+    }
+
+    #[test]
+    fn an_environment_variable_that_does_not_parse_is_an_error_naming_it() {
+        for (var, value) in [("HERALD_PRESENCE_TTL_SECS", "15s"), ("HERALD_LOG_FORMAT", "yaml")] {
+            let mut c = Config::default();
+            let err = c.apply_env(|k| (k == var).then(|| value.to_string())).expect_err(var).to_string();
+            assert!(err.contains(var), "{err}");
+        }
     }
 }

@@ -114,11 +114,27 @@ where
     }
 }
 
+/// What a starting node reports: its metrics (connect errors are counted there) and why it is
+/// not ready yet (the last error connecting to the bus, e.g. a refused SASL login).
+pub struct Starting {
+    /// The node's metrics registry (the same one the edge uses once it runs).
+    pub metrics: Arc<EdgeMetrics>,
+    /// Why the node is not ready yet, if known.
+    pub cause: parking_lot::Mutex<Option<String>>,
+}
+
+impl Starting {
+    /// A starting node reporting into `metrics`.
+    pub fn new(metrics: Arc<EdgeMetrics>) -> Arc<Self> {
+        Arc::new(Self { metrics, cause: parking_lot::Mutex::new(None) })
+    }
+}
+
 /// Answers on `listener` while the node starts (its bus is not connected yet): `/healthz` 200,
-/// `/readyz` 503 `starting`, everything else 503 `unavailable`. Returns `until`'s output once it
-/// completes, leaving the listener to [`serve`]. Load balancers and Kubernetes see a live but
-/// unready node instead of a refused port.
-pub async fn serve_starting<T>(listener: &TcpListener, until: impl std::future::Future<Output = T>) -> T {
+/// `/readyz` 503 `starting` with the cause when one is known, `/metrics`, everything else 503
+/// `unavailable`. Returns `until`'s output once it completes, leaving the listener to [`serve`].
+/// Load balancers and Kubernetes see a live but unready node instead of a refused port.
+pub async fn serve_starting<T>(listener: &TcpListener, starting: &Arc<Starting>, until: impl std::future::Future<Output = T>) -> T {
     tokio::pin!(until);
     loop {
         let (tcp, _) = tokio::select! {
@@ -133,13 +149,26 @@ pub async fn serve_starting<T>(listener: &TcpListener, until: impl std::future::
         };
         let conn = http1::Builder::new().keep_alive(false).serve_connection(
             TokioIo::new(tcp),
-            service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
-                let resp = match req.uri().path() {
-                    "/healthz" => http::json_response(hyper::StatusCode::OK, r#"{"status":"ok"}"#),
-                    "/readyz" => http::json_response(hyper::StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"starting"}"#),
-                    _ => http::code_response(herald_protocol::ErrorCode::Unavailable, "this node is starting; retry"),
-                };
-                Ok::<_, std::convert::Infallible>(resp)
+            service_fn({
+                let starting = starting.clone();
+                move |req: hyper::Request<hyper::body::Incoming>| {
+                    let starting = starting.clone();
+                    async move {
+                        let resp = match req.uri().path() {
+                            "/healthz" => http::json_response(hyper::StatusCode::OK, r#"{"status":"ok"}"#),
+                            "/readyz" => {
+                                let body = match starting.cause.lock().as_deref() {
+                                    Some(c) => serde_json::json!({"status": "starting", "cause": c}).to_string(),
+                                    None => r#"{"status":"starting"}"#.to_owned(),
+                                };
+                                http::json_response(hyper::StatusCode::SERVICE_UNAVAILABLE, body)
+                            }
+                            "/metrics" => hyper::Response::new(http::full(starting.metrics.render())),
+                            _ => http::code_response(herald_protocol::ErrorCode::Unavailable, "this node is starting; retry"),
+                        };
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                }
             }),
         );
         tokio::spawn(async move {

@@ -57,6 +57,29 @@ pub async fn control(a: ControlArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Checks `herald control`'s flags and environment without starting anything (`--check`, and
+/// before every start): the id, the token lengths, the `--init` list.
+pub fn check(a: &ControlArgs) -> Result<(), String> {
+    if a.id == 0 {
+        return Err("--id must be a positive number".into());
+    }
+    for (name, t) in [("HERALD_CONTROL_CLUSTER_TOKEN", &a.cluster_token), ("HERALD_CONTROL_EDGE_TOKEN", &a.edge_token), ("HERALD_CONTROL_ADMIN_TOKEN", &a.admin_token)] {
+        if t.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(format!("{name} must be at least 16 characters"));
+        }
+    }
+    if let Some(init) = &a.init {
+        let members = parse_members(init).map_err(|e| format!("{e:#}"))?;
+        if !members.contains_key(&a.id) {
+            return Err(format!("--init does not name this member (--id {})", a.id));
+        }
+    }
+    if a.edge_heartbeat_ms < 100 {
+        return Err("--edge-heartbeat-ms must be at least 100".into());
+    }
+    Ok(())
+}
+
 /// `1=host:port,2=host:port,…`
 fn parse_members(s: &str) -> anyhow::Result<BTreeMap<u64, String>> {
     s.split(',')

@@ -70,6 +70,13 @@ pub struct ReplicateArgs {
     /// outlive a lost link.
     #[arg(long, default_value_t = 15, env = "HERALD_PRESENCE_TTL_SECS")]
     pub presence_ttl_secs: u64,
+    /// A config file: its `[kafka]` section (TLS, SASL, and `[kafka.regions.<name>]` for other
+    /// regions' clusters) and `[log]` are used; other sections are checked and ignored.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Check the flags, environment and config file and exit: 0 when valid, 64 naming the problem.
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// `herald control`.
@@ -106,6 +113,9 @@ pub struct ControlArgs {
     /// Token operators present (`herald ctl`'s HERALD_CONTROL_ADMIN_TOKEN).
     #[arg(long, env = "HERALD_CONTROL_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Check the flags and environment and exit: 0 when valid, 64 naming the problem.
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// `herald ctl`.
@@ -251,6 +261,10 @@ pub struct ServerArgs {
     /// Log format: text or json.
     #[arg(long, value_parser = ["text", "json"])]
     pub log_format: Option<String>,
+    /// Check the configuration (file, environment, flags, secret files) and exit: 0 when valid,
+    /// 64 with the offending field named. Starts nothing.
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// `herald dev`.

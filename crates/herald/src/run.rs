@@ -126,7 +126,7 @@ fn load_config(args: &ServerArgs) -> Result<Config, String> {
         Some(p) => Config::from_file(p).map_err(|e| e.to_string())?,
         None => Config::default(),
     };
-    config.apply_env(|k| std::env::var(k).ok());
+    config.apply_env(|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
     if let Some(l) = args.listen {
         config.edge.listen = l;
     }
@@ -146,7 +146,15 @@ fn load_config(args: &ServerArgs) -> Result<Config, String> {
     for src in &config.sources {
         herald_source::Rules::compile(src).map_err(|e| e.to_string())?;
     }
+    // Secrets are read now, so a missing password file fails here and not at the first connect.
+    config.kafka.client_properties(|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
     Ok(config)
+}
+
+/// `--check`: the configuration was read and validated; say so and stop.
+fn config_ok(role: &str) -> ExitCode {
+    println!("herald {role}: configuration ok");
+    ExitCode::SUCCESS
 }
 
 fn init_tracing(config: &Config) {
@@ -161,7 +169,15 @@ fn init_tracing(config: &Config) {
 /// `herald control`.
 pub fn control(a: crate::ControlArgs) -> ExitCode {
     let mut config = Config::default();
-    config.apply_env(|k| std::env::var(k).ok());
+    if let Err(e) = config.apply_env(|k| std::env::var(k).ok()) {
+        return usage_error(e);
+    }
+    if let Err(e) = crate::control::check(&a) {
+        return usage_error(e);
+    }
+    if a.check {
+        return config_ok("control");
+    }
     init_tracing(&config);
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -178,13 +194,27 @@ pub fn control(a: crate::ControlArgs) -> ExitCode {
 
 /// `herald replicate`.
 pub fn replicate(a: crate::ReplicateArgs) -> ExitCode {
-    let mut config = Config::default();
-    config.apply_env(|k| std::env::var(k).ok());
-    init_tracing(&config);
-    let links = match replication_links(&a) {
+    let mut config = match &a.config {
+        Some(p) => match Config::from_file(p) {
+            Ok(c) => c,
+            Err(e) => return usage_error(e),
+        },
+        None => Config::default(),
+    };
+    if let Err(e) = config.apply_env(|k| std::env::var(k).ok()).and_then(|_| config.kafka.validate()) {
+        return usage_error(e);
+    }
+    let links = match replication_links(&a, &config.kafka) {
         Ok(l) => l,
         Err(e) => return usage_error(e),
     };
+    if !(3..=600).contains(&a.presence_ttl_secs) {
+        return usage_error("--presence-ttl-secs must be between 3 and 600");
+    }
+    if a.check {
+        return config_ok("replicate");
+    }
+    init_tracing(&config);
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return usage_error(format!("cannot start the runtime: {e}")),
@@ -244,8 +274,10 @@ async fn presence_links(a: &crate::ReplicateArgs) -> Result<Vec<herald_replicato
     Ok(links)
 }
 
-/// Parses `--from REGION=kafka://HOST:PORT[,…][/TOPIC]` into links towards `--region`.
-fn replication_links(a: &crate::ReplicateArgs) -> Result<Vec<herald_replicator::Link>, String> {
+/// Parses `--from REGION=kafka://HOST:PORT[,…][/TOPIC]` into links towards `--region`, each side
+/// with its cluster's `[kafka]` settings (`[kafka.regions.<name>]` for another region's).
+fn replication_links(a: &crate::ReplicateArgs, kafka: &herald_config::KafkaConfig) -> Result<Vec<herald_replicator::Link>, String> {
+    let env = |k: &str| std::env::var(k).ok();
     let region = RegionName::new(&a.region).map_err(|e| format!("--region: {e}"))?;
     let brokers = |url: &str, what: &str| -> Result<(String, Option<String>), String> {
         let rest = url.strip_prefix("kafka://").ok_or_else(|| format!("{what}: expected kafka://HOST:PORT[,…][/TOPIC], got {url}"))?;
@@ -261,6 +293,7 @@ fn replication_links(a: &crate::ReplicateArgs) -> Result<Vec<herald_replicator::
     };
     let (to_brokers, _) = brokers(&a.to, "--to")?;
     let mut target = KafkaBusConfig::new(to_brokers, region.clone());
+    target.properties = kafka.client_properties(env).map_err(|e| e.to_string())?;
     if let Some(t) = &a.to_topic {
         target.topic = t.clone();
     }
@@ -272,7 +305,8 @@ fn replication_links(a: &crate::ReplicateArgs) -> Result<Vec<herald_replicator::
             return Err(format!("--from {name}: a region does not replicate from itself"));
         }
         let (hosts, topic) = brokers(url, "--from")?;
-        let mut source = KafkaBusConfig::new(hosts, source_region);
+        let mut source = KafkaBusConfig::new(hosts, source_region.clone());
+        source.properties = kafka.for_region(source_region.as_str()).client_properties(env).map_err(|e| format!("kafka.regions.{source_region}: {e}"))?;
         if let Some(t) = topic {
             source.topic = t;
         }
@@ -347,6 +381,13 @@ pub fn server(args: ServerArgs, dev: Option<(Option<String>, Option<String>)>) -
     {
         return usage_error("a token key is required: auth.jwt_secret (HERALD_JWT_SECRET), auth.keys, auth.jwks_file, auth.jwks_url, or control.endpoints");
     }
+    if args.check {
+        // The key files too: the edge reads them at start.
+        if let Err(e) = herald_edge::keys::load(&config.auth) {
+            return usage_error(format!("auth: {e}"));
+        }
+        return config_ok(if dev_keys.is_some() { "dev" } else { "edge" });
+    }
     init_tracing(&config);
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -364,7 +405,7 @@ pub fn server(args: ServerArgs, dev: Option<(Option<String>, Option<String>)>) -
 
 /// Builds the configured bus. Kafka is retried until it answers (or a signal arrives): an edge
 /// without its bus could only refuse every client.
-async fn build_bus(config: &Config, region: RegionName, signals: &mut Signals) -> anyhow::Result<Option<Arc<dyn Bus>>> {
+async fn build_bus(config: &Config, region: RegionName, starting: &herald_edge::Starting, signals: &mut Signals) -> anyhow::Result<Option<Arc<dyn Bus>>> {
     let Some(brokers) = config.bus.kafka_brokers() else {
         let mut c = MemoryBusConfig::new(region);
         c.partitions = config.bus.partitions;
@@ -381,11 +422,19 @@ async fn build_bus(config: &Config, region: RegionName, signals: &mut Signals) -
     c.replication = config.bus.replication;
     c.idempotency_window = Duration::from_secs(config.bus.idempotency_window_secs);
     c.gap_confirm = Duration::from_millis(config.bus.gap_confirm_ms);
+    c.properties = config.kafka.client_properties(|k| std::env::var(k).ok())?;
     let mut backoff = Duration::from_millis(200);
     loop {
         match KafkaBus::connect(c.clone()).await {
             Ok(bus) => return Ok(Some(Arc::new(bus))),
-            Err(e) => tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "kafka unavailable; retrying"),
+            Err(e) => {
+                // Why, in the log, in /readyz and in herald_bus_connect_errors_total{cause}.
+                let message = e.to_string();
+                let cause = herald_bus_kafka::connect_error_cause(&message);
+                tracing::error!(error = %message, cause, retry_in_ms = backoff.as_millis() as u64, "kafka unavailable; retrying");
+                starting.metrics.counter("herald_bus_connect_errors_total", "Failed attempts to connect to the bus, by cause (auth, tls, unreachable)", &[("cause", cause.to_owned())]).increment(1);
+                *starting.cause.lock() = Some(format!("{cause}: {message}"));
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
@@ -406,7 +455,9 @@ async fn serve(mut config: Config, dev_keys: Option<(String, String)>) -> anyhow
     let listener = tokio::net::TcpListener::bind(config.edge.listen).await.with_context(|| format!("cannot listen on {}", config.edge.listen))?;
     let addr = listener.local_addr()?;
     // Until the bus answers, the node is alive but not ready.
-    let Some(bus) = herald_edge::serve_starting(&listener, build_bus(&config, region.clone(), &mut signals)).await? else { return Ok(()) };
+    let metrics = EdgeMetrics::new();
+    let starting = herald_edge::Starting::new(metrics.clone());
+    let Some(bus) = herald_edge::serve_starting(&listener, &starting, build_bus(&config, region.clone(), &starting, &mut signals)).await? else { return Ok(()) };
     let presence: Arc<dyn Presence> = if config.presence.url == "memory" {
         Arc::new(MemoryPresence::new())
     } else {
@@ -420,7 +471,8 @@ async fn serve(mut config: Config, dev_keys: Option<(String, String)>) -> anyhow
     if let (Some(brokers), true) = (config.bus.kafka_brokers(), config.presence.kafka_feed) {
         let records = if config.bus.topic.is_empty() { KafkaBusConfig::new(brokers.clone(), region.clone()).topic } else { config.bus.topic.clone() };
         let topic = format!("{records}.presence");
-        match KafkaPresenceFeed::connect(&brokers, &topic, region.clone(), config.bus.partitions, config.bus.replication).await {
+        let props = config.kafka.client_properties(|k| std::env::var(k).ok())?;
+        match KafkaPresenceFeed::connect(&brokers, &props, &topic, region.clone(), config.bus.partitions, config.bus.replication).await {
             Ok(feed) => presence.set_feed(Arc::new(feed)),
             Err(e) => tracing::warn!(error = %e, topic, "presence feed: cannot create the topic; joins and leaves will not reach Kafka"),
         }
@@ -428,7 +480,7 @@ async fn serve(mut config: Config, dev_keys: Option<(String, String)>) -> anyhow
     let deps = EdgeDeps {
         bus,
         presence,
-        metrics: EdgeMetrics::new(),
+        metrics,
         dev: dev_keys.as_ref().map(|(secret, _)| DevMode { issuer: TokenIssuer::hs256(secret.as_bytes()) }),
     };
     let edge = Edge::new(&config, deps)?;
@@ -469,7 +521,8 @@ fn start_sources(config: &Config, edge: &Arc<Edge>, stop: &CancellationToken) ->
             dropped: m.counter("herald_source_dropped_total", "Source records removed by drop rules", &label()),
             dead_lettered: m.counter("herald_source_dead_lettered_total", "Malformed source records", &label()),
         };
-        let source = herald_source::Source::new(src, &brokers, edge.bus.clone(), counters)?;
+        let props = config.kafka.client_properties(|k| std::env::var(k).ok())?;
+        let source = herald_source::Source::new(src, &brokers, &props, edge.bus.clone(), counters)?;
         tasks.push(tokio::spawn(source.run(stop.clone())));
     }
     Ok(tasks)

@@ -70,12 +70,19 @@ pub struct Source {
 }
 
 impl Source {
-    /// Compiles the rules and subscribes to the topic. `brokers` is `host:port[,…]`.
-    pub fn new(config: &SourceConfig, brokers: &str, bus: Arc<dyn Bus>, counters: SourceCounters) -> Result<Self, SourceError> {
+    /// Compiles the rules and subscribes to the topic. `brokers` is `host:port[,…]`;
+    /// `properties` are the cluster's client properties (TLS, SASL) from `[kafka]`.
+    pub fn new(config: &SourceConfig, brokers: &str, properties: &[(String, String)], bus: Arc<dyn Bus>, counters: SourceCounters) -> Result<Self, SourceError> {
         let rules = Rules::compile(config)?;
         let kafka = |e: rdkafka::error::KafkaError| SourceError::Kafka(config.name.clone(), e.to_string());
         let group = config.group.clone().unwrap_or_else(|| format!("herald-source-{}", config.name));
-        let consumer: StreamConsumer = ClientConfig::new()
+        let with = |mut c: ClientConfig| {
+            for (k, v) in properties {
+                c.set(k, v);
+            }
+            c
+        };
+        let consumer: StreamConsumer = with(ClientConfig::new())
             .set("bootstrap.servers", brokers)
             .set("group.id", &group)
             .set("enable.auto.commit", "true")
@@ -92,7 +99,7 @@ impl Source {
         consumer.subscribe(&[&config.topic]).map_err(kafka)?;
         let dead_letter = match &config.dead_letter_topic {
             Some(t) => {
-                let p: FutureProducer = ClientConfig::new().set("bootstrap.servers", brokers).set("acks", "all").set("log_level", "3").create().map_err(kafka)?;
+                let p: FutureProducer = with(ClientConfig::new()).set("bootstrap.servers", brokers).set("acks", "all").set("log_level", "3").create().map_err(kafka)?;
                 Some((t.clone(), p))
             }
             None => None,

@@ -88,7 +88,7 @@ async fn incident_records_become_thin_events_per_account_and_malformed_ones_go_t
     };
     let bus = Arc::new(MemoryBus::new(MemoryBusConfig::new(RegionName::new("test").unwrap())));
     let stop = CancellationToken::new();
-    let source = Source::new(&config, &broker.addr, bus.clone(), SourceCounters::noop()).unwrap();
+    let source = Source::new(&config, &broker.addr, &[], bus.clone(), SourceCounters::noop()).unwrap();
     let running = tokio::spawn(source.run(stop.clone()));
 
     let acme = wait_for(&bus, "acme", 2).await;
@@ -118,7 +118,7 @@ async fn incident_records_become_thin_events_per_account_and_malformed_ones_go_t
     running.await.unwrap();
     produce(&producer, &topic, &incident("acme", "PNEW", "created")).await;
     let stop = CancellationToken::new();
-    let source = Source::new(&config, &broker.addr, bus.clone(), SourceCounters::noop()).unwrap();
+    let source = Source::new(&config, &broker.addr, &[], bus.clone(), SourceCounters::noop()).unwrap();
     let running = tokio::spawn(source.run(stop.clone()));
     let acme = wait_for(&bus, "acme", 3).await;
     assert!(String::from_utf8_lossy(&acme[2].data).contains("PNEW"));
