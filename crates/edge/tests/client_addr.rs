@@ -209,3 +209,47 @@ async fn forwarding_headers_count_only_when_the_proxy_header_names_a_trusted_pro
     assert_eq!(s, 101, "an untrusted source's header is ignored: it counts as 203.0.113.5");
     assert_eq!(ws_via(&e, &v2(Some("203.0.113.5")), &xff("198.51.100.99")).await.0, 429);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_header_comes_before_the_tls_handshake() {
+    use tokio_rustls::rustls::pki_types::ServerName;
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("herald-proxy-tls-{}-{}", std::process::id(), rand::random::<u32>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_file, cert.cert.pem()).unwrap();
+    std::fs::write(&key_file, cert.key_pair.serialize_pem()).unwrap();
+    let e = TestEdge::start_with(move |c| {
+        c.edge.tls = Some(herald_config::TlsConfig { cert_file, key_file });
+        c.edge.proxy_protocol = ProxyProtocol::V1;
+        c.limits.connections_per_ip = 1;
+    })
+    .await;
+    let mut roots = RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let client = ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions().unwrap().with_root_certificates(roots).with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
+    let wss = |client: &'static str| {
+        let (connector, addr, token) = (connector.clone(), e.addr, e.token("acme", "u"));
+        async move {
+            let mut tcp = TcpStream::connect(addr).await.unwrap();
+            tcp.write_all(&v1(client)).await.unwrap();
+            let tls = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
+            let mut req = "wss://localhost/v1/ws".into_client_request().unwrap();
+            req.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+            match tokio_tungstenite::client_async(req, tls).await {
+                Ok((ws, _)) => (101, Some(ws)),
+                Err(tokio_tungstenite::tungstenite::Error::Http(r)) => (r.status().as_u16(), None),
+                Err(err) => panic!("{err}"),
+            }
+        }
+    };
+    let (s, _a) = wss("203.0.113.1").await;
+    assert_eq!(s, 101);
+    assert_eq!(wss("203.0.113.1").await.0, 429);
+    let (s, _b) = wss("203.0.113.2").await;
+    assert_eq!(s, 101);
+    let _ = std::fs::remove_dir_all(&dir);
+}
