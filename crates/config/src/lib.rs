@@ -202,6 +202,80 @@ pub struct EdgeConfig {
     pub latest_value: Vec<LatestValueConfig>,
     /// Channel priorities (`[[edge.priority]]`); channels no entry names are `normal`.
     pub priority: Vec<PriorityConfig>,
+    /// PROXY protocol on the listener: when on, every connection must start with a PROXY header
+    /// (a load balancer's), whose source address becomes the connection's address.
+    pub proxy_protocol: ProxyProtocol,
+    /// Networks (CIDR, e.g. `10.0.0.0/8`) whose forwarding headers are believed; from any other
+    /// address, `X-Forwarded-For` and `Forwarded` are ignored.
+    pub trusted_proxies: Vec<String>,
+    /// The header a trusted proxy writes the client's address to: `x-forwarded-for` or
+    /// `forwarded` (RFC 7239). Only one: the other passes through proxies untouched, so a client
+    /// could write it.
+    pub forwarded_header: ForwardedHeader,
+}
+
+/// Which PROXY protocol versions the listener expects (`edge.proxy_protocol`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyProtocol {
+    /// No PROXY header; the socket's peer is the connection's address.
+    #[default]
+    Off,
+    /// The text header (`PROXY TCP4 …\r\n`) only.
+    V1,
+    /// The binary header only.
+    V2,
+    /// Either.
+    Any,
+}
+
+/// The forwarding header trusted proxies write (`edge.forwarded_header`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, …`.
+    #[default]
+    XForwardedFor,
+    /// `Forwarded: for=client, for=proxy1, …` (RFC 7239).
+    Forwarded,
+}
+
+/// A network, `ADDRESS/PREFIX` (`10.0.0.0/8`, `2001:db8::/32`); a bare address is a /32 or /128.
+/// An IPv4-mapped IPv6 address (`::ffff:10.1.2.3`) matches as the IPv4 address it carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    net: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, prefix) = s.split_once('/').map_or((s, None), |(a, p)| (a, Some(p)));
+        let net: std::net::IpAddr = addr.parse().map_err(|_| format!("{s:?} is not ADDRESS/PREFIX"))?;
+        let net = net.to_canonical();
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| format!("{s:?}: the prefix must be 0 to {max}"))?,
+        };
+        Ok(Self { net, prefix })
+    }
+}
+
+impl Cidr {
+    /// Whether `ip` is inside this network.
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        let bits = |ip: std::net::IpAddr| match ip {
+            std::net::IpAddr::V4(a) => (u32::from(a) as u128) << 96,
+            std::net::IpAddr::V6(a) => u128::from(a),
+        };
+        let ip = ip.to_canonical();
+        // IPv4 sits in the top 32 bits, so one mask serves both families.
+        let mask = u128::MAX.checked_shl(128 - self.prefix as u32).unwrap_or(0);
+        ip.is_ipv4() == self.net.is_ipv4() && (bits(ip) & mask) == (bits(self.net) & mask)
+    }
 }
 
 /// A priority for the channels matching a pattern. On a WebSocket connection, `high` records are
@@ -280,6 +354,9 @@ impl Default for EdgeConfig {
             probe_stall_ms: 15_000,
             latest_value: Vec::new(),
             priority: Vec::new(),
+            proxy_protocol: ProxyProtocol::Off,
+            trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::XForwardedFor,
         }
     }
 }
@@ -535,6 +612,9 @@ impl Config {
                 return bad("edge.priority.channels", "must be a channel pattern, e.g. incidents or telemetry:*");
             }
         }
+        if let Some(m) = e.trusted_proxies.iter().find_map(|c| c.parse::<Cidr>().err()) {
+            return Err(ConfigError::Invalid { field: "edge.trusted_proxies", message: format!("{m} (e.g. 10.0.0.0/8 or fd00::/8)") });
+        }
         let p = &self.presence;
         if p.url != "memory" && !(p.url.starts_with("redis://") || p.url.starts_with("rediss://")) {
             return bad("presence.url", "must be memory or redis://HOST:PORT[/DB]");
@@ -687,6 +767,36 @@ mod tests {
         c.bus.url = "kafka://a:9092,b:9093".into();
         assert_eq!(c.bus.kafka_brokers().as_deref(), Some("a:9092,b:9093"));
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn trusted_proxies_are_networks_and_a_bad_one_names_the_field() {
+        let c: Config = toml::from_str("[edge]\nproxy_protocol = \"v2\"\nforwarded_header = \"forwarded\"\ntrusted_proxies = [\"10.0.0.0/8\", \"192.168.1.7\", \"::1/128\"]\n").unwrap();
+        c.validate().unwrap();
+        assert_eq!((c.edge.proxy_protocol, c.edge.forwarded_header), (ProxyProtocol::V2, ForwardedHeader::Forwarded));
+        for bad in ["10.0.0.0/33", "10.0.0/8", "fd00::/129", "", "10.0.0.0/"] {
+            let mut c = Config::default();
+            c.edge.trusted_proxies = vec![bad.into()];
+            assert!(c.validate().unwrap_err().to_string().contains("edge.trusted_proxies"), "{bad}");
+        }
+        assert!(toml::from_str::<Config>("[edge]\nproxy_protocol = \"v3\"\n").is_err());
+    }
+
+    #[test]
+    fn cidrs_match_their_networks_only_in_both_families() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let c = |s: &str| s.parse::<Cidr>().unwrap();
+        assert!(c("10.0.0.0/8").contains(ip("10.255.1.2")));
+        assert!(!c("10.0.0.0/8").contains(ip("11.0.0.1")));
+        assert!(c("10.0.0.0/8").contains(ip("::ffff:10.1.2.3")), "IPv4-mapped IPv6 is its IPv4 address");
+        assert!(c("192.168.1.7").contains(ip("192.168.1.7")) && !c("192.168.1.7/32").contains(ip("192.168.1.8")));
+        assert!(c("0.0.0.0/0").contains(ip("8.8.8.8")) && !c("0.0.0.0/0").contains(ip("2001:db8::1")));
+        assert!(c("2001:db8::/32").contains(ip("2001:db8:ffff::1")));
+        assert!(!c("2001:db8::/32").contains(ip("2001:db9::1")));
+        assert!(c("::1/128").contains(ip("::1")) && !c("::1/128").contains(ip("::2")));
+        assert!(c("::/0").contains(ip("fe80::1")) && !c("::/0").contains(ip("127.0.0.1")));
+        assert!(c("fd00::/7").contains(ip("fdff::1")) && !c("fd00::/8").contains(ip("fc00::1")));
+        assert!(!c("10.0.0.0/8").contains(ip("::a00:1")), "an IPv6 address never matches an IPv4 network");
     }
 
     #[test]

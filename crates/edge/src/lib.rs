@@ -12,6 +12,8 @@
 //! - [`consumer`]: partition consumers and the presence pump; [`copies`]: telling a second copy
 //!   of a record (replicator or source restart) from a new one, so none reaches a client twice.
 //! - [`auth`]: tokens and API keys; [`metrics`]: the metrics registry; [`http`]: the router.
+//! - [`proxy_header`]: the PROXY protocol header a load balancer sends first; [`client_addr`]:
+//!   the client's address from it and from trusted proxies' forwarding headers.
 //!
 //! The edge depends on the `Bus` and `Presence` traits only; which adapters run is the binary's
 //! choice. [`serve`] takes a bound listener, the built [`Edge`] and a fast-stop token; cancelling
@@ -20,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod client_addr;
 pub mod consumer;
 pub mod copies;
 mod dev;
@@ -31,6 +34,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod poll;
 pub mod probe;
+pub mod proxy_header;
 pub mod publish;
 pub mod session;
 pub mod sse;
@@ -82,8 +86,9 @@ async fn refresh_jwks(edge: Arc<Edge>, url: String, stop: CancellationToken) {
 }
 
 /// Serves one HTTP/1.1 connection (plain or TLS), with WebSocket upgrades. When the node starts
-/// draining, in-flight requests finish and keep-alive connections close.
-async fn serve_http<I>(edge: Arc<Edge>, io: I, peer: std::net::SocketAddr)
+/// draining, in-flight requests finish and keep-alive connections close. Each request sees the
+/// client's address: `peer`, or what a trusted proxy's forwarding header says.
+async fn serve_http<I>(edge: Arc<Edge>, io: I, peer: std::net::SocketAddr, trusted: Arc<client_addr::TrustedProxies>)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -94,7 +99,10 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(10))
         .keep_alive(!draining)
-        .serve_connection(io, service_fn(move |req| http::route(edge2.clone(), req, peer)))
+        .serve_connection(io, service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            let client = trusted.client(req.headers(), peer);
+            http::route(edge2.clone(), req, client)
+        }))
         .with_upgrades();
     tokio::pin!(conn);
     let res = if draining {
@@ -200,6 +208,9 @@ pub async fn serve(listener: TcpListener, edge: Arc<Edge>, stop: CancellationTok
         edge.verifier.set_remote_keys(keys);
         tokio::spawn(refresh_jwks(edge.clone(), url, background.clone()));
     }
+    let trusted = Arc::new(client_addr::TrustedProxies::new(&edge.config).map_err(EdgeError::Config)?);
+    let proxy_protocol = edge.config.proxy_protocol;
+    let proxy_refused = edge.metrics.counter("herald_proxy_header_refused_total", "Connections closed for a missing or malformed PROXY header", &[]);
     let presence_pump = consumer::start_presence_pump(&edge, background.clone());
     tokio::spawn(probe::run(edge.clone(), background.clone()));
     if let Some(tls) = &edge.tls {
@@ -249,12 +260,25 @@ pub async fn serve(listener: TcpListener, edge: Arc<Edge>, stop: CancellationTok
             // priority, conflated or declared lagged, not in a kernel buffer nobody can touch.
             let _ = socket2::SockRef::from(&tcp).set_tcp_notsent_lowat(edge.config.unsent_limit_bytes as u32);
         }
-        let edge2 = edge.clone();
+        let (edge2, trusted, proxy_refused) = (edge.clone(), trusted.clone(), proxy_refused.clone());
         http_conns.spawn(async move {
+            let mut tcp = tcp;
+            // The PROXY header comes first, before TLS: its source is the connection's address.
+            let peer = match proxy_protocol {
+                herald_config::ProxyProtocol::Off => peer,
+                mode => match proxy_header::read(&mut tcp, mode).await {
+                    Ok(source) => source.unwrap_or(peer),
+                    Err(e) => {
+                        proxy_refused.increment(1);
+                        tracing::debug!(%peer, error = %e, "connection closed: no valid PROXY header");
+                        return;
+                    }
+                },
+            };
             match edge2.tls.as_ref().map(|t| t.acceptor()) {
-                None => serve_http(edge2, TokioIo::new(tcp), peer).await,
+                None => serve_http(edge2, TokioIo::new(tcp), peer, trusted).await,
                 Some(acceptor) => match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => serve_http(edge2, TokioIo::new(tls), peer).await,
+                    Ok(Ok(tls)) => serve_http(edge2, TokioIo::new(tls), peer, trusted).await,
                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                 },

@@ -85,7 +85,7 @@ pub fn upgrade(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::SocketAd
         }
     }
     let admission = Admission { _ip: ip_slot, account: account_slot, origin };
-    let span = tracing::info_span!("ws", conn = tracing::field::Empty, account = tracing::field::Empty);
+    let span = tracing::info_span!("ws", client = %peer, conn = tracing::field::Empty, account = tracing::field::Empty);
     // Taken before spawning so that the task does not keep room for the whole request.
     let on_upgrade = hyper::upgrade::on(req);
     tokio::spawn(
