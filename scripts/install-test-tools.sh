@@ -8,6 +8,8 @@
 #   - kubernetes-validate 1.37.0 (PyPI, in a venv), which validates rendered manifests against
 #     the Kubernetes API schemas offline;
 #   - Debian's redis-server (presence tests start their own on a free port);
+#   - Debian's stunnel4: a TLS terminator in front of the test broker (tansu does not terminate
+#     TLS itself), for the Kafka-over-TLS tests;
 #   - Debian's chromium and, in tests/browser, playwright-core from npm (never a browser
 #     download), for the end-to-end checks of the demo page and the TypeScript SDK;
 #   - in sdk/js, TypeScript and esbuild from npm (the SDK's compiler and bundler);
@@ -59,8 +61,9 @@ fi
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing+=(redis-server)
+command -v stunnel4 >/dev/null 2>&1 || [ -x /usr/bin/stunnel4 ] || missing+=(stunnel4)
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "chromium, redis-server: present"
+  echo "chromium, redis-server, stunnel4: present"
 else
   [ "$(id -u)" = 0 ] || { echo "missing Debian packages ${missing[*]}; installing them needs root (apt-get install ${missing[*]})" >&2; exit 1; }
   apt-get update -qq >/dev/null

@@ -142,7 +142,7 @@ const IDEM_TAIL: u64 = 20_000;
 /// The Kafka bus.
 pub struct KafkaBus {
     config: KafkaBusConfig,
-    producer: FutureProducer,
+    producer: FutureProducer<LastError>,
     /// For watermarks (no group, never subscribes).
     meta: Arc<BaseConsumer>,
     epoch: Epoch,
@@ -170,19 +170,32 @@ pub fn client_config(brokers: &str, properties: &[(String, String)]) -> ClientCo
 /// TLS handshake, a refused SASL login, a broker that cannot be reached), so that a failed
 /// connect can say why instead of only "timed out".
 #[derive(Clone, Default)]
-pub struct LastError(Arc<Mutex<Option<String>>>);
+pub struct LastError(Arc<Mutex<(Option<String>, Option<String>)>>);
 
 impl LastError {
-    /// The last error reported, if any.
+    /// The last error reported, if any: the last error log line (it says why a connection
+    /// failed: a TLS handshake, a SASL login) before the last generic error ("all brokers down").
     pub fn get(&self) -> Option<String> {
-        self.0.lock().clone()
+        let e = self.0.lock();
+        e.0.clone().or_else(|| e.1.clone())
     }
 }
 
 impl rdkafka::client::ClientContext for LastError {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        // librdkafka reports a failed TLS handshake or SASL login as an error-level log line
+        // (facility FAIL, SSL, SASL…), not through the error callback.
+        if (level as i32) <= rdkafka::config::RDKafkaLogLevel::Error as i32 {
+            tracing::error!(facility = fac, "librdkafka: {log_message}");
+            self.0.lock().0 = Some(format!("{fac}: {log_message}"));
+        } else {
+            tracing::debug!(facility = fac, "librdkafka: {log_message}");
+        }
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::error!(error = %error, reason, "kafka client error");
-        *self.0.lock() = Some(format!("{error}: {reason}"));
+        self.0.lock().1 = Some(format!("{error}: {reason}"));
     }
 }
 
@@ -204,17 +217,19 @@ impl KafkaBus {
     /// Fails with [`BusError::Unavailable`] when the brokers cannot be reached within the timeout.
     pub async fn connect(config: KafkaBusConfig) -> Result<Self, BusError> {
         let props = &config.properties;
-        let producer: FutureProducer = client_config(&config.brokers, props)
+        // The producer's context sees librdkafka's error log lines (its main queue is polled;
+        // an admin client's is not), so a failed connect can name the cause.
+        let last_error = LastError::default();
+        let producer: FutureProducer<LastError> = client_config(&config.brokers, props)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "1")
             .set("message.timeout.ms", config.timeout.as_millis().to_string())
-            .create()
+            .create_with_context(last_error.clone())
             .map_err(unavailable)?;
         let meta: BaseConsumer = client_config(&config.brokers, props).set("group.id", "herald-meta").create().map_err(unavailable)?;
         let meta = Arc::new(meta);
-        let last_error = LastError::default();
-        let admin: AdminClient<LastError> = client_config(&config.brokers, props).create_with_context(last_error.clone()).map_err(unavailable)?;
+        let admin: AdminClient<rdkafka::client::DefaultClientContext> = client_config(&config.brokers, props).create().map_err(unavailable)?;
         let epoch_topic = format!("{}.epoch", config.topic);
         // The first call that needs the brokers: when it fails, say what the client saw.
         let with_cause = |e: BusError| match (e, last_error.get()) {
@@ -369,7 +384,7 @@ async fn partition_count(meta: &Arc<BaseConsumer>, topic: &str, timeout: Duratio
     .map_err(unavailable)?
 }
 
-async fn read_or_create_epoch(config: &KafkaBusConfig, producer: &FutureProducer, epoch_topic: &str) -> Result<Epoch, BusError> {
+async fn read_or_create_epoch(config: &KafkaBusConfig, producer: &FutureProducer<LastError>, epoch_topic: &str) -> Result<Epoch, BusError> {
     if let Some(e) = reader::first_record_value(config, epoch_topic).await? {
         return Epoch::new(&e).map_err(|_| unavailable(format!("{epoch_topic} holds a malformed epoch {e:?}")));
     }
