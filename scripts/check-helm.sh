@@ -104,4 +104,21 @@ for invalid in "$CHART"/ci/*.yaml.invalid; do
     echo "FAIL  $name was refused without naming $word:"; sed 's/^/      /' "$tmp/out"; fail=1
   fi
 done
+
+# The chart and the binary cannot drift apart: every rendered herald.toml passes
+# `herald edge --config F --check` with the binary built here (HERALD_BIN). The files the chart
+# mounts from Secrets and ConfigMaps (/etc/herald/…: token keys, JWKS, TLS) are made up in a
+# private mount namespace, so the check reads real files without touching this machine's /etc.
+if [ -n "${HERALD_BIN:-}" ]; then
+  for toml in "$tmp"/*.toml; do
+    name=$(basename "$toml" .toml)
+    check "herald edge --check ($name)" unshare --mount sh -euc '
+      mkdir -p /etc/herald && mount -t tmpfs tmpfs /etc/herald
+      mkdir -p /etc/herald/keys /etc/herald/jwks /etc/herald/tls
+      openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl ec -pubout -out /etc/herald/keys/key-0.pem 2>/dev/null
+      openssl genrsa 2048 2>/dev/null | openssl rsa -pubout -out /etc/herald/keys/key-1.pem 2>/dev/null
+      echo "{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"kid\":\"j1\",\"alg\":\"EdDSA\",\"x\":\"2J6afRaz8u1NXyyONd-yRht1hGSWQafnH4jDjutVwpA\"}]}" >/etc/herald/jwks/jwks.json
+      HERALD_JWT_SECRET=check-secret-0123456789 "$0" edge --config "$1" --check' "$HERALD_BIN" "$toml"
+  done
+fi
 exit $fail
