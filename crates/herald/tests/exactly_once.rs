@@ -6,8 +6,8 @@
 //! Subscribers are raw WebSocket clients that speak the protocol directly and drop nothing, so a
 //! duplicate shows. Records are counted by origin and sequence number.
 //!
-//! Round and kill counts: `HERALD_EXACTLY_ONCE_ROUNDS` (default 8) and `HERALD_EXACTLY_ONCE_KILLS`
-//! (default 4). The full run of the issue (30 rounds, 10 kills) is
+//! Round and kill counts: `HERALD_EXACTLY_ONCE_ROUNDS` (default 5), `HERALD_EXACTLY_ONCE_KILLS`
+//! (default 4) and records per writer per round `HERALD_EXACTLY_ONCE_RECORDS` (default 100). The full run of the issue (30 rounds, 10 kills) is
 //! `HERALD_EXACTLY_ONCE_ROUNDS=30 HERALD_EXACTLY_ONCE_KILLS=10 cargo test -p herald --test exactly_once`.
 
 mod support;
@@ -27,7 +27,7 @@ const KEY: &str = "exactly-once-key-0123456789";
 const PATIENCE: Duration = Duration::from_secs(60);
 
 fn rounds() -> usize {
-    std::env::var("HERALD_EXACTLY_ONCE_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(8)
+    std::env::var("HERALD_EXACTLY_ONCE_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5)
 }
 
 /// Records each writer publishes per round (`HERALD_EXACTLY_ONCE_RECORDS`, default 100).
@@ -166,9 +166,21 @@ fn publish_to(addr: String, account: String, channel: String, origin: String, n:
     })
 }
 
-/// [`publish_to`] for account acme.
-fn publish_all(addr: String, channel: String, origin: String, n: u64) -> std::thread::JoinHandle<()> {
-    publish_to(addr, "acme".into(), channel, origin, n)
+/// Publishes acme records `0, 1, …` with origin tag `origin` on `channel` through `addr`, one
+/// request every few milliseconds, until `stop` is set; returns how many were acknowledged
+/// (every one must be). For fault tests: records flow for as long as the faults go on.
+fn publish_until(addr: String, channel: String, origin: String, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut s = 0u64;
+        while !stop.load(std::sync::atomic::Ordering::Acquire) {
+            let body = format!(r#"{{"account":"acme","channel":"{channel}","data":{{"o":"{origin}","s":{s}}}}}"#);
+            let out = http(&addr, "POST", "/v1/publish", Some(KEY), &body);
+            assert!(out.starts_with("HTTP/1.1 200"), "publish {origin}/{s} through {addr}: {out}");
+            s += 1;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        s
+    })
 }
 
 /// The account of a round: a fresh one each round, so that rounds spread over partitions (the
@@ -307,11 +319,11 @@ async fn a_replicator_killed_while_records_flow_delivers_every_record_once() {
     let b = region("kb");
     let channel = "flow";
     let kills = kills();
-    let n = 60 * (kills as u64 + 1);
+    // The subscriber's socket and outbox hold what arrives until it reads, after the faults.
     let sb = subscribe(b.edge.addr(), channel, None).await;
     let start = sb.cursor.clone();
-    let reader = tokio::spawn(receive(sb, n as usize, Duration::from_millis(500)));
-    let writer = publish_all(a.edge.addr().to_owned(), channel.into(), "ka".into(), n);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = publish_until(a.edge.addr().to_owned(), channel.into(), "ka".into(), stop.clone());
     let mut link = replicator(&b, &a);
     for _ in 0..kills {
         // A random moment while records flow, then kill -9 and start again at once.
@@ -320,8 +332,10 @@ async fn a_replicator_killed_while_records_flow_delivers_every_record_once() {
         link.0.wait().unwrap();
         link = replicator(&b, &a);
     }
-    writer.join().unwrap();
-    reader.await.unwrap().assert_exact("live in kb", &["ka"], n);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let n = writer.join().unwrap();
+    receive(sb, n as usize, Duration::from_millis(500)).await.assert_exact("live in kb", &["ka"], n);
     let replay = subscribe(b.edge.addr(), channel, Some(&start)).await;
     assert_eq!(replay.recovered, Some(true));
     receive(replay, n as usize, Duration::from_millis(300)).await.assert_exact("replay in kb", &["ka"], n);
@@ -370,13 +384,14 @@ keep = {{ o = "/origin", s = "/seq" }}
     let sub = subscribe(viewer.addr(), "incidents", None).await;
     let start = sub.cursor.clone();
     let kills = kills();
-    let n = 60 * (kills as u64 + 1);
-    let reader = tokio::spawn(receive(sub, n as usize, Duration::from_millis(500)));
     let backend: FutureProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", &broker.addr).create().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The backend produces until the faults are over; the subscriber reads afterwards.
     let produce = {
-        let input = input.clone();
+        let (input, stop) = (input.clone(), stop.clone());
         tokio::spawn(async move {
-            for s in 0..n {
+            let mut s = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
                 // An alert now and then, which the source drops.
                 if s % 10 == 0 {
                     let alert = r#"{"account_id":"acme","entity":"alerts::alert","origin":"pd","seq":-1}"#;
@@ -384,8 +399,10 @@ keep = {{ o = "/origin", s = "/seq" }}
                 }
                 let v = format!(r#"{{"account_id":"acme","entity":"incident","origin":"pd","seq":{s}}}"#);
                 backend.send(FutureRecord::<(), _>::to(&input).payload(&v), Duration::from_secs(10)).await.unwrap();
-                tokio::time::sleep(Duration::from_millis(5)).await;
+                s += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
+            s
         })
     };
     let mut e = source_edge();
@@ -395,8 +412,10 @@ keep = {{ o = "/origin", s = "/seq" }}
         e.child.wait().unwrap();
         e = source_edge();
     }
-    produce.await.unwrap();
-    reader.await.unwrap().assert_exact("live", &["pd"], n);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let n = produce.await.unwrap();
+    receive(sub, n as usize, Duration::from_millis(500)).await.assert_exact("live", &["pd"], n);
     let replay = subscribe(viewer.addr(), "incidents", Some(&start)).await;
     assert_eq!(replay.recovered, Some(true));
     receive(replay, n as usize, Duration::from_millis(300)).await.assert_exact("replay", &["pd"], n);
