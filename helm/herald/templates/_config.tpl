@@ -161,6 +161,9 @@ secretEnv. */ -}}
 {{- include "herald.setIf" (list $edge "consumer_linger_ms" $e.consumerLingerMs) -}}
 {{- include "herald.setIf" (list $edge "probe_interval_ms" $e.probeIntervalMs) -}}
 {{- include "herald.setIf" (list $edge "probe_stall_ms" $e.probeStallMs) -}}
+{{- include "herald.setIf" (list $edge "proxy_protocol" $e.proxyProtocol) -}}
+{{- include "herald.setIf" (list $edge "trusted_proxies" $e.trustedProxies) -}}
+{{- include "herald.setIf" (list $edge "forwarded_header" $e.forwardedHeader) -}}
 {{- if $e.tls.existingSecret -}}
 {{- $_ := set $edge "tls" (dict "cert_file" (printf "%s/tls/tls.crt" $dir) "key_file" (printf "%s/tls/tls.key" $dir)) -}}
 {{- end -}}
