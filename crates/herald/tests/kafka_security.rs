@@ -193,23 +193,16 @@ async fn over_tls_with_a_client_certificate_everything_works_a_source_and_a_repl
     let kafka = kafka_section(&pki, ("client.pem", "client.key"), "ca.pem");
     let topic = unique_topic("secure");
     let input = unique_topic("pagerduty.events");
-    // The backend's producer talks to the same secured broker.
-    let backend: FutureProducer = rdkafka::ClientConfig::new()
+    // The backend's clients talk to the same secured broker.
+    let mut backend_config = rdkafka::ClientConfig::new();
+    backend_config
         .set("bootstrap.servers", format!("127.0.0.1:{tls}"))
         .set("security.protocol", "ssl")
         .set("ssl.ca.location", pki.path("ca.pem"))
         .set("ssl.certificate.location", pki.path("client.pem"))
-        .set("ssl.key.location", pki.path("client.key"))
-        .create()
-        .unwrap();
-    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", format!("127.0.0.1:{tls}"))
-        .set("security.protocol", "ssl")
-        .set("ssl.ca.location", pki.path("ca.pem"))
-        .set("ssl.certificate.location", pki.path("client.pem"))
-        .set("ssl.key.location", pki.path("client.key"))
-        .create()
-        .unwrap();
+        .set("ssl.key.location", pki.path("client.key"));
+    let backend: FutureProducer = backend_config.create().unwrap();
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> = backend_config.create().unwrap();
     admin
         .create_topics(&[rdkafka::admin::NewTopic::new(&input, 1, rdkafka::admin::TopicReplication::Fixed(1))], &rdkafka::admin::AdminOptions::new())
         .await
