@@ -616,8 +616,13 @@ impl Config {
             return Err(ConfigError::Invalid { field: "edge.trusted_proxies", message: format!("{m} (e.g. 10.0.0.0/8 or fd00::/8)") });
         }
         let p = &self.presence;
-        if p.url != "memory" && !(p.url.starts_with("redis://") || p.url.starts_with("rediss://")) {
-            return bad("presence.url", "must be memory or redis://HOST:PORT[/DB]");
+        if p.url.starts_with("rediss://") {
+            // Refused here rather than failing at the first connection: this build's Redis client
+            // has no TLS yet (issue 15).
+            return bad("presence.url", "rediss:// (Redis over TLS) is not supported by this release yet; use redis://[user:password@]HOST:PORT[/DB] on a private network");
+        }
+        if p.url != "memory" && !p.url.starts_with("redis://") {
+            return bad("presence.url", "must be memory or redis://[user:password@]HOST:PORT[/DB] (a standalone Redis; Sentinel and Cluster are not supported)");
         }
         if !(3..=600).contains(&p.ttl_secs) {
             return bad("presence.ttl_secs", "must be between 3 and 600");
@@ -804,6 +809,16 @@ mod tests {
         let mut c: Config = toml::from_str("[edge]\nregion = \"eu\"\n").unwrap();
         c.apply_env(|k| (k == "HERALD_REGION").then(|| "us".to_string())).unwrap();
         assert_eq!(c.edge.region, "us");
+    }
+
+    #[test]
+    fn unsupported_redis_urls_are_refused_at_start_naming_why() {
+        for (url, needle) in [("rediss://h:6380", "not supported by this release"), ("redis+sentinel://h:26379/m", "Sentinel and Cluster")] {
+            let mut c = Config::default();
+            c.presence.url = url.into();
+            let err = c.validate().expect_err(url).to_string();
+            assert!(err.contains("presence.url") && err.contains(needle), "{err}");
+        }
     }
 
     #[test]
