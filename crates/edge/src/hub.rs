@@ -424,7 +424,8 @@ impl Hub {
     /// Whether `r`, read from the bus by a replay, is a second copy of a record the hub already
     /// dispatched at a lower offset (keyed ids; replicated copies are told by the replay itself).
     pub fn is_known_copy(&self, r: &Record) -> bool {
-        self.parts[r.partition as usize].lock().keyed.has_earlier_copy(r)
+        // Only keyed ids can repeat: the others never take the partition's lock here.
+        copies::is_keyed(&r.id) && self.parts[r.partition as usize].lock().keyed.has_earlier_copy(r)
     }
 
     /// Encodes a record as a `message` frame whose cursor says other origins were seen up to
