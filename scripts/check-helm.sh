@@ -112,13 +112,21 @@ done
 if [ -n "${HERALD_BIN:-}" ]; then
   for toml in "$tmp"/*.toml; do
     name=$(basename "$toml" .toml)
-    check "herald edge --check ($name)" unshare --mount sh -euc '
+    check "herald edge --check and herald replicate --check ($name)" unshare --mount sh -euc '
       mkdir -p /etc/herald && mount -t tmpfs tmpfs /etc/herald
       mkdir -p /etc/herald/keys /etc/herald/jwks /etc/herald/tls
       openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl ec -pubout -out /etc/herald/keys/key-0.pem 2>/dev/null
       openssl genrsa 2048 2>/dev/null | openssl rsa -pubout -out /etc/herald/keys/key-1.pem 2>/dev/null
       echo "{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"kid\":\"j1\",\"alg\":\"EdDSA\",\"x\":\"2J6afRaz8u1NXyyONd-yRht1hGSWQafnH4jDjutVwpA\"}]}" >/etc/herald/jwks/jwks.json
-      HERALD_JWT_SECRET=check-secret-0123456789 "$0" edge --config "$1" --check' "$HERALD_BIN" "$toml"
+      # presence.tls: a CA and a client certificate; the URL and password come from Secrets as env.
+      mkdir -p /etc/herald/redis
+      openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=check -days 1 \
+        -keyout /etc/herald/redis/tls.key -out /etc/herald/redis/tls.crt 2>/dev/null
+      cp /etc/herald/redis/tls.crt /etc/herald/redis/ca.crt
+      if grep -q "/etc/herald/redis/" "$1"; then export HERALD_PRESENCE=rediss://redis.check.invalid:6380 HERALD_PRESENCE_PASSWORD=check; fi
+      HERALD_JWT_SECRET=check-secret-0123456789 "$0" edge --config "$1" --check
+      # The replicator reads the same file ([kafka], [presence] login).
+      "$0" replicate --region check --to kafka://kafka.check.invalid:9092 --from other=kafka://kafka.check.invalid:9092 --config "$1" --check' "$HERALD_BIN" "$toml"
   done
 fi
 exit $fail

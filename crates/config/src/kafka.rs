@@ -150,7 +150,7 @@ impl KafkaConfig {
 }
 
 /// A secret from `file` (trailing newline dropped), else from the environment variable.
-fn secret(file: &Option<String>, field: &'static str, var: &str, env: &impl Fn(&str) -> Option<String>) -> Result<Option<String>, ConfigError> {
+pub(crate) fn secret(file: &Option<String>, field: &'static str, var: &str, env: &impl Fn(&str) -> Option<String>) -> Result<Option<String>, ConfigError> {
     match file {
         Some(path) => std::fs::read_to_string(path)
             .map(|s| Some(s.trim_end_matches(['\r', '\n']).to_owned()))

@@ -11,8 +11,10 @@
 #![warn(missing_docs)]
 
 mod kafka;
+mod presence;
 
 pub use kafka::KafkaConfig;
+pub use presence::{PresenceConfig, PresenceTlsConfig, RedisLogin, RemotePresenceConfig, check_redis_url};
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -83,28 +85,6 @@ pub struct ControlPlaneConfig {
     pub advertise: String,
     /// The control plane's edge token (env `HERALD_CONTROL_EDGE_TOKEN`).
     pub token: Option<String>,
-}
-
-/// `[presence]`: in memory (one node) or in Redis (every edge node of a region).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PresenceConfig {
-    /// `memory`, or `redis://HOST:PORT[/DB]` (env `HERALD_PRESENCE`).
-    pub url: String,
-    /// Key prefix in Redis; regions sharing one Redis need different ones.
-    pub prefix: String,
-    /// Seconds a node's members outlive its last heartbeat; a dead node's members leave within
-    /// `ttl_secs * 4 / 3`.
-    pub ttl_secs: u64,
-    /// With a Kafka bus: also write every join and leave to `<records topic>.presence`, for
-    /// backends (docs/kafka.md).
-    pub kafka_feed: bool,
-}
-
-impl Default for PresenceConfig {
-    fn default() -> Self {
-        Self { url: "memory".into(), prefix: "herald:presence:".into(), ttl_secs: 15, kafka_feed: true }
-    }
 }
 
 /// One source: an existing Kafka topic, and the rules that turn its records into Herald records.
@@ -615,21 +595,7 @@ impl Config {
         if let Some(m) = e.trusted_proxies.iter().find_map(|c| c.parse::<Cidr>().err()) {
             return Err(ConfigError::Invalid { field: "edge.trusted_proxies", message: format!("{m} (e.g. 10.0.0.0/8 or fd00::/8)") });
         }
-        let p = &self.presence;
-        if p.url.starts_with("rediss://") {
-            // Refused here rather than failing at the first connection: this build's Redis client
-            // has no TLS yet (issue 15).
-            return bad("presence.url", "rediss:// (Redis over TLS) is not supported by this release yet; use redis://[user:password@]HOST:PORT[/DB] on a private network");
-        }
-        if p.url != "memory" && !p.url.starts_with("redis://") {
-            return bad("presence.url", "must be memory or redis://[user:password@]HOST:PORT[/DB] (a standalone Redis; Sentinel and Cluster are not supported)");
-        }
-        if !(3..=600).contains(&p.ttl_secs) {
-            return bad("presence.ttl_secs", "must be between 3 and 600");
-        }
-        if p.prefix.is_empty() {
-            return bad("presence.prefix", "must not be empty");
-        }
+        self.presence.validate()?;
         if !(1_000..=600_000).contains(&e.heartbeat_ms) {
             return bad("edge.heartbeat_ms", "must be between 1000 and 600000");
         }
@@ -812,13 +778,11 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_redis_urls_are_refused_at_start_naming_why() {
-        for (url, needle) in [("rediss://h:6380", "not supported by this release"), ("redis+sentinel://h:26379/m", "Sentinel and Cluster")] {
-            let mut c = Config::default();
-            c.presence.url = url.into();
-            let err = c.validate().expect_err(url).to_string();
-            assert!(err.contains("presence.url") && err.contains(needle), "{err}");
-        }
+    fn the_presence_section_is_checked_by_the_whole_config() {
+        let mut c = Config::default();
+        c.presence.url = "redis+sentinel://h:26379/m".into();
+        let err = c.validate().expect_err("sentinel").to_string();
+        assert!(err.contains("presence.url") && err.contains("Sentinel and Cluster"), "{err}");
     }
 
     #[test]

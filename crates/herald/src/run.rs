@@ -148,6 +148,11 @@ fn load_config(args: &ServerArgs) -> Result<Config, String> {
     }
     // Secrets are read now, so a missing password file fails here and not at the first connect.
     config.kafka.client_properties(|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
+    if config.presence.url != "memory" {
+        // The password file and the TLS files too; nothing connects.
+        let login = redis_login(config.presence.login(|k| std::env::var(k).ok()).map_err(|e| e.to_string())?);
+        herald_presence_redis::client(&config.presence.url, &login).map_err(|e| format!("presence: {e}"))?;
+    }
     Ok(config)
 }
 
@@ -201,7 +206,17 @@ pub fn replicate(a: crate::ReplicateArgs) -> ExitCode {
         },
         None => Config::default(),
     };
-    if let Err(e) = config.apply_env(|k| std::env::var(k).ok()).and_then(|_| config.kafka.validate()) {
+    if let Err(e) = config.apply_env(|k| std::env::var(k).ok()) {
+        return usage_error(e);
+    }
+    if let Some(url) = &a.presence {
+        // The flag is this region's store; [presence] gives its login.
+        config.presence.url = url.clone();
+    }
+    if let Err(e) = config.kafka.validate().and_then(|_| config.presence.validate()) {
+        return usage_error(e);
+    }
+    if let Err(e) = check_presence_flags(&a, &config.presence) {
         return usage_error(e);
     }
     let links = match replication_links(&a, &config.kafka) {
@@ -227,7 +242,7 @@ pub fn replicate(a: crate::ReplicateArgs) -> ExitCode {
         let metrics = Arc::new(herald_replicator::Metrics::default());
         let stop = CancellationToken::new();
         let mut tasks: Vec<_> = links.into_iter().map(|l| tokio::spawn(herald_replicator::run(l, metrics.clone(), stop.clone()))).collect();
-        match presence_links(&a).await {
+        match presence_links(&a, &config.presence).await {
             Ok(links) => tasks.extend(links.into_iter().map(|l| tokio::spawn(herald_replicator::presence::run(l, stop.clone())))),
             Err(e) => return usage_error(e),
         }
@@ -250,8 +265,40 @@ pub fn replicate(a: crate::ReplicateArgs) -> ExitCode {
     })
 }
 
-/// `--from-presence REGION=redis://…` links into `--presence`.
-async fn presence_links(a: &crate::ReplicateArgs) -> Result<Vec<herald_replicator::presence::PresenceLink>, String> {
+/// The presence adapter's login for a config's `RedisLogin` (secrets already read).
+pub(crate) fn redis_login(l: herald_config::RedisLogin) -> herald_presence_redis::RedisLogin {
+    herald_presence_redis::RedisLogin {
+        username: l.username,
+        password: l.password,
+        ca_file: l.tls.ca_file.map(Into::into),
+        client_cert: l.tls.cert_file.zip(l.tls.key_file).map(|(c, k)| (c.into(), k.into())),
+    }
+}
+
+/// Checks `--presence` and `--from-presence` with `[presence]`'s logins: the URLs, the password
+/// files and the TLS files are read; nothing connects (also for `--check`).
+fn check_presence_flags(a: &crate::ReplicateArgs, p: &herald_config::PresenceConfig) -> Result<(), String> {
+    let env = |k: &str| std::env::var(k).ok();
+    if let Some(url) = &a.presence {
+        herald_config::check_redis_url(url, "--presence", p.tls != Default::default()).map_err(|e| e.to_string())?;
+        let login = redis_login(p.login(env).map_err(|e| e.to_string())?);
+        herald_presence_redis::client(url, &login).map_err(|e| format!("--presence: {e}"))?;
+    } else if !a.from_presence.is_empty() {
+        return Err("--from-presence needs --presence (this region's store)".into());
+    }
+    for f in &a.from_presence {
+        let (name, url) = f.split_once('=').ok_or_else(|| format!("--from-presence: expected REGION=redis://…, got {f}"))?;
+        let tls = p.regions.get(name).map_or(p.tls != Default::default(), |r| r.tls != Default::default());
+        herald_config::check_redis_url(url, "--from-presence", tls).map_err(|e| format!("{name}: {e}"))?;
+        let login = redis_login(p.login_for_region(name, env).map_err(|e| format!("--from-presence {name}: {e}"))?);
+        herald_presence_redis::client(url, &login).map_err(|e| format!("--from-presence {name}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// `--from-presence REGION=redis://…` links into `--presence`, each store with its login from
+/// `[presence]` (`[presence.regions.<name>]` for another region's).
+async fn presence_links(a: &crate::ReplicateArgs, p: &herald_config::PresenceConfig) -> Result<Vec<herald_replicator::presence::PresenceLink>, String> {
     if a.from_presence.is_empty() {
         return Ok(Vec::new());
     }
@@ -259,7 +306,9 @@ async fn presence_links(a: &crate::ReplicateArgs) -> Result<Vec<herald_replicato
     if !(3..=600).contains(&a.presence_ttl_secs) {
         return Err("--presence-ttl-secs must be between 3 and 600".into());
     }
-    let opts = RedisPresenceOptions { ttl: Duration::from_secs(a.presence_ttl_secs), ..RedisPresenceOptions::new(url) };
+    let env = |k: &str| std::env::var(k).ok();
+    let login = redis_login(p.login(env).map_err(|e| e.to_string())?);
+    let opts = RedisPresenceOptions { ttl: Duration::from_secs(a.presence_ttl_secs), login, ..RedisPresenceOptions::new(url) };
     let target = Arc::new(RedisPresence::start(opts, &format!("replicator-{}", a.region)).await.map_err(|e| format!("--presence: {e}"))?);
     let mut links = Vec::new();
     for f in &a.from_presence {
@@ -268,7 +317,8 @@ async fn presence_links(a: &crate::ReplicateArgs) -> Result<Vec<herald_replicato
         if source.as_str() == a.region {
             return Err(format!("--from-presence {name}: a region does not mirror itself"));
         }
-        let store = herald_presence_redis::RemoteStore::new(url, "herald:presence:").map_err(|e| format!("--from-presence {name}: {e}"))?;
+        let login = redis_login(p.login_for_region(name, env).map_err(|e| format!("--from-presence {name}: {e}"))?);
+        let store = herald_presence_redis::RemoteStore::new(url, &login, "herald:presence:").map_err(|e| format!("--from-presence {name}: {e}"))?;
         links.push(herald_replicator::presence::PresenceLink { source, store, target: target.clone() });
     }
     Ok(links)
@@ -465,6 +515,7 @@ async fn serve(mut config: Config, dev_keys: Option<(String, String)>) -> anyhow
             url: config.presence.url.clone(),
             prefix: config.presence.prefix.clone(),
             ttl: Duration::from_secs(config.presence.ttl_secs),
+            login: redis_login(config.presence.login(|k| std::env::var(k).ok())?),
         };
         Arc::new(RedisPresence::start(opts, &config.edge.node).await.context("presence.url")?)
     };

@@ -14,6 +14,7 @@
 mod support;
 
 use herald_bus_kafka::testing::{free_port, unique_topic};
+use herald_core::testing::pki::Pki;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -58,63 +59,6 @@ fn broker(plain: u16, advertised: u16, sasl: bool) -> Proc {
     p
 }
 
-/// Certificates for one test: a CA, the broker's certificate (127.0.0.1), a client certificate,
-/// an expired client certificate, and an unrelated CA.
-struct Pki {
-    dir: PathBuf,
-}
-
-impl Pki {
-    fn new(name: &str) -> Self {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, date_time_ymd};
-        let dir = std::env::temp_dir().join(format!("herald-kafka-tls-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let write = |file: &str, text: String| std::fs::write(dir.join(file), text).unwrap();
-        let ca = |cn: &str| {
-            let key = KeyPair::generate().unwrap();
-            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            p.distinguished_name.push(DnType::CommonName, cn);
-            let cert = p.self_signed(&key).unwrap();
-            (cert, key)
-        };
-        let (ca_cert, ca_key) = ca("herald test ca");
-        write("ca.pem", ca_cert.pem());
-        let (other_ca, _) = ca("someone else's ca");
-        write("other-ca.pem", other_ca.pem());
-        let leaf = |sans: Vec<String>, cn: &str, expired: bool| {
-            let key = KeyPair::generate().unwrap();
-            let mut p = CertificateParams::new(sans).unwrap();
-            p.distinguished_name.push(DnType::CommonName, cn);
-            if expired {
-                p.not_before = date_time_ymd(2020, 1, 1);
-                p.not_after = date_time_ymd(2021, 1, 1);
-            }
-            let cert = p.signed_by(&key, &ca_cert, &ca_key).unwrap();
-            (cert.pem(), key.serialize_pem())
-        };
-        let (c, k) = leaf(vec!["127.0.0.1".into()], "broker", false);
-        write("server.pem", format!("{c}{k}"));
-        let (c, k) = leaf(Vec::new(), "herald", false);
-        write("client.pem", c);
-        write("client.key", k);
-        let (c, k) = leaf(Vec::new(), "herald-expired", true);
-        write("expired.pem", c);
-        write("expired.key", k);
-        Self { dir }
-    }
-
-    fn path(&self, file: &str) -> String {
-        self.dir.join(file).to_str().unwrap().to_owned()
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn stunnel_binary() -> &'static str {
     for p in ["/usr/bin/stunnel4", "/usr/bin/stunnel"] {
         if Path::new(p).exists() {
@@ -128,11 +72,15 @@ fn stunnel_binary() -> &'static str {
 /// test CA.
 fn stunnel(pki: &Pki, tls: u16, plain: u16) -> Proc {
     let conf = pki.dir.join(format!("stunnel-{tls}.conf"));
+    // stunnel wants the certificate and its key in one file.
+    let combined = pki.dir.join("server-combined.pem");
+    let text = std::fs::read_to_string(pki.path("server.pem")).unwrap() + &std::fs::read_to_string(pki.path("server.key")).unwrap();
+    std::fs::write(&combined, text).unwrap();
     std::fs::write(
         &conf,
         format!(
             "foreground = yes\npid =\n[kafka]\naccept = 127.0.0.1:{tls}\nconnect = 127.0.0.1:{plain}\ncert = {}\nCAfile = {}\nverifyChain = yes\nrequireCert = yes\n",
-            pki.path("server.pem"),
+            combined.to_str().unwrap(),
             pki.path("ca.pem")
         ),
     )

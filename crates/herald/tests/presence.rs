@@ -59,3 +59,90 @@ async fn presence_spans_edges_and_a_killed_edges_members_leave() {
     assert_eq!(users(&alice.presence("room").await.unwrap()), ["alice"]);
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// `[presence]` over TLS with an ACL user, the password from the environment: two edges share
+/// presence through a Redis that serves TLS only and requires a client certificate. A config
+/// with a client certificate but no key is refused by `--check`, naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edges_share_presence_through_redis_over_tls_with_an_acl_user() {
+    let pki = herald_core::testing::pki::Pki::new("presence-edge");
+    let port = herald_presence_redis::testing::free_port();
+    let _redis = RedisServer::start_with(
+        port,
+        &[
+            "--port", "0",
+            "--tls-port", &port.to_string(),
+            "--tls-cert-file", &pki.path("server.pem"),
+            "--tls-key-file", &pki.path("server.key"),
+            "--tls-ca-cert-file", &pki.path("ca.pem"),
+            "--tls-auth-clients", "yes",
+            "--user", "default", "off",
+            "--user", "herald", "on", ">edge-presence-password", "~herald:presence:*", "&herald:presence:*", "+@all",
+        ],
+    );
+    let config = pki.dir.join("herald.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[presence]\nurl = \"rediss://127.0.0.1:{port}\"\nusername = \"herald\"\nttl_secs = 3\n[presence.tls]\nca_file = {:?}\ncert_file = {:?}\nkey_file = {:?}\n",
+            pki.path("ca.pem"),
+            pki.path("client.pem"),
+            pki.path("client.key")
+        ),
+    )
+    .unwrap();
+    let env = [("HERALD_JWT_SECRET", SECRET), ("HERALD_PRESENCE_PASSWORD", "edge-presence-password")];
+    let edge = |node: &str| spawn(&["edge", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0", "--bus", "memory", "--node", node], &env);
+    let a = edge("edge-a");
+    let b = edge("edge-b");
+    let alice = client(&a, "alice");
+    let mut watch = alice.subscribe_with("room", None, true).await.unwrap();
+    assert_eq!(next_presence(&mut watch).await, (true, "alice".into()));
+    let bob = client(&b, "bob");
+    let _bob_sub = bob.subscribe_with("room", None, false).await.unwrap();
+    assert_eq!(next_presence(&mut watch).await, (true, "bob".into()), "a member of edge B is seen on edge A through Redis over TLS");
+    assert_eq!(users(&alice.presence("room").await.unwrap()), ["alice", "bob"]);
+
+    let broken = pki.dir.join("broken.toml");
+    std::fs::write(&broken, format!("[presence]\nurl = \"rediss://127.0.0.1:{port}\"\n[presence.tls]\ncert_file = {:?}\n", pki.path("client.pem"))).unwrap();
+    let out = std::process::Command::new(support::BIN).args(["edge", "--config", broken.to_str().unwrap(), "--check"]).env("HERALD_JWT_SECRET", SECRET).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("presence.tls") && err.contains("go together"), "{err}");
+}
+
+/// `--check` reads the presence login's files without connecting: a missing CA file, TLS
+/// settings on a plain `redis://` URL and a Sentinel URL are each refused with exit 64, naming
+/// the problem, for `herald edge` and for `herald replicate`'s presence links.
+#[test]
+fn check_reads_the_presence_login_and_names_what_is_wrong() {
+    let dir = std::env::temp_dir().join(format!("herald-presence-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("check.toml");
+    let run = |toml: &str, args: &[&str]| {
+        std::fs::write(&cfg, toml).unwrap();
+        let mut all = args.to_vec();
+        all.extend(["--config", cfg.to_str().unwrap(), "--check"]);
+        std::process::Command::new(support::BIN).args(&all).env("HERALD_JWT_SECRET", SECRET).output().unwrap()
+    };
+    let edge = ["edge"];
+    let replicate = ["replicate", "--region", "a", "--to", "kafka://127.0.0.1:9", "--from", "b=kafka://127.0.0.1:9"];
+    let tls_missing_ca = "[presence.tls]\nca_file = \"/nonexistent/redis-ca.pem\"\n";
+    for (what, args, toml, extra, needle) in [
+        ("edge: missing CA file", &edge[..], format!("[presence]\nurl = \"rediss://127.0.0.1:6380\"\n{tls_missing_ca}"), &[][..], "/nonexistent/redis-ca.pem"),
+        ("edge: TLS on redis://", &edge[..], format!("[presence]\nurl = \"redis://127.0.0.1:6379\"\n{tls_missing_ca}"), &[][..], "rediss://"),
+        ("edge: Sentinel", &edge[..], "[presence]\nurl = \"redis+sentinel://127.0.0.1:26379/m\"\n".to_owned(), &[][..], "Sentinel"),
+        ("replicate: missing CA file", &replicate[..], format!("[presence]\n{tls_missing_ca}"), &["--presence", "rediss://127.0.0.1:6380"][..], "/nonexistent/redis-ca.pem"),
+        ("replicate: TLS on redis://", &replicate[..], format!("[presence]\n{tls_missing_ca}"), &["--presence", "redis://127.0.0.1:6379"][..], "rediss://"),
+    ] {
+        let mut args = args.to_vec();
+        args.extend(extra);
+        let out = run(&toml, &args);
+        assert_eq!(out.status.code(), Some(64), "{what}: {}", String::from_utf8_lossy(&out.stdout));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{what}: {err}");
+    }
+    let ok = run("[presence]\nurl = \"redis://herald@127.0.0.1:6379/2\"\n", &edge);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -26,8 +26,13 @@
 //! events, so subscribers see no churn; after this node was reaped (its TTL ran out during a
 //! partition, and leaves were published) they are written back with join events.
 //!
-//! Standalone Redis (or a primary with Sentinel) only: the scripts touch keys of several
-//! channels, which Redis Cluster would refuse.
+//! # Connecting
+//! `redis://` or `rediss://` (TLS, verified against [`RedisLogin::ca_file`] or the system's
+//! roots, with an optional client certificate), logging in as an ACL user with a password given
+//! in the URL or in [`RedisLogin`]. Standalone Redis only (a single primary, or a managed
+//! endpoint in front of one): the scripts touch keys of several channels, which Redis Cluster
+//! would refuse, and there is no Sentinel discovery. Errors say which part failed: the login
+//! (`WRONGPASS`), the TLS handshake, or reaching the server.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -41,6 +46,7 @@ use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -58,13 +64,91 @@ pub struct RedisPresenceOptions {
     pub prefix: String,
     /// How long a node's entries outlive its last heartbeat.
     pub ttl: Duration,
+    /// User, password and TLS files given outside the URL.
+    pub login: RedisLogin,
 }
 
 impl RedisPresenceOptions {
-    /// Defaults: prefix `herald:presence:`, TTL 15 s.
+    /// Defaults: prefix `herald:presence:`, TTL 15 s, the login in the URL.
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), prefix: "herald:presence:".into(), ttl: Duration::from_secs(15) }
+        Self { url: url.into(), prefix: "herald:presence:".into(), ttl: Duration::from_secs(15), login: RedisLogin::default() }
     }
+}
+
+/// How to log in to Redis beyond what the URL says. Set fields win over the URL's.
+#[derive(Clone, Default)]
+pub struct RedisLogin {
+    /// The ACL user.
+    pub username: Option<String>,
+    /// The password.
+    pub password: Option<String>,
+    /// PEM file of the CA(s) that sign the server's certificate (`rediss://`; default: the
+    /// system's roots).
+    pub ca_file: Option<PathBuf>,
+    /// PEM files of this client's certificate and key, for `tls-auth-clients yes`.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+impl std::fmt::Debug for RedisLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisLogin")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ca_file", &self.ca_file)
+            .field("client_cert", &self.client_cert)
+            .finish()
+    }
+}
+
+/// A URL or TLS file that cannot be used, found before connecting.
+#[derive(Debug)]
+pub struct SettingsError(pub String);
+
+impl std::fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SettingsError {}
+
+impl From<SettingsError> for PresenceError {
+    fn from(e: SettingsError) -> Self {
+        PresenceError::Unavailable(e.0)
+    }
+}
+
+/// A client for `url` with `login`, without connecting; the TLS files are read now, and an
+/// unreadable one is an error naming it (so `--check` finds it too).
+pub fn client(url: &str, login: &RedisLogin) -> Result<redis::Client, SettingsError> {
+    use redis::IntoConnectionInfo;
+    let bad = SettingsError;
+    let mut info = url.into_connection_info().map_err(|e| bad(format!("bad Redis URL: {e}")))?;
+    let mut settings = info.redis_settings().clone();
+    if let Some(u) = &login.username {
+        settings = settings.set_username(u);
+    }
+    if let Some(p) = &login.password {
+        settings = settings.set_password(p);
+    }
+    info = info.set_redis_settings(settings);
+    let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
+    if !tls {
+        if login.ca_file.is_some() || login.client_cert.is_some() {
+            return Err(bad("TLS files are set but the URL is not rediss://".into()));
+        }
+        return redis::Client::open(info).map_err(|e| bad(e.to_string()));
+    }
+    if login.ca_file.is_none() && login.client_cert.is_none() {
+        return redis::Client::open(info).map_err(|e| bad(e.to_string()));
+    }
+    let read = |p: &PathBuf, what: &str| std::fs::read(p).map_err(|e| bad(format!("cannot read the {what} {}: {e}", p.display())));
+    let root_cert = login.ca_file.as_ref().map(|p| read(p, "CA file")).transpose()?;
+    let client_tls = match &login.client_cert {
+        Some((cert, key)) => Some(redis::ClientTlsConfig { client_cert: read(cert, "client certificate")?, client_key: read(key, "client key")? }),
+        None => None,
+    };
+    redis::Client::build_with_tls(info, redis::TlsCertificates { client_tls, root_cert }).map_err(|e| bad(format!("TLS settings: {e}")))
 }
 
 /// What one node added, by (channel, connection id).
@@ -154,8 +238,35 @@ end
 return {g, 1}
 "#;
 
+/// `url` with its password (if any) replaced by `***`, for logs.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            let slash = if rest.contains('/') { "/" } else { "" };
+            format!("{scheme}://{user}:***@{host}{slash}{path}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A Redis error, saying which part failed so that an operator knows where to look.
 fn unavailable(e: redis::RedisError) -> PresenceError {
-    PresenceError::Unavailable(e.to_string())
+    PresenceError::Unavailable(format!("{}: {e}", cause(&e)))
+}
+
+/// `login refused`, `TLS` or `unreachable`, for logs.
+fn cause(e: &redis::RedisError) -> &'static str {
+    let text = e.to_string();
+    if e.kind() == redis::ErrorKind::AuthenticationFailed || text.contains("WRONGPASS") || text.contains("NOAUTH") || text.contains("NOPERM") {
+        "login refused (check the user and password)"
+    } else if ["certificate", "tls", "TLS", "handshake", "CertificateRequired", "UnknownIssuer"].iter().any(|w| text.contains(w)) {
+        "TLS failed (check the CA, the client certificate, and that the port speaks TLS)"
+    } else {
+        "unreachable"
+    }
 }
 
 fn node_entry(channel: &ChannelKey, connection_id: &str) -> String {
@@ -167,7 +278,7 @@ impl RedisPresence {
     /// `node`. If Redis is unreachable this still returns (after a short wait) and keeps
     /// retrying in the background: presence must never stop an edge from serving.
     pub async fn start(opts: RedisPresenceOptions, node: &str) -> Result<Self, PresenceError> {
-        let client = redis::Client::open(opts.url.as_str()).map_err(unavailable)?;
+        let client = client(&opts.url, &opts.login)?;
         let cfg = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(2)))
@@ -190,7 +301,7 @@ impl RedisPresence {
         tokio::spawn(pump_events(inner.clone(), client, stop.clone(), subscribed_tx));
         // Wait (briefly) for the subscription so that events of the first joins are not missed.
         if tokio::time::timeout(Duration::from_secs(3), subscribed_rx).await.is_err() {
-            tracing::warn!(url = %inner.opts.url, "presence: Redis unreachable at start; serving without it and retrying");
+            tracing::warn!(url = %redacted(&inner.opts.url), "presence: Redis unreachable at start; serving without it and retrying");
         }
         if let Err(e) = inner.beat_all().await {
             tracing::warn!(error = %e, "presence: first heartbeat failed");
@@ -241,9 +352,9 @@ pub struct RemoteStore {
 }
 
 impl RemoteStore {
-    /// A reader of the store at `url` under `prefix`.
-    pub fn new(url: &str, prefix: &str) -> Result<Self, PresenceError> {
-        Ok(Self { client: redis::Client::open(url).map_err(unavailable)?, prefix: prefix.to_owned() })
+    /// A reader of the store at `url` under `prefix`, logging in with `login`.
+    pub fn new(url: &str, login: &RedisLogin, prefix: &str) -> Result<Self, PresenceError> {
+        Ok(Self { client: client(url, login)?, prefix: prefix.to_owned() })
     }
 
     /// Every member the region's own edges added (entries it mirrors from other regions, whose
@@ -637,5 +748,27 @@ impl Presence for RedisPresence {
 
     fn events(&self) -> broadcast::Receiver<PresenceEvent> {
         self.inner.events.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_in_a_url_is_never_logged() {
+        assert_eq!(redacted("rediss://herald:s3cret@redis:6380/2"), "rediss://herald:***@redis:6380/2");
+        assert_eq!(redacted("redis://:s3cret@redis"), "redis://:***@redis");
+        assert_eq!(redacted("redis://herald@redis:6379"), "redis://herald@redis:6379");
+        assert_eq!(redacted("redis://redis:6379/0"), "redis://redis:6379/0");
+    }
+
+    #[test]
+    fn tls_files_without_rediss_and_unreadable_files_are_errors_naming_them() {
+        let login = RedisLogin { ca_file: Some("/nonexistent/ca.pem".into()), ..RedisLogin::default() };
+        let e = client("redis://127.0.0.1:6379", &login).err().expect("plain URL with a CA").to_string();
+        assert!(e.contains("not rediss://"), "{e}");
+        let e = client("rediss://127.0.0.1:6380", &login).err().expect("missing CA file").to_string();
+        assert!(e.contains("/nonexistent/ca.pem"), "{e}");
     }
 }

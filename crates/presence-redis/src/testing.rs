@@ -41,8 +41,17 @@ impl RedisServer {
 
     /// Starts a server on `port` (a restart after [`RedisServer::stop`] reuses the port).
     pub fn start_on(port: u16) -> Self {
-        let child = Command::new(redis_binary())
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        Self::start_with(port, &["--port", &port.to_string()])
+    }
+
+    /// Starts a server with these listener/TLS/ACL arguments (`--port …`, or `--port 0
+    /// --tls-port P --tls-cert-file …`, `--user …`) and waits until `port` listens.
+    pub fn start_with(port: u16, args: &[&str]) -> Self {
+        // Its log goes to a file, shown when it does not come up.
+        let log = std::env::temp_dir().join(format!("herald-redis-{port}-{}.log", std::process::id()));
+        let mut child = Command::new(redis_binary())
+            .args(args)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--logfile", log.to_str().expect("UTF-8 temp dir")])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -50,9 +59,15 @@ impl RedisServer {
         let addr = format!("127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(&addr).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start listening on {addr}");
+            let exited = child.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() >= deadline {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let _ = child.kill();
+                panic!("redis-server did not start listening on {addr} ({exited:?}); its log:\n{text}");
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
+        let _ = std::fs::remove_file(&log);
         Self { child, port }
     }
 

@@ -73,6 +73,9 @@ ConfigMap. */ -}}
 {{- range $k := list "jwt_secret" "admin_api_key" -}}
 {{- if hasKey $auth $k -}}{{- fail (printf "config.auth.%s is a secret and never goes into the ConfigMap: it comes from the Secret auth.existingSecret (or auth.jwtSecret / auth.adminApiKey)" $k) -}}{{- end -}}
 {{- end -}}
+{{- $presence := get $c "presence" | default dict -}}
+{{- if hasKey $presence "url" -}}{{- fail "config.presence.url: set presence.url (or presence.urlSecret when it carries a password); it reaches every role as HERALD_PRESENCE" -}}{{- end -}}
+{{- if hasKey $presence "password_file" -}}{{- fail "config.presence.password_file: set presence.passwordSecret (the password reaches every role as HERALD_PRESENCE_PASSWORD)" -}}{{- end -}}
 {{- if hasKey $control "token" -}}{{- fail "config.control.token is a secret and never goes into the ConfigMap: set HERALD_CONTROL_EDGE_TOKEN from a Secret (controlPlane.enabled does; else secretEnv)" -}}{{- end -}}
 {{- range $i, $k := get $auth "keys" | default list -}}
 {{- if and (kindIs "map" $k) (hasKey $k "secret") -}}{{- fail (printf "auth.keys[%d].secret: an HS256 secret never goes into the ConfigMap; use an RS256/ES256/EdDSA key with a public key, or the Secret's jwt-secret" $i) -}}{{- end -}}
@@ -107,6 +110,24 @@ volume source placing it at (index . 1), relative to the config directory. */ -}
 {{- end }}
 {{- end -}}
 
+{{- /* Presence's TLS files (presence.tls) as projected volume sources, under redis/. */ -}}
+{{- define "herald.presenceFileSources" -}}
+{{- with .Values.presence.tls.ca }}
+{{- include "herald.projectFile" (list . "redis/ca.crt" 288) }}
+{{- end }}
+{{- with .Values.presence.tls.clientCertSecret }}
+- secret:
+    name: {{ . }}
+    items:
+      - key: tls.crt
+        path: redis/tls.crt
+        mode: 288
+      - key: tls.key
+        path: redis/tls.key
+        mode: 288
+{{- end }}
+{{- end -}}
+
 {{- /* The extra files (extraFiles) as projected volume sources, under files/. */ -}}
 {{- define "herald.extraFileSources" -}}
 {{- range .Values.extraFiles }}
@@ -128,6 +149,14 @@ secretEnv. */ -}}
 # The region's presence store, shared by every edge (docs/operations.md).
 - name: HERALD_PRESENCE
   value: {{ .Values.presence.url | quote }}
+{{- end }}
+{{- if .Values.presence.passwordSecret.name }}
+# The presence Redis password (presence.passwordSecret).
+- name: HERALD_PRESENCE_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.presence.passwordSecret.name }}
+      key: {{ .Values.presence.passwordSecret.key }}
 {{- end }}
 {{- range .Values.secretEnv }}
 - name: {{ .name }}
@@ -189,6 +218,15 @@ secretEnv. */ -}}
 {{- include "herald.setIf" (list $presence "prefix" $v.presence.prefix) -}}
 {{- include "herald.setIf" (list $presence "ttl_secs" $v.presence.ttlSecs) -}}
 {{- include "herald.setIf" (list $presence "kafka_feed" $v.presence.kafkaFeed) -}}
+{{- include "herald.setIf" (list $presence "username" $v.presence.username) -}}
+{{- /* TLS files mounted by herald.presenceFileSources; the password comes from the environment. */ -}}
+{{- $ptls := dict -}}
+{{- if $v.presence.tls.ca -}}{{- $_ := set $ptls "ca_file" "/etc/herald/redis/ca.crt" -}}{{- end -}}
+{{- if $v.presence.tls.clientCertSecret -}}
+{{- $_ := set $ptls "cert_file" "/etc/herald/redis/tls.crt" -}}
+{{- $_ := set $ptls "key_file" "/etc/herald/redis/tls.key" -}}
+{{- end -}}
+{{- if $ptls -}}{{- $_ := set $presence "tls" $ptls -}}{{- end -}}
 
 {{- $a := $v.auth -}}
 {{- $auth := dict -}}
