@@ -118,11 +118,15 @@ if [ -n "${HERALD_BIN:-}" ]; then
       openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl ec -pubout -out /etc/herald/keys/key-0.pem 2>/dev/null
       openssl genrsa 2048 2>/dev/null | openssl rsa -pubout -out /etc/herald/keys/key-1.pem 2>/dev/null
       echo "{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"kid\":\"j1\",\"alg\":\"EdDSA\",\"x\":\"2J6afRaz8u1NXyyONd-yRht1hGSWQafnH4jDjutVwpA\"}]}" >/etc/herald/jwks/jwks.json
-      # presence.tls: a CA and a client certificate; the URL and password come from Secrets as env.
-      mkdir -p /etc/herald/redis
-      openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=check -days 1 \
-        -keyout /etc/herald/redis/tls.key -out /etc/herald/redis/tls.crt 2>/dev/null
-      cp /etc/herald/redis/tls.crt /etc/herald/redis/ca.crt
+      # presence.tls and kafka.tls: a CA and a client certificate each; the Redis URL and the
+      # passwords come from Secrets as environment variables.
+      for d in redis kafka; do
+        mkdir -p /etc/herald/$d
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=check -days 1 \
+          -keyout /etc/herald/$d/tls.key -out /etc/herald/$d/tls.crt 2>/dev/null
+        cp /etc/herald/$d/tls.crt /etc/herald/$d/ca.crt
+      done
+      export HERALD_KAFKA_SASL_PASSWORD=check
       if grep -q "/etc/herald/redis/" "$1"; then export HERALD_PRESENCE=rediss://redis.check.invalid:6380 HERALD_PRESENCE_PASSWORD=check; fi
       HERALD_JWT_SECRET=check-secret-0123456789 "$0" edge --config "$1" --check
       # The replicator reads the same file ([kafka], [presence] login).

@@ -110,21 +110,35 @@ volume source placing it at (index . 1), relative to the config directory. */ -}
 {{- end }}
 {{- end -}}
 
-{{- /* Presence's TLS files (presence.tls) as projected volume sources, under redis/. */ -}}
-{{- define "herald.presenceFileSources" -}}
-{{- with .Values.presence.tls.ca }}
-{{- include "herald.projectFile" (list . "redis/ca.crt" 288) }}
+{{- /* ca_file, cert_file and key_file of a TLS files value (presence.tls, kafka.tls) into the
+dict (index . 0), under the directory (index . 2) where herald.tlsFileSources mounts them. */ -}}
+{{- define "herald.tlsFileKeys" -}}
+{{- $d := index . 0 -}}{{- $t := index . 1 -}}{{- $at := index . 2 -}}
+{{- if $t.ca -}}{{- $_ := set $d "ca_file" (printf "%s/ca.crt" $at) -}}{{- end -}}
+{{- if $t.clientCert.secret -}}
+{{- $_ := set $d "cert_file" (printf "%s/tls.crt" $at) -}}
+{{- $_ := set $d "key_file" (printf "%s/tls.key" $at) -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* The TLS files of presence (under redis/) and Kafka (under kafka/) as projected volume
+sources. */ -}}
+{{- define "herald.tlsFileSources" -}}
+{{- range $sub, $t := dict "redis" .Values.presence.tls "kafka" .Values.kafka.tls }}
+{{- with $t.ca }}
+{{- include "herald.projectFile" (list . (printf "%s/ca.crt" $sub) 288) }}
 {{- end }}
-{{- with .Values.presence.tls.clientCertSecret }}
+{{- with $t.clientCert }}{{- if .secret }}
 - secret:
-    name: {{ . }}
+    name: {{ .secret }}
     items:
-      - key: tls.crt
-        path: redis/tls.crt
+      - key: {{ .certKey }}
+        path: {{ $sub }}/tls.crt
         mode: 288
-      - key: tls.key
-        path: redis/tls.key
+      - key: {{ .keyKey }}
+        path: {{ $sub }}/tls.key
         mode: 288
+{{- end }}{{- end }}
 {{- end }}
 {{- end -}}
 
@@ -133,6 +147,19 @@ volume source placing it at (index . 1), relative to the config directory. */ -}
 {{- range .Values.extraFiles }}
 {{- include "herald.projectFile" (list . (printf "files/%s" .path) 288) }}
 {{- end }}
+{{- end -}}
+
+{{- /* The Kafka SASL password (kafka.sasl.passwordSecret), for the roles with Kafka clients
+(edge, replicator). */ -}}
+{{- define "herald.kafkaEnv" -}}
+{{- with .Values.kafka.sasl.passwordSecret }}{{- if .name }}
+# The Kafka SASL password (kafka.sasl.passwordSecret).
+- name: HERALD_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .name }}
+      key: {{ .key }}
+{{- end }}{{- end }}
 {{- end -}}
 
 {{- /* Env entries every role gets: HERALD_PRESENCE (from presence.urlSecret or presence.url) and
@@ -219,14 +246,17 @@ secretEnv. */ -}}
 {{- include "herald.setIf" (list $presence "ttl_secs" $v.presence.ttlSecs) -}}
 {{- include "herald.setIf" (list $presence "kafka_feed" $v.presence.kafkaFeed) -}}
 {{- include "herald.setIf" (list $presence "username" $v.presence.username) -}}
-{{- /* TLS files mounted by herald.presenceFileSources; the password comes from the environment. */ -}}
+{{- /* TLS files mounted by herald.tlsFileSources; the password comes from the environment. */ -}}
 {{- $ptls := dict -}}
-{{- if $v.presence.tls.ca -}}{{- $_ := set $ptls "ca_file" "/etc/herald/redis/ca.crt" -}}{{- end -}}
-{{- if $v.presence.tls.clientCertSecret -}}
-{{- $_ := set $ptls "cert_file" "/etc/herald/redis/tls.crt" -}}
-{{- $_ := set $ptls "key_file" "/etc/herald/redis/tls.key" -}}
-{{- end -}}
+{{- include "herald.tlsFileKeys" (list $ptls $v.presence.tls (printf "%s/redis" $dir)) -}}
 {{- if $ptls -}}{{- $_ := set $presence "tls" $ptls -}}{{- end -}}
+
+{{- /* [kafka]: typed TLS and SASL (the password comes from the environment), merged with config.kafka. */ -}}
+{{- $kafka := dict -}}
+{{- include "herald.setIf" (list $kafka "security_protocol" $v.kafka.securityProtocol) -}}
+{{- include "herald.setIf" (list $kafka "sasl_mechanism" $v.kafka.sasl.mechanism) -}}
+{{- include "herald.setIf" (list $kafka "sasl_username" $v.kafka.sasl.username) -}}
+{{- include "herald.tlsFileKeys" (list $kafka $v.kafka.tls (printf "%s/kafka" $dir)) -}}
 
 {{- $a := $v.auth -}}
 {{- $auth := dict -}}
@@ -286,6 +316,7 @@ secretEnv. */ -}}
 {{- $cfg := dict "edge" $edge "bus" $bus "log" (dict "format" $e.logFormat) -}}
 {{- include "herald.setIf" (list (get $cfg "log") "level" $e.logLevel) -}}
 {{- if $presence -}}{{- $_ := set $cfg "presence" $presence -}}{{- end -}}
+{{- if $kafka -}}{{- $_ := set $cfg "kafka" $kafka -}}{{- end -}}
 {{- if $auth -}}{{- $_ := set $cfg "auth" $auth -}}{{- end -}}
 {{- if $limits -}}{{- $_ := set $cfg "limits" $limits -}}{{- end -}}
 {{- if $sources -}}{{- $_ := set $cfg "sources" $sources -}}{{- end -}}
