@@ -133,6 +133,10 @@ pub struct DropRule {
 pub struct EdgeConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// A second listener for `/healthz`, `/readyz` and `/metrics` only, plain HTTP with no PROXY
+    /// header (env `HERALD_ADMIN_LISTEN`): for kubelet probes and Prometheus when `listen` expects
+    /// PROXY headers or TLS. Default: none (those endpoints are on `listen` too, always).
+    pub admin_listen: Option<SocketAddr>,
     /// This node's name (env `HERALD_NODE`); defaults to `edge-<random>`.
     pub node: String,
     /// The region this node serves (env `HERALD_REGION`).
@@ -313,6 +317,7 @@ impl Default for EdgeConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".parse().expect("valid default"),
+            admin_listen: None,
             node: String::new(),
             region: "local".into(),
             heartbeat_ms: 25_000,
@@ -526,6 +531,9 @@ impl Config {
     /// process environment). A variable whose value does not parse is an error that names it.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         let bad = |field: &'static str, message: String| ConfigError::Invalid { field, message };
+        if let Some(v) = get("HERALD_ADMIN_LISTEN") {
+            self.edge.admin_listen = Some(v.trim().parse().map_err(|_| bad("HERALD_ADMIN_LISTEN", format!("must be HOST:PORT, e.g. 0.0.0.0:9091, not {v:?}")))?);
+        }
         if let Some(v) = get("HERALD_NODE") {
             self.edge.node = v;
         }
@@ -591,6 +599,9 @@ impl Config {
             if herald_core::ChannelPattern::parse(&p.channels).is_err() {
                 return bad("edge.priority.channels", "must be a channel pattern, e.g. incidents or telemetry:*");
             }
+        }
+        if e.admin_listen.is_some_and(|a| a == e.listen || (a.port() == e.listen.port() && (a.ip().is_unspecified() || e.listen.ip().is_unspecified()))) {
+            return bad("edge.admin_listen", "must be another port than edge.listen");
         }
         if let Some(m) = e.trusted_proxies.iter().find_map(|c| c.parse::<Cidr>().err()) {
             return Err(ConfigError::Invalid { field: "edge.trusted_proxies", message: format!("{m} (e.g. 10.0.0.0/8 or fd00::/8)") });

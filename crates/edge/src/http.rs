@@ -92,6 +92,30 @@ pub fn bearer(req: &Request<Incoming>) -> Option<String> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
 }
 
+/// `/readyz`: 200 `ready`, or 503 with why not (`draining`, `bus_gap`, `probe_stalled`,
+/// `starting`).
+pub fn readyz(edge: &Edge) -> Response<Body> {
+    let why = if edge.is_ready() {
+        return json_response(StatusCode::OK, r#"{"status":"ready"}"#);
+    } else if edge.drain.is_cancelled() {
+        "draining"
+    } else if edge.bus_gap_recent() {
+        "bus_gap"
+    } else if !edge.probe.is_ok() && edge.metrics.render_probe_ever_ok() {
+        "probe_stalled"
+    } else {
+        "starting"
+    };
+    json_response(StatusCode::SERVICE_UNAVAILABLE, format!(r#"{{"status":"{why}"}}"#))
+}
+
+/// `/metrics`: the rendered registry, in Prometheus's text format.
+pub fn metrics_response(text: String) -> Response<Body> {
+    let mut r = Response::new(full(text));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    r
+}
+
 /// Routes one request.
 pub async fn route(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::SocketAddr) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
@@ -102,24 +126,8 @@ pub async fn route(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::Sock
         (Method::POST, "/v1/publish") => publish::handle(edge, req).await,
         (Method::OPTIONS, "/v1/publish" | "/v1/sse" | "/v1/poll") => cors_preflight(),
         (Method::GET, "/healthz") => json_response(StatusCode::OK, r#"{"status":"ok"}"#),
-        (Method::GET, "/readyz") => {
-            if edge.is_ready() {
-                json_response(StatusCode::OK, r#"{"status":"ready"}"#)
-            } else if edge.drain.is_cancelled() {
-                json_response(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"draining"}"#)
-            } else if edge.bus_gap_recent() {
-                json_response(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"bus_gap"}"#)
-            } else if !edge.probe.is_ok() && edge.metrics.render_probe_ever_ok() {
-                json_response(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"probe_stalled"}"#)
-            } else {
-                json_response(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"starting"}"#)
-            }
-        }
-        (Method::GET, "/metrics") => {
-            let mut r = Response::new(full(edge.metrics.render()));
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
-            r
-        }
+        (Method::GET, "/readyz") => readyz(&edge),
+        (Method::GET, "/metrics") => metrics_response(edge.metrics.render()),
         (Method::GET, p) if edge.dev.is_some() && dev::serves(p) => dev::handle(&edge, &req),
         (_, "/v1/ws" | "/v1/sse" | "/v1/poll" | "/v1/publish" | "/healthz" | "/readyz" | "/metrics") => {
             error_response(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::BadRequest, "method not allowed")

@@ -12,6 +12,8 @@
 //! - [`consumer`]: partition consumers and the presence pump; [`copies`]: telling a second copy
 //!   of a record (replicator or source restart) from a new one, so none reaches a client twice.
 //! - [`auth`]: tokens and API keys; [`metrics`]: the metrics registry; [`http`]: the router.
+//! - [`admin`]: the admin listener (health, readiness, metrics; no PROXY header, no TLS), from
+//!   start to exit.
 //! - [`proxy_header`]: the PROXY protocol header a load balancer sends first; [`client_addr`]:
 //!   the client's address from it and from trusted proxies' forwarding headers.
 //!
@@ -21,6 +23,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod auth;
 pub mod client_addr;
 pub mod consumer;
@@ -164,14 +167,8 @@ pub async fn serve_starting<T>(listener: &TcpListener, starting: &Arc<Starting>,
                     async move {
                         let resp = match req.uri().path() {
                             "/healthz" => http::json_response(hyper::StatusCode::OK, r#"{"status":"ok"}"#),
-                            "/readyz" => {
-                                let body = match starting.cause.lock().as_deref() {
-                                    Some(c) => serde_json::json!({"status": "starting", "cause": c}).to_string(),
-                                    None => r#"{"status":"starting"}"#.to_owned(),
-                                };
-                                http::json_response(hyper::StatusCode::SERVICE_UNAVAILABLE, body)
-                            }
-                            "/metrics" => hyper::Response::new(http::full(starting.metrics.render())),
+                            "/readyz" => admin::starting_readyz(&starting),
+                            "/metrics" => http::metrics_response(starting.metrics.render()),
                             _ => http::code_response(herald_protocol::ErrorCode::Unavailable, "this node is starting; retry"),
                         };
                         Ok::<_, std::convert::Infallible>(resp)

@@ -507,6 +507,16 @@ async fn serve(mut config: Config, dev_keys: Option<(String, String)>) -> anyhow
     // Until the bus answers, the node is alive but not ready.
     let metrics = EdgeMetrics::new();
     let starting = herald_edge::Starting::new(metrics.clone());
+    // The admin listener answers from now until exit: probes and Prometheus need no PROXY
+    // header or TLS there.
+    let admin_stop = CancellationToken::new();
+    let _admin_stop = admin_stop.clone().drop_guard();
+    let admin = herald_edge::admin::AdminPhase::new(starting.clone());
+    if let Some(a) = config.edge.admin_listen {
+        let l = tokio::net::TcpListener::bind(a).await.with_context(|| format!("cannot listen on {a} (edge.admin_listen)"))?;
+        tracing::info!(addr = %l.local_addr()?, "admin listener: /healthz, /readyz, /metrics");
+        tokio::spawn(herald_edge::admin::serve(l, admin.clone(), admin_stop));
+    }
     let Some(bus) = herald_edge::serve_starting(&listener, &starting, build_bus(&config, region.clone(), &starting, &mut signals)).await? else { return Ok(()) };
     let presence: Arc<dyn Presence> = if config.presence.url == "memory" {
         Arc::new(MemoryPresence::new())
@@ -535,6 +545,7 @@ async fn serve(mut config: Config, dev_keys: Option<(String, String)>) -> anyhow
         dev: dev_keys.as_ref().map(|(secret, _)| DevMode { issuer: TokenIssuer::hs256(secret.as_bytes()) }),
     };
     let edge = Edge::new(&config, deps)?;
+    admin.serving(edge.clone());
     if let Some((secret, api_key)) = &dev_keys {
         print_dev_banner(addr, secret, api_key);
     } else {

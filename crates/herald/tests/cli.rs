@@ -190,3 +190,66 @@ fn herald_probe_times_a_real_round_trip_and_fails_when_the_edge_is_gone() {
     let out = Command::new(BIN).args(["probe", "--url", &url, "--token", &token, "--count", "1", "--timeout-ms", "1000"]).output().unwrap();
     assert!(!out.status.success(), "a probe against a dead edge must fail");
 }
+
+/// `edge.admin_listen`: health, readiness and metrics in plain HTTP with no PROXY header, from
+/// the start (bus unreachable: `/readyz` 503 `starting`) and once serving (`/readyz` 200), while
+/// the client listener, which expects PROXY headers, closes a probe that sends none.
+#[test]
+fn the_admin_listener_answers_probes_without_a_proxy_header_from_start_to_serving() {
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = std::env::temp_dir().join(format!("herald-admin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("herald.toml");
+    std::fs::write(&cfg, "[edge]\nproxy_protocol = \"v2\"\n").unwrap();
+    let wait_for = |addr: &str, path: &str, want: u16| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = support::status(addr, path);
+            if got == Some(want) {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "{addr}{path}: {got:?}, never {want}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+
+    // Starting: the bus is a port nobody listens on.
+    let (main, admin) = (free(), free());
+    let mut starting = Command::new(BIN)
+        .args(["edge", "--config", cfg.to_str().unwrap(), "--listen", &format!("127.0.0.1:{main}"), "--bus", &format!("kafka://127.0.0.1:{}", free())])
+        .env("HERALD_JWT_SECRET", SECRET)
+        .env("HERALD_ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let admin_addr = format!("127.0.0.1:{admin}");
+    wait_for(&admin_addr, "/healthz", 200);
+    wait_for(&admin_addr, "/readyz", 503);
+    assert!(http(&admin_addr, "GET", "/readyz", None, "").contains("starting"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !http(&admin_addr, "GET", "/metrics", None, "").contains("herald_bus_connect_errors_total{cause=\"unreachable\"}") {
+        assert!(std::time::Instant::now() < deadline, "the starting node's metrics never counted the unreachable bus");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    starting.kill().unwrap();
+    starting.wait().unwrap();
+
+    // Serving.
+    let admin = free();
+    let edge = support::spawn(
+        &["edge", "--config", cfg.to_str().unwrap(), "--listen", "127.0.0.1:0", "--bus", "memory"],
+        &[("HERALD_JWT_SECRET", SECRET), ("HERALD_ADMIN_LISTEN", &format!("127.0.0.1:{admin}"))],
+    );
+    let admin_addr = format!("127.0.0.1:{admin}");
+    wait_for(&admin_addr, "/readyz", 200);
+    assert!(http(&admin_addr, "GET", "/metrics", None, "").contains("herald_connections"));
+    assert!(http(&admin_addr, "GET", "/v1/publish", None, "").starts_with("HTTP/1.1 404"), "only the three endpoints");
+    assert!(http(&admin_addr, "POST", "/readyz", None, "").starts_with("HTTP/1.1 405"));
+    assert_eq!(support::status(edge.addr(), "/readyz"), None, "the client listener closes a connection without a PROXY header");
+
+    let bad = Command::new(BIN).args(["edge", "--check"]).env("HERALD_JWT_SECRET", SECRET).env("HERALD_ADMIN_LISTEN", "nine").output().unwrap();
+    assert_eq!(bad.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("HERALD_ADMIN_LISTEN"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

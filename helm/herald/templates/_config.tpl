@@ -59,6 +59,7 @@ herald.toml, built from values (docs/kubernetes.md, "Configuration from values")
 {{- $c := . -}}
 {{- $edge := get $c "edge" | default dict -}}
 {{- if hasKey $edge "listen" -}}{{- fail "config.edge.listen is set by the chart (0.0.0.0:8080, the container port)" -}}{{- end -}}
+{{- if hasKey $edge "admin_listen" -}}{{- fail "config.edge.admin_listen is set by the chart (0.0.0.0:9091, the probes' and Prometheus's port)" -}}{{- end -}}
 {{- if hasKey $edge "region" -}}{{- fail "config.edge.region: set `region` instead (it also names the topic and labels every object)" -}}{{- end -}}
 {{- if hasKey $edge "node" -}}{{- fail "config.edge.node is set by the chart (HERALD_NODE = the pod's name)" -}}{{- end -}}
 {{- if hasKey $edge "tls" -}}{{- fail "config.edge.tls: set edge.tls.existingSecret (the files are mounted by the chart)" -}}{{- end -}}
@@ -200,7 +201,7 @@ secretEnv. */ -}}
 {{- $dir := include "herald.configDir" . -}}
 {{- $e := $v.edge -}}
 
-{{- $edge := dict "listen" "0.0.0.0:8080" "region" $v.region -}}
+{{- $edge := dict "listen" "0.0.0.0:8080" "admin_listen" "0.0.0.0:9091" "region" $v.region -}}
 {{- $_ := set $edge "heartbeat_ms" $e.heartbeatMs -}}
 {{- $_ := set $edge "max_queued_bytes" $e.maxQueuedBytes -}}
 {{- $_ := set $edge "max_frame_bytes" $e.maxFrameBytes -}}
