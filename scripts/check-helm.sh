@@ -117,6 +117,7 @@ if [ -n "${HERALD_BIN:-}" ]; then
       mkdir -p /etc/herald/keys /etc/herald/jwks /etc/herald/tls
       openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl ec -pubout -out /etc/herald/keys/key-0.pem 2>/dev/null
       openssl genrsa 2048 2>/dev/null | openssl rsa -pubout -out /etc/herald/keys/key-1.pem 2>/dev/null
+      for i in 0 1 2 3 4 5; do printf "check-hs256-secret-0123456789\n" >/etc/herald/keys/key-$i.secret; done
       echo "{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"kid\":\"j1\",\"alg\":\"EdDSA\",\"x\":\"2J6afRaz8u1NXyyONd-yRht1hGSWQafnH4jDjutVwpA\"}]}" >/etc/herald/jwks/jwks.json
       # presence.tls and kafka.tls: a CA and a client certificate each; the Redis URL and the
       # passwords come from Secrets as environment variables.

@@ -436,9 +436,13 @@ pub struct JwtKeyConfig {
     pub kid: Option<String>,
     /// `HS256`, `RS256`, `ES256` or `EdDSA`. A key verifies only tokens of its own algorithm.
     pub algorithm: String,
-    /// HS256: the shared secret.
+    /// HS256: the shared secret…
     #[serde(default)]
     pub secret: Option<String>,
+    /// …or a file holding it (a trailing newline is dropped), so that it need not sit in this
+    /// file (a Kubernetes Secret mounted as a file).
+    #[serde(default)]
+    pub secret_file: Option<std::path::PathBuf>,
     /// RS256/ES256/EdDSA: the public key, PEM, in a file…
     #[serde(default)]
     pub public_key_file: Option<std::path::PathBuf>,
@@ -662,8 +666,9 @@ impl Config {
         }
         for k in &self.auth.keys {
             match k.algorithm.as_str() {
-                "HS256" if k.secret.as_ref().is_some_and(|s| s.len() >= 16) => {}
-                "HS256" => return bad("auth.keys", "an HS256 key needs a secret of at least 16 bytes"),
+                "HS256" if k.secret.is_some() && k.secret_file.is_some() => return bad("auth.keys", "an HS256 key needs one of secret or secret_file, not both"),
+                "HS256" if k.secret.as_ref().is_some_and(|s| s.len() >= 16) || k.secret_file.is_some() => {}
+                "HS256" => return bad("auth.keys", "an HS256 key needs a secret (or secret_file) of at least 16 bytes"),
                 "RS256" | "ES256" | "EdDSA" if k.public_key_file.is_some() != k.public_key_pem.is_some() => {}
                 "RS256" | "ES256" | "EdDSA" => return bad("auth.keys", "an RS256/ES256/EdDSA key needs exactly one of public_key_file or public_key_pem"),
                 _ => return bad("auth.keys", "algorithm must be HS256, RS256, ES256 or EdDSA"),

@@ -50,7 +50,18 @@ pub fn load(auth: &AuthConfig) -> Result<Vec<VerifyKey>, String> {
         let what = || format!("auth.keys[{i}]{}", k.kid.as_deref().map(|kid| format!(" (kid {kid})")).unwrap_or_default());
         let alg = algorithm(&k.algorithm).ok_or_else(|| format!("{}: unknown algorithm {}", what(), k.algorithm))?;
         let key = if alg == Algorithm::HS256 {
-            DecodingKey::from_secret(k.secret.as_deref().unwrap_or_default().as_bytes())
+            let secret = match (&k.secret, &k.secret_file) {
+                (Some(s), _) => s.clone(),
+                (None, Some(f)) => std::fs::read_to_string(f)
+                    .map_err(|e| format!("{}: cannot read {}: {e}", what(), f.display()))?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_owned(),
+                (None, None) => return Err(format!("{}: no secret", what())),
+            };
+            if secret.len() < 16 {
+                return Err(format!("{}: an HS256 secret must be at least 16 bytes", what()));
+            }
+            DecodingKey::from_secret(secret.as_bytes())
         } else {
             let pem = match (&k.public_key_pem, &k.public_key_file) {
                 (Some(p), _) => p.clone().into_bytes(),

@@ -33,6 +33,7 @@ fn key(kid: Option<&str>, alg: &str, file: Option<&str>, secret: Option<&str>, a
         kid: kid.map(str::to_owned),
         algorithm: alg.into(),
         secret: secret.map(str::to_owned),
+        secret_file: None,
         public_key_file: file.map(key_file),
         public_key_pem: None,
         account: account.map(str::to_owned),
@@ -124,6 +125,27 @@ fn a_token_not_valid_yet_is_refused_and_bad_key_config_names_the_key() {
     let err = herald_edge::keys::load(&auth).err().unwrap();
     assert!(err.contains("broken") && err.contains("RS256"), "{err}");
     assert!(herald_edge::keys::load(&AuthConfig::default()).is_err(), "no key at all is an error");
+}
+
+#[test]
+fn an_hs256_secret_can_come_from_a_file_and_a_short_or_missing_one_names_the_key() {
+    let dir = std::env::temp_dir().join(format!("herald-hs256-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let from_file = |kid: &str, path: PathBuf| JwtKeyConfig { secret: None, secret_file: Some(path), ..key(Some(kid), "HS256", None, None, None) };
+    let good = write("good", "file-secret-0123456789\n");
+    let v = verifier(AuthConfig { keys: vec![from_file("f", good)], ..Default::default() });
+    let t = sign(Algorithm::HS256, Some("f"), &EncodingKey::from_secret(b"file-secret-0123456789"), &claims("acme", None));
+    assert!(v.verify(&t).is_ok(), "the file's secret, its newline dropped, verifies");
+    for (kid, path, needle) in [("short", write("short", "too-short\n"), "at least 16 bytes"), ("gone", dir.join("missing"), "cannot read")] {
+        let err = herald_edge::keys::load(&AuthConfig { keys: vec![from_file(kid, path)], ..Default::default() }).err().unwrap();
+        assert!(err.contains(kid) && err.contains(needle), "{err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Serves `body()` at any path over plain HTTP on 127.0.0.1:0.

@@ -79,7 +79,7 @@ ConfigMap. */ -}}
 {{- if hasKey $presence "password_file" -}}{{- fail "config.presence.password_file: set presence.passwordSecret (the password reaches every role as HERALD_PRESENCE_PASSWORD)" -}}{{- end -}}
 {{- if hasKey $control "token" -}}{{- fail "config.control.token is a secret and never goes into the ConfigMap: set HERALD_CONTROL_EDGE_TOKEN from a Secret (controlPlane.enabled does; else secretEnv)" -}}{{- end -}}
 {{- range $i, $k := get $auth "keys" | default list -}}
-{{- if and (kindIs "map" $k) (hasKey $k "secret") -}}{{- fail (printf "auth.keys[%d].secret: an HS256 secret never goes into the ConfigMap; use an RS256/ES256/EdDSA key with a public key, or the Secret's jwt-secret" $i) -}}{{- end -}}
+{{- if and (kindIs "map" $k) (hasKey $k "secret") -}}{{- fail (printf "auth.keys[%d].secret: an HS256 secret never goes into the ConfigMap; give it as auth.keys[].secretFrom (a Secret key, mounted as a file), or use an RS256/ES256/EdDSA key" $i) -}}{{- end -}}
 {{- end -}}
 {{- range $account, $keys := get $auth "account_keys" | default dict -}}
 {{- range $keys -}}
@@ -272,6 +272,7 @@ secretEnv. */ -}}
 {{- include "herald.setIf" (list $key "account" $k.account) -}}
 {{- include "herald.setIf" (list $key "public_key_pem" $k.publicKeyPem) -}}
 {{- if $k.publicKeyFrom -}}{{- $_ := set $key "public_key_file" (printf "%s/keys/key-%d.pem" $dir $i) -}}{{- end -}}
+{{- if $k.secretFrom -}}{{- $_ := set $key "secret_file" (printf "%s/keys/key-%d.secret" $dir $i) -}}{{- end -}}
 {{- $keys = append $keys $key -}}
 {{- end -}}
 {{- $_ := set $auth "keys" $keys -}}
