@@ -10,8 +10,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod control;
 mod kafka;
 
+pub use control::ControlTlsConfig;
 pub use kafka::KafkaConfig;
 
 use serde::Deserialize;
@@ -83,6 +85,8 @@ pub struct ControlPlaneConfig {
     pub advertise: String,
     /// The control plane's edge token (env `HERALD_CONTROL_EDGE_TOKEN`).
     pub token: Option<String>,
+    /// TLS to the control plane (`[control.tls]`, module `control`).
+    pub tls: ControlTlsConfig,
 }
 
 /// `[presence]`: in memory (one node) or in Redis (every edge node of a region).
@@ -570,6 +574,7 @@ impl Config {
         if let Some(v) = get("HERALD_CONTROL_EDGE_TOKEN") {
             self.control.token = Some(v);
         }
+        self.control.tls.apply_env(&get);
         if let Some(v) = get("HERALD_PRESENCE") {
             self.presence.url = v;
         }
@@ -599,6 +604,7 @@ impl Config {
         if self.control.endpoints.iter().any(|e| e.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())) {
             return bad("control.endpoints", "each must be HOST:PORT");
         }
+        self.control.tls.validate(&self.control.endpoints)?;
         for l in &e.latest_value {
             if herald_core::ChannelPattern::parse(&l.channels).is_err() {
                 return bad("edge.latest_value.channels", "must be a channel pattern, e.g. bus-location:*");

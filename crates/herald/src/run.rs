@@ -148,6 +148,8 @@ fn load_config(args: &ServerArgs) -> Result<Config, String> {
     }
     // Secrets are read now, so a missing password file fails here and not at the first connect.
     config.kafka.client_properties(|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
+    // So are the control plane's CA and client certificate.
+    crate::control::agent_tls(&config)?;
     Ok(config)
 }
 
@@ -493,7 +495,7 @@ async fn serve(mut config: Config, dev_keys: Option<(String, String)>) -> anyhow
     tokio::spawn(watch_signals(edge.clone(), stop.clone(), signals));
     let sources_stop = CancellationToken::new();
     let sources = start_sources(&config, &edge, &sources_stop)?;
-    let agent = crate::control::start_agent(&config, &edge, addr, sources_stop.clone());
+    let agent = crate::control::start_agent(&config, &edge, addr, sources_stop.clone())?;
     herald_edge::serve(listener, edge, stop).await?;
     sources_stop.cancel();
     if let Some(agent) = agent {
