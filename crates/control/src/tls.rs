@@ -399,7 +399,7 @@ impl Connector {
 }
 
 impl tonic::codegen::Service<tonic::codegen::http::Uri> for Connector {
-    type Response = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
+    type Response = hyper_util::rt::TokioIo<Confirmed>;
     type Error = std::io::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -412,11 +412,66 @@ impl tonic::codegen::Service<tonic::codegen::http::Uri> for Connector {
         Box::pin(async move {
             let tcp = TcpStream::connect((host.as_str(), port)).await.map_err(|e| std::io::Error::new(e.kind(), format!("cannot connect to {host}:{port}: {e}")))?;
             tcp.set_nodelay(true)?;
-            let tls = tokio_rustls::TlsConnector::from(config)
+            let mut tls = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
                 .await
                 .map_err(|e| std::io::Error::new(e.kind(), format!("TLS handshake with {host}:{port} failed: {e}")))?;
-            Ok(hyper_util::rt::TokioIo::new(tls))
+            // With TLS 1.3 a server refuses a client certificate (or its absence) only after the
+            // client's side of the handshake is done, in its first message. Waiting for that
+            // message (an HTTP/2 server sends its SETTINGS at once) makes a refusal a connect
+            // error that names the reason, instead of a connection that closes under the first
+            // call. A server that says nothing within the connect timeout is used as it is.
+            use tokio::io::AsyncReadExt;
+            let mut head = vec![0u8; 4096];
+            let n = match tokio::time::timeout(Duration::from_secs(2), tls.read(&mut head)).await {
+                Ok(Ok(0)) => return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("{host}:{port} closed the connection after the TLS handshake"))),
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => return Err(std::io::Error::new(e.kind(), format!("{host}:{port} refused the connection after the TLS handshake: {e}"))),
+                Err(_) => 0,
+            };
+            head.truncate(n);
+            Ok(hyper_util::rt::TokioIo::new(Confirmed { head, inner: tls }))
         })
+    }
+}
+
+/// A client TLS stream whose first bytes were read to see the server accept it; they are read
+/// again from here first.
+pub(crate) struct Confirmed {
+    head: Vec<u8>,
+    inner: tokio_rustls::client::TlsStream<TcpStream>,
+}
+
+impl AsyncRead for Confirmed {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        if !self.head.is_empty() {
+            let n = self.head.len().min(buf.remaining());
+            buf.put_slice(&self.head[..n]);
+            self.head.drain(..n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Confirmed {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
