@@ -52,6 +52,34 @@ assert not leaked, f"secrets in the ConfigMap: {leaked}"
 PY
 }
 
+# The control plane's command in a render's StatefulSet ($1) as a script ($2) that runs it with
+# --check: its literal HERALD_* environment (TLS files included), POD_NAME of member 0, and the
+# command's shell script with `exec herald control` pointed at $HERALD_BIN.
+control_check_script() {
+  python3 - "$1" "$2" <<'PY'
+import re, shlex, sys
+text = open(sys.argv[1]).read()
+lines = text.split("\n")
+starts = [i for i, l in enumerate(lines) if l.strip() == "- -c" and lines[i + 1].strip() == "- |"]
+assert len(starts) == 1, f"expected one `sh -c` script in the StatefulSet, found {len(starts)}"
+first = lines[starts[0] + 2]
+indent = len(first) - len(first.lstrip())
+body = []
+for l in lines[starts[0] + 2:]:
+    if l.strip() and not l.startswith(" " * indent):
+        break
+    body.append(l[indent:])
+script = "\n".join(body).rstrip() + "\n"
+assert "exec herald control" in script, "the members' script does not exec herald control"
+env = re.findall(r"- name: (HERALD_[A-Z_]+)\n\s+value: (.+)", text)
+unquoted = [(k, v.strip().strip('"')) for k, v in env]
+out = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in unquoted)
+out += "export POD_NAME=herald-herald-control-0\n"
+out += script.replace("exec herald control", 'exec "$HERALD_BIN" control --check')
+open(sys.argv[2], "w").write(out)
+PY
+}
+
 check() {
   local name=$1; shift
   if "$@" >"$tmp/out" 2>&1; then echo "ok    $name"; else echo "FAIL  $name"; sed 's/^/      /' "$tmp/out"; fail=1; fi
@@ -69,6 +97,10 @@ for values in "$CHART"/ci/*-values.yaml; do
     check "herald.toml is TOML without secrets ($name)" herald_toml "$tmp/render-$name/herald/templates/configmap.yaml" "$tmp/$name.toml"
     if [ -n "${HERALD_CHECK_OUT:-}" ] && [ -f "$tmp/$name.toml" ]; then
       cp "$tmp/$name.toml" "$HERALD_CHECK_OUT/$name.toml"
+    fi
+    members="$tmp/render-$name/herald/templates/control-statefulset.yaml"
+    if [ -f "$members" ]; then
+      check "members' command line ($name)" control_check_script "$members" "$tmp/$name.control.sh"
     fi
   fi
 done
@@ -106,15 +138,17 @@ for invalid in "$CHART"/ci/*.yaml.invalid; do
 done
 
 # The chart and the binary cannot drift apart: every rendered herald.toml passes
-# `herald edge --config F --check` with the binary built here (HERALD_BIN). The files the chart
-# mounts from Secrets and ConfigMaps (/etc/herald/…: token keys, JWKS, TLS) are made up in a
-# private mount namespace, so the check reads real files without touching this machine's /etc.
+# `herald edge --config F --check` with the binary built here (HERALD_BIN), and every rendered
+# control-plane command line (flags and HERALD_* environment) `herald control --check`. The
+# files the chart mounts from Secrets and ConfigMaps (/etc/herald/…: token keys, JWKS, TLS) are
+# made up in a private mount namespace, so the check reads real files without touching this
+# machine's /etc.
+# The control plane's certificate files (control-tls/: tls.crt, tls.key, ca.crt) are a
+# self-signed certificate that is its own CA: enough for both sides to load them.
 if [ -n "${HERALD_BIN:-}" ]; then
-  for toml in "$tmp"/*.toml; do
-    name=$(basename "$toml" .toml)
-    check "herald edge --check and herald replicate --check ($name)" unshare --mount sh -euc '
+  files='
       mkdir -p /etc/herald && mount -t tmpfs tmpfs /etc/herald
-      mkdir -p /etc/herald/keys /etc/herald/jwks /etc/herald/tls
+      mkdir -p /etc/herald/keys /etc/herald/jwks /etc/herald/tls /etc/herald/control-tls
       openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl ec -pubout -out /etc/herald/keys/key-0.pem 2>/dev/null
       openssl genrsa 2048 2>/dev/null | openssl rsa -pubout -out /etc/herald/keys/key-1.pem 2>/dev/null
       for i in 0 1 2 3 4 5; do printf "check-hs256-secret-0123456789\n" >/etc/herald/keys/key-$i.secret; done
@@ -127,11 +161,23 @@ if [ -n "${HERALD_BIN:-}" ]; then
           -keyout /etc/herald/$d/tls.key -out /etc/herald/$d/tls.crt 2>/dev/null
         cp /etc/herald/$d/tls.crt /etc/herald/$d/ca.crt
       done
+      openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=herald-check \
+        -keyout /etc/herald/control-tls/tls.key -out /etc/herald/control-tls/tls.crt 2>/dev/null
+      cp /etc/herald/control-tls/tls.crt /etc/herald/control-tls/ca.crt'
+  for toml in "$tmp"/*.toml; do
+    name=$(basename "$toml" .toml)
+    check "herald edge --check and herald replicate --check ($name)" unshare --mount sh -euc "$files"'
       export HERALD_KAFKA_SASL_PASSWORD=check
       if grep -q "/etc/herald/redis/" "$1"; then export HERALD_PRESENCE=rediss://redis.check.invalid:6380 HERALD_PRESENCE_PASSWORD=check; fi
       HERALD_JWT_SECRET=check-secret-0123456789 "$0" edge --config "$1" --check
       # The replicator reads the same file ([kafka], [presence] login).
       "$0" replicate --region check --to kafka://kafka.check.invalid:9092 --from other=kafka://kafka.check.invalid:9092 --config "$1" --check' "$HERALD_BIN" "$toml"
+  done
+  for script in "$tmp"/*.control.sh; do
+    [ -f "$script" ] || continue
+    name=$(basename "$script" .control.sh)
+    check "herald control --check ($name)" unshare --mount sh -euc "$files"'
+      HERALD_BIN="$0" sh -eu "$1"' "$HERALD_BIN" "$script"
   done
 fi
 exit $fail

@@ -10,9 +10,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod control;
 mod kafka;
 mod presence;
 
+pub use control::ControlTlsConfig;
 pub use kafka::KafkaConfig;
 pub use presence::{PresenceConfig, PresenceTlsConfig, RedisLogin, RemotePresenceConfig, check_redis_url};
 
@@ -85,6 +87,8 @@ pub struct ControlPlaneConfig {
     pub advertise: String,
     /// The control plane's edge token (env `HERALD_CONTROL_EDGE_TOKEN`).
     pub token: Option<String>,
+    /// TLS to the control plane (`[control.tls]`, module `control`).
+    pub tls: ControlTlsConfig,
 }
 
 /// One source: an existing Kafka topic, and the rules that turn its records into Herald records.
@@ -562,6 +566,7 @@ impl Config {
         if let Some(v) = get("HERALD_CONTROL_EDGE_TOKEN") {
             self.control.token = Some(v);
         }
+        self.control.tls.apply_env(&get);
         if let Some(v) = get("HERALD_PRESENCE") {
             self.presence.url = v;
         }
@@ -591,6 +596,7 @@ impl Config {
         if self.control.endpoints.iter().any(|e| e.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())) {
             return bad("control.endpoints", "each must be HOST:PORT");
         }
+        self.control.tls.validate(&self.control.endpoints)?;
         for l in &e.latest_value {
             if herald_core::ChannelPattern::parse(&l.channels).is_err() {
                 return bad("edge.latest_value.channels", "must be a channel pattern, e.g. bus-location:*");

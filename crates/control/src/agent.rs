@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::network::{Bearer, channel};
+use crate::tls::ClientTls;
 use crate::pb::membership_client::MembershipClient;
 use crate::pb::{self, DeregisterRequest, HeartbeatRequest, RegisterRequest, WatchConfigRequest};
 
@@ -25,12 +26,15 @@ pub trait EdgeHooks: Send + Sync + 'static {
 /// The edge as it registers.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
-    /// Control-plane members (`host:port`); tried in turn.
+    /// Control-plane members (`host:port` or `https://host:port`); tried in turn.
     pub endpoints: Vec<String>,
     /// This edge.
     pub node: pb::NodeInfo,
     /// The edge token the control plane requires (`HERALD_CONTROL_EDGE_TOKEN`), if any.
     pub token: Option<String>,
+    /// TLS to the members (none: plaintext, unless an endpoint says `https://`). Its files are
+    /// read again at each new connection when they changed.
+    pub tls: Option<Arc<ClientTls>>,
 }
 
 /// Runs until `stop`, then deregisters (best effort, 2 s).
@@ -69,8 +73,8 @@ pub async fn run(cfg: AgentConfig, hooks: Arc<dyn EdgeHooks>, stop: Cancellation
 type Membership = MembershipClient<tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>>;
 
 /// A Membership client for `endpoint` that presents the edge token on every call.
-fn membership(endpoint: &str, cfg: &AgentConfig) -> Result<Membership, tonic::transport::Error> {
-    Ok(MembershipClient::with_interceptor(channel(endpoint)?, Bearer(cfg.token.as_deref().map(std::sync::Arc::from))))
+fn membership(endpoint: &str, cfg: &AgentConfig) -> Result<Membership, crate::network::ChannelError> {
+    Ok(MembershipClient::with_interceptor(channel(endpoint, cfg.tls.as_ref())?, Bearer(cfg.token.as_deref().map(std::sync::Arc::from))))
 }
 
 /// One connected period: register, then watch and heartbeat until an error or `stop`.

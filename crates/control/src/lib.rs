@@ -4,7 +4,9 @@
 //! # Layout
 //! - [`state`]: the replicated data and the commands that change it.
 //! - [`store`]: Raft log, vote and snapshots on plain files with fsync.
-//! - [`network`]: openraft's RPCs over tonic.
+//! - [`network`]: openraft's RPCs over tonic, and the channels every client opens to a member.
+//! - [`tls`]: TLS (and mutual TLS) on the gRPC port and on channels, with certificates re-read
+//!   when their files change.
 //! - [`node`]: one control-plane node (Raft + the `Membership`, `Admin` and `Raft` services).
 //! - [`agent`]: what an edge runs to register, heartbeat, watch config and obey drains.
 //!
@@ -17,6 +19,7 @@ pub mod network;
 pub mod node;
 pub mod state;
 pub mod store;
+pub mod tls;
 
 /// The generated protobuf types and gRPC stubs.
 #[allow(missing_docs, clippy::all)]
@@ -24,4 +27,4 @@ pub mod pb {
     tonic::include_proto!("herald.control.v1");
 }
 
-pub use node::{ControlConfig, ControlNode, Tokens};
+pub use node::{ControlConfig, ControlNode, MemberTls, Tokens};

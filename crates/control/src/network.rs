@@ -1,4 +1,6 @@
-//! The Raft network over tonic: openraft's RPCs as JSON payloads in the internal `Raft` service.
+//! The Raft network over tonic: openraft's RPCs as JSON payloads in the internal `Raft` service;
+//! and the one way every client (members, edges, `herald ctl`) opens a channel to a member,
+//! in plaintext or TLS ([`channel`]).
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -6,17 +8,57 @@ use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapsho
 use openraft::BasicNode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::pb::RaftPayload;
 use crate::pb::raft_client::RaftClient;
 use crate::state::{NodeId, TypeConfig};
+use crate::tls::{ClientTls, Connector};
 
-/// A lazily connecting gRPC channel to `addr` (`host:port`).
-pub fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
-    let uri = if addr.starts_with("http://") || addr.starts_with("https://") { addr.to_owned() } else { format!("http://{addr}") };
-    Ok(Endpoint::from_shared(uri)?.connect_timeout(Duration::from_secs(2)).timeout(Duration::from_secs(10)).tcp_nodelay(true).connect_lazy())
+/// Why a channel cannot be made to an address.
+#[derive(Debug, thiserror::Error)]
+#[error("control-plane address {addr:?}: {message}")]
+pub struct ChannelError {
+    /// The address as given.
+    pub addr: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// A lazily connecting gRPC channel to a member at `addr`: `host:port`, `http://host:port` or
+/// `https://host:port`.
+///
+/// With `tls`, every connection is TLS, checked against its CA (and presenting its client
+/// certificate when the member asks for one); the files are looked at again at each new
+/// connection. Without it, `https://` checks the member against the public web PKI and the
+/// rest is plaintext. `http://` with `tls` is refused: the two say different things.
+pub fn channel(addr: &str, tls: Option<&Arc<ClientTls>>) -> Result<Channel, ChannelError> {
+    let bad = |message: String| ChannelError { addr: addr.to_owned(), message };
+    let (scheme, host_port) = addr.split_once("://").map_or((None, addr), |(s, rest)| (Some(s), rest));
+    let tls = match (scheme, tls) {
+        (Some("http"), Some(_)) => return Err(bad("http:// but TLS is configured (a CA file is set): write HOST:PORT or https://HOST:PORT".into())),
+        (None | Some("http"), None) => None,
+        (None | Some("https"), Some(t)) => Some(t.clone()),
+        (Some("https"), None) => Some(ClientTls::public()),
+        (Some(other), _) => return Err(bad(format!("unknown scheme {other}://; use HOST:PORT or https://HOST:PORT"))),
+    };
+    // The connector makes the connection itself, so the endpoint's own URI stays http:// (tonic
+    // must not try TLS of its own); the origin says https to the server when it is.
+    let endpoint = Endpoint::from_shared(format!("http://{host_port}"))
+        .map_err(|e| bad(e.to_string()))?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(10))
+        .tcp_nodelay(true);
+    match tls {
+        None => Ok(endpoint.connect_lazy()),
+        Some(tls) => {
+            let origin = format!("https://{host_port}").parse().map_err(|e: tonic::codegen::http::uri::InvalidUri| bad(e.to_string()))?;
+            let connector = Connector::new(tls, host_port).map_err(bad)?;
+            Ok(endpoint.origin(origin).connect_with_connector_lazy(connector))
+        }
+    }
 }
 
 /// Adds `authorization: Bearer <token>` to a request when a token is set.
@@ -55,13 +97,22 @@ pub fn require(token: Option<String>) -> impl FnMut(tonic::Request<()>) -> Resul
 pub struct Network {
     /// The cluster token members present to each other.
     pub token: Option<std::sync::Arc<str>>,
+    /// TLS to the other members (none: plaintext).
+    pub tls: Option<Arc<ClientTls>>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
-        Peer { target, node: node.clone(), client: channel(&node.addr).ok().map(RaftClient::new), token: self.token.clone() }
+        let client = match channel(&node.addr, self.tls.as_ref()) {
+            Ok(ch) => Some(RaftClient::new(ch)),
+            Err(e) => {
+                tracing::error!(target_node = target, error = %e, "control plane: cannot reach this member");
+                None
+            }
+        };
+        Peer { target, node: node.clone(), client, token: self.token.clone() }
     }
 }
 

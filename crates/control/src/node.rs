@@ -1,4 +1,5 @@
-//! One control-plane node: Raft, its storage, and the three gRPC services on one listener.
+//! One control-plane node: Raft, its storage, and the three gRPC services on one listener
+//! (plaintext, or TLS with [`MemberTls`]).
 
 use futures_util::StreamExt;
 use openraft::error::{ClientWriteError, RaftError};
@@ -18,6 +19,7 @@ use crate::network::{Bearer, Network, channel, require};
 use crate::pb;
 use crate::state::{AccountRecord, Command, EdgeInfo, KeyRecord, Limits, NodeId, Reply, TypeConfig};
 use crate::store::{LogStore, StateMachine};
+use crate::tls::{ClientTls, ServerTls};
 
 /// Settings for one control-plane node.
 #[derive(Clone)]
@@ -38,6 +40,18 @@ pub struct ControlConfig {
     pub presence: Option<Arc<dyn herald_core::Presence>>,
     /// Bearer tokens each service requires (none: open; docs/control-plane.md).
     pub tokens: Tokens,
+    /// TLS on the listener and to the other members (none: plaintext).
+    pub tls: Option<MemberTls>,
+}
+
+/// A member's TLS: both ways at once, because members are each other's clients.
+#[derive(Clone)]
+pub struct MemberTls {
+    /// The listener: this member's certificate, and the client CA when TLS is mutual.
+    pub server: Arc<ServerTls>,
+    /// Raft and forwarded calls to the other members: the CA their certificates are checked
+    /// against, and this member's certificate, presented when they ask for one.
+    pub peers: Arc<ClientTls>,
 }
 
 /// The bearer tokens of the three services. Separate, so that an edge's token cannot change
@@ -71,6 +85,7 @@ impl ControlConfig {
             raft_heartbeat: Duration::from_millis(250),
             presence: None,
             tokens: Tokens::default(),
+            tls: None,
         }
     }
 }
@@ -144,11 +159,10 @@ impl ControlNode {
             ..Default::default()
         }
         .validate()?;
-        let network = Network { token: cfg.tokens.cluster.as_deref().map(Arc::from) };
+        let network = Network { token: cfg.tokens.cluster.as_deref().map(Arc::from), tls: cfg.tls.as_ref().map(|t| t.peers.clone()) };
         let raft = Raft::new(cfg.id, Arc::new(raft_config), network, log, sm.clone()).await?;
         let inner = Arc::new(Inner { cfg, raft, sm, soft: Mutex::new(HashMap::new()), to_leader: Mutex::new(None) });
         let stop = CancellationToken::new();
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         use tonic::service::interceptor::InterceptedService;
         let t = inner.cfg.tokens.clone();
         let router = tonic::transport::Server::builder()
@@ -159,8 +173,13 @@ impl ControlNode {
             .add_service(InterceptedService::new(pb::membership_server::MembershipServer::new(Svc(inner.clone())), require(t.edge)))
             .add_service(InterceptedService::new(pb::admin_server::AdminServer::new(Svc(inner.clone())), require(t.admin)));
         let s = stop.clone();
+        let tls = inner.cfg.tls.as_ref().map(|t| t.server.clone());
         let server = tokio::spawn(async move {
-            if let Err(e) = router.serve_with_incoming_shutdown(incoming, s.cancelled()).await {
+            let served = match tls {
+                Some(tls) => router.serve_with_incoming_shutdown(tls.incoming(listener, s.clone()), s.cancelled()).await,
+                None => router.serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), s.cancelled()).await,
+            };
+            if let Err(e) = served {
                 tracing::error!(error = %e, "control-plane gRPC server failed");
             }
         });
@@ -219,7 +238,7 @@ impl Inner {
                 match &*cached {
                     Some((a, ch)) if *a == addr => ch.clone(),
                     _ => {
-                        let ch = channel(&addr).map_err(status_of)?;
+                        let ch = channel(&addr, self.cfg.tls.as_ref().map(|t| &t.peers)).map_err(status_of)?;
                         *cached = Some((addr.clone(), ch.clone()));
                         ch
                     }

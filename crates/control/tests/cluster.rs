@@ -63,7 +63,7 @@ impl Cluster {
     }
 
     fn admin_as(&self, id: u64, token: Option<&str>) -> Admin {
-        AdminClient::with_interceptor(herald_control::network::channel(&self.addrs[&id]).unwrap(), herald_control::network::Bearer(token.map(Into::into)))
+        AdminClient::with_interceptor(herald_control::network::channel(&self.addrs[&id], None).unwrap(), herald_control::network::Bearer(token.map(Into::into)))
     }
 
     /// Waits until every running node agrees on one leader; returns it.

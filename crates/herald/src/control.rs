@@ -10,7 +10,8 @@ use std::time::Duration;
 use herald_control::agent::{AgentConfig, EdgeHooks};
 use herald_control::pb::admin_client::AdminClient;
 use herald_control::pb::{self, AccountLimits};
-use herald_control::{ControlConfig, ControlNode};
+use herald_control::tls::{ClientTls, ClientTlsFiles, PemFile, ServerTls, ServerTlsFiles};
+use herald_control::{ControlConfig, ControlNode, MemberTls};
 use herald_core::AccountId;
 use herald_edge::Edge;
 
@@ -26,6 +27,7 @@ macro_rules! out {
 
 /// `herald control`: runs one control-plane node until SIGINT or SIGTERM.
 pub async fn control(a: ControlArgs) -> anyhow::Result<()> {
+    let tls = member_tls(&a).map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(a.listen).await.with_context(|| format!("cannot listen on {}", a.listen))?;
     let advertise = a.advertise.unwrap_or_else(|| listener.local_addr().map(|x| x.to_string()).unwrap_or_default());
     let mut cfg = ControlConfig::new(a.id, advertise.clone(), a.data);
@@ -38,6 +40,10 @@ pub async fn control(a: ControlArgs) -> anyhow::Result<()> {
         }
     }
     cfg.edge_heartbeat = Duration::from_millis(a.edge_heartbeat_ms);
+    cfg.tls = tls;
+    if cfg.tls.is_none() {
+        tracing::warn!("no TLS (--tls-cert): tokens and config travel in plaintext to and from {advertise} (docs/control-plane.md)");
+    }
     if let Some(url) = a.presence {
         let opts = herald_presence_redis::RedisPresenceOptions::new(url);
         cfg.presence = Some(Arc::new(herald_presence_redis::RedisPresence::start(opts, &format!("control-{}", a.id)).await.context("--presence")?));
@@ -77,7 +83,30 @@ pub fn check(a: &ControlArgs) -> Result<(), String> {
     if a.edge_heartbeat_ms < 100 {
         return Err("--edge-heartbeat-ms must be at least 100".into());
     }
+    // The files are read now, so a missing or mismatched one fails here, naming its flag.
+    member_tls(a)?;
     Ok(())
+}
+
+/// A member's TLS from its flags (none without `--tls-cert`); an error names the flag at fault.
+fn member_tls(a: &ControlArgs) -> Result<Option<MemberTls>, String> {
+    let (cert, key) = match (&a.tls_cert, &a.tls_key) {
+        (None, None) if a.tls_ca.is_some() || a.tls_client_ca.is_some() => {
+            return Err("--tls-ca and --tls-client-ca need --tls-cert and --tls-key (HERALD_CONTROL_TLS_CERT, HERALD_CONTROL_TLS_KEY): TLS on this member's port".into());
+        }
+        (None, None) => return Ok(None),
+        (Some(_), None) => return Err("--tls-cert needs --tls-key (HERALD_CONTROL_TLS_KEY): the certificate's private key".into()),
+        (None, Some(_)) => return Err("--tls-key needs --tls-cert (HERALD_CONTROL_TLS_CERT): the certificate of that key".into()),
+        (Some(c), Some(k)) => (PemFile::new("--tls-cert", c), PemFile::new("--tls-key", k)),
+    };
+    let Some(ca) = &a.tls_ca else {
+        return Err("--tls-ca (HERALD_CONTROL_TLS_CA) is required with --tls-cert: members call each other and check each other's certificate against it".into());
+    };
+    let client_ca = a.tls_client_ca.as_ref().map(|p| PemFile::new("--tls-client-ca", p));
+    let server = ServerTls::new(ServerTlsFiles { cert: cert.clone(), key: key.clone(), client_ca }).map_err(|e| e.to_string())?;
+    // Towards the other members this member is a client: it presents the same certificate.
+    let peers = ClientTls::new(ClientTlsFiles { ca: Some(PemFile::new("--tls-ca", ca)), cert: Some(cert), key: Some(key) }).map_err(|e| e.to_string())?;
+    Ok(Some(MemberTls { server: Arc::new(server), peers: Arc::new(peers) }))
 }
 
 /// `1=host:port,2=host:port,…`
@@ -103,16 +132,66 @@ pub async fn ctl(a: CtlArgs) -> ExitCode {
 
 type Admin = AdminClient<tonic::service::interceptor::InterceptedService<tonic::transport::Channel, herald_control::network::Bearer>>;
 
-async fn admin(endpoints: &str, token: Option<&str>) -> anyhow::Result<Admin> {
+/// `herald ctl`'s TLS from `--ca`, `--cert` and `--key` (none of them: plaintext, or the
+/// public web PKI for `https://` members).
+fn ctl_tls(a: &CtlArgs) -> anyhow::Result<Option<Arc<ClientTls>>> {
+    if a.ca.is_none() && a.cert.is_none() && a.key.is_none() {
+        return Ok(None);
+    }
+    if a.ca.is_none() && !a.control.split(',').map(str::trim).all(|e| e.starts_with("https://")) {
+        anyhow::bail!("--cert and --key need TLS to every member: give the control plane's CA with --ca (HERALD_CONTROL_CA), or write the members https://HOST:PORT");
+    }
+    let files = ClientTlsFiles {
+        ca: a.ca.as_ref().map(|p| PemFile::new("--ca", p)),
+        cert: a.cert.as_ref().map(|p| PemFile::new("--cert", p)),
+        key: a.key.as_ref().map(|p| PemFile::new("--key", p)),
+    };
+    Ok(Some(Arc::new(ClientTls::new(files)?)))
+}
+
+/// What went wrong, with the cause a transport error hides in its sources, and what to do
+/// about the usual TLS mistakes.
+fn explain(s: &tonic::Status, tls: Option<&ClientTls>) -> String {
+    let mut text = format!("{}: {}", code_name(s.code()), s.message());
+    let transport = std::error::Error::source(s).is_some();
+    let mut source = std::error::Error::source(s);
+    while let Some(e) = source {
+        let m = e.to_string();
+        if !text.contains(&m) && m != "transport error" {
+            text = format!("{text}: {m}");
+        }
+        source = e.source();
+    }
+    let hint = if text.contains("CertificateRequired") || text.contains("peer sent no certificates") {
+        Some("the control plane requires a client certificate (mutual TLS): give one with --cert and --key (HERALD_CONTROL_CERT, HERALD_CONTROL_KEY)".to_owned())
+    } else if text.contains("alert: UnknownCA") || text.contains("alert: BadCertificate") || text.contains("alert: CertificateUnknown") {
+        Some("the control plane refused this client certificate: it must be signed by the CA the members trust (their --tls-client-ca)".to_owned())
+    } else if text.contains("invalid peer certificate") {
+        Some(match tls.and_then(ClientTls::ca) {
+            Some(ca) => format!("the control plane's certificate does not check out against {} ({}): is that the CA that signed it, and does the certificate name the address used here?", ca.path.display(), ca.name),
+            None => "the control plane's certificate is not trusted by the public web PKI: give its CA with --ca (HERALD_CONTROL_CA)".to_owned(),
+        })
+    } else if transport && tls.is_none() && !text.contains("tcp connect error") {
+        Some("if the control plane serves TLS, give its CA with --ca (HERALD_CONTROL_CA)".to_owned())
+    } else {
+        None
+    };
+    match hint {
+        Some(h) => format!("{text} ({h})"),
+        None => text,
+    }
+}
+
+async fn admin(endpoints: &str, token: Option<&str>, tls: Option<&Arc<ClientTls>>) -> anyhow::Result<Admin> {
     // The first member that answers; any member can take any call.
     let mut last = None;
     for e in endpoints.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let ch = herald_control::network::channel(e)?;
+        let ch = herald_control::network::channel(e, tls)?;
         let mut c = AdminClient::with_interceptor(ch, herald_control::network::Bearer(token.map(Arc::from)));
         match c.status(pb::StatusRequest {}).await {
             Ok(_) => return Ok(c),
-            Err(s) if s.code() == tonic::Code::Unauthenticated => anyhow::bail!("{e}: {}: {}", code_name(s.code()), s.message()),
-            Err(s) => last = Some(anyhow::anyhow!("{e}: {}: {}", code_name(s.code()), s.message())),
+            Err(s) if s.code() == tonic::Code::Unauthenticated => anyhow::bail!("{e}: {}", explain(&s, tls.map(|t| &**t))),
+            Err(s) => last = Some(anyhow::anyhow!("{e}: {}", explain(&s, tls.map(|t| &**t)))),
         }
     }
     Err(last.unwrap_or_else(|| anyhow::anyhow!("no control-plane endpoint given")))
@@ -205,7 +284,8 @@ fn print_accounts(list: &[pb::Account], json: bool) {
 }
 
 async fn ctl_inner(a: CtlArgs) -> anyhow::Result<()> {
-    let mut c = admin(&a.control, a.token.as_deref()).await?;
+    let tls = ctl_tls(&a)?;
+    let mut c = admin(&a.control, a.token.as_deref(), tls.as_ref()).await?;
     let json = a.json;
     match a.command {
         CtlCommand::Status => print_status(&rpc(c.status(pb::StatusRequest {}).await)?, json),
@@ -349,10 +429,30 @@ impl EdgeHooks for Hooks {
     }
 }
 
+/// The edge's TLS to the control plane from `[control.tls]` (none when it sets no file). The
+/// files are read now: an error names the field of the one that cannot be used.
+pub fn agent_tls(config: &herald_config::Config) -> Result<Option<Arc<ClientTls>>, String> {
+    let t = &config.control.tls;
+    if t.ca_file.is_none() && t.cert_file.is_none() && t.key_file.is_none() {
+        return Ok(None);
+    }
+    let files = ClientTlsFiles {
+        ca: t.ca_file.as_ref().map(|p| PemFile::new("control.tls.ca_file", p)),
+        cert: t.cert_file.as_ref().map(|p| PemFile::new("control.tls.cert_file", p)),
+        key: t.key_file.as_ref().map(|p| PemFile::new("control.tls.key_file", p)),
+    };
+    ClientTls::new(files).map(|t| Some(Arc::new(t))).map_err(|e| e.to_string())
+}
+
 /// Starts the edge's agent when `[control]` has endpoints.
-pub fn start_agent(config: &herald_config::Config, edge: &Arc<Edge>, listen: std::net::SocketAddr, stop: tokio_util::sync::CancellationToken) -> Option<tokio::task::JoinHandle<()>> {
+pub fn start_agent(
+    config: &herald_config::Config,
+    edge: &Arc<Edge>,
+    listen: std::net::SocketAddr,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     if config.control.endpoints.is_empty() {
-        return None;
+        return Ok(None);
     }
     let address = if config.control.advertise.is_empty() { format!("http://{listen}") } else { config.control.advertise.clone() };
     let node = pb::NodeInfo {
@@ -362,6 +462,7 @@ pub fn start_agent(config: &herald_config::Config, edge: &Arc<Edge>, listen: std
         capacity: 0,
         instance: format!("{:016x}", rand::random::<u64>()),
     };
-    let cfg = AgentConfig { endpoints: config.control.endpoints.clone(), node, token: config.control.token.clone() };
-    Some(tokio::spawn(herald_control::agent::run(cfg, Arc::new(Hooks(edge.clone())), stop)))
+    let tls = agent_tls(config).map_err(anyhow::Error::msg)?;
+    let cfg = AgentConfig { endpoints: config.control.endpoints.clone(), node, token: config.control.token.clone(), tls };
+    Ok(Some(tokio::spawn(herald_control::agent::run(cfg, Arc::new(Hooks(edge.clone())), stop))))
 }

@@ -113,6 +113,20 @@ pub struct ControlArgs {
     /// Token operators present (`herald ctl`'s HERALD_CONTROL_ADMIN_TOKEN).
     #[arg(long, env = "HERALD_CONTROL_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// TLS on the gRPC port: this member's certificate chain (PEM). Re-read when it changes.
+    #[arg(long, env = "HERALD_CONTROL_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "HERALD_CONTROL_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// The CA that signs the other members' certificates (PEM), checked when this member calls
+    /// them. Required with --tls-cert.
+    #[arg(long, env = "HERALD_CONTROL_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Mutual TLS: only clients (edges, `herald ctl`, members) with a certificate signed by
+    /// this CA (PEM) may connect.
+    #[arg(long, env = "HERALD_CONTROL_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Check the flags and environment and exit: 0 when valid, 64 naming the problem.
     #[arg(long)]
     pub check: bool,
@@ -121,7 +135,8 @@ pub struct ControlArgs {
 /// `herald ctl`.
 #[derive(Args)]
 pub struct CtlArgs {
-    /// Control-plane members, `HOST:PORT[,HOST:PORT…]`; the first that answers is used.
+    /// Control-plane members, `HOST:PORT[,HOST:PORT…]` (or `https://HOST:PORT`); the first that
+    /// answers is used.
     #[arg(long, env = "HERALD_CONTROL", default_value = "127.0.0.1:7100")]
     pub control: String,
     /// Print JSON instead of tables.
@@ -130,6 +145,16 @@ pub struct CtlArgs {
     /// The control plane's admin token.
     #[arg(long, env = "HERALD_CONTROL_ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// The CA that signs the members' certificates (PEM): turns TLS on (an `https://` member
+    /// without it is checked against the public web PKI).
+    #[arg(long, env = "HERALD_CONTROL_CA")]
+    pub ca: Option<PathBuf>,
+    /// This operator's certificate (PEM), for a control plane that requires one (mutual TLS).
+    #[arg(long, env = "HERALD_CONTROL_CERT")]
+    pub cert: Option<PathBuf>,
+    /// The private key of --cert (PEM).
+    #[arg(long, env = "HERALD_CONTROL_KEY")]
+    pub key: Option<PathBuf>,
     #[command(subcommand)]
     pub command: CtlCommand,
 }

@@ -153,6 +153,8 @@ fn load_config(args: &ServerArgs) -> Result<Config, String> {
         let login = redis_login(config.presence.login(|k| std::env::var(k).ok()).map_err(|e| e.to_string())?);
         herald_presence_redis::client(&config.presence.url, &login).map_err(|e| format!("presence: {e}"))?;
     }
+    // So are the control plane's CA and client certificate.
+    crate::control::agent_tls(&config)?;
     Ok(config)
 }
 
@@ -555,7 +557,7 @@ async fn serve(mut config: Config, dev_keys: Option<(String, String)>) -> anyhow
     tokio::spawn(watch_signals(edge.clone(), stop.clone(), signals));
     let sources_stop = CancellationToken::new();
     let sources = start_sources(&config, &edge, &sources_stop)?;
-    let agent = crate::control::start_agent(&config, &edge, addr, sources_stop.clone());
+    let agent = crate::control::start_agent(&config, &edge, addr, sources_stop.clone())?;
     herald_edge::serve(listener, edge, stop).await?;
     sources_stop.cancel();
     if let Some(agent) = agent {

@@ -323,6 +323,18 @@ secretEnv. */ -}}
 {{- if $limits -}}{{- $_ := set $cfg "limits" $limits -}}{{- end -}}
 {{- if $sources -}}{{- $_ := set $cfg "sources" $sources -}}{{- end -}}
 
+{{- if include "herald.controlTls" . -}}
+{{- $ctls := dict "ca_file" (printf "%s/ca.crt" (include "herald.controlTlsDir" .)) -}}
+{{- if $v.controlPlane.tls.mutual -}}
+{{- $_ := set $ctls "cert_file" (printf "%s/tls.crt" (include "herald.controlTlsDir" .)) -}}
+{{- $_ := set $ctls "key_file" (printf "%s/tls.key" (include "herald.controlTlsDir" .)) -}}
+{{- end -}}
+{{- $_ := set $cfg "control" (dict "tls" $ctls) -}}
+{{- if hasKey (get ($v.config | default dict) "control" | default dict) "tls" -}}
+{{- fail "config.control.tls: set by the chart from controlPlane.tls (the files are mounted by the chart)" -}}
+{{- end -}}
+{{- end -}}
+
 {{- $free := deepCopy ($v.config | default dict) -}}
 {{- include "herald.configGuard" $free -}}
 {{- include "herald.deepMerge" (list $cfg $free) -}}

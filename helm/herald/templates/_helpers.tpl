@@ -63,6 +63,22 @@ app.kubernetes.io/component: control
 {{- join "," $out -}}
 {{- end -}}
 
+{{- /* Where the control plane's certificate files appear (members: their own and ca.crt;
+edges: ca.crt, and their client certificate with mutual TLS). */ -}}
+{{- define "herald.controlTlsDir" -}}/etc/herald/control-tls{{- end -}}
+
+{{- /* controlPlane.tls, checked: "true" when TLS is on. */ -}}
+{{- define "herald.controlTls" -}}
+{{- $t := .Values.controlPlane.tls -}}
+{{- if and $t.mutual (not $t.existingSecret) -}}
+{{- fail "controlPlane.tls.mutual needs controlPlane.tls.existingSecret (the members' tls.crt, tls.key and ca.crt)" -}}
+{{- end -}}
+{{- if and $t.clientSecret (not $t.mutual) -}}
+{{- fail "controlPlane.tls.clientSecret is only used with controlPlane.tls.mutual: true (the edges' client certificate)" -}}
+{{- end -}}
+{{- if and .Values.controlPlane.enabled $t.existingSecret -}}true{{- end -}}
+{{- end -}}
+
 {{- /* The replicator (docs/multi-region.md): one `herald replicate` per region. */ -}}
 {{- define "herald.replicatorName" -}}
 {{- printf "%s-replicator" (include "herald.fullname" .) -}}
