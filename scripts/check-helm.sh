@@ -177,7 +177,8 @@ if [ -n "${HERALD_BIN:-}" ]; then
     [ -f "$script" ] || continue
     name=$(basename "$script" .control.sh)
     check "herald control --check ($name)" unshare --mount sh -euc "$files"'
-      HERALD_BIN="$0" sh -eu "$1"' "$HERALD_BIN" "$script"
+      cp "$2" /etc/herald/herald.toml
+      HERALD_BIN="$0" sh -eu "$1"' "$HERALD_BIN" "$script" "$tmp/$name.toml"
   done
 fi
 exit $fail

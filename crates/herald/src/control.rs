@@ -28,6 +28,7 @@ macro_rules! out {
 /// `herald control`: runs one control-plane node until SIGINT or SIGTERM.
 pub async fn control(a: ControlArgs) -> anyhow::Result<()> {
     let tls = member_tls(&a).map_err(anyhow::Error::msg)?;
+    let presence = presence_login(&a).map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(a.listen).await.with_context(|| format!("cannot listen on {}", a.listen))?;
     let advertise = a.advertise.unwrap_or_else(|| listener.local_addr().map(|x| x.to_string()).unwrap_or_default());
     let mut cfg = ControlConfig::new(a.id, advertise.clone(), a.data);
@@ -44,8 +45,8 @@ pub async fn control(a: ControlArgs) -> anyhow::Result<()> {
     if cfg.tls.is_none() {
         tracing::warn!("no TLS (--tls-cert): tokens and config travel in plaintext to and from {advertise} (docs/control-plane.md)");
     }
-    if let Some(url) = a.presence {
-        let opts = herald_presence_redis::RedisPresenceOptions::new(url);
+    if let Some((url, login)) = presence {
+        let opts = herald_presence_redis::RedisPresenceOptions { login, ..herald_presence_redis::RedisPresenceOptions::new(url) };
         cfg.presence = Some(Arc::new(herald_presence_redis::RedisPresence::start(opts, &format!("control-{}", a.id)).await.context("--presence")?));
     }
     let node = ControlNode::start(cfg, listener).await?;
@@ -85,7 +86,23 @@ pub fn check(a: &ControlArgs) -> Result<(), String> {
     }
     // The files are read now, so a missing or mismatched one fails here, naming its flag.
     member_tls(a)?;
+    presence_login(a)?;
     Ok(())
+}
+
+/// `--presence` and its login from `--config`'s `[presence]` (or the environment), the password
+/// and TLS files read now; `None` without `--presence`.
+fn presence_login(a: &ControlArgs) -> Result<Option<(String, herald_presence_redis::RedisLogin)>, String> {
+    let Some(url) = a.presence.clone() else { return Ok(None) };
+    let mut presence = match &a.config {
+        Some(p) => herald_config::Config::from_file(p).map_err(|e| e.to_string())?.presence,
+        None => herald_config::PresenceConfig::default(),
+    };
+    presence.url = url.clone();
+    presence.validate().map_err(|e| format!("--presence: {e}"))?;
+    let login = crate::run::redis_login(presence.login(|k| std::env::var(k).ok()).map_err(|e| e.to_string())?);
+    herald_presence_redis::client(&url, &login).map_err(|e| format!("--presence: {e}"))?;
+    Ok(Some((url, login)))
 }
 
 /// A member's TLS from its flags (none without `--tls-cert`); an error names the flag at fault.

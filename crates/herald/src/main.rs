@@ -127,6 +127,10 @@ pub struct ControlArgs {
     /// this CA (PEM) may connect.
     #[arg(long, env = "HERALD_CONTROL_TLS_CLIENT_CA")]
     pub tls_client_ca: Option<PathBuf>,
+    /// A herald.toml whose `[presence]` gives the login to `--presence` (ACL user, password file,
+    /// TLS files); the edges' file works as is. Without it: `HERALD_PRESENCE_PASSWORD` and the URL.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Check the flags and environment and exit: 0 when valid, 64 naming the problem.
     #[arg(long)]
     pub check: bool,

@@ -103,6 +103,18 @@ async fn edges_share_presence_through_redis_over_tls_with_an_acl_user() {
     assert_eq!(next_presence(&mut watch).await, (true, "bob".into()), "a member of edge B is seen on edge A through Redis over TLS");
     assert_eq!(users(&alice.presence("room").await.unwrap()), ["alice", "bob"]);
 
+    // The control plane reads the same store, its login from --config with a password file.
+    let password = pki.dir.join("redis-password");
+    std::fs::write(&password, "edge-presence-password\n").unwrap();
+    let control_cfg = pki.dir.join("control.toml");
+    let edge_cfg = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&control_cfg, edge_cfg.replace("ttl_secs = 3\n", &format!("ttl_secs = 3\npassword_file = {:?}\n", password.to_str().unwrap()))).unwrap();
+    let data = pki.dir.join("control-data");
+    let cport = herald_presence_redis::testing::free_port();
+    let url = format!("rediss://127.0.0.1:{port}");
+    let _control = member(1, cport, &data, Some(&format!("1=127.0.0.1:{cport}")), &["--presence", &url, "--config", control_cfg.to_str().unwrap()]);
+    assert_eq!(users(&ctl(&format!("127.0.0.1:{cport}"), &["presence", "acme", "room"])), ["alice", "bob"]);
+
     let broken = pki.dir.join("broken.toml");
     std::fs::write(&broken, format!("[presence]\nurl = \"rediss://127.0.0.1:{port}\"\n[presence.tls]\ncert_file = {:?}\n", pki.path("client.pem"))).unwrap();
     let out = std::process::Command::new(support::BIN).args(["edge", "--config", broken.to_str().unwrap(), "--check"]).env("HERALD_JWT_SECRET", SECRET).output().unwrap();
