@@ -153,9 +153,9 @@ if [ -n "${HERALD_BIN:-}" ]; then
       openssl genrsa 2048 2>/dev/null | openssl rsa -pubout -out /etc/herald/keys/key-1.pem 2>/dev/null
       for i in 0 1 2 3 4 5; do printf "check-hs256-secret-0123456789\n" >/etc/herald/keys/key-$i.secret; done
       echo "{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"kid\":\"j1\",\"alg\":\"EdDSA\",\"x\":\"2J6afRaz8u1NXyyONd-yRht1hGSWQafnH4jDjutVwpA\"}]}" >/etc/herald/jwks/jwks.json
-      # presence.tls and kafka.tls: a CA and a client certificate each; the Redis URL and the
-      # passwords come from Secrets as environment variables.
-      for d in redis kafka; do
+      # presence.tls, kafka.tls and edge.tls: a certificate and key each (and it as CA); the Redis
+      # URL and the passwords come from Secrets as environment variables.
+      for d in redis kafka tls; do
         mkdir -p /etc/herald/$d
         openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=check -days 1 \
           -keyout /etc/herald/$d/tls.key -out /etc/herald/$d/tls.crt 2>/dev/null

@@ -438,6 +438,12 @@ pub fn server(args: ServerArgs, dev: Option<(Option<String>, Option<String>)>) -
         if let Err(e) = herald_edge::keys::load(&config.auth) {
             return usage_error(format!("auth: {e}"));
         }
+        // And the listener's certificate and key, checked to match.
+        if let Some(tls) = &config.edge.tls
+            && let Err(e) = herald_edge::tls::load(&tls.cert_file, &tls.key_file)
+        {
+            return usage_error(e);
+        }
         return config_ok(if dev_keys.is_some() { "dev" } else { "edge" });
     }
     init_tracing(&config);

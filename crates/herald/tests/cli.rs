@@ -253,3 +253,25 @@ fn the_admin_listener_answers_probes_without_a_proxy_header_from_start_to_servin
     assert!(String::from_utf8_lossy(&bad.stderr).contains("HERALD_ADMIN_LISTEN"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `--check` loads `[edge.tls]` as the edge would: a key that is not the certificate's, or a
+/// missing file, is exit 64 naming the field.
+#[test]
+fn check_loads_the_listeners_certificate_and_key() {
+    let pki = herald_core::testing::pki::Pki::new("edge-check");
+    let cfg = pki.dir.join("herald.toml");
+    let check = |cert: &str, key: &str| {
+        std::fs::write(&cfg, format!("[edge.tls]\ncert_file = {cert:?}\nkey_file = {key:?}\n")).unwrap();
+        Command::new(BIN).args(["edge", "--config", cfg.to_str().unwrap(), "--check"]).env("HERALD_JWT_SECRET", SECRET).output().unwrap()
+    };
+    assert!(check(&pki.path("server.pem"), &pki.path("server.key")).status.success());
+    for (cert, key, needle) in [
+        (pki.path("server.pem"), pki.path("client.key"), "do not match"),
+        (pki.path("server.pem"), pki.path("missing.key"), "edge.tls.key_file"),
+    ] {
+        let out = check(&cert, &key);
+        assert_eq!(out.status.code(), Some(64));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{err}");
+    }
+}
