@@ -594,7 +594,7 @@ impl Config {
             return bad("edge.node", "must be characters of A-Z a-z 0-9 - _ .");
         }
         if self.control.endpoints.iter().any(|e| e.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())) {
-            return bad("control.endpoints", "each must be HOST:PORT");
+            return bad("control.endpoints", "each must be HOST:PORT, or https://HOST:PORT for TLS against public CAs");
         }
         self.control.tls.validate(&self.control.endpoints)?;
         for l in &e.latest_value {
