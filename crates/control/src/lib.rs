@@ -8,6 +8,7 @@
 //! - [`tls`]: TLS (and mutual TLS) on the gRPC port and on channels, with certificates re-read
 //!   when their files change.
 //! - [`node`]: one control-plane node (Raft + the `Membership`, `Admin` and `Raft` services).
+//! - [`error`]: why a call failed, turned into a gRPC status in one place.
 //! - [`agent`]: what an edge runs to register, heartbeat, watch config and obey drains.
 //!
 //! The API is `proto/herald/control/v1/control.proto`; docs/control-plane.md explains it.
@@ -15,11 +16,14 @@
 #![warn(missing_docs)]
 
 pub mod agent;
+pub mod error;
 pub mod network;
 pub mod node;
 pub mod state;
 pub mod store;
 pub mod tls;
+
+pub use error::ControlError;
 
 /// The generated protobuf types and gRPC stubs.
 #[allow(missing_docs, clippy::all)]

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use crate::error::ControlError;
 use crate::network::{Bearer, Network, channel, require};
 use crate::pb;
 use crate::state::{AccountRecord, Command, EdgeInfo, KeyRecord, Limits, NodeId, Reply, TypeConfig};
@@ -215,51 +216,46 @@ impl ControlNode {
     }
 }
 
-fn status_of(e: impl std::fmt::Display) -> Status {
-    Status::unavailable(e.to_string())
-}
-
 impl Inner {
     /// Handles `req` on the leader: here if this node leads, else forwarded to the leader.
-    async fn on_leader(&self, req: Forwarded) -> Result<ForwardReply, Status> {
+    async fn on_leader(&self, req: Forwarded) -> Result<ForwardReply, ControlError> {
         let metrics = self.raft.metrics().borrow().clone();
-        let Some(leader) = metrics.current_leader else { return Err(Status::unavailable("the control plane has no leader now; retry")) };
+        let Some(leader) = metrics.current_leader else { return Err(ControlError::NoLeader) };
         let reply = if leader == self.cfg.id {
-            self.lead(req).await
+            self.lead(req).await?
         } else {
             let addr = metrics
                 .membership_config
                 .membership()
                 .get_node(&leader)
                 .map(|n| n.addr.clone())
-                .ok_or_else(|| Status::unavailable("the leader's address is unknown; retry"))?;
+                .ok_or(ControlError::LeaderUnknown)?;
             let ch = {
                 let mut cached = self.to_leader.lock();
                 match &*cached {
                     Some((a, ch)) if *a == addr => ch.clone(),
                     _ => {
-                        let ch = channel(&addr, self.cfg.tls.as_ref().map(|t| &t.peers)).map_err(status_of)?;
+                        let ch = channel(&addr, self.cfg.tls.as_ref().map(|t| &t.peers)).map_err(|e| ControlError::Unavailable(e.to_string()))?;
                         *cached = Some((addr.clone(), ch.clone()));
                         ch
                     }
                 }
             };
             let mut client = pb::raft_client::RaftClient::with_interceptor(ch, Bearer(self.cfg.tokens.cluster.as_deref().map(Arc::from)));
-            let json = serde_json::to_vec(&req).map_err(|e| Status::internal(e.to_string()))?;
+            let json = serde_json::to_vec(&req).map_err(|e| ControlError::Internal(e.to_string()))?;
             let out = client.forward(pb::RaftPayload { json }).await?;
-            serde_json::from_slice(&out.into_inner().json).map_err(|e| Status::internal(e.to_string()))?
+            serde_json::from_slice(&out.into_inner().json).map_err(|e| ControlError::Internal(e.to_string()))?
         };
         match reply {
-            ForwardReply::Failed { code, message } => Err(Status::new(tonic::Code::from(code), message)),
+            ForwardReply::Failed { code, message } => Err(ControlError::Remote(Status::new(tonic::Code::from(code), message))),
             r => Ok(r),
         }
     }
 
     /// Executes a forwarded request as the leader.
-    async fn lead(&self, req: Forwarded) -> ForwardReply {
-        let failed = |code: tonic::Code, message: String| ForwardReply::Failed { code: code as i32, message };
-        let not_leader = |e: &dyn std::fmt::Display| failed(tonic::Code::Unavailable, format!("leadership changed; retry ({e})"));
-        match req {
+    async fn lead(&self, req: Forwarded) -> Result<ForwardReply, ControlError> {
+        let not_leader = |e: &dyn std::fmt::Display| Err(ControlError::LeadershipChanged(e.to_string()));
+        Ok(match req {
             Forwarded::Write(cmd) => {
                 let account = match &cmd {
                     Command::PutAccount { name, .. } => Some(name.clone()),
@@ -274,7 +270,7 @@ impl Inner {
                         let account = account.and_then(|a| self.sm.current().1.data.accounts.get(&a).cloned().map(|r| (a, r)));
                         ForwardReply::Write { reply: r.data, account }
                     }
-                    Err(e) => not_leader(&e),
+                    Err(e) => return not_leader(&e),
                 }
             }
             Forwarded::Heartbeat { node_id, connections } => {
@@ -308,31 +304,37 @@ impl Inner {
             }
             Forwarded::Accounts => match self.raft.ensure_linearizable().await {
                 Ok(_) => ForwardReply::Accounts(self.sm.current().1.data.accounts.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
-                Err(e) => not_leader(&e),
+                Err(e) => return not_leader(&e),
             },
             Forwarded::AddMember { id, address } => {
                 if let Err(e) = self.raft.add_learner(id, BasicNode { addr: address }, true).await {
-                    return failed(tonic::Code::FailedPrecondition, e.to_string());
+                    return Err(ControlError::Refused(e.to_string()));
                 }
                 match self.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await {
                     Ok(_) => ForwardReply::Done,
-                    Err(e) => failed(tonic::Code::FailedPrecondition, e.to_string()),
+                    Err(e) => return Err(ControlError::Refused(e.to_string())),
                 }
             }
             Forwarded::RemoveMember { id } => match self.raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false).await {
                 Ok(_) => ForwardReply::Done,
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(e))) => not_leader(&e),
-                Err(e) => failed(tonic::Code::FailedPrecondition, e.to_string()),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(e))) => return not_leader(&e),
+                Err(e) => return Err(ControlError::Refused(e.to_string())),
             },
+        })
+    }
+
+    /// Writes `cmd` through the leader; the account it touched, as applied.
+    async fn write(&self, cmd: Command) -> Result<Option<(String, AccountRecord)>, ControlError> {
+        match self.on_leader(Forwarded::Write(cmd)).await? {
+            ForwardReply::Write { reply: Reply::Ok, account } => Ok(account),
+            ForwardReply::Write { reply: Reply::Rejected(why), .. } => Err(ControlError::Refused(why)),
+            _ => Err(ControlError::unexpected()),
         }
     }
 
-    async fn write(&self, cmd: Command) -> Result<Option<(String, AccountRecord)>, Status> {
-        match self.on_leader(Forwarded::Write(cmd)).await? {
-            ForwardReply::Write { reply: Reply::Ok, account } => Ok(account),
-            ForwardReply::Write { reply: Reply::Rejected(why), .. } => Err(Status::failed_precondition(why)),
-            _ => Err(Status::internal("unexpected reply from the leader")),
-        }
+    /// Writes `cmd`, which changes an account, and returns that account.
+    async fn write_account(&self, cmd: Command) -> Result<(String, AccountRecord), ControlError> {
+        self.write(cmd).await?.ok_or_else(|| ControlError::Internal("account missing after write".into()))
     }
 
     /// Waits (at most 10 s) until this node's membership satisfies `done(voters, all members)`.
@@ -384,9 +386,9 @@ fn account_pb(name: &str, a: &AccountRecord) -> pb::Account {
 }
 
 /// Names of edges and accounts: 1-64 characters of `a-z A-Z 0-9 - _ .`.
-fn check_name(what: &str, s: &str) -> Result<(), Status> {
+fn check_name(what: &str, s: &str) -> Result<(), ControlError> {
     if s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
-        return Err(Status::invalid_argument(format!("{what} must be 1-64 characters of A-Z a-z 0-9 - _ .")));
+        return Err(ControlError::Invalid(format!("{what} must be 1-64 characters of A-Z a-z 0-9 - _ .")));
     }
     Ok(())
 }
@@ -405,12 +407,12 @@ pub fn new_api_key() -> (String, KeyRecord) {
 
 struct RaftSvc(Arc<Inner>);
 
-fn decode<T: serde::de::DeserializeOwned>(req: Request<pb::RaftPayload>) -> Result<T, Status> {
-    serde_json::from_slice(&req.into_inner().json).map_err(|e| Status::invalid_argument(e.to_string()))
+fn decode<T: serde::de::DeserializeOwned>(req: Request<pb::RaftPayload>) -> Result<T, ControlError> {
+    serde_json::from_slice(&req.into_inner().json).map_err(|e| ControlError::Invalid(e.to_string()))
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Response<pb::RaftPayload>, Status> {
-    Ok(Response::new(pb::RaftPayload { json: serde_json::to_vec(v).map_err(|e| Status::internal(e.to_string()))? }))
+    Ok(Response::new(pb::RaftPayload { json: serde_json::to_vec(v).map_err(|e| ControlError::Internal(e.to_string()))? }))
 }
 
 #[tonic::async_trait]
@@ -432,9 +434,11 @@ impl pb::raft_server::Raft for RaftSvc {
         // Only the leader executes; a stale forward to a former leader fails and is retried.
         let leader = self.0.raft.metrics().borrow().current_leader;
         if leader != Some(self.0.cfg.id) {
-            return Err(Status::unavailable("not the leader; retry"));
+            return Err(ControlError::LeadershipChanged("not the leader".into()).into());
         }
-        encode(&self.0.lead(req).await)
+        // A failure travels back as data; the forwarding member turns it into the same error.
+        let reply = self.0.lead(req).await.unwrap_or_else(|e| ForwardReply::Failed { code: e.code() as i32, message: e.to_string() });
+        encode(&reply)
     }
 }
 
@@ -445,10 +449,10 @@ type ConfigStream = Pin<Box<dyn futures_util::Stream<Item = Result<pb::ConfigSna
 #[tonic::async_trait]
 impl pb::membership_server::Membership for Svc {
     async fn register(&self, req: Request<pb::RegisterRequest>) -> Result<Response<pb::RegisterResponse>, Status> {
-        let n = req.into_inner().node.ok_or_else(|| Status::invalid_argument("node is required"))?;
+        let n = req.into_inner().node.ok_or_else(|| ControlError::Invalid("node is required".into()))?;
         check_name("node_id", &n.node_id)?;
         if n.region.is_empty() {
-            return Err(Status::invalid_argument("region is required"));
+            return Err(ControlError::Invalid("region is required".into()).into());
         }
         self.0.write(Command::RegisterEdge(EdgeInfo { node_id: n.node_id, region: n.region, address: n.address, capacity: n.capacity, instance: n.instance })).await?;
         Ok(Response::new(pb::RegisterResponse { heartbeat_interval_ms: self.0.cfg.edge_heartbeat.as_millis() as u64 }))
@@ -458,7 +462,7 @@ impl pb::membership_server::Membership for Svc {
         let r = req.into_inner();
         match self.0.on_leader(Forwarded::Heartbeat { node_id: r.node_id, connections: r.connections }).await? {
             ForwardReply::Heartbeat { known, drain } => Ok(Response::new(pb::HeartbeatResponse { known, drain })),
-            _ => Err(Status::internal("unexpected reply from the leader")),
+            _ => Err(ControlError::unexpected().into()),
         }
     }
 
@@ -493,7 +497,7 @@ impl pb::admin_server::Admin for Svc {
     }
 
     async fn list_nodes(&self, _req: Request<pb::ListNodesRequest>) -> Result<Response<pb::ListNodesResponse>, Status> {
-        let ForwardReply::Nodes(rows) = self.0.on_leader(Forwarded::Nodes).await? else { return Err(Status::internal("unexpected reply")) };
+        let ForwardReply::Nodes(rows) = self.0.on_leader(Forwarded::Nodes).await? else { return Err(ControlError::unexpected().into()) };
         let healthy_within = self.0.cfg.edge_heartbeat.as_millis() as u64 * 3;
         let nodes = rows
             .into_iter()
@@ -518,15 +522,15 @@ impl pb::admin_server::Admin for Svc {
     async fn put_account(&self, req: Request<pb::PutAccountRequest>) -> Result<Response<pb::Account>, Status> {
         let r = req.into_inner();
         // Accounts follow the edge's naming rule, so that every account made here is usable.
-        herald_core::AccountId::new(&r.name).map_err(|e| Status::invalid_argument(format!("account: {e}")))?;
+        herald_core::AccountId::new(&r.name).map_err(|e| ControlError::Invalid(format!("account: {e}")))?;
         let l = r.limits.unwrap_or_default();
         let limits = Limits { connections: l.connections, publish_per_second: l.publish_per_second, max_subscriptions: l.max_subscriptions, max_message_bytes: l.max_message_bytes };
-        let (name, a) = self.0.write(Command::PutAccount { name: r.name, limits }).await?.ok_or_else(|| Status::internal("account missing after write"))?;
+        let (name, a) = self.0.write_account(Command::PutAccount { name: r.name, limits }).await?;
         Ok(Response::new(account_pb(&name, &a)))
     }
 
     async fn list_accounts(&self, _req: Request<pb::ListAccountsRequest>) -> Result<Response<pb::ListAccountsResponse>, Status> {
-        let ForwardReply::Accounts(list) = self.0.on_leader(Forwarded::Accounts).await? else { return Err(Status::internal("unexpected reply")) };
+        let ForwardReply::Accounts(list) = self.0.on_leader(Forwarded::Accounts).await? else { return Err(ControlError::unexpected().into()) };
         Ok(Response::new(pb::ListAccountsResponse { accounts: list.iter().map(|(n, a)| account_pb(n, a)).collect() }))
     }
 
@@ -535,45 +539,45 @@ impl pb::admin_server::Admin for Svc {
         check_name("account", &account)?;
         let (key, record) = new_api_key();
         let key_id = record.id.clone();
-        let (name, a) = self.0.write(Command::AddKey { account, key: record }).await?.ok_or_else(|| Status::internal("account missing after write"))?;
+        let (name, a) = self.0.write_account(Command::AddKey { account, key: record }).await?;
         Ok(Response::new(pb::AddKeyResponse { account: Some(account_pb(&name, &a)), key, key_id }))
     }
 
     async fn revoke_key(&self, req: Request<pb::RevokeKeyRequest>) -> Result<Response<pb::Account>, Status> {
         let r = req.into_inner();
         check_name("account", &r.account)?;
-        let (name, a) = self.0.write(Command::RevokeKey { account: r.account, key_id: r.key_id }).await?.ok_or_else(|| Status::internal("account missing after write"))?;
+        let (name, a) = self.0.write_account(Command::RevokeKey { account: r.account, key_id: r.key_id }).await?;
         Ok(Response::new(account_pb(&name, &a)))
     }
 
     async fn add_token_key(&self, req: Request<pb::AddTokenKeyRequest>) -> Result<Response<pb::Account>, Status> {
         let r = req.into_inner();
         check_name("account", &r.account)?;
-        let k = r.key.ok_or_else(|| Status::invalid_argument("key is required"))?;
+        let k = r.key.ok_or_else(|| ControlError::Invalid("key is required".into()))?;
         // The edges parse the PEM (and skip a bad one with a warning); `herald ctl` checks it
         // before sending. Here: the shape.
         if !matches!(k.algorithm.as_str(), "RS256" | "ES256" | "EdDSA") {
-            return Err(Status::invalid_argument("algorithm must be RS256, ES256 or EdDSA"));
+            return Err(ControlError::Invalid("algorithm must be RS256, ES256 or EdDSA".into()).into());
         }
         if k.kid.is_empty() || k.kid.len() > 128 || !k.public_key_pem.contains("-----BEGIN PUBLIC KEY-----") || k.public_key_pem.len() > 16 << 10 {
-            return Err(Status::invalid_argument("kid (1-128 characters) and a PEM public key (BEGIN PUBLIC KEY, at most 16 KiB) are required"));
+            return Err(ControlError::Invalid("kid (1-128 characters) and a PEM public key (BEGIN PUBLIC KEY, at most 16 KiB) are required".into()).into());
         }
         let key = crate::state::TokenKeyRecord { kid: k.kid, algorithm: k.algorithm, public_key_pem: k.public_key_pem };
-        let (name, a) = self.0.write(Command::AddTokenKey { account: r.account, key }).await?.ok_or_else(|| Status::internal("account missing after write"))?;
+        let (name, a) = self.0.write_account(Command::AddTokenKey { account: r.account, key }).await?;
         Ok(Response::new(account_pb(&name, &a)))
     }
 
     async fn revoke_token_key(&self, req: Request<pb::RevokeTokenKeyRequest>) -> Result<Response<pb::Account>, Status> {
         let r = req.into_inner();
         check_name("account", &r.account)?;
-        let (name, a) = self.0.write(Command::RevokeTokenKey { account: r.account, kid: r.kid }).await?.ok_or_else(|| Status::internal("account missing after write"))?;
+        let (name, a) = self.0.write_account(Command::RevokeTokenKey { account: r.account, kid: r.kid }).await?;
         Ok(Response::new(account_pb(&name, &a)))
     }
 
     async fn add_member(&self, req: Request<pb::AddMemberRequest>) -> Result<Response<pb::ClusterStatus>, Status> {
         let r = req.into_inner();
         if r.id == 0 || r.address.is_empty() {
-            return Err(Status::invalid_argument("id (> 0) and address are required"));
+            return Err(ControlError::Invalid("id (> 0) and address are required".into()).into());
         }
         self.0.on_leader(Forwarded::AddMember { id: r.id, address: r.address }).await?;
         // Answer with this node's view once it has applied the change.
@@ -584,12 +588,12 @@ impl pb::admin_server::Admin for Svc {
     async fn presence(&self, req: Request<pb::PresenceRequest>) -> Result<Response<pb::PresenceResponse>, Status> {
         let r = req.into_inner();
         let Some(presence) = &self.0.cfg.presence else {
-            return Err(Status::failed_precondition("this member has no presence store (start it with --presence redis://…)"));
+            return Err(ControlError::Refused("this member has no presence store (start it with --presence redis://…)".into()).into());
         };
-        let account = herald_core::AccountId::new(&r.account).map_err(|e| Status::invalid_argument(format!("account: {e}")))?;
-        let channel = herald_core::ChannelName::new(&r.channel).map_err(|e| Status::invalid_argument(format!("channel: {e}")))?;
+        let account = herald_core::AccountId::new(&r.account).map_err(|e| ControlError::Invalid(format!("account: {e}")))?;
+        let channel = herald_core::ChannelName::new(&r.channel).map_err(|e| ControlError::Invalid(format!("channel: {e}")))?;
         let limit = if r.limit == 0 { 100 } else { r.limit.min(1000) } as usize;
-        let snap = presence.snapshot(&herald_core::ChannelKey::new(account, channel), limit).await.map_err(|e| Status::unavailable(e.to_string()))?;
+        let snap = presence.snapshot(&herald_core::ChannelKey::new(account, channel), limit).await.map_err(|e| ControlError::Unavailable(e.to_string()))?;
         Ok(Response::new(pb::PresenceResponse {
             occupancy: snap.occupancy,
             members: snap.members.into_iter().map(|m| pb::PresenceMember { connection_id: m.connection_id, user: m.user }).collect(),
