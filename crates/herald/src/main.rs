@@ -1,10 +1,24 @@
 //! `herald`: the one binary. `dev` runs everything in one process; `edge` runs an edge node from a
 //! config file; `token` mints a client token for scripts. This file parses the command line and
-//! hands over to `run`; nothing here knows how the edge works.
+//! hands over to one module per subcommand; nothing here knows how the edge works.
+//!
+//! # Layout
+//! - [`edge`]: `herald edge` and `herald dev` (start-up, signals, drain); [`agent`]: the edge's
+//!   side of the control plane.
+//! - [`control`]: `herald control`; [`ctl`]: `herald ctl`.
+//! - [`replicate`]: `herald replicate`.
+//! - [`token`]: `herald token` and `herald api-key`; [`probe`]: `herald probe`.
+//! - [`common`]: exit codes, `--check`'s answer, logging, the presence login.
 #![forbid(unsafe_code)]
 
+mod agent;
+mod common;
 mod control;
-mod run;
+mod ctl;
+mod edge;
+mod probe;
+mod replicate;
+mod token;
 
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -342,13 +356,13 @@ pub struct TokenArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Token(a) => run::token(a),
-        Command::ApiKey => run::api_key(),
-        Command::Probe(a) => run::probe(a),
-        Command::Dev(a) => run::server(a.server, Some((a.dev_secret, a.dev_api_key))),
-        Command::Edge(a) => run::server(a.server, None),
-        Command::Control(a) => run::control(a),
-        Command::Ctl(a) => run::ctl(a),
-        Command::Replicate(a) => run::replicate(a),
+        Command::Token(a) => token::token(a),
+        Command::ApiKey => token::api_key(),
+        Command::Probe(a) => probe::run(a),
+        Command::Dev(a) => edge::run(a.server, Some((a.dev_secret, a.dev_api_key))),
+        Command::Edge(a) => edge::run(a.server, None),
+        Command::Control(a) => control::run(a),
+        Command::Ctl(a) => ctl::run(a),
+        Command::Replicate(a) => replicate::run(a),
     }
 }
