@@ -26,7 +26,7 @@
 //! appends a keyed record to a partition it reads the partition's tail back (the last 20,000
 //! records within the window), so a restarted node, or a source that re-reads records after a
 //! crash, does not append them again. Two nodes appending one key at the same moment can still
-//! both write it: the edges drop the second copy by id before fan-out (`herald_edge::copies`).
+//! both write it: the edges drop the second copy by id before fan-out (`herald_engine::copies`).
 //!
 //! # Gaps
 //! Readers are wrapped in `herald_core::GaplessReader`: a broker may show a later write before an

@@ -279,18 +279,7 @@ pub struct PriorityConfig {
     pub priority: Priority,
 }
 
-/// How urgent a channel's records are, relative to the others on one connection.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Priority {
-    /// Overtakes queued normal and low records.
-    High,
-    /// Ordinary channels.
-    #[default]
-    Normal,
-    /// Sent after everything else; shed first when the queue overflows.
-    Low,
-}
+pub use herald_core::Priority;
 
 /// Channels whose subscribers need only the newest record per key: a record still queued for
 /// a connection is replaced by a newer one with the same key, and a resume sends the newest per

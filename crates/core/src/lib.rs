@@ -27,6 +27,10 @@ pub mod testing;
 pub use bus::{Bus, BusError, PartitionBounds, PartitionReader, partition_for};
 pub use gapless::GaplessReader;
 pub use cursor::{Cursor, CursorError, Epoch, RegionName};
-pub use names::{AccountId, ChannelKey, ChannelName, ChannelPattern, NameError};
+pub use names::{AccountId, ChannelKey, ChannelName, ChannelPattern, NameError, Priority};
 pub use presence::{Presence, PresenceChange, PresenceError, PresenceEvent, PresenceFeed, PresenceMember, PresenceSnapshot};
 pub use record::{Appended, MessageId, NewRecord, Record, now_ms};
+
+/// The account every edge publishes its end-to-end probe records to: region-local, never
+/// delivered to clients' metrics or copied to other regions.
+pub const PROBE_ACCOUNT: &str = "herald-probe";

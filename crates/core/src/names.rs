@@ -257,3 +257,17 @@ mod isolation {
 
     }
 }
+
+/// How urgent a channel's records are, relative to the others on one connection
+/// (`[[edge.priority]]`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// Overtakes queued normal and low records.
+    High,
+    /// Ordinary channels.
+    #[default]
+    Normal,
+    /// Sent after everything else; shed first when the queue overflows.
+    Low,
+}

@@ -2,15 +2,13 @@
 //! and the operational endpoints, with the local fan-out hub that feeds every connection.
 //!
 //! # Layout
-//! - [`state`]: `Edge`, the shared state (config, adapters, hub, auth, metrics, drain signal),
-//!   and `publish`, which every publishing path goes through.
-//! - [`hub`]: the fan-out hub and the replay/live seam; [`subscribe`]: opening a subscription
-//!   with exact resume, for every transport.
-//! - [`outbox`]: a connection's bounded send queue; overflow marks it lagged.
+//! - [`state`]: `Edge`, the shared state (config, adapters, the fan-out engine, auth, metrics,
+//!   drain signal), and `publish`, which every publishing path goes through.
+//! - The fan-out itself (hub, seam, send queues, subscriptions with exact resume, partition
+//!   consumers) is the `herald-engine` crate; the edge holds one [`herald_engine::Engine`].
 //! - [`ws`] + [`session`]: the WebSocket transport (vectored, batched writes) and its protocol
 //!   state; [`sse`], [`poll`]: the HTTP streaming transports; [`publish`]: the backend API.
-//! - [`consumer`]: partition consumers and the presence pump; [`copies`]: telling a second copy
-//!   of a record (replicator or source restart) from a new one, so none reaches a client twice.
+//! - [`presence_pump`]: join/leave events from presence storage to local subscribers.
 //! - [`auth`]: tokens and API keys; [`metrics`]: the metrics registry; [`http`]: the router.
 //! - [`admin`]: the admin listener (health, readiness, metrics; no PROXY header, no TLS), from
 //!   start to exit.
@@ -26,16 +24,13 @@
 pub mod admin;
 pub mod auth;
 pub mod client_addr;
-pub mod consumer;
-pub mod copies;
 mod dev;
 pub mod http;
-pub mod hub;
 pub mod keys;
 pub mod limits;
 pub mod metrics;
-pub mod outbox;
 pub mod poll;
+pub mod presence_pump;
 pub mod probe;
 pub mod proxy_header;
 pub mod publish;
@@ -43,11 +38,11 @@ pub mod session;
 pub mod sse;
 pub mod state;
 mod stream_request;
-pub mod subscribe;
 pub mod tls;
 pub mod ws;
 
 pub use auth::{TokenClaims, TokenIssuer};
+pub use herald_engine::{outbox, subscribe};
 pub use metrics::EdgeMetrics;
 pub use state::{DevMode, Edge, EdgeDeps, EdgeError};
 
@@ -208,7 +203,7 @@ pub async fn serve(listener: TcpListener, edge: Arc<Edge>, stop: CancellationTok
     let trusted = Arc::new(client_addr::TrustedProxies::new(&edge.config).map_err(EdgeError::Config)?);
     let proxy_protocol = edge.config.proxy_protocol;
     let proxy_refused = edge.metrics.counter("herald_proxy_header_refused_total", "Connections closed for a missing or malformed PROXY header", &[]);
-    let presence_pump = consumer::start_presence_pump(&edge, background.clone());
+    let presence_pump = presence_pump::start(&edge, background.clone());
     tokio::spawn(probe::run(edge.clone(), background.clone()));
     if let Some(tls) = &edge.tls {
         tokio::spawn(tls.clone().watch(Duration::from_secs(2), background.clone()));
@@ -285,7 +280,7 @@ pub async fn serve(listener: TcpListener, edge: Arc<Edge>, stop: CancellationTok
     drop(listener);
     edge.set_ready(false);
     background.cancel();
-    edge.consumers.stop_all();
+    edge.engine.consumers.stop_all();
     let _ = presence_pump.await;
     if let Err(e) = edge.presence.node_gone(&edge.node).await {
         tracing::warn!(error = %e, "could not clear this node's presence");

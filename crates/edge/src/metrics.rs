@@ -116,6 +116,22 @@ impl EdgeMetrics {
         })
     }
 
+    /// The handles the fan-out engine updates, on this registry.
+    pub fn engine(&self) -> herald_engine::EngineMetrics {
+        herald_engine::EngineMetrics {
+            subscriptions: self.subscriptions.clone(),
+            records_in: self.records_in.clone(),
+            deliveries: self.deliveries.clone(),
+            publish_to_fanout: self.publish_to_fanout.clone(),
+            bus_errors: self.bus_errors.clone(),
+            records_skipped: self.records_skipped.clone(),
+            bus_gaps: self.bus_gaps.clone(),
+            copies_dropped: self.copies_dropped.clone(),
+            partitions_consumed: self.partitions_consumed.clone(),
+            resumes_from_cache: self.resumes_from_cache.clone(),
+        }
+    }
+
     fn labelled(&self, map: &Mutex<HashMap<ErrorCode, Counter>>, name: &'static str, code: ErrorCode) -> Counter {
         map.lock()
             .entry(code)

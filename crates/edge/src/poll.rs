@@ -14,9 +14,9 @@ use std::time::Duration;
 use herald_protocol::ErrorCode;
 
 use crate::http::{Body, code_response, json_response, query_param};
-use crate::outbox::{OutItem, Outbox};
+use herald_engine::outbox::{OutItem, Outbox};
 use crate::state::Edge;
-use crate::subscribe::{self, ReplayEnd};
+use herald_engine::subscribe::{self, ReplayEnd};
 use crate::stream_request;
 
 /// Most messages one poll returns.
@@ -46,13 +46,13 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::Soc
     let _slots = sr.slots;
     // Big enough for `limit` records of the largest size: a poll never lags by its own replay.
     let outbox = Outbox::new((limit + 1) * (edge.config.max_message_bytes + 512));
-    let opened = match subscribe::open(&edge, outbox.clone(), sr.channels.clone(), sr.since.as_ref(), subscribe::Delivery::default()).await {
+    let opened = match subscribe::open(&edge.engine, outbox.clone(), sr.channels.clone(), sr.since.as_ref(), subscribe::Delivery::default()).await {
         Ok(o) => o,
         Err(code) => return code_response(code, "the bus is unavailable; retry"),
     };
     let recovered = opened.recovered;
     let mut cursor = opened.cursor.clone();
-    let (sub, end) = subscribe::replay(&edge, opened, Some(limit)).await;
+    let (sub, end) = subscribe::replay(&edge.engine, opened, Some(limit)).await;
     if end == ReplayEnd::Live && outbox.queued_bytes() == 0 {
         tokio::select! {
             _ = outbox.ready() => {}
@@ -60,7 +60,7 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::Soc
             _ = edge.drain.cancelled() => {}
         }
     }
-    subscribe::close(&edge, &sub);
+    subscribe::close(&edge.engine, &sub);
     let mut items = Vec::new();
     outbox.take(usize::MAX, &mut items);
     let mut body = BytesMut::with_capacity(256);

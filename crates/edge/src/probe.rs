@@ -17,12 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 use herald_core::{AccountId, ChannelKey, ChannelName, now_ms};
 
-use crate::outbox::{OutItem, Outbox};
+use herald_engine::outbox::{OutItem, Outbox};
 use crate::state::{Edge, PublishItem};
-use crate::subscribe;
-
-/// The account probes are published to. Its records carry only the node name and a counter.
-pub const PROBE_ACCOUNT: &str = "herald-probe";
+use herald_engine::subscribe;
+pub use herald_core::PROBE_ACCOUNT;
 
 /// The probe's view of the node.
 #[derive(Default)]
@@ -48,8 +46,8 @@ pub async fn run(edge: Arc<Edge>, stop: CancellationToken) {
     let outbox = Outbox::new(1 << 20);
     // Subscribe like a client would, so the probe crosses the same consumer and hub.
     let sub = loop {
-        match subscribe::open(&edge, outbox.clone(), vec![ChannelKey::new(account.clone(), channel.clone())], None, subscribe::Delivery::default()).await {
-            Ok(o) => break subscribe::replay(&edge, o, None).await.0,
+        match subscribe::open(&edge.engine, outbox.clone(), vec![ChannelKey::new(account.clone(), channel.clone())], None, subscribe::Delivery::default()).await {
+            Ok(o) => break subscribe::replay(&edge.engine, o, None).await.0,
             Err(_) => {
                 set(&edge, false);
                 tokio::select! {
@@ -111,7 +109,7 @@ pub async fn run(edge: Arc<Edge>, stop: CancellationToken) {
     if let Some(p) = publishing {
         p.abort();
     }
-    subscribe::close(&edge, &sub);
+    subscribe::close(&edge.engine, &sub);
 }
 
 fn set(edge: &Edge, ok: bool) {

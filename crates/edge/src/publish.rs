@@ -135,7 +135,7 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
     };
     let results: Vec<serde_json::Value> = appended
         .iter()
-        .map(|a| serde_json::json!({ "cursor": edge.hub.cursor_at(a.offset + 1), "message_id": a.id.as_str(), "duplicate": a.duplicate }))
+        .map(|a| serde_json::json!({ "cursor": edge.engine.hub.cursor_at(a.offset + 1), "message_id": a.id.as_str(), "duplicate": a.duplicate }))
         .collect();
     let out = if batch { serde_json::json!({ "results": results }) } else { results.into_iter().next().expect("one item") };
     json_response(StatusCode::OK, out.to_string())

@@ -10,11 +10,11 @@ use herald_core::{ChannelKey, ChannelName, Cursor, PresenceMember};
 use herald_protocol::{ClientFrame, ErrorCode, RequestId, ServerFrame, decode_client_frame, split_batch};
 
 use crate::auth::Grant;
-use crate::hub::Subscription;
+use herald_engine::hub::Subscription;
 use crate::limits::TokenBucket;
-use crate::outbox::{CloseReason, OutItem, Outbox};
+use herald_engine::outbox::{CloseReason, OutItem, Outbox};
 use crate::state::{Edge, PublishItem, validate_json};
-use crate::subscribe::{self, Delivery};
+use herald_engine::subscribe::{self, Delivery};
 
 /// The range of a subscription's `max_rate`, deliveries per second.
 const MIN_RATE: f64 = 0.01;
@@ -105,7 +105,7 @@ impl Session {
                 match self.subs.remove(&ch) {
                     Some(sub) => {
                         // Presence stays: the user is still here, just not looking.
-                        let cursor = subscribe::close_at(&self.edge, &sub);
+                        let cursor = subscribe::close_at(&self.edge.engine, &sub);
                         self.send(ServerFrame::Paused { id: &id, channel: ch.as_str(), cursor: &cursor });
                         self.paused.insert(ch, (cursor, sub.delivery()));
                     }
@@ -155,7 +155,7 @@ impl Session {
                 let item = PublishItem { account: self.grant.account.clone(), channel: ch.clone(), data: Bytes::copy_from_slice(data.get().as_bytes()), idempotency_key };
                 match self.edge.publish(vec![item]).await {
                     Ok(a) => {
-                        let cursor = self.edge.hub.cursor_at(a[0].offset + 1);
+                        let cursor = self.edge.engine.hub.cursor_at(a[0].offset + 1);
                         self.send(ServerFrame::Published {
                             id: &id,
                             channel: ch.as_str(),
@@ -211,12 +211,12 @@ impl Session {
             Err(e) => return self.send_error(Some(&id), ErrorCode::InvalidCursor, &e.to_string()),
         };
         let key = ChannelKey::new(self.grant.account.clone(), ch.clone());
-        let opened = match subscribe::open(&self.edge, self.outbox.clone(), vec![key.clone()], since.as_ref(), delivery).await {
+        let opened = match subscribe::open(&self.edge.engine, self.outbox.clone(), vec![key.clone()], since.as_ref(), delivery).await {
             Ok(o) => o,
             Err(code) => return self.send_error(Some(&id), code, "the bus is unavailable; retry"),
         };
         self.send(ServerFrame::Subscribed { id: Some(&id), channel: ch.as_str(), cursor: &opened.cursor, recovered: opened.recovered });
-        let (sub, _) = subscribe::replay(&self.edge, opened, None).await;
+        let (sub, _) = subscribe::replay(&self.edge.engine, opened, None).await;
         self.subs.insert(ch, sub);
         let member = PresenceMember { connection_id: self.connection_id.clone(), user: self.grant.user.clone() };
         if let Err(e) = self.edge.presence.join(&self.edge.node, &key, member).await {
@@ -263,7 +263,7 @@ impl Session {
 
     async fn drop_subscription(&mut self, ch: &ChannelName) {
         if let Some(sub) = self.subs.remove(ch) {
-            subscribe::close(&self.edge, &sub);
+            subscribe::close(&self.edge.engine, &sub);
             self.leave_presence(ch).await;
         } else if self.paused.remove(ch).is_some() {
             self.leave_presence(ch).await;

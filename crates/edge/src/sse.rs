@@ -15,7 +15,7 @@ use herald_core::PresenceMember;
 use herald_protocol::{ErrorCode, PROTOCOL_VERSION, ServerFrame};
 
 use crate::http::{Body, code_response};
-use crate::outbox::{CloseReason, OutItem, Outbox};
+use herald_engine::outbox::{CloseReason, OutItem, Outbox};
 use crate::state::Edge;
 use crate::{stream_request, subscribe};
 
@@ -28,7 +28,7 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::Soc
     let guard = edge.session_guard();
     let outbox = Outbox::stream(edge.config.max_queued_bytes, edge.config.conflate_above_bytes);
     let connection_id = format!("{:016x}", rand::random::<u64>());
-    let opened = match subscribe::open(&edge, outbox.clone(), sr.channels.clone(), sr.since.as_ref(), subscribe::Delivery::default()).await {
+    let opened = match subscribe::open(&edge.engine, outbox.clone(), sr.channels.clone(), sr.since.as_ref(), subscribe::Delivery::default()).await {
         Ok(o) => o,
         Err(code) => return code_response(code, "the bus is unavailable; retry"),
     };
@@ -53,7 +53,7 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::Soc
         let _guard = guard;
         // The connection counts against its address and account until it ends.
         let _slots = sr.slots;
-        let (sub, _) = subscribe::replay(&edge, opened, None).await;
+        let (sub, _) = subscribe::replay(&edge.engine, opened, None).await;
         let member = PresenceMember { connection_id: connection_id.clone(), user: sr.grant.user.clone() };
         for ch in &sr.channels {
             let _ = edge.presence.join(&edge.node, ch, member.clone()).await;
@@ -83,7 +83,7 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::Soc
                 }
             }
         }
-        subscribe::close(&edge, &sub);
+        subscribe::close(&edge.engine, &sub);
         for ch in &sr.channels {
             let _ = edge.presence.leave(&edge.node, ch, &connection_id).await;
         }

@@ -10,10 +10,10 @@ use herald_config::{Config, EdgeConfig};
 use herald_core::{AccountId, Appended, Bus, BusError, ChannelName, NewRecord, Presence, RegionName, now_ms};
 use herald_protocol::ErrorCode;
 
+use herald_engine::{Engine, EngineSettings};
+
 use crate::auth::{ApiKeys, AuthError, Grant, TokenIssuer, TokenVerifier};
-use crate::consumer::PartitionConsumers;
 use crate::limits::Limits;
-use crate::hub::Hub;
 use crate::metrics::EdgeMetrics;
 
 /// What an edge is built from: its adapters and its metrics registry.
@@ -72,10 +72,8 @@ pub struct Edge {
     pub bus: Arc<dyn Bus>,
     /// Presence storage.
     pub presence: Arc<dyn Presence>,
-    /// The fan-out hub.
-    pub hub: Hub,
-    /// The partition consumers feeding it.
-    pub consumers: PartitionConsumers,
+    /// The fan-out engine: hub, partition consumers, subscriptions.
+    pub engine: Arc<Engine>,
     /// Token verification.
     pub verifier: TokenVerifier,
     /// Publish API keys.
@@ -101,16 +99,11 @@ pub struct Edge {
     ready: AtomicBool,
     /// The end-to-end probe's verdict.
     pub probe: crate::probe::ProbeState,
-    /// When a partition reader last confirmed a hole in the bus (ms since the epoch; 0: never).
-    bus_gap_at_ms: std::sync::atomic::AtomicU64,
-    /// How long a reader waits for a missing offset before it reports a hole (`bus.gap_confirm_ms`).
-    gap_confirm: std::time::Duration,
     sessions: AtomicUsize,
     sessions_gone: Notify,
 }
 
-/// How long a node stays unready after one of its partition readers confirmed a hole in the bus.
-pub const BUS_GAP_UNREADY_MS: u64 = 60_000;
+pub use herald_engine::BUS_GAP_UNREADY_MS;
 
 impl Edge {
     /// Builds the edge state from validated config and its dependencies.
@@ -139,16 +132,20 @@ impl Edge {
             .map(|p| herald_core::ChannelPattern::parse(&p.channels).map(|c| (c, p.priority)))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| EdgeError::Config(format!("edge.priority: {e}")))?;
-        let hub = Hub::new(deps.bus.partitions(), deps.bus.epoch(), deps.bus.region(), deps.metrics.clone(), config.edge.history_cache_records)
-            .with_latest_value(latest)
-            .with_priorities(priorities);
-        let consumers = PartitionConsumers::new(deps.bus.partitions(), std::time::Duration::from_millis(config.edge.consumer_linger_ms));
+        let settings = EngineSettings {
+            max_queued_bytes: config.edge.max_queued_bytes,
+            history_cache_records: config.edge.history_cache_records,
+            consumer_linger: std::time::Duration::from_millis(config.edge.consumer_linger_ms),
+            gap_confirm: std::time::Duration::from_millis(config.bus.gap_confirm_ms),
+            latest_value: latest,
+            priorities,
+        };
+        let engine = Engine::new(deps.bus.clone(), settings, deps.metrics.engine());
         Ok(Arc::new(Self {
             config: config.edge.clone(),
             node,
             region,
-            hub,
-            consumers,
+            engine,
             verifier: TokenVerifier::new(keys, config.auth.leeway_secs),
             api_keys: ApiKeys::new(config.auth.admin_api_key.clone(), &config.auth.account_keys),
             limits: Arc::new(Limits::new(config.limits.clone(), deps.metrics.clone())),
@@ -169,8 +166,6 @@ impl Edge {
             used_jtis: parking_lot::Mutex::new(std::collections::HashMap::new()),
             ready: AtomicBool::new(false),
             probe: Default::default(),
-            bus_gap_at_ms: std::sync::atomic::AtomicU64::new(0),
-            gap_confirm: std::time::Duration::from_millis(config.bus.gap_confirm_ms),
             sessions: AtomicUsize::new(0),
             sessions_gone: Notify::new(),
         }))
@@ -179,27 +174,13 @@ impl Edge {
     /// Whether `/readyz` says ready: serving, not draining, and its probe records come back
     /// through the bus.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire) && !self.drain.is_cancelled() && self.probe.is_ok() && !self.bus_gap_recent()
+        self.ready.load(Ordering::Acquire) && !self.drain.is_cancelled() && self.probe.is_ok() && !self.engine.bus_gap_recent()
     }
 
-    /// Records that a partition reader confirmed a hole in the bus: the node is unready for
-    /// [`BUS_GAP_UNREADY_MS`], so new clients go to nodes that have not seen one.
-    pub fn note_bus_gap(&self) {
-        self.bus_gap_at_ms.store(herald_core::now_ms().max(1), Ordering::Release);
-    }
-
-    /// Opens a reader on `partition` at `from` that never moves past an offset it has not
-    /// returned, whatever the adapter's reader does (`herald_core::gapless`). Every read of the
-    /// bus by this node goes through it.
-    pub async fn open_reader(&self, partition: u32, from: u64) -> Result<Box<dyn herald_core::PartitionReader>, herald_core::BusError> {
-        let raw = self.bus.open(partition, from).await?;
-        Ok(Box::new(herald_core::GaplessReader::new(raw, self.gap_confirm)))
-    }
-
-    /// Whether a hole in the bus was confirmed within the last [`BUS_GAP_UNREADY_MS`].
+    /// Whether a hole in the bus was confirmed within the last [`BUS_GAP_UNREADY_MS`]: the node
+    /// is unready meanwhile, so new clients go to nodes that have not seen one.
     pub fn bus_gap_recent(&self) -> bool {
-        let at = self.bus_gap_at_ms.load(Ordering::Acquire);
-        at > 0 && herald_core::now_ms().saturating_sub(at) < BUS_GAP_UNREADY_MS
+        self.engine.bus_gap_recent()
     }
 
     /// Sets readiness.

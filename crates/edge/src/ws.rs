@@ -30,7 +30,7 @@ use herald_protocol::{ClientFrame, ErrorCode, PROTOCOL_VERSION, ServerFrame, dec
 
 use crate::auth::Grant;
 use crate::http::{Body, error_response, token_from_request};
-use crate::outbox::{CloseReason, OutItem, Outbox, OutboxEvent};
+use herald_engine::outbox::{CloseReason, OutItem, Outbox, OutboxEvent};
 use crate::session::Session;
 use crate::state::Edge;
 

@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 use herald_core::ChannelName;
 use herald_protocol::ErrorCode;
 
-pub use herald_config::Priority;
+pub use herald_core::Priority;
 
 /// A record encoded once for every subscriber of its channel on this node.
 #[derive(Debug)]

@@ -1,4 +1,4 @@
-//! Partition consumers (routing by account) and the presence event pump.
+//! Partition consumers: routing by account.
 //!
 //! A node reads only the partitions that hold accounts it currently serves: the first
 //! subscription on a partition starts its consumer at the partition's end, and the consumer stops
@@ -9,13 +9,11 @@ use parking_lot::Mutex;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::sync::broadcast::error::RecvError;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use herald_core::{BusError, PartitionReader};
 
-use crate::state::Edge;
+use crate::Engine;
 
 /// Records one consumer read asks for at most.
 const READ_BATCH: usize = 1024;
@@ -57,15 +55,15 @@ impl PartitionConsumers {
     }
 
     /// Counts a user of `partition`, starting its consumer if none runs.
-    pub async fn acquire(&self, edge: &Arc<Edge>, partition: u32) -> Result<(), BusError> {
+    pub async fn acquire(&self, engine: &Arc<Engine>, partition: u32) -> Result<(), BusError> {
         let mut slot = self.slots[partition as usize].lock().await;
         slot.users += 1;
         if slot.running.is_none() && !self.external.lock().contains(&partition) {
-            match start(edge, partition, self.stop.child_token()).await {
+            match start(engine, partition, self.stop.child_token()).await {
                 Ok(token) => {
                     slot.running = Some(token);
                     let n = self.active.fetch_add(1, Ordering::Relaxed) + 1;
-                    edge.metrics.partitions_consumed.set(n as f64);
+                    engine.metrics.partitions_consumed.set(n as f64);
                 }
                 Err(e) => {
                     slot.users -= 1;
@@ -77,10 +75,10 @@ impl PartitionConsumers {
     }
 
     /// Drops a user of `partition`; the consumer stops after the linger if none came back.
-    pub fn release(&self, edge: &Arc<Edge>, partition: u32) {
-        let edge = edge.clone();
+    pub fn release(&self, engine: &Arc<Engine>, partition: u32) {
+        let engine = engine.clone();
         tokio::spawn(async move {
-            let consumers = &edge.consumers;
+            let consumers = &engine.consumers;
             let generation = {
                 let mut slot = consumers.slots[partition as usize].lock().await;
                 slot.users = slot.users.saturating_sub(1);
@@ -99,7 +97,7 @@ impl PartitionConsumers {
                 && let Some(t) = slot.running.take() {
                     t.cancel();
                     let n = consumers.active.fetch_sub(1, Ordering::Relaxed) - 1;
-                    edge.metrics.partitions_consumed.set(n as f64);
+                    engine.metrics.partitions_consumed.set(n as f64);
                     tracing::debug!(partition, "stopped consuming an idle partition");
                 }
         });
@@ -118,13 +116,13 @@ impl PartitionConsumers {
 }
 
 /// Positions the hub at the partition's end and starts its consumer there.
-async fn start(edge: &Arc<Edge>, partition: u32, token: CancellationToken) -> Result<CancellationToken, BusError> {
-    let bounds = edge.bus.bounds(partition).await?;
+async fn start(engine: &Arc<Engine>, partition: u32, token: CancellationToken) -> Result<CancellationToken, BusError> {
+    let bounds = engine.bus.bounds(partition).await?;
     let next = bounds.next;
-    let (foreign, tail) = scan_tail(edge, partition, bounds.low, next).await;
-    let reader = edge.open_reader(partition, next).await?;
-    let generation = edge.hub.start_partition_after(partition, next, foreign, &tail);
-    tokio::spawn(consume(edge.clone(), partition, generation, reader, token.clone()));
+    let (foreign, tail) = scan_tail(engine, partition, bounds.low, next).await;
+    let reader = engine.open_reader(partition, next).await?;
+    let generation = engine.hub.start_partition_after(partition, next, foreign, &tail);
+    tokio::spawn(consume(engine.clone(), partition, generation, reader, token.clone()));
     tracing::debug!(partition, next, "consuming partition");
     Ok(token)
 }
@@ -137,16 +135,16 @@ const ORIGIN_SCAN: u64 = 2000;
 /// and below which a replicated record after `next` is a second copy (docs/multi-region.md). An
 /// origin with no record that recent is left out. Best effort: on a read error or after 2 s it
 /// returns what it found.
-async fn scan_tail(edge: &Arc<Edge>, partition: u32, low: u64, next: u64) -> (Vec<(herald_core::RegionName, u64)>, Vec<Arc<herald_core::Record>>) {
+async fn scan_tail(engine: &Arc<Engine>, partition: u32, low: u64, next: u64) -> (Vec<(herald_core::RegionName, u64)>, Vec<Arc<herald_core::Record>>) {
     let from = next.saturating_sub(ORIGIN_SCAN).max(low);
     let mut out: Vec<(herald_core::RegionName, u64)> = Vec::new();
     let mut tail = Vec::new();
     if from >= next {
         return (out, tail);
     }
-    let local = edge.bus.region();
+    let local = engine.bus.region();
     let scan = async {
-        let mut reader = edge.open_reader(partition, from).await?;
+        let mut reader = engine.open_reader(partition, from).await?;
         while reader.position() < next {
             for r in reader.next_batch(((next - reader.position()) as usize).min(1000)).await? {
                 if r.offset < next {
@@ -165,7 +163,7 @@ async fn scan_tail(edge: &Arc<Edge>, partition: u32, low: u64, next: u64) -> (Ve
     (out, tail)
 }
 
-async fn consume(edge: Arc<Edge>, partition: u32, generation: u64, mut reader: Box<dyn PartitionReader>, stop: CancellationToken) {
+async fn consume(engine: Arc<Engine>, partition: u32, generation: u64, mut reader: Box<dyn PartitionReader>, stop: CancellationToken) {
     let mut backoff = Duration::from_millis(50);
     loop {
         let batch = tokio::select! {
@@ -175,27 +173,27 @@ async fn consume(edge: Arc<Edge>, partition: u32, generation: u64, mut reader: B
         match batch {
             Ok(records) => {
                 backoff = Duration::from_millis(50);
-                edge.hub.dispatch(partition, generation, &records);
+                engine.hub.dispatch(partition, generation, &records);
             }
             Err(BusError::Gap { from, to }) => {
                 // Offsets stayed missing while later records were there (the reader waited for
                 // them): never silent. Resumes across the hole are no longer `recovered`.
                 tracing::error!(partition, from, to, "records missing from the bus: a hole in the partition");
-                edge.metrics.bus_gaps.increment(1);
-                edge.metrics.records_skipped.increment(to - from);
-                edge.hub.note_gap(partition, Some(generation), from, to);
-                edge.note_bus_gap();
+                engine.metrics.bus_gaps.increment(1);
+                engine.metrics.records_skipped.increment(to - from);
+                engine.hub.note_gap(partition, Some(generation), from, to);
+                engine.note_bus_gap();
             }
             Err(BusError::Truncated { requested, low }) => {
                 // Records expired before this node saw them; subscribers resuming across the gap
                 // learn it from `recovered:false`.
                 tracing::error!(partition, requested, low, "consumer fell behind retention");
-                edge.metrics.records_skipped.increment(low - requested);
-                edge.hub.note_gap(partition, Some(generation), requested, low);
+                engine.metrics.records_skipped.increment(low - requested);
+                engine.hub.note_gap(partition, Some(generation), requested, low);
                 reader.seek(low);
             }
             Err(e) => {
-                edge.metrics.bus_errors.increment(1);
+                engine.metrics.bus_errors.increment(1);
                 tracing::warn!(partition, error = %e, "bus read failed; retrying");
                 tokio::select! {
                     _ = stop.cancelled() => return,
@@ -203,26 +201,6 @@ async fn consume(edge: Arc<Edge>, partition: u32, generation: u64, mut reader: B
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
-        }
-    }
-}
-
-/// Starts the task that forwards presence events to local subscribers.
-pub fn start_presence_pump(edge: &Arc<Edge>, stop: CancellationToken) -> JoinHandle<()> {
-    tokio::spawn(presence_pump(edge.clone(), stop))
-}
-
-async fn presence_pump(edge: Arc<Edge>, stop: CancellationToken) {
-    let mut rx = edge.presence.events();
-    loop {
-        let ev = tokio::select! {
-            _ = stop.cancelled() => return,
-            e = rx.recv() => e,
-        };
-        match ev {
-            Ok(e) => edge.hub.dispatch_presence(&e),
-            Err(RecvError::Lagged(n)) => tracing::warn!(missed = n, "presence events lagged; some join/leave events were not delivered"),
-            Err(RecvError::Closed) => return,
         }
     }
 }

@@ -11,7 +11,7 @@ use herald_protocol::ErrorCode;
 
 use crate::hub::{SubscribeRequest, Subscription};
 use crate::outbox::{CloseReason, OutItem, Outbox};
-use crate::state::Edge;
+use crate::Engine;
 
 /// A registered subscription whose history has not been replayed yet.
 pub struct Opened {
@@ -50,15 +50,7 @@ pub enum ReplayEnd {
     Closed,
 }
 
-/// What a subscriber asked for besides its records.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Delivery {
-    /// Join/leave events.
-    pub presence_events: bool,
-    /// At most one delivery per this interval (the client's `max_rate`): records in between are
-    /// held and sent together, latest-value ones conflated by key.
-    pub every: Option<std::time::Duration>,
-}
+pub use crate::hub::Delivery;
 
 /// Registers a subscription to `channels` (all of one account), resuming after `since`. The
 /// partition is consumed from now on (until [`close`] releases it).
@@ -69,13 +61,13 @@ pub struct Delivery {
 /// ([`locate`]), and live records it saw there are skipped. A cursor of this region but another
 /// epoch is from a log that no longer exists: nothing is replayed and `recovered` is false.
 pub async fn open(
-    edge: &Arc<Edge>,
+    engine: &Arc<Engine>,
     outbox: Arc<Outbox>,
     channels: Vec<ChannelKey>,
     since: Option<&Cursor>,
     delivery: Delivery,
 ) -> Result<Opened, ErrorCode> {
-    let hub = &edge.hub;
+    let hub = &engine.hub;
     let (mut since_off, mut base_foreign, mut elsewhere) = (None, Vec::new(), Vec::new());
     match since {
         Some(c) if c.issuer().0 == hub.region() && &c.epoch == hub.epoch() => {
@@ -85,8 +77,8 @@ pub async fn open(
         Some(c) if c.issuer().0 != hub.region() => elsewhere = c.positions.clone(),
         _ => {}
     }
-    let partition = edge.bus.partition_of(&channels[0].account);
-    if let Err(e) = edge.consumers.acquire(edge, partition).await {
+    let partition = engine.bus.partition_of(&channels[0].account);
+    if let Err(e) = engine.consumers.acquire(engine, partition).await {
         tracing::warn!(error = %e, partition, "cannot start consuming the partition");
         return Err(ErrorCode::Unavailable);
     }
@@ -98,7 +90,7 @@ pub async fn open(
         replay: since_off.is_some() || !elsewhere.is_empty(),
         presence_events: delivery.presence_events,
         every: delivery.every,
-        max_pending_bytes: edge.config.max_queued_bytes,
+        max_pending_bytes: engine.settings.max_queued_bytes,
     });
     let mut recovered = since_off.is_some();
     let mut history = History::None;
@@ -106,7 +98,7 @@ pub async fn open(
         // The client's positions from the other region also describe what it has seen of ours.
         base_foreign = elsewhere.iter().filter(|(r, _)| r != hub.region()).cloned().collect();
         let issuer = since.map(|c| (c.issuer().0.clone(), c.epoch.clone()));
-        match locate(edge, partition, seam, &elsewhere, issuer.as_ref()).await {
+        match locate(engine, partition, seam, &elsewhere, issuer.as_ref()).await {
             Ok((start, complete)) => {
                 recovered = complete;
                 since_off = Some(start);
@@ -115,23 +107,23 @@ pub async fn open(
                     history = if start >= recent_from {
                         History::Cached(recent.into_iter().filter(|r| r.offset >= start && r.offset < seam && sub.wants(r)).collect())
                     } else {
-                        match edge.open_reader(partition, start).await {
+                        match engine.open_reader(partition, start).await {
                             Ok(r) => History::Bus(r),
-                            Err(e) => return Err(abandon(edge, &sub, &e, "bus unavailable for replay")),
+                            Err(e) => return Err(abandon(engine, &sub, &e, "bus unavailable for replay")),
                         }
                     };
                 }
             }
-            Err(e) => return Err(abandon(edge, &sub, &e, "bus unavailable for a cross-region resume")),
+            Err(e) => return Err(abandon(engine, &sub, &e, "bus unavailable for a cross-region resume")),
         }
     } else if let Some(c) = cached {
-        edge.metrics.resumes_from_cache.increment(1);
+        engine.metrics.resumes_from_cache.increment(1);
         history = History::Cached(c);
     } else if let Some(from) = since_off.filter(|&o| o < seam) {
-        match edge.open_reader(partition, from).await {
+        match engine.open_reader(partition, from).await {
             Ok(r) => history = History::Bus(r),
             Err(BusError::Truncated { .. }) => recovered = false,
-            Err(e) => return Err(abandon(edge, &sub, &e, "bus unavailable for replay")),
+            Err(e) => return Err(abandon(engine, &sub, &e, "bus unavailable for replay")),
         }
     }
     if let Some(from) = since_off.filter(|&o| o < seam)
@@ -163,7 +155,7 @@ pub const MAX_LOCATE_SCAN: u64 = 100_000;
 /// region under another epoch means its log was reset since: the cursor's positions no longer
 /// name records there, so nothing is replayed and the history is not complete (`(seam, false)`).
 pub async fn locate(
-    edge: &Arc<Edge>,
+    engine: &Arc<Engine>,
     partition: u32,
     seam: u64,
     seen: &[(herald_core::RegionName, u64)],
@@ -190,20 +182,20 @@ pub async fn locate(
         }
         !open.is_empty()
     };
-    let (recent_from, recent) = edge.hub.recent(partition);
+    let (recent_from, recent) = engine.hub.recent(partition);
     for r in recent.iter().rev().filter(|r| r.offset < seam) {
         if !step(r) {
             return Ok(if other_epoch { (seam, false) } else { (start, true) });
         }
     }
-    let low = edge.bus.bounds(partition).await?.low;
+    let low = engine.bus.bounds(partition).await?.low;
     let mut end = recent_from.min(seam);
     // A cursor naming a region this partition never saw would otherwise scan all of it: stop
     // after MAX_LOCATE_SCAN records and report the history incomplete.
     let floor = end.saturating_sub(MAX_LOCATE_SCAN).max(low);
     while end > floor {
         let from = end.saturating_sub(1000).max(floor);
-        let mut reader = edge.open_reader(partition, from).await?;
+        let mut reader = engine.open_reader(partition, from).await?;
         let mut window = Vec::new();
         while reader.position() < end {
             window.extend(reader.next_batch(((end - reader.position()) as usize).min(1000)).await?.into_iter().filter(|r| r.offset < end));
@@ -221,51 +213,51 @@ pub async fn locate(
 }
 
 /// Ends a subscription whose history the bus could not give, and says why.
-fn abandon(edge: &Arc<Edge>, sub: &Subscription, e: &BusError, what: &str) -> ErrorCode {
-    close(edge, sub);
+fn abandon(engine: &Arc<Engine>, sub: &Subscription, e: &BusError, what: &str) -> ErrorCode {
+    close(engine, sub);
     tracing::warn!(error = %e, "{what}");
     ErrorCode::Unavailable
 }
 
 /// Ends a subscription and releases its partition.
-pub fn close(edge: &Arc<Edge>, sub: &Subscription) {
-    close_at(edge, sub);
+pub fn close(engine: &Arc<Engine>, sub: &Subscription) {
+    close_at(engine, sub);
 }
 
 /// Ends a subscription, releases its partition, and returns the exact position where it stopped
 /// (a `since` that continues without gap or duplicate).
-pub fn close_at(edge: &Arc<Edge>, sub: &Subscription) -> String {
-    let cursor = edge.hub.unregister_at(sub);
-    edge.consumers.release(edge, sub.partition);
+pub fn close_at(engine: &Arc<Engine>, sub: &Subscription) -> String {
+    let cursor = engine.hub.unregister_at(sub);
+    engine.consumers.release(engine, sub.partition);
     cursor
 }
 
 /// Queues the history of an opened subscription, then makes it live. At most `limit` records
 /// are queued when a limit is given. The replay waits for room in the outbox rather than
 /// overflowing it, so a long history never marks a client lagged by itself.
-pub async fn replay(edge: &Edge, opened: Opened, limit: Option<usize>) -> (Arc<Subscription>, ReplayEnd) {
+pub async fn replay(engine: &Engine, opened: Opened, limit: Option<usize>) -> (Arc<Subscription>, ReplayEnd) {
     let Opened { sub, history, seam, base_foreign, .. } = opened;
     let mut copies = ReplayCopies::new(&base_foreign);
-    let high_water = edge.config.max_queued_bytes / 2;
+    let high_water = engine.settings.max_queued_bytes / 2;
     let mut queued = 0usize;
     // On latest-value channels a resume sends the newest record per key, not the whole history.
-    let latest = sub.channels.iter().any(|c| edge.hub.is_latest_value(&c.channel));
+    let latest = sub.channels.iter().any(|c| engine.hub.is_latest_value(&c.channel));
     let history = match history {
         History::Bus(mut reader) if latest => {
             let mut all = Vec::new();
             while reader.position() < seam {
                 let want = ((seam - reader.position()) as usize).min(512);
                 match reader.next_batch(want).await {
-                    Ok(b) => all.extend(b.into_iter().filter(|r| r.offset < seam && sub.wants(r) && copies.first_time(edge, r))),
+                    Ok(b) => all.extend(b.into_iter().filter(|r| r.offset < seam && sub.wants(r) && copies.first_time(engine, r))),
                     Err(e) => {
-                        let end = interrupted(edge, &sub, e);
+                        let end = interrupted(engine, &sub, e);
                         return (sub, end);
                     }
                 }
             }
-            History::Cached(newest_per_key(edge, all))
+            History::Cached(newest_per_key(engine, all))
         }
-        History::Cached(records) if latest => History::Cached(newest_per_key(edge, records)),
+        History::Cached(records) if latest => History::Cached(newest_per_key(engine, records)),
         h => h,
     };
     let mut reader = match history {
@@ -273,10 +265,10 @@ pub async fn replay(edge: &Edge, opened: Opened, limit: Option<usize>) -> (Arc<S
         History::Bus(r) => r,
         History::Cached(records) => {
             for r in records {
-                if !copies.first_time(edge, &r) {
+                if !copies.first_time(engine, &r) {
                     continue;
                 }
-                if let Some(end) = queue(edge, &sub, &r, &base_foreign, &mut queued, limit, high_water).await {
+                if let Some(end) = queue(engine, &sub, &r, &base_foreign, &mut queued, limit, high_water).await {
                     return (sub, end);
                 }
             }
@@ -289,7 +281,7 @@ pub async fn replay(edge: &Edge, opened: Opened, limit: Option<usize>) -> (Arc<S
         let batch = match reader.next_batch(want).await {
             Ok(b) => b,
             Err(e) => {
-                let end = interrupted(edge, &sub, e);
+                let end = interrupted(engine, &sub, e);
                 return (sub, end);
             }
         };
@@ -297,10 +289,10 @@ pub async fn replay(edge: &Edge, opened: Opened, limit: Option<usize>) -> (Arc<S
             if r.offset >= seam {
                 break;
             }
-            if !sub.wants(&r) || !copies.first_time(edge, &r) {
+            if !sub.wants(&r) || !copies.first_time(engine, &r) {
                 continue;
             }
-            if let Some(end) = queue(edge, &sub, &r, &base_foreign, &mut queued, limit, high_water).await {
+            if let Some(end) = queue(engine, &sub, &r, &base_foreign, &mut queued, limit, high_water).await {
                 return (sub, end);
             }
         }
@@ -312,15 +304,15 @@ pub async fn replay(edge: &Edge, opened: Opened, limit: Option<usize>) -> (Arc<S
 /// Ends a replay the bus could not finish. Retention overtook a very slow replay, a hole was
 /// found in the history, or the bus went away: the client reconnects and resumes, and learns
 /// `recovered:false` if the history is gone or incomplete (a hole is remembered by the hub).
-fn interrupted(edge: &Edge, sub: &Subscription, e: BusError) -> ReplayEnd {
+fn interrupted(engine: &Engine, sub: &Subscription, e: BusError) -> ReplayEnd {
     match e {
         BusError::Gap { from, to } => {
             tracing::error!(partition = sub.partition, from, to, "records missing from the bus during a replay: a hole in the partition");
-            edge.metrics.bus_gaps.increment(1);
-            edge.hub.note_gap(sub.partition, None, from, to);
-            edge.note_bus_gap();
+            engine.metrics.bus_gaps.increment(1);
+            engine.hub.note_gap(sub.partition, None, from, to);
+            engine.note_bus_gap();
         }
-        BusError::Truncated { requested, low } => edge.hub.note_gap(sub.partition, None, requested, low),
+        BusError::Truncated { requested, low } => engine.hub.note_gap(sub.partition, None, requested, low),
         e => tracing::warn!(error = %e, "replay interrupted"),
     }
     sub.outbox.close(CloseReason::Lagged);
@@ -341,10 +333,10 @@ impl ReplayCopies {
     }
 
     /// False for a second copy of a record already replayed or seen by the client.
-    fn first_time(&mut self, edge: &Edge, r: &herald_core::Record) -> bool {
-        let local = edge.hub.region();
-        if crate::copies::is_replica_copy(&self.origins, r, local) || self.keyed.note(r, 0) || edge.hub.is_known_copy(r) {
-            edge.metrics.copies_dropped.increment(1);
+    fn first_time(&mut self, engine: &Engine, r: &herald_core::Record) -> bool {
+        let local = engine.hub.region();
+        if crate::copies::is_replica_copy(&self.origins, r, local) || self.keyed.note(r, 0) || engine.hub.is_known_copy(r) {
+            engine.metrics.copies_dropped.increment(1);
             return false;
         }
         crate::copies::note_origin(&mut self.origins, r, local);
@@ -354,16 +346,16 @@ impl ReplayCopies {
 
 /// Keeps, of `records` (in offset order), the last per latest-value key, and every record
 /// without one, in offset order.
-fn newest_per_key(edge: &Edge, records: Vec<Arc<herald_core::Record>>) -> Vec<Arc<herald_core::Record>> {
+fn newest_per_key(engine: &Engine, records: Vec<Arc<herald_core::Record>>) -> Vec<Arc<herald_core::Record>> {
     let mut seen = std::collections::HashSet::new();
-    let mut kept: Vec<_> = records.into_iter().rev().filter(|r| edge.hub.latest_key(r).is_none_or(|k| seen.insert(k))).collect();
+    let mut kept: Vec<_> = records.into_iter().rev().filter(|r| engine.hub.latest_key(r).is_none_or(|k| seen.insert(k))).collect();
     kept.reverse();
     kept
 }
 
 /// Queues one replayed record, waiting for room first. `Some` when the replay must end here.
 async fn queue(
-    edge: &Edge,
+    engine: &Engine,
     sub: &Subscription,
     r: &herald_core::Record,
     foreign: &[(herald_core::RegionName, u64)],
@@ -374,7 +366,7 @@ async fn queue(
     if sub.outbox.queued_bytes() >= high_water && !sub.outbox.wait_for_room(high_water).await {
         return Some(ReplayEnd::Closed);
     }
-    if !sub.outbox.push(OutItem::Record(edge.hub.encode(r, foreign))) {
+    if !sub.outbox.push(OutItem::Record(engine.hub.encode(r, foreign))) {
         return Some(ReplayEnd::Closed);
     }
     *queued += 1;

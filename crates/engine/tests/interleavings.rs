@@ -19,13 +19,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-use herald_config::Config;
 use herald_core::bus::{Bus, BusError, PartitionBounds, PartitionReader};
 use herald_core::{AccountId, Appended, ChannelKey, ChannelName, Cursor, Epoch, MessageId, NewRecord, Record, RegionName};
-use herald_edge::outbox::{OutItem, Outbox};
-use herald_edge::subscribe;
-use herald_edge::{Edge, EdgeDeps, EdgeMetrics};
-use herald_presence_memory::MemoryPresence;
+use herald_engine::outbox::{OutItem, Outbox};
+use herald_engine::subscribe;
+use herald_engine::{Engine, EngineMetrics, EngineSettings};
 
 /// One partition whose records become visible in any order.
 struct LateBus {
@@ -136,7 +134,7 @@ struct Subscriber {
     outbox: Arc<Outbox>,
     /// The first offset it may receive (its cursor's, or the seam it started at).
     start: u64,
-    received: Vec<Arc<herald_edge::outbox::EncodedRecord>>,
+    received: Vec<Arc<herald_engine::outbox::EncodedRecord>>,
 }
 
 fn drain(s: &mut Subscriber) {
@@ -149,31 +147,31 @@ fn drain(s: &mut Subscriber) {
     }
 }
 
-async fn join(edge: &Arc<Edge>, since: Option<String>) -> Subscriber {
+async fn join(engine: &Arc<Engine>, since: Option<String>) -> Subscriber {
     let outbox = Outbox::new(64 << 20);
     let key = ChannelKey::new(AccountId::new("acme").unwrap(), ChannelName::new("c").unwrap());
     let cursor = since.as_deref().map(|c| Cursor::parse(c).unwrap());
-    let opened = subscribe::open(edge, outbox.clone(), vec![key], cursor.as_ref(), subscribe::Delivery::default()).await.expect("subscribes");
+    let opened = subscribe::open(engine, outbox.clone(), vec![key], cursor.as_ref(), subscribe::Delivery::default()).await.expect("subscribes");
     assert!(since.is_none() || opened.recovered, "a resume inside retention is recovered");
     let start = Cursor::parse(&opened.cursor).unwrap().issuer().1;
     let start = match &cursor {
         Some(c) => c.issuer().1,
         None => start,
     };
-    let edge = edge.clone();
-    tokio::spawn(async move { subscribe::replay(&edge, opened, None).await });
+    let engine = engine.clone();
+    tokio::spawn(async move { subscribe::replay(&engine, opened, None).await });
     Subscriber { outbox, start, received: Vec::new() }
 }
 
 async fn one_interleaving(seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
     let bus = LateBus::new();
-    let mut config = Config::default();
-    config.auth.jwt_secret = Some("interleavings-secret-0123456789".into());
-    config.edge.history_cache_records = [0usize, 7, 2000][rng.random_range(0..3)];
-    config.bus.gap_confirm_ms = 600_000; // every hole fills in the end
-    let deps = EdgeDeps { bus: Arc::new(LateBusHandle(bus.clone())), presence: Arc::new(MemoryPresence::new()), metrics: EdgeMetrics::new(), dev: None };
-    let edge = Edge::new(&config, deps).unwrap();
+    let settings = EngineSettings {
+        history_cache_records: [0usize, 7, 2000][rng.random_range(0..3)],
+        gap_confirm: Duration::from_secs(600), // every hole fills in the end
+        ..EngineSettings::default()
+    };
+    let engine = Engine::new(Arc::new(LateBusHandle(bus.clone())), settings, EngineMetrics::noop());
     let (here, far) = (RegionName::new("here").unwrap(), RegionName::new("far").unwrap());
 
     // identity of each offset; the offset of each identity's first copy.
@@ -181,7 +179,7 @@ async fn one_interleaving(seed: u64) {
     let mut first: HashMap<Identity, u64> = HashMap::new();
     let mut far_next = 0u64;
     let mut keyed = 0u64;
-    let mut subs = vec![join(&edge, None).await];
+    let mut subs = vec![join(&engine, None).await];
     for _ in 0..rng.random_range(40..120) {
         match rng.random_range(0..10) {
             // A writer reserves a record: local, replicated (new or a second copy), keyed (new
@@ -229,7 +227,7 @@ async fn one_interleaving(seed: u64) {
                     let r = &subs[i].received[rng.random_range(0..subs[i].received.len())];
                     Some(r.cursor.to_string())
                 };
-                subs.push(join(&edge, since).await);
+                subs.push(join(&engine, since).await);
             }
             _ => tokio::time::sleep(Duration::from_millis(rng.random_range(0..3))).await,
         }
@@ -255,7 +253,7 @@ async fn one_interleaving(seed: u64) {
         let got: Vec<u64> = s.received.iter().map(|r| r.offset).collect();
         assert_eq!(got, want, "seed {seed}, subscriber {n} (start {}): records received vs. each record after its start once", s.start);
     }
-    edge.consumers.stop_all();
+    engine.consumers.stop_all();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,8 +18,18 @@ use herald_core::{ChannelKey, Cursor, Epoch, PresenceChange, PresenceEvent, Reco
 use herald_protocol::{ServerFrame, encode_message};
 
 use crate::copies::{self, KeyedIds};
-use crate::metrics::EdgeMetrics;
+use crate::EngineMetrics;
 use crate::outbox::{CloseReason, EncodedRecord, OutItem, Outbox, Priority};
+
+/// What a subscriber asked for besides its records.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Delivery {
+    /// Join/leave events.
+    pub presence_events: bool,
+    /// At most one delivery per this interval (the client's `max_rate`): records in between are
+    /// held and sent together, latest-value ones conflated by key.
+    pub every: Option<std::time::Duration>,
+}
 
 /// A subscription: one connection, one or more channels of one account (one partition).
 pub struct Subscription {
@@ -128,8 +138,8 @@ impl Gate {
 
 impl Subscription {
     /// What delivery it asked for (kept across a pause).
-    pub fn delivery(&self) -> crate::subscribe::Delivery {
-        crate::subscribe::Delivery { presence_events: self.presence_events, every: self.gate.as_ref().map(|g| g.every) }
+    pub fn delivery(&self) -> Delivery {
+        Delivery { presence_events: self.presence_events, every: self.gate.as_ref().map(|g| g.every) }
     }
 
     /// Whether this subscription should get `r` in a replay: one of its channels, not seen in
@@ -260,7 +270,7 @@ pub struct SubscribeRequest {
     pub max_pending_bytes: usize,
 }
 
-/// The fan-out hub of one edge node.
+/// The fan-out hub of one node.
 pub struct Hub {
     parts: Vec<Mutex<PartitionHub>>,
     /// Latest-value channels: a pattern and the JSON pointer of the key.
@@ -270,14 +280,14 @@ pub struct Hub {
     recent_cap: usize,
     epoch: Epoch,
     region: RegionName,
-    metrics: Arc<EdgeMetrics>,
+    metrics: EngineMetrics,
     next_id: AtomicU64,
 }
 
 impl Hub {
     /// A hub for `partitions` partitions of a bus with this epoch and region, keeping the last
     /// `recent_cap` records of each consumed partition for resumes.
-    pub fn new(partitions: u32, epoch: Epoch, region: RegionName, metrics: Arc<EdgeMetrics>, recent_cap: usize) -> Self {
+    pub fn new(partitions: u32, epoch: Epoch, region: RegionName, metrics: EngineMetrics, recent_cap: usize) -> Self {
         let parts = (0..partitions)
             .map(|_| {
                 Mutex::new(PartitionHub {
@@ -551,7 +561,7 @@ impl Hub {
             }
             admitted.push(r);
             copies::note_origin(&mut part.foreign, r, &self.region);
-            if r.account.as_str() == crate::probe::PROBE_ACCOUNT {
+            if r.account.as_str() == herald_core::PROBE_ACCOUNT {
                 probes += 1;
             } else {
                 self.metrics.publish_to_fanout.record(now.saturating_sub(r.published_at_ms) as f64 / 1000.0);
@@ -571,7 +581,7 @@ impl Hub {
             for s in subs {
                 s.deliver_all(encs);
             }
-            if key.account.as_str() != crate::probe::PROBE_ACCOUNT {
+            if key.account.as_str() != herald_core::PROBE_ACCOUNT {
                 deliveries += (subs.len() * encs.len()) as u64;
             }
         }
