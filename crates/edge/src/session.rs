@@ -13,7 +13,7 @@ use crate::auth::Grant;
 use herald_engine::hub::Subscription;
 use crate::limits::TokenBucket;
 use herald_engine::outbox::{CloseReason, OutItem, Outbox};
-use crate::state::{Edge, PublishItem, validate_json};
+use crate::state::{Edge, PublishItem};
 use herald_engine::subscribe::{self, Delivery};
 
 /// The range of a subscription's `max_rate`, deliveries per second.
@@ -295,9 +295,4 @@ pub fn publish_error_message(code: ErrorCode) -> &'static str {
         ErrorCode::ShuttingDown => "this node is draining; publish elsewhere",
         _ => "the bus is unavailable; retry later",
     }
-}
-
-/// Validates a JSON payload given as text (HTTP API).
-pub fn payload(data: &str) -> Result<Bytes, ErrorCode> {
-    validate_json(data)
 }

@@ -509,11 +509,6 @@ impl Hub {
         self.cursor_with(next, &foreign)
     }
 
-    /// Removes a subscription.
-    pub fn unregister(&self, sub: &Subscription) {
-        self.unregister_at(sub);
-    }
-
     fn remove(part: &mut PartitionHub, sub: &Subscription) {
         for ch in &sub.channels {
             if let Some(v) = part.channels.get_mut(ch) {
