@@ -46,7 +46,7 @@ impl AdminPhase {
         match (path, &*phase) {
             ("/healthz", _) => http::json_response(StatusCode::OK, r#"{"status":"ok"}"#),
             ("/readyz", Phase::Starting(s)) => starting_readyz(s),
-            ("/readyz", Phase::Serving(e)) => http::readyz(e),
+            ("/readyz", Phase::Serving(e)) => crate::router::readyz(e),
             ("/metrics", Phase::Starting(s)) => http::metrics_response(s.metrics.render()),
             ("/metrics", Phase::Serving(e)) => http::metrics_response(e.metrics.render()),
             _ => http::error_response(StatusCode::NOT_FOUND, herald_protocol::ErrorCode::BadRequest, "the admin listener serves /healthz, /readyz and /metrics"),

@@ -9,7 +9,8 @@
 //! - [`ws`] + [`session`]: the WebSocket transport (vectored, batched writes) and its protocol
 //!   state; [`sse`], [`poll`]: the HTTP streaming transports; [`publish`]: the backend API.
 //! - [`presence_pump`]: join/leave events from presence storage to local subscribers.
-//! - [`auth`]: tokens and API keys; [`metrics`]: the metrics registry; [`http`]: the router.
+//! - [`auth`]: tokens and API keys; [`metrics`]: the metrics registry; [`router`]: method and
+//!   path to handler; [`http`]: response and request helpers (a leaf).
 //! - [`admin`]: the admin listener (health, readiness, metrics; no PROXY header, no TLS), from
 //!   start to exit.
 //! - [`proxy_header`]: the PROXY protocol header a load balancer sends first; [`client_addr`]:
@@ -34,6 +35,7 @@ pub mod presence_pump;
 pub mod probe;
 pub mod proxy_header;
 pub mod publish;
+pub mod router;
 pub mod session;
 pub mod sse;
 pub mod state;
@@ -99,7 +101,7 @@ where
         .keep_alive(!draining)
         .serve_connection(io, service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
             let client = trusted.client(req.headers(), peer);
-            http::route(edge2.clone(), req, client)
+            router::route(edge2.clone(), req, client)
         }))
         .with_upgrades();
     tokio::pin!(conn);
