@@ -1,38 +1,5 @@
 // @herald/client: built from sdk/js/src by npm run build (esbuild); do not edit.
 
-// src/backoff.ts
-var MAX_HINT_MS = 3e5;
-var Backoff = class {
-  constructor(opts = {}) {
-    this.attempt = 0;
-    this.baseMs = opts.baseMs ?? 500;
-    this.capMs = opts.capMs ?? 3e4;
-    this.random = opts.random ?? Math.random;
-  }
-  /** The delay before the next attempt; counts the attempt. */
-  next() {
-    const ceiling = Math.min(this.capMs, this.baseMs * 2 ** Math.min(this.attempt, 30));
-    this.attempt += 1;
-    return Math.floor(this.random() * ceiling);
-  }
-  /**
-   * The server said when to come back (`reconnect.after_ms`, already spread over its clients):
-   * that wins (up to 5 minutes), and counts as an attempt.
-   */
-  hinted(afterMs) {
-    this.attempt += 1;
-    return Number.isFinite(afterMs) ? Math.max(0, Math.min(afterMs, MAX_HINT_MS)) : 0;
-  }
-  /** A connection stayed up: the next attempt starts from the base again. */
-  reset() {
-    this.attempt = 0;
-  }
-  /** Attempts since the last reset. */
-  get attempts() {
-    return this.attempt;
-  }
-};
-
 // src/cursors.ts
 var CursorStore = class {
   constructor() {
@@ -155,6 +122,317 @@ function validChannel(name) {
   return CHANNEL.test(name);
 }
 
+// src/requests.ts
+var HeraldError = class extends Error {
+  constructor(code, message2, channel) {
+    super(`${code}: ${message2}`);
+    this.code = code;
+    this.channel = channel;
+    this.name = "HeraldError";
+  }
+};
+var Requests = class {
+  constructor(timeoutMs) {
+    this.timeoutMs = timeoutMs;
+    this.nextId = 1;
+    this.pending = /* @__PURE__ */ new Map();
+  }
+  /** A fresh request id. */
+  id() {
+    return this.nextId++;
+  }
+  /** Waits for the reply to request `id` (`what` names it in a timeout's message). */
+  wait(id, what) {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new HeraldError("timeout", `no reply to ${what} within ${this.timeoutMs} ms`));
+      }, this.timeoutMs);
+      this.pending.set(id, { what, resolve, reject, timer });
+    });
+  }
+  /** Settles the request a reply (or `error` frame) answers; false when it answers none. */
+  settle(frame) {
+    if (typeof frame.id !== "number") return false;
+    const p = this.pending.get(frame.id);
+    if (!p) return false;
+    this.pending.delete(frame.id);
+    clearTimeout(p.timer);
+    if (frame.type === "error") p.reject(new HeraldError(frame.code ?? "internal", frame.message ?? `${p.what} failed`, frame.channel));
+    else p.resolve(frame);
+    return true;
+  }
+  /** The connection ended: every waiting request fails. */
+  abandon() {
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(new HeraldError("disconnected", `the connection ended before the reply to ${p.what}`));
+    }
+    this.pending.clear();
+  }
+};
+
+// src/channels.ts
+var ChannelTable = class {
+  constructor(link, events, dedupeWindow = 1e3) {
+    this.link = link;
+    this.events = events;
+    this.dedupeWindow = dedupeWindow;
+    this.cursors = new CursorStore();
+    this.channels = /* @__PURE__ */ new Map();
+  }
+  /** Adds `channel`; see `HeraldClient.subscribe`. */
+  subscribe(channel, handler, opts = {}) {
+    if (!validChannel(channel)) throw new HeraldError("invalid_channel", `"${channel}" is not a channel name (1 to 128 of A-Z a-z 0-9 _ - : . @ = ,)`, channel);
+    if (this.channels.has(channel)) throw new HeraldError("already_subscribed", `already subscribed to ${channel}`, channel);
+    const mode = this.link.mode;
+    if (mode === "closed" || mode === "failed") throw new HeraldError("disconnected", `the client is ${mode}`, channel);
+    const ch = {
+      name: channel,
+      handler,
+      opts,
+      dedupe: new Dedupe(this.dedupeWindow),
+      paused: false,
+      wire: "none",
+      since: false,
+      replaying: false,
+      stale: false
+    };
+    if (opts.since !== void 0) this.cursors.processed(channel, opts.since);
+    this.channels.set(channel, ch);
+    this.channelChanged(ch);
+    const cursors = this.cursors;
+    return {
+      channel,
+      get cursor() {
+        return cursors.get(channel);
+      },
+      pause: () => this.setPaused(ch, true),
+      resume: () => this.setPaused(ch, false),
+      unsubscribe: () => this.unsubscribe(ch)
+    };
+  }
+  /** Some channel's (re)subscribe after a reconnect still waits for its reply. */
+  get replaying() {
+    return [...this.channels.values()].some((c) => c.replaying);
+  }
+  /** What a stream (SSE, long-poll) carries: every channel not paused by the app, and their cursors. */
+  streamRequest() {
+    const channels = this.streamChannels();
+    return { channels, cursors: this.cursors.list(channels) };
+  }
+  /**
+   * A connection was welcomed (`replaying`: after an earlier one). On a WebSocket every channel
+   * not paused is subscribed, from its cursor; a stream subscribed them all by opening.
+   */
+  welcomed(onWebSocket, replaying) {
+    if (onWebSocket) {
+      for (const ch of this.channels.values()) if (!ch.paused) this.sendSubscribe(ch, replaying);
+      return;
+    }
+    for (const ch of this.channels.values()) {
+      if (ch.paused) continue;
+      ch.wire = "subscribing";
+      ch.since = this.cursors.get(ch.name) !== void 0;
+      ch.replaying = replaying && ch.since;
+    }
+  }
+  /** The connection ended: no channel is on the wire any more (each keeps its cursor). */
+  disconnected() {
+    for (const ch of this.channels.values()) {
+      ch.wire = "none";
+      ch.replaying = ch.stale = false;
+    }
+  }
+  /**
+   * A frame from the server. True when it was the channel table's alone; false for other frames
+   * and for `subscribed`, which also answers a request.
+   */
+  onFrame(f) {
+    switch (f.type) {
+      case "subscribed":
+        this.onSubscribed(f);
+        return false;
+      case "message":
+        this.onMessage(f);
+        return true;
+      case "position":
+        if (f.cursor !== void 0) for (const c of this.streamChannels()) this.cursors.processed(c, f.cursor);
+        return true;
+      case "paused": {
+        const ch = this.channelOf(f);
+        if (ch?.wire !== "pausing") return true;
+        ch.wire = "paused";
+        this.cursors.subscribed(ch.name, f.cursor);
+        return true;
+      }
+      case "unsubscribed":
+        if (f.id === void 0) this.onEnded(f);
+        return true;
+      case "join":
+      case "leave": {
+        const ch = this.channelOf(f);
+        if (ch?.opts.onPresence && f.member) guarded(ch.opts.onPresence, { type: f.type, channel: ch.name, member: f.member });
+        return true;
+      }
+      default:
+        return false;
+    }
+  }
+  // ---- the app's changes --------------------------------------------------------------------
+  setPaused(ch, paused) {
+    if (this.channels.get(ch.name) !== ch || ch.paused === paused) return;
+    ch.paused = paused;
+    this.channelChanged(ch);
+  }
+  unsubscribe(ch) {
+    if (this.channels.get(ch.name) !== ch) return;
+    this.channels.delete(ch.name);
+    this.cursors.forget(ch.name);
+    this.channelChanged(ch);
+    this.link.settle("connected");
+  }
+  /**
+   * A channel was added, removed, paused or resumed. On the WebSocket, its frames say so; SSE and
+   * long-poll carry a fixed channel set, so the stream reopens with the cursors. With nothing open
+   * yet, the next connection takes the change into account by itself.
+   */
+  channelChanged(ch) {
+    if (this.link.onWebSocket) {
+      if (this.link.welcomed) this.syncWire(ch);
+    } else {
+      this.link.reopenStream("the channels changed");
+    }
+  }
+  /** Brings the server's view of `ch` on the WebSocket in line with the app's. */
+  syncWire(ch) {
+    const wanted = this.channels.get(ch.name) === ch;
+    if (!wanted) {
+      if (ch.wire !== "none") this.link.send({ type: "unsubscribe", id: this.link.nextId(), channel: ch.name });
+      ch.wire = "none";
+    } else if (ch.paused) {
+      if (ch.wire === "subscribing" || ch.wire === "live") {
+        this.link.send({ type: "pause", id: this.link.nextId(), channel: ch.name });
+        ch.wire = "pausing";
+      }
+    } else if (ch.wire === "pausing" || ch.wire === "paused") {
+      ch.wire = "subscribing";
+      ch.since = true;
+      this.track(ch, this.link.request({ type: "resume", channel: ch.name }, `resume of ${ch.name}`));
+    } else if (ch.wire === "none") {
+      this.sendSubscribe(ch, false);
+    }
+  }
+  sendSubscribe(ch, replaying) {
+    const since = this.cursors.get(ch.name);
+    const frame = { type: "subscribe", channel: ch.name };
+    if (since !== void 0) frame.since = since;
+    if (ch.opts.presence) frame.presence = true;
+    if (ch.opts.maxRate !== void 0) frame.max_rate = ch.opts.maxRate;
+    ch.wire = "subscribing";
+    ch.since = since !== void 0;
+    ch.replaying = replaying && ch.since;
+    ch.stale = true;
+    this.track(ch, this.link.request(frame, `subscribe to ${ch.name}`));
+  }
+  /** A (re)subscribe the server refused ends the channel; one cut short by a reconnect is redone by it. */
+  track(ch, reply) {
+    reply.catch((e) => {
+      if (e.code === "disconnected") return;
+      this.events.emit("error", new HeraldError(e.code, e.message, ch.name));
+      if (e.code === "timeout" || this.channels.get(ch.name) !== ch) return;
+      this.channels.delete(ch.name);
+      this.cursors.forget(ch.name);
+      ch.wire = "none";
+      ch.replaying = false;
+      if (ch.opts.onEnd) guarded(ch.opts.onEnd, e.code);
+      this.link.settle("connected");
+    });
+  }
+  /** The channels a stream carries (SSE, long-poll): every one not paused by the app. */
+  streamChannels() {
+    return [...this.channels.values()].filter((c) => !c.paused).map((c) => c.name);
+  }
+  // ---- the server's frames ------------------------------------------------------------------
+  channelOf(f) {
+    return f.channel === void 0 ? void 0 : this.channels.get(f.channel);
+  }
+  onSubscribed(f) {
+    const ch = this.channelOf(f);
+    if (!ch || ch.wire !== "subscribing" && ch.wire !== "pausing") return;
+    const lost = ch.since && f.recovered === false;
+    this.cursors.subscribed(ch.name, f.cursor, lost);
+    if (ch.wire === "subscribing") ch.wire = "live";
+    ch.since = ch.replaying = ch.stale = false;
+    if (lost) this.events.emit("recovery_failed", { channel: ch.name });
+    this.link.settle("every channel resumed");
+  }
+  onMessage(f) {
+    const ch = this.channelOf(f);
+    if (!ch || ch.stale) return;
+    if (typeof f.id !== "string" || typeof f.cursor !== "string") {
+      this.events.emit("error", new HeraldError("bad_request", "the server sent a message without a string id and cursor", ch.name));
+      return;
+    }
+    if (!this.link.onWebSocket) {
+      for (const c of this.streamChannels()) this.cursors.processed(c, f.cursor);
+    }
+    if (!ch.dedupe.first(f.id)) return;
+    this.cursors.processed(ch.name, f.cursor);
+    guarded(ch.handler, { channel: ch.name, id: f.id, cursor: f.cursor, ts: Number(f.ts ?? 0), data: f.data });
+  }
+  /** `unsubscribed` without an id: the server ended the subscription. */
+  onEnded(f) {
+    const ch = this.channelOf(f);
+    if (!ch) return;
+    ch.wire = "none";
+    if (f.code === "lagged") {
+      if (!ch.paused) this.sendSubscribe(ch, false);
+      return;
+    }
+    const code = f.code ?? "internal";
+    this.channels.delete(ch.name);
+    this.cursors.forget(ch.name);
+    ch.replaying = false;
+    this.events.emit("error", new HeraldError(code, `the server ended the subscription to ${ch.name}`, ch.name));
+    if (ch.opts.onEnd) guarded(ch.opts.onEnd, code);
+    this.link.settle("connected");
+  }
+};
+
+// src/backoff.ts
+var MAX_HINT_MS = 3e5;
+var Backoff = class {
+  constructor(opts = {}) {
+    this.attempt = 0;
+    this.baseMs = opts.baseMs ?? 500;
+    this.capMs = opts.capMs ?? 3e4;
+    this.random = opts.random ?? Math.random;
+  }
+  /** The delay before the next attempt; counts the attempt. */
+  next() {
+    const ceiling = Math.min(this.capMs, this.baseMs * 2 ** Math.min(this.attempt, 30));
+    this.attempt += 1;
+    return Math.floor(this.random() * ceiling);
+  }
+  /**
+   * The server said when to come back (`reconnect.after_ms`, already spread over its clients):
+   * that wins (up to 5 minutes), and counts as an attempt.
+   */
+  hinted(afterMs) {
+    this.attempt += 1;
+    return Number.isFinite(afterMs) ? Math.max(0, Math.min(afterMs, MAX_HINT_MS)) : 0;
+  }
+  /** A connection stayed up: the next attempt starts from the base again. */
+  reset() {
+    this.attempt = 0;
+  }
+  /** Attempts since the last reset. */
+  get attempts() {
+    return this.attempt;
+  }
+};
+
 // src/transport.ts
 function defaultEnvironment() {
   const g = globalThis;
@@ -257,56 +535,6 @@ function openPoll(env, req, ev, timeoutMs) {
     }
   };
 }
-
-// src/requests.ts
-var HeraldError = class extends Error {
-  constructor(code, message2, channel) {
-    super(`${code}: ${message2}`);
-    this.code = code;
-    this.channel = channel;
-    this.name = "HeraldError";
-  }
-};
-var Requests = class {
-  constructor(timeoutMs) {
-    this.timeoutMs = timeoutMs;
-    this.nextId = 1;
-    this.pending = /* @__PURE__ */ new Map();
-  }
-  /** A fresh request id. */
-  id() {
-    return this.nextId++;
-  }
-  /** Waits for the reply to request `id` (`what` names it in a timeout's message). */
-  wait(id, what) {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new HeraldError("timeout", `no reply to ${what} within ${this.timeoutMs} ms`));
-      }, this.timeoutMs);
-      this.pending.set(id, { what, resolve, reject, timer });
-    });
-  }
-  /** Settles the request a reply (or `error` frame) answers; false when it answers none. */
-  settle(frame) {
-    if (typeof frame.id !== "number") return false;
-    const p = this.pending.get(frame.id);
-    if (!p) return false;
-    this.pending.delete(frame.id);
-    clearTimeout(p.timer);
-    if (frame.type === "error") p.reject(new HeraldError(frame.code ?? "internal", frame.message ?? `${p.what} failed`, frame.channel));
-    else p.resolve(frame);
-    return true;
-  }
-  /** The connection ended: every waiting request fails. */
-  abandon() {
-    for (const p of this.pending.values()) {
-      clearTimeout(p.timer);
-      p.reject(new HeraldError("disconnected", `the connection ended before the reply to ${p.what}`));
-    }
-    this.pending.clear();
-  }
-};
 
 // src/sse.ts
 function openSse(env, req, ev) {
@@ -433,15 +661,21 @@ function openWebSocket(env, req, ev, tokenInQuery = false) {
   };
 }
 
-// src/client.ts
+// src/connection.ts
+var NO_CHANNELS = {
+  streamRequest: () => ({ channels: [], cursors: [] }),
+  welcomed: () => void 0,
+  disconnected: () => void 0,
+  onFrame: () => false,
+  replaying: false
+};
 var SERVER_CLOSE_CODES = /* @__PURE__ */ new Set([1001, 1008, 1009, 4001, 4002, 4008, 4029]);
-var HeraldClient = class {
-  constructor(opts) {
-    this.cursors = new CursorStore();
-    this.channels = /* @__PURE__ */ new Map();
-    this.events = new Emitter();
+var Connection = class {
+  constructor(opts, events) {
+    this.events = events;
     this.timers = /* @__PURE__ */ new Map();
-    this.mode = "running";
+    this.channels = NO_CHANNELS;
+    this.modeNow = "running";
     this.stateNow = "connecting";
     this.announced = false;
     this.kindIndex = 0;
@@ -449,7 +683,7 @@ var HeraldClient = class {
     this.idleStream = false;
     /** The token the current transport was opened with. */
     this.token = "";
-    this.welcomed = false;
+    this.welcomedNow = false;
     this.everWelcomed = false;
     /** Bumped by every teardown: async work of an older connection stops when it sees a newer one. */
     this.epoch = 0;
@@ -468,7 +702,6 @@ var HeraldClient = class {
     this.tokens = new TokenSource(opts.token);
     this.o = {
       stableAfterMs: opts.stableAfterMs ?? 1e4,
-      dedupeWindow: opts.dedupeWindow ?? 1e3,
       fallbackAfter: opts.fallbackAfter ?? 2,
       upgradeEveryMs: opts.upgradeEveryMs ?? 6e4,
       connectTimeoutMs: opts.connectTimeoutMs ?? 15e3,
@@ -477,9 +710,15 @@ var HeraldClient = class {
       tokenInQuery: opts.tokenInQuery ?? false
     };
     this.requests = new Requests(this.o.requestTimeoutMs);
-    void Promise.resolve().then(() => this.open("starting"));
   }
-  // ---- public API ---------------------------------------------------------------------------
+  /** Sets what the connection carries (before `start`). */
+  carry(channels) {
+    this.channels = channels;
+  }
+  /** Opens the first connection. */
+  start() {
+    return this.open("starting");
+  }
   /** The connection state. */
   get state() {
     return this.stateNow;
@@ -488,179 +727,111 @@ var HeraldClient = class {
   get transportKind() {
     return this.transport?.kind ?? this.kinds[this.kindIndex];
   }
-  /** Listens for an event; returns a function that stops listening. */
-  on(event, listener) {
-    return this.events.on(event, listener);
+  /** `running`, or paused by the app, or closed by it, or failed for good. */
+  get mode() {
+    return this.modeNow;
   }
-  /**
-   * Subscribes `handler` to `channel`. Each record reaches it once, in publish order, across
-   * reconnects and transport changes. One handler per channel.
-   */
-  subscribe(channel, handler, opts = {}) {
-    if (!validChannel(channel)) throw new HeraldError("invalid_channel", `"${channel}" is not a channel name (1 to 128 of A-Z a-z 0-9 _ - : . @ = ,)`, channel);
-    if (this.channels.has(channel)) throw new HeraldError("already_subscribed", `already subscribed to ${channel}`, channel);
-    if (this.mode === "closed" || this.mode === "failed") throw new HeraldError("disconnected", `the client is ${this.mode}`, channel);
-    const ch = {
-      name: channel,
-      handler,
-      opts,
-      dedupe: new Dedupe(this.o.dedupeWindow),
-      paused: false,
-      wire: "none",
-      since: false,
-      replaying: false,
-      stale: false
-    };
-    if (opts.since !== void 0) this.cursors.processed(channel, opts.since);
-    this.channels.set(channel, ch);
-    this.channelChanged(ch);
-    const cursors = this.cursors;
-    return {
-      channel,
-      get cursor() {
-        return cursors.get(channel);
-      },
-      pause: () => this.setPaused(ch, true),
-      resume: () => this.setPaused(ch, false),
-      unsubscribe: () => this.unsubscribe(ch)
-    };
+  /** The transport's `welcome` came. */
+  get welcomed() {
+    return this.welcomedNow;
   }
-  /**
-   * Publishes `data` on `channel`: over the WebSocket when connected on one, else over
-   * `POST /v1/publish` with the client token. Not retried by itself: a publish that failed with
-   * `disconnected` or `timeout` may or may not have been written; retry with the same
-   * `idempotencyKey` to be sure of one record.
-   */
-  async publish(channel, data, opts = {}) {
-    if (!validChannel(channel)) throw new HeraldError("invalid_channel", `"${channel}" is not a channel name`, channel);
-    if (this.mode === "closed" || this.mode === "failed") throw new HeraldError("disconnected", `the client is ${this.mode}`, channel);
-    const key = opts.idempotencyKey !== void 0 ? { idempotency_key: opts.idempotencyKey } : {};
-    if (this.transport?.kind === "websocket" && this.welcomed) {
-      const f = await this.request({ type: "publish", channel, data, ...key }, `publish on ${channel}`);
-      return { cursor: String(f.cursor), messageId: String(f.message_id), duplicate: f.duplicate === true };
-    }
-    return this.publishOverHttp(JSON.stringify({ channel, data, ...key }), channel, true);
+  /** The transport is a WebSocket. */
+  get onWebSocket() {
+    return this.transport?.kind === "websocket";
   }
-  /** Who is on `channel` now. Needs the WebSocket: on SSE or long-poll it rejects with `not_supported`. */
-  async presence(channel) {
-    if (this.transport?.kind !== "websocket" || !this.welcomed) {
-      if (this.transport || this.idleStream) throw new HeraldError("not_supported", `presence needs the WebSocket transport; the client is on ${this.transportKind} (WebSockets are blocked here)`, channel);
-      throw new HeraldError("disconnected", "not connected", channel);
-    }
-    const f = await this.request({ type: "presence", channel }, `presence of ${channel}`);
-    return { channel, occupancy: Number(f.occupancy ?? 0), members: f.members ?? [] };
+  /** A transport is open, or SSE or long-poll waits for a channel to stream. */
+  get active() {
+    return this.transport !== void 0 || this.idleStream;
   }
-  /**
-   * Closes the connection and stays disconnected (the app went to the background, or offline),
-   * keeping every channel and its cursor; `resume()` reconnects and continues each channel exactly.
-   */
+  // ---- the app's controls -------------------------------------------------------------------
+  /** Closes and stays disconnected until `resume()`; see `HeraldClient.pause`. */
   pause(reason = "paused by the app") {
-    if (this.mode !== "running") return;
-    this.mode = "paused";
+    if (this.modeNow !== "running") return;
+    this.modeNow = "paused";
     this.teardown();
     this.setState("disconnected", reason);
   }
-  /**
-   * Reconnects after `pause()` (foreground, back online) and resumes every channel from its
-   * cursor. While waiting to reconnect after a cut, it reconnects now instead of after the backoff.
-   */
+  /** Reconnects after `pause()`, or now while waiting out a backoff. */
   resume() {
-    if (this.mode === "running" && this.timers.has("reconnect")) return void this.open("resuming");
-    if (this.mode !== "paused") return;
-    this.mode = "running";
+    if (this.modeNow === "running" && this.timers.has("reconnect")) return void this.open("resuming");
+    if (this.modeNow !== "paused") return;
+    this.modeNow = "running";
     this.backoff.reset();
     void this.open("resuming");
   }
   /** Closes for good. */
   close() {
-    if (this.mode === "closed") return;
-    this.mode = "closed";
+    if (this.modeNow === "closed") return;
+    this.modeNow = "closed";
     this.teardown();
     this.setState("disconnected", "closed by the app");
   }
-  /** Cuts the connection as a network fault would, and reconnects at once (tests, "retry now" buttons). */
+  /** Cuts the connection as a network fault would, and reconnects at once. */
   dropConnection() {
-    if (this.mode !== "running" || !this.transport && !this.idleStream) return;
+    if (this.modeNow !== "running" || !this.active) return;
     this.teardown();
     this.reconnect("the connection was dropped", 0);
   }
-  // ---- channels -----------------------------------------------------------------------------
-  setPaused(ch, paused) {
-    if (this.channels.get(ch.name) !== ch || ch.paused === paused) return;
-    ch.paused = paused;
-    this.channelChanged(ch);
+  // ---- what the channels and the client use -------------------------------------------------
+  /** Sends a frame on the transport; false when none is open or it sends nothing (SSE, long-poll). */
+  send(frame) {
+    return this.transport?.send(frame) ?? false;
   }
-  unsubscribe(ch) {
-    if (this.channels.get(ch.name) !== ch) return;
-    this.channels.delete(ch.name);
-    this.cursors.forget(ch.name);
-    this.channelChanged(ch);
-    this.settle("connected");
+  /** A fresh request id. */
+  nextId() {
+    return this.requests.id();
   }
-  /**
-   * A channel was added, removed, paused or resumed. On the WebSocket, its frames say so; SSE and
-   * long-poll carry a fixed channel set, so the stream reopens with the cursors. With nothing open
-   * yet, the next connection takes the change into account by itself.
-   */
-  channelChanged(ch) {
-    if (this.transport?.kind === "websocket") {
-      if (this.welcomed) this.syncWire(ch);
-    } else if (this.transport || this.idleStream) {
-      this.reopen("the channels changed");
+  /** Sends a request frame with a fresh id and waits for its reply. */
+  request(frame, what) {
+    const id = this.requests.id();
+    if (!this.send({ ...frame, id })) return Promise.reject(new HeraldError("disconnected", `not connected: ${what} was not sent`));
+    return this.requests.wait(id, what);
+  }
+  /** SSE and long-poll: opens the stream again (another channel set), if one is open or idle. */
+  reopenStream(reason) {
+    if (this.transport?.kind !== "websocket" && this.active) this.reopen(reason);
+  }
+  /** `connected` once every channel resumed after a reconnect is subscribed again; until then `recovering`. */
+  settle(reason) {
+    if (!this.welcomedNow) return;
+    const replaying = this.channels.replaying;
+    this.setState(replaying ? "recovering" : "connected", replaying ? "resuming channels from their cursors" : reason);
+  }
+  /** `POST /v1/publish` with the client token (SSE, long-poll, or between connections); a refused token is renewed once. */
+  async publishOverHttp(body, channel, retryRefused = true) {
+    const f = this.env.fetch;
+    if (!f) throw new HeraldError("not_supported", "not connected over a WebSocket, and no fetch to publish over HTTP", channel);
+    const token = await this.tokens.get();
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), this.o.requestTimeoutMs);
+    let status;
+    let text;
+    try {
+      const r = await f(this.baseUrl + "/v1/publish", { method: "POST", headers: { authorization: "Bearer " + token, "content-type": "application/json" }, body, signal: abort.signal });
+      status = r.status;
+      text = await r.text();
+    } catch (e) {
+      if (abort.signal.aborted) throw new HeraldError("timeout", `no answer to publish on ${channel} within ${this.o.requestTimeoutMs} ms`, channel);
+      throw new HeraldError("disconnected", `publish on ${channel} over HTTP failed: ${message(e)}`, channel);
+    } finally {
+      clearTimeout(timer);
     }
-  }
-  /** Brings the server's view of `ch` on the WebSocket in line with the app's. */
-  syncWire(ch) {
-    const wanted = this.channels.get(ch.name) === ch;
-    if (!wanted) {
-      if (ch.wire !== "none") this.send({ type: "unsubscribe", id: this.requests.id(), channel: ch.name });
-      ch.wire = "none";
-    } else if (ch.paused) {
-      if (ch.wire === "subscribing" || ch.wire === "live") {
-        this.send({ type: "pause", id: this.requests.id(), channel: ch.name });
-        ch.wire = "pausing";
-      }
-    } else if (ch.wire === "pausing" || ch.wire === "paused") {
-      ch.wire = "subscribing";
-      ch.since = true;
-      this.track(ch, this.request({ type: "resume", channel: ch.name }, `resume of ${ch.name}`));
-    } else if (ch.wire === "none") {
-      this.sendSubscribe(ch, false);
+    let answer;
+    try {
+      answer = JSON.parse(text);
+    } catch {
+      throw new HeraldError("unavailable", `publish on ${channel} answered HTTP ${status} without JSON`, channel);
     }
+    if (status === 401 && retryRefused && this.tokens.renewable) {
+      this.tokens.invalidate();
+      return this.publishOverHttp(body, channel, false);
+    }
+    if (status !== 200) throw new HeraldError(answer.error?.code ?? "internal", answer.error?.message ?? `HTTP ${status}`, channel);
+    return { cursor: String(answer.cursor), messageId: String(answer.message_id), duplicate: answer.duplicate === true };
   }
-  sendSubscribe(ch, replaying) {
-    const since = this.cursors.get(ch.name);
-    const frame = { type: "subscribe", channel: ch.name };
-    if (since !== void 0) frame.since = since;
-    if (ch.opts.presence) frame.presence = true;
-    if (ch.opts.maxRate !== void 0) frame.max_rate = ch.opts.maxRate;
-    ch.wire = "subscribing";
-    ch.since = since !== void 0;
-    ch.replaying = replaying && ch.since;
-    ch.stale = true;
-    this.track(ch, this.request(frame, `subscribe to ${ch.name}`));
-  }
-  /** A (re)subscribe the server refused ends the channel; one cut short by a reconnect is redone by it. */
-  track(ch, reply) {
-    reply.catch((e) => {
-      if (e.code === "disconnected") return;
-      this.events.emit("error", new HeraldError(e.code, e.message, ch.name));
-      if (e.code === "timeout" || this.channels.get(ch.name) !== ch) return;
-      this.channels.delete(ch.name);
-      this.cursors.forget(ch.name);
-      ch.wire = "none";
-      ch.replaying = false;
-      if (ch.opts.onEnd) guarded(ch.opts.onEnd, e.code);
-      this.settle("connected");
-    });
-  }
-  /** The channels a stream carries (SSE, long-poll): every one not paused by the app. */
-  streamChannels() {
-    return [...this.channels.values()].filter((c) => !c.paused).map((c) => c.name);
-  }
-  // ---- connection ---------------------------------------------------------------------------
+  // ---- connecting ---------------------------------------------------------------------------
   async open(reason) {
-    if (this.mode !== "running") return;
+    if (this.modeNow !== "running") return;
     this.teardown();
     const epoch = this.epoch;
     const kind = this.kinds[this.kindIndex];
@@ -673,15 +844,15 @@ var HeraldClient = class {
       this.events.emit("error", new HeraldError("unauthorized", `the token function failed: ${message(e)}`));
       return this.reconnect("no token");
     }
-    if (epoch !== this.epoch || this.mode !== "running") return;
+    if (epoch !== this.epoch || this.modeNow !== "running") return;
     this.token = token;
-    const channels = this.streamChannels();
+    const { channels, cursors } = this.channels.streamRequest();
     if (kind !== "websocket" && channels.length === 0) {
       this.idleStream = true;
       this.setState("connected", `${kind}: nothing to stream until a channel is subscribed`);
       return;
     }
-    const req = { baseUrl: this.baseUrl, token, channels, cursors: this.cursors.list(channels) };
+    const req = { baseUrl: this.baseUrl, token, channels, cursors };
     let t;
     const events = this.eventsOf(() => t);
     try {
@@ -697,7 +868,7 @@ var HeraldClient = class {
   /** Closes whatever is open and forgets the connection's state (not the channels or cursors). */
   teardown() {
     this.epoch += 1;
-    this.welcomed = false;
+    this.welcomedNow = false;
     this.idleStream = false;
     this.closeHint = void 0;
     for (const t2 of this.timers.values()) clearTimeout(t2);
@@ -708,10 +879,7 @@ var HeraldClient = class {
     t?.close();
     p?.close();
     this.requests.abandon();
-    for (const ch of this.channels.values()) {
-      ch.wire = "none";
-      ch.replaying = ch.stale = false;
-    }
+    this.channels.disconnected();
   }
   /** SSE and long-poll: opens the stream again (another channel set, a new token). */
   reopen(reason) {
@@ -720,7 +888,7 @@ var HeraldClient = class {
   }
   /** Schedules the next attempt, falling back to the next transport after repeated failures to open this one. */
   reconnect(reason, delayMs) {
-    if (this.mode !== "running") return;
+    if (this.modeNow !== "running") return;
     let why = reason;
     if (this.failures >= this.o.fallbackAfter && this.kinds.length > 1) {
       this.kindIndex = (this.kindIndex + 1) % this.kinds.length;
@@ -732,10 +900,10 @@ var HeraldClient = class {
     this.timer("reconnect", delay, () => void this.open("reconnecting"));
   }
   onClosed(code, reason) {
-    const welcomed = this.welcomed;
+    const welcomed = this.welcomedNow;
     const effective = code ?? this.closeHint;
     this.teardown();
-    if (this.mode !== "running") return;
+    if (this.modeNow !== "running") return;
     switch (effective) {
       case 1008:
         return this.fail(`refused: ${reason}`);
@@ -755,16 +923,16 @@ var HeraldClient = class {
     }
   }
   fail(reason) {
-    this.mode = "failed";
+    this.modeNow = "failed";
     this.teardown();
     this.setState("failed", reason);
   }
   /** Declares the connection dead when nothing was heard for two heartbeats (or no `welcome` came in time). */
   watch() {
-    const limit = this.welcomed ? 2 * this.heartbeatMs : this.o.connectTimeoutMs;
+    const limit = this.welcomedNow ? 2 * this.heartbeatMs : this.o.connectTimeoutMs;
     const idle = Date.now() - this.lastHeard;
     if (idle < limit) return this.timer("watchdog", limit - idle, () => this.watch());
-    const welcomed = this.welcomed;
+    const welcomed = this.welcomedNow;
     this.teardown();
     if (!welcomed) this.failures += 1;
     this.reconnect(welcomed ? `nothing heard for ${limit} ms: the connection is dead` : `no welcome within ${limit} ms`);
@@ -794,7 +962,7 @@ var HeraldClient = class {
     } catch {
       return this.scheduleUpgrade();
     }
-    if (epoch !== this.epoch || !this.welcomed) return;
+    if (epoch !== this.epoch || !this.welcomedNow) return;
     let p;
     const events = this.eventsOf(() => p);
     try {
@@ -854,31 +1022,6 @@ var HeraldClient = class {
     switch (f.type) {
       case "welcome":
         return this.onWelcome(f);
-      case "subscribed":
-        this.onSubscribed(f);
-        this.requests.settle(f);
-        return;
-      case "message":
-        return this.onMessage(f);
-      case "position":
-        if (f.cursor !== void 0) for (const c of this.streamChannels()) this.cursors.processed(c, f.cursor);
-        return;
-      case "paused": {
-        const ch = this.channelOf(f);
-        if (ch?.wire !== "pausing") return;
-        ch.wire = "paused";
-        this.cursors.subscribed(ch.name, f.cursor);
-        return;
-      }
-      case "unsubscribed":
-        if (f.id === void 0) this.onEnded(f);
-        return;
-      case "join":
-      case "leave": {
-        const ch = this.channelOf(f);
-        if (ch?.opts.onPresence && f.member) guarded(ch.opts.onPresence, { type: f.type, channel: ch.name, member: f.member });
-        return;
-      }
       case "ping":
         this.send({ type: "pong" });
         return;
@@ -893,15 +1036,12 @@ var HeraldClient = class {
       case "error":
         return this.onError(f);
       default:
-        this.requests.settle(f);
+        if (!this.channels.onFrame(f)) this.requests.settle(f);
     }
   }
-  channelOf(f) {
-    return f.channel === void 0 ? void 0 : this.channels.get(f.channel);
-  }
   onWelcome(f) {
-    if (this.welcomed) return;
-    this.welcomed = true;
+    if (this.welcomedNow) return;
+    this.welcomedNow = true;
     this.failures = 0;
     this.refusals = 0;
     if (typeof f.heartbeat_ms === "number" && f.heartbeat_ms > 0) this.heartbeatMs = f.heartbeat_ms;
@@ -909,66 +1049,13 @@ var HeraldClient = class {
     this.timer("stable", this.o.stableAfterMs, () => this.backoff.reset());
     const replaying = this.everWelcomed;
     this.everWelcomed = true;
-    if (this.transport?.kind === "websocket") {
-      for (const ch of this.channels.values()) if (!ch.paused) this.sendSubscribe(ch, replaying);
-    } else {
-      for (const ch of this.channels.values()) {
-        if (ch.paused) continue;
-        ch.wire = "subscribing";
-        ch.since = this.cursors.get(ch.name) !== void 0;
-        ch.replaying = replaying && ch.since;
-      }
+    const onWebSocket = this.transport?.kind === "websocket";
+    this.channels.welcomed(onWebSocket, replaying);
+    if (!onWebSocket) {
       this.scheduleUpgrade();
       this.scheduleTokenRefresh(f.expires_at ?? jwtExpiry(this.token));
     }
     this.settle(`connected over ${this.transportKind}`);
-  }
-  onSubscribed(f) {
-    const ch = this.channelOf(f);
-    if (!ch || ch.wire !== "subscribing" && ch.wire !== "pausing") return;
-    const lost = ch.since && f.recovered === false;
-    this.cursors.subscribed(ch.name, f.cursor, lost);
-    if (ch.wire === "subscribing") ch.wire = "live";
-    ch.since = ch.replaying = ch.stale = false;
-    if (lost) this.events.emit("recovery_failed", { channel: ch.name });
-    this.settle("every channel resumed");
-  }
-  /** `connected` once every channel resumed after a reconnect is subscribed again; until then `recovering`. */
-  settle(reason) {
-    if (!this.welcomed) return;
-    const replaying = [...this.channels.values()].some((c) => c.replaying);
-    this.setState(replaying ? "recovering" : "connected", replaying ? "resuming channels from their cursors" : reason);
-  }
-  onMessage(f) {
-    const ch = this.channelOf(f);
-    if (!ch || ch.stale) return;
-    if (typeof f.id !== "string" || typeof f.cursor !== "string") {
-      this.events.emit("error", new HeraldError("bad_request", "the server sent a message without a string id and cursor", ch.name));
-      return;
-    }
-    if (this.transport?.kind !== "websocket") {
-      for (const c of this.streamChannels()) this.cursors.processed(c, f.cursor);
-    }
-    if (!ch.dedupe.first(f.id)) return;
-    this.cursors.processed(ch.name, f.cursor);
-    guarded(ch.handler, { channel: ch.name, id: f.id, cursor: f.cursor, ts: Number(f.ts ?? 0), data: f.data });
-  }
-  /** `unsubscribed` without an id: the server ended the subscription. */
-  onEnded(f) {
-    const ch = this.channelOf(f);
-    if (!ch) return;
-    ch.wire = "none";
-    if (f.code === "lagged") {
-      if (!ch.paused) this.sendSubscribe(ch, false);
-      return;
-    }
-    const code = f.code ?? "internal";
-    this.channels.delete(ch.name);
-    this.cursors.forget(ch.name);
-    ch.replaying = false;
-    this.events.emit("error", new HeraldError(code, `the server ended the subscription to ${ch.name}`, ch.name));
-    if (ch.opts.onEnd) guarded(ch.opts.onEnd, code);
-    this.settle("connected");
   }
   onError(f) {
     if (this.requests.settle(f)) return;
@@ -1011,48 +1098,6 @@ var HeraldClient = class {
       this.reopen("reopening the stream with a new token");
     }
   }
-  // ---- requests -----------------------------------------------------------------------------
-  send(frame) {
-    return this.transport?.send(frame) ?? false;
-  }
-  /** Sends a request frame with a fresh id and waits for its reply. */
-  request(frame, what) {
-    const id = this.requests.id();
-    if (!this.send({ ...frame, id })) return Promise.reject(new HeraldError("disconnected", `not connected: ${what} was not sent`));
-    return this.requests.wait(id, what);
-  }
-  /** `POST /v1/publish` with the client token (SSE, long-poll, or between connections); a refused token is renewed once. */
-  async publishOverHttp(body, channel, retryRefused) {
-    const f = this.env.fetch;
-    if (!f) throw new HeraldError("not_supported", "not connected over a WebSocket, and no fetch to publish over HTTP", channel);
-    const token = await this.tokens.get();
-    const abort = new AbortController();
-    const timer = setTimeout(() => abort.abort(), this.o.requestTimeoutMs);
-    let status;
-    let text;
-    try {
-      const r = await f(this.baseUrl + "/v1/publish", { method: "POST", headers: { authorization: "Bearer " + token, "content-type": "application/json" }, body, signal: abort.signal });
-      status = r.status;
-      text = await r.text();
-    } catch (e) {
-      if (abort.signal.aborted) throw new HeraldError("timeout", `no answer to publish on ${channel} within ${this.o.requestTimeoutMs} ms`, channel);
-      throw new HeraldError("disconnected", `publish on ${channel} over HTTP failed: ${message(e)}`, channel);
-    } finally {
-      clearTimeout(timer);
-    }
-    let answer;
-    try {
-      answer = JSON.parse(text);
-    } catch {
-      throw new HeraldError("unavailable", `publish on ${channel} answered HTTP ${status} without JSON`, channel);
-    }
-    if (status === 401 && retryRefused && this.tokens.renewable) {
-      this.tokens.invalidate();
-      return this.publishOverHttp(body, channel, false);
-    }
-    if (status !== 200) throw new HeraldError(answer.error?.code ?? "internal", answer.error?.message ?? `HTTP ${status}`, channel);
-    return { cursor: String(answer.cursor), messageId: String(answer.message_id), duplicate: answer.duplicate === true };
-  }
   // ---- state --------------------------------------------------------------------------------
   setState(state, reason) {
     if (state === this.stateNow && this.announced) return;
@@ -1064,6 +1109,85 @@ var HeraldClient = class {
 function message(e) {
   return e instanceof Error ? e.message : String(e);
 }
+
+// src/client.ts
+var HeraldClient = class {
+  constructor(opts) {
+    this.events = new Emitter();
+    this.connection = new Connection(opts, this.events);
+    this.channels = new ChannelTable(this.connection, this.events, opts.dedupeWindow ?? 1e3);
+    this.connection.carry(this.channels);
+    void Promise.resolve().then(() => this.connection.start());
+  }
+  /** The connection state. */
+  get state() {
+    return this.connection.state;
+  }
+  /** The transport in use (or about to be tried). */
+  get transportKind() {
+    return this.connection.transportKind;
+  }
+  /** Listens for an event; returns a function that stops listening. */
+  on(event, listener) {
+    return this.events.on(event, listener);
+  }
+  /**
+   * Subscribes `handler` to `channel`. Each record reaches it once, in publish order, across
+   * reconnects and transport changes. One handler per channel.
+   */
+  subscribe(channel, handler, opts = {}) {
+    return this.channels.subscribe(channel, handler, opts);
+  }
+  /**
+   * Publishes `data` on `channel`: over the WebSocket when connected on one, else over
+   * `POST /v1/publish` with the client token. Not retried by itself: a publish that failed with
+   * `disconnected` or `timeout` may or may not have been written; retry with the same
+   * `idempotencyKey` to be sure of one record.
+   */
+  async publish(channel, data, opts = {}) {
+    const c = this.connection;
+    if (!validChannel(channel)) throw new HeraldError("invalid_channel", `"${channel}" is not a channel name`, channel);
+    if (c.mode === "closed" || c.mode === "failed") throw new HeraldError("disconnected", `the client is ${c.mode}`, channel);
+    const key = opts.idempotencyKey !== void 0 ? { idempotency_key: opts.idempotencyKey } : {};
+    if (c.onWebSocket && c.welcomed) {
+      const f = await c.request({ type: "publish", channel, data, ...key }, `publish on ${channel}`);
+      return { cursor: String(f.cursor), messageId: String(f.message_id), duplicate: f.duplicate === true };
+    }
+    return c.publishOverHttp(JSON.stringify({ channel, data, ...key }), channel);
+  }
+  /** Who is on `channel` now. Needs the WebSocket: on SSE or long-poll it rejects with `not_supported`. */
+  async presence(channel) {
+    const c = this.connection;
+    if (!c.onWebSocket || !c.welcomed) {
+      if (c.active) throw new HeraldError("not_supported", `presence needs the WebSocket transport; the client is on ${c.transportKind} (WebSockets are blocked here)`, channel);
+      throw new HeraldError("disconnected", "not connected", channel);
+    }
+    const f = await c.request({ type: "presence", channel }, `presence of ${channel}`);
+    return { channel, occupancy: Number(f.occupancy ?? 0), members: f.members ?? [] };
+  }
+  /**
+   * Closes the connection and stays disconnected (the app went to the background, or offline),
+   * keeping every channel and its cursor; `resume()` reconnects and continues each channel exactly.
+   */
+  pause(reason = "paused by the app") {
+    this.connection.pause(reason);
+  }
+  /**
+   * Reconnects after `pause()` (foreground, back online) and resumes every channel from its
+   * cursor. While waiting to reconnect after a cut, it reconnects now instead of after the backoff.
+   */
+  resume() {
+    this.connection.resume();
+  }
+  /** Closes for good. */
+  close() {
+    this.connection.close();
+  }
+  /** Cuts the connection as a network fault would, and reconnects at once (tests, "retry now" buttons). */
+  dropConnection() {
+    this.connection.dropConnection();
+  }
+};
 
 // src/lifecycle.ts
 function attachBrowserLifecycle(client, opts = {}) {
@@ -1125,6 +1249,8 @@ function attachBrowserLifecycle(client, opts = {}) {
 }
 export {
   Backoff,
+  ChannelTable,
+  Connection,
   CursorStore,
   Dedupe,
   HeraldClient,
