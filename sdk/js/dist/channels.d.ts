@@ -1,48 +1,7 @@
 import { type EventSink } from './events.js';
-import { type ClientFrame, type PresenceMember, type ServerFrame } from './frames.js';
+import { type ClientFrame, type ServerFrame } from './frames.js';
 import { HeraldError } from './requests.js';
-/** A record, as a subscription handler receives it. */
-export interface HeraldMessage<T = unknown> {
-    channel: string;
-    /** The stable message id (the dedupe key). */
-    id: string;
-    /** The position just after this record; the client resumes the channel from it. */
-    cursor: string;
-    /** Publish time, ms since the Unix epoch. */
-    ts: number;
-    data: T;
-}
-/** A join or leave on a channel subscribed with `presence: true`. */
-export interface PresenceEvent {
-    type: 'join' | 'leave';
-    channel: string;
-    member: PresenceMember;
-}
-/** Subscription options. */
-export interface SubscribeOptions {
-    /** Resume after this cursor (one stored across app restarts, say) instead of starting now. */
-    since?: string;
-    /** Also receive join/leave events, in `onPresence`. */
-    presence?: boolean;
-    /** Deliver at most this many times a second (0.01 to 1000; records in between arrive together). */
-    maxRate?: number;
-    /** Join and leave events, with `presence: true`. */
-    onPresence?: (event: PresenceEvent) => void;
-    /** The subscription ended without `unsubscribe()`: the server refused or ended it (the error code). */
-    onEnd?: (code: string) => void;
-}
-/** A subscription handle. */
-export interface Subscription {
-    readonly channel: string;
-    /** The cursor the channel resumes from (store it to resume across app restarts with `since`). */
-    readonly cursor: string | undefined;
-    /** Stops delivery while the screen is hidden (the server keeps presence); `resume` continues exactly. */
-    pause(): void;
-    /** Continues after `pause`: what was published meanwhile arrives first, in order, then live records. */
-    resume(): void;
-    /** Ends the subscription. */
-    unsubscribe(): void;
-}
+import type { HeraldMessage, Subscription, SubscribeOptions } from './subscription.js';
 /** The events the channel table reports. */
 export interface ChannelEvents {
     /** Something went wrong that the client handled or cannot fix: a refused request, a bad frame, a failing token function. */
@@ -53,7 +12,7 @@ export interface ChannelEvents {
     };
 }
 /** What the channel table needs of the connection it rides on. */
-export interface ChannelLink {
+export interface ChannelCarrier {
     /** `closed` and `failed` take no new subscription. */
     readonly mode: 'running' | 'paused' | 'closed' | 'failed';
     /** The transport is a WebSocket (channels are subscribed one by one); otherwise one stream carries them all. */
@@ -73,13 +32,13 @@ export interface ChannelLink {
 }
 /** The channels of one client, kept across connections. */
 export declare class ChannelTable {
-    private readonly link;
+    private readonly carrier;
     private readonly events;
     /** Message ids remembered per channel. */
     private readonly dedupeWindow;
     private readonly cursors;
     private readonly channels;
-    constructor(link: ChannelLink, events: EventSink<ChannelEvents>, 
+    constructor(carrier: ChannelCarrier, events: EventSink<ChannelEvents>, 
     /** Message ids remembered per channel. */
     dedupeWindow?: number);
     /** Adds `channel`; see `HeraldClient.subscribe`. */

@@ -174,8 +174,8 @@ var Requests = class {
 
 // src/channels.ts
 var ChannelTable = class {
-  constructor(link, events, dedupeWindow = 1e3) {
-    this.link = link;
+  constructor(carrier, events, dedupeWindow = 1e3) {
+    this.carrier = carrier;
     this.events = events;
     this.dedupeWindow = dedupeWindow;
     this.cursors = new CursorStore();
@@ -185,7 +185,7 @@ var ChannelTable = class {
   subscribe(channel, handler, opts = {}) {
     if (!validChannel(channel)) throw new HeraldError("invalid_channel", `"${channel}" is not a channel name (1 to 128 of A-Z a-z 0-9 _ - : . @ = ,)`, channel);
     if (this.channels.has(channel)) throw new HeraldError("already_subscribed", `already subscribed to ${channel}`, channel);
-    const mode = this.link.mode;
+    const mode = this.carrier.mode;
     if (mode === "closed" || mode === "failed") throw new HeraldError("disconnected", `the client is ${mode}`, channel);
     const ch = {
       name: channel,
@@ -290,7 +290,7 @@ var ChannelTable = class {
     this.channels.delete(ch.name);
     this.cursors.forget(ch.name);
     this.channelChanged(ch);
-    this.link.settle("connected");
+    this.carrier.settle("connected");
   }
   /**
    * A channel was added, removed, paused or resumed. On the WebSocket, its frames say so; SSE and
@@ -298,27 +298,27 @@ var ChannelTable = class {
    * yet, the next connection takes the change into account by itself.
    */
   channelChanged(ch) {
-    if (this.link.onWebSocket) {
-      if (this.link.welcomed) this.syncWire(ch);
+    if (this.carrier.onWebSocket) {
+      if (this.carrier.welcomed) this.syncWire(ch);
     } else {
-      this.link.reopenStream("the channels changed");
+      this.carrier.reopenStream("the channels changed");
     }
   }
   /** Brings the server's view of `ch` on the WebSocket in line with the app's. */
   syncWire(ch) {
     const wanted = this.channels.get(ch.name) === ch;
     if (!wanted) {
-      if (ch.wire !== "none") this.link.send({ type: "unsubscribe", id: this.link.nextId(), channel: ch.name });
+      if (ch.wire !== "none") this.carrier.send({ type: "unsubscribe", id: this.carrier.nextId(), channel: ch.name });
       ch.wire = "none";
     } else if (ch.paused) {
       if (ch.wire === "subscribing" || ch.wire === "live") {
-        this.link.send({ type: "pause", id: this.link.nextId(), channel: ch.name });
+        this.carrier.send({ type: "pause", id: this.carrier.nextId(), channel: ch.name });
         ch.wire = "pausing";
       }
     } else if (ch.wire === "pausing" || ch.wire === "paused") {
       ch.wire = "subscribing";
       ch.since = true;
-      this.track(ch, this.link.request({ type: "resume", channel: ch.name }, `resume of ${ch.name}`));
+      this.track(ch, this.carrier.request({ type: "resume", channel: ch.name }, `resume of ${ch.name}`));
     } else if (ch.wire === "none") {
       this.sendSubscribe(ch, false);
     }
@@ -333,7 +333,7 @@ var ChannelTable = class {
     ch.since = since !== void 0;
     ch.replaying = replaying && ch.since;
     ch.stale = true;
-    this.track(ch, this.link.request(frame, `subscribe to ${ch.name}`));
+    this.track(ch, this.carrier.request(frame, `subscribe to ${ch.name}`));
   }
   /** A (re)subscribe the server refused ends the channel; one cut short by a reconnect is redone by it. */
   track(ch, reply) {
@@ -346,7 +346,7 @@ var ChannelTable = class {
       ch.wire = "none";
       ch.replaying = false;
       if (ch.opts.onEnd) guarded(ch.opts.onEnd, e.code);
-      this.link.settle("connected");
+      this.carrier.settle("connected");
     });
   }
   /** The channels a stream carries (SSE, long-poll): every one not paused by the app. */
@@ -365,7 +365,7 @@ var ChannelTable = class {
     if (ch.wire === "subscribing") ch.wire = "live";
     ch.since = ch.replaying = ch.stale = false;
     if (lost) this.events.emit("recovery_failed", { channel: ch.name });
-    this.link.settle("every channel resumed");
+    this.carrier.settle("every channel resumed");
   }
   onMessage(f) {
     const ch = this.channelOf(f);
@@ -374,7 +374,7 @@ var ChannelTable = class {
       this.events.emit("error", new HeraldError("bad_request", "the server sent a message without a string id and cursor", ch.name));
       return;
     }
-    if (!this.link.onWebSocket) {
+    if (!this.carrier.onWebSocket) {
       for (const c of this.streamChannels()) this.cursors.processed(c, f.cursor);
     }
     if (!ch.dedupe.first(f.id)) return;
@@ -396,7 +396,7 @@ var ChannelTable = class {
     ch.replaying = false;
     this.events.emit("error", new HeraldError(code, `the server ended the subscription to ${ch.name}`, ch.name));
     if (ch.opts.onEnd) guarded(ch.opts.onEnd, code);
-    this.link.settle("connected");
+    this.carrier.settle("connected");
   }
 };
 
@@ -564,6 +564,178 @@ function openSse(env, req, ev) {
   };
 }
 
+// src/timers.ts
+var Timers = class {
+  constructor() {
+    this.byName = /* @__PURE__ */ new Map();
+  }
+  /** Calls `f` in `ms` (instead of what was pending under `name`). */
+  set(name, ms, f) {
+    const old = this.byName.get(name);
+    if (old) clearTimeout(old);
+    this.byName.set(
+      name,
+      setTimeout(() => {
+        this.byName.delete(name);
+        f();
+      }, ms)
+    );
+  }
+  /** Whether a timer of `name` is pending. */
+  has(name) {
+    return this.byName.has(name);
+  }
+  /** Cancels every pending timer. */
+  clear() {
+    for (const t of this.byName.values()) clearTimeout(t);
+    this.byName.clear();
+  }
+};
+
+// src/websocket.ts
+var SUBPROTOCOL = "herald.v1.json";
+function openWebSocket(env, req, ev, tokenInQuery = false) {
+  const Ctor = env.WebSocket;
+  if (!Ctor) throw new Error("no WebSocket in this environment");
+  let url = req.baseUrl.replace(/^http/, "ws") + "/v1/ws";
+  if (tokenInQuery) url += "?token=" + encodeURIComponent(req.token);
+  const ws = new Ctor(url, SUBPROTOCOL);
+  let done = false;
+  const detach = () => {
+    done = true;
+    ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
+  };
+  ws.onopen = () => {
+    if (!tokenInQuery) ws.send(encodeFrame({ type: "auth", token: req.token }));
+  };
+  ws.onmessage = (m) => {
+    if (typeof m.data !== "string") return ev.garbage("a binary message");
+    const parsed = parseFrames(m.data);
+    for (const e of parsed.errors) ev.garbage(e);
+    if (parsed.frames.length > 0) ev.frames(parsed.frames);
+  };
+  ws.onerror = () => void 0;
+  ws.onclose = (c) => {
+    detach();
+    ev.closed(c.code, c.reason || `closed (${c.code})`);
+  };
+  return {
+    kind: "websocket",
+    send(frame) {
+      if (done || ws.readyState !== 1) return false;
+      ws.send(encodeFrame(frame));
+      return true;
+    },
+    close() {
+      if (done) return;
+      detach();
+      try {
+        ws.close(1e3, "client closed");
+      } catch {
+      }
+    }
+  };
+}
+
+// src/fallback.ts
+var Fallback = class {
+  constructor(o, host) {
+    this.o = o;
+    this.host = host;
+    this.timers = new Timers();
+    this.index = 0;
+    /** Consecutive failures to open the current transport. */
+    this.failures = 0;
+    this.probeToken = "";
+    /** Bumped by `cancel`: a probe started before it does not go on. */
+    this.generation = 0;
+  }
+  /** The transport to open next. */
+  get kind() {
+    return this.o.kinds[this.index];
+  }
+  /** Opens a transport of the current kind. */
+  open(req, events) {
+    const kind = this.kind;
+    return kind === "websocket" ? openWebSocket(this.o.env, req, events, this.o.tokenInQuery) : kind === "sse" ? openSse(this.o.env, req, events) : openPoll(this.o.env, req, events, this.o.pollTimeoutMs);
+  }
+  /** Opening the current transport failed (it threw, ended before its `welcome`, or none came in time). */
+  failed() {
+    this.failures += 1;
+  }
+  /** A `welcome` came on the current transport. */
+  welcomed() {
+    this.failures = 0;
+  }
+  /** Before the next attempt: after repeated failures, the next transport (returned); else undefined. */
+  advance() {
+    const kinds = this.o.kinds;
+    if (this.failures >= this.o.fallbackAfter && kinds.length > 1) {
+      this.index = (this.index + 1) % kinds.length;
+      this.failures = 0;
+      return kinds[this.index];
+    }
+    return void 0;
+  }
+  // ---- back to the WebSocket ----------------------------------------------------------------
+  /** On a fallback, tries the WebSocket again in `upgradeEveryMs`, in the background. */
+  scheduleProbe() {
+    if (this.o.kinds[0] !== "websocket" || this.host.transportKind() === "websocket") return;
+    this.timers.set("upgrade", this.o.upgradeEveryMs, () => void this.startProbe());
+  }
+  /** Whether `t` is the probe. */
+  isProbe(t) {
+    return t === this.probe;
+  }
+  /** The probe's first frames: a `welcome` moves the connection to it; anything else (an error) ends it. */
+  onProbeFrames(p, frames) {
+    if (frames[0]?.type !== "welcome") return this.dropProbe(p);
+    this.probe = void 0;
+    this.host.promote(p, this.probeToken, frames);
+  }
+  /** Closes the probe `p` (it failed, or took too long) and tries again later. */
+  dropProbe(p) {
+    if (this.probe !== p) return;
+    this.probe = void 0;
+    p.close();
+    this.scheduleProbe();
+  }
+  /** The connection's link ended: no probe, none scheduled. */
+  cancel() {
+    this.generation += 1;
+    this.timers.clear();
+    const p = this.probe;
+    this.probe = void 0;
+    p?.close();
+  }
+  /** The connection moved to the WebSocket: the ladder starts again from the top. */
+  backToFirst() {
+    this.index = 0;
+    this.failures = 0;
+  }
+  async startProbe() {
+    const generation = this.generation;
+    let token;
+    try {
+      token = await this.host.tokens.get();
+    } catch {
+      return this.scheduleProbe();
+    }
+    if (generation !== this.generation || !this.host.welcomed()) return;
+    let p;
+    const events = this.host.eventsOf(() => p);
+    try {
+      p = openWebSocket(this.o.env, { baseUrl: this.o.baseUrl, token, channels: [], cursors: [] }, events, this.o.tokenInQuery);
+    } catch {
+      return this.scheduleProbe();
+    }
+    const probe = p;
+    this.probe = probe;
+    this.probeToken = token;
+    this.timers.set("probe", this.o.connectTimeoutMs, () => this.dropProbe(probe));
+  }
+};
+
 // src/token.ts
 var TokenSource = class {
   constructor(provider) {
@@ -616,49 +788,176 @@ function jwtExpiry(token) {
   }
 }
 
-// src/websocket.ts
-var SUBPROTOCOL = "herald.v1.json";
-function openWebSocket(env, req, ev, tokenInQuery = false) {
-  const Ctor = env.WebSocket;
-  if (!Ctor) throw new Error("no WebSocket in this environment");
-  let url = req.baseUrl.replace(/^http/, "ws") + "/v1/ws";
-  if (tokenInQuery) url += "?token=" + encodeURIComponent(req.token);
-  const ws = new Ctor(url, SUBPROTOCOL);
-  let done = false;
-  const detach = () => {
-    done = true;
-    ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
-  };
-  ws.onopen = () => {
-    if (!tokenInQuery) ws.send(encodeFrame({ type: "auth", token: req.token }));
-  };
-  ws.onmessage = (m) => {
-    if (typeof m.data !== "string") return ev.garbage("a binary message");
-    const parsed = parseFrames(m.data);
-    for (const e of parsed.errors) ev.garbage(e);
-    if (parsed.frames.length > 0) ev.frames(parsed.frames);
-  };
-  ws.onerror = () => void 0;
-  ws.onclose = (c) => {
-    detach();
-    ev.closed(c.code, c.reason || `closed (${c.code})`);
-  };
-  return {
-    kind: "websocket",
-    send(frame) {
-      if (done || ws.readyState !== 1) return false;
-      ws.send(encodeFrame(frame));
-      return true;
-    },
-    close() {
-      if (done) return;
-      detach();
-      try {
-        ws.close(1e3, "client closed");
-      } catch {
-      }
+// src/link.ts
+var Link = class {
+  constructor(host, transport, token, heartbeatMs) {
+    this.host = host;
+    this.transport = transport;
+    this.token = token;
+    this.heartbeatMs = heartbeatMs;
+    this.timers = new Timers();
+    this.welcomedNow = false;
+    this.ended = false;
+    this.lastHeard = Date.now();
+  }
+  /** The `welcome` came. */
+  get welcomed() {
+    return this.welcomedNow;
+  }
+  /** Sends a frame; false when it could not (a closed link, SSE, long-poll). */
+  send(frame) {
+    return this.transport.send(frame);
+  }
+  /** Ends the link: its timers stop, the transport closes, and nothing it started carries on. */
+  close() {
+    this.ended = true;
+    this.timers.clear();
+    this.transport.close();
+  }
+  /** The `welcome` came: the link is watched on heartbeats from now on. */
+  markWelcomed(f) {
+    this.welcomedNow = true;
+    if (typeof f.heartbeat_ms === "number" && f.heartbeat_ms > 0) this.heartbeatMs = f.heartbeat_ms;
+    this.watch();
+  }
+  /** Declares the link dead when nothing was heard for two heartbeats (or no `welcome` came in time). */
+  watch() {
+    const limit = this.welcomedNow ? 2 * this.heartbeatMs : this.host.connectTimeoutMs;
+    const idle = Date.now() - this.lastHeard;
+    if (idle < limit) return this.timers.set("watchdog", limit - idle, () => this.watch());
+    this.host.dead(this.welcomedNow, limit);
+  }
+  /** SSE and long-poll: the token's expiry, from the `welcome` or else from the token itself. */
+  streamTokenExpiry(f) {
+    return f.expires_at ?? jwtExpiry(this.token);
+  }
+  // ---- the transport's events ---------------------------------------------------------------
+  /** Frames, in order. */
+  onFrames(frames) {
+    this.lastHeard = Date.now();
+    for (const f of frames) {
+      this.onFrame(f);
+      if (this.ended) return;
     }
+  }
+  /** The transport ended by itself. */
+  onClosed(code, reason) {
+    this.host.closed(code ?? this.closeHint, reason, this.welcomedNow);
+  }
+  onFrame(f) {
+    switch (f.type) {
+      case "welcome":
+        if (!this.welcomedNow) this.host.welcomed(f);
+        return;
+      case "ping":
+        this.send({ type: "pong" });
+        return;
+      case "token_expiring":
+        void this.refreshToken(Number(f.expires_at ?? 0));
+        return;
+      case "reconnect":
+        return this.host.reconnectAsked(f);
+      case "error":
+        return this.onError(f);
+      default:
+        if (!this.host.channelFrame(f)) this.host.requests.settle(f);
+    }
+  }
+  onError(f) {
+    if (this.host.requests.settle(f)) return;
+    if (f.id === void 0) this.closeHint = closeCodeOf(f.code) ?? this.closeHint;
+    this.host.events.emit("error", new HeraldError(f.code ?? "internal", f.message ?? "the server reported an error", f.channel));
+  }
+  // ---- tokens -------------------------------------------------------------------------------
+  /** SSE and long-poll: refresh the token ahead of `expiresAt` as the server would warn (a minute, or half a short token's life). */
+  scheduleTokenRefresh(expiresAt) {
+    if (expiresAt === void 0) return;
+    const remaining = expiresAt * 1e3 - Date.now();
+    const lead = Math.min(Math.max(remaining, 0), 12e4) / 2;
+    this.timers.set("token", Math.max(0, remaining - lead), () => void this.refreshToken(expiresAt));
+  }
+  /** The token expires soon: fetch a new one and hand it to the transport. */
+  async refreshToken(expiresAt) {
+    this.host.events.emit("token_expiring", { expiresAt });
+    const tokens = this.host.tokens;
+    if (!tokens.renewable) return;
+    let token;
+    try {
+      token = await tokens.refresh();
+    } catch (e) {
+      this.host.events.emit("error", new HeraldError("unauthorized", `the token function failed: ${e instanceof Error ? e.message : String(e)}`));
+      return;
+    }
+    if (this.ended) return;
+    this.token = token;
+    const t = this.transport;
+    if (t.kind === "websocket") {
+      try {
+        await this.host.request({ type: "refresh", token }, "refresh");
+      } catch (e) {
+        if (e instanceof HeraldError && e.code !== "disconnected") this.host.events.emit("error", e);
+      }
+    } else if (t.setToken) {
+      t.setToken(token);
+      this.scheduleTokenRefresh(jwtExpiry(token));
+    } else {
+      this.host.reopen("reopening the stream with a new token");
+    }
+  }
+};
+
+// src/options.ts
+function connectionSettings(opts) {
+  const baseUrl = opts.url.replace(/^ws/, "http").replace(/\/+$/, "");
+  if (!/^https?:\/\/[^/]/.test(baseUrl)) throw new TypeError(`url must be http(s):// or ws(s)://, not ${opts.url}`);
+  const env = opts.environment ?? defaultEnvironment();
+  const kinds = (opts.transports ?? ["websocket", "sse", "poll"]).filter((k) => (k === "websocket" ? env.WebSocket : k === "sse" ? env.EventSource : env.fetch) !== void 0);
+  if (kinds.length === 0) throw new TypeError("none of the transports is available in this environment");
+  return {
+    baseUrl,
+    env,
+    kinds,
+    stableAfterMs: opts.stableAfterMs ?? 1e4,
+    fallbackAfter: opts.fallbackAfter ?? 2,
+    upgradeEveryMs: opts.upgradeEveryMs ?? 6e4,
+    connectTimeoutMs: opts.connectTimeoutMs ?? 15e3,
+    requestTimeoutMs: opts.requestTimeoutMs ?? 1e4,
+    pollTimeoutMs: Math.min(opts.pollTimeoutMs ?? 25e3, 6e4),
+    tokenInQuery: opts.tokenInQuery ?? false
   };
+}
+
+// src/publish.ts
+async function publishOverHttp(http, body, channel, retryRefused = true) {
+  const f = http.fetch;
+  if (!f) throw new HeraldError("not_supported", "not connected over a WebSocket, and no fetch to publish over HTTP", channel);
+  const token = await http.tokens.get();
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), http.timeoutMs);
+  let status;
+  let text;
+  try {
+    const r = await f(http.baseUrl + "/v1/publish", { method: "POST", headers: { authorization: "Bearer " + token, "content-type": "application/json" }, body, signal: abort.signal });
+    status = r.status;
+    text = await r.text();
+  } catch (e) {
+    if (abort.signal.aborted) throw new HeraldError("timeout", `no answer to publish on ${channel} within ${http.timeoutMs} ms`, channel);
+    throw new HeraldError("disconnected", `publish on ${channel} over HTTP failed: ${e instanceof Error ? e.message : String(e)}`, channel);
+  } finally {
+    clearTimeout(timer);
+  }
+  let answer;
+  try {
+    answer = JSON.parse(text);
+  } catch {
+    throw new HeraldError("unavailable", `publish on ${channel} answered HTTP ${status} without JSON`, channel);
+  }
+  if (status === 401 && retryRefused && http.tokens.renewable) {
+    http.tokens.invalidate();
+    return publishOverHttp(http, body, channel, false);
+  }
+  if (status !== 200) throw new HeraldError(answer.error?.code ?? "internal", answer.error?.message ?? `HTTP ${status}`, channel);
+  return { cursor: String(answer.cursor), messageId: String(answer.message_id), duplicate: answer.duplicate === true };
 }
 
 // src/connection.ts
@@ -673,49 +972,50 @@ var SERVER_CLOSE_CODES = /* @__PURE__ */ new Set([1001, 1008, 1009, 4001, 4002, 
 var Connection = class {
   constructor(opts, events) {
     this.events = events;
-    this.timers = /* @__PURE__ */ new Map();
+    this.timers = new Timers();
     this.channels = NO_CHANNELS;
     this.modeNow = "running";
     this.stateNow = "connecting";
     this.announced = false;
-    this.kindIndex = 0;
     /** On SSE or long-poll with no channel to stream: nothing is open, and a subscribe opens it. */
     this.idleStream = false;
-    /** The token the current transport was opened with. */
-    this.token = "";
-    this.welcomedNow = false;
     this.everWelcomed = false;
-    /** Bumped by every teardown: async work of an older connection stops when it sees a newer one. */
+    /** Bumped by every teardown: async work of an older link stops when it sees a newer one. */
     this.epoch = 0;
-    /** Consecutive failures to open the current transport (toward the fallback). */
-    this.failures = 0;
     /** Token refusals (4001/4002) since the last `welcome`. */
     this.refusals = 0;
+    /** The last heartbeat interval a `welcome` gave, ms. */
     this.heartbeatMs = 25e3;
-    this.lastHeard = 0;
-    this.baseUrl = opts.url.replace(/^ws/, "http").replace(/\/+$/, "");
-    if (!/^https?:\/\/[^/]/.test(this.baseUrl)) throw new TypeError(`url must be http(s):// or ws(s)://, not ${opts.url}`);
-    this.env = opts.environment ?? defaultEnvironment();
-    this.kinds = (opts.transports ?? ["websocket", "sse", "poll"]).filter((k) => (k === "websocket" ? this.env.WebSocket : k === "sse" ? this.env.EventSource : this.env.fetch) !== void 0);
-    if (this.kinds.length === 0) throw new TypeError("none of the transports is available in this environment");
+    this.o = connectionSettings(opts);
     this.backoff = new Backoff(opts.backoff);
     this.tokens = new TokenSource(opts.token);
-    this.o = {
-      stableAfterMs: opts.stableAfterMs ?? 1e4,
-      fallbackAfter: opts.fallbackAfter ?? 2,
-      upgradeEveryMs: opts.upgradeEveryMs ?? 6e4,
-      connectTimeoutMs: opts.connectTimeoutMs ?? 15e3,
-      requestTimeoutMs: opts.requestTimeoutMs ?? 1e4,
-      pollTimeoutMs: Math.min(opts.pollTimeoutMs ?? 25e3, 6e4),
-      tokenInQuery: opts.tokenInQuery ?? false
-    };
     this.requests = new Requests(this.o.requestTimeoutMs);
+    this.host = {
+      events,
+      requests: this.requests,
+      tokens: this.tokens,
+      connectTimeoutMs: this.o.connectTimeoutMs,
+      welcomed: (f) => this.onWelcome(f),
+      channelFrame: (f) => this.channels.onFrame(f),
+      reconnectAsked: (f) => this.onReconnectFrame(f),
+      closed: (code, reason, welcomed) => this.onClosed(code, reason, welcomed),
+      dead: (welcomed, limitMs) => this.onDead(welcomed, limitMs),
+      request: (frame, what) => this.request(frame, what),
+      reopen: (reason) => this.reopen(reason)
+    };
+    this.fallback = new Fallback(this.o, {
+      tokens: this.tokens,
+      welcomed: () => this.welcomed,
+      transportKind: () => this.transportKind,
+      eventsOf: (transport) => this.eventsOf(transport),
+      promote: (p, token, frames) => this.promote(p, token, frames)
+    });
   }
   /** Sets what the connection carries (before `start`). */
   carry(channels) {
     this.channels = channels;
   }
-  /** Opens the first connection. */
+  /** Opens the first link. */
   start() {
     return this.open("starting");
   }
@@ -725,23 +1025,23 @@ var Connection = class {
   }
   /** The transport in use (or about to be tried). */
   get transportKind() {
-    return this.transport?.kind ?? this.kinds[this.kindIndex];
+    return this.link?.transport.kind ?? this.fallback.kind;
   }
   /** `running`, or paused by the app, or closed by it, or failed for good. */
   get mode() {
     return this.modeNow;
   }
-  /** The transport's `welcome` came. */
+  /** The link's `welcome` came. */
   get welcomed() {
-    return this.welcomedNow;
+    return this.link?.welcomed ?? false;
   }
-  /** The transport is a WebSocket. */
+  /** The link is a WebSocket. */
   get onWebSocket() {
-    return this.transport?.kind === "websocket";
+    return this.link?.transport.kind === "websocket";
   }
-  /** A transport is open, or SSE or long-poll waits for a channel to stream. */
+  /** A link is open, or SSE or long-poll waits for a channel to stream. */
   get active() {
-    return this.transport !== void 0 || this.idleStream;
+    return this.link !== void 0 || this.idleStream;
   }
   // ---- the app's controls -------------------------------------------------------------------
   /** Closes and stays disconnected until `resume()`; see `HeraldClient.pause`. */
@@ -766,16 +1066,16 @@ var Connection = class {
     this.teardown();
     this.setState("disconnected", "closed by the app");
   }
-  /** Cuts the connection as a network fault would, and reconnects at once. */
+  /** Cuts the link as a network fault would, and reconnects at once. */
   dropConnection() {
     if (this.modeNow !== "running" || !this.active) return;
     this.teardown();
     this.reconnect("the connection was dropped", 0);
   }
   // ---- what the channels and the client use -------------------------------------------------
-  /** Sends a frame on the transport; false when none is open or it sends nothing (SSE, long-poll). */
+  /** Sends a frame on the link; false when none is open or it sends nothing (SSE, long-poll). */
   send(frame) {
-    return this.transport?.send(frame) ?? false;
+    return this.link?.send(frame) ?? false;
   }
   /** A fresh request id. */
   nextId() {
@@ -789,52 +1089,24 @@ var Connection = class {
   }
   /** SSE and long-poll: opens the stream again (another channel set), if one is open or idle. */
   reopenStream(reason) {
-    if (this.transport?.kind !== "websocket" && this.active) this.reopen(reason);
+    if (!this.onWebSocket && this.active) this.reopen(reason);
   }
   /** `connected` once every channel resumed after a reconnect is subscribed again; until then `recovering`. */
   settle(reason) {
-    if (!this.welcomedNow) return;
+    if (!this.welcomed) return;
     const replaying = this.channels.replaying;
     this.setState(replaying ? "recovering" : "connected", replaying ? "resuming channels from their cursors" : reason);
   }
-  /** `POST /v1/publish` with the client token (SSE, long-poll, or between connections); a refused token is renewed once. */
-  async publishOverHttp(body, channel, retryRefused = true) {
-    const f = this.env.fetch;
-    if (!f) throw new HeraldError("not_supported", "not connected over a WebSocket, and no fetch to publish over HTTP", channel);
-    const token = await this.tokens.get();
-    const abort = new AbortController();
-    const timer = setTimeout(() => abort.abort(), this.o.requestTimeoutMs);
-    let status;
-    let text;
-    try {
-      const r = await f(this.baseUrl + "/v1/publish", { method: "POST", headers: { authorization: "Bearer " + token, "content-type": "application/json" }, body, signal: abort.signal });
-      status = r.status;
-      text = await r.text();
-    } catch (e) {
-      if (abort.signal.aborted) throw new HeraldError("timeout", `no answer to publish on ${channel} within ${this.o.requestTimeoutMs} ms`, channel);
-      throw new HeraldError("disconnected", `publish on ${channel} over HTTP failed: ${message(e)}`, channel);
-    } finally {
-      clearTimeout(timer);
-    }
-    let answer;
-    try {
-      answer = JSON.parse(text);
-    } catch {
-      throw new HeraldError("unavailable", `publish on ${channel} answered HTTP ${status} without JSON`, channel);
-    }
-    if (status === 401 && retryRefused && this.tokens.renewable) {
-      this.tokens.invalidate();
-      return this.publishOverHttp(body, channel, false);
-    }
-    if (status !== 200) throw new HeraldError(answer.error?.code ?? "internal", answer.error?.message ?? `HTTP ${status}`, channel);
-    return { cursor: String(answer.cursor), messageId: String(answer.message_id), duplicate: answer.duplicate === true };
+  /** `POST /v1/publish` with the client token (SSE, long-poll, or between links). */
+  publishOverHttp(body, channel) {
+    return publishOverHttp({ fetch: this.o.env.fetch, baseUrl: this.o.baseUrl, tokens: this.tokens, timeoutMs: this.o.requestTimeoutMs }, body, channel);
   }
-  // ---- connecting ---------------------------------------------------------------------------
+  // ---- opening and ending links -------------------------------------------------------------
   async open(reason) {
     if (this.modeNow !== "running") return;
     this.teardown();
     const epoch = this.epoch;
-    const kind = this.kinds[this.kindIndex];
+    const kind = this.fallback.kind;
     this.setState(this.everWelcomed ? "recovering" : "connecting", `${reason}: opening ${kind}`);
     let token;
     try {
@@ -845,39 +1117,33 @@ var Connection = class {
       return this.reconnect("no token");
     }
     if (epoch !== this.epoch || this.modeNow !== "running") return;
-    this.token = token;
     const { channels, cursors } = this.channels.streamRequest();
     if (kind !== "websocket" && channels.length === 0) {
       this.idleStream = true;
       this.setState("connected", `${kind}: nothing to stream until a channel is subscribed`);
       return;
     }
-    const req = { baseUrl: this.baseUrl, token, channels, cursors };
+    const req = { baseUrl: this.o.baseUrl, token, channels, cursors };
     let t;
     const events = this.eventsOf(() => t);
     try {
-      t = kind === "websocket" ? openWebSocket(this.env, req, events, this.o.tokenInQuery) : kind === "sse" ? openSse(this.env, req, events) : openPoll(this.env, req, events, this.o.pollTimeoutMs);
+      t = this.fallback.open(req, events);
     } catch (e) {
-      this.failures += 1;
+      this.fallback.failed();
       return this.reconnect(`${kind} could not be opened: ${message(e)}`);
     }
-    this.transport = t;
-    this.lastHeard = Date.now();
-    this.watch();
+    this.link = new Link(this.host, t, token, this.heartbeatMs);
+    this.link.watch();
   }
-  /** Closes whatever is open and forgets the connection's state (not the channels or cursors). */
+  /** Closes whatever is open and forgets the link (not the channels or cursors). */
   teardown() {
     this.epoch += 1;
-    this.welcomedNow = false;
     this.idleStream = false;
-    this.closeHint = void 0;
-    for (const t2 of this.timers.values()) clearTimeout(t2);
     this.timers.clear();
-    const t = this.transport;
-    const p = this.probe;
-    this.transport = this.probe = void 0;
-    t?.close();
-    p?.close();
+    const l = this.link;
+    this.link = void 0;
+    l?.close();
+    this.fallback.cancel();
     this.requests.abandon();
     this.channels.disconnected();
   }
@@ -889,27 +1155,22 @@ var Connection = class {
   /** Schedules the next attempt, falling back to the next transport after repeated failures to open this one. */
   reconnect(reason, delayMs) {
     if (this.modeNow !== "running") return;
-    let why = reason;
-    if (this.failures >= this.o.fallbackAfter && this.kinds.length > 1) {
-      this.kindIndex = (this.kindIndex + 1) % this.kinds.length;
-      this.failures = 0;
-      why += `; trying ${this.kinds[this.kindIndex]} next`;
-    }
+    const next = this.fallback.advance();
+    const why = next === void 0 ? reason : `${reason}; trying ${next} next`;
     const delay = delayMs ?? this.backoff.next();
     this.setState("disconnected", why);
-    this.timer("reconnect", delay, () => void this.open("reconnecting"));
+    this.timers.set("reconnect", delay, () => void this.open("reconnecting"));
   }
-  onClosed(code, reason) {
-    const welcomed = this.welcomedNow;
-    const effective = code ?? this.closeHint;
+  /** The link's transport ended by itself. */
+  onClosed(code, reason, welcomed) {
     this.teardown();
     if (this.modeNow !== "running") return;
-    switch (effective) {
+    switch (code) {
       case 1008:
         return this.fail(`refused: ${reason}`);
       case 4001:
       case 4002: {
-        const what = effective === 4001 ? "the token was refused" : "the token expired";
+        const what = code === 4001 ? "the token was refused" : "the token expired";
         if (!this.tokens.renewable || this.refusals >= 1) return this.fail(what);
         this.refusals += 1;
         this.tokens.invalidate();
@@ -918,185 +1179,73 @@ var Connection = class {
       case 4008:
         return this.reconnect("fell behind (lagged): resuming", Math.min(this.backoff.next(), 1e3));
       default:
-        if (!welcomed && (effective === void 0 || !SERVER_CLOSE_CODES.has(effective))) this.failures += 1;
+        if (!welcomed && (code === void 0 || !SERVER_CLOSE_CODES.has(code))) this.fallback.failed();
         return this.reconnect(reason);
     }
+  }
+  /** Nothing was heard on the link in time. */
+  onDead(welcomed, limitMs) {
+    this.teardown();
+    if (!welcomed) this.fallback.failed();
+    this.reconnect(welcomed ? `nothing heard for ${limitMs} ms: the connection is dead` : `no welcome within ${limitMs} ms`);
+  }
+  /** The server asked to reconnect, maybe saying when. */
+  onReconnectFrame(f) {
+    const delay = this.backoff.hinted(Number(f.after_ms ?? 0));
+    this.teardown();
+    this.reconnect(`the server asked to reconnect in ${delay} ms (${f.reason ?? "no reason given"})`, delay);
   }
   fail(reason) {
     this.modeNow = "failed";
     this.teardown();
     this.setState("failed", reason);
   }
-  /** Declares the connection dead when nothing was heard for two heartbeats (or no `welcome` came in time). */
-  watch() {
-    const limit = this.welcomedNow ? 2 * this.heartbeatMs : this.o.connectTimeoutMs;
-    const idle = Date.now() - this.lastHeard;
-    if (idle < limit) return this.timer("watchdog", limit - idle, () => this.watch());
-    const welcomed = this.welcomedNow;
-    this.teardown();
-    if (!welcomed) this.failures += 1;
-    this.reconnect(welcomed ? `nothing heard for ${limit} ms: the connection is dead` : `no welcome within ${limit} ms`);
-  }
-  timer(name, ms, f) {
-    const old = this.timers.get(name);
-    if (old) clearTimeout(old);
-    this.timers.set(
-      name,
-      setTimeout(() => {
-        this.timers.delete(name);
-        f();
-      }, ms)
-    );
-  }
-  // ---- back to the WebSocket ----------------------------------------------------------------
-  /** On a fallback, tries the WebSocket again now and then, in the background. */
-  scheduleUpgrade() {
-    if (this.kinds[0] !== "websocket" || this.transportKind === "websocket") return;
-    this.timer("upgrade", this.o.upgradeEveryMs, () => void this.startProbe());
-  }
-  async startProbe() {
-    const epoch = this.epoch;
-    let token;
-    try {
-      token = await this.tokens.get();
-    } catch {
-      return this.scheduleUpgrade();
+  /** The link's `welcome` came: it is connected (and, after a reconnect, recovering its channels). */
+  onWelcome(f) {
+    const link = this.link;
+    if (!link) return;
+    link.markWelcomed(f);
+    this.heartbeatMs = link.heartbeatMs;
+    this.fallback.welcomed();
+    this.refusals = 0;
+    this.timers.set("stable", this.o.stableAfterMs, () => this.backoff.reset());
+    const replaying = this.everWelcomed;
+    this.everWelcomed = true;
+    const onWebSocket = link.transport.kind === "websocket";
+    this.channels.welcomed(onWebSocket, replaying);
+    if (!onWebSocket) {
+      this.fallback.scheduleProbe();
+      link.scheduleTokenRefresh(link.streamTokenExpiry(f));
     }
-    if (epoch !== this.epoch || !this.welcomedNow) return;
-    let p;
-    const events = this.eventsOf(() => p);
-    try {
-      p = openWebSocket(this.env, { baseUrl: this.baseUrl, token, channels: [], cursors: [] }, events, this.o.tokenInQuery);
-    } catch {
-      return this.scheduleUpgrade();
-    }
-    const probe = p;
-    this.probe = probe;
-    this.timer("probe", this.o.connectTimeoutMs, () => this.dropProbe(probe));
-  }
-  dropProbe(p) {
-    if (this.probe !== p) return;
-    this.probe = void 0;
-    p.close();
-    this.scheduleUpgrade();
-  }
-  /** The probe's first frames: a `welcome` moves the client to it; anything else (an error) ends it. */
-  onProbeFrames(p, frames) {
-    if (frames[0]?.type !== "welcome") return this.dropProbe(p);
-    this.probe = void 0;
-    this.teardown();
-    this.kindIndex = 0;
-    this.failures = 0;
-    this.setState("recovering", "the WebSocket works again");
-    this.transport = p;
-    this.onFrames(p, frames);
+    this.settle(`connected over ${this.transportKind}`);
   }
   // ---- frames -------------------------------------------------------------------------------
-  /** A transport's events, routed by which it is when they come: the connection, the probe, or a stale one (ignored). */
+  /** A transport's events, routed by which it is when they come: the link's, the probe, or a stale one (ignored). */
   eventsOf(transport) {
     return {
       frames: (frames) => {
         const t = transport();
-        if (t) this.onFrames(t, frames);
+        if (!t) return;
+        if (this.fallback.isProbe(t)) return this.fallback.onProbeFrames(t, frames);
+        if (t === this.link?.transport) this.link.onFrames(frames);
       },
       garbage: (d) => {
-        if (transport() === this.transport) this.events.emit("error", new HeraldError("bad_request", `the server sent ${d}`));
+        if (transport() === this.link?.transport) this.events.emit("error", new HeraldError("bad_request", `the server sent ${d}`));
       },
       closed: (code, why) => {
         const t = transport();
-        if (t && t === this.transport) this.onClosed(code, why);
-        else if (t && t === this.probe) this.dropProbe(t);
+        if (t && t === this.link?.transport) this.link.onClosed(code, why);
+        else if (t && this.fallback.isProbe(t)) this.fallback.dropProbe(t);
       }
     };
   }
-  onFrames(t, frames) {
-    if (t === this.probe) return this.onProbeFrames(t, frames);
-    if (t !== this.transport) return;
-    this.lastHeard = Date.now();
-    for (const f of frames) {
-      this.onFrame(f);
-      if (t !== this.transport) return;
-    }
-  }
-  onFrame(f) {
-    switch (f.type) {
-      case "welcome":
-        return this.onWelcome(f);
-      case "ping":
-        this.send({ type: "pong" });
-        return;
-      case "token_expiring":
-        void this.refreshToken(Number(f.expires_at ?? 0));
-        return;
-      case "reconnect": {
-        const delay = this.backoff.hinted(Number(f.after_ms ?? 0));
-        this.teardown();
-        return this.reconnect(`the server asked to reconnect in ${delay} ms (${f.reason ?? "no reason given"})`, delay);
-      }
-      case "error":
-        return this.onError(f);
-      default:
-        if (!this.channels.onFrame(f)) this.requests.settle(f);
-    }
-  }
-  onWelcome(f) {
-    if (this.welcomedNow) return;
-    this.welcomedNow = true;
-    this.failures = 0;
-    this.refusals = 0;
-    if (typeof f.heartbeat_ms === "number" && f.heartbeat_ms > 0) this.heartbeatMs = f.heartbeat_ms;
-    this.watch();
-    this.timer("stable", this.o.stableAfterMs, () => this.backoff.reset());
-    const replaying = this.everWelcomed;
-    this.everWelcomed = true;
-    const onWebSocket = this.transport?.kind === "websocket";
-    this.channels.welcomed(onWebSocket, replaying);
-    if (!onWebSocket) {
-      this.scheduleUpgrade();
-      this.scheduleTokenRefresh(f.expires_at ?? jwtExpiry(this.token));
-    }
-    this.settle(`connected over ${this.transportKind}`);
-  }
-  onError(f) {
-    if (this.requests.settle(f)) return;
-    if (f.id === void 0) this.closeHint = closeCodeOf(f.code) ?? this.closeHint;
-    this.events.emit("error", new HeraldError(f.code ?? "internal", f.message ?? "the server reported an error", f.channel));
-  }
-  // ---- tokens -------------------------------------------------------------------------------
-  /** SSE and long-poll: refresh the token ahead of `expiresAt` as the server would warn (a minute, or half a short token's life). */
-  scheduleTokenRefresh(expiresAt) {
-    if (expiresAt === void 0) return;
-    const remaining = expiresAt * 1e3 - Date.now();
-    const lead = Math.min(Math.max(remaining, 0), 12e4) / 2;
-    this.timer("token", Math.max(0, remaining - lead), () => void this.refreshToken(expiresAt));
-  }
-  /** The token expires soon: fetch a new one and hand it to the connection. */
-  async refreshToken(expiresAt) {
-    this.events.emit("token_expiring", { expiresAt });
-    if (!this.tokens.renewable) return;
-    const epoch = this.epoch;
-    let token;
-    try {
-      token = await this.tokens.refresh();
-    } catch (e) {
-      this.events.emit("error", new HeraldError("unauthorized", `the token function failed: ${message(e)}`));
-      return;
-    }
-    const t = this.transport;
-    if (epoch !== this.epoch || !t) return;
-    this.token = token;
-    if (t.kind === "websocket") {
-      try {
-        await this.request({ type: "refresh", token }, "refresh");
-      } catch (e) {
-        if (e instanceof HeraldError && e.code !== "disconnected") this.events.emit("error", e);
-      }
-    } else if (t.setToken) {
-      t.setToken(token);
-      this.scheduleTokenRefresh(jwtExpiry(token));
-    } else {
-      this.reopen("reopening the stream with a new token");
-    }
+  /** The background WebSocket was welcomed: the connection moves to it. */
+  promote(p, token, frames) {
+    this.teardown();
+    this.fallback.backToFirst();
+    this.setState("recovering", "the WebSocket works again");
+    this.link = new Link(this.host, p, token, this.heartbeatMs);
+    this.link.onFrames(frames);
   }
   // ---- state --------------------------------------------------------------------------------
   setState(state, reason) {

@@ -3,59 +3,14 @@
  * dedupe window and where it stands on the current connection. When a connection is welcomed it
  * subscribes every channel (from its cursor after a reconnect); it follows the app's pause,
  * resume and unsubscribe on the wire, and hands records and presence events to their handlers.
- * It reaches the server only through a `ChannelLink` (the connection, in the client).
+ * It reaches the server only through a `ChannelCarrier` (the connection, in the client).
  */
 import { CursorStore } from './cursors.js';
 import { Dedupe } from './dedupe.js';
 import { guarded, type EventSink } from './events.js';
-import { validChannel, type ClientFrame, type PresenceMember, type ServerFrame } from './frames.js';
+import { validChannel, type ClientFrame, type ServerFrame } from './frames.js';
 import { HeraldError } from './requests.js';
-
-/** A record, as a subscription handler receives it. */
-export interface HeraldMessage<T = unknown> {
-  channel: string;
-  /** The stable message id (the dedupe key). */
-  id: string;
-  /** The position just after this record; the client resumes the channel from it. */
-  cursor: string;
-  /** Publish time, ms since the Unix epoch. */
-  ts: number;
-  data: T;
-}
-
-/** A join or leave on a channel subscribed with `presence: true`. */
-export interface PresenceEvent {
-  type: 'join' | 'leave';
-  channel: string;
-  member: PresenceMember;
-}
-
-/** Subscription options. */
-export interface SubscribeOptions {
-  /** Resume after this cursor (one stored across app restarts, say) instead of starting now. */
-  since?: string;
-  /** Also receive join/leave events, in `onPresence`. */
-  presence?: boolean;
-  /** Deliver at most this many times a second (0.01 to 1000; records in between arrive together). */
-  maxRate?: number;
-  /** Join and leave events, with `presence: true`. */
-  onPresence?: (event: PresenceEvent) => void;
-  /** The subscription ended without `unsubscribe()`: the server refused or ended it (the error code). */
-  onEnd?: (code: string) => void;
-}
-
-/** A subscription handle. */
-export interface Subscription {
-  readonly channel: string;
-  /** The cursor the channel resumes from (store it to resume across app restarts with `since`). */
-  readonly cursor: string | undefined;
-  /** Stops delivery while the screen is hidden (the server keeps presence); `resume` continues exactly. */
-  pause(): void;
-  /** Continues after `pause`: what was published meanwhile arrives first, in order, then live records. */
-  resume(): void;
-  /** Ends the subscription. */
-  unsubscribe(): void;
-}
+import type { HeraldMessage, Subscription, SubscribeOptions } from './subscription.js';
 
 /** The events the channel table reports. */
 export interface ChannelEvents {
@@ -66,7 +21,7 @@ export interface ChannelEvents {
 }
 
 /** What the channel table needs of the connection it rides on. */
-export interface ChannelLink {
+export interface ChannelCarrier {
   /** `closed` and `failed` take no new subscription. */
   readonly mode: 'running' | 'paused' | 'closed' | 'failed';
   /** The transport is a WebSocket (channels are subscribed one by one); otherwise one stream carries them all. */
@@ -114,7 +69,7 @@ export class ChannelTable {
   private readonly channels = new Map<string, Channel>();
 
   constructor(
-    private readonly link: ChannelLink,
+    private readonly carrier: ChannelCarrier,
     private readonly events: EventSink<ChannelEvents>,
     /** Message ids remembered per channel. */
     private readonly dedupeWindow = 1000,
@@ -124,7 +79,7 @@ export class ChannelTable {
   subscribe<T = unknown>(channel: string, handler: (message: HeraldMessage<T>) => void, opts: SubscribeOptions = {}): Subscription {
     if (!validChannel(channel)) throw new HeraldError('invalid_channel', `"${channel}" is not a channel name (1 to 128 of A-Z a-z 0-9 _ - : . @ = ,)`, channel);
     if (this.channels.has(channel)) throw new HeraldError('already_subscribed', `already subscribed to ${channel}`, channel);
-    const mode = this.link.mode;
+    const mode = this.carrier.mode;
     if (mode === 'closed' || mode === 'failed') throw new HeraldError('disconnected', `the client is ${mode}`, channel);
     const ch: Channel = {
       name: channel,
@@ -240,7 +195,7 @@ export class ChannelTable {
     this.channels.delete(ch.name);
     this.cursors.forget(ch.name);
     this.channelChanged(ch);
-    this.link.settle('connected');
+    this.carrier.settle('connected');
   }
 
   /**
@@ -249,10 +204,10 @@ export class ChannelTable {
    * yet, the next connection takes the change into account by itself.
    */
   private channelChanged(ch: Channel): void {
-    if (this.link.onWebSocket) {
-      if (this.link.welcomed) this.syncWire(ch);
+    if (this.carrier.onWebSocket) {
+      if (this.carrier.welcomed) this.syncWire(ch);
     } else {
-      this.link.reopenStream('the channels changed');
+      this.carrier.reopenStream('the channels changed');
     }
   }
 
@@ -260,17 +215,17 @@ export class ChannelTable {
   private syncWire(ch: Channel): void {
     const wanted = this.channels.get(ch.name) === ch;
     if (!wanted) {
-      if (ch.wire !== 'none') this.link.send({ type: 'unsubscribe', id: this.link.nextId(), channel: ch.name });
+      if (ch.wire !== 'none') this.carrier.send({ type: 'unsubscribe', id: this.carrier.nextId(), channel: ch.name });
       ch.wire = 'none';
     } else if (ch.paused) {
       if (ch.wire === 'subscribing' || ch.wire === 'live') {
-        this.link.send({ type: 'pause', id: this.link.nextId(), channel: ch.name });
+        this.carrier.send({ type: 'pause', id: this.carrier.nextId(), channel: ch.name });
         ch.wire = 'pausing';
       }
     } else if (ch.wire === 'pausing' || ch.wire === 'paused') {
       ch.wire = 'subscribing';
       ch.since = true;
-      this.track(ch, this.link.request({ type: 'resume', channel: ch.name }, `resume of ${ch.name}`));
+      this.track(ch, this.carrier.request({ type: 'resume', channel: ch.name }, `resume of ${ch.name}`));
     } else if (ch.wire === 'none') {
       this.sendSubscribe(ch, false);
     }
@@ -286,7 +241,7 @@ export class ChannelTable {
     ch.since = since !== undefined;
     ch.replaying = replaying && ch.since;
     ch.stale = true;
-    this.track(ch, this.link.request(frame, `subscribe to ${ch.name}`));
+    this.track(ch, this.carrier.request(frame, `subscribe to ${ch.name}`));
   }
 
   /** A (re)subscribe the server refused ends the channel; one cut short by a reconnect is redone by it. */
@@ -300,7 +255,7 @@ export class ChannelTable {
       ch.wire = 'none';
       ch.replaying = false;
       if (ch.opts.onEnd) guarded(ch.opts.onEnd, e.code);
-      this.link.settle('connected');
+      this.carrier.settle('connected');
     });
   }
 
@@ -324,7 +279,7 @@ export class ChannelTable {
     if (ch.wire === 'subscribing') ch.wire = 'live';
     ch.since = ch.replaying = ch.stale = false;
     if (lost) this.events.emit('recovery_failed', { channel: ch.name });
-    this.link.settle('every channel resumed');
+    this.carrier.settle('every channel resumed');
   }
 
   private onMessage(f: ServerFrame): void {
@@ -334,7 +289,7 @@ export class ChannelTable {
       this.events.emit('error', new HeraldError('bad_request', 'the server sent a message without a string id and cursor', ch.name));
       return;
     }
-    if (!this.link.onWebSocket) {
+    if (!this.carrier.onWebSocket) {
       // One ordered stream for every channel: its position covers them all.
       for (const c of this.streamChannels()) this.cursors.processed(c, f.cursor);
     }
@@ -359,6 +314,6 @@ export class ChannelTable {
     ch.replaying = false;
     this.events.emit('error', new HeraldError(code, `the server ended the subscription to ${ch.name}`, ch.name));
     if (ch.opts.onEnd) guarded(ch.opts.onEnd, code);
-    this.link.settle('connected');
+    this.carrier.settle('connected');
   }
 }

@@ -3,24 +3,20 @@
  * after any cut, drops what it has already delivered, reconnects with backoff, and falls back
  * from WebSocket to SSE to long-poll (and back) where WebSockets are blocked.
  *
- * It is a façade over two parts: the `Connection` (connection.ts: transports, reconnects,
- * heartbeats, tokens, state) and the `ChannelTable` (channels.ts: subscriptions, cursors, dedupe,
- * delivery), which rides on the connection.
+ * It is a façade over two parts: the `Connection` (connection.ts, with link.ts for each open
+ * transport: transports, reconnects, heartbeats, tokens, state) and the `ChannelTable`
+ * (channels.ts: subscriptions, cursors, dedupe, delivery), which rides on the connection.
  */
-import { ChannelTable, type ChannelEvents, type HeraldMessage, type Subscription, type SubscribeOptions } from './channels.js';
-import { Connection, type ConnectionEvents, type ConnectionOptions, type ConnectionState } from './connection.js';
+import { ChannelTable, type ChannelEvents } from './channels.js';
+import { Connection } from './connection.js';
 import { Emitter, type Listener } from './events.js';
 import { validChannel, type PresenceMember } from './frames.js';
+import type { ClientOptions } from './options.js';
+import type { Published } from './publish.js';
 import { HeraldError } from './requests.js';
+import type { ConnectionEvents, ConnectionState } from './state.js';
+import type { HeraldMessage, Subscription, SubscribeOptions } from './subscription.js';
 import type { TransportKind } from './transport.js';
-
-/** What `publish` resolves to. */
-export interface Published {
-  cursor: string;
-  messageId: string;
-  /** The idempotency key had been used already: this is the first record's cursor and id. */
-  duplicate: boolean;
-}
 
 /** A channel's presence. */
 export interface Presence {
@@ -31,12 +27,6 @@ export interface Presence {
 
 /** The client's events. */
 export interface HeraldEvents extends ConnectionEvents, ChannelEvents {}
-
-/** Client options. */
-export interface ClientOptions extends ConnectionOptions {
-  /** Message ids remembered per channel for dedupe (default 1000). */
-  dedupeWindow?: number;
-}
 
 /** Publish options. */
 export interface PublishOptions {

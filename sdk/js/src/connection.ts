@@ -1,86 +1,31 @@
 /**
- * The connection: one transport at a time to Herald. It picks the transport (WebSocket, then SSE,
- * then long-poll after repeated failures to open one, trying the WebSocket again in the
- * background), authenticates and refreshes the token, watches heartbeats, reconnects with backoff
- * (or when the server says), and carries its `state`. What it carries is a `ConnectionChannels`
- * (the channel table, in the client): told when a connection is welcomed or lost, and handed the
- * frames about channels.
+ * The connection: one link to Herald at a time (link.ts), kept up until the app pauses or closes
+ * it. It picks the transport (WebSocket, then SSE, then long-poll after repeated failures to open
+ * one, and back to the WebSocket once a background probe of it is welcomed), fetches the token,
+ * reconnects with backoff (or when the server says), decides what each close code means, and
+ * carries the `state`. What it carries is a `ConnectionChannels` (the channel table, in the
+ * client): told when a link is welcomed or lost, and handed the frames about channels.
  */
-import { Backoff, type BackoffOptions } from './backoff.js';
+import { Backoff } from './backoff.js';
 import type { EventSink } from './events.js';
+import { Fallback } from './fallback.js';
 import type { ClientFrame, ServerFrame } from './frames.js';
-import { openPoll } from './poll.js';
+import { Link, type LinkHost } from './link.js';
+import { connectionSettings, type ConnectionOptions, type ConnectionSettings } from './options.js';
+import { publishOverHttp, type Published } from './publish.js';
 import { HeraldError, Requests } from './requests.js';
-import { openSse } from './sse.js';
-import { TokenSource, jwtExpiry, type TokenProvider } from './token.js';
-import { closeCodeOf, defaultEnvironment, type Environment, type Transport, type TransportEvents, type TransportKind, type TransportRequest } from './transport.js';
-import { openWebSocket } from './websocket.js';
-
-/**
- * Connection states: `connecting` (the first connection), `connected`, `disconnected` (cut, or
- * paused by the app; a reconnect is scheduled unless paused), `recovering` (connected again and
- * resuming every channel from its cursor), `failed` (final: the origin is not allowed, or the
- * token was refused twice).
- */
-export type ConnectionState = 'connecting' | 'connected' | 'disconnected' | 'recovering' | 'failed';
-
-/** A `state` event. */
-export interface StateChange {
-  state: ConnectionState;
-  /** Why: a close reason, an error code's meaning, `offline`, … */
-  reason: string;
-  /** The transport in use (or about to be tried). */
-  transport: TransportKind;
-}
-
-/** The events the connection reports. */
-export interface ConnectionEvents {
-  /** The connection state changed. */
-  state: StateChange;
-  /** Something went wrong that the client handled or cannot fix: a refused request, a bad frame, a failing token function. */
-  error: HeraldError;
-  /** The token expires soon (seconds since the Unix epoch); a token function is called for a new one. */
-  token_expiring: { expiresAt: number };
-}
-
-/** Connection options (the client's, but for the channel table's). */
-export interface ConnectionOptions {
-  /** Herald's address: `https://herald.example.com` (`wss://` works too). */
-  url: string;
-  /**
-   * A token, or a function that fetches one: called at connect, when the token is about to expire,
-   * and after the server refused it (once; a second refusal ends in `failed`).
-   */
-  token: TokenProvider;
-  /** Reconnect backoff: full jitter, base 500 ms, cap 30 s. */
-  backoff?: BackoffOptions;
-  /** A connection up this long resets the backoff, ms (default 10000). */
-  stableAfterMs?: number;
-  /** Transports in order of preference (default `['websocket', 'sse', 'poll']`; those the environment lacks are skipped). */
-  transports?: TransportKind[];
-  /** Consecutive failures to open a transport before the next is tried (default 2). */
-  fallbackAfter?: number;
-  /** On a fallback, how often to try the WebSocket again, ms (default 60000). */
-  upgradeEveryMs?: number;
-  /** How long opening a connection may take until its `welcome`, ms (default 15000). */
-  connectTimeoutMs?: number;
-  /** How long a request (publish, presence, subscribe, refresh) may wait for its reply, ms (default 10000). */
-  requestTimeoutMs?: number;
-  /** How long one long-poll request waits for records, ms (default 25000, at most 60000). */
-  pollTimeoutMs?: number;
-  /** Send the WebSocket's token in `?token=` instead of the `auth` frame (only where a proxy needs it; it shows in logs). */
-  tokenInQuery?: boolean;
-  /** Constructors to use instead of the environment's (tests, polyfills). */
-  environment?: Environment;
-}
+import { Timers } from './timers.js';
+import type { ConnectionEvents, ConnectionState } from './state.js';
+import { TokenSource } from './token.js';
+import type { Transport, TransportEvents, TransportKind, TransportRequest } from './transport.js';
 
 /** What the connection asks of what it carries (the channel table). */
 export interface ConnectionChannels {
   /** What a stream (SSE, long-poll) is opened with: its channels and their cursors. */
   streamRequest(): { channels: string[]; cursors: string[] };
-  /** A connection was welcomed (`replaying`: after an earlier one). */
+  /** A link was welcomed (`replaying`: after an earlier one). */
   welcomed(onWebSocket: boolean, replaying: boolean): void;
-  /** The connection ended. */
+  /** The link ended. */
   disconnected(): void;
   /** A frame: true when it was only about channels; false when it may answer a request. */
   onFrame(f: ServerFrame): boolean;
@@ -100,64 +45,59 @@ const NO_CHANNELS: ConnectionChannels = {
 /** Close codes the server sends on purpose: it was reached, so the transport itself works. */
 const SERVER_CLOSE_CODES = new Set([1001, 1008, 1009, 4001, 4002, 4008, 4029]);
 
-type Timer = 'reconnect' | 'watchdog' | 'stable' | 'upgrade' | 'probe' | 'token';
-
 /** A Herald connection, reconnecting until paused, closed or failed. `start()` opens it. */
 export class Connection {
-  private readonly baseUrl: string;
-  private readonly env: Environment;
-  private readonly kinds: TransportKind[];
-  private readonly backoff: Backoff;
-  private readonly tokens: TokenSource;
   private readonly requests: Requests;
-  private readonly timers = new Map<Timer, ReturnType<typeof setTimeout>>();
-  private readonly o: Required<Pick<ConnectionOptions, 'stableAfterMs' | 'fallbackAfter' | 'upgradeEveryMs' | 'connectTimeoutMs' | 'requestTimeoutMs' | 'pollTimeoutMs' | 'tokenInQuery'>>;
+  private readonly tokens: TokenSource;
+  /** What the links see of the connection. */
+  private readonly host: LinkHost;
+  private readonly o: ConnectionSettings;
+  private readonly backoff: Backoff;
+  private readonly fallback: Fallback;
+  private readonly timers = new Timers<'reconnect' | 'stable'>();
   private channels = NO_CHANNELS;
   private modeNow: 'running' | 'paused' | 'closed' | 'failed' = 'running';
   private stateNow: ConnectionState = 'connecting';
   private announced = false;
-  private kindIndex = 0;
-  private transport: Transport | undefined;
+  private link: Link | undefined;
   /** On SSE or long-poll with no channel to stream: nothing is open, and a subscribe opens it. */
   private idleStream = false;
-  /** A WebSocket tried in the background while on a fallback. */
-  private probe: Transport | undefined;
-  /** The token the current transport was opened with. */
-  private token = '';
-  private welcomedNow = false;
   private everWelcomed = false;
-  /** Bumped by every teardown: async work of an older connection stops when it sees a newer one. */
+  /** Bumped by every teardown: async work of an older link stops when it sees a newer one. */
   private epoch = 0;
-  /** Consecutive failures to open the current transport (toward the fallback). */
-  private failures = 0;
   /** Token refusals (4001/4002) since the last `welcome`. */
   private refusals = 0;
+  /** The last heartbeat interval a `welcome` gave, ms. */
   private heartbeatMs = 25_000;
-  private lastHeard = 0;
-  /** The close code a fatal `error` frame announced (SSE has no close codes of its own). */
-  private closeHint: number | undefined;
 
   constructor(
     opts: ConnectionOptions,
     private readonly events: EventSink<ConnectionEvents>,
   ) {
-    this.baseUrl = opts.url.replace(/^ws/, 'http').replace(/\/+$/, '');
-    if (!/^https?:\/\/[^/]/.test(this.baseUrl)) throw new TypeError(`url must be http(s):// or ws(s)://, not ${opts.url}`);
-    this.env = opts.environment ?? defaultEnvironment();
-    this.kinds = (opts.transports ?? ['websocket', 'sse', 'poll']).filter((k) => (k === 'websocket' ? this.env.WebSocket : k === 'sse' ? this.env.EventSource : this.env.fetch) !== undefined);
-    if (this.kinds.length === 0) throw new TypeError('none of the transports is available in this environment');
+    this.o = connectionSettings(opts);
     this.backoff = new Backoff(opts.backoff);
     this.tokens = new TokenSource(opts.token);
-    this.o = {
-      stableAfterMs: opts.stableAfterMs ?? 10_000,
-      fallbackAfter: opts.fallbackAfter ?? 2,
-      upgradeEveryMs: opts.upgradeEveryMs ?? 60_000,
-      connectTimeoutMs: opts.connectTimeoutMs ?? 15_000,
-      requestTimeoutMs: opts.requestTimeoutMs ?? 10_000,
-      pollTimeoutMs: Math.min(opts.pollTimeoutMs ?? 25_000, 60_000),
-      tokenInQuery: opts.tokenInQuery ?? false,
-    };
     this.requests = new Requests(this.o.requestTimeoutMs);
+    this.host = {
+      events,
+      requests: this.requests,
+      tokens: this.tokens,
+      connectTimeoutMs: this.o.connectTimeoutMs,
+      welcomed: (f) => this.onWelcome(f),
+      channelFrame: (f) => this.channels.onFrame(f),
+      reconnectAsked: (f) => this.onReconnectFrame(f),
+      closed: (code, reason, welcomed) => this.onClosed(code, reason, welcomed),
+      dead: (welcomed, limitMs) => this.onDead(welcomed, limitMs),
+      request: (frame, what) => this.request(frame, what),
+      reopen: (reason) => this.reopen(reason),
+    };
+    this.fallback = new Fallback(this.o, {
+      tokens: this.tokens,
+      welcomed: () => this.welcomed,
+      transportKind: () => this.transportKind,
+      eventsOf: (transport) => this.eventsOf(transport),
+      promote: (p, token, frames) => this.promote(p, token, frames),
+    });
   }
 
   /** Sets what the connection carries (before `start`). */
@@ -165,7 +105,7 @@ export class Connection {
     this.channels = channels;
   }
 
-  /** Opens the first connection. */
+  /** Opens the first link. */
   start(): Promise<void> {
     return this.open('starting');
   }
@@ -177,7 +117,7 @@ export class Connection {
 
   /** The transport in use (or about to be tried). */
   get transportKind(): TransportKind {
-    return this.transport?.kind ?? this.kinds[this.kindIndex];
+    return this.link?.transport.kind ?? this.fallback.kind;
   }
 
   /** `running`, or paused by the app, or closed by it, or failed for good. */
@@ -185,19 +125,19 @@ export class Connection {
     return this.modeNow;
   }
 
-  /** The transport's `welcome` came. */
+  /** The link's `welcome` came. */
   get welcomed(): boolean {
-    return this.welcomedNow;
+    return this.link?.welcomed ?? false;
   }
 
-  /** The transport is a WebSocket. */
+  /** The link is a WebSocket. */
   get onWebSocket(): boolean {
-    return this.transport?.kind === 'websocket';
+    return this.link?.transport.kind === 'websocket';
   }
 
-  /** A transport is open, or SSE or long-poll waits for a channel to stream. */
+  /** A link is open, or SSE or long-poll waits for a channel to stream. */
   get active(): boolean {
-    return this.transport !== undefined || this.idleStream;
+    return this.link !== undefined || this.idleStream;
   }
 
   // ---- the app's controls -------------------------------------------------------------------
@@ -227,7 +167,7 @@ export class Connection {
     this.setState('disconnected', 'closed by the app');
   }
 
-  /** Cuts the connection as a network fault would, and reconnects at once. */
+  /** Cuts the link as a network fault would, and reconnects at once. */
   dropConnection(): void {
     if (this.modeNow !== 'running' || !this.active) return;
     this.teardown();
@@ -236,9 +176,9 @@ export class Connection {
 
   // ---- what the channels and the client use -------------------------------------------------
 
-  /** Sends a frame on the transport; false when none is open or it sends nothing (SSE, long-poll). */
+  /** Sends a frame on the link; false when none is open or it sends nothing (SSE, long-poll). */
   send(frame: ClientFrame): boolean {
-    return this.transport?.send(frame) ?? false;
+    return this.link?.send(frame) ?? false;
   }
 
   /** A fresh request id. */
@@ -255,56 +195,28 @@ export class Connection {
 
   /** SSE and long-poll: opens the stream again (another channel set), if one is open or idle. */
   reopenStream(reason: string): void {
-    if (this.transport?.kind !== 'websocket' && this.active) this.reopen(reason);
+    if (!this.onWebSocket && this.active) this.reopen(reason);
   }
 
   /** `connected` once every channel resumed after a reconnect is subscribed again; until then `recovering`. */
   settle(reason: string): void {
-    if (!this.welcomedNow) return;
+    if (!this.welcomed) return;
     const replaying = this.channels.replaying;
     this.setState(replaying ? 'recovering' : 'connected', replaying ? 'resuming channels from their cursors' : reason);
   }
 
-  /** `POST /v1/publish` with the client token (SSE, long-poll, or between connections); a refused token is renewed once. */
-  async publishOverHttp(body: string, channel: string, retryRefused = true): Promise<{ cursor: string; messageId: string; duplicate: boolean }> {
-    const f = this.env.fetch;
-    if (!f) throw new HeraldError('not_supported', 'not connected over a WebSocket, and no fetch to publish over HTTP', channel);
-    const token = await this.tokens.get();
-    const abort = new AbortController();
-    const timer = setTimeout(() => abort.abort(), this.o.requestTimeoutMs);
-    let status: number;
-    let text: string;
-    try {
-      const r = await f(this.baseUrl + '/v1/publish', { method: 'POST', headers: { authorization: 'Bearer ' + token, 'content-type': 'application/json' }, body, signal: abort.signal });
-      status = r.status;
-      text = await r.text();
-    } catch (e) {
-      if (abort.signal.aborted) throw new HeraldError('timeout', `no answer to publish on ${channel} within ${this.o.requestTimeoutMs} ms`, channel);
-      throw new HeraldError('disconnected', `publish on ${channel} over HTTP failed: ${message(e)}`, channel);
-    } finally {
-      clearTimeout(timer);
-    }
-    let answer: { cursor?: unknown; message_id?: unknown; duplicate?: unknown; error?: { code?: string; message?: string } };
-    try {
-      answer = JSON.parse(text) as typeof answer;
-    } catch {
-      throw new HeraldError('unavailable', `publish on ${channel} answered HTTP ${status} without JSON`, channel);
-    }
-    if (status === 401 && retryRefused && this.tokens.renewable) {
-      this.tokens.invalidate();
-      return this.publishOverHttp(body, channel, false);
-    }
-    if (status !== 200) throw new HeraldError(answer.error?.code ?? 'internal', answer.error?.message ?? `HTTP ${status}`, channel);
-    return { cursor: String(answer.cursor), messageId: String(answer.message_id), duplicate: answer.duplicate === true };
+  /** `POST /v1/publish` with the client token (SSE, long-poll, or between links). */
+  publishOverHttp(body: string, channel: string): Promise<Published> {
+    return publishOverHttp({ fetch: this.o.env.fetch, baseUrl: this.o.baseUrl, tokens: this.tokens, timeoutMs: this.o.requestTimeoutMs }, body, channel);
   }
 
-  // ---- connecting ---------------------------------------------------------------------------
+  // ---- opening and ending links -------------------------------------------------------------
 
   private async open(reason: string): Promise<void> {
     if (this.modeNow !== 'running') return;
     this.teardown();
     const epoch = this.epoch;
-    const kind = this.kinds[this.kindIndex];
+    const kind = this.fallback.kind;
     this.setState(this.everWelcomed ? 'recovering' : 'connecting', `${reason}: opening ${kind}`);
     let token: string;
     try {
@@ -315,40 +227,34 @@ export class Connection {
       return this.reconnect('no token');
     }
     if (epoch !== this.epoch || this.modeNow !== 'running') return;
-    this.token = token;
     const { channels, cursors } = this.channels.streamRequest();
     if (kind !== 'websocket' && channels.length === 0) {
       this.idleStream = true;
       this.setState('connected', `${kind}: nothing to stream until a channel is subscribed`);
       return;
     }
-    const req: TransportRequest = { baseUrl: this.baseUrl, token, channels, cursors };
+    const req: TransportRequest = { baseUrl: this.o.baseUrl, token, channels, cursors };
     let t: Transport | undefined;
     const events = this.eventsOf(() => t);
     try {
-      t = kind === 'websocket' ? openWebSocket(this.env, req, events, this.o.tokenInQuery) : kind === 'sse' ? openSse(this.env, req, events) : openPoll(this.env, req, events, this.o.pollTimeoutMs);
+      t = this.fallback.open(req, events);
     } catch (e) {
-      this.failures += 1;
+      this.fallback.failed();
       return this.reconnect(`${kind} could not be opened: ${message(e)}`);
     }
-    this.transport = t;
-    this.lastHeard = Date.now();
-    this.watch();
+    this.link = new Link(this.host, t, token, this.heartbeatMs);
+    this.link.watch();
   }
 
-  /** Closes whatever is open and forgets the connection's state (not the channels or cursors). */
+  /** Closes whatever is open and forgets the link (not the channels or cursors). */
   private teardown(): void {
     this.epoch += 1;
-    this.welcomedNow = false;
     this.idleStream = false;
-    this.closeHint = undefined;
-    for (const t of this.timers.values()) clearTimeout(t);
     this.timers.clear();
-    const t = this.transport;
-    const p = this.probe;
-    this.transport = this.probe = undefined;
-    t?.close();
-    p?.close();
+    const l = this.link;
+    this.link = undefined;
+    l?.close();
+    this.fallback.cancel();
     this.requests.abandon();
     this.channels.disconnected();
   }
@@ -362,28 +268,23 @@ export class Connection {
   /** Schedules the next attempt, falling back to the next transport after repeated failures to open this one. */
   private reconnect(reason: string, delayMs?: number): void {
     if (this.modeNow !== 'running') return;
-    let why = reason;
-    if (this.failures >= this.o.fallbackAfter && this.kinds.length > 1) {
-      this.kindIndex = (this.kindIndex + 1) % this.kinds.length;
-      this.failures = 0;
-      why += `; trying ${this.kinds[this.kindIndex]} next`;
-    }
+    const next = this.fallback.advance();
+    const why = next === undefined ? reason : `${reason}; trying ${next} next`;
     const delay = delayMs ?? this.backoff.next();
     this.setState('disconnected', why);
-    this.timer('reconnect', delay, () => void this.open('reconnecting'));
+    this.timers.set('reconnect', delay, () => void this.open('reconnecting'));
   }
 
-  private onClosed(code: number | undefined, reason: string): void {
-    const welcomed = this.welcomedNow;
-    const effective = code ?? this.closeHint;
+  /** The link's transport ended by itself. */
+  private onClosed(code: number | undefined, reason: string, welcomed: boolean): void {
     this.teardown();
     if (this.modeNow !== 'running') return;
-    switch (effective) {
+    switch (code) {
       case 1008:
         return this.fail(`refused: ${reason}`);
       case 4001:
       case 4002: {
-        const what = effective === 4001 ? 'the token was refused' : 'the token expired';
+        const what = code === 4001 ? 'the token was refused' : 'the token expired';
         if (!this.tokens.renewable || this.refusals >= 1) return this.fail(what);
         this.refusals += 1;
         this.tokens.invalidate();
@@ -392,9 +293,23 @@ export class Connection {
       case 4008:
         return this.reconnect('fell behind (lagged): resuming', Math.min(this.backoff.next(), 1000));
       default:
-        if (!welcomed && (effective === undefined || !SERVER_CLOSE_CODES.has(effective))) this.failures += 1;
+        if (!welcomed && (code === undefined || !SERVER_CLOSE_CODES.has(code))) this.fallback.failed();
         return this.reconnect(reason);
     }
+  }
+
+  /** Nothing was heard on the link in time. */
+  private onDead(welcomed: boolean, limitMs: number): void {
+    this.teardown();
+    if (!welcomed) this.fallback.failed();
+    this.reconnect(welcomed ? `nothing heard for ${limitMs} ms: the connection is dead` : `no welcome within ${limitMs} ms`);
+  }
+
+  /** The server asked to reconnect, maybe saying when. */
+  private onReconnectFrame(f: ServerFrame): void {
+    const delay = this.backoff.hinted(Number(f.after_ms ?? 0));
+    this.teardown();
+    this.reconnect(`the server asked to reconnect in ${delay} ms (${f.reason ?? 'no reason given'})`, delay);
   }
 
   private fail(reason: string): void {
@@ -403,196 +318,56 @@ export class Connection {
     this.setState('failed', reason);
   }
 
-  /** Declares the connection dead when nothing was heard for two heartbeats (or no `welcome` came in time). */
-  private watch(): void {
-    const limit = this.welcomedNow ? 2 * this.heartbeatMs : this.o.connectTimeoutMs;
-    const idle = Date.now() - this.lastHeard;
-    if (idle < limit) return this.timer('watchdog', limit - idle, () => this.watch());
-    const welcomed = this.welcomedNow;
-    this.teardown();
-    if (!welcomed) this.failures += 1;
-    this.reconnect(welcomed ? `nothing heard for ${limit} ms: the connection is dead` : `no welcome within ${limit} ms`);
-  }
-
-  private timer(name: Timer, ms: number, f: () => void): void {
-    const old = this.timers.get(name);
-    if (old) clearTimeout(old);
-    this.timers.set(
-      name,
-      setTimeout(() => {
-        this.timers.delete(name);
-        f();
-      }, ms),
-    );
-  }
-
-  // ---- back to the WebSocket ----------------------------------------------------------------
-
-  /** On a fallback, tries the WebSocket again now and then, in the background. */
-  private scheduleUpgrade(): void {
-    if (this.kinds[0] !== 'websocket' || this.transportKind === 'websocket') return;
-    this.timer('upgrade', this.o.upgradeEveryMs, () => void this.startProbe());
-  }
-
-  private async startProbe(): Promise<void> {
-    const epoch = this.epoch;
-    let token: string;
-    try {
-      token = await this.tokens.get();
-    } catch {
-      return this.scheduleUpgrade();
-    }
-    if (epoch !== this.epoch || !this.welcomedNow) return;
-    let p: Transport | undefined;
-    const events = this.eventsOf(() => p);
-    try {
-      p = openWebSocket(this.env, { baseUrl: this.baseUrl, token, channels: [], cursors: [] }, events, this.o.tokenInQuery);
-    } catch {
-      return this.scheduleUpgrade();
-    }
-    const probe = p;
-    this.probe = probe;
-    this.timer('probe', this.o.connectTimeoutMs, () => this.dropProbe(probe));
-  }
-
-  private dropProbe(p: Transport): void {
-    if (this.probe !== p) return;
-    this.probe = undefined;
-    p.close();
-    this.scheduleUpgrade();
-  }
-
-  /** The probe's first frames: a `welcome` moves the client to it; anything else (an error) ends it. */
-  private onProbeFrames(p: Transport, frames: ServerFrame[]): void {
-    if (frames[0]?.type !== 'welcome') return this.dropProbe(p);
-    this.probe = undefined;
-    this.teardown();
-    this.kindIndex = 0;
-    this.failures = 0;
-    this.setState('recovering', 'the WebSocket works again');
-    this.transport = p;
-    this.onFrames(p, frames);
-  }
-
-  // ---- frames -------------------------------------------------------------------------------
-
-  /** A transport's events, routed by which it is when they come: the connection, the probe, or a stale one (ignored). */
-  private eventsOf(transport: () => Transport | undefined): TransportEvents {
-    return {
-      frames: (frames) => {
-        const t = transport();
-        if (t) this.onFrames(t, frames);
-      },
-      garbage: (d) => {
-        if (transport() === this.transport) this.events.emit('error', new HeraldError('bad_request', `the server sent ${d}`));
-      },
-      closed: (code, why) => {
-        const t = transport();
-        if (t && t === this.transport) this.onClosed(code, why);
-        else if (t && t === this.probe) this.dropProbe(t);
-      },
-    };
-  }
-
-  private onFrames(t: Transport, frames: ServerFrame[]): void {
-    if (t === this.probe) return this.onProbeFrames(t, frames);
-    if (t !== this.transport) return;
-    this.lastHeard = Date.now();
-    for (const f of frames) {
-      this.onFrame(f);
-      // A frame may end the connection (`reconnect`); the rest belonged to it.
-      if (t !== this.transport) return;
-    }
-  }
-
-  private onFrame(f: ServerFrame): void {
-    switch (f.type) {
-      case 'welcome':
-        return this.onWelcome(f);
-      case 'ping':
-        this.send({ type: 'pong' });
-        return;
-      case 'token_expiring':
-        void this.refreshToken(Number(f.expires_at ?? 0));
-        return;
-      case 'reconnect': {
-        const delay = this.backoff.hinted(Number(f.after_ms ?? 0));
-        this.teardown();
-        return this.reconnect(`the server asked to reconnect in ${delay} ms (${f.reason ?? 'no reason given'})`, delay);
-      }
-      case 'error':
-        return this.onError(f);
-      default:
-        // Frames about channels go to them; replies (`subscribed`, `published`, `presence`,
-        // `refreshed`, `pong`) settle their request; unknown types are ignored.
-        if (!this.channels.onFrame(f)) this.requests.settle(f);
-    }
-  }
-
+  /** The link's `welcome` came: it is connected (and, after a reconnect, recovering its channels). */
   private onWelcome(f: ServerFrame): void {
-    if (this.welcomedNow) return;
-    this.welcomedNow = true;
-    this.failures = 0;
+    const link = this.link;
+    if (!link) return;
+    link.markWelcomed(f);
+    this.heartbeatMs = link.heartbeatMs;
+    this.fallback.welcomed();
     this.refusals = 0;
-    if (typeof f.heartbeat_ms === 'number' && f.heartbeat_ms > 0) this.heartbeatMs = f.heartbeat_ms;
-    this.watch();
-    this.timer('stable', this.o.stableAfterMs, () => this.backoff.reset());
+    this.timers.set('stable', this.o.stableAfterMs, () => this.backoff.reset());
     const replaying = this.everWelcomed;
     this.everWelcomed = true;
-    const onWebSocket = this.transport?.kind === 'websocket';
+    const onWebSocket = link.transport.kind === 'websocket';
     this.channels.welcomed(onWebSocket, replaying);
     if (!onWebSocket) {
-      this.scheduleUpgrade();
+      this.fallback.scheduleProbe();
       // The server warns WebSockets before their token expires; the fallbacks watch it themselves.
-      this.scheduleTokenRefresh(f.expires_at ?? jwtExpiry(this.token));
+      link.scheduleTokenRefresh(link.streamTokenExpiry(f));
     }
     this.settle(`connected over ${this.transportKind}`);
   }
 
-  private onError(f: ServerFrame): void {
-    if (this.requests.settle(f)) return;
-    // Without an id, the connection failed: the close that follows means what the code says.
-    if (f.id === undefined) this.closeHint = closeCodeOf(f.code) ?? this.closeHint;
-    this.events.emit('error', new HeraldError(f.code ?? 'internal', f.message ?? 'the server reported an error', f.channel));
+  // ---- frames -------------------------------------------------------------------------------
+
+  /** A transport's events, routed by which it is when they come: the link's, the probe, or a stale one (ignored). */
+  private eventsOf(transport: () => Transport | undefined): TransportEvents {
+    return {
+      frames: (frames) => {
+        const t = transport();
+        if (!t) return;
+        if (this.fallback.isProbe(t)) return this.fallback.onProbeFrames(t, frames);
+        if (t === this.link?.transport) this.link.onFrames(frames);
+      },
+      garbage: (d) => {
+        if (transport() === this.link?.transport) this.events.emit('error', new HeraldError('bad_request', `the server sent ${d}`));
+      },
+      closed: (code, why) => {
+        const t = transport();
+        if (t && t === this.link?.transport) this.link.onClosed(code, why);
+        else if (t && this.fallback.isProbe(t)) this.fallback.dropProbe(t);
+      },
+    };
   }
 
-  // ---- tokens -------------------------------------------------------------------------------
-
-  /** SSE and long-poll: refresh the token ahead of `expiresAt` as the server would warn (a minute, or half a short token's life). */
-  private scheduleTokenRefresh(expiresAt: number | undefined): void {
-    if (expiresAt === undefined) return;
-    const remaining = expiresAt * 1000 - Date.now();
-    const lead = Math.min(Math.max(remaining, 0), 120_000) / 2;
-    this.timer('token', Math.max(0, remaining - lead), () => void this.refreshToken(expiresAt));
-  }
-
-  /** The token expires soon: fetch a new one and hand it to the connection. */
-  private async refreshToken(expiresAt: number): Promise<void> {
-    this.events.emit('token_expiring', { expiresAt });
-    if (!this.tokens.renewable) return;
-    const epoch = this.epoch;
-    let token: string;
-    try {
-      token = await this.tokens.refresh();
-    } catch (e) {
-      this.events.emit('error', new HeraldError('unauthorized', `the token function failed: ${message(e)}`));
-      return;
-    }
-    const t = this.transport;
-    if (epoch !== this.epoch || !t) return;
-    this.token = token;
-    if (t.kind === 'websocket') {
-      try {
-        await this.request({ type: 'refresh', token }, 'refresh');
-      } catch (e) {
-        if (e instanceof HeraldError && e.code !== 'disconnected') this.events.emit('error', e);
-      }
-    } else if (t.setToken) {
-      t.setToken(token);
-      this.scheduleTokenRefresh(jwtExpiry(token));
-    } else {
-      this.reopen('reopening the stream with a new token');
-    }
+  /** The background WebSocket was welcomed: the connection moves to it. */
+  private promote(p: Transport, token: string, frames: ServerFrame[]): void {
+    this.teardown();
+    this.fallback.backToFirst();
+    this.setState('recovering', 'the WebSocket works again');
+    this.link = new Link(this.host, p, token, this.heartbeatMs);
+    this.link.onFrames(frames);
   }
 
   // ---- state --------------------------------------------------------------------------------
