@@ -12,5 +12,9 @@ export declare class Emitter<Events extends object> {
     /** Calls every listener of `event` with `value`. */
     emit<K extends keyof Events>(event: K, value: Events[K]): void;
 }
+/** Where one part of the client reports its events: the client's `Emitter`, seen through the events that part sends. */
+export interface EventSink<Events extends object> {
+    emit<K extends keyof Events>(event: K, value: Events[K]): void;
+}
 /** Calls `f(value)`; an exception is rethrown on a fresh task, so the caller carries on. */
 export declare function guarded<T>(f: (value: T) => void, value: T): void;

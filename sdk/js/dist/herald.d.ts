@@ -9,7 +9,11 @@
  * ```
  */
 export { HeraldClient } from './client.js';
-export type { ClientOptions, ConnectionState, HeraldEvents, HeraldMessage, Presence, PresenceEvent, Published, PublishOptions, StateChange, Subscription, SubscribeOptions, } from './client.js';
+export type { HeraldEvents, Presence, PublishOptions } from './client.js';
+export type { ClientOptions } from './options.js';
+export type { Published } from './publish.js';
+export type { ConnectionState, StateChange } from './state.js';
+export type { HeraldMessage, PresenceEvent, Subscription, SubscribeOptions } from './subscription.js';
 export { HeraldError } from './requests.js';
 export { attachBrowserLifecycle } from './lifecycle.js';
 export type { BrowserLifecycleOptions } from './lifecycle.js';
@@ -17,7 +21,13 @@ export type { BackoffOptions } from './backoff.js';
 export type { PresenceMember } from './frames.js';
 export type { TokenProvider } from './token.js';
 export type { Environment, EventSourceLike, FetchLike, ResponseLike, TransportKind, WebSocketLike } from './transport.js';
-export type { Listener } from './events.js';
+export type { EventSink, Listener } from './events.js';
+export { Connection } from './connection.js';
+export type { ConnectionChannels } from './connection.js';
+export type { ConnectionEvents } from './state.js';
+export type { ConnectionOptions } from './options.js';
+export { ChannelTable } from './channels.js';
+export type { ChannelEvents, ChannelCarrier } from './channels.js';
 export { Backoff } from './backoff.js';
 export { CursorStore } from './cursors.js';
 export { Dedupe } from './dedupe.js';

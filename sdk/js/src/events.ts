@@ -27,6 +27,11 @@ export class Emitter<Events extends object> {
   }
 }
 
+/** Where one part of the client reports its events: the client's `Emitter`, seen through the events that part sends. */
+export interface EventSink<Events extends object> {
+  emit<K extends keyof Events>(event: K, value: Events[K]): void;
+}
+
 /** Calls `f(value)`; an exception is rethrown on a fresh task, so the caller carries on. */
 export function guarded<T>(f: (value: T) => void, value: T): void {
   try {
