@@ -13,8 +13,7 @@ use herald_protocol::ErrorCode;
 
 use crate::auth::{Grant, KeyOwner};
 use crate::http::{Body, bearer, code_response, json_response, origin};
-use crate::session::publish_error_message;
-use crate::state::{Edge, PublishItem};
+use crate::state::{Edge, PublishError, PublishItem};
 
 /// Most records in one batch.
 pub const MAX_BATCH: usize = 1000;
@@ -116,22 +115,13 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
         }
     }
     for (account, n) in &per_account {
-        if let Err(l) = edge.limits.account_publish(account, *n) {
-            edge.metrics.publish_error(ErrorCode::RateLimited);
-            let mut r = code_response(ErrorCode::RateLimited, l.message());
-            r.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
-            return r;
+        if let Err(e) = edge.take_account_publish(account, *n) {
+            return refused(e);
         }
     }
     let appended = match edge.publish(items).await {
         Ok(a) => a,
-        Err(code) => {
-            let mut r = code_response(code, publish_error_message(code));
-            if code == ErrorCode::Unavailable {
-                r.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
-            }
-            return r;
-        }
+        Err(e) => return refused(e),
     };
     let results: Vec<serde_json::Value> = appended
         .iter()
@@ -139,4 +129,14 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
         .collect();
     let out = if batch { serde_json::json!({ "results": results }) } else { results.into_iter().next().expect("one item") };
     json_response(StatusCode::OK, out.to_string())
+}
+
+/// A refused publish as an HTTP response: its code's status, and `Retry-After: 1` when waiting
+/// helps (a rate limit, the bus away).
+fn refused(e: PublishError) -> Response<Body> {
+    let mut r = code_response(e.code(), &e.to_string());
+    if matches!(e, PublishError::RateLimited(_) | PublishError::Unavailable) {
+        r.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+    }
+    r
 }

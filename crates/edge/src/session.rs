@@ -13,7 +13,7 @@ use crate::auth::Grant;
 use herald_engine::hub::Subscription;
 use crate::limits::TokenBucket;
 use herald_engine::outbox::{CloseReason, OutItem, Outbox};
-use crate::state::{Edge, PublishItem};
+use crate::state::{Edge, PublishError, PublishItem};
 use herald_engine::subscribe::{self, Delivery};
 
 /// The range of a subscription's `max_rate`, deliveries per second.
@@ -54,6 +54,11 @@ impl Session {
     pub fn send_error(&self, id: Option<&RequestId>, code: ErrorCode, message: &str) {
         self.edge.metrics.protocol_error(code);
         self.send(ServerFrame::Error { id, code, message });
+    }
+
+    /// A refused publish as an error frame answering request `id`.
+    fn publish_refused(&self, id: &RequestId, e: PublishError) {
+        self.send_error(Some(id), e.code(), &e.to_string());
     }
 
     /// Queues a fatal error and marks the connection closing.
@@ -140,15 +145,15 @@ impl Session {
                     };
                 }
                 if !self.publish_bucket.take(1) {
-                    let l = self.edge.limits.connection_publish_refused();
+                    let e = self.edge.publish_refused(PublishError::RateLimited(self.edge.limits.connection_publish_refused()));
                     return {
-                        self.send_error(Some(&id), ErrorCode::RateLimited, l.message());
+                        self.publish_refused(&id, e);
                         Ok(())
                     };
                 }
-                if let Err(l) = self.edge.limits.account_publish(&self.grant.account, 1) {
+                if let Err(e) = self.edge.take_account_publish(&self.grant.account, 1) {
                     return {
-                        self.send_error(Some(&id), ErrorCode::RateLimited, l.message());
+                        self.publish_refused(&id, e);
                         Ok(())
                     };
                 }
@@ -164,7 +169,7 @@ impl Session {
                             duplicate: a[0].duplicate,
                         });
                     }
-                    Err(code) => self.send_error(Some(&id), code, publish_error_message(code)),
+                    Err(e) => self.publish_refused(&id, e),
                 }
             }
             ClientFrame::Presence { id, channel } => {
@@ -284,15 +289,5 @@ impl Session {
         for ch in chans {
             self.drop_subscription(&ch).await;
         }
-    }
-}
-
-/// The message for a refused publish.
-pub fn publish_error_message(code: ErrorCode) -> &'static str {
-    match code {
-        ErrorCode::MessageTooLarge => "data is larger than max_message_bytes",
-        ErrorCode::BadRequest => "idempotency_key must be 1-128 characters",
-        ErrorCode::ShuttingDown => "this node is draining; publish elsewhere",
-        _ => "the bus is unavailable; retry later",
     }
 }

@@ -48,6 +48,36 @@ pub enum EdgeError {
     Io(#[from] std::io::Error),
 }
 
+/// Why a publish was refused. Nothing was written. [`crate::publish`] turns it into an HTTP
+/// response and [`crate::session`] into an error frame, each in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// A payload is larger than `max_message_bytes` (the account's, else the edge's).
+    #[error("data is larger than max_message_bytes")]
+    TooLarge,
+    /// An idempotency key is empty or longer than 128 characters.
+    #[error("idempotency_key must be 1-128 characters")]
+    BadIdempotencyKey,
+    /// A publish rate limit (the connection's or the account's).
+    #[error("{}", .0.message())]
+    RateLimited(crate::limits::Limit),
+    /// The bus did not take the records; retry.
+    #[error("the bus is unavailable; retry later")]
+    Unavailable,
+}
+
+impl PublishError {
+    /// The protocol's code for it.
+    pub fn code(self) -> ErrorCode {
+        match self {
+            Self::TooLarge => ErrorCode::MessageTooLarge,
+            Self::BadIdempotencyKey => ErrorCode::BadRequest,
+            Self::RateLimited(_) => ErrorCode::RateLimited,
+            Self::Unavailable => ErrorCode::Unavailable,
+        }
+    }
+}
+
 /// One item of a publish.
 pub struct PublishItem {
     /// The account.
@@ -248,18 +278,27 @@ impl Edge {
         }
     }
 
+    /// Counts a refused publish and hands the error back (every refusal goes through here).
+    pub fn publish_refused(&self, e: PublishError) -> PublishError {
+        self.metrics.publish_error(e.code());
+        e
+    }
+
+    /// Takes `n` publishes from `account`'s rate limit.
+    pub fn take_account_publish(&self, account: &AccountId, n: u32) -> Result<(), PublishError> {
+        self.limits.account_publish(account, n).map_err(|l| self.publish_refused(PublishError::RateLimited(l)))
+    }
+
     /// Publishes records, validating each payload's size first. Returns where each landed.
     /// Nothing is written when any item is refused.
-    pub async fn publish(&self, items: Vec<PublishItem>) -> Result<Vec<Appended>, ErrorCode> {
+    pub async fn publish(&self, items: Vec<PublishItem>) -> Result<Vec<Appended>, PublishError> {
         // Publishing stays open while draining: the bus outlives this node.
         for it in &items {
             if it.data.len() > self.limits.max_message_bytes(&it.account, self.config.max_message_bytes) {
-                self.metrics.publish_error(ErrorCode::MessageTooLarge);
-                return Err(ErrorCode::MessageTooLarge);
+                return Err(self.publish_refused(PublishError::TooLarge));
             }
             if it.idempotency_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 128) {
-                self.metrics.publish_error(ErrorCode::BadRequest);
-                return Err(ErrorCode::BadRequest);
+                return Err(self.publish_refused(PublishError::BadIdempotencyKey));
             }
         }
         let now = now_ms();
@@ -275,8 +314,7 @@ impl Edge {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "publish failed");
-                self.metrics.publish_error(ErrorCode::Unavailable);
-                Err(ErrorCode::Unavailable)
+                Err(self.publish_refused(PublishError::Unavailable))
             }
         }
     }
