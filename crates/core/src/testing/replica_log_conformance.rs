@@ -58,6 +58,7 @@ pub async fn run_all(log: Arc<dyn ReplicaLog>) {
     copies_keep_their_identity_and_carry_their_origin(log.clone()).await;
     the_read_back_is_the_greatest_origin_offset_per_origin(log.clone()).await;
     the_read_back_looks_past_one_scan_window(log.clone()).await;
+    a_copy_larger_than_the_scan_window_is_read_back_whole(log.clone()).await;
     an_empty_copy_appends_nothing(log.clone()).await;
     copies_into_a_missing_partition_are_refused(log.clone()).await;
 }
@@ -134,6 +135,18 @@ pub async fn the_read_back_looks_past_one_scan_window(log: Arc<dyn ReplicaLog>) 
         log.append(local(account, 200)).await.expect("append");
     }
     assert_eq!(log.last_origin_offset(p, &origin).await.expect("read back"), Some(9));
+}
+
+/// One call copying more than [`SCAN_WINDOW`] records (the replicator's batches are smaller, but
+/// a broker may store them as one) is read back up to its last record.
+pub async fn a_copy_larger_than_the_scan_window_is_read_back_whole(log: Arc<dyn ReplicaLog>) {
+    let account = "conf-rep-large";
+    let p = log.partition_of(&AccountId::new(account).unwrap());
+    let origin = region("conf-large");
+    let n = SCAN_WINDOW + SCAN_WINDOW / 2;
+    let offsets = log.append_replicated(p, &originals(account, p, &origin, 0..n), &Epoch::random()).await.expect("copy");
+    assert_eq!(offsets.len() as u64, n);
+    assert_eq!(log.last_origin_offset(p, &origin).await.expect("read back"), Some(n - 1));
 }
 
 /// Copying nothing appends nothing and answers with no offsets.
