@@ -22,11 +22,17 @@
 //!
 //! # Idempotency
 //! A keyed record gets a message id derived from `(account, key)`. A node remembers the keyed
-//! ids appended within the window and answers repeats with the first record; the first time it
+//! ids appended within the window (a `herald_core::IdempotencyWindow`) and answers repeats with
+//! the first record; the first time it
 //! appends a keyed record to a partition it reads the partition's tail back (the last 20,000
 //! records within the window), so a restarted node, or a source that re-reads records after a
 //! crash, does not append them again. Two nodes appending one key at the same moment can still
 //! both write it: the edges drop the second copy by id before fan-out (`herald_engine::copies`).
+//!
+//! # Replication
+//! [`KafkaBus`] is a `herald_core::ReplicaLog`: copies from other regions carry their origin in
+//! `herald-or`/`herald-oo`/`herald-oe` headers, and the read-back of the last copy reads the
+//! partition's tail through the gapless reader, so it sees every acknowledged copy.
 //!
 //! # Gaps
 //! Readers are wrapped in `herald_core::GaplessReader`: a broker may show a later write before an
@@ -50,12 +56,13 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use herald_core::bus::{Bus, BusError, PartitionBounds, PartitionReader};
-use herald_core::{GaplessReader, Appended, Epoch, MessageId, NewRecord, Record, RegionName, now_ms};
+use herald_core::replica::scan_last_origin_offset;
+use herald_core::{GaplessReader, Appended, Epoch, IdempotencyWindow, MessageId, NewRecord, Record, RegionName, ReplicaLog, now_ms};
 
 /// Settings of a Kafka bus.
 #[derive(Clone, Debug)]
@@ -99,40 +106,12 @@ impl KafkaBusConfig {
     }
 }
 
-struct IdemEntry {
-    appended: Appended,
-    at_ms: u64,
-}
-
 /// Keyed message ids (derived from account and idempotency key) appended recently, by this node
 /// or, read back from the partition's tail, by anyone before it started.
-#[derive(Default)]
 struct IdemCache {
-    map: HashMap<MessageId, IdemEntry>,
-    order: VecDeque<MessageId>,
-    /// Partitions whose tail has been read back into the cache.
+    window: IdempotencyWindow<MessageId>,
+    /// Partitions whose tail has been read back into the window.
     indexed: HashSet<u32>,
-}
-
-impl IdemCache {
-    fn expire(&mut self, now: u64, window_ms: u64) {
-        while let Some(k) = self.order.front() {
-            match self.map.get(k) {
-                Some(e) if now.saturating_sub(e.at_ms) <= window_ms => break,
-                _ => {
-                    let k = self.order.pop_front().expect("front exists");
-                    self.map.remove(&k);
-                }
-            }
-        }
-    }
-
-    fn insert(&mut self, appended: Appended, at_ms: u64) {
-        let id = appended.id.clone();
-        if self.map.insert(id.clone(), IdemEntry { appended, at_ms }).is_none() {
-            self.order.push_back(id);
-        }
-    }
 }
 
 /// How many records back from a partition's end a node reads keyed ids, the first time it
@@ -241,57 +220,13 @@ impl KafkaBus {
         let partitions = partition_count(&meta, &config.topic, config.timeout).await?;
         let epoch = read_or_create_epoch(&config, &producer, &epoch_topic).await?;
         tracing::info!(topic = %config.topic, partitions, epoch = %epoch, "kafka bus connected");
-        Ok(Self { config, producer, meta, epoch, partitions, idem: Mutex::new(IdemCache::default()), keyed: tokio::sync::Mutex::new(()) })
+        let idem = Mutex::new(IdemCache { window: IdempotencyWindow::new(config.idempotency_window), indexed: HashSet::new() });
+        Ok(Self { config, producer, meta, epoch, partitions, idem, keyed: tokio::sync::Mutex::new(()) })
     }
 
     /// The brokers and topic this bus writes to.
     pub fn config(&self) -> &KafkaBusConfig {
         &self.config
-    }
-
-    /// Appends records copied from another region into the partition of the same number, in
-    /// order, keeping their id, publish time, origin region and origin offset, and naming the
-    /// origin log's epoch. Returns their offsets here. For the replicator: it is not part of the
-    /// `Bus` trait.
-    pub async fn append_replicated(&self, partition: u32, records: &[Arc<Record>], origin_epoch: &Epoch) -> Result<Vec<u64>, BusError> {
-        if partition >= self.partitions {
-            return Err(BusError::NoPartition(partition));
-        }
-        let sends = records.iter().map(|r| {
-            let record = FutureRecord::to(&self.config.topic)
-                .partition(partition as i32)
-                .key(r.account.as_str())
-                .payload(&r.data[..])
-                .headers(envelope::replicated_headers(r, origin_epoch));
-            self.producer.send(record, Timeout::After(self.config.timeout))
-        });
-        futures_util::future::join_all(sends).await.into_iter().map(|r| r.map(|d| d.offset as u64).map_err(|(e, _)| unavailable(e))).collect()
-    }
-
-    /// The greatest origin offset of a record from `origin` in `partition`, scanning back from
-    /// the end in windows of 1000 records (none: no such record is retained).
-    pub async fn last_origin_offset(&self, partition: u32, origin: &RegionName) -> Result<Option<u64>, BusError> {
-        let PartitionBounds { low, next } = self.bounds(partition).await?;
-        let mut end = next;
-        while end > low {
-            let start = end.saturating_sub(1000).max(low);
-            let mut reader = self.open(partition, start).await?;
-            let mut best: Option<u64> = None;
-            while reader.position() < end {
-                let batch = match tokio::time::timeout(self.config.timeout, reader.next_batch(1000)).await {
-                    Ok(b) => b?,
-                    Err(_) => return Err(unavailable(format!("reading partition {partition} from {} timed out", reader.position()))),
-                };
-                for r in batch.iter().filter(|r| r.offset < end && &r.origin_region == origin) {
-                    best = Some(best.map_or(r.origin_offset, |b| b.max(r.origin_offset)));
-                }
-            }
-            if best.is_some() {
-                return Ok(best);
-            }
-            end = start;
-        }
-        Ok(None)
     }
 
     async fn produce(&self, r: &NewRecord, partition: u32, id: &MessageId) -> Result<u64, BusError> {
@@ -331,9 +266,8 @@ impl KafkaBus {
         }
         let mut idem = self.idem.lock();
         for (a, at) in found {
-            if !idem.map.contains_key(&a.id) {
-                idem.insert(a, at);
-            }
+            // A key this node already holds keeps its entry.
+            idem.window.insert(a.id.clone(), a, at);
         }
         idem.indexed.insert(partition);
         Ok(())
@@ -396,6 +330,36 @@ async fn read_or_create_epoch(config: &KafkaBusConfig, producer: &FutureProducer
     Epoch::new(&first).map_err(|_| unavailable(format!("{epoch_topic} holds a malformed epoch {first:?}")))
 }
 
+/// How long the read-back of the last copy keeps reading past the partition's reported end
+/// while records keep coming (`herald_core::replica::scan_last_origin_offset`).
+const READ_PAST_END: Duration = Duration::from_millis(200);
+
+#[async_trait]
+impl ReplicaLog for KafkaBus {
+    async fn append_replicated(&self, partition: u32, records: &[Arc<Record>], origin_epoch: &Epoch) -> Result<Vec<u64>, BusError> {
+        if partition >= self.partitions {
+            return Err(BusError::NoPartition(partition));
+        }
+        // Sent concurrently: the idempotent producer keeps them in order within the partition.
+        let sends = records.iter().map(|r| {
+            let record = FutureRecord::to(&self.config.topic)
+                .partition(partition as i32)
+                .key(r.account.as_str())
+                .payload(&r.data[..])
+                .headers(envelope::replicated_headers(r, origin_epoch));
+            self.producer.send(record, Timeout::After(self.config.timeout))
+        });
+        futures_util::future::join_all(sends).await.into_iter().map(|r| r.map(|d| d.offset as u64).map_err(|(e, _)| unavailable(e))).collect()
+    }
+
+    async fn last_origin_offset(&self, partition: u32, origin: &RegionName) -> Result<Option<u64>, BusError> {
+        // The high watermark counts every acknowledged copy (acks=all) on Kafka, and the gapless
+        // readers wait for any of them not visible yet. A broker that reports its end short of
+        // the last batch (tansu) is covered by reading on past it.
+        scan_last_origin_offset(self, partition, origin, self.config.timeout, READ_PAST_END).await
+    }
+}
+
 #[async_trait]
 impl Bus for KafkaBus {
     fn epoch(&self) -> Epoch {
@@ -434,16 +398,16 @@ impl Bus for KafkaBus {
             if let Some(key) = &r.idempotency_key {
                 let now = now_ms();
                 let mut idem = self.idem.lock();
-                idem.expire(now, window_ms);
+                idem.window.expire(now);
                 let id = envelope::keyed_message_id(&r.account, key, r.published_at_ms);
-                if let Some(e) = idem.map.get(&id) {
-                    out.push(Appended { duplicate: true, ..e.appended.clone() });
+                if let Some(first) = idem.window.get(&id) {
+                    out.push(Appended { duplicate: true, ..first.clone() });
                     pending.push(None);
                     continue;
                 }
                 // A placeholder, so a repeat of the key within this batch is a duplicate too.
                 let a = Appended { partition, offset: u64::MAX, id: id.clone(), duplicate: false };
-                idem.insert(a.clone(), now);
+                idem.window.insert(id.clone(), a.clone(), now);
                 out.push(a);
                 pending.push(Some((partition, id)));
             } else {
@@ -474,13 +438,13 @@ impl Bus for KafkaBus {
                 let k = out[i].id.clone();
                 if pending[i].is_some() {
                     if out[i].offset == u64::MAX {
-                        idem.map.remove(&k);
-                    } else if let Some(e) = idem.map.get_mut(&k) {
-                        e.appended.offset = out[i].offset;
+                        idem.window.remove(&k);
+                    } else if let Some(first) = idem.window.get_mut(&k) {
+                        first.offset = out[i].offset;
                     }
                 } else if out[i].offset == u64::MAX
-                    && let Some(e) = idem.map.get(&k) {
-                        out[i].offset = e.appended.offset;
+                    && let Some(first) = idem.window.get(&k) {
+                        out[i].offset = first.offset;
                     }
             }
         }

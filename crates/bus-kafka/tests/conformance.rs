@@ -1,11 +1,12 @@
-//! The Kafka bus against a real broker: the same conformance suite as the in-memory bus.
+//! The Kafka bus against a real broker: the same conformance suites (bus, replica log) as the
+//! in-memory bus.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use herald_bus_kafka::testing as broker;
 use herald_bus_kafka::{KafkaBus, KafkaBusConfig};
-use herald_core::testing::bus_conformance;
+use herald_core::testing::{bus_conformance, replica_log_conformance};
 use herald_core::{Bus, BusError, RegionName};
 
 fn config(broker: &broker::Broker, topic: &str) -> KafkaBusConfig {
@@ -20,6 +21,13 @@ async fn kafka_bus_passes_the_bus_conformance_suite() {
     let broker = broker::Broker::start();
     let bus = KafkaBus::connect(config(&broker, &broker::unique_topic("conf"))).await.expect("connect");
     bus_conformance::run_all(Arc::new(bus)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_bus_passes_the_replica_log_conformance_suite() {
+    let broker = broker::Broker::start();
+    let bus = KafkaBus::connect(config(&broker, &broker::unique_topic("replica"))).await.expect("connect");
+    replica_log_conformance::run_all(Arc::new(bus)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

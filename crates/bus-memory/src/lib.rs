@@ -4,22 +4,26 @@
 //! # Layout
 //! One [`MemoryBus`] holds `partitions` logs. Each log is a ring of `Arc<Record>` behind a
 //! `parking_lot::RwLock`, a `tokio::sync::watch` that announces the next offset (so readers never
-//! miss a wake-up), and an idempotency index of `(account, key) → first record` that forgets keys
-//! older than the window. Retention drops the oldest records past `retention_records` or
-//! `retention`, checked on every append. The epoch is random per instance: a restarted process
-//! is a new log, and its cursors say so.
+//! miss a wake-up), and an idempotency window (`herald_core::IdempotencyWindow`) of
+//! `(account, key) → first record` that forgets keys older than the window. Retention drops the
+//! oldest records past `retention_records` or `retention`, checked on every append. The epoch is
+//! random per instance: a restarted process is a new log, and its cursors say so.
+//!
+//! [`MemoryBus`] is also a [`ReplicaLog`]: it takes copies of other regions' records, so the
+//! replicator runs between two in-process buses in tests.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 use async_trait::async_trait;
 use parking_lot::RwLock;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
 use herald_core::bus::{Bus, BusError, PartitionBounds, PartitionReader};
-use herald_core::{AccountId, Appended, Epoch, MessageId, NewRecord, Record, RegionName, now_ms};
+use herald_core::replica::scan_last_origin_offset;
+use herald_core::{AccountId, Appended, Epoch, IdempotencyWindow, MessageId, NewRecord, Record, RegionName, ReplicaLog, now_ms};
 
 /// Settings of an in-memory bus.
 #[derive(Clone, Debug)]
@@ -49,19 +53,12 @@ impl MemoryBusConfig {
     }
 }
 
-struct IdemEntry {
-    offset: u64,
-    id: MessageId,
-    at_ms: u64,
-}
-
 struct Log {
     /// Offset of `records[0]`.
     base: u64,
     records: VecDeque<Arc<Record>>,
-    idem: HashMap<(AccountId, String), IdemEntry>,
-    /// Keys in insertion order, for expiry.
-    idem_order: VecDeque<(AccountId, String)>,
+    /// Idempotency keys appended to this partition recently.
+    idem: IdempotencyWindow<(AccountId, String)>,
 }
 
 impl Log {
@@ -91,8 +88,7 @@ impl MemoryBus {
                     log: RwLock::new(Log {
                         base: 0,
                         records: VecDeque::new(),
-                        idem: HashMap::new(),
-                        idem_order: VecDeque::new(),
+                        idem: IdempotencyWindow::new(config.idempotency_window),
                     }),
                     next_tx: watch::channel(0).0,
                 })
@@ -106,26 +102,15 @@ impl MemoryBus {
     }
 
     fn append_one(&self, log: &mut Log, partition: u32, r: NewRecord, now: u64) -> Appended {
-        let window_ms = self.config.idempotency_window.as_millis() as u64;
-        while let Some(k) = log.idem_order.front() {
-            match log.idem.get(k) {
-                Some(e) if now.saturating_sub(e.at_ms) <= window_ms => break,
-                _ => {
-                    let k = log.idem_order.pop_front().expect("front exists");
-                    log.idem.remove(&k);
-                }
-            }
-        }
+        log.idem.expire(now);
         if let Some(key) = &r.idempotency_key
-            && let Some(e) = log.idem.get(&(r.account.clone(), key.clone())) {
-                return Appended { partition, offset: e.offset, id: e.id.clone(), duplicate: true };
+            && let Some(first) = log.idem.get(&(r.account.clone(), key.clone())) {
+                return Appended { duplicate: true, ..first.clone() };
             }
         let offset = log.next();
         let id = MessageId::generate(r.published_at_ms);
         if let Some(key) = r.idempotency_key {
-            let k = (r.account.clone(), key);
-            log.idem.insert(k.clone(), IdemEntry { offset, id: id.clone(), at_ms: now });
-            log.idem_order.push_back(k);
+            log.idem.insert((r.account.clone(), key), Appended { partition, offset, id: id.clone(), duplicate: false }, now);
         }
         log.records.push_back(Arc::new(Record {
             partition,
@@ -153,6 +138,52 @@ impl MemoryBus {
             log.records.pop_front();
             log.base += 1;
         }
+    }
+}
+
+/// How long the read-back of [`ReplicaLog::last_origin_offset`] may wait for one read: records
+/// in memory are there at once, so only a bug could make it wait.
+const READ_BACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[async_trait]
+impl ReplicaLog for MemoryBus {
+    async fn append_replicated(&self, partition: u32, records: &[Arc<Record>], origin_epoch: &Epoch) -> Result<Vec<u64>, BusError> {
+        let part = self.part(partition)?;
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = now_ms();
+        let (offsets, next) = {
+            let mut log = part.log.write();
+            let offsets: Vec<u64> = records
+                .iter()
+                .map(|r| {
+                    let offset = log.next();
+                    log.records.push_back(Arc::new(Record {
+                        partition,
+                        offset,
+                        account: r.account.clone(),
+                        channel: r.channel.clone(),
+                        id: r.id.clone(),
+                        published_at_ms: r.published_at_ms,
+                        data: r.data.clone(),
+                        origin_region: r.origin_region.clone(),
+                        origin_offset: r.origin_offset,
+                        origin_epoch: Some(origin_epoch.clone()),
+                    }));
+                    offset
+                })
+                .collect();
+            self.enforce_retention(&mut log, now);
+            (offsets, log.next())
+        };
+        part.next_tx.send_replace(next);
+        Ok(offsets)
+    }
+
+    async fn last_origin_offset(&self, partition: u32, origin: &RegionName) -> Result<Option<u64>, BusError> {
+        // The end of an in-memory partition is exact: nothing to look for past it.
+        scan_last_origin_offset(self, partition, origin, READ_BACK_TIMEOUT, Duration::ZERO).await
     }
 }
 
@@ -257,18 +288,48 @@ impl PartitionReader for MemoryReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herald_core::testing::bus_conformance;
+    use herald_core::testing::{bus_conformance, replica_log_conformance};
+    use herald_core::{ChannelName, NewRecord};
 
-    fn bus(retention_records: u64) -> Arc<dyn Bus> {
+    fn memory_bus(retention_records: u64) -> MemoryBus {
         let mut c = MemoryBusConfig::new(RegionName::new("test").unwrap());
         c.partitions = 4;
         c.retention_records = retention_records;
-        Arc::new(MemoryBus::new(c))
+        MemoryBus::new(c)
+    }
+
+    fn bus(retention_records: u64) -> Arc<dyn Bus> {
+        Arc::new(memory_bus(retention_records))
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn memory_bus_passes_the_bus_conformance_suite() {
         bus_conformance::run_all(bus(100_000)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn memory_bus_passes_the_replica_log_conformance_suite() {
+        replica_log_conformance::run_all(Arc::new(memory_bus(100_000))).await;
+    }
+
+    #[tokio::test]
+    async fn an_idempotency_key_is_appended_again_once_the_window_has_passed() {
+        let mut c = MemoryBusConfig::new(RegionName::new("test").unwrap());
+        c.idempotency_window = Duration::from_millis(50);
+        let bus = MemoryBus::new(c);
+        let keyed = || NewRecord {
+            account: AccountId::new("acme").unwrap(),
+            channel: ChannelName::new("c").unwrap(),
+            data: "1".into(),
+            idempotency_key: Some("k".into()),
+            published_at_ms: now_ms(),
+        };
+        let first = bus.append(vec![keyed()]).await.unwrap().remove(0);
+        assert!(bus.append(vec![keyed()]).await.unwrap()[0].duplicate);
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        let later = bus.append(vec![keyed()]).await.unwrap().remove(0);
+        assert!(!later.duplicate, "the key was forgotten after the window");
+        assert_eq!(later.offset, first.offset + 1);
     }
 
     #[tokio::test]

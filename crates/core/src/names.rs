@@ -12,6 +12,11 @@ pub const MAX_ACCOUNT_LEN: usize = 64;
 /// Longest accepted channel name.
 pub const MAX_CHANNEL_LEN: usize = 128;
 
+/// The account edges publish their probes to (a record through the bus and back, to prove the
+/// node's path works). Its records are region-local: the replicator never copies them, and
+/// they are not counted as published or delivered.
+pub const PROBE_ACCOUNT: &str = "herald-probe";
+
 /// Why a name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
@@ -65,6 +70,11 @@ impl AccountId {
     /// The name as a string.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Whether this is [`PROBE_ACCOUNT`], whose records stay in their region.
+    pub fn is_probe(&self) -> bool {
+        &*self.0 == PROBE_ACCOUNT
     }
 }
 
@@ -214,6 +224,12 @@ mod tests {
         for bad in ["", "Acme", "a/b", "a.b", &"a".repeat(65)] {
             assert!(AccountId::new(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn the_probe_account_is_a_valid_account_and_recognised() {
+        assert!(AccountId::new(PROBE_ACCOUNT).unwrap().is_probe());
+        assert!(!AccountId::new("acme").unwrap().is_probe());
     }
 
     #[test]
