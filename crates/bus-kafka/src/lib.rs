@@ -114,6 +114,27 @@ struct IdemCache {
     indexed: HashSet<u32>,
 }
 
+/// The keys an [`KafkaBus::append`] call reserved in the idempotency window (offset
+/// `u64::MAX`, not written yet). Dropping it removes those still unresolved.
+struct Placeholders<'a> {
+    idem: &'a Mutex<IdemCache>,
+    ids: Vec<MessageId>,
+}
+
+impl Drop for Placeholders<'_> {
+    fn drop(&mut self) {
+        if self.ids.is_empty() {
+            return;
+        }
+        let mut idem = self.idem.lock();
+        for id in &self.ids {
+            if idem.window.get(id).is_some_and(|a| a.offset == u64::MAX) {
+                idem.window.remove(id);
+            }
+        }
+    }
+}
+
 /// How many records back from a partition's end a node reads keyed ids, the first time it
 /// appends a keyed record to that partition.
 const IDEM_TAIL: u64 = 20_000;
@@ -121,7 +142,10 @@ const IDEM_TAIL: u64 = 20_000;
 /// The Kafka bus.
 pub struct KafkaBus {
     config: KafkaBusConfig,
-    producer: FutureProducer<LastError>,
+    /// Replaced when librdkafka reports a fatal error (an idempotent producer fenced after
+    /// message timeouts): a fatal producer refuses every write until it is rebuilt.
+    producer: parking_lot::RwLock<FutureProducer<LastError>>,
+    last_error: LastError,
     /// For watermarks (no group, never subscribes).
     meta: Arc<BaseConsumer>,
     epoch: Epoch,
@@ -199,13 +223,7 @@ impl KafkaBus {
         // The producer's context sees librdkafka's error log lines (its main queue is polled;
         // an admin client's is not), so a failed connect can name the cause.
         let last_error = LastError::default();
-        let producer: FutureProducer<LastError> = client_config(&config.brokers, props)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "1")
-            .set("message.timeout.ms", config.timeout.as_millis().to_string())
-            .create_with_context(last_error.clone())
-            .map_err(unavailable)?;
+        let producer = new_producer(&config, &last_error)?;
         let meta: BaseConsumer = client_config(&config.brokers, props).set("group.id", "herald-meta").create().map_err(unavailable)?;
         let meta = Arc::new(meta);
         let admin: AdminClient<rdkafka::client::DefaultClientContext> = client_config(&config.brokers, props).create().map_err(unavailable)?;
@@ -221,7 +239,7 @@ impl KafkaBus {
         let epoch = read_or_create_epoch(&config, &producer, &epoch_topic).await?;
         tracing::info!(topic = %config.topic, partitions, epoch = %epoch, "kafka bus connected");
         let idem = Mutex::new(IdemCache { window: IdempotencyWindow::new(config.idempotency_window), indexed: HashSet::new() });
-        Ok(Self { config, producer, meta, epoch, partitions, idem, keyed: tokio::sync::Mutex::new(()) })
+        Ok(Self { config, producer: parking_lot::RwLock::new(producer), last_error, meta, epoch, partitions, idem, keyed: tokio::sync::Mutex::new(()) })
     }
 
     /// The brokers and topic this bus writes to.
@@ -236,9 +254,43 @@ impl KafkaBus {
             .key(r.account.as_str())
             .payload(&r.data[..])
             .headers(headers);
-        match self.producer.send(record, Timeout::After(self.config.timeout)).await {
+        let producer = self.producer.read().clone();
+        match producer.send(record, Timeout::After(self.config.timeout)).await {
             Ok(d) => Ok(d.offset as u64),
-            Err((e, _)) => Err(unavailable(e)),
+            Err((e, _)) => {
+                self.renew_if_fenced(&producer, &e);
+                Err(unavailable(e))
+            }
+        }
+    }
+
+    /// After a failed send: when `producer` can no longer write (librdkafka reports a fatal
+    /// error, or the broker fences the idempotent producer, which happens after its messages
+    /// timed out while the broker stalled), replace it, so the next write goes through a fresh
+    /// producer instead of failing until the process restarts.
+    fn renew_if_fenced(&self, producer: &FutureProducer<LastError>, error: &KafkaError) {
+        use rdkafka::error::RDKafkaErrorCode as Code;
+        use rdkafka::producer::Producer;
+        let fenced = matches!(
+            error.rdkafka_error_code(),
+            Some(Code::ProducerFenced | Code::InvalidProducerEpoch | Code::UnknownProducerId | Code::OutOfOrderSequenceNumber | Code::Fatal)
+        );
+        let reason = match producer.client().fatal_error() {
+            Some((code, reason)) => format!("{code:?}: {reason}"),
+            None if fenced => error.to_string(),
+            None => return,
+        };
+        let mut current = self.producer.write();
+        // Another send may have replaced it already.
+        if !std::ptr::eq(current.client().native_ptr(), producer.client().native_ptr()) {
+            return;
+        }
+        match new_producer(&self.config, &self.last_error) {
+            Ok(p) => {
+                tracing::error!(reason, "kafka producer can no longer write (fenced or fatal); replaced it with a new one");
+                *current = p;
+            }
+            Err(e) => tracing::error!(reason, error = %e, "kafka producer can no longer write and a new one could not be made; retrying at the next write"),
         }
     }
 }
@@ -318,6 +370,17 @@ async fn partition_count(meta: &Arc<BaseConsumer>, topic: &str, timeout: Duratio
     .map_err(unavailable)?
 }
 
+/// The idempotent producer every write goes through.
+fn new_producer(config: &KafkaBusConfig, last_error: &LastError) -> Result<FutureProducer<LastError>, BusError> {
+    client_config(&config.brokers, &config.properties)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "1")
+        .set("message.timeout.ms", config.timeout.as_millis().to_string())
+        .create_with_context(last_error.clone())
+        .map_err(unavailable)
+}
+
 async fn read_or_create_epoch(config: &KafkaBusConfig, producer: &FutureProducer<LastError>, epoch_topic: &str) -> Result<Epoch, BusError> {
     if let Some(e) = reader::first_record_value(config, epoch_topic).await? {
         return Epoch::new(&e).map_err(|_| unavailable(format!("{epoch_topic} holds a malformed epoch {e:?}")));
@@ -341,15 +404,25 @@ impl ReplicaLog for KafkaBus {
             return Err(BusError::NoPartition(partition));
         }
         // Sent concurrently: the idempotent producer keeps them in order within the partition.
+        let producer = self.producer.read().clone();
         let sends = records.iter().map(|r| {
             let record = FutureRecord::to(&self.config.topic)
                 .partition(partition as i32)
                 .key(r.account.as_str())
                 .payload(&r.data[..])
                 .headers(envelope::replicated_headers(r, origin_epoch));
-            self.producer.send(record, Timeout::After(self.config.timeout))
+            producer.send(record, Timeout::After(self.config.timeout))
         });
-        futures_util::future::join_all(sends).await.into_iter().map(|r| r.map(|d| d.offset as u64).map_err(|(e, _)| unavailable(e))).collect()
+        let out: Result<Vec<u64>, BusError> =
+            futures_util::future::join_all(sends).await.into_iter().map(|r| r.map(|d| d.offset as u64).map_err(|(e, _)| unavailable(e))).collect();
+        if let Err(BusError::Unavailable(_)) = &out {
+            // The error text is gone by now; a fenced producer also reports itself fatal.
+            use rdkafka::producer::Producer;
+            if producer.client().fatal_error().is_some() {
+                self.renew_if_fenced(&producer, &KafkaError::MessageProduction(rdkafka::error::RDKafkaErrorCode::Fatal));
+            }
+        }
+        out
     }
 
     async fn last_origin_offset(&self, partition: u32, origin: &RegionName) -> Result<Option<u64>, BusError> {
@@ -391,6 +464,10 @@ impl Bus for KafkaBus {
             }
         }
         let mut out: Vec<Appended> = Vec::with_capacity(records.len());
+        // Placeholders this call puts in the window leave it again if the call is abandoned (a
+        // client that gave up drops the future while the produce waits): otherwise a retry of
+        // the key would be answered as a duplicate of a record that was never written.
+        let mut placeholders = Placeholders { idem: &self.idem, ids: Vec::new() };
         // Send concurrently (librdkafka batches them), in order per partition.
         let mut pending = Vec::with_capacity(records.len());
         for r in &records {
@@ -408,6 +485,7 @@ impl Bus for KafkaBus {
                 // A placeholder, so a repeat of the key within this batch is a duplicate too.
                 let a = Appended { partition, offset: u64::MAX, id: id.clone(), duplicate: false };
                 idem.window.insert(id.clone(), a.clone(), now);
+                placeholders.ids.push(id.clone());
                 out.push(a);
                 pending.push(Some((partition, id)));
             } else {
@@ -449,10 +527,16 @@ impl Bus for KafkaBus {
             }
         }
         drop(idem);
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(out),
+        // Every placeholder is now resolved or removed.
+        placeholders.ids.clear();
+        if let Some(e) = first_error {
+            return Err(e);
         }
+        if out.iter().any(|a| a.offset == u64::MAX) {
+            // Never answer with a position that does not exist.
+            return Err(unavailable("a record of this batch has no position yet; retry"));
+        }
+        Ok(out)
     }
 
     async fn bounds(&self, partition: u32) -> Result<PartitionBounds, BusError> {
