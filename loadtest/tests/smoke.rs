@@ -95,6 +95,10 @@ fn sub_args(addr: &str, connections: usize, transport: &str) -> subscribe::Args 
         mobile_mean_secs: None,
         transport: transport.into(),
         control_stdin: true,
+        status_ms: 0,
+        stall_after_secs: None,
+        stall_secs: 1.0,
+        recv_buffer: 0,
     }
 }
 
@@ -111,6 +115,10 @@ fn pub_args(addr: &str, rate: u64, seconds: u64, channels: usize) -> publish::Ar
         size: 100,
         tick_ms: 10,
         nats: false,
+        retry_secs: 0,
+        request_timeout_ms: 5000,
+        idempotency_prefix: "smoke".into(),
+        until_file: None,
     }
 }
 
