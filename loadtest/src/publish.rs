@@ -130,6 +130,9 @@ pub async fn run(a: Args) -> anyhow::Result<Value> {
     let mut done_steps = Vec::new();
     let started = std::time::Instant::now();
     let mut buf = Vec::new();
+    // Retrying mode: why publishing stopped early (a batch failed for `--retry-secs`); the counts
+    // so far are still reported, so that subscribers can be checked against what was acknowledged.
+    let mut failure: Option<String> = None;
     'steps: for step in &steps {
         // Slow rates tick less often, so that the rate is exact (one record per tick at most).
         let tick_ms = if step.rate * a.tick_ms < 1000 { 1000 / step.rate } else { a.tick_ms };
@@ -169,25 +172,39 @@ pub async fn run(a: Args) -> anyhow::Result<Value> {
                     }
                 }
                 Sink::None | Sink::Retrying(_) => {
-                    // One batch per channel (at most 1000 records each), acknowledged before the next.
+                    // One batch for every channel's records of this tick (at most 1000), acknowledged
+                    // before the next one goes: per-channel order holds across retries.
+                    let mut pending = vec![0u64; names.len()];
+                    let mut in_batch = 0;
                     for (c, name) in names.iter().enumerate() {
-                        let mut left = per_tick;
-                        while left > 0 {
-                            let n = left.min(1000);
-                            left -= n;
-                            buf.clear();
-                            buf.extend_from_slice(b"{\"records\":[");
-                            for k in 0..n {
-                                if k > 0 {
-                                    buf.push(b',');
+                        for _ in 0..per_tick {
+                            buf.extend_from_slice(if in_batch == 0 { b"{\"records\":[" } else { b"," });
+                            let seq = seqs[c] + pending[c];
+                            buf.extend_from_slice(
+                                format!(r#"{{"account":"{}","channel":"{name}","idempotency_key":"{}:{name}:{seq}","data":{{"seq":{seq},"t":{t},"pad":"{pad}"}}}}"#, a.account, a.idempotency_prefix).as_bytes(),
+                            );
+                            pending[c] += 1;
+                            in_batch += 1;
+                            if in_batch == 1000 {
+                                if let Err(e) = post_retrying(&mut sink, &a, &addrs, &mut server, &mut stats, &buf).await {
+                                    failure = Some(e.to_string());
+                                    break 'steps;
                                 }
-                                let seq = seqs[c] + k;
-                                buf.extend_from_slice(
-                                    format!(r#"{{"account":"{}","channel":"{name}","idempotency_key":"{}:{name}:{seq}","data":{{"seq":{seq},"t":{t},"pad":"{pad}"}}}}"#, a.account, a.idempotency_prefix).as_bytes(),
-                                );
+                                buf.clear();
+                                in_batch = 0;
+                                for (s, p) in seqs.iter_mut().zip(pending.iter_mut()) {
+                                    *s += std::mem::take(p);
+                                }
                             }
-                            post_retrying(&mut sink, &a, &addrs, &mut server, &mut stats, &buf).await?;
-                            seqs[c] += n;
+                        }
+                    }
+                    if in_batch > 0 {
+                        if let Err(e) = post_retrying(&mut sink, &a, &addrs, &mut server, &mut stats, &buf).await {
+                            failure = Some(e.to_string());
+                            break 'steps;
+                        }
+                        for (s, p) in seqs.iter_mut().zip(pending.iter_mut()) {
+                            *s += std::mem::take(p);
                         }
                     }
                 }
@@ -232,6 +249,9 @@ pub async fn run(a: Args) -> anyhow::Result<Value> {
         out["longest_batch_ms"] = json!(stats.longest_batch_ms);
         out["duplicates_answered"] = json!(stats.duplicates_answered);
         out["retry_errors"] = json!(stats.errors);
+        if let Some(f) = failure {
+            out["failed"] = json!(f);
+        }
     }
     Ok(out)
 }
