@@ -360,7 +360,9 @@ class Region:
         h = self.host
         self.redis_port, self.broker_port = free_port(), free_port()
         self.redis = self.proc("redis", [shutil.which("redis-server") or "/usr/bin/redis-server", "--port", str(self.redis_port), "--bind", h,
-                                         "--save", "", "--appendonly", "no"]).start()
+                                         "--save", "", "--appendonly", "no",
+                                         # it listens on a namespace's own address, not loopback: no protected mode there
+                                         "--protected-mode", "no"]).start()
         wait_port(h, self.redis_port, "redis")
         self.presence = f"redis://{h}:{self.redis_port}"
         url = f"tcp://{h}:{self.broker_port}"
@@ -694,6 +696,7 @@ class Window:
         but was not delivered live."""
         a = self.ctx.a
         out = {"lost": 0, "duplicates": 0, "gaps": 0, "unrecovered": 0, "delivered": 0, "failed": []}
+        started = []
         for (r, j, base), pr in zip(specs, published):
             counts = pr.get("published") or [0]
             since = r.first_cursor()
@@ -702,6 +705,8 @@ class Window:
                 continue
             s = Sub(a, f"replay-{base}", base, a.channels, r.addrs(first=j + 1), None, ["--since", since])
             s.send("end " + ",".join(str(n) for n in counts))
+            started.append((base, s))
+        for base, s in started:
             o = s.result(120)
             if o.get("failed"):
                 out["failed"].append(f"{base}: {o['failed']}")
@@ -749,7 +754,7 @@ class Window:
         base = sorted(before)[len(before) // 2] if before else 0
         bound = max(250.0, 3 * base)
         during = [x["p99"] for x in tl if self.t_fault <= x["unix_s"] + 1 and x["unix_s"] <= self.t_fault_end]
-        after = [x["p99"] for x in tl if x["unix_s"] > self.t_fault_end + 5]
+        after = [x["p99"] for x in tl if x["unix_s"] > self.t_fault_end + 1]
         high = [x["unix_s"] + 1 for x in tl if x["unix_s"] + 1 >= self.t_fault and x["p99"] > bound]
         unexpected = [{"t": round(t - self.t_fault, 1), "process": n, "what": w} for (t, n, w) in EVENTS if t_start <= t <= t_end]
         others = [u for u in unexpected if u["process"] not in self.faulted]
