@@ -643,6 +643,8 @@ class Window:
         self.dir = os.path.join(a.out, f"{self.idx:02d}-{self.fault}")
         os.makedirs(self.dir, exist_ok=True)
         until = os.path.join(self.dir, "stop-publishing")
+        if os.path.exists(until):  # left by an earlier run into the same --out
+            os.remove(until)
         t_start = time.time()
         log(f"window {self.idx} {self.fault}: starting load")
         # One publisher per edge of every region; its subscribers spread over every region.
@@ -1111,14 +1113,16 @@ def soak(ctx):
     w.dir = os.path.join(a.out, "soak")
     os.makedirs(w.dir, exist_ok=True)
     until = os.path.join(w.dir, "stop-publishing")
+    if os.path.exists(until):
+        os.remove(until)
     specs = [(r, j, f"soak{r.name}{j}") for j in range(a.publishers)]
     per = max(a.channels, a.subscribers // len(specs))
-    a.sub_max_secs = minutes * 60 + 600
+    a.sub_max_secs = int(minutes * 60) + 600
     subs = [Sub(a, base, base, per, r.addrs(first=j), f"127.0.0.{30 + j}" if ctx.loopback else None,
                 ["--mobile-mean-secs", str(a.soak_churn_s)]) for (r, j, base) in specs]
     for s in subs:
         s.ready_event.wait(60)
-    pubs = [Pub(a, base, base, r.addrs(first=j), until, f"{a.run_id}-{base}", minutes * 60, a.size) for (r, j, base) in specs]
+    pubs = [Pub(a, base, base, r.addrs(first=j), until, f"{a.run_id}-{base}", int(minutes * 60), a.size) for (r, j, base) in specs]
     samples = {p.name: [] for p in PROCS}
     t0 = time.time()
     while time.time() - t0 < minutes * 60:
@@ -1156,7 +1160,9 @@ def soak(ctx):
             rep = json.load(f)
     except (OSError, ValueError):
         rep = {}
-    problems = [f"{k}: {rep[k]}" for k in ("lost", "duplicates", "gaps", "unrecovered") if rep.get(k)]
+    problems = list(rep.get("problems", ["no report"]))
+    problems += [f"{s.label}: {s.errors[:3]}" for s in subs if s.errors]
+    problems += [f"publisher: {p['failed']}" for p in published if p.get("failed")]
     problems += [f"{n} keeps growing (RSS or fds) after warm-up" for n in leaks]
     problems += [f"{n} exited unexpectedly" for (_, n, _w) in EVENTS]
     out = {"soak_minutes": minutes, "warm_up_s": warm, "sample_every_s": a.soak_sample_s, "ok": not problems, "problems": problems,
