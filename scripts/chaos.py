@@ -708,8 +708,10 @@ class Window:
             s = Sub(a, f"replay-{base}", base, a.channels, r.addrs(first=j + 1), None, ["--since", since])
             s.send("end " + ",".join(str(n) for n in counts))
             started.append((base, s))
+        self.replay_outs = []
         for base, s in started:
             o = s.result(120)
+            self.replay_outs.append((base, o))
             if o.get("failed"):
                 out["failed"].append(f"{base}: {o['failed']}")
             for k in ("lost", "duplicates", "gaps", "unrecovered"):
@@ -788,6 +790,14 @@ class Window:
                                       "lagged": o.get("lagged"), "reconnects": o.get("reconnects"), "stalls": o.get("stalls")} for s, o in zip(subs, outs)],
             "report": os.path.relpath(os.path.join(self.dir, "report.json"), ROOT),
         }
+        if lost or dups or self.replay.get("lost") or self.replay.get("duplicates"):
+            # Where the records went: the last batches' answers (cursors = offsets in the log) and
+            # where each replay and some live clients stopped.
+            out["evidence"] = {
+                "publishers_last_answers": {p.label: pr.get("last_answers") for p, pr in zip(pubs, published)},
+                "replay_final_cursors": {b: o.get("final_cursors") for b, o in getattr(self, "replay_outs", [])},
+                "live_final_cursors": {s.label: o.get("final_cursors") for s, o in zip(subs, outs)},
+            }
         with open(os.path.join(self.dir, "window.json"), "w") as f:
             json.dump(out, f, indent=1)
         verdict = "ok" if out["ok"] else "FAILED: " + "; ".join(self.problems)

@@ -82,6 +82,8 @@ struct RetryStats {
     longest_batch_ms: u64,
     duplicates_answered: u64,
     errors: Vec<String>,
+    /// The answers to the last few batches (their cursors say where the records landed).
+    last_answers: std::collections::VecDeque<String>,
 }
 
 /// One step of the rate.
@@ -249,6 +251,7 @@ pub async fn run(a: Args) -> anyhow::Result<Value> {
         out["longest_batch_ms"] = json!(stats.longest_batch_ms);
         out["duplicates_answered"] = json!(stats.duplicates_answered);
         out["retry_errors"] = json!(stats.errors);
+        out["last_answers"] = json!(stats.last_answers);
         if let Some(f) = failure {
             out["failed"] = json!(f);
         }
@@ -278,6 +281,10 @@ async fn post_retrying(sink: &mut Sink, a: &Args, addrs: &[String], server: &mut
         let err = match tokio::time::timeout(timeout, attempt).await {
             Ok(Ok(answer)) => {
                 stats.duplicates_answered += answer.matches("\"duplicate\":true").count() as u64;
+                if stats.last_answers.len() == 3 {
+                    stats.last_answers.pop_front();
+                }
+                stats.last_answers.push_back(answer.chars().take(2000).collect());
                 stats.longest_batch_ms = stats.longest_batch_ms.max(started.elapsed().as_millis() as u64);
                 return Ok(());
             }

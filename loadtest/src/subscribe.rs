@@ -218,6 +218,8 @@ struct Shared {
     ready: AtomicU64,
     n: Counters,
     error_samples: Mutex<Vec<String>>,
+    /// The last cursor of the first few clients, when they stopped (where each one's log ended).
+    final_cursors: Mutex<Vec<String>>,
 }
 
 impl Shared {
@@ -300,6 +302,7 @@ pub async fn run(a: Args, ctl: Control) -> anyhow::Result<Value> {
         ready: AtomicU64::new(0),
         n: Counters::default(),
         error_samples: Mutex::new(Vec::new()),
+        final_cursors: Mutex::new(vec![String::new(); n.min(4)]),
     });
     let a = &sh.args;
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -431,6 +434,7 @@ fn report(sh: &Shared, published: Option<&[u64]>) -> Value {
         "hist": hists["hist"],
         "intervals": hists["intervals"],
         "error_samples": *sh.error_samples.lock().unwrap(),
+        "final_cursors": *sh.final_cursors.lock().unwrap(),
         "cpu_seconds": crate::cpu_seconds(),
     });
     if let Some(p) = published {
@@ -524,6 +528,9 @@ async fn client(sh: Arc<Shared>, i: usize, mut ctl: Control, mut stop: watch::Re
             _ = stop.changed() => {}
         }
         sh.n.away.fetch_sub(1, Ordering::Relaxed);
+    }
+    if let Some(slot) = sh.final_cursors.lock().unwrap().get_mut(i) {
+        slot.clone_from(&c.cursor);
     }
 }
 
