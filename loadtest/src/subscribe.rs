@@ -756,6 +756,12 @@ async fn ws_session(sh: &Shared, i: usize, c: &mut Client, ctl: &mut Control, st
                             return End::Lost(Why::Lagged);
                         }
                         sh.error(format!("server: {}", String::from_utf8_lossy(line)));
+                        if find(line, b"\"code\":\"unavailable\"").is_some() {
+                            // The subscribe was refused for now (the bus did not answer): as the
+                            // SDKs do, back off and try again, resuming from the cursor.
+                            delivered(sh, i, c, n, now);
+                            return End::Lost(Why::Error("subscribe: unavailable".into()));
+                        }
                     } else if line.starts_with(b"{\"type\":\"reconnect\"") {
                         delivered(sh, i, c, n, now);
                         let after = num_field(line, b"\"after_ms\":").unwrap_or(1000);
