@@ -1323,6 +1323,15 @@ def main():
     ctx.a = a
     t_begin = time.time()
     if a.regions == 2:
+        # One two-region run at a time on a machine: the namespaces and addresses are fixed, and a
+        # second run would delete the first one's namespaces.
+        import fcntl
+        lock = open("/run/herald-chaos.lock", "w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise SystemExit("another two-region chaos run is going on (/run/herald-chaos.lock)")
+        a.lock = lock
         make_namespaces()
         ctx.regions = [Region(r, NET[r]["addr"], NS_PREFIX + r, a, work) for r in ("a", "b")]
         ctx.loopback = False
