@@ -1064,12 +1064,13 @@ def fault_replicator_kill(w):
     w.checks["replicator_kill"] = {"replicator": rep.name, "kills_at_s": kills}
 
 
-def replication_lag_records(region):
-    """Records of the other region not yet copied into this one."""
+def replication_state(region):
+    """(records of the other region not yet copied here, records copied so far), or None."""
     code, body = http_get(f"http://{region.replicator_metrics}/metrics", timeout=1)
     if code != 200:
         return None
-    return metric_sums(body, ["herald_replication_lag_records"])["herald_replication_lag_records"]
+    m = metric_sums(body, ["herald_replication_lag_records", "herald_replicated_total"])
+    return m["herald_replication_lag_records"], m["herald_replicated_total"]
 
 
 def fault_partition(w):
@@ -1081,11 +1082,14 @@ def fault_partition(w):
     t_heal = time.time()
     # Caught up: both replicators are less than a second of publishing behind again (under steady
     # publishing the lag is rarely exactly 0 records).
+    # The lag gauge can still show its value from before the cut: count only once each replicator
+    # has copied something since the heal.
     second = a.rate * a.channels * a.publishers
+    at_heal = [replication_state(r) for r in w.ctx.regions]
     caught = None
     while time.time() - t_heal < a.catch_up_patience:
-        lags = [replication_lag_records(r) for r in w.ctx.regions]
-        if all(l is not None and l <= second for l in lags):
+        now = [replication_state(r) for r in w.ctx.regions]
+        if all(n is not None and h is not None and n[1] > h[1] and n[0] <= second for n, h in zip(now, at_heal)):
             caught = round(time.time() - t_heal, 2)
             break
         time.sleep(0.25)
