@@ -12,12 +12,14 @@ Each fault runs in its own window: fresh channels, subscribers (herald-loadtest 
 with backoff, resume from the last cursor, move to the next edge) and one publisher per edge
 (herald-loadtest publish --retry-secs: idempotency keys, a failed batch retried on the next edge);
 the fault is injected a few seconds into publishing and publishing continues through it and after.
-Per window: published, delivered, lost, duplicated, time until every client was live again,
-latency during and after, /readyz and alert metrics sampled, processes that died or restarted.
+Per window: published, delivered, lost, duplicated (live, and in a replay of the window's channels
+from the log), time until every client was live again, latency during and after, /readyz and alert
+metrics sampled, processes that died or restarted, and the fault's own checks (presence consistent
+on every edge, acknowledged control-plane writes kept, stalled and slowloris clients cut, ...).
 
   scripts/chaos.py                          # one region on 127.0.0.1, every single-region fault
   scripts/chaos.py --regions 2              # two regions in network namespaces, every fault
-  scripts/chaos.py --short                  # ~3 minutes, every fault once with short stops (CI)
+  scripts/chaos.py --short                  # ~3 minutes: two regions, every fault once, short stops (CI)
   scripts/chaos.py --faults edge-kill,slowloris
   scripts/chaos.py --soak 30                # steady load with client churn, RSS and fd slopes
 
