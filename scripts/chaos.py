@@ -786,6 +786,9 @@ class Window:
         pub_stats = {k: sum(p.get(k, 0) for p in published) for k in ("retries", "failovers", "duplicates_answered")}
         pub_stats["longest_batch_ms"] = max([p.get("longest_batch_ms", 0) for p in published] or [0])
         self.problems += [f"check {k} failed: {v.get('why', '')}" for k, v in self.checks.items() if isinstance(v, dict) and v.get("ok") is False]
+        for v in self.checks.values():
+            if isinstance(v, dict) and v.get("ok") is not False:
+                v.pop("why", None)  # the explanation is for failures only
         out = {
             "window": self.idx, "fault": self.fault, "ok": not self.problems, "problems": self.problems,
             "fault_started_unix": round(self.t_fault, 2), "fault_seconds": round(self.t_fault_end - self.t_fault, 2),
