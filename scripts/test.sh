@@ -32,3 +32,5 @@ if [ -x scripts/check-helm.sh ]; then
   echo "== helm chart checks"
   scripts/check-helm.sh
 fi
+
+echo "== chaos under load, short (two regions in network namespaces, every fault once, ~4 min; docs/reliability.md)"; python3 scripts/chaos.py --short --bin-dir "$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug"

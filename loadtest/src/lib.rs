@@ -91,10 +91,19 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// A TCP connection to `addr` from `source_ip` (any port), with Nagle off: load processes each
 /// use their own 127.0.0.x so that many thousands of connections do not run out of ports.
 pub async fn connect(addr: &str, source_ip: Option<&str>) -> anyhow::Result<TcpStream> {
+    connect_with(addr, source_ip, 0).await
+}
+
+/// [`connect`] with a receive buffer of `recv_buffer` bytes (0: the kernel's default), set
+/// before connecting so the window the server sees is small from the start.
+pub async fn connect_with(addr: &str, source_ip: Option<&str>, recv_buffer: u32) -> anyhow::Result<TcpStream> {
     let to: SocketAddr = addr.parse().map_err(|e| anyhow::anyhow!("bad address {addr}: {e}"))?;
     let sock = if to.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     if let Some(ip) = source_ip {
         sock.bind(format!("{ip}:0").parse()?)?;
+    }
+    if recv_buffer > 0 {
+        sock.set_recv_buffer_size(recv_buffer)?;
     }
     let tcp = sock.connect(to).await?;
     tcp.set_nodelay(true)?;

@@ -2,6 +2,13 @@
 //! `tick_ms`, each record `{"seq":n,"t":<µs>,"pad":"…"}` with its own sequence per channel,
 //! through `POST /v1/publish` on one keep-alive connection (or as core NATS `PUB`s over TCP).
 //! The rate can be stepped: `--rate 100,200,400 --step-secs 10`.
+//!
+//! With `--retry-secs N` (the chaos runs) it behaves like a careful backend: every record carries
+//! an idempotency key (`<prefix>:<channel>:<seq>`), a batch that fails (an error status, a broken
+//! connection, no answer within `--request-timeout-ms`) is sent again, whole and with the same
+//! keys, to the next server of `--addr`, with backoff, until it is acknowledged or N seconds of
+//! failing have passed; the next batch only goes once this one is acknowledged, so per-channel
+//! order holds. `published` then counts acknowledged records only.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -14,7 +21,8 @@ use tokio::net::TcpStream;
 /// `publish` flags.
 #[derive(clap::Args, Clone, Debug)]
 pub struct Args {
-    /// Server address, host:port.
+    /// Server address, host:port; with `--retry-secs`, several (comma-separated): a failed batch
+    /// is retried on the next one.
     #[arg(long)]
     pub addr: String,
     /// Admin API key.
@@ -49,6 +57,33 @@ pub struct Args {
     /// channel), for the peer comparison.
     #[arg(long)]
     pub nats: bool,
+    /// Retry a failed batch (same idempotency keys, next server) for up to this many seconds of
+    /// continuous failure; 0: the first failure ends the run.
+    #[arg(long, default_value_t = 0)]
+    pub retry_secs: u64,
+    /// With `--retry-secs`: a batch not answered within this long is treated as failed.
+    #[arg(long, default_value_t = 5000)]
+    pub request_timeout_ms: u64,
+    /// With `--retry-secs`: idempotency keys are `<prefix>:<channel>:<seq>` (unique per run).
+    #[arg(long, default_value = "load")]
+    pub idempotency_prefix: String,
+    /// Stop publishing (before `--seconds` is up) once this file exists: an orchestrator ends the
+    /// load when its fault is over.
+    #[arg(long)]
+    pub until_file: Option<std::path::PathBuf>,
+}
+
+/// What retrying cost: attempts that failed, moves to another server, the longest time one batch
+/// took to be acknowledged, records the server answered as duplicates of an earlier attempt.
+#[derive(Default)]
+struct RetryStats {
+    retries: u64,
+    failovers: u64,
+    longest_batch_ms: u64,
+    duplicates_answered: u64,
+    errors: Vec<String>,
+    /// The answers to the last few batches (their cursors say where the records landed).
+    last_answers: std::collections::VecDeque<String>,
 }
 
 /// One step of the rate.
@@ -71,19 +106,36 @@ fn steps(a: &Args) -> anyhow::Result<Vec<Step>> {
 enum Sink {
     Http(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
     Nats(tokio::net::tcp::OwnedWriteHalf, tokio::sync::mpsc::UnboundedReceiver<()>),
+    /// Retrying mode, connected.
+    Retrying(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    /// Retrying mode, not connected (at start, or after a failure).
+    None,
 }
 
 /// Publishes every step; returns the report (counts per channel, each step's window).
 pub async fn run(a: Args) -> anyhow::Result<Value> {
     let steps = steps(&a)?;
-    let mut sink = if a.nats { nats_connect(&a.addr).await? } else { http_connect(&a.addr).await? };
+    let addrs: Vec<String> = a.addr.split(',').map(str::to_owned).collect();
+    let mut server = 0usize;
+    let mut stats = RetryStats::default();
+    let mut sink = if a.nats {
+        nats_connect(&a.addr).await?
+    } else if a.retry_secs > 0 {
+        // Retrying: the first connection may fail too (a server that is down right now).
+        Sink::None
+    } else {
+        http_connect(&a.addr).await?
+    };
     let pad = "x".repeat(a.size.saturating_sub(40));
     let names: Vec<String> = (0..a.channels).map(|c| crate::subscribe::channel_name(&a.channel, a.channels, c)).collect();
     let mut seqs = vec![0u64; a.channels];
     let mut done_steps = Vec::new();
     let started = std::time::Instant::now();
     let mut buf = Vec::new();
-    for step in &steps {
+    // Retrying mode: why publishing stopped early (a batch failed for `--retry-secs`); the counts
+    // so far are still reported, so that subscribers can be checked against what was acknowledged.
+    let mut failure: Option<String> = None;
+    'steps: for step in &steps {
         // Slow rates tick less often, so that the rate is exact (one record per tick at most).
         let tick_ms = if step.rate * a.tick_ms < 1000 { 1000 / step.rate } else { a.tick_ms };
         let ticks = step.secs * 1000 / tick_ms;
@@ -94,6 +146,11 @@ pub async fn run(a: Args) -> anyhow::Result<Value> {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         for _ in 0..ticks {
             interval.tick().await;
+            if a.until_file.as_ref().is_some_and(|f| f.exists()) {
+                let after: u64 = seqs.iter().sum();
+                done_steps.push(json!({ "rate": step.rate, "from_unix_us": from, "to_unix_us": crate::now_us(), "published": after - before }));
+                break 'steps;
+            }
             buf.clear();
             let t = crate::now_us();
             match &mut sink {
@@ -114,6 +171,43 @@ pub async fn run(a: Args) -> anyhow::Result<Value> {
                     }
                     if in_batch > 0 {
                         post(send, &a.key, &mut buf).await?;
+                    }
+                }
+                Sink::None | Sink::Retrying(_) => {
+                    // One batch for every channel's records of this tick (at most 1000), acknowledged
+                    // before the next one goes: per-channel order holds across retries.
+                    let mut pending = vec![0u64; names.len()];
+                    let mut in_batch = 0;
+                    for (c, name) in names.iter().enumerate() {
+                        for _ in 0..per_tick {
+                            buf.extend_from_slice(if in_batch == 0 { b"{\"records\":[" } else { b"," });
+                            let seq = seqs[c] + pending[c];
+                            buf.extend_from_slice(
+                                format!(r#"{{"account":"{}","channel":"{name}","idempotency_key":"{}:{name}:{seq}","data":{{"seq":{seq},"t":{t},"pad":"{pad}"}}}}"#, a.account, a.idempotency_prefix).as_bytes(),
+                            );
+                            pending[c] += 1;
+                            in_batch += 1;
+                            if in_batch == 1000 {
+                                if let Err(e) = post_retrying(&mut sink, &a, &addrs, &mut server, &mut stats, &buf).await {
+                                    failure = Some(e.to_string());
+                                    break 'steps;
+                                }
+                                buf.clear();
+                                in_batch = 0;
+                                for (s, p) in seqs.iter_mut().zip(pending.iter_mut()) {
+                                    *s += std::mem::take(p);
+                                }
+                            }
+                        }
+                    }
+                    if in_batch > 0 {
+                        if let Err(e) = post_retrying(&mut sink, &a, &addrs, &mut server, &mut stats, &buf).await {
+                            failure = Some(e.to_string());
+                            break 'steps;
+                        }
+                        for (s, p) in seqs.iter_mut().zip(pending.iter_mut()) {
+                            *s += std::mem::take(p);
+                        }
                     }
                 }
                 Sink::Nats(w, pings) => {
@@ -142,7 +236,7 @@ pub async fn run(a: Args) -> anyhow::Result<Value> {
     }
     let secs = started.elapsed().as_secs_f64();
     let total: u64 = seqs.iter().sum();
-    Ok(json!({
+    let mut out = json!({
         "role": "publish",
         "published": seqs,
         "published_total": total,
@@ -150,11 +244,77 @@ pub async fn run(a: Args) -> anyhow::Result<Value> {
         "rate": total as f64 / secs,
         "steps": done_steps,
         "cpu_seconds": crate::cpu_seconds(),
-    }))
+    });
+    if a.retry_secs > 0 {
+        out["retries"] = json!(stats.retries);
+        out["failovers"] = json!(stats.failovers);
+        out["longest_batch_ms"] = json!(stats.longest_batch_ms);
+        out["duplicates_answered"] = json!(stats.duplicates_answered);
+        out["retry_errors"] = json!(stats.errors);
+        out["last_answers"] = json!(stats.last_answers);
+        if let Some(f) = failure {
+            out["failed"] = json!(f);
+        }
+    }
+    Ok(out)
+}
+
+/// Sends one batch (`{"records":[…` without its closing `]}`) until it is acknowledged: on any failure the connection is dropped and the
+/// same bytes (same idempotency keys) go to the next server after a backoff (50 ms doubling to
+/// 1 s), for at most `--retry-secs` of failing.
+async fn post_retrying(sink: &mut Sink, a: &Args, addrs: &[String], server: &mut usize, stats: &mut RetryStats, body: &[u8]) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let timeout = Duration::from_millis(a.request_timeout_ms);
+    let mut failures = 0u32;
+    loop {
+        let attempt = async {
+            if matches!(sink, Sink::None) {
+                let addr = &addrs[*server % addrs.len()];
+                let Sink::Http(send) = http_connect(addr).await? else { unreachable!() };
+                *sink = Sink::Retrying(send);
+            }
+            let Sink::Retrying(send) = sink else { unreachable!() };
+            // `post_answer` closes the batch (`]}`) in its own copy.
+            let mut copy = body.to_vec();
+            post_answer(send, &a.key, &mut copy).await
+        };
+        let err = match tokio::time::timeout(timeout, attempt).await {
+            Ok(Ok(answer)) => {
+                stats.duplicates_answered += answer.matches("\"duplicate\":true").count() as u64;
+                if stats.last_answers.len() == 3 {
+                    stats.last_answers.pop_front();
+                }
+                stats.last_answers.push_back(answer.chars().take(2000).collect());
+                stats.longest_batch_ms = stats.longest_batch_ms.max(started.elapsed().as_millis() as u64);
+                return Ok(());
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {} ms", a.request_timeout_ms),
+        };
+        *sink = Sink::None;
+        stats.retries += 1;
+        if stats.errors.len() < 10 {
+            stats.errors.push(format!("{}: {err}", addrs[*server % addrs.len()]));
+        }
+        if started.elapsed() > Duration::from_secs(a.retry_secs) {
+            anyhow::bail!("a batch failed for {} s: {err}", a.retry_secs);
+        }
+        if addrs.len() > 1 {
+            *server += 1;
+            stats.failovers += 1;
+        }
+        failures = failures.saturating_add(1);
+        tokio::time::sleep(Duration::from_millis((50u64 << failures.min(5)).min(1000))).await;
+    }
 }
 
 /// Sends the batch in `buf` (closing it) and empties `buf`.
 async fn post(send: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>, key: &str, buf: &mut Vec<u8>) -> anyhow::Result<()> {
+    post_answer(send, key, buf).await.map(|_| ())
+}
+
+/// [`post`], returning the answer's body.
+async fn post_answer(send: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>, key: &str, buf: &mut Vec<u8>) -> anyhow::Result<String> {
     buf.extend_from_slice(b"]}");
     let req = hyper::Request::post("/v1/publish")
         .header("host", "load")
@@ -167,7 +327,7 @@ async fn post(send: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>, k
     let status = resp.status();
     let body = resp.into_body().collect().await?.to_bytes();
     anyhow::ensure!(status.is_success(), "publish failed: {status} {}", String::from_utf8_lossy(&body));
-    Ok(())
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 async fn http_connect(addr: &str) -> anyhow::Result<Sink> {
@@ -206,7 +366,10 @@ mod tests {
     use super::*;
 
     fn args(rate: Vec<u64>, seconds: Option<u64>) -> Args {
-        Args { addr: String::new(), key: String::new(), account: "a".into(), channel: "c".into(), channels: 1, rate, seconds, step_secs: 3, size: 100, tick_ms: 10, nats: false }
+        Args {
+            addr: String::new(), key: String::new(), account: "a".into(), channel: "c".into(), channels: 1, rate, seconds, step_secs: 3, size: 100, tick_ms: 10, nats: false,
+            retry_secs: 0, request_timeout_ms: 5000, idempotency_prefix: "p".into(), until_file: None,
+        }
     }
 
     #[test]

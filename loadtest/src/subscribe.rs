@@ -84,6 +84,23 @@ pub struct Args {
     /// `within_ms`) and `end <n>[,<n>…]` (the publisher sent n records on each channel).
     #[arg(long)]
     pub control_stdin: bool,
+    /// Every this many milliseconds, a line `status <unix_ms> <live> <deliveries> <lagged>
+    /// <reconnects>` on stderr (`live`: clients whose connection is subscribed right now), so an
+    /// orchestrator can time how long clients took to be live again after a fault; 0: none.
+    #[arg(long, default_value_t = 0)]
+    pub status_ms: u64,
+    /// Slow consumer (WebSocket): this many seconds after start, every client stops reading its
+    /// socket for `--stall-secs` (once), as an app frozen in the background would; the server must
+    /// cut it as `lagged`, and it then resumes from its cursor.
+    #[arg(long)]
+    pub stall_after_secs: Option<f64>,
+    /// How long a `--stall-after-secs` stall lasts.
+    #[arg(long, default_value_t = 20.0)]
+    pub stall_secs: f64,
+    /// The socket's receive buffer (`SO_RCVBUF`), bytes; small values make a stalled reader's
+    /// backlog reach the server's queue sooner. 0: the kernel's default.
+    #[arg(long, default_value_t = 0)]
+    pub recv_buffer: u32,
 }
 
 /// The `i`th channel of `channels` named after `base`.
@@ -184,6 +201,10 @@ struct Counters {
     resubscribes: AtomicU64,
     unrecovered: AtomicU64,
     drains: AtomicU64,
+    /// Connections subscribed right now.
+    live: AtomicI64,
+    /// Stalls done (slow consumer).
+    stalls: AtomicU64,
     first_at_us: AtomicU64,
     last_at_us: AtomicU64,
     /// Clients away on purpose or backing off: a quiet moment is not the end while any is.
@@ -197,6 +218,8 @@ struct Shared {
     ready: AtomicU64,
     n: Counters,
     error_samples: Mutex<Vec<String>>,
+    /// The last cursor of the first few clients, when they stopped (where each one's log ended).
+    final_cursors: Mutex<Vec<String>>,
 }
 
 impl Shared {
@@ -237,6 +260,10 @@ struct Client {
     cursor: String,
     ever_subscribed: bool,
     storm_done: bool,
+    /// The slow-consumer stall happened (`--stall-after-secs`).
+    stalled: bool,
+    /// When the client started (the stall is timed from it).
+    started: Instant,
     rng: Rng,
     /// Latencies of the frame being read (µs), recorded together.
     lat: Vec<u64>,
@@ -275,6 +302,7 @@ pub async fn run(a: Args, ctl: Control) -> anyhow::Result<Value> {
         ready: AtomicU64::new(0),
         n: Counters::default(),
         error_samples: Mutex::new(Vec::new()),
+        final_cursors: Mutex::new(vec![String::new(); n.min(4)]),
     });
     let a = &sh.args;
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -291,8 +319,20 @@ pub async fn run(a: Args, ctl: Control) -> anyhow::Result<Value> {
     let mut announced_at: Option<Instant> = None;
     let mut last_count = 0u64;
     let mut last_progress = Instant::now();
+    let mut last_status = Instant::now();
     loop {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(if a.status_ms > 0 { a.status_ms.min(100) } else { 100 })).await;
+        if a.status_ms > 0 && last_status.elapsed() >= Duration::from_millis(a.status_ms) {
+            last_status = Instant::now();
+            eprintln!(
+                "status {} {} {} {} {}",
+                crate::now_us() / 1000,
+                sh.n.live.load(Ordering::Relaxed),
+                sh.n.deliveries.load(Ordering::Relaxed),
+                sh.n.lagged.load(Ordering::Relaxed),
+                sh.n.reconnects.load(Ordering::Relaxed)
+            );
+        }
         let ready = sh.ready.load(Ordering::Relaxed) as usize;
         ctl.ready.store(ready as u64, Ordering::Relaxed);
         if announced_at.is_none() && (ready == n || start.elapsed() > Duration::from_secs(a.ready_timeout_secs)) {
@@ -385,6 +425,7 @@ fn report(sh: &Shared, published: Option<&[u64]>) -> Value {
         "resubscribes": ld(&n.resubscribes),
         "unrecovered": ld(&n.unrecovered),
         "drains": ld(&n.drains),
+        "stalls": ld(&n.stalls),
         "first_unix_us": first,
         "last_unix_us": last,
         "seconds": span,
@@ -393,6 +434,7 @@ fn report(sh: &Shared, published: Option<&[u64]>) -> Value {
         "hist": hists["hist"],
         "intervals": hists["intervals"],
         "error_samples": *sh.error_samples.lock().unwrap(),
+        "final_cursors": *sh.final_cursors.lock().unwrap(),
         "cpu_seconds": crate::cpu_seconds(),
     });
     if let Some(p) = published {
@@ -421,6 +463,8 @@ async fn client(sh: Arc<Shared>, i: usize, mut ctl: Control, mut stop: watch::Re
         cursor: a.since.clone().unwrap_or_default(),
         ever_subscribed: false,
         storm_done: false,
+        stalled: false,
+        started: Instant::now(),
         rng: Rng::new(i as u64),
         lat: Vec::with_capacity(64),
     };
@@ -484,6 +528,9 @@ async fn client(sh: Arc<Shared>, i: usize, mut ctl: Control, mut stop: watch::Re
             _ = stop.changed() => {}
         }
         sh.n.away.fetch_sub(1, Ordering::Relaxed);
+    }
+    if let Some(slot) = sh.final_cursors.lock().unwrap().get_mut(i) {
+        slot.clone_from(&c.cursor);
     }
 }
 
@@ -581,13 +628,36 @@ fn first_ready(sh: &Shared, c: &mut Client) {
     }
 }
 
+/// Counts a connection in `live` from its `subscribed` reply until it ends.
+struct Live<'a> {
+    n: &'a AtomicI64,
+    on: bool,
+}
+
+impl Live<'_> {
+    fn set(&mut self) {
+        if !self.on {
+            self.on = true;
+            self.n.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Live<'_> {
+    fn drop(&mut self) {
+        if self.on {
+            self.n.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// One WebSocket connection (Herald's, or a NATS server's WebSocket listener).
 async fn ws_session(sh: &Shared, i: usize, c: &mut Client, ctl: &mut Control, stop: &mut watch::Receiver<bool>) -> End {
     let a = &sh.args;
     let nats = a.transport == "nats";
     let addr = server_addr(a, c.server).to_owned();
     let handshake = async {
-        let tcp = crate::connect(&addr, a.source_ip.as_deref()).await?;
+        let tcp = crate::connect_with(&addr, a.source_ip.as_deref(), a.recv_buffer).await?;
         let mut req = if nats { format!("ws://{addr}/") } else { format!("ws://{addr}/v1/ws") }.into_client_request()?;
         if !nats {
             req.headers_mut().insert("authorization", format!("Bearer {}", a.token).parse()?);
@@ -623,7 +693,20 @@ async fn ws_session(sh: &Shared, i: usize, c: &mut Client, ctl: &mut Control, st
         }
     // NATS: protocol bytes not yet parsed (a MSG may span WebSocket messages).
     let mut pending: Vec<u8> = Vec::new();
+    let mut live = Live { n: &sh.n.live, on: false };
     loop {
+        if let Some(after) = a.stall_after_secs
+            && !c.stalled
+            && c.started.elapsed() >= Duration::from_secs_f64(after)
+        {
+            // Stop reading: the kernel's buffers fill, then the server's queue for us.
+            c.stalled = true;
+            sh.n.stalls.fetch_add(1, Ordering::Relaxed);
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs_f64(a.stall_secs)) => {}
+                _ = stop.changed() => return End::Stopped,
+            }
+        }
         let m = tokio::select! {
             m = ws.next() => m,
             i = waits.next(a, c, ctl, stop) => match i {
@@ -654,6 +737,7 @@ async fn ws_session(sh: &Shared, i: usize, c: &mut Client, ctl: &mut Control, st
                         n += u64::from(c.record(line, now));
                     } else if line.starts_with(b"{\"type\":\"subscribed\"") {
                         first_ready(sh, c);
+                        live.set();
                         if c.cursor.is_empty() {
                             if let Some(cur) = str_field(line, b"\"cursor\":\"") {
                                 c.set_cursor(cur);
@@ -672,6 +756,12 @@ async fn ws_session(sh: &Shared, i: usize, c: &mut Client, ctl: &mut Control, st
                             return End::Lost(Why::Lagged);
                         }
                         sh.error(format!("server: {}", String::from_utf8_lossy(line)));
+                        if find(line, b"\"code\":\"unavailable\"").is_some() {
+                            // The subscribe was refused for now (the bus did not answer): as the
+                            // SDKs do, back off and try again, resuming from the cursor.
+                            delivered(sh, i, c, n, now);
+                            return End::Lost(Why::Error("subscribe: unavailable".into()));
+                        }
                     } else if line.starts_with(b"{\"type\":\"reconnect\"") {
                         delivered(sh, i, c, n, now);
                         let after = num_field(line, b"\"after_ms\":").unwrap_or(1000);
@@ -905,7 +995,10 @@ mod tests {
     use super::*;
 
     fn client() -> Client {
-        Client { server: 0, channel: "fanout".into(), seq: SeqCheck::new(0), cursor: String::new(), ever_subscribed: false, storm_done: false, rng: Rng::new(1), lat: Vec::new() }
+        Client {
+            server: 0, channel: "fanout".into(), seq: SeqCheck::new(0), cursor: String::new(), ever_subscribed: false, storm_done: false, stalled: false,
+            started: Instant::now(), rng: Rng::new(1), lat: Vec::new(),
+        }
     }
 
     #[test]
@@ -951,7 +1044,7 @@ mod tests {
         let a = Args {
             addr: "a,b".into(), token: "-".into(), channel: "f".into(), channels: 2, first_client: 1, connections: 2, source_ip: None,
             idle_exit_secs: 1, max_secs: 1, ready_timeout_secs: 1, idle_hold_secs: None, idle_subscribe: false, since: None,
-            mobile_mean_secs: None, transport: "ws".into(), control_stdin: true,
+            mobile_mean_secs: None, transport: "ws".into(), control_stdin: true, status_ms: 0, stall_after_secs: None, stall_secs: 1.0, recv_buffer: 0,
         };
         assert_eq!(published_on(&[10, 20], &a, 0), 20);
         assert_eq!(published_on(&[10, 20], &a, 1), 10);

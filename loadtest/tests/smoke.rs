@@ -95,6 +95,10 @@ fn sub_args(addr: &str, connections: usize, transport: &str) -> subscribe::Args 
         mobile_mean_secs: None,
         transport: transport.into(),
         control_stdin: true,
+        status_ms: 0,
+        stall_after_secs: None,
+        stall_secs: 1.0,
+        recv_buffer: 0,
     }
 }
 
@@ -111,6 +115,10 @@ fn pub_args(addr: &str, rate: u64, seconds: u64, channels: usize) -> publish::Ar
         size: 100,
         tick_ms: 10,
         nats: false,
+        retry_secs: 0,
+        request_timeout_ms: 5000,
+        idempotency_prefix: "smoke".into(),
+        until_file: None,
     }
 }
 
@@ -250,6 +258,49 @@ async fn a_lagged_connection_resumes_without_loss() {
     assert_clean(&rep);
     let resumed = rep["lagged"].as_u64().unwrap() + rep["resubscribes"].as_u64().unwrap();
     assert!(resumed > 0, "the queue never overflowed: {}", report::summary(&rep));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retrying_publisher_moves_past_a_dead_server_and_counts_each_record_once() {
+    // The first address refuses connections (nothing listens there): every batch that goes to it
+    // is retried, with the same idempotency keys, on the next one.
+    let c = cluster(2, |_| {}).await;
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let addrs = format!("{dead},{},{}", c.addrs[0], c.addrs[1]);
+    let mut p = pub_args(&addrs, 100, 2, 2);
+    p.retry_secs = 10;
+    p.request_timeout_ms = 1000;
+    let mut a = sub_args(&format!("{},{}", c.addrs[0], c.addrs[1]), 4, "ws");
+    a.channels = 2;
+    let rep = fanout(vec![a], p, None).await;
+    assert_clean(&rep);
+    // 2 s at 100/s on each of 2 channels; every one of the 4 clients gets its channel's 200.
+    assert_eq!(rep["expected_deliveries"], 4 * 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_and_resumes_without_loss() {
+    let c = cluster(1, |c| {
+        c.edge.max_frame_bytes = 4 * 1024;
+        c.edge.max_message_bytes = 2 * 1024;
+        c.edge.max_queued_bytes = 16 * 1024;
+        c.edge.max_batch_bytes = 4 * 1024;
+        c.edge.conflate_above_bytes = 8 * 1024;
+        c.edge.lag_close_grace_ms = 200;
+    })
+    .await;
+    let mut a = sub_args(&c.addrs[0], 1, "ws");
+    a.stall_after_secs = Some(0.3);
+    a.stall_secs = 2.0;
+    a.recv_buffer = 4096;
+    let mut p = pub_args(&c.addrs[0], 400, 3, 1);
+    p.size = 1000;
+    let rep = fanout(vec![a], p, None).await;
+    assert_clean(&rep);
+    assert!(rep["reconnects"].as_u64().unwrap() > 0, "the stalled client was never cut: {}", report::summary(&rep));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
