@@ -115,6 +115,9 @@ fn names(range: std::ops::Range<u32>) -> Vec<String> {
     v
 }
 
+/// An in-process leader shutdown. `kill -9` of the leader process while `herald ctl` writes are
+/// in flight is the `control-leader-kill` window of `scripts/chaos.py` (docs/reliability.md):
+/// every acknowledged write is checked afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_leader_is_replaced_and_no_committed_write_is_lost() {
     let mut c = Cluster::start(3).await;

@@ -147,6 +147,8 @@ async fn keys_rotate_live_and_edges_outlive_the_control_plane() {
     let _ = std::fs::remove_dir_all(&data);
 }
 
+/// One drain between publishes (a quiet moment). A rolling drain of every edge while records
+/// flow is the `rolling-drain` window of `scripts/chaos.py` (docs/reliability.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drained_edge_sends_its_clients_to_another_with_nothing_lost() {
     let data = temp_dir("drain");

@@ -49,6 +49,9 @@ fn seq(m: &herald_client::Message) -> u64 {
     serde_json::from_str::<serde_json::Value>(m.data.get()).unwrap()["seq"].as_u64().unwrap()
 }
 
+/// The edge is killed after the records arrived (a quiet moment). The same fault with records in
+/// flight, counted by id and sequence with clients that do not dedupe, is the `edge-kill` window
+/// of `scripts/chaos.py` (docs/reliability.md), which `scripts/test.sh` runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_of_a_killed_edge_resumes_on_another_with_every_record_once() {
     let broker = Broker::start();
