@@ -33,4 +33,4 @@ if [ -x scripts/check-helm.sh ]; then
   scripts/check-helm.sh
 fi
 
-echo "== chaos under load, short (two regions in network namespaces, every fault once, ~4 min; docs/reliability.md)"; python3 scripts/chaos.py --short --bin-dir "$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug"
+echo "== chaos under load, short (two regions in network namespaces, every fault once, ~4 min; docs/reliability.md)"; chaos_out="$(mktemp -d)"; python3 scripts/chaos.py --short --bin-dir "$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug" --out "$chaos_out"
