@@ -20,6 +20,8 @@ pub use presence::{PresenceConfig, PresenceTlsConfig, RedisLogin, RemotePresence
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
+
+use herald_core::AccountId;
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -386,7 +388,7 @@ pub struct AuthConfig {
     /// The admin API key, which may publish to any account (env `HERALD_ADMIN_API_KEY`).
     pub admin_api_key: Option<String>,
     /// Per-account publish API keys: `account → [keys]` (several, for rotation).
-    pub account_keys: BTreeMap<String, Vec<String>>,
+    pub account_keys: BTreeMap<AccountId, Vec<String>>,
     /// Clock-skew leeway for `exp`, in seconds.
     pub leeway_secs: u64,
     /// More verification keys for client tokens (several at once, for rotation; `kid` picks one).
@@ -401,7 +403,7 @@ pub struct AuthConfig {
     pub jwks_refresh_secs: u64,
     /// Per-account browser origins allowed to open WebSocket and SSE connections
     /// (`account → ["https://app.example.com"]`). An account without an entry accepts any origin.
-    pub allowed_origins: BTreeMap<String, Vec<String>>,
+    pub allowed_origins: BTreeMap<AccountId, Vec<String>>,
 }
 
 impl Default for AuthConfig {
@@ -461,7 +463,7 @@ pub struct LimitsConfig {
     /// Records per second one account may publish through one node, over every path.
     pub publish_per_second_per_account: u32,
     /// Per-account overrides of the two account limits.
-    pub accounts: BTreeMap<String, AccountLimits>,
+    pub accounts: BTreeMap<AccountId, AccountLimits>,
 }
 
 /// One account's own limits.
@@ -672,10 +674,7 @@ impl Config {
                 return bad("auth.keys", "account must be an account name");
             }
         }
-        for (account, keys) in &self.auth.account_keys {
-            if herald_core::AccountId::new(account).is_err() {
-                return bad("auth.account_keys", "account names must be 1-64 characters of a-z 0-9 _ -");
-            }
+        for keys in self.auth.account_keys.values() {
             if keys.iter().any(|k| k.len() < 16) {
                 return bad("auth.account_keys", "keys must be at least 16 bytes");
             }
@@ -693,9 +692,6 @@ impl Config {
         }
         if self.auth.leeway_secs > 300 {
             return bad("auth.leeway_secs", "must be at most 300");
-        }
-        if l.accounts.keys().chain(self.auth.allowed_origins.keys()).any(|a| herald_core::AccountId::new(a).is_err()) {
-            return bad("limits.accounts / auth.allowed_origins", "keys must be account names (a-z 0-9 _ -)");
         }
         if self.auth.allowed_origins.values().flatten().any(|o| !(o.starts_with("https://") || o.starts_with("http://")) || o.ends_with('/')) {
             return bad("auth.allowed_origins", "origins look like https://app.example.com (scheme and host, no path)");
@@ -786,6 +782,18 @@ mod tests {
         let mut c: Config = toml::from_str("[edge]\nregion = \"eu\"\n").unwrap();
         c.apply_env(|k| (k == "HERALD_REGION").then(|| "us".to_string())).unwrap();
         assert_eq!(c.edge.region, "us");
+    }
+
+    #[test]
+    fn account_names_in_keys_are_parsed_once_and_a_bad_one_is_refused_naming_it() {
+        let c: Config = toml::from_str("[limits.accounts.acme]\nconnections = 5\n[auth.allowed_origins]\nacme = [\"https://a.example\"]\n").unwrap();
+        let acme = herald_core::AccountId::new("acme").unwrap();
+        assert_eq!(c.limits.accounts[&acme].connections, Some(5));
+        assert!(c.auth.allowed_origins.contains_key(&acme));
+        for toml in ["[limits.accounts.\"Not An Account\"]\n", "[auth.account_keys]\n\"a/b\" = [\"sha256:00\"]\n"] {
+            let err = toml::from_str::<Config>(toml).expect_err(toml).to_string();
+            assert!(err.contains("account"), "{toml}: {err}");
+        }
     }
 
     #[test]

@@ -51,6 +51,15 @@ pub enum NameError {
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AccountId(Arc<str>);
 
+/// Read from config files as a string, checked like [`AccountId::new`]: a bad name is an error
+/// naming the key, at parse time.
+impl<'de> serde::Deserialize<'de> for AccountId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        AccountId::new(&s).map_err(|e| serde::de::Error::custom(format!("account {s:?}: {e}")))
+    }
+}
+
 impl AccountId {
     /// Validates `name` (1–64 characters of `a-z 0-9 _ -`).
     pub fn new(name: &str) -> Result<Self, NameError> {

@@ -273,14 +273,8 @@ pub struct ApiKeys {
 
 impl ApiKeys {
     /// Keys from config: an optional admin key and per-account keys, each plain or `sha256:…`.
-    pub fn new(admin: Option<String>, accounts: &BTreeMap<String, Vec<String>>) -> Self {
-        let accounts = accounts
-            .iter()
-            .flat_map(|(a, keys)| {
-                let a = AccountId::new(a).expect("validated by config");
-                keys.iter().map(move |k| (StoredKey::parse(k), a.clone()))
-            })
-            .collect();
+    pub fn new(admin: Option<String>, accounts: &BTreeMap<AccountId, Vec<String>>) -> Self {
+        let accounts = accounts.iter().flat_map(|(a, keys)| keys.iter().map(move |k| (StoredKey::parse(k), a.clone()))).collect();
         Self { admin: admin.as_deref().map(StoredKey::parse), accounts, managed: Default::default() }
     }
 
@@ -370,7 +364,7 @@ mod tests {
     #[test]
     fn api_keys_identify_their_owner() {
         let mut m = BTreeMap::new();
-        m.insert("acme".to_string(), vec!["acme-key-0123456789".to_string()]);
+        m.insert(AccountId::new("acme").unwrap(), vec!["acme-key-0123456789".to_string()]);
         let k = ApiKeys::new(Some("admin-key-0123456789".into()), &m);
         assert_eq!(k.owner("admin-key-0123456789"), Some(KeyOwner::Admin));
         assert_eq!(k.owner("acme-key-0123456789"), Some(KeyOwner::Account(AccountId::new("acme").unwrap())));
@@ -380,7 +374,7 @@ mod tests {
     #[test]
     fn managed_keys_are_replaced_whole_and_config_keys_stay() {
         let mut m = BTreeMap::new();
-        m.insert("acme".to_string(), vec!["acme-key-0123456789".to_string()]);
+        m.insert(AccountId::new("acme").unwrap(), vec!["acme-key-0123456789".to_string()]);
         let k = ApiKeys::new(None, &m);
         let digest = |key: &str| hash_api_key(key).strip_prefix("sha256:").unwrap().to_owned();
         let beta = AccountId::new("beta").unwrap();
@@ -395,7 +389,7 @@ mod tests {
     #[test]
     fn keys_stored_as_sha256_identify_their_owner_too() {
         let mut m = BTreeMap::new();
-        m.insert("acme".to_string(), vec![hash_api_key("acme-secret-key-0123456789")]);
+        m.insert(AccountId::new("acme").unwrap(), vec![hash_api_key("acme-secret-key-0123456789")]);
         let k = ApiKeys::new(Some(hash_api_key("admin-secret-key-0123456789")), &m);
         assert_eq!(k.owner("admin-secret-key-0123456789"), Some(KeyOwner::Admin));
         assert_eq!(k.owner("acme-secret-key-0123456789"), Some(KeyOwner::Account(AccountId::new("acme").unwrap())));

@@ -111,7 +111,7 @@ impl Limits {
 
     /// One override for `account`: the control plane's, else the config file's.
     fn over<T>(&self, account: &AccountId, field: impl Fn(&AccountLimits) -> Option<T>) -> Option<T> {
-        self.managed.read().get(account.as_str()).and_then(&field).or_else(|| self.config.accounts.get(account.as_str()).and_then(&field))
+        self.managed.read().get(account.as_str()).and_then(&field).or_else(|| self.config.accounts.get(account).and_then(&field))
     }
 
     fn refused(&self, limit: Limit) -> Limit {
@@ -226,7 +226,7 @@ mod tests {
     #[test]
     fn control_plane_overrides_win_and_apply_to_live_buckets() {
         let mut c = LimitsConfig::default();
-        c.accounts.insert("acme".into(), AccountLimits { max_subscriptions: Some(10), publish_per_second: Some(1000), ..Default::default() });
+        c.accounts.insert(AccountId::new("acme").unwrap(), AccountLimits { max_subscriptions: Some(10), publish_per_second: Some(1000), ..Default::default() });
         let l = Limits::new(c, EdgeMetrics::new());
         let acme = AccountId::new("acme").unwrap();
         assert_eq!(l.max_subscriptions(&acme, 256), 10);

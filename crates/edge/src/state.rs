@@ -182,12 +182,7 @@ impl Edge {
             jwks_url: config.auth.jwks_url.clone(),
             jwks_refresh_secs: if config.auth.jwks_refresh_secs == 0 { 300 } else { config.auth.jwks_refresh_secs },
             tls: config.edge.tls.as_ref().map(|t| crate::tls::TlsReloader::new(t).map(Arc::new)).transpose().map_err(EdgeError::Config)?,
-            allowed_origins: config
-                .auth
-                .allowed_origins
-                .iter()
-                .map(|(a, o)| (AccountId::new(a).expect("validated by config"), o.clone()))
-                .collect(),
+            allowed_origins: config.auth.allowed_origins.iter().map(|(a, o)| (a.clone(), o.clone())).collect(),
             bus: deps.bus,
             presence: deps.presence,
             metrics: deps.metrics,

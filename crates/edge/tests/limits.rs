@@ -20,7 +20,7 @@ fn ws_status(r: Result<Conn, tokio_tungstenite::tungstenite::Error>) -> u16 {
 async fn an_account_at_its_connection_limit_is_refused_while_others_connect() {
     let e = TestEdge::start_with(|c| {
         c.limits.connections_per_account = 2;
-        c.limits.accounts.insert("big".into(), herald_config::AccountLimits { connections: Some(3), ..Default::default() });
+        c.limits.accounts.insert(herald_core::AccountId::new("big").unwrap(), herald_config::AccountLimits { connections: Some(3), ..Default::default() });
     })
     .await;
     let a1 = raw_ws(e.addr, Some(&e.token("acme", "1"))).await.unwrap();
@@ -105,7 +105,7 @@ async fn an_account_over_its_publish_rate_gets_429_with_retry_after_on_the_api()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_allowed_browser_origins_may_connect_to_an_account() {
     let e = TestEdge::start_with(|c| {
-        c.auth.allowed_origins.insert("acme".into(), vec!["https://app.acme.com".into()]);
+        c.auth.allowed_origins.insert(herald_core::AccountId::new("acme").unwrap(), vec!["https://app.acme.com".into()]);
     })
     .await;
     let connect = |origin: Option<&'static str>, account: &'static str| {
@@ -216,7 +216,7 @@ async fn a_publish_capable_token_with_a_jti_opens_one_session_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_account_can_have_its_own_subscription_and_message_size_limits() {
     let e = TestEdge::start_with(|c| {
-        c.limits.accounts.insert("small".into(), herald_config::AccountLimits { max_subscriptions: Some(1), max_message_bytes: Some(100), ..Default::default() });
+        c.limits.accounts.insert(herald_core::AccountId::new("small").unwrap(), herald_config::AccountLimits { max_subscriptions: Some(1), max_message_bytes: Some(100), ..Default::default() });
     })
     .await;
     let mut small = raw_ws(e.addr, Some(&e.token("small", "s"))).await.unwrap();

@@ -44,7 +44,7 @@ impl TestEdge {
         let mut config = Config::default();
         config.auth.jwt_secret = Some(SECRET.into());
         config.auth.admin_api_key = Some(ADMIN_KEY.into());
-        config.auth.account_keys.insert("acme".into(), vec![ACME_KEY.into()]);
+        config.auth.account_keys.insert(herald_core::AccountId::new("acme").unwrap(), vec![ACME_KEY.into()]);
         config.edge.node = "test-node".into();
         tune(&mut config);
         config.validate().expect("test config is valid");
