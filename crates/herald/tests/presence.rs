@@ -67,19 +67,7 @@ async fn presence_spans_edges_and_a_killed_edges_members_leave() {
 async fn edges_share_presence_through_redis_over_tls_with_an_acl_user() {
     let pki = herald_core::testing::pki::Pki::new("presence-edge");
     let port = herald_presence_redis::testing::free_port();
-    let _redis = RedisServer::start_with(
-        port,
-        &[
-            "--port", "0",
-            "--tls-port", &port.to_string(),
-            "--tls-cert-file", &pki.path("server.pem"),
-            "--tls-key-file", &pki.path("server.key"),
-            "--tls-ca-cert-file", &pki.path("ca.pem"),
-            "--tls-auth-clients", "yes",
-            "--user", "default", "off",
-            "--user", "herald", "on", ">edge-presence-password", "~herald:presence:*", "&herald:presence:*", "+@all",
-        ],
-    );
+    let _redis = RedisServer::start_tls(port, &pki.path("server.pem"), &pki.path("server.key"), &pki.path("ca.pem"), "edge-presence-password");
     let config = pki.dir.join("herald.toml");
     std::fs::write(
         &config,

@@ -71,6 +71,27 @@ impl RedisServer {
         Self { child, port }
     }
 
+    /// A server on `port` that speaks TLS only (certificate `cert`/`key`, clients need a
+    /// certificate from `ca`), with the default user off and one ACL user `herald` with
+    /// `password`, allowed the `herald:presence:` keys and channels.
+    pub fn start_tls(port: u16, cert: &str, key: &str, ca: &str, password: &str) -> Self {
+        let password = format!(">{password}");
+        Self::start_with(
+            port,
+            &[
+                "--port", "0",
+                "--tls-port", &port.to_string(),
+                "--tls-cert-file", cert,
+                "--tls-key-file", key,
+                "--tls-ca-cert-file", ca,
+                "--tls-auth-clients", "yes",
+                // Redis joins the words after an option into one config line.
+                "--user", "default", "off",
+                "--user", "herald", "on", &password, "~herald:presence:*", "&herald:presence:*", "+@all",
+            ],
+        )
+    }
+
     /// `redis://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)

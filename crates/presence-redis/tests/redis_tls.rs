@@ -16,21 +16,7 @@ const PASSWORD: &str = "presence-acl-password-0123";
 /// one ACL user `herald` allowed everything presence does.
 fn tls_redis(pki: &Pki) -> (RedisServer, String) {
     let port = free_port();
-    let password = format!(">{PASSWORD}");
-    let server = RedisServer::start_with(
-        port,
-        &[
-            "--port", "0",
-            "--tls-port", &port.to_string(),
-            "--tls-cert-file", &pki.path("server.pem"),
-            "--tls-key-file", &pki.path("server.key"),
-            "--tls-ca-cert-file", &pki.path("ca.pem"),
-            "--tls-auth-clients", "yes",
-            // Redis joins the words after an option into one config line.
-            "--user", "default", "off",
-            "--user", "herald", "on", &password, "~herald:presence:*", "&herald:presence:*", "+@all",
-        ],
-    );
+    let server = RedisServer::start_tls(port, &pki.path("server.pem"), &pki.path("server.key"), &pki.path("ca.pem"), PASSWORD);
     (server, format!("rediss://127.0.0.1:{port}"))
 }
 
