@@ -142,8 +142,8 @@ const IDEM_TAIL: u64 = 20_000;
 /// The Kafka bus.
 pub struct KafkaBus {
     config: KafkaBusConfig,
-    /// Replaced when librdkafka reports a fatal error (an idempotent producer fenced after
-    /// message timeouts): a fatal producer refuses every write until it is rebuilt.
+    /// Replaced when a send fails fenced (the broker fences the idempotent producer after its
+    /// messages timed out) or fatal: such a producer refuses every write until it is rebuilt.
     producer: parking_lot::RwLock<FutureProducer<LastError>>,
     last_error: LastError,
     /// For watermarks (no group, never subscribes).
