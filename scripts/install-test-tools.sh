@@ -57,13 +57,15 @@ else
 fi
 
 # Debian packages, installed together in one apt run when any is missing:
-#   chromium (browser tests), redis-server (presence tests start their own on a free port).
+#   chromium (browser tests), redis-server (presence tests start their own on a free port),
+#   stunnel4 (Kafka over TLS), iproute2 (the chaos run's network namespaces and veth links).
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing+=(redis-server)
 command -v stunnel4 >/dev/null 2>&1 || [ -x /usr/bin/stunnel4 ] || missing+=(stunnel4)
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing+=(iproute2)
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "chromium, redis-server, stunnel4: present"
+  echo "chromium, redis-server, stunnel4, iproute2: present"
 else
   [ "$(id -u)" = 0 ] || { echo "missing Debian packages ${missing[*]}; installing them needs root (apt-get install ${missing[*]})" >&2; exit 1; }
   apt-get update -qq >/dev/null
