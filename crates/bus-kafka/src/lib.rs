@@ -413,16 +413,17 @@ impl ReplicaLog for KafkaBus {
                 .headers(envelope::replicated_headers(r, origin_epoch));
             producer.send(record, Timeout::After(self.config.timeout))
         });
-        let out: Result<Vec<u64>, BusError> =
-            futures_util::future::join_all(sends).await.into_iter().map(|r| r.map(|d| d.offset as u64).map_err(|(e, _)| unavailable(e))).collect();
-        if let Err(BusError::Unavailable(_)) = &out {
-            // The error text is gone by now; a fenced producer also reports itself fatal.
-            use rdkafka::producer::Producer;
-            if producer.client().fatal_error().is_some() {
-                self.renew_if_fenced(&producer, &KafkaError::MessageProduction(rdkafka::error::RDKafkaErrorCode::Fatal));
+        let mut offsets = Vec::with_capacity(records.len());
+        for r in futures_util::future::join_all(sends).await {
+            match r {
+                Ok(d) => offsets.push(d.offset as u64),
+                Err((e, _)) => {
+                    self.renew_if_fenced(&producer, &e);
+                    return Err(unavailable(e));
+                }
             }
         }
-        out
+        Ok(offsets)
     }
 
     async fn last_origin_offset(&self, partition: u32, origin: &RegionName) -> Result<Option<u64>, BusError> {
