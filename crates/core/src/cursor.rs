@@ -173,8 +173,7 @@ impl Cursor {
         }
         let epoch = Epoch::new(parts.next().ok_or(CursorError::Malformed("missing epoch"))?)?;
         let mut positions: Vec<(RegionName, u64)> = Vec::new();
-        loop {
-            let Some(region) = parts.next() else { break };
+        while let Some(region) = parts.next() {
             let region = RegionName::new(region)?;
             let offset = parts
                 .next()

@@ -6,8 +6,10 @@
 //!   drain signal), and `publish`, which every publishing path goes through.
 //! - The fan-out itself (hub, seam, send queues, subscriptions with exact resume, partition
 //!   consumers) is the `herald-engine` crate; the edge holds one [`herald_engine::Engine`].
-//! - [`ws`] + [`session`]: the WebSocket transport (vectored, batched writes) and its protocol
-//!   state; [`sse`], [`poll`]: the HTTP streaming transports; [`publish`]: the backend API.
+//! - [`ws`] + [`session`]: the WebSocket transport (handshake, connection loop, socket writer)
+//!   and its protocol state; [`sse`], [`poll`]: the HTTP streaming transports; [`lifecycle`]:
+//!   what every session goes through whatever its transport (id, welcome, presence, drain,
+//!   expiry); [`publish`]: the backend API.
 //! - [`presence_pump`]: join/leave events from presence storage to local subscribers.
 //! - [`auth`]: tokens and API keys; [`metrics`]: the metrics registry; [`router`]: method and
 //!   path to handler; [`http`]: response and request helpers (a leaf).
@@ -28,6 +30,7 @@ pub mod client_addr;
 mod dev;
 pub mod http;
 pub mod keys;
+pub mod lifecycle;
 pub mod limits;
 pub mod metrics;
 pub mod poll;

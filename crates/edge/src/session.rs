@@ -1,6 +1,7 @@
 //! The protocol state of one WebSocket connection: its grant, its subscriptions, and the
 //! handling of every client frame. Transport details (framing, heartbeats, writing) live in
-//! `ws`; this module only reads frames and queues replies.
+//! `ws`; what every transport's session shares (welcome, presence, drain) in `lifecycle`; this
+//! module only reads frames and queues replies.
 
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -10,9 +11,10 @@ use herald_core::{ChannelKey, ChannelName, Cursor, PresenceMember};
 use herald_protocol::{ClientFrame, ErrorCode, RequestId, ServerFrame, decode_client_frame, split_batch};
 
 use crate::auth::Grant;
+use crate::lifecycle;
 use herald_engine::hub::Subscription;
 use crate::limits::TokenBucket;
-use herald_engine::outbox::{CloseReason, OutItem, Outbox};
+use herald_engine::outbox::{OutItem, Outbox};
 use crate::state::{Edge, PublishError, PublishItem};
 use herald_engine::subscribe::{self, Delivery};
 
@@ -63,8 +65,7 @@ impl Session {
 
     /// Queues a fatal error and marks the connection closing.
     pub fn fail(&self, code: ErrorCode, message: &str) -> Fatal {
-        self.send_error(None, code, message);
-        self.outbox.close(CloseReason::Fatal(code));
+        lifecycle::fail(&self.edge, &self.outbox, code, message);
         Fatal(code)
     }
 
@@ -224,10 +225,7 @@ impl Session {
         let (sub, _) = subscribe::replay(&self.edge.engine, opened, None).await;
         self.subs.insert(ch, sub);
         let member = PresenceMember { connection_id: self.connection_id.clone(), user: self.grant.user.clone() };
-        if let Err(e) = self.edge.presence.join(&self.edge.node, &key, member).await {
-            self.edge.metrics.presence_errors.increment(1);
-            tracing::warn!(error = %e, "presence join failed");
-        }
+        lifecycle::join(&self.edge, &key, member).await;
     }
 
     async fn refresh(&mut self, id: RequestId, token: &str) -> Result<(), Fatal> {
@@ -277,10 +275,7 @@ impl Session {
 
     async fn leave_presence(&self, ch: &ChannelName) {
         let key = ChannelKey::new(self.grant.account.clone(), ch.clone());
-        if let Err(e) = self.edge.presence.leave(&self.edge.node, &key, &self.connection_id).await {
-            self.edge.metrics.presence_errors.increment(1);
-            tracing::warn!(error = %e, "presence leave failed");
-        }
+        lifecycle::leave(&self.edge, &key, &self.connection_id).await;
     }
 
     /// Ends every subscription (the connection is gone).

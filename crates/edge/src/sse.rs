@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_core::PresenceMember;
-use herald_protocol::{ErrorCode, PROTOCOL_VERSION, ServerFrame};
+use herald_protocol::{ErrorCode, ServerFrame};
 
 use crate::http::{Body, code_response};
 use herald_engine::outbox::{CloseReason, OutItem, Outbox};
 use crate::state::Edge;
-use crate::{stream_request, subscribe};
+use crate::{lifecycle, stream_request, subscribe};
 
 /// Answers `GET /v1/sse`.
 pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::SocketAddr) -> Response<Body> {
@@ -27,21 +27,14 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::Soc
     };
     let guard = edge.session_guard();
     let outbox = Outbox::stream(edge.config.max_queued_bytes, edge.config.conflate_above_bytes);
-    let connection_id = format!("{:016x}", rand::random::<u64>());
+    let connection_id = lifecycle::connection_id();
     let opened = match subscribe::open(&edge.engine, outbox.clone(), sr.channels.clone(), sr.since.as_ref(), subscribe::Delivery::default()).await {
         Ok(o) => o,
         Err(code) => return code_response(code, "the bus is unavailable; retry"),
     };
     let push = |f: ServerFrame<'_>| outbox.push(OutItem::Frame(f.encode()));
     outbox.push(OutItem::Raw(Bytes::from_static(RETRY_PREAMBLE)));
-    push(ServerFrame::Welcome {
-        connection_id: &connection_id,
-        node: &edge.node,
-        region: edge.region.as_str(),
-        heartbeat_ms: edge.config.heartbeat_ms,
-        protocol: PROTOCOL_VERSION,
-        expires_at: Some(sr.grant.expires_at),
-    });
+    push(lifecycle::welcome(&edge, &connection_id, sr.grant.expires_at));
     for ch in &sr.channels {
         push(ServerFrame::Subscribed { id: None, channel: ch.channel.as_str(), cursor: &opened.cursor, recovered: opened.recovered });
     }
@@ -56,7 +49,7 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::Soc
         let (sub, _) = subscribe::replay(&edge.engine, opened, None).await;
         let member = PresenceMember { connection_id: connection_id.clone(), user: sr.grant.user.clone() };
         for ch in &sr.channels {
-            let _ = edge.presence.join(&edge.node, ch, member.clone()).await;
+            lifecycle::join(&edge, ch, member.clone()).await;
         }
         let hb = Duration::from_millis(edge.config.heartbeat_ms);
         let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + hb, hb);
@@ -66,26 +59,17 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::Soc
         loop {
             tokio::select! {
                 _ = heartbeat.tick() => { outbox.push(OutItem::Frame(ServerFrame::Ping {}.encode())); }
-                _ = &mut expiry => {
-                    outbox.push(OutItem::Frame(ServerFrame::Error { id: None, code: ErrorCode::TokenExpired, message: "token has expired" }.encode()));
-                    outbox.close(CloseReason::Fatal(ErrorCode::TokenExpired));
-                }
-                _ = edge.drain.cancelled() => {
-                    let after_ms = crate::ws::drain_delay_ms(&edge);
-                    outbox.push(OutItem::Frame(ServerFrame::Reconnect { after_ms, reason: "drain" }.encode()));
-                    outbox.close(CloseReason::Drain);
-                }
+                _ = &mut expiry => lifecycle::token_expired(&edge, &outbox),
+                _ = edge.drain.cancelled() => lifecycle::drain(&edge, &outbox),
                 reason = outbox.closed() => {
-                    if reason == CloseReason::Lagged {
-                        edge.metrics.lagged_disconnects.increment(1);
-                    }
+                    lifecycle::ended(&edge, reason);
                     break;
                 }
             }
         }
         subscribe::close(&edge.engine, &sub);
         for ch in &sr.channels {
-            let _ = edge.presence.leave(&edge.node, ch, &connection_id).await;
+            lifecycle::leave(&edge, ch, &connection_id).await;
         }
     });
     let body = StreamBody::new(futures_util::stream::unfold(SseState { outbox, done: false, items: Vec::new(), max_batch: edge.config.max_batch_bytes }, next_chunk));

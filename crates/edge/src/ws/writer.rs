@@ -1,0 +1,189 @@
+//! The socket writer: takes every queued frame and writes them as one text message with one
+//! vectored write straight from the shared, already encoded buffers, so a record fanned out to
+//! 10k connections is never copied per connection and an idle connection holds no write buffer.
+//! Frames tungstenite itself writes (pong, the close reply) come through the same queue already
+//! framed. When the queue closes, the writer sends the close frame that fits the reason, within
+//! a bounded grace.
+
+use bytes::Bytes;
+use std::io::IoSlice;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+
+use herald_engine::outbox::{CloseReason, OutItem, Outbox};
+use herald_protocol::{ErrorCode, ServerFrame};
+
+/// Frames per WebSocket message at most (each is one iovec; Linux allows 1024 per write).
+const MAX_FRAMES_PER_MESSAGE: usize = 1000;
+
+fn text_header(len: usize) -> ([u8; 10], usize) {
+    let mut h = [0u8; 10];
+    h[0] = 0x81; // FIN + text
+    if len < 126 {
+        h[1] = len as u8;
+        (h, 2)
+    } else if len <= u16::MAX as usize {
+        h[1] = 126;
+        h[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        (h, 4)
+    } else {
+        h[1] = 127;
+        h[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        (h, 10)
+    }
+}
+
+fn close_frame(code: u16, reason: &str) -> Bytes {
+    let reason = &reason.as_bytes()[..reason.len().min(120)];
+    let mut v = Vec::with_capacity(4 + reason.len());
+    v.push(0x88);
+    v.push((2 + reason.len()) as u8);
+    v.extend_from_slice(&code.to_be_bytes());
+    v.extend_from_slice(reason);
+    Bytes::from(v)
+}
+
+fn item_bytes(item: &OutItem) -> &[u8] {
+    match item {
+        OutItem::Frame(b) | OutItem::Raw(b) => b,
+        OutItem::Record(r) => &r.frame,
+    }
+}
+
+/// Writes queued items until the outbox closes, then the close frame.
+pub(super) async fn write_loop<W: AsyncWrite + Unpin>(mut w: W, outbox: Arc<Outbox>, max_batch: usize, grace: Duration) {
+    let mut items: Vec<OutItem> = Vec::new();
+    let mut deadline: Option<Instant> = None;
+    loop {
+        if items.len() < 16 {
+            // Small batches (a ping, a record at a low rate) do not keep their allocation: an
+            // idle connection then holds none. Big ones keep it for the next burst.
+            items = Vec::new();
+        } else {
+            items.clear();
+        }
+        let close = outbox.take(max_batch, &mut items);
+        if close.is_some() && deadline.is_none() {
+            deadline = Some(Instant::now() + grace);
+        }
+        if items.is_empty() {
+            match close {
+                None => {
+                    outbox.ready().await;
+                    continue;
+                }
+                Some(reason) => {
+                    let frame = match reason {
+                        CloseReason::ClientClosed | CloseReason::PeerGone => None,
+                        CloseReason::Timeout => Some(close_frame(1000, "heartbeat timeout")),
+                        CloseReason::Drain => Some(close_frame(1001, "drain")),
+                        CloseReason::Lagged => {
+                            let e = ServerFrame::Error { id: None, code: ErrorCode::Lagged, message: "send queue overflowed; reconnect and resume" }.encode();
+                            let mut v = Vec::new();
+                            let (h, n) = text_header(e.len());
+                            v.extend_from_slice(&h[..n]);
+                            v.extend_from_slice(&e);
+                            v.extend_from_slice(&close_frame(4008, "lagged"));
+                            Some(Bytes::from(v))
+                        }
+                        CloseReason::Fatal(code) => Some(close_frame(code.close_code().unwrap_or(1008), code.as_str())),
+                    };
+                    if let Some(f) = frame {
+                        let _ = write_all_slices(&mut w, &mut [IoSlice::new(&f)], &outbox, deadline, grace).await;
+                    }
+                    if let Some(d) = deadline {
+                        let _ = tokio::time::timeout_at(d, w.shutdown()).await;
+                    }
+                    return;
+                }
+            }
+        }
+        if write_items(&mut w, &items, &outbox, &mut deadline, grace).await.is_err() {
+            outbox.close(CloseReason::PeerGone);
+            return;
+        }
+    }
+}
+
+/// Writes items, packing consecutive frames into one text message per group.
+async fn write_items<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    items: &[OutItem],
+    outbox: &Outbox,
+    deadline: &mut Option<Instant>,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let mut i = 0;
+    while i < items.len() {
+        let header;
+        let mut slices: Vec<IoSlice<'_>>;
+        if let OutItem::Raw(b) = &items[i] {
+            slices = vec![IoSlice::new(b)];
+            i += 1;
+        } else {
+            let start = i;
+            let mut len = 0;
+            while i < items.len() && i - start < MAX_FRAMES_PER_MESSAGE && !matches!(items[i], OutItem::Raw(_)) {
+                len += item_bytes(&items[i]).len();
+                i += 1;
+            }
+            header = text_header(len);
+            slices = Vec::with_capacity(i - start + 1);
+            slices.push(IoSlice::new(&header.0[..header.1]));
+            slices.extend(items[start..i].iter().map(|it| IoSlice::new(item_bytes(it))));
+        }
+        if deadline.is_none() && outbox.close_reason().is_some() {
+            *deadline = Some(Instant::now() + grace);
+        }
+        write_all_slices(w, &mut slices, outbox, *deadline, grace).await?;
+    }
+    Ok(())
+}
+
+/// Writes every slice. While the connection is healthy a write may take as long as it takes;
+/// once it is closing (lagged, draining) the rest must go out before `deadline`.
+async fn write_all_slices<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    mut slices: &mut [IoSlice<'_>],
+    outbox: &Outbox,
+    mut deadline: Option<Instant>,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, "write did not finish within the close grace");
+    while !slices.is_empty() {
+        let n = match deadline {
+            Some(d) => tokio::time::timeout_at(d, w.write_vectored(slices)).await.map_err(|_| timed_out())??,
+            None => {
+                tokio::select! {
+                    r = w.write_vectored(slices) => r?,
+                    _ = outbox.closed() => {
+                        // Closing while a write is blocked: finish this message, but in bounded time.
+                        deadline = Some(Instant::now() + grace);
+                        continue;
+                    }
+                }
+            }
+        };
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut slices, n);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_headers_use_the_shortest_length_form() {
+        assert_eq!(&text_header(5).0[..2], &[0x81, 5]);
+        assert_eq!(&text_header(300).0[..4], &[0x81, 126, 1, 44]);
+        let (h, n) = text_header(70_000);
+        assert_eq!(n, 10);
+        assert_eq!(h[1], 127);
+    }
+}
