@@ -5,7 +5,6 @@
 
 use herald_bus_memory::{MemoryBus, MemoryBusConfig};
 use herald_config::Config;
-use herald_core::RegionName;
 use herald_edge::{Edge, EdgeDeps, EdgeMetrics, TokenClaims, TokenIssuer};
 use herald_loadtest::{chat, publish, report, subscribe};
 use herald_presence_memory::MemoryPresence;
@@ -35,7 +34,7 @@ async fn cluster(edges: usize, tune: impl Fn(&mut Config)) -> Cluster {
     config.auth.admin_api_key = Some(KEY.into());
     tune(&mut config);
     config.validate().expect("valid config");
-    let mut bc = MemoryBusConfig::new(RegionName::new(&config.edge.region).unwrap());
+    let mut bc = MemoryBusConfig::new(config.edge.region.clone());
     bc.partitions = config.bus.partitions;
     bc.retention_records = config.bus.retention_records;
     let bus = Arc::new(MemoryBus::new(bc));

@@ -21,7 +21,7 @@ pub use presence::{PresenceConfig, PresenceTlsConfig, RedisLogin, RemotePresence
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-use herald_core::AccountId;
+use herald_core::{AccountId, ChannelPattern, RegionName};
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -104,7 +104,7 @@ pub struct SourceConfig {
     pub topic: String,
     /// `kafka://HOST:PORT[,…]`; defaults to the bus's brokers.
     #[serde(default)]
-    pub brokers: Option<String>,
+    pub brokers: Option<BusUrl>,
     /// Consumer group; defaults to `herald-source-<name>`.
     #[serde(default)]
     pub group: Option<String>,
@@ -146,7 +146,7 @@ pub struct EdgeConfig {
     /// This node's name (env `HERALD_NODE`); defaults to `edge-<random>`.
     pub node: String,
     /// The region this node serves (env `HERALD_REGION`).
-    pub region: String,
+    pub region: RegionName,
     /// Server heartbeat interval; a connection silent for two intervals is closed.
     pub heartbeat_ms: u64,
     /// Bytes queued for one connection before it is cut as `lagged`.
@@ -276,7 +276,7 @@ impl Cidr {
 #[serde(deny_unknown_fields)]
 pub struct PriorityConfig {
     /// A channel pattern, e.g. `incidents` or `telemetry:*`.
-    pub channels: String,
+    pub channels: ChannelPattern,
     /// `high`, `normal` or `low`.
     pub priority: Priority,
 }
@@ -290,7 +290,7 @@ pub use herald_core::Priority;
 #[serde(deny_unknown_fields)]
 pub struct LatestValueConfig {
     /// A channel pattern, e.g. `bus-location:*`.
-    pub channels: String,
+    pub channels: ChannelPattern,
     /// A JSON pointer into the record's data naming its key (`/vehicle_id`); empty: the whole
     /// channel is one key. A record without that field is never replaced.
     #[serde(default)]
@@ -314,7 +314,7 @@ impl Default for EdgeConfig {
             listen: "127.0.0.1:8080".parse().expect("valid default"),
             admin_listen: None,
             node: String::new(),
-            region: "local".into(),
+            region: RegionName::new("local").expect("a valid literal"),
             heartbeat_ms: 25_000,
             max_queued_bytes: 1 << 20,
             max_frame_bytes: 64 << 10,
@@ -346,7 +346,7 @@ impl Default for EdgeConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct BusConfig {
     /// `memory`, or `kafka://HOST:PORT[,HOST:PORT…]`.
-    pub url: String,
+    pub url: BusUrl,
     /// Kafka: the records topic of this region (default `herald.<region>`).
     pub topic: String,
     /// Kafka: replication factor for topics Herald creates.
@@ -366,16 +366,65 @@ pub struct BusConfig {
 
 impl Default for BusConfig {
     fn default() -> Self {
-        Self { url: "memory".into(), topic: String::new(), replication: 1, partitions: 16, retention_records: 100_000, retention_secs: 3600, idempotency_window_secs: 300, gap_confirm_ms: 5000 }
+        Self { url: BusUrl::Memory, topic: String::new(), replication: 1, partitions: 16, retention_records: 100_000, retention_secs: 3600, idempotency_window_secs: 300, gap_confirm_ms: 5000 }
     }
 }
 
 impl BusConfig {
-    /// The bootstrap servers of a `kafka://` URL (`host:port,host:port`), if it is one.
+    /// The bootstrap servers (`host:port,host:port`) when the bus is Kafka.
     pub fn kafka_brokers(&self) -> Option<String> {
-        let rest = self.url.strip_prefix("kafka://")?;
+        self.url.kafka_brokers()
+    }
+}
+
+/// Which bus: `memory`, or `kafka://HOST:PORT[,HOST:PORT…]`, parsed once when read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BusUrl {
+    /// The in-process bus (`herald dev`, tests).
+    Memory,
+    /// A Kafka cluster.
+    Kafka {
+        /// Its bootstrap servers, `host:port,host:port`.
+        brokers: String,
+    },
+}
+
+impl BusUrl {
+    /// The bootstrap servers (`host:port,host:port`) of a Kafka URL.
+    pub fn kafka_brokers(&self) -> Option<String> {
+        match self {
+            BusUrl::Kafka { brokers } => Some(brokers.clone()),
+            BusUrl::Memory => None,
+        }
+    }
+}
+
+impl std::str::FromStr for BusUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "memory" {
+            return Ok(BusUrl::Memory);
+        }
+        let bad = || format!("must be 'memory' or 'kafka://HOST:PORT[,HOST:PORT…]', not {s:?}");
+        let rest = s.strip_prefix("kafka://").ok_or_else(bad)?;
         let ok = !rest.is_empty() && rest.split(',').all(|hp| hp.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()));
-        ok.then(|| rest.to_owned())
+        if ok { Ok(BusUrl::Kafka { brokers: rest.to_owned() }) } else { Err(bad()) }
+    }
+}
+
+impl<'de> Deserialize<'de> for BusUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::fmt::Display for BusUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BusUrl::Memory => f.write_str("memory"),
+            BusUrl::Kafka { brokers } => write!(f, "kafka://{brokers}"),
+        }
     }
 }
 
@@ -537,7 +586,7 @@ impl Config {
             self.edge.node = v;
         }
         if let Some(v) = get("HERALD_REGION") {
-            self.edge.region = v;
+            self.edge.region = RegionName::new(v.trim()).map_err(|e| bad("HERALD_REGION", format!("{e}, not {v:?}")))?;
         }
         if let Some(v) = get("HERALD_JWT_SECRET") {
             self.auth.jwt_secret = Some(v);
@@ -565,7 +614,7 @@ impl Config {
             self.presence.ttl_secs = v.trim().parse().map_err(|_| bad("HERALD_PRESENCE_TTL_SECS", format!("must be a whole number of seconds, not {v:?}")))?;
         }
         if let Some(v) = get("HERALD_BUS") {
-            self.bus.url = v;
+            self.bus.url = v.trim().parse().map_err(|e| bad("HERALD_BUS", e))?;
         }
         if let Some(v) = get("HERALD_KAFKA_TOPIC") {
             self.bus.topic = v;
@@ -578,9 +627,6 @@ impl Config {
         let bad = |field: &'static str, message: &str| Err(ConfigError::Invalid { field, message: message.into() });
         self.kafka.validate()?;
         let e = &self.edge;
-        if herald_core::RegionName::new(&e.region).is_err() {
-            return bad("edge.region", "must be 1-32 characters of a-z 0-9 -, not all digits");
-        }
         if !e.node.is_empty() && !e.node.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
             return bad("edge.node", "must be characters of A-Z a-z 0-9 - _ .");
         }
@@ -589,16 +635,8 @@ impl Config {
         }
         self.control.tls.validate(&self.control.endpoints)?;
         for l in &e.latest_value {
-            if herald_core::ChannelPattern::parse(&l.channels).is_err() {
-                return bad("edge.latest_value.channels", "must be a channel pattern, e.g. bus-location:*");
-            }
             if !(l.key.is_empty() || l.key.starts_with('/')) {
                 return bad("edge.latest_value.key", "must be empty or a JSON pointer starting with /");
-            }
-        }
-        for p in &e.priority {
-            if herald_core::ChannelPattern::parse(&p.channels).is_err() {
-                return bad("edge.priority.channels", "must be a channel pattern, e.g. incidents or telemetry:*");
             }
         }
         if e.admin_listen.is_some_and(|a| a == e.listen || (a.port() == e.listen.port() && (a.ip().is_unspecified() || e.listen.ip().is_unspecified()))) {
@@ -639,9 +677,6 @@ impl Config {
             return bad("edge.poll_timeout_ms", "must be at most 60000");
         }
         let b = &self.bus;
-        if b.url != "memory" && b.kafka_brokers().is_none() {
-            return bad("bus.url", "must be 'memory' or 'kafka://HOST:PORT[,HOST:PORT…]'");
-        }
         if !b.topic.is_empty() && !b.topic.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-')) {
             return bad("bus.topic", "must be characters of A-Z a-z 0-9 . _ -");
         }
@@ -705,7 +740,7 @@ impl Config {
             if !topic_ok(&src.topic) || src.dead_letter_topic.as_deref().is_some_and(|t| !topic_ok(t)) {
                 return bad("sources.topic", "topic names are made of A-Z a-z 0-9 . _ -");
             }
-            if src.brokers.is_none() && self.bus.kafka_brokers().is_none() {
+            if src.brokers.as_ref().map_or(self.bus.kafka_brokers().is_none(), |b| *b == BusUrl::Memory) {
                 return bad("sources.brokers", "a source needs brokers (or a kafka:// bus)");
             }
         }
@@ -737,13 +772,13 @@ mod tests {
         let mut c = Config::default();
         c.edge.heartbeat_ms = 5;
         assert!(c.validate().unwrap_err().to_string().contains("edge.heartbeat_ms"));
+        assert!("redis://x".parse::<BusUrl>().unwrap_err().contains("kafka://HOST:PORT"));
+        assert!("kafka://".parse::<BusUrl>().is_err());
+        assert!("kafka://a".parse::<BusUrl>().is_err());
         let mut c = Config::default();
-        c.bus.url = "redis://x".into();
-        assert!(c.validate().unwrap_err().to_string().contains("bus.url"));
-        c.bus.url = "kafka://".into();
-        assert!(c.validate().is_err());
-        c.bus.url = "kafka://a:9092,b:9093".into();
+        c.bus.url = "kafka://a:9092,b:9093".parse().unwrap();
         assert_eq!(c.bus.kafka_brokers().as_deref(), Some("a:9092,b:9093"));
+        assert_eq!(c.bus.url.to_string(), "kafka://a:9092,b:9093");
         c.validate().unwrap();
     }
 
@@ -781,7 +816,7 @@ mod tests {
     fn environment_overrides_the_file() {
         let mut c: Config = toml::from_str("[edge]\nregion = \"eu\"\n").unwrap();
         c.apply_env(|k| (k == "HERALD_REGION").then(|| "us".to_string())).unwrap();
-        assert_eq!(c.edge.region, "us");
+        assert_eq!(c.edge.region.as_str(), "us");
     }
 
     #[test]
@@ -797,6 +832,23 @@ mod tests {
     }
 
     #[test]
+    fn regions_channel_patterns_and_the_bus_url_are_parsed_when_read_and_a_bad_one_is_refused() {
+        let c: Config = toml::from_str("[edge]\nregion = \"eu-west\"\n[[edge.priority]]\nchannels = \"incidents:*\"\npriority = \"high\"\n[bus]\nurl = \"kafka://k:9092\"\n").unwrap();
+        assert_eq!(c.edge.region.as_str(), "eu-west");
+        assert_eq!(c.edge.priority[0].channels, ChannelPattern::Prefix("incidents:".into()));
+        assert_eq!(c.bus.url, BusUrl::Kafka { brokers: "k:9092".into() });
+        for (toml, says) in [
+            ("[edge]\nregion = \"EU\"\n", "region \"EU\""),
+            ("[[edge.latest_value]]\nchannels = \"a*b\"\n", "channel pattern \"a*b\""),
+            ("[[edge.priority]]\nchannels = \"\"\npriority = \"low\"\n", "channel pattern"),
+            ("[bus]\nurl = \"redis://x\"\n", "kafka://HOST:PORT"),
+        ] {
+            let err = toml::from_str::<Config>(toml).expect_err(toml).to_string();
+            assert!(err.contains(says), "{toml}: {err}");
+        }
+    }
+
+    #[test]
     fn the_presence_section_is_checked_by_the_whole_config() {
         let mut c = Config::default();
         c.presence.url = "redis+sentinel://h:26379/m".into();
@@ -806,7 +858,7 @@ mod tests {
 
     #[test]
     fn an_environment_variable_that_does_not_parse_is_an_error_naming_it() {
-        for (var, value) in [("HERALD_PRESENCE_TTL_SECS", "15s"), ("HERALD_LOG_FORMAT", "yaml")] {
+        for (var, value) in [("HERALD_PRESENCE_TTL_SECS", "15s"), ("HERALD_LOG_FORMAT", "yaml"), ("HERALD_REGION", "EU West"), ("HERALD_BUS", "redis://x")] {
             let mut c = Config::default();
             let err = c.apply_env(|k| (k == var).then(|| value.to_string())).expect_err(var).to_string();
             assert!(err.contains(var), "{err}");

@@ -8,6 +8,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::version_vector::VersionVector;
+
 /// Why a cursor string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CursorError {
@@ -83,6 +85,14 @@ impl fmt::Debug for RegionName {
     }
 }
 
+/// Read from config files as a string, checked like [`RegionName::new`] at parse time.
+impl<'de> serde::Deserialize<'de> for RegionName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        RegionName::new(&s).map_err(|e| serde::de::Error::custom(format!("region {s:?}: {e}")))
+    }
+}
+
 impl fmt::Display for RegionName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -91,10 +101,10 @@ impl fmt::Display for RegionName {
 
 /// A resume position.
 ///
-/// `positions[0]` is the **issuing** region and the offset just after the last record seen in
-/// that region's log (all origins together); `epoch` is that log's epoch. The other entries, in
-/// region order, name for each *other* origin region the origin offset just after the last
-/// record from it that was seen: that is what lets another region resume the cursor exactly
+/// `issuer` is the **issuing** region and `next` the offset just after the last record seen in
+/// that region's log (all origins together); `epoch` is that log's epoch. `origins` names for
+/// each *other* origin region the origin offset just after the last record from it that was
+/// seen: that is what lets another region resume the cursor exactly
 /// (docs/multi-region.md). For the issuing region's own records the local position doubles as
 /// their origin position: no record of its own lies between the two.
 ///
@@ -104,41 +114,47 @@ impl fmt::Display for RegionName {
 pub struct Cursor {
     /// The issuing region's log generation.
     pub epoch: Epoch,
-    /// The issuer's `(region, next local offset)`, then `(origin region, next origin offset)` for
-    /// other origins, sorted by region, regions unique.
-    pub positions: Vec<(RegionName, u64)>,
+    /// The issuing region.
+    pub issuer: RegionName,
+    /// The next local offset in the issuer's log.
+    pub next: u64,
+    /// For every other origin region, the next origin offset (never names the issuer).
+    pub origins: VersionVector,
 }
 
 impl Cursor {
     /// A single-region cursor.
     pub fn single(epoch: Epoch, region: RegionName, next_offset: u64) -> Self {
-        Self { epoch, positions: vec![(region, next_offset)] }
+        Self { epoch, issuer: region, next: next_offset, origins: VersionVector::new() }
     }
 
     /// A cursor issued by `region` at local position `next`, having seen other origins up to
-    /// `origins` (each `(region, next origin offset)`; the issuer's own entry is left out).
-    pub fn with_origins(epoch: Epoch, region: RegionName, next: u64, origins: &[(RegionName, u64)]) -> Self {
-        let mut positions = Vec::with_capacity(1 + origins.len());
-        positions.push((region, next));
-        let mut rest: Vec<_> = origins.iter().filter(|(r, _)| *r != positions[0].0).cloned().collect();
-        rest.sort_by(|a, b| a.0.cmp(&b.0));
-        positions.extend(rest);
-        Self { epoch, positions }
+    /// `origins` (an entry for the issuer itself is left out).
+    pub fn with_origins(epoch: Epoch, region: RegionName, next: u64, origins: &VersionVector) -> Self {
+        let origins = origins.without(&region);
+        Self { epoch, issuer: region, next, origins }
     }
 
     /// The issuing region and its local position.
     pub fn issuer(&self) -> (&RegionName, u64) {
-        (&self.positions[0].0, self.positions[0].1)
+        (&self.issuer, self.next)
     }
 
     /// The other origins' positions.
-    pub fn origins(&self) -> &[(RegionName, u64)] {
-        &self.positions[1..]
+    pub fn origins(&self) -> &VersionVector {
+        &self.origins
+    }
+
+    /// Every region's position: the issuer's local one and the other origins'.
+    pub fn positions(&self) -> VersionVector {
+        let mut v = self.origins.clone();
+        v.advance(&self.issuer, self.next);
+        v
     }
 
     /// The position for `region`, if the cursor has one.
     pub fn offset_for(&self, region: &RegionName) -> Option<u64> {
-        self.positions.iter().find(|(r, _)| r == region).map(|(_, o)| *o)
+        if *region == self.issuer { Some(self.next) } else { self.origins.get(region) }
     }
 
     /// The oldest of several cursors of one stream: for a list of per-channel cursors (SSE and
@@ -150,15 +166,14 @@ impl Cursor {
     /// ignored. `None` for an empty list.
     pub fn earliest(cursors: &[Cursor]) -> Option<Cursor> {
         let first = cursors.first()?;
-        let same: Vec<&Cursor> = cursors.iter().filter(|c| c.epoch == first.epoch && c.issuer().0 == first.issuer().0).collect();
-        let issuer = first.issuer().0.clone();
-        let next = same.iter().map(|c| c.issuer().1).min().unwrap_or(0);
-        let origins: Vec<(RegionName, u64)> = first
-            .origins()
+        let same: Vec<&Cursor> = cursors.iter().filter(|c| c.epoch == first.epoch && c.issuer == first.issuer).collect();
+        let next = same.iter().map(|c| c.next).min().unwrap_or(0);
+        let origins: VersionVector = first
+            .origins
             .iter()
-            .filter_map(|(r, _)| same.iter().map(|c| c.offset_for(r)).collect::<Option<Vec<u64>>>().map(|v| (r.clone(), v.into_iter().min().unwrap_or(0))))
+            .filter_map(|(r, _)| same.iter().map(|c| c.origins.get(r)).collect::<Option<Vec<u64>>>().map(|v| (r.clone(), v.into_iter().min().unwrap_or(0))))
             .collect();
-        Some(Cursor::with_origins(first.epoch.clone(), issuer, next, &origins))
+        Some(Cursor { epoch: first.epoch.clone(), issuer: first.issuer.clone(), next, origins })
     }
 
     /// Parses the string form.
@@ -185,25 +200,26 @@ impl Cursor {
             }
             positions.push((region, offset));
         }
-        if positions.is_empty() {
+        let mut positions = positions.into_iter();
+        let Some((issuer, next)) = positions.next() else {
             return Err(CursorError::Malformed("cursor names no region"));
-        }
-        if version == Some("c1") && positions.len() > 1 {
+        };
+        let origins: VersionVector = positions.collect();
+        if version == Some("c1") && !origins.is_empty() {
             return Err(CursorError::Malformed("a c1 cursor names one region"));
         }
-        if version == Some("c2") && positions.len() < 2 {
+        if version == Some("c2") && origins.is_empty() {
             return Err(CursorError::Malformed("a c2 cursor names the issuer and at least one other region"));
         }
-        positions[1..].sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(Self { epoch, positions })
+        Ok(Self { epoch, issuer, next, origins })
     }
 }
 
 impl fmt::Display for Cursor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let version = if self.positions.len() > 1 { "c2" } else { "c1" };
-        write!(f, "{version}.{}", self.epoch)?;
-        for (r, o) in &self.positions {
+        let version = if self.origins.is_empty() { "c1" } else { "c2" };
+        write!(f, "{version}.{}.{}.{}", self.epoch, self.issuer, self.next)?;
+        for (r, o) in self.origins.iter() {
             write!(f, ".{r}.{o}")?;
         }
         Ok(())
@@ -235,9 +251,10 @@ mod tests {
         let v = Cursor::parse("c2.e.b.7.c.9.a.3").unwrap();
         assert_eq!(v.issuer(), (&RegionName::new("b").unwrap(), 7));
         assert_eq!(v.to_string(), "c2.e.b.7.a.3.c.9");
-        let w = Cursor::with_origins(Epoch::new("e").unwrap(), RegionName::new("b").unwrap(), 7, &[(RegionName::new("c").unwrap(), 9), (RegionName::new("a").unwrap(), 3)]);
+        let origins: VersionVector = [(RegionName::new("c").unwrap(), 9), (RegionName::new("a").unwrap(), 3)].into_iter().collect();
+        let w = Cursor::with_origins(Epoch::new("e").unwrap(), RegionName::new("b").unwrap(), 7, &origins);
         assert_eq!(w, v);
-        assert_eq!(Cursor::with_origins(Epoch::new("e").unwrap(), RegionName::new("b").unwrap(), 7, &[]).to_string(), "c1.e.b.7");
+        assert_eq!(Cursor::with_origins(Epoch::new("e").unwrap(), RegionName::new("b").unwrap(), 7, &VersionVector::new()).to_string(), "c1.e.b.7");
     }
 
     #[test]

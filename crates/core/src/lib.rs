@@ -7,6 +7,8 @@
 //!   capability patterns tokens carry. Validation lives here, once. `PROBE_ACCOUNT`, the
 //!   region-local account of the edges' probes.
 //! - [`cursor`]: `Epoch`, `RegionName` and `Cursor`, the opaque resume position clients hold.
+//! - [`version_vector`]: `VersionVector`, a position per region that only moves forward (a
+//!   cursor's other origins, the hub's per-partition origin positions).
 //! - [`record`]: `NewRecord` (what a publisher hands in), `Record` (what the bus stores) and
 //!   `MessageId`.
 //! - [`bus`]: the `Bus` trait (a partitioned, append-only log keyed by account) and its errors.
@@ -28,6 +30,7 @@ pub mod names;
 pub mod presence;
 pub mod record;
 pub mod replica;
+pub mod version_vector;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -39,3 +42,4 @@ pub use names::{AccountId, ChannelKey, ChannelName, ChannelPattern, NameError, P
 pub use presence::{Presence, PresenceChange, PresenceError, PresenceEvent, PresenceFeed, PresenceMember, PresenceSnapshot};
 pub use record::{Appended, MessageId, NewRecord, Record, now_ms};
 pub use replica::ReplicaLog;
+pub use version_vector::VersionVector;

@@ -190,6 +190,14 @@ pub enum ChannelPattern {
     Prefix(String),
 }
 
+/// Read from config files as a string, checked like [`ChannelPattern::parse`] at parse time.
+impl<'de> serde::Deserialize<'de> for ChannelPattern {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        ChannelPattern::parse(&s).map_err(|e| serde::de::Error::custom(format!("channel pattern {s:?}: {e}")))
+    }
+}
+
 impl ChannelPattern {
     /// Parses a pattern. A `*` is only allowed as the last character.
     pub fn parse(p: &str) -> Result<Self, NameError> {

@@ -122,8 +122,8 @@ async fn priority(with: bool, unsent: usize) {
         if with {
             use herald_config::{Priority, PriorityConfig};
             c.edge.priority = vec![
-                PriorityConfig { channels: "incidents".into(), priority: Priority::High },
-                PriorityConfig { channels: "telemetry".into(), priority: Priority::Low },
+                PriorityConfig { channels: herald_core::ChannelPattern::parse("incidents").unwrap(), priority: Priority::High },
+                PriorityConfig { channels: herald_core::ChannelPattern::parse("telemetry").unwrap(), priority: Priority::Low },
             ];
         }
     })
@@ -157,7 +157,7 @@ async fn latest_value(with: bool, unsent: usize) {
         c.edge.max_queued_bytes = 4 << 20;
         c.edge.unsent_limit_bytes = unsent;
         if with {
-            c.edge.latest_value = vec![herald_config::LatestValueConfig { channels: "bus-location:*".into(), key: "/vehicle".into() }];
+            c.edge.latest_value = vec![herald_config::LatestValueConfig { channels: herald_core::ChannelPattern::parse("bus-location:*").unwrap(), key: "/vehicle".into() }];
         }
     })
     .await;
@@ -184,7 +184,7 @@ async fn latest_value(with: bool, unsent: usize) {
 
 async fn max_rate(rate: Option<f64>) {
     let e = TestEdge::start_with(|c| {
-        c.edge.latest_value = vec![herald_config::LatestValueConfig { channels: "bus-location:*".into(), key: "/vehicle".into() }];
+        c.edge.latest_value = vec![herald_config::LatestValueConfig { channels: herald_core::ChannelPattern::parse("bus-location:*").unwrap(), key: "/vehicle".into() }];
     })
     .await;
     let secs = 10.0;

@@ -146,22 +146,10 @@ impl Edge {
         } else {
             crate::keys::load(&config.auth).map_err(EdgeError::Config)?
         };
-        let region = RegionName::new(&config.edge.region).map_err(|e| EdgeError::Config(e.to_string()))?;
+        let region = config.edge.region.clone();
         let node = if config.edge.node.is_empty() { format!("edge-{:06x}", rand::random::<u32>() & 0xff_ffff) } else { config.edge.node.clone() };
-        let latest = config
-            .edge
-            .latest_value
-            .iter()
-            .map(|l| herald_core::ChannelPattern::parse(&l.channels).map(|p| (p, l.key.clone())))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| EdgeError::Config(format!("edge.latest_value: {e}")))?;
-        let priorities = config
-            .edge
-            .priority
-            .iter()
-            .map(|p| herald_core::ChannelPattern::parse(&p.channels).map(|c| (c, p.priority)))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| EdgeError::Config(format!("edge.priority: {e}")))?;
+        let latest = config.edge.latest_value.iter().map(|l| (l.channels.clone(), l.key.clone())).collect();
+        let priorities = config.edge.priority.iter().map(|p| (p.channels.clone(), p.priority)).collect();
         let settings = EngineSettings {
             max_queued_bytes: config.edge.max_queued_bytes,
             history_cache_records: config.edge.history_cache_records,

@@ -269,7 +269,7 @@ async fn max_rate_delivers_everything_in_order_but_at_most_that_often() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_rate_on_a_latest_value_channel_sends_the_newest_per_key_and_a_pause_flushes_what_it_held() {
     let e = TestEdge::start_with(|c| {
-        c.edge.latest_value = vec![herald_config::LatestValueConfig { channels: "loc:*".into(), key: "/v".into() }];
+        c.edge.latest_value = vec![herald_config::LatestValueConfig { channels: herald_core::ChannelPattern::parse("loc:*").unwrap(), key: "/v".into() }];
     })
     .await;
     let mut ws = raw_ws(e.addr, Some(&e.token("acme", "u"))).await.unwrap();

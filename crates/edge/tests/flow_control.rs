@@ -190,7 +190,7 @@ async fn a_partition_is_read_only_while_it_has_subscribers_and_resumes_work_afte
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_subscriber_of_a_latest_value_channel_gets_the_newest_per_key_while_a_fast_one_gets_everything() {
     let e = TestEdge::start_with(|c| {
-        c.edge.latest_value = vec![herald_config::LatestValueConfig { channels: "loc:*".into(), key: "/v".into() }];
+        c.edge.latest_value = vec![herald_config::LatestValueConfig { channels: herald_core::ChannelPattern::parse("loc:*").unwrap(), key: "/v".into() }];
         // Raw test clients do not answer the server's pings.
         c.edge.heartbeat_ms = 600_000;
         // Conflation starts at 2 MiB queued: the fast reader never gets there.
@@ -267,8 +267,8 @@ async fn telemetry_and_incidents(e: &TestEdge) -> Conn {
 fn priorities(c: &mut herald_config::Config) {
     use herald_config::{Priority, PriorityConfig};
     c.edge.priority = vec![
-        PriorityConfig { channels: "incidents".into(), priority: Priority::High },
-        PriorityConfig { channels: "telemetry:*".into(), priority: Priority::Low },
+        PriorityConfig { channels: herald_core::ChannelPattern::parse("incidents").unwrap(), priority: Priority::High },
+        PriorityConfig { channels: herald_core::ChannelPattern::parse("telemetry:*").unwrap(), priority: Priority::Low },
     ];
     // Raw test clients do not answer the server's pings.
     c.edge.heartbeat_ms = 600_000;

@@ -135,9 +135,9 @@ const ORIGIN_SCAN: u64 = 2000;
 /// and below which a replicated record after `next` is a second copy (docs/multi-region.md). An
 /// origin with no record that recent is left out. Best effort: on a read error or after 2 s it
 /// returns what it found.
-async fn scan_tail(engine: &Arc<Engine>, partition: u32, low: u64, next: u64) -> (Vec<(herald_core::RegionName, u64)>, Vec<Arc<herald_core::Record>>) {
+async fn scan_tail(engine: &Arc<Engine>, partition: u32, low: u64, next: u64) -> (herald_core::VersionVector, Vec<Arc<herald_core::Record>>) {
     let from = next.saturating_sub(ORIGIN_SCAN).max(low);
-    let mut out: Vec<(herald_core::RegionName, u64)> = Vec::new();
+    let mut out = herald_core::VersionVector::new();
     let mut tail = Vec::new();
     if from >= next {
         return (out, tail);

@@ -16,22 +16,18 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use herald_core::{MessageId, Record, RegionName};
+use herald_core::{MessageId, Record, RegionName, VersionVector};
 
 /// Whether `r` is a second copy of a replicated record: another origin's record whose origin
 /// offset is below that origin's position in `seen` (origin, next origin offset).
-pub fn is_replica_copy(seen: &[(RegionName, u64)], r: &Record, local: &RegionName) -> bool {
-    &r.origin_region != local && seen.iter().any(|(o, next)| *o == r.origin_region && r.origin_offset < *next)
+pub fn is_replica_copy(seen: &VersionVector, r: &Record, local: &RegionName) -> bool {
+    &r.origin_region != local && seen.covers(&r.origin_region, r.origin_offset)
 }
 
 /// Moves `seen`'s position for `r`'s origin past it (records of the local region are not tracked).
-pub fn note_origin(seen: &mut Vec<(RegionName, u64)>, r: &Record, local: &RegionName) {
-    if &r.origin_region == local {
-        return;
-    }
-    match seen.iter_mut().find(|(o, _)| *o == r.origin_region) {
-        Some((_, next)) => *next = (*next).max(r.origin_offset + 1),
-        None => seen.push((r.origin_region.clone(), r.origin_offset + 1)),
+pub fn note_origin(seen: &mut VersionVector, r: &Record, local: &RegionName) {
+    if &r.origin_region != local {
+        seen.advance(&r.origin_region, r.origin_offset + 1);
     }
 }
 
@@ -105,7 +101,7 @@ mod tests {
     #[test]
     fn a_replicated_record_below_its_origins_position_is_a_copy() {
         let local = RegionName::new("b").unwrap();
-        let mut seen = Vec::new();
+        let mut seen = VersionVector::new();
         for (offset, oo) in [(0, 10), (1, 11), (2, 12)] {
             let r = rec(offset, "01A", "a", oo);
             assert!(!is_replica_copy(&seen, &r, &local));

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use herald_core::{ChannelKey, Cursor, Epoch, PresenceChange, PresenceEvent, Record, RegionName, partition_for};
+use herald_core::{ChannelKey, Cursor, Epoch, PresenceChange, PresenceEvent, Record, RegionName, VersionVector, partition_for};
 use herald_protocol::{ServerFrame, encode_message};
 
 use crate::copies::{self, KeyedIds};
@@ -45,7 +45,7 @@ pub struct Subscription {
     skip_below: u64,
     /// After a resume from another region's cursor: records from these origins below these
     /// origin offsets are skipped (the client saw them there). Empty otherwise.
-    skip_origins: Vec<(RegionName, u64)>,
+    skip_origins: VersionVector,
     /// Whether it receives join/leave events.
     presence_events: bool,
     /// The client's `max_rate`, when it asked for one.
@@ -150,11 +150,11 @@ impl Subscription {
 
     /// Whether the client has `origin`'s record at `origin_offset` already (from another region).
     pub fn seen_elsewhere(&self, origin: &RegionName, origin_offset: u64) -> bool {
-        self.skip_origins.iter().any(|(r, o)| r == origin && origin_offset < *o)
+        self.skip_origins.covers(origin, origin_offset)
     }
 
     /// The client's positions for other origins when it resumed from another region's cursor.
-    pub fn resumed_origins(&self) -> &[(RegionName, u64)] {
+    pub fn resumed_origins(&self) -> &VersionVector {
         &self.skip_origins
     }
 
@@ -236,7 +236,7 @@ struct PartitionHub {
     /// For each other origin region, the origin offset after its last record below `next`
     /// (empty in a single-region deployment). Goes into every cursor, and tells a second copy
     /// of a replicated record from a new one.
-    foreign: Vec<(RegionName, u64)>,
+    foreign: VersionVector,
     /// Keyed message ids dispatched recently: a second copy of one is not dispatched.
     keyed: KeyedIds,
     /// Holes the partition's readers confirmed (`from..to`), newest last: a resume across one
@@ -259,7 +259,7 @@ pub struct SubscribeRequest {
     /// The client's position (next offset), when it resumes.
     pub since: Option<u64>,
     /// The client's positions per origin, when it resumes from another region's cursor.
-    pub skip_origins: Vec<(RegionName, u64)>,
+    pub skip_origins: VersionVector,
     /// Whether history will be replayed before live records (then live ones wait).
     pub replay: bool,
     /// Join/leave events wanted.
@@ -296,7 +296,7 @@ impl Hub {
                     recent: VecDeque::new(),
                     recent_from: 0,
                     generation: 0,
-                    foreign: Vec::new(),
+                    foreign: VersionVector::new(),
                     keyed: KeyedIds::new(KEYED_WINDOW_MS, KEYED_IDS),
                     gaps: VecDeque::new(),
                 })
@@ -353,7 +353,7 @@ impl Hub {
     }
 
     /// The cursor string for "just after offset `next - 1`", other origins seen up to `foreign`.
-    pub fn cursor_with(&self, next: u64, foreign: &[(RegionName, u64)]) -> String {
+    pub fn cursor_with(&self, next: u64, foreign: &VersionVector) -> String {
         if foreign.is_empty() {
             return self.cursor_at(next);
         }
@@ -361,7 +361,7 @@ impl Hub {
     }
 
     /// The partition's other-origin positions now.
-    pub fn foreign_now(&self, partition: u32) -> Vec<(RegionName, u64)> {
+    pub fn foreign_now(&self, partition: u32) -> VersionVector {
         self.parts[partition as usize].lock().foreign.clone()
     }
 
@@ -384,13 +384,13 @@ impl Hub {
     /// Sets where the partition's (new) consumer starts, before any subscription registers, and
     /// empties its history cache. Returns the consumer's generation, which it passes to
     /// [`Hub::dispatch`]: a stopped consumer that still had a batch in hand cannot deliver it.
-    pub fn start_partition(&self, partition: u32, next: u64, foreign: Vec<(RegionName, u64)>) -> u64 {
+    pub fn start_partition(&self, partition: u32, next: u64, foreign: VersionVector) -> u64 {
         self.start_partition_after(partition, next, foreign, &[])
     }
 
     /// [`Hub::start_partition`], knowing the records just before `next` (oldest first): their
     /// keyed ids, so that a second copy of one after `next` is recognised.
-    pub fn start_partition_after(&self, partition: u32, next: u64, foreign: Vec<(RegionName, u64)>, tail: &[Arc<Record>]) -> u64 {
+    pub fn start_partition_after(&self, partition: u32, next: u64, foreign: VersionVector, tail: &[Arc<Record>]) -> u64 {
         let now = herald_core::now_ms();
         let mut p = self.parts[partition as usize].lock();
         p.next = next;
@@ -440,7 +440,7 @@ impl Hub {
 
     /// Encodes a record as a `message` frame whose cursor says other origins were seen up to
     /// `foreign`.
-    pub fn encode(&self, r: &Record, foreign: &[(RegionName, u64)]) -> Arc<EncodedRecord> {
+    pub fn encode(&self, r: &Record, foreign: &VersionVector) -> Arc<EncodedRecord> {
         let cursor = self.cursor_with(r.offset + 1, foreign);
         let frame = encode_message(r.channel.as_str(), r.id.as_str(), &cursor, r.published_at_ms, &r.data);
         let latest = if self.latest.is_empty() { None } else { self.latest_key(r) };
@@ -503,7 +503,7 @@ impl Hub {
         Self::remove(&mut part, sub);
         sub.release_held();
         let next = part.next;
-        let foreign = merge_max(&part.foreign, &sub.skip_origins);
+        let foreign = part.foreign.merged(&sub.skip_origins);
         drop(part);
         self.metrics.subscriptions.decrement(1.0);
         self.cursor_with(next, &foreign)
@@ -610,16 +610,4 @@ impl Hub {
             s.outbox.push(OutItem::Frame(frame.clone()));
         }
     }
-}
-
-/// Per region, the greater of two position lists.
-pub fn merge_max(a: &[(RegionName, u64)], b: &[(RegionName, u64)]) -> Vec<(RegionName, u64)> {
-    let mut out = a.to_vec();
-    for (r, o) in b {
-        match out.iter_mut().find(|(x, _)| x == r) {
-            Some((_, v)) => *v = (*v).max(*o),
-            None => out.push((r.clone(), *o)),
-        }
-    }
-    out
 }

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use herald_core::{BusError, ChannelKey, Cursor, PartitionReader};
+use herald_core::{BusError, ChannelKey, Cursor, PartitionReader, VersionVector};
 use herald_protocol::ErrorCode;
 
 use crate::hub::{SubscribeRequest, Subscription};
@@ -25,7 +25,7 @@ pub struct Opened {
     seam: u64,
     /// Other origins' positions the client had before this subscription: the replayed records'
     /// cursors carry them (a lower bound of the truth, so never a loss).
-    base_foreign: Vec<(herald_core::RegionName, u64)>,
+    base_foreign: VersionVector,
 }
 
 /// Where the replayed history comes from.
@@ -68,13 +68,13 @@ pub async fn open(
     delivery: Delivery,
 ) -> Result<Opened, ErrorCode> {
     let hub = &engine.hub;
-    let (mut since_off, mut base_foreign, mut elsewhere) = (None, Vec::new(), Vec::new());
+    let (mut since_off, mut base_foreign, mut elsewhere) = (None, VersionVector::new(), VersionVector::new());
     match since {
         Some(c) if c.issuer().0 == hub.region() && &c.epoch == hub.epoch() => {
             since_off = Some(c.issuer().1);
-            base_foreign = c.origins().to_vec();
+            base_foreign = c.origins().clone();
         }
-        Some(c) if c.issuer().0 != hub.region() => elsewhere = c.positions.clone(),
+        Some(c) if c.issuer().0 != hub.region() => elsewhere = c.positions(),
         _ => {}
     }
     let partition = engine.bus.partition_of(&channels[0].account);
@@ -96,7 +96,7 @@ pub async fn open(
     let mut history = History::None;
     if !elsewhere.is_empty() {
         // The client's positions from the other region also describe what it has seen of ours.
-        base_foreign = elsewhere.iter().filter(|(r, _)| r != hub.region()).cloned().collect();
+        base_foreign = elsewhere.without(hub.region());
         let issuer = since.map(|c| (c.issuer().0.clone(), c.epoch.clone()));
         match locate(engine, partition, seam, &elsewhere, issuer.as_ref()).await {
             Ok((start, complete)) => {
@@ -137,7 +137,7 @@ pub async fn open(
     if matches!(history, History::None) {
         sub.finish_replay(None);
     }
-    let foreign = crate::hub::merge_max(&hub.foreign_now(partition), &base_foreign);
+    let foreign = hub.foreign_now(partition).merged(&base_foreign);
     let cursor = hub.cursor_with(seam.max(since_off.unwrap_or(0)), &foreign);
     Ok(Opened { sub, cursor, recovered, history, seam, base_foreign })
 }
@@ -158,11 +158,11 @@ pub async fn locate(
     engine: &Arc<Engine>,
     partition: u32,
     seam: u64,
-    seen: &[(herald_core::RegionName, u64)],
+    seen: &VersionVector,
     issuer: Option<&(herald_core::RegionName, herald_core::Epoch)>,
 ) -> Result<(u64, bool), BusError> {
     let mut start = seam;
-    let mut open: Vec<&(herald_core::RegionName, u64)> = seen.iter().collect();
+    let mut open: Vec<(&herald_core::RegionName, u64)> = seen.iter().collect();
     let mut other_epoch = false;
     // One step of the backward scan; false once every origin is proven.
     let mut step = |r: &herald_core::Record| -> bool {
@@ -173,7 +173,7 @@ pub async fn locate(
             other_epoch = true;
             return false;
         }
-        if let Some(i) = open.iter().position(|(o, _)| *o == r.origin_region) {
+        if let Some(i) = open.iter().position(|(o, _)| **o == r.origin_region) {
             if r.origin_offset >= open[i].1 {
                 start = start.min(r.offset);
             } else {
@@ -323,13 +323,13 @@ fn interrupted(engine: &Engine, sub: &Subscription, e: BusError) -> ReplayEnd {
 /// (starting from the client's cursor), keyed ones by message id (those the hub dispatched, and
 /// those earlier in this replay).
 struct ReplayCopies {
-    origins: Vec<(herald_core::RegionName, u64)>,
+    origins: VersionVector,
     keyed: crate::copies::KeyedIds,
 }
 
 impl ReplayCopies {
-    fn new(cursor_origins: &[(herald_core::RegionName, u64)]) -> Self {
-        Self { origins: cursor_origins.to_vec(), keyed: crate::copies::KeyedIds::new(u64::MAX, usize::MAX) }
+    fn new(cursor_origins: &VersionVector) -> Self {
+        Self { origins: cursor_origins.clone(), keyed: crate::copies::KeyedIds::new(u64::MAX, usize::MAX) }
     }
 
     /// False for a second copy of a record already replayed or seen by the client.
@@ -358,7 +358,7 @@ async fn queue(
     engine: &Engine,
     sub: &Subscription,
     r: &herald_core::Record,
-    foreign: &[(herald_core::RegionName, u64)],
+    foreign: &VersionVector,
     queued: &mut usize,
     limit: Option<usize>,
     high_water: usize,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use herald_bus_memory::{MemoryBus, MemoryBusConfig};
-use herald_core::{AccountId, ChannelKey, ChannelName, Cursor, NewRecord, RegionName};
+use herald_core::{AccountId, ChannelKey, ChannelName, Cursor, NewRecord, RegionName, VersionVector};
 use herald_engine::outbox::{OutItem, Outbox};
 use herald_engine::subscribe::{self, ReplayEnd};
 use herald_engine::{Engine, EngineMetrics, EngineSettings};
@@ -82,7 +82,7 @@ async fn live_records_arriving_during_a_replay_follow_the_history_exactly_once()
 async fn seam_holds(engine: Arc<Engine>, cache_hits: Arc<Count>) {
     let p = engine.bus.partition_of(&AccountId::new("acme").unwrap());
     engine.consumers.attach_external(p);
-    engine.hub.start_partition(p, 0, Vec::new());
+    engine.hub.start_partition(p, 0, VersionVector::new());
     publish_and_dispatch(&engine, "c", 10).await; // offsets 0..10
     let outbox = Outbox::new(1 << 20);
     let since = Cursor::single(engine.bus.epoch(), engine.bus.region(), 5);
@@ -107,7 +107,7 @@ async fn a_cursor_ahead_of_this_nodes_consumer_skips_what_the_client_already_has
     let engine = engine();
     let p = engine.bus.partition_of(&AccountId::new("acme").unwrap());
     engine.consumers.attach_external(p);
-    engine.hub.start_partition(p, 0, Vec::new());
+    engine.hub.start_partition(p, 0, VersionVector::new());
     // The client saw offsets up to 7 on another node; this node has dispatched only 0..3.
     publish_and_dispatch(&engine, "c", 3).await;
     let outbox = Outbox::new(1 << 20);
@@ -123,7 +123,7 @@ async fn a_limited_replay_stops_at_the_limit_and_delivers_nothing_after_the_gap(
     let engine = engine();
     let p = engine.bus.partition_of(&AccountId::new("acme").unwrap());
     engine.consumers.attach_external(p);
-    engine.hub.start_partition(p, 0, Vec::new());
+    engine.hub.start_partition(p, 0, VersionVector::new());
     publish_and_dispatch(&engine, "c", 10).await;
     let outbox = Outbox::new(1 << 20);
     let since = Cursor::single(engine.bus.epoch(), engine.bus.region(), 0);
@@ -140,12 +140,12 @@ async fn a_batch_from_a_stopped_consumer_is_not_delivered_after_the_partition_re
     let engine = engine();
     let p = engine.bus.partition_of(&AccountId::new("acme").unwrap());
     engine.consumers.attach_external(p);
-    let first = engine.hub.start_partition(p, 0, Vec::new());
+    let first = engine.hub.start_partition(p, 0, VersionVector::new());
     publish_and_dispatch(&engine, "c", 2).await; // generation 1, offsets 0..2
     let mut old = engine.bus.open(p, 0).await.unwrap();
     let stale = old.next_batch(10).await.unwrap();
     // The consumer restarts (generation 2) at the end of the partition; a subscriber joins.
-    let second = engine.hub.start_partition(p, 2, Vec::new());
+    let second = engine.hub.start_partition(p, 2, VersionVector::new());
     assert_ne!(first, second);
     let outbox = Outbox::new(1 << 20);
     let opened = subscribe::open(&engine, outbox.clone(), vec![key("c")], None, subscribe::Delivery::default()).await.unwrap();

@@ -94,7 +94,7 @@ pub fn start_agent(
     let address = if config.control.advertise.is_empty() { format!("http://{listen}") } else { config.control.advertise.clone() };
     let node = pb::NodeInfo {
         node_id: config.edge.node.clone(),
-        region: config.edge.region.clone(),
+        region: config.edge.region.to_string(),
         address,
         capacity: 0,
         instance: format!("{:016x}", rand::random::<u64>()),

@@ -24,6 +24,11 @@ pub fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
 }
 
 /// A random secret with a readable prefix (`herald dev`'s keys).
+/// A `--region` argument, checked like `edge.region` in the config file.
+pub fn region_arg(s: &str) -> Result<herald_core::RegionName, String> {
+    herald_core::RegionName::new(s).map_err(|e| e.to_string())
+}
+
 pub fn random_key(prefix: &str) -> String {
     format!("{prefix}{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>())
 }

@@ -157,7 +157,7 @@ async fn serve(mut config: Config, dev_keys: Option<(String, String)>) -> anyhow
     }
     // Handlers first: a signal that arrives at any later point is ours to handle.
     let mut signals = Signals::install()?;
-    let region = RegionName::new(&config.edge.region).context("edge.region")?;
+    let region = config.edge.region.clone();
     let listener = tokio::net::TcpListener::bind(config.edge.listen).await.with_context(|| format!("cannot listen on {}", config.edge.listen))?;
     let addr = listener.local_addr()?;
     // Until the bus answers, the node is alive but not ready.
@@ -228,7 +228,7 @@ fn start_sources(config: &Config, edge: &Arc<Edge>, stop: &CancellationToken) ->
     let mut tasks = Vec::new();
     for src in &config.sources {
         let brokers = match &src.brokers {
-            Some(url) => herald_config::BusConfig { url: url.clone(), ..Default::default() }.kafka_brokers(),
+            Some(url) => url.kafka_brokers(),
             None => config.bus.kafka_brokers(),
         }
         .with_context(|| format!("source {}: brokers must be kafka://HOST:PORT", src.name))?;

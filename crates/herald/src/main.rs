@@ -21,6 +21,7 @@ mod replicate;
 mod token;
 
 use clap::{Args, Parser, Subcommand};
+use herald_core::RegionName;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -294,10 +295,10 @@ pub struct ServerArgs {
     pub listen: Option<SocketAddr>,
     /// The bus: `memory`, or `kafka://HOST:PORT[,HOST:PORT…]`.
     #[arg(long)]
-    pub bus: Option<String>,
+    pub bus: Option<herald_config::BusUrl>,
     /// Region name.
-    #[arg(long)]
-    pub region: Option<String>,
+    #[arg(long, value_parser = common::region_arg)]
+    pub region: Option<RegionName>,
     /// Node name.
     #[arg(long)]
     pub node: Option<String>,

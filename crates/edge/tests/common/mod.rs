@@ -17,7 +17,6 @@ use tokio_util::sync::CancellationToken;
 
 use herald_bus_memory::{MemoryBus, MemoryBusConfig};
 use herald_config::Config;
-use herald_core::RegionName;
 use herald_edge::{Edge, EdgeDeps, EdgeMetrics, TokenClaims, TokenIssuer};
 use herald_presence_memory::MemoryPresence;
 
@@ -48,7 +47,7 @@ impl TestEdge {
         config.edge.node = "test-node".into();
         tune(&mut config);
         config.validate().expect("test config is valid");
-        let mut bc = MemoryBusConfig::new(RegionName::new(&config.edge.region).unwrap());
+        let mut bc = MemoryBusConfig::new(config.edge.region.clone());
         bc.partitions = config.bus.partitions;
         bc.retention_records = config.bus.retention_records;
         let deps = EdgeDeps {
