@@ -197,7 +197,7 @@ pub struct EdgeConfig {
     pub proxy_protocol: ProxyProtocol,
     /// Networks (CIDR, e.g. `10.0.0.0/8`) whose forwarding headers are believed; from any other
     /// address, `X-Forwarded-For` and `Forwarded` are ignored.
-    pub trusted_proxies: Vec<String>,
+    pub trusted_proxies: Vec<Cidr>,
     /// The header a trusted proxy writes the client's address to: `x-forwarded-for` or
     /// `forwarded` (RFC 7239). Only one: the other passes through proxies untouched, so a client
     /// could write it.
@@ -238,17 +238,29 @@ pub struct Cidr {
     prefix: u8,
 }
 
-impl std::str::FromStr for Cidr {
-    type Err = String;
+/// Read from config files as a string; a bad network is a parse error naming it.
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(|e| serde::de::Error::custom(format!("{e} (e.g. 10.0.0.0/8 or fd00::/8)")))
+    }
+}
 
-    fn from_str(s: &str) -> Result<Self, String> {
+/// A value in the config that does not parse as its type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ValueError(String);
+
+impl std::str::FromStr for Cidr {
+    type Err = ValueError;
+
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         let (addr, prefix) = s.split_once('/').map_or((s, None), |(a, p)| (a, Some(p)));
-        let net: std::net::IpAddr = addr.parse().map_err(|_| format!("{s:?} is not ADDRESS/PREFIX"))?;
+        let net: std::net::IpAddr = addr.parse().map_err(|_| ValueError(format!("{s:?} is not ADDRESS/PREFIX")))?;
         let net = net.to_canonical();
         let max = if net.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
-            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| format!("{s:?}: the prefix must be 0 to {max}"))?,
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| ValueError(format!("{s:?}: the prefix must be 0 to {max}")))?,
         };
         Ok(Self { net, prefix })
     }
@@ -400,13 +412,13 @@ impl BusUrl {
 }
 
 impl std::str::FromStr for BusUrl {
-    type Err = String;
+    type Err = ValueError;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         if s == "memory" {
             return Ok(BusUrl::Memory);
         }
-        let bad = || format!("must be 'memory' or 'kafka://HOST:PORT[,HOST:PORT…]', not {s:?}");
+        let bad = || ValueError(format!("must be 'memory' or 'kafka://HOST:PORT[,HOST:PORT…]', not {s:?}"));
         let rest = s.strip_prefix("kafka://").ok_or_else(bad)?;
         let ok = !rest.is_empty() && rest.split(',').all(|hp| hp.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()));
         if ok { Ok(BusUrl::Kafka { brokers: rest.to_owned() }) } else { Err(bad()) }
@@ -614,7 +626,7 @@ impl Config {
             self.presence.ttl_secs = v.trim().parse().map_err(|_| bad("HERALD_PRESENCE_TTL_SECS", format!("must be a whole number of seconds, not {v:?}")))?;
         }
         if let Some(v) = get("HERALD_BUS") {
-            self.bus.url = v.trim().parse().map_err(|e| bad("HERALD_BUS", e))?;
+            self.bus.url = v.trim().parse().map_err(|e: ValueError| bad("HERALD_BUS", e.to_string()))?;
         }
         if let Some(v) = get("HERALD_KAFKA_TOPIC") {
             self.bus.topic = v;
@@ -641,9 +653,6 @@ impl Config {
         }
         if e.admin_listen.is_some_and(|a| a == e.listen || (a.port() == e.listen.port() && (a.ip().is_unspecified() || e.listen.ip().is_unspecified()))) {
             return bad("edge.admin_listen", "must be another port than edge.listen");
-        }
-        if let Some(m) = e.trusted_proxies.iter().find_map(|c| c.parse::<Cidr>().err()) {
-            return Err(ConfigError::Invalid { field: "edge.trusted_proxies", message: format!("{m} (e.g. 10.0.0.0/8 or fd00::/8)") });
         }
         self.presence.validate()?;
         if !(1_000..=600_000).contains(&e.heartbeat_ms) {
@@ -772,7 +781,7 @@ mod tests {
         let mut c = Config::default();
         c.edge.heartbeat_ms = 5;
         assert!(c.validate().unwrap_err().to_string().contains("edge.heartbeat_ms"));
-        assert!("redis://x".parse::<BusUrl>().unwrap_err().contains("kafka://HOST:PORT"));
+        assert!("redis://x".parse::<BusUrl>().unwrap_err().to_string().contains("kafka://HOST:PORT"));
         assert!("kafka://".parse::<BusUrl>().is_err());
         assert!("kafka://a".parse::<BusUrl>().is_err());
         let mut c = Config::default();
@@ -788,9 +797,8 @@ mod tests {
         c.validate().unwrap();
         assert_eq!((c.edge.proxy_protocol, c.edge.forwarded_header), (ProxyProtocol::V2, ForwardedHeader::Forwarded));
         for bad in ["10.0.0.0/33", "10.0.0/8", "fd00::/129", "", "10.0.0.0/"] {
-            let mut c = Config::default();
-            c.edge.trusted_proxies = vec![bad.into()];
-            assert!(c.validate().unwrap_err().to_string().contains("edge.trusted_proxies"), "{bad}");
+            let err = toml::from_str::<Config>(&format!("[edge]\ntrusted_proxies = [\"{bad}\"]\n")).expect_err(bad).to_string();
+            assert!(err.contains("trusted_proxies") && err.contains("ADDRESS/PREFIX") || err.contains("prefix must be"), "{bad}: {err}");
         }
         assert!(toml::from_str::<Config>("[edge]\nproxy_protocol = \"v3\"\n").is_err());
     }

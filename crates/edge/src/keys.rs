@@ -8,10 +8,82 @@
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use herald_config::AuthConfig;
 use herald_core::AccountId;
+
+/// A verification key that cannot be used: where it comes from (`at`: `auth.keys[1] (kid k)`,
+/// `auth.jwks_url https://…`) and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{at}: {problem}")]
+pub struct KeyError {
+    /// Which key or key source.
+    pub at: String,
+    /// What is wrong.
+    pub problem: KeyProblem,
+}
+
+/// What is wrong with a verification key or key source.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyProblem {
+    /// A file named by the config cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not one of HS256, RS256, ES256, EdDSA (or HS256 where only public keys may be given).
+    #[error("algorithm must be {allowed}, not {given}")]
+    Algorithm {
+        /// What was given.
+        given: String,
+        /// What is allowed here.
+        allowed: &'static str,
+    },
+    /// An HS256 key without its secret.
+    #[error("no secret")]
+    NoSecret,
+    /// An HS256 secret too short to resist guessing.
+    #[error("an HS256 secret must be at least 16 bytes")]
+    ShortSecret,
+    /// A public-key entry without its key.
+    #[error("no public key")]
+    NoPublicKey,
+    /// A key without the `kid` it must have.
+    #[error("a kid is required")]
+    NoKid,
+    /// The key material does not parse.
+    #[error("not a valid {alg:?} key: {source}")]
+    BadKey {
+        /// The algorithm it was read for.
+        alg: Algorithm,
+        /// Why.
+        source: jsonwebtoken::errors::Error,
+    },
+    /// A symmetric key in a JWKS (those are published; a secret must not be).
+    #[error("key {kid}: symmetric keys do not belong in a JWKS")]
+    SymmetricJwk {
+        /// The key's id.
+        kid: String,
+    },
+    /// The key's `account` is not an account name.
+    #[error("account: {0}")]
+    Account(herald_core::NameError),
+    /// The document is not a JWKS.
+    #[error("not a JWKS document: {0}")]
+    NotJwks(serde_json::Error),
+    /// The JWKS URL could not be fetched.
+    #[error("{0}")]
+    Fetch(String),
+    /// The config names no key at all.
+    #[error("set auth.jwt_secret (HERALD_JWT_SECRET), auth.keys, auth.jwks_file or auth.jwks_url")]
+    NoKeys,
+}
+
+const PUBLIC_ALGORITHMS: &str = "RS256, ES256 or EdDSA";
 
 /// One verification key.
 pub struct VerifyKey {
@@ -41,80 +113,85 @@ pub fn accepted(alg: Algorithm) -> bool {
 }
 
 /// Loads every key the config names. The error says which key is wrong.
-pub fn load(auth: &AuthConfig) -> Result<Vec<VerifyKey>, String> {
+pub fn load(auth: &AuthConfig) -> Result<Vec<VerifyKey>, KeyError> {
     let mut keys = Vec::new();
     if let Some(secret) = &auth.jwt_secret {
         keys.push(VerifyKey { kid: None, alg: Algorithm::HS256, key: DecodingKey::from_secret(secret.as_bytes()), account: None });
     }
     for (i, k) in auth.keys.iter().enumerate() {
-        let what = || format!("auth.keys[{i}]{}", k.kid.as_deref().map(|kid| format!(" (kid {kid})")).unwrap_or_default());
-        let alg = algorithm(&k.algorithm).ok_or_else(|| format!("{}: unknown algorithm {}", what(), k.algorithm))?;
+        let at = || format!("auth.keys[{i}]{}", k.kid.as_deref().map(|kid| format!(" (kid {kid})")).unwrap_or_default());
+        let fail = |problem: KeyProblem| KeyError { at: at(), problem };
+        let unreadable = |path: &Path, source| fail(KeyProblem::Unreadable { path: path.to_owned(), source });
+        let alg = algorithm(&k.algorithm).ok_or_else(|| fail(KeyProblem::Algorithm { given: k.algorithm.clone(), allowed: "HS256, RS256, ES256 or EdDSA" }))?;
         let key = if alg == Algorithm::HS256 {
             let secret = match (&k.secret, &k.secret_file) {
                 (Some(s), _) => s.clone(),
-                (None, Some(f)) => std::fs::read_to_string(f)
-                    .map_err(|e| format!("{}: cannot read {}: {e}", what(), f.display()))?
-                    .trim_end_matches(['\r', '\n'])
-                    .to_owned(),
-                (None, None) => return Err(format!("{}: no secret", what())),
+                (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| unreadable(f, e))?.trim_end_matches(['\r', '\n']).to_owned(),
+                (None, None) => return Err(fail(KeyProblem::NoSecret)),
             };
             if secret.len() < 16 {
-                return Err(format!("{}: an HS256 secret must be at least 16 bytes", what()));
+                return Err(fail(KeyProblem::ShortSecret));
             }
             DecodingKey::from_secret(secret.as_bytes())
         } else {
             let pem = match (&k.public_key_pem, &k.public_key_file) {
                 (Some(p), _) => p.clone().into_bytes(),
-                (None, Some(f)) => std::fs::read(f).map_err(|e| format!("{}: cannot read {}: {e}", what(), f.display()))?,
-                (None, None) => return Err(format!("{}: no public key", what())),
+                (None, Some(f)) => std::fs::read(f).map_err(|e| unreadable(f, e))?,
+                (None, None) => return Err(fail(KeyProblem::NoPublicKey)),
             };
-            public_key(alg, &pem).map_err(|e| format!("{}: {e}", what()))?
+            public_key(alg, &pem).map_err(fail)?
         };
-        let account = k.account.as_deref().map(|a| AccountId::new(a).map_err(|e| format!("{}: {e}", what()))).transpose()?;
+        let account = k.account.as_deref().map(|a| AccountId::new(a).map_err(|e| fail(KeyProblem::Account(e)))).transpose()?;
         keys.push(VerifyKey { kid: k.kid.clone(), alg, key, account });
     }
     if let Some(path) = &auth.jwks_file {
         keys.extend(load_jwks(path)?);
     }
     if keys.is_empty() && auth.jwks_url.is_none() {
-        return Err("no token verification key: set auth.jwt_secret (HERALD_JWT_SECRET), auth.keys, auth.jwks_file or auth.jwks_url".into());
+        return Err(KeyError { at: "no token verification key".into(), problem: KeyProblem::NoKeys });
     }
     Ok(keys)
 }
 
-fn public_key(alg: Algorithm, pem: &[u8]) -> Result<DecodingKey, String> {
+fn public_key(alg: Algorithm, pem: &[u8]) -> Result<DecodingKey, KeyProblem> {
     let parsed = match alg {
         Algorithm::RS256 => DecodingKey::from_rsa_pem(pem),
         Algorithm::ES256 => DecodingKey::from_ec_pem(pem),
         Algorithm::EdDSA => DecodingKey::from_ed_pem(pem),
-        _ => return Err("only RS256, ES256 and EdDSA public keys can be given this way".into()),
+        other => return Err(KeyProblem::Algorithm { given: format!("{other:?}"), allowed: PUBLIC_ALGORITHMS }),
     };
-    parsed.map_err(|e| format!("not a {alg:?} public key in PEM: {e}"))
+    parsed.map_err(|source| KeyProblem::BadKey { alg, source })
 }
 
 /// A public verification key bound to `account` (from the control plane): RS256, ES256 or
 /// EdDSA only, so that no shared secret is ever replicated.
-pub fn account_public_key(account: AccountId, kid: &str, algorithm_name: &str, pem: &str) -> Result<VerifyKey, String> {
+pub fn account_public_key(account: AccountId, kid: &str, algorithm_name: &str, pem: &str) -> Result<VerifyKey, KeyError> {
+    let fail = |problem| KeyError { at: format!("account {account} key {kid:?}"), problem };
     if kid.is_empty() {
-        return Err("kid is required".into());
+        return Err(fail(KeyProblem::NoKid));
     }
-    let alg = algorithm(algorithm_name).filter(|a| *a != Algorithm::HS256).ok_or_else(|| format!("algorithm must be RS256, ES256 or EdDSA, not {algorithm_name}"))?;
-    Ok(VerifyKey { kid: Some(kid.to_owned()), alg, key: public_key(alg, pem.as_bytes())?, account: Some(account) })
+    let alg = algorithm(algorithm_name)
+        .filter(|a| *a != Algorithm::HS256)
+        .ok_or_else(|| fail(KeyProblem::Algorithm { given: algorithm_name.to_owned(), allowed: PUBLIC_ALGORITHMS }))?;
+    let key = public_key(alg, pem.as_bytes()).map_err(fail)?;
+    Ok(VerifyKey { kid: Some(kid.to_owned()), alg, key, account: Some(account) })
 }
 
 /// Loads a JWKS document from a file. Keys without `kid` or without a usable algorithm are refused.
-pub fn load_jwks(path: &Path) -> Result<Vec<VerifyKey>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("auth.jwks_file: cannot read {}: {e}", path.display()))?;
-    let set: JwkSet = serde_json::from_str(&text).map_err(|e| format!("auth.jwks_file: not a JWKS document: {e}"))?;
-    jwks_keys(&set, "auth.jwks_file")
+pub fn load_jwks(path: &Path) -> Result<Vec<VerifyKey>, KeyError> {
+    let fail = |problem| KeyError { at: "auth.jwks_file".into(), problem };
+    let text = std::fs::read_to_string(path).map_err(|source| fail(KeyProblem::Unreadable { path: path.to_owned(), source }))?;
+    let set: JwkSet = serde_json::from_str(&text).map_err(|e| fail(KeyProblem::NotJwks(e)))?;
+    jwks_keys(&set).map_err(fail)
 }
 
 /// Fetches a JWKS document over HTTP or HTTPS (public CA roots) and loads its keys.
-pub async fn fetch_jwks(url: &str) -> Result<Vec<VerifyKey>, String> {
+pub async fn fetch_jwks(url: &str) -> Result<Vec<VerifyKey>, KeyError> {
     use http_body_util::{BodyExt, Empty, Limited};
     use hyper_util::rt::TokioIo;
-    let uri: http::Uri = url.parse().map_err(|e| format!("auth.jwks_url: {e}"))?;
-    let host = uri.host().ok_or("auth.jwks_url: no host")?.to_owned();
+    let fail = |problem| KeyError { at: format!("auth.jwks_url {url}"), problem };
+    let uri: http::Uri = url.parse().map_err(|e: http::uri::InvalidUri| fail(KeyProblem::Fetch(e.to_string())))?;
+    let host = uri.host().ok_or_else(|| fail(KeyProblem::Fetch("no host".into())))?.to_owned();
     let tls = uri.scheme_str() == Some("https");
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let path = uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
@@ -148,26 +225,23 @@ pub async fn fetch_jwks(url: &str) -> Result<Vec<VerifyKey>, String> {
     };
     let body = tokio::time::timeout(std::time::Duration::from_secs(10), fetch)
         .await
-        .map_err(|_| format!("auth.jwks_url {url}: timed out"))?
-        .map_err(|e| format!("auth.jwks_url {url}: {e}"))?;
-    let set: JwkSet = serde_json::from_slice(&body).map_err(|e| format!("auth.jwks_url {url}: not a JWKS document: {e}"))?;
-    jwks_keys(&set, "auth.jwks_url")
+        .map_err(|_| fail(KeyProblem::Fetch("timed out".into())))?
+        .map_err(|e| fail(KeyProblem::Fetch(e)))?;
+    let set: JwkSet = serde_json::from_slice(&body).map_err(|e| fail(KeyProblem::NotJwks(e)))?;
+    jwks_keys(&set).map_err(fail)
 }
 
-fn jwks_keys(set: &JwkSet, what: &str) -> Result<Vec<VerifyKey>, String> {
+fn jwks_keys(set: &JwkSet) -> Result<Vec<VerifyKey>, KeyProblem> {
     set.keys
         .iter()
         .map(|jwk| {
-            let kid = jwk.common.key_id.clone().ok_or_else(|| format!("{what}: every key needs a kid"))?;
-            let alg = jwk
-                .common
-                .key_algorithm
-                .and_then(|a| algorithm(&format!("{a:?}")))
-                .ok_or_else(|| format!("{what}: key {kid}: alg must be RS256, ES256 or EdDSA"))?;
+            let kid = jwk.common.key_id.clone().ok_or(KeyProblem::NoKid)?;
+            let given = jwk.common.key_algorithm.map(|a| format!("{a:?}")).unwrap_or_else(|| "none".into());
+            let alg = algorithm(&given).ok_or_else(|| KeyProblem::Algorithm { given: format!("{given} (key {kid})"), allowed: PUBLIC_ALGORITHMS })?;
             if alg == Algorithm::HS256 {
-                return Err(format!("{what}: key {kid}: symmetric keys do not belong in a JWKS"));
+                return Err(KeyProblem::SymmetricJwk { kid });
             }
-            let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("{what}: key {kid}: {e}"))?;
+            let key = DecodingKey::from_jwk(jwk).map_err(|source| KeyProblem::BadKey { alg, source })?;
             Ok(VerifyKey { kid: Some(kid), alg, key, account: None })
         })
         .collect()

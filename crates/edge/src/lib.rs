@@ -205,7 +205,7 @@ pub async fn serve(listener: TcpListener, edge: Arc<Edge>, stop: CancellationTok
         edge.verifier.set_remote_keys(keys);
         tokio::spawn(refresh_jwks(edge.clone(), url, background.clone()));
     }
-    let trusted = Arc::new(client_addr::TrustedProxies::new(&edge.config).map_err(EdgeError::Config)?);
+    let trusted = Arc::new(client_addr::TrustedProxies::new(&edge.config));
     let proxy_protocol = edge.config.proxy_protocol;
     let proxy_refused = edge.metrics.counter("herald_proxy_header_refused_total", "Connections closed for a missing or malformed PROXY header", &[]);
     let presence_pump = presence_pump::start(&edge, background.clone());

@@ -37,9 +37,12 @@ pub struct DevMode {
 /// Why an edge could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum EdgeError {
-    /// A setting is missing or wrong.
+    /// A token verification key cannot be used.
     #[error("edge config: {0}")]
-    Config(String),
+    Keys(#[from] crate::keys::KeyError),
+    /// The TLS certificate or key cannot be used.
+    #[error("edge config: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// The bus failed at start.
     #[error("bus: {0}")]
     Bus(#[from] BusError),
@@ -144,7 +147,7 @@ impl Edge {
             // Every token key comes from the control plane.
             Vec::new()
         } else {
-            crate::keys::load(&config.auth).map_err(EdgeError::Config)?
+            crate::keys::load(&config.auth)?
         };
         let region = config.edge.region.clone();
         let node = if config.edge.node.is_empty() { format!("edge-{:06x}", rand::random::<u32>() & 0xff_ffff) } else { config.edge.node.clone() };
@@ -169,7 +172,7 @@ impl Edge {
             limits: Arc::new(Limits::new(config.limits.clone(), deps.metrics.clone())),
             jwks_url: config.auth.jwks_url.clone(),
             jwks_refresh_secs: if config.auth.jwks_refresh_secs == 0 { 300 } else { config.auth.jwks_refresh_secs },
-            tls: config.edge.tls.as_ref().map(|t| crate::tls::TlsReloader::new(t).map(Arc::new)).transpose().map_err(EdgeError::Config)?,
+            tls: config.edge.tls.as_ref().map(|t| crate::tls::TlsReloader::new(t).map(Arc::new)).transpose()?,
             allowed_origins: config.auth.allowed_origins.iter().map(|(a, o)| (a.clone(), o.clone())).collect(),
             bus: deps.bus,
             presence: deps.presence,

@@ -1,7 +1,7 @@
 //! TLS on the edge listener (rustls), with certificates reloaded from disk when they change.
 
 use parking_lot::{Mutex, RwLock};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio_rustls::TlsAcceptor;
@@ -10,6 +10,34 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_util::sync::CancellationToken;
 
 use herald_config::TlsConfig;
+
+/// A certificate or key that cannot be used; the message names the setting and the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file cannot be read or does not parse as PEM.
+    #[error("edge.tls.{setting} {}: {source}", path.display())]
+    Unreadable {
+        /// `cert_file` or `key_file`.
+        setting: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file holds no certificate or no private key.
+    #[error("edge.tls.{setting} {}: no {what} in it", path.display())]
+    Empty {
+        /// `cert_file` or `key_file`.
+        setting: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What was looked for.
+        what: &'static str,
+    },
+    /// rustls refused the pair (e.g. the key does not match the certificate).
+    #[error("edge.tls: certificate and key cannot be used together: {0}")]
+    Refused(#[from] tokio_rustls::rustls::Error),
+}
 
 /// The current certificate, and where it comes from.
 pub struct TlsReloader {
@@ -23,35 +51,31 @@ fn modified(p: &PathBuf) -> Option<SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
 }
 
+fn unreadable(setting: &'static str, path: &Path) -> impl Fn(std::io::Error) -> TlsError {
+    let path = path.to_owned();
+    move |source| TlsError::Unreadable { setting, path: path.clone(), source }
+}
+
 /// Reads the certificate chain and key into a rustls server config (HTTP/1.1 only).
-pub fn load(cert_file: &PathBuf, key_file: &PathBuf) -> Result<ServerConfig, String> {
-    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut std::io::BufReader::new(
-        std::fs::File::open(cert_file).map_err(|e| format!("edge.tls.cert_file {}: {e}", cert_file.display()))?,
-    ))
-    .collect::<Result<_, _>>()
-    .map_err(|e| format!("edge.tls.cert_file {}: {e}", cert_file.display()))?;
+pub fn load(cert_file: &PathBuf, key_file: &PathBuf) -> Result<ServerConfig, TlsError> {
+    let open = |setting, path: &PathBuf| std::fs::File::open(path).map(std::io::BufReader::new).map_err(unreadable(setting, path));
+    let certs: Vec<CertificateDer<'static>> =
+        rustls_pemfile::certs(&mut open("cert_file", cert_file)?).collect::<Result<_, _>>().map_err(unreadable("cert_file", cert_file))?;
     if certs.is_empty() {
-        return Err(format!("edge.tls.cert_file {}: no certificate in it", cert_file.display()));
+        return Err(TlsError::Empty { setting: "cert_file", path: cert_file.clone(), what: "certificate" });
     }
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut std::io::BufReader::new(
-        std::fs::File::open(key_file).map_err(|e| format!("edge.tls.key_file {}: {e}", key_file.display()))?,
-    ))
-    .map_err(|e| format!("edge.tls.key_file {}: {e}", key_file.display()))?
-    .ok_or_else(|| format!("edge.tls.key_file {}: no private key in it", key_file.display()))?;
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut open("key_file", key_file)?)
+        .map_err(unreadable("key_file", key_file))?
+        .ok_or_else(|| TlsError::Empty { setting: "key_file", path: key_file.clone(), what: "private key" })?;
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("edge.tls: certificate and key do not match: {e}"))?;
+    let mut config = ServerConfig::builder_with_provider(provider).with_safe_default_protocol_versions()?.with_no_client_auth().with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
 
 impl TlsReloader {
     /// Loads the files once; an error names the file.
-    pub fn new(c: &TlsConfig) -> Result<Self, String> {
+    pub fn new(c: &TlsConfig) -> Result<Self, TlsError> {
         let config = load(&c.cert_file, &c.key_file)?;
         Ok(Self {
             current: RwLock::new(Arc::new(config)),

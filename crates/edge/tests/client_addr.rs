@@ -148,7 +148,7 @@ async fn a_connection_without_a_valid_proxy_header_is_closed_unanswered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trusted_proxys_x_forwarded_for_separates_clients() {
     let e = TestEdge::start_with(|c| {
-        c.edge.trusted_proxies = vec!["127.0.0.1/32".into()];
+        c.edge.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
         c.limits.connections_per_ip = 1;
     })
     .await;
@@ -177,7 +177,7 @@ async fn an_untrusted_peers_forwarding_headers_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trusted_proxys_forwarded_for_works_like_x_forwarded_for() {
     let e = TestEdge::start_with(|c| {
-        c.edge.trusted_proxies = vec!["127.0.0.1/32".into()];
+        c.edge.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
         c.edge.forwarded_header = ForwardedHeader::Forwarded;
         c.limits.connections_per_ip = 1;
     })
@@ -197,7 +197,7 @@ async fn a_trusted_proxys_forwarded_for_works_like_x_forwarded_for() {
 async fn forwarding_headers_count_only_when_the_proxy_header_names_a_trusted_proxy() {
     let e = TestEdge::start_with(|c| {
         c.edge.proxy_protocol = ProxyProtocol::V2;
-        c.edge.trusted_proxies = vec!["10.0.0.0/8".into()];
+        c.edge.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()];
         c.limits.connections_per_ip = 1;
     })
     .await;

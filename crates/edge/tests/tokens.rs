@@ -123,6 +123,8 @@ fn a_token_not_valid_yet_is_refused_and_bad_key_config_names_the_key() {
     assert!(v.verify(&t).unwrap_err().message.contains("nbf"));
     let auth = AuthConfig { keys: vec![key(Some("broken"), "RS256", Some("es256.pub"), None, None)], ..Default::default() };
     let err = herald_edge::keys::load(&auth).err().unwrap();
+    assert!(matches!(err.problem, herald_edge::keys::KeyProblem::BadKey { .. }), "{err}");
+    let err = err.to_string();
     assert!(err.contains("broken") && err.contains("RS256"), "{err}");
     assert!(herald_edge::keys::load(&AuthConfig::default()).is_err(), "no key at all is an error");
 }
@@ -142,7 +144,7 @@ fn an_hs256_secret_can_come_from_a_file_and_a_short_or_missing_one_names_the_key
     let t = sign(Algorithm::HS256, Some("f"), &EncodingKey::from_secret(b"file-secret-0123456789"), &claims("acme", None));
     assert!(v.verify(&t).is_ok(), "the file's secret, its newline dropped, verifies");
     for (kid, path, needle) in [("short", write("short", "too-short\n"), "at least 16 bytes"), ("gone", dir.join("missing"), "cannot read")] {
-        let err = herald_edge::keys::load(&AuthConfig { keys: vec![from_file(kid, path)], ..Default::default() }).err().unwrap();
+        let err = herald_edge::keys::load(&AuthConfig { keys: vec![from_file(kid, path)], ..Default::default() }).err().unwrap().to_string();
         assert!(err.contains(kid) && err.contains(needle), "{err}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
