@@ -305,13 +305,15 @@ impl KafkaBus {
         let mut found = Vec::new();
         if from < next {
             let mut reader = self.open(partition, from).await?;
-            while reader.position() < next {
-                let want = ((next - reader.position()) as usize).min(1000);
-                let batch = match tokio::time::timeout(self.config.timeout, reader.next_batch(want)).await {
-                    Ok(b) => b?,
+            loop {
+                let batch = match tokio::time::timeout(self.config.timeout, reader.next_batch_before(next, 1000)).await {
+                    Ok(b) => match b? {
+                        Some(b) => b,
+                        None => break,
+                    },
                     Err(_) => return Err(unavailable(format!("reading partition {partition}'s keyed records timed out"))),
                 };
-                for r in batch.iter().filter(|r| r.offset < next && r.id.as_str().starts_with('K') && now.saturating_sub(r.published_at_ms) <= window_ms) {
+                for r in batch.iter().filter(|r| r.id.as_str().starts_with('K') && now.saturating_sub(r.published_at_ms) <= window_ms) {
                     found.push((Appended { partition, offset: r.offset, id: r.id.clone(), duplicate: false }, r.published_at_ms));
                 }
             }

@@ -67,6 +67,20 @@ pub trait PartitionReader: Send {
 
     /// Moves the reader to `offset`.
     fn seek(&mut self, offset: u64);
+
+    /// Reads toward `end` (exclusive): the next batch of at most `max` records, of those below
+    /// `end` only, or `None` once the reader's position has reached `end`. The loop every
+    /// "read the partition up to here" (a seam, the partition's end) is written with:
+    /// `while let Some(batch) = reader.next_batch_before(end, 1000).await? { … }`.
+    async fn next_batch_before(&mut self, end: u64, max: usize) -> Result<Option<Vec<Arc<Record>>>, BusError> {
+        let position = self.position();
+        if position >= end {
+            return Ok(None);
+        }
+        let mut batch = self.next_batch(((end - position) as usize).min(max)).await?;
+        batch.retain(|r| r.offset < end);
+        Ok(Some(batch))
+    }
 }
 
 /// A partitioned append-only log of records keyed by account.

@@ -145,12 +145,10 @@ async fn scan_tail(engine: &Arc<Engine>, partition: u32, low: u64, next: u64) ->
     let local = engine.bus.region();
     let scan = async {
         let mut reader = engine.open_reader(partition, from).await?;
-        while reader.position() < next {
-            for r in reader.next_batch(((next - reader.position()) as usize).min(1000)).await? {
-                if r.offset < next {
-                    crate::copies::note_origin(&mut out, &r, &local);
-                    tail.push(r);
-                }
+        while let Some(batch) = reader.next_batch_before(next, 1000).await? {
+            for r in batch {
+                crate::copies::note_origin(&mut out, &r, &local);
+                tail.push(r);
             }
         }
         Ok::<_, BusError>(())

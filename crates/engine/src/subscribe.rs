@@ -197,8 +197,8 @@ pub async fn locate(
         let from = end.saturating_sub(1000).max(floor);
         let mut reader = engine.open_reader(partition, from).await?;
         let mut window = Vec::new();
-        while reader.position() < end {
-            window.extend(reader.next_batch(((end - reader.position()) as usize).min(1000)).await?.into_iter().filter(|r| r.offset < end));
+        while let Some(batch) = reader.next_batch_before(end, 1000).await? {
+            window.extend(batch);
         }
         for r in window.iter().rev() {
             if !step(r) {
@@ -245,10 +245,10 @@ pub async fn replay(engine: &Engine, opened: Opened, limit: Option<usize>) -> (A
     let history = match history {
         History::Bus(mut reader) if latest => {
             let mut all = Vec::new();
-            while reader.position() < seam {
-                let want = ((seam - reader.position()) as usize).min(512);
-                match reader.next_batch(want).await {
-                    Ok(b) => all.extend(b.into_iter().filter(|r| r.offset < seam && sub.wants(r) && copies.first_time(engine, r))),
+            loop {
+                match reader.next_batch_before(seam, 512).await {
+                    Ok(Some(b)) => all.extend(b.into_iter().filter(|r| sub.wants(r) && copies.first_time(engine, r))),
+                    Ok(None) => break,
                     Err(e) => {
                         let end = interrupted(engine, &sub, e);
                         return (sub, end);
@@ -276,19 +276,16 @@ pub async fn replay(engine: &Engine, opened: Opened, limit: Option<usize>) -> (A
             return (sub, ReplayEnd::Live);
         }
     };
-    while reader.position() < seam {
-        let want = ((seam - reader.position()) as usize).min(512);
-        let batch = match reader.next_batch(want).await {
-            Ok(b) => b,
+    loop {
+        let batch = match reader.next_batch_before(seam, 512).await {
+            Ok(Some(b)) => b,
+            Ok(None) => break,
             Err(e) => {
                 let end = interrupted(engine, &sub, e);
                 return (sub, end);
             }
         };
         for r in batch {
-            if r.offset >= seam {
-                break;
-            }
             if !sub.wants(&r) || !copies.first_time(engine, &r) {
                 continue;
             }
