@@ -1,5 +1,5 @@
 //! Response and request helpers shared by the HTTP transports, the router and the admin
-//! listener. A leaf: it knows no transport and routes nothing (that is [`crate::router`]).
+//! listener. A leaf: it knows no transport and routes nothing (that is `router`).
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};

@@ -6,16 +6,18 @@
 //!   drain signal), and `publish`, which every publishing path goes through.
 //! - The fan-out itself (hub, seam, send queues, subscriptions with exact resume, partition
 //!   consumers) is the `herald-engine` crate; the edge holds one [`herald_engine::Engine`].
-//! - [`ws`] + [`session`]: the WebSocket transport (handshake, connection loop, socket writer)
-//!   and its protocol state; [`sse`], [`poll`]: the HTTP streaming transports; [`lifecycle`]:
+//! - `ws` + `session`: the WebSocket transport (handshake, connection loop, socket writer)
+//!   and its protocol state; `sse`, `poll`: the HTTP streaming transports; `lifecycle`:
 //!   what every session goes through whatever its transport (id, welcome, presence, drain,
-//!   expiry); [`publish`]: the backend API.
-//! - [`presence_pump`]: join/leave events from presence storage to local subscribers.
-//! - [`auth`]: tokens and API keys; [`metrics`]: the metrics registry; [`router`]: method and
-//!   path to handler; [`http`]: response and request helpers (a leaf).
+//!   expiry); `publish`: the backend API.
+//! - `presence_pump`: join/leave events from presence storage to local subscribers.
+//! - [`auth`] + [`keys`]: tokens, their verification keys and API keys; [`limits`]: connection
+//!   and publish limits; [`tls`]: the listener's certificate; [`metrics`]: the metrics
+//!   registry; `router`: method and path to handler; [`http`]: response and request helpers
+//!   (a leaf).
 //! - [`admin`]: the admin listener (health, readiness, metrics; no PROXY header, no TLS), from
 //!   start to exit.
-//! - [`proxy_header`]: the PROXY protocol header a load balancer sends first; [`client_addr`]:
+//! - `proxy_header`: the PROXY protocol header a load balancer sends first; `client_addr`:
 //!   the client's address from it and from trusted proxies' forwarding headers.
 //!
 //! The edge depends on the `Bus` and `Presence` traits only; which adapters run is the binary's
@@ -26,25 +28,25 @@
 
 pub mod admin;
 pub mod auth;
-pub mod client_addr;
+mod client_addr;
 mod dev;
 pub mod http;
 pub mod keys;
-pub mod lifecycle;
+mod lifecycle;
 pub mod limits;
 pub mod metrics;
-pub mod poll;
-pub mod presence_pump;
-pub mod probe;
-pub mod proxy_header;
-pub mod publish;
-pub mod router;
-pub mod session;
-pub mod sse;
+mod poll;
+mod presence_pump;
+mod probe;
+mod proxy_header;
+mod publish;
+mod router;
+mod session;
+mod sse;
 pub mod state;
 mod stream_request;
 pub mod tls;
-pub mod ws;
+mod ws;
 
 pub use auth::{TokenClaims, TokenIssuer};
 pub use herald_engine::{outbox, subscribe};

@@ -51,8 +51,8 @@ pub enum EdgeError {
     Io(#[from] std::io::Error),
 }
 
-/// Why a publish was refused. Nothing was written. [`crate::publish`] turns it into an HTTP
-/// response and [`crate::session`] into an error frame, each in one place.
+/// Why a publish was refused. Nothing was written. `publish` turns it into an HTTP
+/// response and `session` into an error frame, each in one place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PublishError {
     /// A payload is larger than `max_message_bytes` (the account's, else the edge's).
@@ -96,7 +96,7 @@ pub struct PublishItem {
 /// The shared state of one edge node.
 pub struct Edge {
     /// Edge settings.
-    pub config: EdgeConfig,
+    pub(crate) config: EdgeConfig,
     /// This node's name.
     pub node: String,
     /// This node's region.
@@ -104,9 +104,9 @@ pub struct Edge {
     /// The bus.
     pub bus: Arc<dyn Bus>,
     /// Presence storage.
-    pub presence: Arc<dyn Presence>,
+    pub(crate) presence: Arc<dyn Presence>,
     /// The fan-out engine: hub, partition consumers, subscriptions.
-    pub engine: Arc<Engine>,
+    pub(crate) engine: Arc<Engine>,
     /// Token verification.
     pub verifier: TokenVerifier,
     /// Publish API keys.
@@ -114,9 +114,9 @@ pub struct Edge {
     /// Connection and rate limits.
     pub limits: Arc<Limits>,
     /// The JWKS URL, when configured, and how often it is fetched again.
-    pub jwks_url: Option<String>,
+    pub(crate) jwks_url: Option<String>,
     /// Seconds between JWKS fetches.
-    pub jwks_refresh_secs: u64,
+    pub(crate) jwks_refresh_secs: u64,
     /// TLS on the listener, when configured.
     pub tls: Option<Arc<crate::tls::TlsReloader>>,
     /// Per-account allowed browser origins (absent: any).
@@ -126,12 +126,12 @@ pub struct Edge {
     /// Cancelled when the node starts draining (SIGTERM).
     pub drain: CancellationToken,
     /// Development mode.
-    pub dev: Option<DevMode>,
+    pub(crate) dev: Option<DevMode>,
     /// `jti`s of publish-capable tokens already used for a session, until they expire.
     used_jtis: parking_lot::Mutex<std::collections::HashMap<(AccountId, String), u64>>,
     ready: AtomicBool,
     /// The end-to-end probe's verdict.
-    pub probe: crate::probe::ProbeState,
+    pub(crate) probe: crate::probe::ProbeState,
     sessions: AtomicUsize,
     sessions_gone: Notify,
 }
@@ -139,6 +139,11 @@ pub struct Edge {
 pub use herald_engine::BUS_GAP_UNREADY_MS;
 
 impl Edge {
+    /// The `[edge]` settings it runs with.
+    pub fn config(&self) -> &EdgeConfig {
+        &self.config
+    }
+
     /// Builds the edge state from validated config and its dependencies.
     pub fn new(config: &Config, deps: EdgeDeps) -> Result<Arc<Self>, EdgeError> {
         let a = &config.auth;

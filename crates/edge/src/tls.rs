@@ -35,7 +35,7 @@ pub enum TlsError {
         what: &'static str,
     },
     /// rustls refused the pair (e.g. the key does not match the certificate).
-    #[error("edge.tls: certificate and key cannot be used together: {0}")]
+    #[error("edge.tls: the certificate and key do not match, or cannot be used: {0}")]
     Refused(#[from] tokio_rustls::rustls::Error),
 }
 

@@ -45,7 +45,7 @@ impl EdgeHooks for Hooks {
                     publish_per_second: some(l.publish_per_second).map(|v| v.min(u32::MAX as u64) as u32),
                     max_subscriptions: some(l.max_subscriptions.into()).map(|v| v as usize),
                     // Never above the frame limit, whatever the control plane says.
-                    max_message_bytes: some(l.max_message_bytes.into()).map(|v| (v as usize).min(self.0.config.max_frame_bytes)),
+                    max_message_bytes: some(l.max_message_bytes.into()).map(|v| (v as usize).min(self.0.config().max_frame_bytes)),
                 };
                 (a.name.clone(), over)
             })
