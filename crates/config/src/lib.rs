@@ -507,7 +507,7 @@ pub struct JwtKeyConfig {
     pub public_key_pem: Option<String>,
     /// When set, the key may only sign tokens of this account.
     #[serde(default)]
-    pub account: Option<String>,
+    pub account: Option<AccountId>,
 }
 
 /// Limits that keep one client, address or account from starving the rest. Each refusal answers
@@ -634,18 +634,42 @@ impl Config {
         Ok(())
     }
 
-    /// Checks every value; the error names the field.
+    /// Checks every value; the error names the field. Each section checks itself; this adds the
+    /// checks that span sections.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.kafka.validate()?;
+        self.edge.validate()?;
+        self.control.validate()?;
+        self.presence.validate()?;
+        self.bus.validate()?;
+        self.auth.validate()?;
+        self.limits.validate(self.edge.max_frame_bytes)?;
+        let bad = |field: &'static str, message: &str| Err(ConfigError::Invalid { field, message: message.into() });
+        let mut names = std::collections::BTreeSet::new();
+        for src in &self.sources {
+            let topic_ok = |t: &str| !t.is_empty() && t.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
+            if !names.insert(src.name.as_str()) || src.name.is_empty() || !topic_ok(&src.name) {
+                return bad("sources.name", "source names must be unique and made of A-Z a-z 0-9 . _ -");
+            }
+            if !topic_ok(&src.topic) || src.dead_letter_topic.as_deref().is_some_and(|t| !topic_ok(t)) {
+                return bad("sources.topic", "topic names are made of A-Z a-z 0-9 . _ -");
+            }
+            if src.brokers.as_ref().map_or(self.bus.kafka_brokers().is_none(), |b| *b == BusUrl::Memory) {
+                return bad("sources.brokers", "a source needs brokers (or a kafka:// bus)");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl EdgeConfig {
+    /// Checks the `[edge]` values; the error names the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |field: &'static str, message: &str| Err(ConfigError::Invalid { field, message: message.into() });
-        self.kafka.validate()?;
-        let e = &self.edge;
+        let e = self;
         if !e.node.is_empty() && !e.node.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
             return bad("edge.node", "must be characters of A-Z a-z 0-9 - _ .");
         }
-        if self.control.endpoints.iter().any(|e| e.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())) {
-            return bad("control.endpoints", "each must be HOST:PORT, or https://HOST:PORT for TLS against public CAs");
-        }
-        self.control.tls.validate(&self.control.endpoints)?;
         for l in &e.latest_value {
             if !(l.key.is_empty() || l.key.starts_with('/')) {
                 return bad("edge.latest_value.key", "must be empty or a JSON pointer starting with /");
@@ -654,7 +678,6 @@ impl Config {
         if e.admin_listen.is_some_and(|a| a == e.listen || (a.port() == e.listen.port() && (a.ip().is_unspecified() || e.listen.ip().is_unspecified()))) {
             return bad("edge.admin_listen", "must be another port than edge.listen");
         }
-        self.presence.validate()?;
         if !(1_000..=600_000).contains(&e.heartbeat_ms) {
             return bad("edge.heartbeat_ms", "must be between 1000 and 600000");
         }
@@ -685,7 +708,27 @@ impl Config {
         if e.poll_timeout_ms > 60_000 {
             return bad("edge.poll_timeout_ms", "must be at most 60000");
         }
-        let b = &self.bus;
+        Ok(())
+    }
+}
+
+impl ControlPlaneConfig {
+    /// Checks the `[control]` values; the error names the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field: &'static str, message: &str| Err(ConfigError::Invalid { field, message: message.into() });
+        if self.endpoints.iter().any(|e| e.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())) {
+            return bad("control.endpoints", "each must be HOST:PORT, or https://HOST:PORT for TLS against public CAs");
+        }
+        self.tls.validate(&self.endpoints)?;
+        Ok(())
+    }
+}
+
+impl BusConfig {
+    /// Checks the `[bus]` values; the error names the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field: &'static str, message: &str| Err(ConfigError::Invalid { field, message: message.into() });
+        let b = self;
         if !b.topic.is_empty() && !b.topic.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-')) {
             return bad("bus.topic", "must be characters of A-Z a-z 0-9 . _ -");
         }
@@ -698,14 +741,22 @@ impl Config {
         if b.retention_records == 0 {
             return bad("bus.retention_records", "must be positive");
         }
-        if let Some(s) = &self.auth.jwt_secret
+        Ok(())
+    }
+}
+
+impl AuthConfig {
+    /// Checks the `[auth]` values; the error names the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field: &'static str, message: &str| Err(ConfigError::Invalid { field, message: message.into() });
+        if let Some(s) = &self.jwt_secret
             && s.len() < 16 {
                 return bad("auth.jwt_secret", "must be at least 16 bytes");
             }
-        if self.auth.jwks_url.as_deref().is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
+        if self.jwks_url.as_deref().is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
             return bad("auth.jwks_url", "must be an http:// or https:// URL");
         }
-        for k in &self.auth.keys {
+        for k in &self.keys {
             match k.algorithm.as_str() {
                 "HS256" if k.secret.is_some() && k.secret_file.is_some() => return bad("auth.keys", "an HS256 key needs one of secret or secret_file, not both"),
                 "HS256" if k.secret.as_ref().is_some_and(|s| s.len() >= 16) || k.secret_file.is_some() => {}
@@ -714,11 +765,8 @@ impl Config {
                 "RS256" | "ES256" | "EdDSA" => return bad("auth.keys", "an RS256/ES256/EdDSA key needs exactly one of public_key_file or public_key_pem"),
                 _ => return bad("auth.keys", "algorithm must be HS256, RS256, ES256 or EdDSA"),
             }
-            if k.account.as_deref().is_some_and(|a| herald_core::AccountId::new(a).is_err()) {
-                return bad("auth.keys", "account must be an account name");
-            }
         }
-        for keys in self.auth.account_keys.values() {
+        for keys in self.account_keys.values() {
             if keys.iter().any(|k| k.len() < 16) {
                 return bad("auth.account_keys", "keys must be at least 16 bytes");
             }
@@ -727,36 +775,31 @@ impl Config {
                 return bad("auth.account_keys", "a stored key is sha256: followed by 64 hex digits (herald api-key prints one)");
             }
         }
-        let l = &self.limits;
-        if l.connections_per_account == 0 || l.connections_per_ip == 0 || l.publish_per_second_per_connection == 0 || l.publish_per_second_per_account == 0 {
-            return bad("limits", "every limit must be positive");
-        }
-        if l.accounts.values().any(|a| a.max_message_bytes.is_some_and(|m| m == 0 || m > e.max_frame_bytes) || a.max_subscriptions == Some(0)) {
-            return bad("limits.accounts", "max_message_bytes must be 1..=edge.max_frame_bytes and max_subscriptions positive");
-        }
-        if self.auth.leeway_secs > 300 {
+        if self.leeway_secs > 300 {
             return bad("auth.leeway_secs", "must be at most 300");
         }
-        if self.auth.allowed_origins.values().flatten().any(|o| !(o.starts_with("https://") || o.starts_with("http://")) || o.ends_with('/')) {
+        if self.allowed_origins.values().flatten().any(|o| !(o.starts_with("https://") || o.starts_with("http://")) || o.ends_with('/')) {
             return bad("auth.allowed_origins", "origins look like https://app.example.com (scheme and host, no path)");
         }
-        let mut names = std::collections::BTreeSet::new();
-        for src in &self.sources {
-            let topic_ok = |t: &str| !t.is_empty() && t.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
-            if !names.insert(src.name.as_str()) || src.name.is_empty() || !topic_ok(&src.name) {
-                return bad("sources.name", "source names must be unique and made of A-Z a-z 0-9 . _ -");
-            }
-            if !topic_ok(&src.topic) || src.dead_letter_topic.as_deref().is_some_and(|t| !topic_ok(t)) {
-                return bad("sources.topic", "topic names are made of A-Z a-z 0-9 . _ -");
-            }
-            if src.brokers.as_ref().map_or(self.bus.kafka_brokers().is_none(), |b| *b == BusUrl::Memory) {
-                return bad("sources.brokers", "a source needs brokers (or a kafka:// bus)");
-            }
-        }
-        if let Some(k) = &self.auth.admin_api_key
+        if let Some(k) = &self.admin_api_key
             && k.len() < 16 {
                 return bad("auth.admin_api_key", "must be at least 16 bytes");
             }
+        Ok(())
+    }
+}
+
+impl LimitsConfig {
+    /// Checks the `[limits]` values against the frame size; the error names the field.
+    pub fn validate(&self, max_frame_bytes: usize) -> Result<(), ConfigError> {
+        let bad = |field: &'static str, message: &str| Err(ConfigError::Invalid { field, message: message.into() });
+        let l = self;
+        if l.connections_per_account == 0 || l.connections_per_ip == 0 || l.publish_per_second_per_connection == 0 || l.publish_per_second_per_account == 0 {
+            return bad("limits", "every limit must be positive");
+        }
+        if l.accounts.values().any(|a| a.max_message_bytes.is_some_and(|m| m == 0 || m > max_frame_bytes) || a.max_subscriptions == Some(0)) {
+            return bad("limits.accounts", "max_message_bytes must be 1..=edgmax_frame_bytes and max_subscriptions positive");
+        }
         Ok(())
     }
 }

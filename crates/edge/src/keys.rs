@@ -69,9 +69,6 @@ pub enum KeyProblem {
         /// The key's id.
         kid: String,
     },
-    /// The key's `account` is not an account name.
-    #[error("account: {0}")]
-    Account(herald_core::NameError),
     /// The document is not a JWKS.
     #[error("not a JWKS document: {0}")]
     NotJwks(serde_json::Error),
@@ -141,7 +138,7 @@ pub fn load(auth: &AuthConfig) -> Result<Vec<VerifyKey>, KeyError> {
             };
             public_key(alg, &pem).map_err(fail)?
         };
-        let account = k.account.as_deref().map(|a| AccountId::new(a).map_err(|e| fail(KeyProblem::Account(e)))).transpose()?;
+        let account = k.account.clone();
         keys.push(VerifyKey { kid: k.kid.clone(), alg, key, account });
     }
     if let Some(path) = &auth.jwks_file {

@@ -36,7 +36,7 @@ fn key(kid: Option<&str>, alg: &str, file: Option<&str>, secret: Option<&str>, a
         secret_file: None,
         public_key_file: file.map(key_file),
         public_key_pem: None,
-        account: account.map(str::to_owned),
+        account: account.map(|a| herald_core::AccountId::new(a).unwrap()),
     }
 }
 
