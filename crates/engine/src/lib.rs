@@ -9,6 +9,7 @@
 //! - [`outbox`]: a connection's bounded send queue (priority lanes, conflation, lagged cuts).
 //! - [`subscribe`]: opening a subscription at a cursor and replaying up to the seam.
 //! - [`consumer`]: partition consumers, started on a partition's first subscription.
+//! - [`history`]: a channel's history read from the bus, in pages (the history API).
 //! - [`copies`]: telling a second copy of a record (replicator or source restart) from a new
 //!   one, so none reaches a client twice.
 #![forbid(unsafe_code)]
@@ -16,6 +17,7 @@
 
 pub mod consumer;
 pub mod copies;
+pub mod history;
 pub mod hub;
 pub mod outbox;
 pub mod subscribe;
