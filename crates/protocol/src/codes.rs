@@ -1,9 +1,9 @@
 //! The closed set of protocol error codes.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// An error code, as documented in `docs/protocol.md`. Adding one is a protocol change.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// Not JSON, a wrong type, a missing field.

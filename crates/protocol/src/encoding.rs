@@ -1,12 +1,13 @@
-//! Which encoding a WebSocket connection speaks, and the per-connection state it needs.
+//! Which encoding a WebSocket connection speaks, and the per-connection state the compact one
+//! needs.
 //!
 //! JSON v1 (`herald.v1.json`) is the default; the compact encoding (`herald.v1.proto`) is asked
 //! for with `Sec-WebSocket-Protocol`. SSE and long-poll always speak JSON.
 
 use bytes::Bytes;
-use std::sync::Mutex;
 
-use crate::proto::{self, RecordPrefix};
+use crate::proto::json::{ControlFrame, SubChange};
+use crate::proto::{self, ReadError, RecordPrefix};
 use crate::server::ServerFrame;
 
 /// The subprotocol name of JSON v1.
@@ -44,73 +45,56 @@ impl Encoding {
     }
 }
 
-/// One connection's encoder of server frames.
+/// The compact encoding's state for one connection, held by the connection's writer.
 ///
-/// In the compact encoding a `message` names its subscription by a small number, given out by
-/// the `subscribed` frame this encoder writes, kept while the channel stays subscribed (a
-/// `resume` keeps it), forgotten at `unsubscribed`, and never reused on the connection. The
-/// connection's writer asks [`Wire::record_prefix`] for the bytes that complete a shared record
-/// body for this connection; a record of a channel no longer subscribed gets none and is not
-/// sent (the client would drop it).
-#[derive(Debug)]
-pub enum Wire {
-    /// JSON v1.
-    Json,
-    /// The compact encoding, with the connection's subscription numbers.
-    Proto(Mutex<SubNumbers>),
-}
-
-/// The subscription numbers of one compact connection.
+/// A `message` names its subscription by a small number. The writer gives the number out when it
+/// writes the channel's `subscribed` frame, keeps it while the channel stays subscribed (a
+/// `resume` answers `subscribed` again and keeps it), forgets it when it writes `unsubscribed`,
+/// and never reuses one on the connection. Because this happens in the order frames go out, a
+/// record always follows its channel's `subscribed`; a record of a channel no longer subscribed
+/// (a low-priority record overtaken by its `unsubscribed`) has no number and is not sent: the
+/// client would drop it.
 #[derive(Debug, Default)]
-pub struct SubNumbers {
+pub struct ProtoWriter {
     last: u32,
     by_channel: Vec<(Box<str>, u32)>,
 }
 
-impl Wire {
-    /// The encoder for a new connection speaking `encoding`.
-    pub fn new(encoding: Encoding) -> Self {
-        match encoding {
-            Encoding::Json => Self::Json,
-            Encoding::Proto => Self::Proto(Mutex::new(SubNumbers::default())),
-        }
+impl ProtoWriter {
+    /// The state of a new connection.
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// The connection's encoding.
-    pub fn encoding(&self) -> Encoding {
-        match self {
-            Self::Json => Encoding::Json,
-            Self::Proto(_) => Encoding::Proto,
-        }
-    }
-
-    /// A server frame in this connection's encoding (JSON ends in `\n`; proto is length-prefixed),
-    /// ready to be batched with others.
-    pub fn encode(&self, frame: &ServerFrame<'_>) -> Bytes {
-        let Self::Proto(subs) = self else { return frame.encode() };
-        let mut subs = subs.lock().unwrap_or_else(|e| e.into_inner());
+    /// A server frame in the compact encoding, length-prefixed, numbering subscriptions.
+    pub fn encode(&mut self, frame: &ServerFrame<'_>) -> Bytes {
         let sub = match *frame {
-            ServerFrame::Subscribed { channel, .. } => subs.number(channel),
-            ServerFrame::Unsubscribed { channel, .. } => {
-                subs.by_channel.retain(|(c, _)| &**c != channel);
-                0
-            }
+            ServerFrame::Subscribed { channel, .. } => self.number(channel),
+            ServerFrame::Unsubscribed { channel, .. } => self.forget(channel),
             _ => 0,
         };
         proto::server::encode_server_frame(frame, sub)
     }
 
-    /// The bytes this connection writes before the shared compact body of a record of `channel`
+    /// A control frame the session queued as JSON v1 (with its newline), in the compact encoding.
+    pub fn transcode(&mut self, json: &[u8]) -> Result<Bytes, ReadError> {
+        let f = ControlFrame::parse(json)?;
+        let sub = match f.change() {
+            SubChange::Subscribed(channel) => self.number(channel),
+            SubChange::Unsubscribed(channel) => self.forget(channel),
+            SubChange::None => 0,
+        };
+        Ok(f.encode(sub))
+    }
+
+    /// The bytes to write before the shared compact body of a record of `channel`
     /// ([`proto::encode_record`], `body_len` bytes long); `None` when the channel is not
-    /// subscribed (any more), or on a JSON connection.
+    /// subscribed (any more).
     pub fn record_prefix(&self, channel: &str, body_len: usize) -> Option<RecordPrefix> {
-        let Self::Proto(subs) = self else { return None };
-        let sub = subs.lock().unwrap_or_else(|e| e.into_inner()).by_channel.iter().find(|(c, _)| &**c == channel)?.1;
+        let sub = self.by_channel.iter().find(|(c, _)| &**c == channel)?.1;
         Some(proto::record_prefix(sub, body_len))
     }
-}
 
-impl SubNumbers {
     /// The channel's number, given out now if it has none.
     fn number(&mut self, channel: &str) -> u32 {
         if let Some((_, n)) = self.by_channel.iter().find(|(c, _)| &**c == channel) {
@@ -120,13 +104,18 @@ impl SubNumbers {
         self.by_channel.push((channel.into(), self.last));
         self.last
     }
+
+    fn forget(&mut self, channel: &str) -> u32 {
+        self.by_channel.retain(|(c, _)| &**c != channel);
+        0
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::RequestId;
     use crate::proto::{ProtoReader, encode_record};
+    use crate::{ErrorCode, RequestId};
 
     #[test]
     fn the_first_subprotocol_the_client_lists_that_we_speak_wins() {
@@ -137,33 +126,49 @@ mod tests {
     }
 
     #[test]
-    fn json_connections_encode_frames_exactly_as_before() {
-        let id = RequestId::Num(1);
-        let f = ServerFrame::Subscribed { id: Some(&id), channel: "c", cursor: "c1.e.r.0", recovered: false };
-        assert_eq!(Wire::new(Encoding::Json).encode(&f), f.encode());
-        assert!(Wire::new(Encoding::Json).record_prefix("c", 10).is_none());
-    }
-
-    #[test]
     fn subscription_numbers_follow_subscribe_resume_and_unsubscribe() {
-        let wire = Wire::new(Encoding::Proto);
+        let mut w = ProtoWriter::new();
         let id = RequestId::Num(1);
         let subscribed = |ch| ServerFrame::Subscribed { id: Some(&id), channel: ch, cursor: "c1.e.r.0", recovered: false };
         let mut reader = ProtoReader::new();
-        reader.read(&wire.encode(&subscribed("a")));
-        reader.read(&wire.encode(&subscribed("b")));
+        reader.read(&w.encode(&subscribed("a")));
+        reader.read(&w.transcode(&subscribed("b").encode()).unwrap());
         let body = encode_record(0, "F1", 1, b"1", &[]);
-        let record = |ch| wire.record_prefix(ch, body.len()).map(|p| [p.as_bytes(), &body].concat());
-        let a = record("a").unwrap();
+        let record = |w: &ProtoWriter, ch| w.record_prefix(ch, body.len()).map(|p| [p.as_bytes(), &body].concat());
+        let a = record(&w, "a").unwrap();
         assert!(reader.read(&a)[0].as_ref().unwrap().starts_with(br#"{"type":"message","channel":"a""#));
         // A resume answers `subscribed` again: the number stays.
-        reader.read(&wire.encode(&subscribed("a")));
-        assert_eq!(record("a").unwrap(), a);
+        reader.read(&w.transcode(&subscribed("a").encode()).unwrap());
+        assert_eq!(record(&w, "a").unwrap(), a);
         // After unsubscribing, the channel's records have no number; a new subscription gets a new one.
-        wire.encode(&ServerFrame::Unsubscribed { id: Some(&id), channel: "a", code: None });
-        assert!(record("a").is_none());
-        reader.read(&wire.encode(&subscribed("a")));
-        assert_ne!(record("a").unwrap(), a);
-        assert!(reader.read(&record("b").unwrap())[0].as_ref().unwrap().starts_with(br#"{"type":"message","channel":"b""#));
+        w.transcode(&ServerFrame::Unsubscribed { id: Some(&id), channel: "a", code: None }.encode()).unwrap();
+        assert!(record(&w, "a").is_none());
+        reader.read(&w.encode(&subscribed("a")));
+        assert_ne!(record(&w, "a").unwrap(), a);
+        assert!(reader.read(&record(&w, "b").unwrap())[0].as_ref().unwrap().starts_with(br#"{"type":"message","channel":"b""#));
+    }
+
+    #[test]
+    fn transcoded_control_frames_read_back_as_the_same_json() {
+        let id = RequestId::Str("x".into());
+        let m = herald_core::PresenceMember { connection_id: "c".into(), user: "u".into() };
+        let frames = [
+            ServerFrame::Welcome { connection_id: "k", node: "n", region: "local", heartbeat_ms: 5, protocol: 1, expires_at: Some(9) },
+            ServerFrame::Subscribed { id: Some(&id), channel: "ch", cursor: "c1.e.r.3", recovered: true },
+            ServerFrame::Join { channel: "ch", member: &m },
+            ServerFrame::Presence { id: &id, channel: "ch", occupancy: 1, members: std::slice::from_ref(&m) },
+            ServerFrame::Error { id: None, code: ErrorCode::Lagged, message: "slow \u{1F40C}" },
+            ServerFrame::Unsubscribed { id: None, channel: "ch", code: Some(ErrorCode::Forbidden) },
+            ServerFrame::Reconnect { after_ms: 3, reason: "drain" },
+            ServerFrame::Ping {},
+        ];
+        let mut w = ProtoWriter::new();
+        let mut reader = ProtoReader::new();
+        for f in &frames {
+            let json = f.encode();
+            assert_eq!(reader.read(&w.transcode(&json).unwrap()), vec![Ok(json)]);
+        }
+        assert!(w.transcode(b"{\"type\":\"message\"}\n").is_err());
+        assert!(w.transcode(b"garbage").is_err());
     }
 }

@@ -8,8 +8,8 @@
 //!   either a frame or a precise protocol error (never a panic).
 //! - [`server`]: frames the server sends, encoded to `Bytes` once and shared by every recipient;
 //!   [`encode_message`] builds the hot-path `message` frame without an intermediate value.
-//! - [`encoding`]: [`Encoding`] (negotiated by WebSocket subprotocol) and [`Wire`], a
-//!   connection's encoder of server frames.
+//! - [`encoding`]: [`Encoding`] (negotiated by WebSocket subprotocol) and [`ProtoWriter`], a
+//!   compact connection's state (its subscription numbers).
 //! - [`proto`]: the compact encoding (`proto/herald/v1/wire.proto`, compiled by `build.rs`):
 //!   server frames and the shared record body, client frames, and the client's reader that
 //!   rebuilds exact JSON v1 frames and cursors.
@@ -30,7 +30,7 @@ pub mod server;
 
 pub use client::{ClientFrame, FrameError, RequestId, decode_client_frame};
 pub use codes::ErrorCode;
-pub use encoding::{Encoding, SUBPROTOCOL_JSON, SUBPROTOCOL_PROTO, Wire};
+pub use encoding::{Encoding, ProtoWriter, SUBPROTOCOL_JSON, SUBPROTOCOL_PROTO};
 pub use server::{ServerFrame, encode_message};
 
 /// The protocol version this crate speaks.

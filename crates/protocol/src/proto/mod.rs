@@ -9,10 +9,13 @@
 //!   which each connection completes with its own subscription number ([`record_prefix`]).
 //! - [`client`]: client frames from bytes (never a panic; errors carry protocol codes), and to
 //!   bytes (for clients).
+//! - [`json`]: JSON v1 control frames read back, for a compact connection's writer, which
+//!   re-encodes what the (encoding-blind) session queued.
 //! - [`reader`]: the client's side: server frames back to their exact JSON v1 form, cursors
 //!   rebuilt from the subscription's fixed part and each record's offset and origins.
 
 pub mod client;
+pub mod json;
 pub mod reader;
 pub mod server;
 

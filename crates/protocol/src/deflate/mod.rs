@@ -10,8 +10,14 @@
 //! A compressed message has RSV1 set on its first frame ([`RSV1`]); its payload is the DEFLATE
 //! output with the `00 00 ff ff` tail of the final sync flush removed ([`Deflater`]), which the
 //! receiver appends again before inflating ([`Inflater`]).
+//!
+//! - [`inbound`]: the client's byte stream with its compressed messages inflated, for a frame
+//!   reader (tungstenite) that knows no extension.
+
+pub mod inbound;
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+use std::cell::RefCell;
 
 /// The extension's name in `Sec-WebSocket-Extensions`.
 pub const EXTENSION: &str = "permessage-deflate";
@@ -75,15 +81,39 @@ impl Agreement {
         r
     }
 
-    /// A compressor for the server's messages.
-    pub fn deflater(&self) -> Deflater {
-        Deflater::new(self.level, self.server_window_bits, true)
+    /// Compresses one server message (appended to `out`). Every message is compressed on its
+    /// own, so a compressor of the calling thread serves every connection: none is held per
+    /// connection.
+    pub fn compress(&self, message: &[u8], out: &mut Vec<u8>) {
+        thread_local! {
+            static DEFLATERS: RefCell<Vec<((u32, u8), Deflater)>> = const { RefCell::new(Vec::new()) };
+        }
+        let key = (self.level, self.server_window_bits);
+        DEFLATERS.with_borrow_mut(|pool| {
+            let i = match pool.iter().position(|(k, _)| *k == key) {
+                Some(i) => i,
+                None => {
+                    pool.push((key, Deflater::new(self.level, self.server_window_bits, true)));
+                    pool.len() - 1
+                }
+            };
+            pool[i].1.compress(message, out);
+        });
     }
+}
 
-    /// A decompressor for the client's messages, which refuses to inflate past `max_len` bytes.
-    pub fn inflater(&self, max_len: usize) -> Inflater {
-        Inflater::new(true, max_len)
+/// Inflates one client message (appended to `out`, at most `max_len` bytes) with a decompressor
+/// of the calling thread: the server asks for `client_no_context_takeover`, so messages are
+/// independent and no connection holds one.
+pub fn inflate_message(payload: &[u8], max_len: usize, out: &mut Vec<u8>) -> Result<(), DeflateError> {
+    thread_local! {
+        static INFLATER: RefCell<Option<Inflater>> = const { RefCell::new(None) };
     }
+    INFLATER.with_borrow_mut(|slot| {
+        let inf = slot.get_or_insert_with(|| Inflater::new(true, max_len));
+        inf.max_len = max_len;
+        inf.decompress(payload, out)
+    })
 }
 
 /// The `permessage-deflate` offers among `Sec-WebSocket-Extensions` header values, in the
