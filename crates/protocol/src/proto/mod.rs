@@ -23,7 +23,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 pub use client::{decode_client_message, encode_client_frame};
 pub use reader::{ProtoReader, ReadError};
-pub use server::{RecordPrefix, encode_record, record_prefix};
+pub use server::{RecordPrefix, encode_record, encode_server_frame, record_prefix};
 
 /// The prost types generated from `proto/herald/v1/wire.proto`.
 #[allow(missing_docs, clippy::all)]
