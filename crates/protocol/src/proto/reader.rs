@@ -205,7 +205,8 @@ mod tests {
         assert_eq!(json, vec![Ok(subscribed.encode())]);
 
         let ulid = herald_core::MessageId::generate(1_763_996_400_123);
-        let cases: Vec<(u64, String, Vec<(RegionName, u64)>)> = vec![
+        type Case = (u64, String, Vec<(RegionName, u64)>);
+        let cases: Vec<Case> = vec![
             // A local record in a single-region stream.
             (40, ulid.to_string(), vec![]),
             // A keyed id (sources, idempotency keys) and an id of another shape.

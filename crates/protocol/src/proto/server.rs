@@ -34,15 +34,17 @@ enum IdForm {
 fn id_form(id: &str) -> IdForm {
     let b = id.as_bytes();
     let bits = |chars: &[u8]| chars.iter().try_fold(0u128, |acc, &c| crockford_value(c).map(|v| (acc << 5) | v));
-    if b.len() == 26 && b[0] <= b'7' {
-        if let Some(v) = bits(b) {
-            return IdForm::Ulid(v.to_be_bytes());
-        }
+    if b.len() == 26
+        && b[0] <= b'7'
+        && let Some(v) = bits(b)
+    {
+        return IdForm::Ulid(v.to_be_bytes());
     }
-    if b.len() == 26 && b[0] == b'K' {
-        if let Some(v) = bits(&b[1..]) {
-            return IdForm::Keyed(v.to_be_bytes());
-        }
+    if b.len() == 26
+        && b[0] == b'K'
+        && let Some(v) = bits(&b[1..])
+    {
+        return IdForm::Keyed(v.to_be_bytes());
     }
     IdForm::Text
 }
