@@ -56,6 +56,16 @@ else
   echo "kubernetes-validate: installed"
 fi
 
+# Python's websockets: the third-party permessage-deflate client of crates/edge/tests/encodings.rs
+# (which finds it at $TOOLS/ws-venv, or at HERALD_WS_PYTHON).
+if "$TOOLS/ws-venv/bin/python" -c "import websockets" >/dev/null 2>&1; then
+  echo "websockets: present"
+else
+  python3 -m venv "$TOOLS/ws-venv"
+  "$TOOLS/ws-venv/bin/pip" install -q --disable-pip-version-check websockets==15.0.1
+  echo "websockets: installed"
+fi
+
 # Debian packages, installed together in one apt run when any is missing:
 #   chromium (browser tests), redis-server (presence tests start their own on a free port),
 #   stunnel4 (Kafka over TLS), iproute2 (the chaos run's network namespaces and veth links).

@@ -14,7 +14,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use herald_protocol::split_batch;
+use herald_protocol::proto::{ProtoReader, encode_client_frame};
+use herald_protocol::{Encoding, decode_client_frame, split_batch};
 
 use crate::{ClientConfig, ClientError, Command, ConnState, Event, Message, Published};
 
@@ -193,6 +194,9 @@ async fn connect(config: &ClientConfig) -> Result<Ws, ConnectError> {
     let mut req = format!("{base}/v1/ws").into_client_request().map_err(|e| ConnectError::Refused(e.to_string()))?;
     let auth = HeaderValue::from_str(&format!("Bearer {}", config.token)).map_err(|e| ConnectError::Refused(e.to_string()))?;
     req.headers_mut().insert(http::header::AUTHORIZATION, auth);
+    if config.encoding == Encoding::Proto {
+        req.headers_mut().insert(http::header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(herald_protocol::SUBPROTOCOL_PROTO));
+    }
     let cfg = WebSocketConfig::default().read_buffer_size(16 << 10).write_buffer_size(0);
     match tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async_with_config(req, Some(cfg), true)).await {
         Err(_) => Err(ConnectError::Io("connect timed out".into())),
@@ -238,6 +242,19 @@ impl Driver {
         }
     }
 
+    /// A client frame (JSON v1 text) as a message in the connection's encoding.
+    fn out(&self, json: String) -> WsMessage {
+        match self.config.encoding {
+            Encoding::Json => WsMessage::Text(json.into()),
+            // The driver only builds well-formed frames; were one not, the server reads JSON
+            // text on a compact connection too, and answers it with a precise error.
+            Encoding::Proto => match decode_client_frame(&json) {
+                Ok(frame) => WsMessage::Binary(encode_client_frame(&frame)),
+                Err(_) => WsMessage::Text(json.into()),
+            },
+        }
+    }
+
     fn id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
@@ -251,7 +268,7 @@ impl Driver {
             f["since"] = c.clone().into();
         }
         self.pending.insert(id, Pending::Subscribe { channel: channel.to_owned(), resumed: ch.cursor.is_some() });
-        ws.send(WsMessage::Text(f.to_string().into())).await
+        ws.send(self.out(f.to_string())).await
     }
 
     /// A command while connected. Returns an outcome when the connection must end.
@@ -264,7 +281,7 @@ impl Driver {
             Command::Unsubscribe { channel } => {
                 if self.channels.remove(&channel).is_some() {
                     let id = self.id();
-                    ws.send(WsMessage::Text(serde_json::json!({"type":"unsubscribe","id":id,"channel":channel}).to_string().into())).await?;
+                    ws.send(self.out(serde_json::json!({"type":"unsubscribe","id":id,"channel":channel}).to_string())).await?;
                 }
             }
             Command::Publish { channel, data, idempotency_key, done } => {
@@ -275,18 +292,18 @@ impl Driver {
                 }
                 f.push('}');
                 self.pending.insert(id, Pending::Publish(done));
-                ws.send(WsMessage::Text(f.into())).await?;
+                ws.send(self.out(f)).await?;
             }
             Command::Presence { channel, done } => {
                 let id = self.id();
                 self.pending.insert(id, Pending::Presence(done));
-                ws.send(WsMessage::Text(serde_json::json!({"type":"presence","id":id,"channel":channel}).to_string().into())).await?;
+                ws.send(self.out(serde_json::json!({"type":"presence","id":id,"channel":channel}).to_string())).await?;
             }
             Command::Refresh { token, done } => {
                 let id = self.id();
                 self.config.token = token.clone();
                 self.pending.insert(id, Pending::Refresh(done));
-                ws.send(WsMessage::Text(serde_json::json!({"type":"refresh","id":id,"token":token}).to_string().into())).await?;
+                ws.send(self.out(serde_json::json!({"type":"refresh","id":id,"token":token}).to_string())).await?;
             }
             Command::DropConnection => return Ok(Some(Outcome::Reconnect { after: Some(Duration::ZERO), reason: "dropped by the application".into() })),
             Command::Close => {
@@ -301,6 +318,8 @@ impl Driver {
         let mut hb = Duration::from_secs(30);
         let mut last_heard = Instant::now();
         let mut check = tokio::time::interval(Duration::from_millis(500));
+        // The compact encoding's subscription numbers are per connection.
+        let mut reader = ProtoReader::new();
         let channels: Vec<String> = self.channels.keys().cloned().collect();
         for ch in channels {
             if let Err(e) = self.send_subscribe(&mut ws, &ch).await {
@@ -332,6 +351,22 @@ impl Driver {
                     match m {
                         Some(Ok(WsMessage::Text(t))) => {
                             for line in split_batch(t.as_str()) {
+                                match self.frame(&mut ws, line, &mut hb, failures).await {
+                                    Ok(None) => {}
+                                    Ok(Some(o)) => return o,
+                                    Err(e) => return Outcome::Reconnect { after: None, reason: e.to_string() },
+                                }
+                            }
+                        }
+                        Some(Ok(WsMessage::Binary(b))) if self.config.encoding == Encoding::Proto => {
+                            for json in reader.read(&b) {
+                                let line = match &json {
+                                    Ok(j) => std::str::from_utf8(j).unwrap_or_default(),
+                                    Err(e) => {
+                                        tracing::warn!(error = %e, "unreadable frame from server");
+                                        continue;
+                                    }
+                                };
                                 match self.frame(&mut ws, line, &mut hb, failures).await {
                                     Ok(None) => {}
                                     Ok(Some(o)) => return o,
@@ -438,7 +473,7 @@ impl Driver {
                     }
                 }
             }
-            "ping" => ws.send(WsMessage::Text(r#"{"type":"pong"}"#.into())).await?,
+            "ping" => ws.send(self.out(r#"{"type":"pong"}"#.into())).await?,
             "token_expiring" => {
                 if let Some(source) = self.config.token_source.clone() {
                     match source().await {
@@ -449,7 +484,7 @@ impl Driver {
                             // matched to it and never mistaken for a connection error.
                             let (tx, _rx) = oneshot::channel();
                             self.pending.insert(id, Pending::Refresh(tx));
-                            ws.send(WsMessage::Text(serde_json::json!({"type":"refresh","id":id,"token":token}).to_string().into())).await?;
+                            ws.send(self.out(serde_json::json!({"type":"refresh","id":id,"token":token}).to_string())).await?;
                         }
                         Err(e) => tracing::warn!(error = %e, "token source failed; the connection will close at expiry and reconnect"),
                     }

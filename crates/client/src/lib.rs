@@ -41,6 +41,9 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// Message ids remembered per channel for dedupe.
     pub dedupe_window: usize,
+    /// The wire encoding: JSON v1 (the default) or the compact `herald.v1.proto`. Either way the
+    /// application sees the same messages and cursors.
+    pub encoding: herald_protocol::Encoding,
 }
 
 impl ClientConfig {
@@ -54,6 +57,7 @@ impl ClientConfig {
             backoff_max: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
             dedupe_window: 10_000,
+            encoding: herald_protocol::Encoding::Json,
         }
     }
 }

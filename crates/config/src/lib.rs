@@ -192,6 +192,8 @@ pub struct EdgeConfig {
     pub latest_value: Vec<LatestValueConfig>,
     /// Channel priorities (`[[edge.priority]]`); channels no entry names are `normal`.
     pub priority: Vec<PriorityConfig>,
+    /// `permessage-deflate` on WebSocket connections (`[edge.compression]`).
+    pub compression: CompressionConfig,
     /// PROXY protocol on the listener: when on, every connection must start with a PROXY header
     /// (a load balancer's), whose source address becomes the connection's address.
     pub proxy_protocol: ProxyProtocol,
@@ -295,6 +297,30 @@ pub struct PriorityConfig {
 
 pub use herald_core::Priority;
 
+/// WebSocket compression (`permessage-deflate`, RFC 7692), granted to clients that ask for it
+/// (browsers always do). Each message is compressed on its own, so a connection holds no
+/// compression state; the cost is CPU per message written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompressionConfig {
+    /// Grant it at all (off by default).
+    pub enabled: bool,
+    /// DEFLATE level, 0 to 9 (1: fastest; most of the gain on JSON at a fraction of 6's CPU).
+    pub level: u32,
+    /// The largest LZ77 window, in bits (9 to 15), the server compresses with and asks clients
+    /// to use.
+    pub max_window_bits: u8,
+    /// Under load: new connections are refused compression (and go uncompressed) while the node
+    /// has more than this many sessions open. 0: no limit.
+    pub refuse_above_sessions: usize,
+}
+
+impl Default for CompressionConfig {
+    fn default() -> Self {
+        Self { enabled: false, level: 1, max_window_bits: 15, refuse_above_sessions: 0 }
+    }
+}
+
 /// Channels whose subscribers need only the newest record per key: a record still queued for
 /// a connection is replaced by a newer one with the same key, and a resume sends the newest per
 /// key after the cursor. Other channels never conflate.
@@ -346,6 +372,7 @@ impl Default for EdgeConfig {
             probe_stall_ms: 15_000,
             latest_value: Vec::new(),
             priority: Vec::new(),
+            compression: CompressionConfig::default(),
             proxy_protocol: ProxyProtocol::Off,
             trusted_proxies: Vec::new(),
             forwarded_header: ForwardedHeader::XForwardedFor,
@@ -704,6 +731,12 @@ impl EdgeConfig {
         }
         if e.probe_interval_ms < 100 || e.probe_stall_ms <= e.probe_interval_ms {
             return bad("edge.probe_stall_ms", "probe_interval_ms must be at least 100 and probe_stall_ms larger than it");
+        }
+        if e.compression.level > 9 {
+            return bad("edge.compression.level", "must be 0 to 9");
+        }
+        if !(9..=15).contains(&e.compression.max_window_bits) {
+            return bad("edge.compression.max_window_bits", "must be 9 to 15");
         }
         if e.poll_timeout_ms > 60_000 {
             return bad("edge.poll_timeout_ms", "must be at most 60000");

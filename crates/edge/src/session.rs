@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use herald_core::{ChannelKey, ChannelName, Cursor, PresenceMember};
-use herald_protocol::{ClientFrame, ErrorCode, RequestId, ServerFrame, decode_client_frame, split_batch};
+use herald_protocol::{ClientFrame, ErrorCode, FrameError, RequestId, ServerFrame, decode_client_frame, split_batch};
 
 use crate::auth::Grant;
 use crate::lifecycle;
@@ -73,6 +73,17 @@ impl Session {
     pub async fn handle_text(&mut self, text: &str) -> Result<(), Fatal> {
         for line in split_batch(text) {
             match decode_client_frame(line) {
+                Ok(frame) => self.handle(frame).await?,
+                Err(e) => self.send_error(e.id.as_ref(), e.code, &e.message),
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles the frames of one binary (compact) message, decoded; errors are answered.
+    pub async fn handle_decoded(&mut self, frames: impl Iterator<Item = Result<ClientFrame, FrameError>>) -> Result<(), Fatal> {
+        for f in frames {
+            match f {
                 Ok(frame) => self.handle(frame).await?,
                 Err(e) => self.send_error(e.id.as_ref(), e.code, &e.message),
             }

@@ -3,18 +3,29 @@
 mod common;
 
 use common::*;
-use herald_client::{Client, ClientConfig, Event};
+use herald_client::{Client, Event};
+use herald_protocol::Encoding;
 use serde_json::json;
 use std::time::Duration;
+
+// Every WebSocket test here runs over JSON v1 and over the compact encoding.
+over_both_encodings!(
+    a_subscriber_receives_1000_published_records_in_order,
+    a_client_dropped_at_random_points_while_publishing_continues_sees_every_record_once_in_order,
+    resuming_with_a_cursor_during_concurrent_publishing_has_no_gap_and_no_duplicate_at_the_seam,
+    a_cursor_past_retention_or_from_another_epoch_answers_recovered_false,
+    a_paused_channel_delivers_nothing_and_resumes_exactly_where_it_stopped,
+    max_rate_delivers_everything_in_order_but_at_most_that_often,
+    max_rate_on_a_latest_value_channel_sends_the_newest_per_key_and_a_pause_flushes_what_it_held
+);
 
 fn seq(m: &herald_client::Message) -> u64 {
     serde_json::from_str::<serde_json::Value>(m.data.get()).unwrap()["seq"].as_u64().unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_subscriber_receives_1000_published_records_in_order() {
+async fn a_subscriber_receives_1000_published_records_in_order(encoding: Encoding) {
     let e = TestEdge::start().await;
-    let c = Client::connect(ClientConfig::new(e.url(), e.token("acme", "u1")));
+    let c = Client::connect(client_config(e.url(), e.token("acme", "u1"), encoding));
     let mut sub = c.subscribe("incidents").await.unwrap();
     for batch in 0..10u64 {
         let records: Vec<_> = (0..100u64).map(|i| json!({"account":"acme","channel":"incidents","data":{"seq": batch * 100 + i}})).collect();
@@ -27,11 +38,10 @@ async fn a_subscriber_receives_1000_published_records_in_order() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_dropped_at_random_points_while_publishing_continues_sees_every_record_once_in_order() {
+async fn a_client_dropped_at_random_points_while_publishing_continues_sees_every_record_once_in_order(encoding: Encoding) {
     const N: u64 = 2000;
     let e = TestEdge::start().await;
-    let mut cfg = ClientConfig::new(e.url(), e.token("acme", "u1"));
+    let mut cfg = client_config(e.url(), e.token("acme", "u1"), encoding);
     cfg.backoff_initial = Duration::from_millis(5);
     cfg.backoff_max = Duration::from_millis(50);
     let c = Client::connect(cfg);
@@ -78,8 +88,7 @@ async fn a_client_dropped_at_random_points_while_publishing_continues_sees_every
 
 /// Without the SDK's dedupe: the raw stream itself must have no gap and no duplicate at the
 /// seam between replayed and live records, while publishing goes on.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn resuming_with_a_cursor_during_concurrent_publishing_has_no_gap_and_no_duplicate_at_the_seam() {
+async fn resuming_with_a_cursor_during_concurrent_publishing_has_no_gap_and_no_duplicate_at_the_seam(encoding: Encoding) {
     const N: u64 = 3000;
     let e = TestEdge::start().await;
     let token = e.token("acme", "u1");
@@ -98,7 +107,7 @@ async fn resuming_with_a_cursor_during_concurrent_publishing_has_no_gap_and_no_d
     let mut rounds = 0;
     while next_seq < N {
         rounds += 1;
-        let mut ws = raw_ws(e.addr, Some(&token)).await.unwrap();
+        let mut ws = raw_ws_speaking(e.addr, Some(&token), encoding).await.unwrap();
         let mut sub = json!({"type":"subscribe","id":1,"channel":"c"});
         if let Some(c) = &cursor {
             sub["since"] = c.clone().into();
@@ -140,8 +149,7 @@ async fn resuming_with_a_cursor_during_concurrent_publishing_has_no_gap_and_no_d
     assert!(rounds > 3, "the test resumed several times ({rounds})");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cursor_past_retention_or_from_another_epoch_answers_recovered_false() {
+async fn a_cursor_past_retention_or_from_another_epoch_answers_recovered_false(encoding: Encoding) {
     let e = TestEdge::start_with(|c| {
         c.bus.partitions = 1;
         c.bus.retention_records = 20;
@@ -154,7 +162,7 @@ async fn a_cursor_past_retention_or_from_another_epoch_answers_recovered_false()
     for n in 1..100 {
         e.publish_seq("acme", "c", n).await;
     }
-    let mut ws = raw_ws(e.addr, Some(&e.token("acme", "u"))).await.unwrap();
+    let mut ws = raw_ws_speaking(e.addr, Some(&e.token("acme", "u")), encoding).await.unwrap();
     send(&mut ws, json!({"type":"subscribe","id":1,"channel":"c","since": first_cursor})).await;
     let s = expect_type(&mut ws, "subscribed").await;
     assert_eq!(s["recovered"], false, "records after the cursor are gone");
@@ -188,10 +196,9 @@ async fn the_same_idempotency_key_publishes_once() {
     assert_eq!(status, 200, "{v}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_paused_channel_delivers_nothing_and_resumes_exactly_where_it_stopped() {
+async fn a_paused_channel_delivers_nothing_and_resumes_exactly_where_it_stopped(encoding: Encoding) {
     let e = TestEdge::start().await;
-    let mut ws = raw_ws(e.addr, Some(&e.token("acme", "u"))).await.unwrap();
+    let mut ws = raw_ws_speaking(e.addr, Some(&e.token("acme", "u")), encoding).await.unwrap();
     send(&mut ws, json!({"type":"subscribe","id":1,"channel":"c"})).await;
     expect_type(&mut ws, "subscribed").await;
     e.publish_seq("acme", "c", 0).await;
@@ -226,14 +233,11 @@ async fn a_paused_channel_delivers_nothing_and_resumes_exactly_where_it_stopped(
 /// Reads WebSocket messages until `n` records of `channel` have arrived; returns their `seq`s
 /// (or `v`s with `field`) and how many WebSocket messages carried them.
 async fn read_records(ws: &mut Conn, n: usize, field: &str) -> (Vec<u64>, usize) {
-    use futures_util::StreamExt;
     let (mut got, mut carriers) = (Vec::new(), 0);
     while got.len() < n {
-        let m = tokio::time::timeout(PATIENCE, ws.ws.next()).await.expect("records arrive").unwrap().unwrap();
-        let tokio_tungstenite::tungstenite::Message::Text(t) = m else { continue };
+        let frames = ws.next_message().await.expect("records arrive");
         let before = got.len();
-        for line in herald_protocol::split_batch(t.as_str()) {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        for v in frames {
             if v["type"] == "message" {
                 got.push(v["data"][field].as_u64().unwrap());
             }
@@ -243,10 +247,9 @@ async fn read_records(ws: &mut Conn, n: usize, field: &str) -> (Vec<u64>, usize)
     (got, carriers)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn max_rate_delivers_everything_in_order_but_at_most_that_often() {
+async fn max_rate_delivers_everything_in_order_but_at_most_that_often(encoding: Encoding) {
     let e = TestEdge::start().await;
-    let mut ws = raw_ws(e.addr, Some(&e.token("acme", "u"))).await.unwrap();
+    let mut ws = raw_ws_speaking(e.addr, Some(&e.token("acme", "u")), encoding).await.unwrap();
     send(&mut ws, json!({"type":"subscribe","id":1,"channel":"c","max_rate":2})).await;
     expect_type(&mut ws, "subscribed").await;
     let started = std::time::Instant::now();
@@ -266,18 +269,17 @@ async fn max_rate_delivers_everything_in_order_but_at_most_that_often() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn max_rate_on_a_latest_value_channel_sends_the_newest_per_key_and_a_pause_flushes_what_it_held() {
+async fn max_rate_on_a_latest_value_channel_sends_the_newest_per_key_and_a_pause_flushes_what_it_held(encoding: Encoding) {
     let e = TestEdge::start_with(|c| {
         c.edge.latest_value = vec![herald_config::LatestValueConfig { channels: herald_core::ChannelPattern::parse("loc:*").unwrap(), key: "/v".into() }];
     })
     .await;
-    let mut ws = raw_ws(e.addr, Some(&e.token("acme", "u"))).await.unwrap();
+    let mut ws = raw_ws_speaking(e.addr, Some(&e.token("acme", "u")), encoding).await.unwrap();
     // One delivery every 20 s: everything after the first record is held.
     send(&mut ws, json!({"type":"subscribe","id":1,"channel":"loc:bus","max_rate":0.05})).await;
     expect_type(&mut ws, "subscribed").await;
     // A subscriber without a rate shows when the node has dispatched every record.
-    let mut watcher = raw_ws(e.addr, Some(&e.token("acme", "w"))).await.unwrap();
+    let mut watcher = raw_ws_speaking(e.addr, Some(&e.token("acme", "w")), encoding).await.unwrap();
     send(&mut watcher, json!({"type":"subscribe","id":1,"channel":"loc:bus"})).await;
     expect_type(&mut watcher, "subscribed").await;
     let records: Vec<_> = (0..40u64).map(|seq| json!({"account":"acme","channel":"loc:bus","data":{"v": seq % 4, "seq": seq}})).collect();

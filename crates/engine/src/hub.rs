@@ -19,7 +19,7 @@ use herald_protocol::{ServerFrame, encode_message};
 
 use crate::copies::{self, KeyedIds};
 use crate::EngineMetrics;
-use crate::outbox::{CloseReason, EncodedRecord, OutItem, Outbox, Priority};
+use crate::outbox::{CloseReason, CompactRecord, EncodedRecord, OutItem, Outbox, Priority};
 
 /// What a subscriber asked for besides its records.
 #[derive(Clone, Copy, Debug, Default)]
@@ -454,6 +454,7 @@ impl Hub {
             latest,
             channel: r.channel.clone(),
             priority,
+            compact: CompactRecord::new(r.id.clone(), r.published_at_ms, r.data.clone()),
         })
     }
 
@@ -608,6 +609,45 @@ impl Hub {
         .encode();
         for s in subs.iter().filter(|s| s.presence_events) {
             s.outbox.push(OutItem::Frame(frame.clone()));
+        }
+    }
+}
+#[cfg(test)]
+mod compact_tests {
+    use super::*;
+    use herald_core::{AccountId, ChannelName, MessageId};
+    use herald_protocol::proto::{ProtoReader, encode_server_frame, record_prefix};
+
+    #[test]
+    fn a_records_compact_form_reads_back_as_its_json_frame_with_the_same_cursor() {
+        let region = |s: &str| RegionName::new(s).unwrap();
+        let hub = Hub::new(1, Epoch::new("e7").unwrap(), region("eu"), crate::EngineMetrics::noop(), 0);
+        let mut reader = ProtoReader::new();
+        let id = herald_protocol::RequestId::Num(1);
+        let cursor = hub.cursor_at(0);
+        reader.read(&encode_server_frame(&ServerFrame::Subscribed { id: Some(&id), channel: "incidents", cursor: &cursor, recovered: false }, 4));
+        let record = |offset, origin: &str, origin_offset, id: MessageId| Record {
+            partition: 0,
+            offset,
+            account: AccountId::new("acme").unwrap(),
+            channel: ChannelName::new("incidents").unwrap(),
+            id,
+            published_at_ms: 1_763_996_400_123,
+            data: bytes::Bytes::from_static(br#"{"ent":"incident"}"#),
+            origin_region: region(origin),
+            origin_offset,
+            origin_epoch: None,
+        };
+        // A local record with no other origin; a replicated one in a stream of three regions.
+        let cases = [
+            (record(7, "eu", 7, MessageId::generate(5)), VersionVector::new()),
+            (record(8, "us", 41, MessageId::from_stored("KABCDEFGHJKMNPQRSTVWXYZ012").unwrap()), [(region("us"), 42), (region("ap"), 3)].into_iter().collect()),
+        ];
+        for (r, foreign) in cases {
+            let enc = hub.encode(&r, &foreign);
+            let body = enc.compact_body();
+            let wire = [record_prefix(4, body.len()).as_bytes(), body].concat();
+            assert_eq!(reader.read(&wire), vec![Ok(enc.frame.clone())]);
         }
     }
 }

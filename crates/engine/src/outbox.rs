@@ -46,6 +46,39 @@ pub struct EncodedRecord {
     pub channel: ChannelName,
     /// Its channel's priority.
     pub priority: Priority,
+    /// What the compact encoding (`herald.v1.proto`) sends of it, made only if a compact
+    /// connection sends it.
+    pub compact: CompactRecord,
+}
+
+/// A record's compact encoding: the body every compact connection shares
+/// ([`herald_protocol::proto::encode_record`]), made once, by the first that needs it.
+#[derive(Debug)]
+pub struct CompactRecord {
+    id: herald_core::MessageId,
+    ts_ms: u64,
+    data: Bytes,
+    body: std::sync::OnceLock<Bytes>,
+}
+
+impl CompactRecord {
+    /// What the body is made of, besides the record's offset and cursor: its message id,
+    /// publish time and payload (shared, not copied).
+    pub fn new(id: herald_core::MessageId, ts_ms: u64, data: Bytes) -> Self {
+        Self { id, ts_ms, data, body: std::sync::OnceLock::new() }
+    }
+}
+
+impl EncodedRecord {
+    /// The record's compact body. The other origins' positions come from its cursor, so both
+    /// encodings carry the same cursor.
+    pub fn compact_body(&self) -> &Bytes {
+        self.compact.body.get_or_init(|| {
+            let c = &self.compact;
+            let origins = herald_core::Cursor::parse(&self.cursor).map(|c| c.origins).unwrap_or_default();
+            herald_protocol::proto::encode_record(self.offset, c.id.as_str(), c.ts_ms, &c.data, &origins)
+        })
+    }
 }
 
 /// One queued item.
@@ -570,6 +603,7 @@ mod tests {
             latest: key.map(Into::into),
             channel: ChannelName::new("c").unwrap(),
             priority: Priority::Normal,
+            compact: CompactRecord::new(herald_core::MessageId::from_stored("F1").unwrap(), 1, Bytes::from_static(b"1")),
         })
     }
 

@@ -1,9 +1,9 @@
 //! The closed set of protocol error codes.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// An error code, as documented in `docs/protocol.md`. Adding one is a protocol change.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// Not JSON, a wrong type, a missing field.
@@ -43,6 +43,32 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in the documented order.
+    pub const ALL: [ErrorCode; 17] = [
+        Self::BadRequest,
+        Self::UnknownType,
+        Self::FrameTooLarge,
+        Self::MessageTooLarge,
+        Self::Unauthorized,
+        Self::TokenExpired,
+        Self::Forbidden,
+        Self::InvalidChannel,
+        Self::InvalidCursor,
+        Self::AlreadySubscribed,
+        Self::NotSubscribed,
+        Self::TooManySubscriptions,
+        Self::RateLimited,
+        Self::Lagged,
+        Self::Unavailable,
+        Self::ShuttingDown,
+        Self::Internal,
+    ];
+
+    /// The code with this wire name, if it is one of the closed set.
+    pub fn from_wire(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
     /// The code as it appears on the wire.
     pub fn as_str(self) -> &'static str {
         match self {

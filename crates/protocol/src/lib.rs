@@ -1,4 +1,6 @@
-//! Herald's client wire protocol v1 (the contract in `docs/protocol.md`).
+//! Herald's client wire protocol v1 (the contract in `docs/protocol.md`): one set of frames, in
+//! two encodings (JSON, the default, and a compact protobuf one), and the WebSocket compression
+//! extension.
 //!
 //! # Layout
 //! - [`codes`]: the closed set of error codes, with their close codes and HTTP statuses.
@@ -6,18 +8,29 @@
 //!   either a frame or a precise protocol error (never a panic).
 //! - [`server`]: frames the server sends, encoded to `Bytes` once and shared by every recipient;
 //!   [`encode_message`] builds the hot-path `message` frame without an intermediate value.
+//! - [`encoding`]: [`Encoding`] (negotiated by WebSocket subprotocol) and [`ProtoWriter`], a
+//!   compact connection's state (its subscription numbers).
+//! - [`proto`]: the compact encoding (`proto/herald/v1/wire.proto`, compiled by `build.rs`):
+//!   server frames and the shared record body, client frames, and the client's reader that
+//!   rebuilds exact JSON v1 frames and cursors.
+//! - [`deflate`]: `permessage-deflate` (RFC 7692): negotiation and per-message compression.
 //!
-//! Every encoded frame ends in `\n`, so frames concatenate into a batched WebSocket message
-//! (several frames, newline-separated) without copying. [`split_batch`] is the reader's side.
+//! Every encoded frame ends in `\n` (JSON) or starts with its length (proto), so frames
+//! concatenate into a batched WebSocket message without copying. [`split_batch`] and
+//! [`proto::split_batch`] are the readers' side.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod client;
 pub mod codes;
+pub mod deflate;
+pub mod encoding;
+pub mod proto;
 pub mod server;
 
 pub use client::{ClientFrame, FrameError, RequestId, decode_client_frame};
 pub use codes::ErrorCode;
+pub use encoding::{Encoding, ProtoWriter, SUBPROTOCOL_JSON, SUBPROTOCOL_PROTO};
 pub use server::{ServerFrame, encode_message};
 
 /// The protocol version this crate speaks.

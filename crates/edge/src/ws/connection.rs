@@ -1,7 +1,7 @@
 //! One WebSocket connection from upgrade to close: the socket taken back from hyper and split,
-//! tungstenite reading client frames over the read half, the writer task on the write half, and
-//! the loop that serves the session (client frames, heartbeat, token expiry, drain, a closing
-//! send queue).
+//! tungstenite reading client frames over the read half (compressed messages inflated first,
+//! when `permessage-deflate` was agreed), the writer task on the write half, and the loop that
+//! serves the session (client frames, heartbeat, token expiry, drain, a closing send queue).
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -18,7 +18,8 @@ use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::protocol::{Message, Role, WebSocketConfig};
 
 use herald_engine::outbox::{CloseReason, OutItem, Outbox, OutboxEvent};
-use herald_protocol::{ErrorCode, ServerFrame};
+use herald_protocol::deflate::inbound::InboundInflater;
+use herald_protocol::{Encoding, ErrorCode, ProtoWriter, ServerFrame};
 
 use crate::auth::Grant;
 use crate::lifecycle;
@@ -26,7 +27,7 @@ use crate::session::Session;
 use crate::state::Edge;
 
 use super::handshake::{Admission, authenticate};
-use super::writer::write_loop;
+use super::writer::{WireFormat, write_loop};
 
 /// Runs an upgraded connection to its end.
 pub(super) async fn run(edge: Arc<Edge>, upgraded: hyper::upgrade::Upgraded, grant: Option<Grant>, admission: Admission) {
@@ -68,9 +69,13 @@ where
 {
     let _guard = edge.session_guard();
     let outbox = Outbox::prioritized(edge.config.max_queued_bytes, edge.config.conflate_above_bytes);
-    let io = LoopbackIo { read: r, prefix, outbox: outbox.clone() };
+    let inflater = admission.deflate.map(|_| Box::new(Inflating { stream: InboundInflater::new(edge.config.max_frame_bytes), out: Vec::new(), at: 0 }));
+    let io = LoopbackIo { read: r, prefix, outbox: outbox.clone(), inflater };
     let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config(&edge))).await;
-    let writer = tokio::spawn(write_loop(w, outbox.clone(), edge.config.max_batch_bytes, Duration::from_millis(edge.config.lag_close_grace_ms)));
+    let wire = WireFormat { proto: (admission.encoding == Encoding::Proto).then(ProtoWriter::new), deflate: admission.deflate };
+    let grace = Duration::from_millis(edge.config.lag_close_grace_ms);
+    let writer = tokio::spawn(write_loop(w, outbox.clone(), edge.config.max_batch_bytes, grace, wire));
+    let encoding = admission.encoding;
 
     if let Some(grant) = authenticate(&edge, &mut ws, &outbox, grant, &mut admission).await {
         let conn_id = lifecycle::connection_id();
@@ -78,7 +83,7 @@ where
         span.record("conn", conn_id.as_str());
         span.record("account", grant.account.as_str());
         let session = Session::new(edge.clone(), conn_id, grant, outbox.clone());
-        serve(&edge, &mut ws, &outbox, session).await;
+        serve(&edge, &mut ws, &outbox, session, encoding).await;
     }
     // Let the writer finish what is queued (bounded by its own grace), then stop it.
     let grace = Duration::from_millis(edge.config.lag_close_grace_ms + 1000);
@@ -88,7 +93,7 @@ where
     }
 }
 
-async fn serve<S>(edge: &Arc<Edge>, ws: &mut WebSocketStream<S>, outbox: &Arc<Outbox>, mut session: Session)
+async fn serve<S>(edge: &Arc<Edge>, ws: &mut WebSocketStream<S>, outbox: &Arc<Outbox>, mut session: Session, encoding: Encoding)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -116,6 +121,11 @@ where
                         // Boxed: request handling (subscribe with replay, publish) is a large
                         // future, and keeping it inline would grow every idle connection's task.
                         if Box::pin(session.handle_text(t.as_str())).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(Ok(Message::Binary(b))) if encoding == Encoding::Proto => {
+                        if Box::pin(session.handle_decoded(herald_protocol::proto::decode_client_message(&b))).await.is_err() {
                             break;
                         }
                     }
@@ -174,15 +184,26 @@ where
 }
 
 /// The read half of the socket as tungstenite sees it: reads come from the socket (after any
-/// bytes hyper had already read), writes (pong, close replies) are queued on the outbox.
+/// bytes hyper had already read, and through the inflater when compression was agreed), writes
+/// (pong, close replies) are queued on the outbox.
 struct LoopbackIo<R> {
     read: R,
     prefix: Bytes,
     outbox: Arc<Outbox>,
+    inflater: Option<Box<Inflating>>,
 }
 
-impl<R: AsyncRead + Unpin> AsyncRead for LoopbackIo<R> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+/// A compressed connection's read side: the rewriter, and what it produced that tungstenite has
+/// not read yet (from `at`).
+struct Inflating {
+    stream: InboundInflater,
+    out: Vec<u8>,
+    at: usize,
+}
+
+impl<R: AsyncRead + Unpin> LoopbackIo<R> {
+    /// Reads from the socket, after any bytes hyper had already read.
+    fn poll_raw(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         if !self.prefix.is_empty() {
             let n = self.prefix.len().min(buf.remaining());
             let chunk = self.prefix.split_to(n);
@@ -190,6 +211,39 @@ impl<R: AsyncRead + Unpin> AsyncRead for LoopbackIo<R> {
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.read).poll_read(cx, buf)
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for LoopbackIo<R> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        let Some(mut inf) = this.inflater.take() else { return this.poll_raw(cx, buf) };
+        let result = loop {
+            if inf.at < inf.out.len() {
+                let n = (inf.out.len() - inf.at).min(buf.remaining());
+                buf.put_slice(&inf.out[inf.at..inf.at + n]);
+                inf.at += n;
+                if inf.at == inf.out.len() {
+                    // Nothing kept between messages: an idle connection holds no buffer.
+                    inf.out = Vec::new();
+                    inf.at = 0;
+                }
+                break Poll::Ready(Ok(()));
+            }
+            let mut raw = [0u8; 4096];
+            let mut rb = ReadBuf::new(&mut raw);
+            match this.poll_raw(cx, &mut rb) {
+                Poll::Ready(Ok(())) if rb.filled().is_empty() => break Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => {
+                    if let Err(e) = inf.stream.feed(rb.filled(), &mut inf.out) {
+                        break Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())));
+                    }
+                }
+                other => break other,
+            }
+        };
+        this.inflater = Some(inf);
+        result
     }
 }
 

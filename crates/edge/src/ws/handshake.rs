@@ -16,7 +16,8 @@ use tokio_tungstenite::tungstenite::protocol::Message;
 use tracing::Instrument;
 
 use herald_engine::outbox::Outbox;
-use herald_protocol::{ClientFrame, ErrorCode, decode_client_frame, split_batch};
+use herald_protocol::deflate::{self, Agreement, DeflateConfig};
+use herald_protocol::{ClientFrame, Encoding, ErrorCode, decode_client_frame, split_batch};
 
 use crate::auth::Grant;
 use crate::http::{Body, error_response, token_from_request};
@@ -24,14 +25,23 @@ use crate::lifecycle;
 use crate::limits::{AccountSlot, IpSlot};
 use crate::state::Edge;
 
-use super::SUBPROTOCOL_JSON;
-
-/// What the handshake established about a connection: its places in the limit counts and the
-/// browser origin it came from.
+/// What the handshake established about a connection: its places in the limit counts, the
+/// browser origin it came from, its encoding and its compression.
 pub(super) struct Admission {
     _ip: IpSlot,
     account: Option<AccountSlot>,
     origin: Option<String>,
+    /// The subprotocol's encoding (JSON when the client named none).
+    pub encoding: Encoding,
+    /// `permessage-deflate`, when the client asked for it and the node granted it.
+    pub deflate: Option<Agreement>,
+}
+
+/// Whether the node grants compression now: configured on, and (the load-based refusal) not
+/// above the configured number of open sessions, since compression costs CPU per message.
+fn compression_granted(edge: &Edge) -> bool {
+    let c = &edge.config.compression;
+    c.enabled && (c.refuse_above_sessions == 0 || edge.session_count() < c.refuse_above_sessions)
 }
 
 /// Answers `GET /v1/ws`: checks the handshake and the token (when sent as a header or query),
@@ -59,7 +69,14 @@ pub fn upgrade(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::SocketAd
     };
     let origin = crate::http::origin(&req);
     let accept = derive_accept_key(key.as_bytes());
-    let wants_json = has(header::SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL_JSON);
+    let subprotocol = Encoding::negotiate(h.get_all(header::SEC_WEBSOCKET_PROTOCOL).iter().filter_map(|v| v.to_str().ok()));
+    let deflate = if compression_granted(&edge) {
+        let c = &edge.config.compression;
+        let config = DeflateConfig { level: c.level, server_max_window_bits: c.max_window_bits, client_max_window_bits: c.max_window_bits };
+        deflate::negotiate(h.get_all(header::SEC_WEBSOCKET_EXTENSIONS).iter().filter_map(|v| v.to_str().ok()), &config)
+    } else {
+        None
+    };
     let grant = match token_from_request(&req) {
         Some(t) => match edge.verify_for_session(&t) {
             Ok(g) => Some(g),
@@ -81,7 +98,7 @@ pub fn upgrade(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::SocketAd
             Err(l) => return error_response(StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited, l.message()),
         }
     }
-    let admission = Admission { _ip: ip_slot, account: account_slot, origin };
+    let admission = Admission { _ip: ip_slot, account: account_slot, origin, encoding: subprotocol.unwrap_or(Encoding::Json), deflate };
     let span = tracing::info_span!("ws", client = %peer, conn = tracing::field::Empty, account = tracing::field::Empty);
     // Taken before spawning so that the task does not keep room for the whole request.
     let on_upgrade = hyper::upgrade::on(req);
@@ -100,8 +117,11 @@ pub fn upgrade(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::SocketAd
     rh.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     rh.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     rh.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).expect("base64 is a valid header"));
-    if wants_json {
-        rh.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL_JSON));
+    if let Some(e) = subprotocol {
+        rh.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(e.subprotocol()));
+    }
+    if let Some(d) = deflate {
+        rh.insert(header::SEC_WEBSOCKET_EXTENSIONS, HeaderValue::from_str(&d.response()).expect("the response is ASCII"));
     }
     resp
 }
@@ -116,7 +136,7 @@ where
     if grant.is_some() {
         return grant;
     }
-    let grant = Box::pin(first_frame_auth(edge, ws, outbox)).await?;
+    let grant = Box::pin(first_frame_auth(edge, ws, outbox, admission.encoding)).await?;
     if !edge.origin_allowed(&grant.account, admission.origin.as_deref()) {
         lifecycle::fail(edge, outbox, ErrorCode::Forbidden, "this origin may not connect to this account");
         return None;
@@ -134,7 +154,7 @@ where
 }
 
 /// Waits for the `auth` frame when no token came with the handshake.
-async fn first_frame_auth<S>(edge: &Edge, ws: &mut WebSocketStream<S>, outbox: &Outbox) -> Option<Grant>
+async fn first_frame_auth<S>(edge: &Edge, ws: &mut WebSocketStream<S>, outbox: &Outbox, encoding: Encoding) -> Option<Grant>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -147,15 +167,17 @@ where
         m = tokio::time::timeout(deadline, ws.next()) => m,
         _ = edge.drain.cancelled() => return fail(ErrorCode::ShuttingDown, "this node is draining"),
     };
-    let text = match msg {
+    let first = match msg {
         Err(_) => return fail(ErrorCode::Unauthorized, "no auth frame within the auth timeout"),
-        Ok(Some(Ok(Message::Text(t)))) => t,
+        Ok(Some(Ok(Message::Text(t)))) => decode_client_frame(split_batch(t.as_str()).next().unwrap_or("")),
+        Ok(Some(Ok(Message::Binary(b)))) if encoding == Encoding::Proto => {
+            herald_protocol::proto::decode_client_message(&b).next().unwrap_or_else(|| decode_client_frame(""))
+        }
         Ok(Some(Ok(_))) => return fail(ErrorCode::Unauthorized, "the first frame must be an auth frame"),
         Ok(Some(Err(WsError::Capacity(_)))) => return fail(ErrorCode::FrameTooLarge, "frame is larger than max_frame_bytes"),
         Ok(_) => return None,
     };
-    let first = split_batch(text.as_str()).next().unwrap_or("");
-    match decode_client_frame(first) {
+    match first {
         Ok(ClientFrame::Auth { token }) => match edge.verify_for_session(&token) {
             Ok(g) => Some(g),
             Err(e) => fail(e.code, &e.message),

@@ -5,11 +5,11 @@
 //! and go out in batched, vectored writes.
 //!
 //! # Layout
-//! - `handshake`: [`upgrade`] (`GET /v1/ws` checked and answered `101`), admission against the
-//!   limits, and the first-frame `auth`.
+//! - `handshake`: [`upgrade`] (`GET /v1/ws` checked and answered `101`, the subprotocol and
+//!   `permessage-deflate` negotiated), admission against the limits, and the first-frame `auth`.
 //! - `connection`: one connection from upgrade to close, and the loop serving its session (the
 //!   protocol state itself is [`crate::session`]).
-//! - `writer`: the socket writer task.
+//! - `writer`: the socket writer task (JSON or compact frames, compressed or not).
 
 mod connection;
 mod handshake;
@@ -17,5 +17,3 @@ mod writer;
 
 pub use handshake::upgrade;
 
-/// The JSON subprotocol name.
-pub const SUBPROTOCOL_JSON: &str = "herald.v1.json";

@@ -4,6 +4,12 @@
 //! Frames tungstenite itself writes (pong, the close reply) come through the same queue already
 //! framed. When the queue closes, the writer sends the close frame that fits the reason, within
 //! a bounded grace.
+//!
+//! On a compact (`herald.v1.proto`) connection the message is binary: each record is its shared
+//! compact body behind a few bytes of this connection's own (its subscription number), and the
+//! control frames the session queued as JSON are re-encoded here, in the order they go out
+//! ([`ProtoWriter`]). With `permessage-deflate` agreed, each message is compressed (RSV1 set),
+//! which copies it once.
 
 use bytes::Bytes;
 use std::io::IoSlice;
@@ -13,14 +19,40 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use herald_engine::outbox::{CloseReason, OutItem, Outbox};
-use herald_protocol::{ErrorCode, ServerFrame};
+use herald_protocol::deflate::{Agreement, RSV1};
+use herald_protocol::{ErrorCode, ProtoWriter, ServerFrame};
 
 /// Frames per WebSocket message at most (each is one iovec; Linux allows 1024 per write).
 const MAX_FRAMES_PER_MESSAGE: usize = 1000;
 
+/// How a connection's messages are written: its encoding (the compact one with its
+/// subscription numbers) and the compression agreed at the handshake.
+pub(super) struct WireFormat {
+    /// Set on a compact connection.
+    pub proto: Option<ProtoWriter>,
+    /// Set when `permessage-deflate` was agreed.
+    pub deflate: Option<Agreement>,
+}
+
+impl WireFormat {
+    /// JSON v1, uncompressed: the shared buffers go out as they are.
+    fn is_plain_json(&self) -> bool {
+        self.proto.is_none() && self.deflate.is_none()
+    }
+
+    /// The first header byte of a data message: FIN, RSV1 when compressed, text or binary.
+    fn first_byte(&self, compressed: bool) -> u8 {
+        0x80 | if compressed { RSV1 } else { 0 } | if self.proto.is_some() { 0x2 } else { 0x1 }
+    }
+}
+
 fn text_header(len: usize) -> ([u8; 10], usize) {
+    message_header(0x81, len) // FIN + text
+}
+
+fn message_header(first: u8, len: usize) -> ([u8; 10], usize) {
     let mut h = [0u8; 10];
-    h[0] = 0x81; // FIN + text
+    h[0] = first;
     if len < 126 {
         h[1] = len as u8;
         (h, 2)
@@ -53,7 +85,7 @@ fn item_bytes(item: &OutItem) -> &[u8] {
 }
 
 /// Writes queued items until the outbox closes, then the close frame.
-pub(super) async fn write_loop<W: AsyncWrite + Unpin>(mut w: W, outbox: Arc<Outbox>, max_batch: usize, grace: Duration) {
+pub(super) async fn write_loop<W: AsyncWrite + Unpin>(mut w: W, outbox: Arc<Outbox>, max_batch: usize, grace: Duration, mut wire: WireFormat) {
     let mut items: Vec<OutItem> = Vec::new();
     let mut deadline: Option<Instant> = None;
     loop {
@@ -80,9 +112,13 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(mut w: W, outbox: Arc<Outb
                         CloseReason::Timeout => Some(close_frame(1000, "heartbeat timeout")),
                         CloseReason::Drain => Some(close_frame(1001, "drain")),
                         CloseReason::Lagged => {
-                            let e = ServerFrame::Error { id: None, code: ErrorCode::Lagged, message: "send queue overflowed; reconnect and resume" }.encode();
+                            let lagged = ServerFrame::Error { id: None, code: ErrorCode::Lagged, message: "send queue overflowed; reconnect and resume" };
+                            let e = match &mut wire.proto {
+                                Some(p) => p.encode(&lagged),
+                                None => lagged.encode(),
+                            };
                             let mut v = Vec::new();
-                            let (h, n) = text_header(e.len());
+                            let (h, n) = message_header(wire.first_byte(false), e.len());
                             v.extend_from_slice(&h[..n]);
                             v.extend_from_slice(&e);
                             v.extend_from_slice(&close_frame(4008, "lagged"));
@@ -100,7 +136,12 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(mut w: W, outbox: Arc<Outb
                 }
             }
         }
-        if write_items(&mut w, &items, &outbox, &mut deadline, grace).await.is_err() {
+        let written = if wire.is_plain_json() {
+            write_items(&mut w, &items, &outbox, &mut deadline, grace).await
+        } else {
+            write_encoded(&mut w, &items, &outbox, &mut deadline, grace, &mut wire).await
+        };
+        if written.is_err() {
             outbox.close(CloseReason::PeerGone);
             return;
         }
@@ -133,6 +174,94 @@ async fn write_items<W: AsyncWrite + Unpin>(
             slices = Vec::with_capacity(i - start + 1);
             slices.push(IoSlice::new(&header.0[..header.1]));
             slices.extend(items[start..i].iter().map(|it| IoSlice::new(item_bytes(it))));
+        }
+        if deadline.is_none() && outbox.close_reason().is_some() {
+            *deadline = Some(Instant::now() + grace);
+        }
+        write_all_slices(w, &mut slices, outbox, *deadline, grace).await?;
+    }
+    Ok(())
+}
+
+/// What one queued item becomes on a compact or compressed connection.
+enum Piece<'a> {
+    /// Bytes as they are (a JSON frame).
+    Shared(&'a [u8]),
+    /// A record's compact body behind this connection's prefix.
+    Record(herald_protocol::proto::RecordPrefix, &'a [u8]),
+    /// A control frame re-encoded for this connection.
+    Owned(Bytes),
+}
+
+impl Piece<'_> {
+    fn slices(&self) -> impl Iterator<Item = &[u8]> {
+        let (a, b): (&[u8], &[u8]) = match self {
+            Piece::Shared(s) => (s, &[]),
+            Piece::Record(p, body) => (p.as_bytes(), body),
+            Piece::Owned(b) => (b, &[]),
+        };
+        [a, b].into_iter().filter(|s| !s.is_empty())
+    }
+}
+
+/// [`write_items`] for a compact or compressed connection.
+async fn write_encoded<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    items: &[OutItem],
+    outbox: &Outbox,
+    deadline: &mut Option<Instant>,
+    grace: Duration,
+    wire: &mut WireFormat,
+) -> std::io::Result<()> {
+    let mut i = 0;
+    while i < items.len() {
+        if let OutItem::Raw(b) = &items[i] {
+            write_all_slices(w, &mut [IoSlice::new(b)], outbox, *deadline, grace).await?;
+            i += 1;
+            continue;
+        }
+        let mut pieces = Vec::new();
+        // A record is two iovecs here.
+        while i < items.len() && pieces.len() < MAX_FRAMES_PER_MESSAGE / 2 && !matches!(items[i], OutItem::Raw(_)) {
+            let piece = match (&items[i], &mut wire.proto) {
+                (OutItem::Frame(b), None) => Some(Piece::Shared(b)),
+                (OutItem::Record(r), None) => Some(Piece::Shared(&r.frame)),
+                (OutItem::Frame(b), Some(p)) => match p.transcode(b) {
+                    Ok(f) => Some(Piece::Owned(f)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a control frame could not be re-encoded; not sent");
+                        None
+                    }
+                },
+                // No number: the channel was left; the client would drop the record.
+                (OutItem::Record(r), Some(p)) => p.record_prefix(r.channel.as_str(), r.compact_body().len()).map(|pre| Piece::Record(pre, r.compact_body())),
+                (OutItem::Raw(_), _) => unreachable!("raw items end a group"),
+            };
+            pieces.extend(piece);
+            i += 1;
+        }
+        if pieces.is_empty() {
+            continue;
+        }
+        let compressed;
+        let header;
+        let mut slices: Vec<IoSlice<'_>>;
+        match &wire.deflate {
+            Some(agreement) => {
+                let plain: Vec<u8> = pieces.iter().flat_map(|p| p.slices()).flatten().copied().collect();
+                let mut z = Vec::with_capacity(plain.len() / 2 + 16);
+                agreement.compress(&plain, &mut z);
+                compressed = z;
+                header = message_header(wire.first_byte(true), compressed.len());
+                slices = vec![IoSlice::new(&header.0[..header.1]), IoSlice::new(&compressed)];
+            }
+            None => {
+                let len = pieces.iter().flat_map(|p| p.slices()).map(<[u8]>::len).sum();
+                header = message_header(wire.first_byte(false), len);
+                slices = Vec::with_capacity(2 * pieces.len() + 1);
+                slices.push(IoSlice::new(&header.0[..header.1]));
+                slices.extend(pieces.iter().flat_map(|p| p.slices()).map(IoSlice::new));
+            }
         }
         if deadline.is_none() && outbox.close_reason().is_some() {
             *deadline = Some(Instant::now() + grace);
