@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! [`Config`] is the whole file (`herald.toml`): `[edge]`, `[bus]`, `[kafka]` (module `kafka`),
-//! `[auth]`, `[limits]`, `[presence]`, `[control]`, `[log]`, `[[sources]]`. Every
+//! `[auth]`, `[limits]`, `[presence]`, `[control]`, `[log]`, `[[sources]]`, `[push]` (module
+//! `push`, mobile push; checked as it is read). Every
 //! field has a default (`#[serde(default)]`) and unknown fields are refused
 //! (`deny_unknown_fields`), so a typo fails at start instead of being ignored. The order is
 //! fixed: [`Config::from_file`] (or `Default`), then [`Config::apply_env`], then the binary's
@@ -13,10 +14,12 @@
 mod control;
 mod kafka;
 mod presence;
+mod push;
 
 pub use control::ControlTlsConfig;
 pub use kafka::KafkaConfig;
 pub use presence::{PresenceConfig, PresenceTlsConfig, RedisLogin, RemotePresenceConfig, check_redis_url};
+pub use push::{ApnsConfig, FcmConfig, JsonPointer, MAX_TTL_SECS, OneOrMany, PushChannelConfig, PushConfig, PushPriority, Template, TemplatePart};
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -76,6 +79,9 @@ pub struct Config {
     pub control: ControlPlaneConfig,
     /// How Kafka clients connect: TLS, SASL, other properties (`[kafka]`, docs/kafka.md).
     pub kafka: KafkaConfig,
+    /// Mobile push through APNs and FCM (`[push]`, docs/push.md).
+    #[serde(deserialize_with = "push::checked")]
+    pub push: PushConfig,
 }
 
 /// `[control]`: the control plane (docs/control-plane.md). Without endpoints the edge runs on
@@ -608,6 +614,7 @@ impl Config {
             return Err(ConfigError::Invalid { field: "edge.trusted_proxies", message: format!("{m} (e.g. 10.0.0.0/8 or fd00::/8)") });
         }
         self.presence.validate()?;
+        self.push.validate()?;
         if !(1_000..=600_000).contains(&e.heartbeat_ms) {
             return bad("edge.heartbeat_ms", "must be between 1000 and 600000");
         }
