@@ -53,7 +53,8 @@ async fn check_reads_the_credentials_and_names_what_is_wrong() {
     let key = apns.keys.apns_key_file.to_str().unwrap().to_owned();
     let garbage = apns.keys.apns_key_file.with_file_name("garbage.p8").to_str().unwrap().to_owned();
     std::fs::write(&garbage, "not a key").unwrap();
-    let cases: Vec<(Box<dyn Fn(String) -> String>, &str)> = vec![
+    type Edit = Box<dyn Fn(String) -> String>;
+    let cases: Vec<(Edit, &str)> = vec![
         (Box::new(|c: String| c.replace("AuthKey_", "NoSuchKey_")), "push.apns.key_file"),
         (Box::new(move |c: String| c.replace(&key, &garbage)), "push.apns.key_file"),
         (Box::new(|c: String| c.replace("service-account.json", "missing.json")), "push.fcm.service_account_file"),

@@ -345,7 +345,7 @@ impl Ctx {
         if !matches!(header(req, "apns-priority"), Some("10" | "5")) {
             return Err(reason(400, "BadPriority", format!("apns-priority {:?}", header(req, "apns-priority"))));
         }
-        if !header(req, "apns-expiration").is_some_and(|e| e.parse::<u64>().is_ok()) {
+        if header(req, "apns-expiration").is_none_or(|e| e.parse::<u64>().is_err()) {
             return Err(reason(400, "BadExpirationDate", "apns-expiration".into()));
         }
         let id = header(req, "apns-id").map(str::to_owned);
@@ -422,7 +422,7 @@ impl Ctx {
             return Err(err(404, "NOT_FOUND", format!("{} {}", req.method, req.uri.path())));
         }
         let token = header(req, "authorization").and_then(|a| a.strip_prefix("Bearer ")).unwrap_or("");
-        if !self.state.issued.lock().get(token).is_some_and(|until| Instant::now() < *until) {
+        if self.state.issued.lock().get(token).is_none_or(|until| Instant::now() >= *until) {
             return Err(err(401, "UNAUTHENTICATED", format!("bearer {token:?} was not issued or has expired")));
         }
         let v: Value = serde_json::from_slice(body).map_err(|e| err(400, "INVALID_ARGUMENT", e.to_string()))?;
@@ -431,7 +431,7 @@ impl Ctx {
         if !matches!(m.pointer("/android/priority").and_then(Value::as_str), Some("HIGH" | "NORMAL")) {
             return Err(err(400, "INVALID_ARGUMENT", "android.priority".into()));
         }
-        if !m.pointer("/android/ttl").and_then(Value::as_str).is_some_and(|t| t.strip_suffix('s').is_some_and(|n| n.parse::<u64>().is_ok())) {
+        if m.pointer("/android/ttl").and_then(Value::as_str).and_then(|t| t.strip_suffix('s')).is_none_or(|n| n.parse::<u64>().is_err()) {
             return Err(err(400, "INVALID_ARGUMENT", "android.ttl is not a duration like 3600s".into()));
         }
         let body_text = m.pointer("/notification/body").and_then(Value::as_str).ok_or_else(|| err(400, "INVALID_ARGUMENT", "no notification.body".into()))?;
