@@ -18,6 +18,8 @@
 //! - [`gapless`]: `GaplessReader`, which never moves a partition reader past an offset it has not
 //!   returned (a broker may expose a later write before an earlier one).
 //! - [`presence`]: the `Presence` trait (who is subscribed where, with join/leave events).
+//! - [`devices`]: the `DeviceRegistry` trait (which phones belong to which user, for mobile push)
+//!   and its conformance suite (`devices::conformance`, feature `testing`).
 //! - `testing` (feature `testing`): the conformance suites every adapter must pass.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -25,6 +27,7 @@
 pub mod bus;
 pub mod gapless;
 pub mod cursor;
+pub mod devices;
 pub mod idempotency;
 pub mod names;
 pub mod presence;
@@ -37,6 +40,7 @@ pub mod testing;
 pub use bus::{Bus, BusError, PartitionBounds, PartitionReader, partition_for};
 pub use gapless::GaplessReader;
 pub use cursor::{Cursor, CursorError, Epoch, RegionName};
+pub use devices::{DeviceError, DeviceRegistry, Platform, Registration};
 pub use idempotency::IdempotencyWindow;
 pub use names::{AccountId, ChannelKey, ChannelName, ChannelPattern, NameError, PROBE_ACCOUNT, Priority};
 pub use presence::{Presence, PresenceChange, PresenceError, PresenceEvent, PresenceFeed, PresenceMember, PresenceSnapshot};

@@ -6,7 +6,7 @@
 //! - [`edge`]: `herald edge` and `herald dev` (start-up, signals, drain); [`agent`]: the edge's
 //!   side of the control plane.
 //! - [`control`]: `herald control`; [`ctl`]: `herald ctl`.
-//! - [`replicate`]: `herald replicate`.
+//! - [`replicate`]: `herald replicate`; [`push`]: `herald push`, the mobile-push worker.
 //! - [`token`]: `herald token` and `herald api-key`; [`probe`]: `herald probe`.
 //! - [`common`]: exit codes, `--check`'s answer, logging, the presence login.
 #![forbid(unsafe_code)]
@@ -17,6 +17,7 @@ mod control;
 mod ctl;
 mod edge;
 mod probe;
+mod push;
 mod replicate;
 mod token;
 
@@ -54,6 +55,27 @@ enum Command {
     Ctl(CtlArgs),
     /// Copy other regions' records into this region's topic (docs/multi-region.md).
     Replicate(ReplicateArgs),
+    /// Push records to backgrounded phones through APNs and FCM (docs/push.md).
+    Push(PushArgs),
+}
+
+/// `herald push`.
+#[derive(Args)]
+pub struct PushArgs {
+    /// The region's herald.toml: `[bus]` (Kafka), `[kafka]`, `[presence]` (Redis), `[push]`, and
+    /// `edge.region` (or HERALD_REGION).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Where to serve `/metrics` and `/healthz`.
+    #[arg(long, default_value = "0.0.0.0:9500")]
+    pub metrics_listen: SocketAddr,
+    /// This worker's name in the lease (default: random); unique per replica.
+    #[arg(long, env = "HERALD_NODE")]
+    pub name: Option<String>,
+    /// Check the config file, environment and credentials (the .p8 key, the service account)
+    /// and exit: 0 when valid, 64 naming the problem. Connects to nothing.
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// `herald replicate`.
@@ -365,5 +387,6 @@ fn main() -> ExitCode {
         Command::Control(a) => control::run(a),
         Command::Ctl(a) => ctl::run(a),
         Command::Replicate(a) => replicate::run(a),
+        Command::Push(a) => push::run(a),
     }
 }
