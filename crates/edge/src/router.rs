@@ -11,7 +11,7 @@ use herald_protocol::ErrorCode;
 
 use crate::http::{Body, error_response, full, json_response, metrics_response};
 use crate::state::Edge;
-use crate::{dev, poll, publish, sse, ws};
+use crate::{dev, history, poll, publish, sse, ws};
 
 /// `/readyz`: 200 `ready`, or 503 with why not (`draining`, `bus_gap`, `probe_stalled`,
 /// `starting`).
@@ -38,12 +38,13 @@ pub async fn route(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::Sock
         (Method::GET, "/v1/sse") => sse::handle(edge, req, peer).await,
         (Method::GET, "/v1/poll") => poll::handle(edge, req, peer).await,
         (Method::POST, "/v1/publish") => publish::handle(edge, req).await,
-        (Method::OPTIONS, "/v1/publish" | "/v1/sse" | "/v1/poll") => cors_preflight(),
+        (Method::GET, "/v1/history") => history::handle(edge, req).await,
+        (Method::OPTIONS, "/v1/publish" | "/v1/sse" | "/v1/poll" | "/v1/history") => cors_preflight(),
         (Method::GET, "/healthz") => json_response(StatusCode::OK, r#"{"status":"ok"}"#),
         (Method::GET, "/readyz") => readyz(&edge),
         (Method::GET, "/metrics") => metrics_response(edge.metrics.render()),
         (Method::GET, p) if edge.dev.is_some() && dev::serves(p) => dev::handle(&edge, &req),
-        (_, "/v1/ws" | "/v1/sse" | "/v1/poll" | "/v1/publish" | "/healthz" | "/readyz" | "/metrics") => {
+        (_, "/v1/ws" | "/v1/sse" | "/v1/poll" | "/v1/publish" | "/v1/history" | "/healthz" | "/readyz" | "/metrics") => {
             error_response(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::BadRequest, "method not allowed")
         }
         _ => error_response(StatusCode::NOT_FOUND, ErrorCode::BadRequest, "no such endpoint"),

@@ -1,0 +1,92 @@
+//! The history API: `GET /v1/history?channel=C[&limit=N][&since=CURSOR | &since_ms=T |
+//! &before=CURSOR][&account=A]`, a page of a channel's records read from the bus (see
+//! `herald_engine::history`). Backends call it with their account's API key (the admin key names
+//! the account); an SDK with a client token that may subscribe to the channel.
+//!
+//! The answer: `{"messages":[<message frames>],"cursor":"…","before":"…"|null,"more":bool,
+//! "complete":bool}`. `messages` are oldest first and have the same form and cursors as live
+//! `message` frames; `cursor` continues after the page (subscribe from it to go live without a
+//! gap), `before` asks for the page before it.
+
+use bytes::{BufMut, BytesMut};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use std::sync::Arc;
+
+use herald_core::{AccountId, ChannelKey, ChannelName, Cursor};
+use herald_engine::history::{self, From, HistoryError};
+use herald_protocol::{ErrorCode, encode_message};
+
+use crate::auth::KeyOwner;
+use crate::http::{Body, bearer, code_response, json_response, origin, query_param};
+use crate::state::Edge;
+
+/// Answers `GET /v1/history`.
+pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
+    let fail = |code: ErrorCode, msg: &str| {
+        edge.metrics.protocol_error(code);
+        code_response(code, msg)
+    };
+    let Some(channel) = query_param(&req, "channel") else { return fail(ErrorCode::BadRequest, "channel=NAME is required") };
+    let channel = match ChannelName::new(&channel) {
+        Ok(c) => c,
+        Err(e) => return fail(ErrorCode::InvalidChannel, &e.to_string()),
+    };
+    let Some(key) = bearer(&req) else { return fail(ErrorCode::Unauthorized, "an API key or a client token is required (Authorization: Bearer)") };
+    let account = match (edge.api_keys.owner(&key), query_param(&req, "account")) {
+        (Some(KeyOwner::Admin), Some(named)) => match AccountId::new(&named) {
+            Ok(a) => a,
+            Err(e) => return fail(ErrorCode::BadRequest, &format!("account: {e}")),
+        },
+        (Some(KeyOwner::Admin), None) => return fail(ErrorCode::BadRequest, "the admin key must name the account (account=NAME)"),
+        (Some(KeyOwner::Account(a)), None) => a,
+        (Some(KeyOwner::Account(a)), Some(named)) if named == a.as_str() => a,
+        (Some(KeyOwner::Account(_)), Some(_)) => return fail(ErrorCode::Forbidden, "this key may only read its own account"),
+        (None, _) => match edge.verify(&key) {
+            Ok(g) if !g.may_subscribe(&channel) => return fail(ErrorCode::Forbidden, "token may not read this channel"),
+            Ok(g) if !edge.origin_allowed(&g.account, origin(&req).as_deref()) => return fail(ErrorCode::Forbidden, "this origin may not read this account"),
+            Ok(g) => g.account,
+            Err(e) => return fail(e.code, &e.message),
+        },
+    };
+    let limit = match query_param(&req, "limit").map(|l| l.parse::<usize>()) {
+        None => 100,
+        Some(Ok(l)) if (1..=history::MAX_LIMIT).contains(&l) => l,
+        Some(_) => return fail(ErrorCode::BadRequest, "limit must be 1 to 1000"),
+    };
+    let cursor = |name: &str| query_param(&req, name).map(|c| Cursor::parse(&c));
+    let from = match (cursor("since"), query_param(&req, "since_ms"), cursor("before")) {
+        (None, None, None) => From::Latest,
+        (Some(Ok(c)), None, None) => From::Since(c),
+        (None, Some(ms), None) => match ms.parse() {
+            Ok(ms) => From::SinceTime(ms),
+            Err(_) => return fail(ErrorCode::BadRequest, "since_ms must be milliseconds since the Unix epoch"),
+        },
+        (None, None, Some(Ok(c))) => From::Before(c),
+        (Some(Err(e)), _, _) | (_, _, Some(Err(e))) => return fail(ErrorCode::InvalidCursor, &e.to_string()),
+        _ => return fail(ErrorCode::BadRequest, "give at most one of since, since_ms and before"),
+    };
+    let page = match history::read(&edge.engine, &ChannelKey::new(account, channel), from, limit).await {
+        Ok(p) => p,
+        Err(HistoryError::ForeignCursor) => return fail(ErrorCode::InvalidCursor, &HistoryError::ForeignCursor.to_string()),
+        Err(HistoryError::Bus(e)) => {
+            tracing::warn!(error = %e, "history: the bus cannot be read");
+            return fail(ErrorCode::Unavailable, "the bus is unavailable; retry");
+        }
+    };
+    let hub = &edge.engine.hub;
+    let mut body = BytesMut::with_capacity(256 + page.records.len() * 256);
+    body.put_slice(b"{\"messages\":[");
+    for (i, r) in page.records.iter().enumerate() {
+        if i > 0 {
+            body.put_u8(b',');
+        }
+        let frame = encode_message(r.channel.as_str(), r.id.as_str(), &hub.cursor_at(r.offset + 1), r.published_at_ms, &r.data);
+        body.put_slice(frame.strip_suffix(b"\n").unwrap_or(&frame));
+    }
+    let tail = serde_json::json!({ "cursor": page.cursor, "before": page.before, "more": page.more, "complete": page.complete });
+    body.put_slice(b"],");
+    let tail = tail.to_string();
+    body.put_slice(&tail.as_bytes()[1..]);
+    json_response(StatusCode::OK, body.freeze())
+}

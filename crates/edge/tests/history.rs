@@ -1,0 +1,86 @@
+//! `GET /v1/history` against a running edge: pages of one channel among others, who may read
+//! them, the cursor to go live from, and bad requests answered without reading anything.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+async fn get(edge: &TestEdge, path: &str, bearer: &str) -> (u16, Value) {
+    let (s, _, b) = http_request(edge.addr, "GET", path, Some(bearer), "").await;
+    (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
+}
+
+fn seqs(page: &Value) -> Vec<u64> {
+    page["messages"].as_array().unwrap().iter().map(|m| m["data"]["seq"].as_u64().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn history_pages_forward_and_backward_over_a_shared_partition_and_hands_over_to_live() {
+    let edge = TestEdge::start().await;
+    // One account's channels share a partition: the incident's records interleave with chat's.
+    let records: Vec<Value> = (0..150).map(|i| json!({"account": "acme", "channel": if i % 3 == 0 { "incident-7" } else { "chat" }, "data": {"seq": i}})).collect();
+    let (status, v) = edge.publish(json!({ "records": records })).await;
+    assert_eq!(status, 200, "{v}");
+    let want: Vec<u64> = (0..150).filter(|i| i % 3 == 0).collect();
+
+    // The latest page, with the account's key; then backward pages with `before`.
+    let (status, latest) = get(&edge, "/v1/history?channel=incident-7&limit=20", ACME_KEY).await;
+    assert_eq!(status, 200, "{latest}");
+    assert_eq!(seqs(&latest), want[30..].to_vec());
+    assert_eq!(latest["messages"][0]["type"], "message");
+    assert!(latest["more"].as_bool().unwrap() && latest["complete"].as_bool().unwrap());
+    let mut pages = vec![seqs(&latest)];
+    let mut before = latest["before"].as_str().map(str::to_owned);
+    while let Some(b) = before {
+        let (status, page) = get(&edge, &format!("/v1/history?channel=incident-7&limit=20&before={b}"), ACME_KEY).await;
+        assert_eq!(status, 200, "{page}");
+        pages.push(seqs(&page));
+        before = if page["more"].as_bool().unwrap() { page["before"].as_str().map(str::to_owned) } else { None };
+    }
+    assert_eq!(pages.into_iter().rev().flatten().collect::<Vec<_>>(), want);
+
+    // Forward pages from a message's cursor, with a client token that may read the channel.
+    let token = token_with("acme", "u1", &["incident-*"], &[], 3600);
+    let first_cursor = latest["messages"][0]["cursor"].as_str().unwrap().to_owned();
+    let (status, fwd) = get(&edge, &format!("/v1/history?channel=incident-7&limit=7&since={first_cursor}"), &token).await;
+    assert_eq!(status, 200, "{fwd}");
+    assert_eq!(seqs(&fwd), want[31..38].to_vec());
+
+    // The last page's cursor is where live delivery continues: nothing between is missed.
+    let (_, end) = get(&edge, &format!("/v1/history?channel=incident-7&limit=100&since={first_cursor}"), &token).await;
+    assert!(!end["more"].as_bool().unwrap());
+    edge.publish_seq("acme", "incident-7", 1000).await;
+    let (_, after) = get(&edge, &format!("/v1/history?channel=incident-7&since={}", end["cursor"].as_str().unwrap()), &token).await;
+    assert_eq!(seqs(&after), vec![1000]);
+}
+
+#[tokio::test]
+async fn history_is_refused_to_who_may_not_read_and_to_bad_requests() {
+    let edge = TestEdge::start().await;
+    edge.publish_seq("acme", "incident-7", 1).await;
+    let other_channel = token_with("acme", "u1", &["chat"], &[], 3600);
+    let other_account = token_with("globex", "u2", &["*"], &[], 3600);
+    for (path, bearer, status, code) in [
+        ("/v1/history?channel=incident-7", "nonsense", 401, "unauthorized"),
+        ("/v1/history?channel=incident-7", other_channel.as_str(), 403, "forbidden"),
+        ("/v1/history?channel=incident-7&account=globex", ACME_KEY, 403, "forbidden"),
+        ("/v1/history?channel=incident-7", ADMIN_KEY, 400, "bad_request"),
+        ("/v1/history", ACME_KEY, 400, "bad_request"),
+        ("/v1/history?channel=incident-7&limit=0", ACME_KEY, 400, "bad_request"),
+        ("/v1/history?channel=incident-7&limit=5000", ACME_KEY, 400, "bad_request"),
+        ("/v1/history?channel=incident-7&since=c1.zz.nowhere.3", ACME_KEY, 400, "invalid_cursor"),
+        ("/v1/history?channel=incident-7&since=garbage", ACME_KEY, 400, "invalid_cursor"),
+        ("/v1/history?channel=incident-7&since_ms=1&before=c1.zz.nowhere.3", ACME_KEY, 400, "bad_request"),
+    ] {
+        let (s, v) = get(&edge, path, bearer).await;
+        assert_eq!((s, v["error"]["code"].as_str().unwrap_or_default()), (status, code), "{path}: {v}");
+    }
+    // Another account's token reads its own account: nothing of acme's.
+    let (s, v) = get(&edge, "/v1/history?channel=incident-7", &other_account).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(seqs(&v).is_empty());
+    // The admin key reads any account it names.
+    let (s, v) = get(&edge, "/v1/history?channel=incident-7&account=acme", ADMIN_KEY).await;
+    assert_eq!((s, seqs(&v)), (200, vec![1]));
+}
