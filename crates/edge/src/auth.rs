@@ -72,6 +72,11 @@ impl Grant {
         }
     }
 
+    /// The channel patterns the token may subscribe to.
+    pub fn subscribe_patterns(&self) -> &[ChannelPattern] {
+        &self.subscribe
+    }
+
     /// Whether the token may publish anywhere at all.
     pub fn may_publish_anything(&self) -> bool {
         !self.publish.is_empty()

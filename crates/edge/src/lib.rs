@@ -9,7 +9,8 @@
 //! - `ws` + `session`: the WebSocket transport (handshake, connection loop, socket writer)
 //!   and its protocol state; `sse`, `poll`: the HTTP streaming transports; `lifecycle`:
 //!   what every session goes through whatever its transport (id, welcome, presence, drain,
-//!   expiry); `publish`: the backend API; `history`: a channel's history, in pages.
+//!   expiry); `publish`: the backend API; `history`: a channel's history, in pages;
+//!   `devices`: device registration for mobile push.
 //! - `presence_pump`: join/leave events from presence storage to local subscribers.
 //! - [`auth`] + [`keys`]: tokens, their verification keys and API keys; [`limits`]: connection
 //!   and publish limits; [`tls`]: the listener's certificate; [`metrics`]: the metrics
@@ -30,6 +31,7 @@ pub mod admin;
 pub mod auth;
 mod client_addr;
 mod dev;
+mod devices;
 mod history;
 pub mod http;
 pub mod keys;

@@ -11,7 +11,7 @@ use herald_protocol::ErrorCode;
 
 use crate::http::{Body, error_response, full, json_response, metrics_response};
 use crate::state::Edge;
-use crate::{dev, history, poll, publish, sse, ws};
+use crate::{dev, devices, history, poll, publish, sse, ws};
 
 /// `/readyz`: 200 `ready`, or 503 with why not (`draining`, `bus_gap`, `probe_stalled`,
 /// `starting`).
@@ -39,12 +39,13 @@ pub async fn route(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::Sock
         (Method::GET, "/v1/poll") => poll::handle(edge, req, peer).await,
         (Method::POST, "/v1/publish") => publish::handle(edge, req).await,
         (Method::GET, "/v1/history") => history::handle(edge, req).await,
-        (Method::OPTIONS, "/v1/publish" | "/v1/sse" | "/v1/poll" | "/v1/history") => cors_preflight(),
+        (Method::POST | Method::DELETE | Method::GET, "/v1/devices") => devices::handle(edge, req).await,
+        (Method::OPTIONS, "/v1/publish" | "/v1/sse" | "/v1/poll" | "/v1/history" | "/v1/devices") => cors_preflight(),
         (Method::GET, "/healthz") => json_response(StatusCode::OK, r#"{"status":"ok"}"#),
         (Method::GET, "/readyz") => readyz(&edge),
         (Method::GET, "/metrics") => metrics_response(edge.metrics.render()),
         (Method::GET, p) if edge.dev.is_some() && dev::serves(p) => dev::handle(&edge, &req),
-        (_, "/v1/ws" | "/v1/sse" | "/v1/poll" | "/v1/publish" | "/v1/history" | "/healthz" | "/readyz" | "/metrics") => {
+        (_, "/v1/ws" | "/v1/sse" | "/v1/poll" | "/v1/publish" | "/v1/history" | "/v1/devices" | "/healthz" | "/readyz" | "/metrics") => {
             error_response(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::BadRequest, "method not allowed")
         }
         _ => error_response(StatusCode::NOT_FOUND, ErrorCode::BadRequest, "no such endpoint"),
@@ -56,7 +57,7 @@ fn cors_preflight() -> Response<Body> {
     let mut r = Response::new(full(Bytes::new()));
     *r.status_mut() = StatusCode::NO_CONTENT;
     let h = r.headers_mut();
-    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, OPTIONS"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, DELETE, OPTIONS"));
     h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("authorization, content-type, last-event-id"));
     h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
     r

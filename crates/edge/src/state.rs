@@ -26,6 +26,8 @@ pub struct EdgeDeps {
     pub metrics: Arc<EdgeMetrics>,
     /// Set in `herald dev`: serves the demo page and `/dev/token`.
     pub dev: Option<DevMode>,
+    /// Where mobile devices register for push (`/v1/devices`); none: registration is refused.
+    pub devices: Option<Arc<dyn herald_core::DeviceRegistry>>,
 }
 
 /// Development conveniences, never enabled in production roles.
@@ -127,6 +129,8 @@ pub struct Edge {
     pub drain: CancellationToken,
     /// Development mode.
     pub(crate) dev: Option<DevMode>,
+    /// Device registrations for push, when configured.
+    pub(crate) devices: Option<Arc<dyn herald_core::DeviceRegistry>>,
     /// `jti`s of publish-capable tokens already used for a session, until they expire.
     used_jtis: parking_lot::Mutex<std::collections::HashMap<(AccountId, String), u64>>,
     ready: AtomicBool,
@@ -184,6 +188,7 @@ impl Edge {
             metrics: deps.metrics,
             drain: CancellationToken::new(),
             dev: deps.dev,
+            devices: deps.devices,
             used_jtis: parking_lot::Mutex::new(std::collections::HashMap::new()),
             ready: AtomicBool::new(false),
             probe: Default::default(),

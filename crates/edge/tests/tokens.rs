@@ -186,6 +186,7 @@ async fn keys_from_a_jwks_url_are_fetched_and_refreshed_without_a_restart() {
         presence: std::sync::Arc::new(herald_presence_memory::MemoryPresence::new()),
         metrics: herald_edge::EdgeMetrics::new(),
         dev: None,
+        devices: None,
     };
     let edge = herald_edge::Edge::new(&config, deps).unwrap();
     let stop = tokio_util::sync::CancellationToken::new();

@@ -194,7 +194,17 @@ async fn serve(mut config: Config, dev_keys: Option<(String, String)>) -> anyhow
             Err(e) => tracing::warn!(error = %e, topic, "presence feed: cannot create the topic; joins and leaves will not reach Kafka"),
         }
     }
+    // Device registrations for push live beside presence: in memory for one process, in the
+    // region's Redis otherwise (where `herald push` reads them).
+    let devices: Arc<dyn herald_core::DeviceRegistry> = if config.presence.url == "memory" {
+        Arc::new(herald_push::MemoryRegistry::new())
+    } else {
+        let login = redis_login(config.presence.login(|k| std::env::var(k).ok())?);
+        let conn = herald_push::store::connect(&config.presence.url, &login).map_err(|e| anyhow::anyhow!("presence.url (device registry): {e}"))?;
+        Arc::new(herald_push::RedisRegistry::new(conn, &config.push.prefix))
+    };
     let deps = EdgeDeps {
+        devices: Some(devices),
         bus,
         presence,
         metrics,

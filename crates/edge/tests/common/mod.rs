@@ -55,6 +55,7 @@ impl TestEdge {
             presence: Arc::new(MemoryPresence::new()),
             metrics: EdgeMetrics::new(),
             dev: None,
+            devices: Some(Arc::new(herald_push::MemoryRegistry::new())),
         };
         let edge = Edge::new(&config, deps).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
