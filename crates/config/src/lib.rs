@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! [`Config`] is the whole file (`herald.toml`): `[edge]`, `[bus]`, `[kafka]` (module `kafka`),
-//! `[auth]`, `[limits]`, `[presence]`, `[control]`, `[log]`, `[[sources]]`. Every
+//! `[auth]`, `[limits]`, `[presence]`, `[control]`, `[log]`, `[console]` (module `console`),
+//! `[tracing]` (module `traces`), `[[sources]]`. Every
 //! field has a default (`#[serde(default)]`) and unknown fields are refused
 //! (`deny_unknown_fields`), so a typo fails at start instead of being ignored. The order is
 //! fixed: [`Config::from_file`] (or `Default`), then [`Config::apply_env`], then the binary's
@@ -10,11 +11,15 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod console;
 mod control;
 mod kafka;
 mod presence;
+mod traces;
 
+pub use console::ConsoleConfig;
 pub use control::ControlTlsConfig;
+pub use traces::{OtlpProtocol, TracingConfig};
 pub use kafka::KafkaConfig;
 pub use presence::{PresenceConfig, PresenceTlsConfig, RedisLogin, RemotePresenceConfig, check_redis_url};
 
@@ -76,6 +81,10 @@ pub struct Config {
     pub control: ControlPlaneConfig,
     /// How Kafka clients connect: TLS, SASL, other properties (`[kafka]`, docs/kafka.md).
     pub kafka: KafkaConfig,
+    /// The operator's web console (`[console]`, docs/console.md).
+    pub console: ConsoleConfig,
+    /// OpenTelemetry traces over OTLP (`[tracing]`, docs/operations.md).
+    pub tracing: TracingConfig,
 }
 
 /// `[control]`: the control plane (docs/control-plane.md). Without endpoints the edge runs on
@@ -557,6 +566,12 @@ impl Config {
         if let Some(v) = get("HERALD_CONTROL_EDGE_TOKEN") {
             self.control.token = Some(v);
         }
+        if let Some(v) = get("HERALD_CONTROL_ADMIN_TOKEN") {
+            self.console.control_admin_token = Some(v);
+        }
+        if let Some(v) = get("HERALD_OTLP_ENDPOINT").filter(|v| !v.is_empty()) {
+            self.tracing.endpoint = Some(v);
+        }
         self.control.tls.apply_env(&get);
         if let Some(v) = get("HERALD_PRESENCE") {
             self.presence.url = v;
@@ -577,6 +592,8 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |field: &'static str, message: &str| Err(ConfigError::Invalid { field, message: message.into() });
         self.kafka.validate()?;
+        self.console.validate()?;
+        self.tracing.validate()?;
         let e = &self.edge;
         if herald_core::RegionName::new(&e.region).is_err() {
             return bad("edge.region", "must be 1-32 characters of a-z 0-9 -, not all digits");

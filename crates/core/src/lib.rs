@@ -8,7 +8,7 @@
 //!   region-local account of the edges' probes.
 //! - [`cursor`]: `Epoch`, `RegionName` and `Cursor`, the opaque resume position clients hold.
 //! - [`record`]: `NewRecord` (what a publisher hands in), `Record` (what the bus stores) and
-//!   `MessageId`.
+//!   `MessageId`; [`trace`]: `TraceParent`, the W3C trace context a record may carry.
 //! - [`bus`]: the `Bus` trait (a partitioned, append-only log keyed by account) and its errors.
 //! - [`idempotency`]: `IdempotencyWindow`, the recently used idempotency keys both buses keep.
 //! - [`replica`]: the `ReplicaLog` trait (what a bus needs to receive copies of other regions'
@@ -28,6 +28,7 @@ pub mod names;
 pub mod presence;
 pub mod record;
 pub mod replica;
+pub mod trace;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -39,3 +40,4 @@ pub use names::{AccountId, ChannelKey, ChannelName, ChannelPattern, NameError, P
 pub use presence::{Presence, PresenceChange, PresenceError, PresenceEvent, PresenceFeed, PresenceMember, PresenceSnapshot};
 pub use record::{Appended, MessageId, NewRecord, Record, now_ms};
 pub use replica::ReplicaLog;
+pub use trace::TraceParent;

@@ -458,6 +458,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut w: W, outbox: Arc<Outbox>, max_ba
                 }
             }
         }
+        let _traced = herald_engine::trace::socket_write(&items);
         if write_items(&mut w, &items, &outbox, &mut deadline, grace).await.is_err() {
             outbox.close(CloseReason::PeerGone);
             return;

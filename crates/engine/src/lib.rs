@@ -11,6 +11,8 @@
 //! - [`consumer`]: partition consumers, started on a partition's first subscription.
 //! - [`copies`]: telling a second copy of a record (replicator or source restart) from a new
 //!   one, so none reaches a client twice.
+//! - [`trace`]: the delivery spans of sampled records (OpenTelemetry), joined to the publisher's
+//!   trace.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -19,6 +21,7 @@ pub mod copies;
 pub mod hub;
 pub mod outbox;
 pub mod subscribe;
+pub mod trace;
 
 use metrics::{Counter, Gauge, Histogram};
 use std::sync::Arc;

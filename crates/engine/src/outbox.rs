@@ -46,6 +46,9 @@ pub struct EncodedRecord {
     pub channel: ChannelName,
     /// Its channel's priority.
     pub priority: Priority,
+    /// The context of its `herald.deliver` span, for a sampled live record: each socket write
+    /// that carries it makes a child span ([`crate::trace::socket_write`]).
+    pub trace: Option<herald_core::TraceParent>,
 }
 
 /// One queued item.
@@ -570,6 +573,7 @@ mod tests {
             latest: key.map(Into::into),
             channel: ChannelName::new("c").unwrap(),
             priority: Priority::Normal,
+            trace: None,
         })
     }
 
