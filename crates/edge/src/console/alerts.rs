@@ -9,7 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use super::samples::{History, Sample, Series, increase};
+use super::samples::{History, Sample, increase};
+#[cfg(test)]
+use super::samples::Series;
 
 /// One alerting rule.
 #[derive(Debug, Clone, Copy)]

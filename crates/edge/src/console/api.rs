@@ -311,7 +311,8 @@ fn readiness(edge: &Edge) -> (bool, &'static str) {
 async fn remote_health(node: &EdgeNode) -> serde_json::Value {
     let base = node.address.trim_end_matches('/');
     let t = Duration::from_secs(1);
-    let (ready, metrics) = tokio::join!(fetch::get(&format!("{base}/readyz"), t), fetch::get(&format!("{base}/metrics"), t));
+    let (readyz, metrics_url) = (format!("{base}/readyz"), format!("{base}/metrics"));
+    let (ready, metrics) = tokio::join!(fetch::get(&readyz, t), fetch::get(&metrics_url, t));
     let probe = metrics.ok().and_then(|(_, text)| samples::parse(&text, |n| n == "herald_probe_lag_seconds").first().map(|(_, v)| (v * 1000.0).round()));
     match ready {
         Ok((status, body)) => {
