@@ -92,6 +92,10 @@ test('herald dev: log in, see this node, tail a channel, and refusals change not
     await showPage(page, 'health');
     await page.waitForSelector(`tr[data-node="${node}"]`);
     await page.waitForSelector('tr[data-alert="HeraldEdgeNotReady"]');
+    // Two samples of the node's metrics (taken every 5 s): rates have a range to work on.
+    await page.waitForFunction(() => Number(document.getElementById('samples')?.dataset.samples) >= 2, null, { timeout: 30_000 });
+    const states = await page.$$eval('tr[data-alert] .pill', (els) => els.map((e) => e.textContent));
+    assert.deepEqual([...new Set(states)], ['ok'], 'a healthy, idle herald dev fires no alert');
     await shot(page, 'health-dev');
     await showPage(page, 'accounts');
     await showPage(page, 'regions');

@@ -305,7 +305,9 @@ function health(root) {
       el('td', {}, e.status, e.error ? el('div', { class: 'muted' }, e.error) : null),
       el('td', {}, e.probe_rtt_ms === null || e.probe_rtt_ms === undefined ? '–' : `${e.probe_rtt_ms} ms`)))));
     out.push(el('h2', {}, 'Alerts that would fire now'));
-    out.push(el('p', { class: 'muted' }, `The PrometheusRule’s expressions over this node’s last ${h.samples_span_secs} s of metrics${h.samples_span_secs < 600 ? ' (ranges longer than that use what there is)' : ''}.`));
+    out.push(el('p', { class: 'muted', id: 'samples', 'data-samples': h.samples }, h.samples === 0
+      ? 'The first sample of this node’s metrics is taken 5 s after start.'
+      : `The PrometheusRule’s expressions over this node’s last ${h.samples_span_secs} s of metrics (${h.samples} samples${h.samples_span_secs < 600 ? '; ranges longer than that use what there is' : ''}).`));
     const kind = { ok: 'ok', pending: 'warn', firing: 'bad' };
     out.push(table(['Alert', 'Severity', 'State', 'Expression', 'Values'], h.alerts.map((a) => el('tr', { 'data-alert': a.name },
       el('td', {}, a.name), el('td', {}, a.severity),

@@ -325,7 +325,7 @@ async fn remote_health(node: &EdgeNode) -> serde_json::Value {
 
 async fn health(console: &Console, edge: &Edge) -> Response<Body> {
     let (ready, why) = readiness(edge);
-    let (probe, span_secs, probe_history) = {
+    let (probe, span_secs, probe_history, sample_count) = {
         let h = console.history.lock();
         let window = h.window(u64::MAX);
         let probe_at = |s: &samples::Sample| s.values.iter().find(|(k, _)| k.name == "herald_probe_lag_seconds").map(|(_, v)| (v * 1000.0).round());
@@ -334,7 +334,7 @@ async fn health(console: &Console, edge: &Edge) -> Response<Body> {
             (Some(a), Some(b)) => (b.at_ms - a.at_ms) / 1000,
             _ => 0,
         };
-        (history.last().map(|(_, v)| *v), span, history)
+        (history.last().map(|(_, v)| *v), span, history, window.len())
     };
     let mut edges = vec![json!({"node": edge.node, "region": edge.region.as_str(), "ready": ready, "status": why, "probe_rtt_ms": probe, "draining": edge.drain.is_cancelled(), "probe_history": probe_history})];
     let mut control_error = None;
@@ -348,7 +348,7 @@ async fn health(console: &Console, edge: &Edge) -> Response<Body> {
         }
     }
     let alerts = console.alerts.lock().states().to_vec();
-    json_response(StatusCode::OK, json!({"edges": edges, "control_error": control_error, "alerts": alerts, "samples_span_secs": span_secs}).to_string())
+    json_response(StatusCode::OK, json!({"edges": edges, "control_error": control_error, "alerts": alerts, "samples": sample_count, "samples_span_secs": span_secs}).to_string())
 }
 
 /// Keys as the Accounts page shows them: their id and digest, never the key.

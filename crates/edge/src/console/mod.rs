@@ -95,7 +95,8 @@ impl Console {
     pub async fn run_sampler(self: Arc<Self>, edge: Arc<Edge>, stop: CancellationToken) {
         let names = alerts::metric_names();
         let keep = move |n: &str| names.iter().any(|k| k == n) || api::PAGE_METRICS.contains(&n);
-        let mut tick = tokio::time::interval(SAMPLE_EVERY);
+        // The first sample one interval after start: not a picture of the node still starting.
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + SAMPLE_EVERY, SAMPLE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
