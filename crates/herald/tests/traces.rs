@@ -1,6 +1,6 @@
-//! Traces end to end: `herald dev` with `[tracing]` pointed at an OTLP/HTTP receiver started
-//! here (it decodes the protobuf bodies), a WebSocket subscriber, and a publish carrying a
-//! `traceparent`. The receiver gets the publish span as a child of that traceparent and, with
+//! Traces end to end: `herald dev` with `[tracing]` pointed at an OTLP receiver started here
+//! (OTLP/HTTP decoding the protobuf bodies, and OTLP/gRPC as a tonic `TraceService`), a
+//! WebSocket subscriber, and a publish carrying a `traceparent`. The receiver gets the publish span as a child of that traceparent and, with
 //! sampling at 1.0, the record's delivery span (with its recipient count) and the socket write,
 //! all in the publisher's trace.
 
@@ -8,7 +8,8 @@ mod support;
 
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::BodyExt;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use prost::Message;
 use std::io::{Read, Write};
@@ -31,6 +32,49 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// Every span of an export, into the channel.
+fn collect(export: &ExportTraceServiceRequest, tx: &mpsc::UnboundedSender<Got>) {
+    for span in export.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans) {
+        let attributes = span
+            .attributes
+            .iter()
+            .map(|kv| {
+                let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                    Some(Value::StringValue(s)) => s.clone(),
+                    Some(Value::IntValue(i)) => i.to_string(),
+                    other => format!("{other:?}"),
+                };
+                (kv.key.clone(), v)
+            })
+            .collect();
+        let _ = tx.send(Got { name: span.name.clone(), trace_id: hex(&span.trace_id), span_id: hex(&span.span_id), parent: hex(&span.parent_span_id), attributes });
+    }
+}
+
+/// An OTLP/gRPC receiver: the collector's `TraceService`.
+struct GrpcReceiver(mpsc::UnboundedSender<Got>);
+
+#[tonic::async_trait]
+impl TraceService for GrpcReceiver {
+    async fn export(&self, req: tonic::Request<ExportTraceServiceRequest>) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        collect(req.get_ref(), &self.0);
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+/// An OTLP/gRPC receiver on a free port.
+async fn grpc_receiver() -> (String, mpsc::UnboundedReceiver<Got>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(GrpcReceiver(tx)))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    (format!("http://{addr}"), rx)
+}
+
 /// An OTLP/HTTP receiver on a free port: every span of every export goes to the channel.
 async fn receiver() -> (String, mpsc::UnboundedReceiver<Got>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -47,22 +91,7 @@ async fn receiver() -> (String, mpsc::UnboundedReceiver<Got>) {
                     async move {
                         assert_eq!(req.uri().path(), "/v1/traces");
                         let body = req.into_body().collect().await.unwrap().to_bytes();
-                        let export = ExportTraceServiceRequest::decode(body).expect("an OTLP protobuf body");
-                        for span in export.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans) {
-                            let attributes = span
-                                .attributes
-                                .iter()
-                                .map(|kv| {
-                                    let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                                        Some(Value::StringValue(s)) => s.clone(),
-                                        Some(Value::IntValue(i)) => i.to_string(),
-                                        other => format!("{other:?}"),
-                                    };
-                                    (kv.key.clone(), v)
-                                })
-                                .collect();
-                            let _ = tx.send(Got { name: span.name.clone(), trace_id: hex(&span.trace_id), span_id: hex(&span.span_id), parent: hex(&span.parent_span_id), attributes });
-                        }
+                        collect(&ExportTraceServiceRequest::decode(body).expect("an OTLP protobuf body"), &tx);
                         Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
                     }
                 }),
@@ -77,12 +106,24 @@ fn attr<'a>(s: &'a Got, key: &str) -> Option<&'a str> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_publish_and_its_delivery_join_the_publishers_trace() {
-    let (endpoint, mut spans) = receiver().await;
+async fn over_otlp_http_a_publish_and_its_delivery_join_the_publishers_trace() {
+    let (endpoint, spans) = receiver().await;
+    publish_and_check_spans(&endpoint, "http", spans).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_otlp_grpc_a_publish_and_its_delivery_join_the_publishers_trace() {
+    let (endpoint, spans) = grpc_receiver().await;
+    publish_and_check_spans(&endpoint, "grpc", spans).await;
+}
+
+/// `herald dev` exporting to `endpoint`: a traced publish to a subscribed channel, then the
+/// three spans, joined.
+async fn publish_and_check_spans(endpoint: &str, protocol: &str, mut spans: mpsc::UnboundedReceiver<Got>) {
     let dir = std::env::temp_dir().join(format!("herald-traces-{:08x}", rand::random::<u32>()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("herald.toml");
-    std::fs::write(&config, format!("[tracing]\nendpoint = \"{endpoint}\"\nprotocol = \"http\"\nsampling_ratio = 1.0\n")).unwrap();
+    std::fs::write(&config, format!("[tracing]\nendpoint = \"{endpoint}\"\nprotocol = \"{protocol}\"\nsampling_ratio = 1.0\n")).unwrap();
     let key = "traces-key-0123456789abcdef";
     let herald = spawn(&["dev", "--listen", "127.0.0.1:0", "--config", config.to_str().unwrap(), "--dev-api-key", key], &[]);
 
