@@ -154,7 +154,10 @@ async fn publish_items(edge: &Edge, items: Vec<PublishItem>, trace: Option<Trace
     for (account, n) in &per_account {
         edge.take_account_publish(account, *n)?;
     }
-    edge.publish_traced(items, trace).await
+    let n = items.len();
+    let appended = edge.publish_traced(items, trace).await?;
+    tracing::debug!(records = n, "published");
+    Ok(appended)
 }
 
 /// A refused publish as an HTTP response: its code's status, and `Retry-After: 1` when waiting

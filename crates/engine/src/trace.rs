@@ -120,6 +120,9 @@ impl DeliverSpan {
     pub fn finish(mut self, recipients: usize) {
         self.span.set_attribute(KeyValue::new("herald.recipients", recipients as i64));
         self.span.end();
+        if let Some(t) = self.context {
+            tracing::debug!(trace_id = %t.trace_id_hex(), recipients, "traced record fanned out");
+        }
     }
 }
 

@@ -221,10 +221,13 @@ async fn serve(mut config: Config, dev_keys: Option<(String, String)>) -> anyhow
     if let Some((secret, api_key)) = &dev_keys {
         print_dev_banner(addr, secret, api_key, console.is_some());
     } else {
-        println!("herald listening on http://{addr}");
+        // Errors ignored: whoever started us may stop reading after the first line.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "herald listening on http://{addr}");
         if let (Some(a), Some(_)) = (admin_addr, &console) {
-            println!("operator console on http://{a}/console/ (log in with auth.admin_api_key)");
+            let _ = writeln!(out, "operator console on http://{a}/console/ (log in with auth.admin_api_key)");
         }
+        let _ = out.flush();
     }
     let stop = CancellationToken::new();
     tokio::spawn(watch_signals(edge.clone(), stop.clone(), signals));

@@ -14,7 +14,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use prost::Message;
 use std::io::{Read, Write};
 use std::time::Duration;
-use support::{http, spawn};
+use support::http;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -125,7 +125,15 @@ async fn publish_and_check_spans(endpoint: &str, protocol: &str, mut spans: mpsc
     let config = dir.join("herald.toml");
     std::fs::write(&config, format!("[tracing]\nendpoint = \"{endpoint}\"\nprotocol = \"{protocol}\"\nsampling_ratio = 1.0\n")).unwrap();
     let key = "traces-key-0123456789abcdef";
-    let herald = spawn(&["dev", "--listen", "127.0.0.1:0", "--config", config.to_str().unwrap(), "--dev-api-key", key], &[]);
+    // Its log at debug level, in a file: the lines about the publish must carry the trace id.
+    let log = dir.join("herald.log");
+    let mut cmd = std::process::Command::new(support::BIN);
+    cmd.args(["dev", "--listen", "127.0.0.1:0", "--config", config.to_str().unwrap(), "--dev-api-key", key]);
+    cmd.env("RUST_LOG", "herald_edge=debug,herald_engine=debug").stdout(std::process::Stdio::piped()).stderr(std::fs::File::create(&log).unwrap());
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let herald = support::Herald { child, url: line.trim().strip_prefix("herald listening on ").unwrap().to_owned() };
 
     // A subscriber, so the record has a recipient.
     let answer = http(herald.addr(), "GET", "/dev/token?account=demo", None, "");
@@ -177,5 +185,10 @@ async fn publish_and_check_spans(endpoint: &str, protocol: &str, mut spans: mpsc
     let write = find("herald.socket_write");
     assert_eq!(write.parent, deliver.span_id, "the socket write is a child of the delivery");
     drop(herald);
+    let log = std::fs::read_to_string(&log).unwrap();
+    for message in ["published", "traced record fanned out"] {
+        let line = log.lines().find(|l| l.contains(message)).unwrap_or_else(|| panic!("no {message:?} line in the log:\n{log}"));
+        assert!(line.contains(&trace_id), "the log line carries the trace id: {line}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
