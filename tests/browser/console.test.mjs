@@ -4,7 +4,8 @@
 // from the UI, limits edited). Screenshots of every page go to docs/console/.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
+import http from 'node:http';
 import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -100,7 +101,6 @@ test('herald dev: log in, see this node, tail a channel, and refusals change not
     await showPage(page, 'accounts');
     await showPage(page, 'regions');
     assert.match(await page.textContent('#page'), /No replicators configured/);
-    await shot(page, 'regions');
   } finally {
     await browser.close();
     herald.stop();
@@ -136,8 +136,17 @@ test('two edges and a control plane: both listed, one drained from the UI, limit
   const EDGE = 'console-edge-token-0123456789';
   const KEY = 'console-admin-key-0123456789';
   const control = start(['control', '--id', '1', '--listen', `127.0.0.1:${port}`, '--data', path.join(dir, 'data'), '--init', `1=127.0.0.1:${port}`, '--admin-token', ADMIN, '--edge-token', EDGE, '--edge-heartbeat-ms', '500'], {});
+  // A stand-in for a replicator's /metrics (a real one needs two Kafka clusters): the lag of one
+  // link, in the replicator's own metric names, growing then shrinking across scrapes.
+  let scrapes = 0;
+  const replicator = http.createServer((req, res) => {
+    const n = scrapes++;
+    const [records, seconds] = [[0, 0], [40, 0.3], [260, 0.6], [120, 1.9], [30, 0.8], [0, 0]][n % 6];
+    res.end(`# TYPE herald_replication_lag_records gauge\nherald_replication_lag_records{link="eu-west->us-east"} ${records}\n# TYPE herald_replication_lag_seconds gauge\nherald_replication_lag_seconds{link="eu-west->us-east"} ${seconds}\n`);
+  });
+  await new Promise((resolve) => replicator.listen(0, '127.0.0.1', resolve));
   // A drain holds for in-flight requests, up to the grace: long enough to see it in the UI.
-  writeFileSync(path.join(dir, 'edge.toml'), '[edge]\ndrain_grace_ms = 60000\n');
+  writeFileSync(path.join(dir, 'edge.toml'), `[edge]\ndrain_grace_ms = 60000\n[console]\nreplicators = ["http://127.0.0.1:${replicator.address().port}"]\n`);
   const env = { HERALD_JWT_SECRET: 'console-secret-0123456789', HERALD_CONTROL: `127.0.0.1:${port}`, HERALD_CONTROL_EDGE_TOKEN: EDGE, HERALD_CONTROL_ADMIN_TOKEN: ADMIN, HERALD_ADMIN_API_KEY: KEY };
   const edges = ['edge-a', 'edge-b'].map((n, i) => start(['edge', '--config', path.join(dir, 'edge.toml'), '--listen', `127.0.0.1:0`, '--bus', 'memory', '--node', n], { ...env, HERALD_ADMIN_LISTEN: `127.0.0.${i + 2}:0` }, /operator console on (http:\S+)\/console\//));
   const [[, consoleA]] = await Promise.all(edges.map((e) => e.matched));
@@ -184,12 +193,24 @@ test('two edges and a control plane: both listed, one drained from the UI, limit
     await page.fill('input[name="publish_per_second"]', '250');
     await page.click('form.limits button[type="submit"]');
     await page.waitForFunction(() => document.querySelector('tr[data-account="acme"]')?.children[4].textContent === '250');
+    // A publish key made with herald ctl shows as its id and digest, never as the key.
+    const made = JSON.parse(execFileSync(BIN, ['ctl', '--control', `127.0.0.1:${port}`, '--json', 'add-key', 'acme'], { env: { ...process.env, HERALD_CONTROL_ADMIN_TOKEN: ADMIN } }).toString());
+    await showPage(page, 'cluster');
+    await showPage(page, 'accounts');
+    await page.waitForFunction((id) => document.querySelector('tr[data-account="acme"]')?.textContent.includes(id), made.key_id);
+    assert.ok(!(await page.textContent('#page')).includes(made.key), 'the key itself is never shown');
     await shot(page, 'accounts');
+
+    // Regions: the link's lag now and over the samples taken so far.
+    await showPage(page, 'regions');
+    await page.waitForFunction(() => document.querySelector('#page td.mono')?.textContent === 'eu-west->us-east' && document.querySelector('svg.chart polyline')?.getAttribute('points').split(' ').length >= 4, null, { timeout: 60_000 });
+    await shot(page, 'regions');
   } finally {
     held?.destroy();
     await browser.close();
     for (const e of edges) e.p.kill();
     control.p.kill();
+    replicator.close();
     rmSync(dir, { recursive: true, force: true });
   }
 });

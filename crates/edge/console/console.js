@@ -171,7 +171,8 @@ function chart(history) {
   add('polyline', { class: 'r', points: history.map((p) => `${x(p[0])},${y(p[1], maxR)}`).join(' ') });
   add('text', { x: 4, y: pad - 8 }, `${fmt(maxS)} s`);
   add('text', { x: w - pad - 90, y: pad - 8 }, `${maxR} records (dashed)`);
-  add('text', { x: pad, y: h - 8 }, `${Math.round((t1 - t0) / 60000)} min ago`);
+  const ago = (t1 - t0) / 1000;
+  add('text', { x: pad, y: h - 8 }, ago < 120 ? `${Math.round(ago)} s ago` : `${Math.round(ago / 60)} min ago`);
   add('text', { x: w - pad - 20, y: h - 8 }, 'now');
   return svg;
 }
