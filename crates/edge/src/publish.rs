@@ -11,8 +11,8 @@ use serde_json::value::RawValue;
 use std::sync::Arc;
 
 use herald_core::{AccountId, ChannelName, TraceParent};
-use tracing::Instrument;
 use herald_protocol::ErrorCode;
+use tracing::Instrument;
 
 use crate::auth::{Grant, KeyOwner};
 use crate::http::{Body, bearer, code_response, json_response, origin};
@@ -117,13 +117,13 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
     let span = herald_engine::trace::PublishSpan::start(incoming, items.len());
     // With tracing off here, the publisher's context still travels with the records.
     let trace = span.as_ref().map_or(incoming, |s| s.context);
-    let first = (items[0].account.clone(), items[0].channel.clone());
+    let first = span.as_ref().map(|_| (items[0].account.clone(), items[0].channel.clone()));
     let log_span = match trace {
         Some(t) => tracing::info_span!("publish", trace_id = %t.trace_id_hex()),
         None => tracing::Span::none(),
     };
     let out = publish_items(&edge, items, trace).instrument(log_span).await;
-    if let Some(s) = span {
+    if let (Some(s), Some(first)) = (span, first) {
         s.finish(match &out {
             Ok(a) => Ok((first.0.as_str(), first.1.as_str(), a[0].partition, a[0].offset)),
             Err(e) => Err(e.code().as_str()),

@@ -531,7 +531,6 @@ impl Hub {
     /// queue operation and one wake-up, so its writer sends them as one batched message.
     pub fn dispatch(&self, partition: u32, generation: u64, records: &[Arc<Record>]) {
         let Some(last) = records.last() else { return };
-        let started = std::time::SystemTime::now();
         let now = herald_core::now_ms();
         let mut deliveries = 0u64;
         let mut part = self.parts[partition as usize].lock();
@@ -574,7 +573,7 @@ impl Hub {
             if !part.channels.contains_key(&key) {
                 continue;
             }
-            let span = if r.trace.is_some() { crate::trace::DeliverSpan::start(r, started, self.region.as_str()) } else { None };
+            let span = if r.trace.is_some() { crate::trace::DeliverSpan::start(r, now, self.region.as_str()) } else { None };
             let enc = self.encode_traced(r, &part.foreign, span.as_ref().and_then(|s| s.context));
             let group = match groups.iter().position(|(k, _)| *k == key) {
                 Some(i) => i,

@@ -91,9 +91,9 @@ pub struct DeliverSpan {
 }
 
 impl DeliverSpan {
-    /// Starts the span for `r` when tracing is on and its publish was sampled; `None` otherwise
-    /// (the unsampled path: one branch).
-    pub fn start(r: &Record, started: SystemTime, node_region: &str) -> Option<Self> {
+    /// Starts the span for `r` (its batch reached the hub at `started_ms`) when tracing is on
+    /// and its publish was sampled; `None` otherwise (the unsampled path: one branch).
+    pub fn start(r: &Record, started_ms: u64, node_region: &str) -> Option<Self> {
         let t = r.trace.filter(TraceParent::sampled)?;
         if !enabled() {
             return None;
@@ -102,7 +102,7 @@ impl DeliverSpan {
         let span = tracer
             .span_builder("herald.deliver")
             .with_kind(SpanKind::Consumer)
-            .with_start_time(started)
+            .with_start_time(SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(started_ms))
             .with_attributes([
                 KeyValue::new("herald.account", r.account.as_str().to_owned()),
                 KeyValue::new("herald.channel", r.channel.as_str().to_owned()),

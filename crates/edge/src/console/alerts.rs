@@ -275,7 +275,7 @@ fn eval(e: &Expr, latest: &Sample, history: &History) -> Vector {
 /// the bucket the rank falls in. `None` without observations.
 fn quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
     let total = buckets.last()?.1;
-    if !(total > 0.0) {
+    if total.is_nan() || total <= 0.0 {
         return None;
     }
     let rank = q * total;
@@ -368,9 +368,13 @@ impl AlertTracker {
     }
 }
 
+/// `(name, labels, value)`: one series of a test sample.
+#[cfg(test)]
+type Point<'a> = (&'a str, &'a [(&'a str, &'a str)], f64);
+
 /// A sample built from `(name, labels, value)` triples (tests).
 #[cfg(test)]
-fn sample(at_ms: u64, values: &[(&str, &[(&str, &str)], f64)]) -> Sample {
+fn sample(at_ms: u64, values: &[Point<'_>]) -> Sample {
     Sample {
         at_ms,
         values: values

@@ -99,11 +99,11 @@ pub async fn handle(console: &Arc<Console>, edge: &Arc<Edge>, req: Request<Incom
         (Method::POST, "/console/api/limits") => put_limits(console, req).await,
         (Method::GET, "/console/api/channel") => match channel_key(&req) {
             Ok(key) => channel(edge, key).await,
-            Err(r) => r,
+            Err((code, message)) => refuse(StatusCode::BAD_REQUEST, code, &message),
         },
         (Method::GET, "/console/api/tail") => match channel_key(&req) {
             Ok(key) => super::tail::open(edge, key, console.tail_max_per_second, console.redact.clone()).await,
-            Err(r) => r,
+            Err((code, message)) => refuse(StatusCode::BAD_REQUEST, code, &message),
         },
         (Method::GET, "/console/api/health") => health(console, edge).await,
         _ => refuse(StatusCode::NOT_FOUND, ErrorCode::BadRequest, "no such console call"),
@@ -275,9 +275,10 @@ async fn put_limits(console: &Console, req: Request<Incoming>) -> Response<Body>
     }
 }
 
-fn channel_key(req: &Request<Incoming>) -> Result<ChannelKey, Response<Body>> {
-    let account = AccountId::new(&query_param(req, "account").unwrap_or_default()).map_err(|e| refuse(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, &format!("account: {e}")))?;
-    let channel = ChannelName::new(&query_param(req, "channel").unwrap_or_default()).map_err(|e| refuse(StatusCode::BAD_REQUEST, ErrorCode::InvalidChannel, &format!("channel: {e}")))?;
+/// The channel named by `?account=&channel=`, or why not (a code and a message).
+fn channel_key(req: &Request<Incoming>) -> Result<ChannelKey, (ErrorCode, String)> {
+    let account = AccountId::new(&query_param(req, "account").unwrap_or_default()).map_err(|e| (ErrorCode::BadRequest, format!("account: {e}")))?;
+    let channel = ChannelName::new(&query_param(req, "channel").unwrap_or_default()).map_err(|e| (ErrorCode::InvalidChannel, format!("channel: {e}")))?;
     Ok(ChannelKey::new(account, channel))
 }
 

@@ -94,7 +94,7 @@ fn record_event(frame: &[u8], cursor: &str, redact_paths: &[String]) -> Option<s
         "channel": m.get("channel"),
         "id": m.get("id"),
         "cursor": cursor,
-        "published_at": m.get("ts").or_else(|| m.get("published_at")),
+        "published_at": m.get("ts"),
         "data": data,
     }))
 }
