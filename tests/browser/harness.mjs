@@ -10,7 +10,8 @@ export const BIN = process.env.HERALD_BIN ?? new URL('../../target/debug/herald'
 export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 
 /**
- * Starts `herald dev` on a free loopback port with a known API key. Resolves to its `url`, a
+ * Starts `herald dev` on a free loopback port with a known API key. Resolves to its `url`, its
+ * admin API `key`, a
  * `publish(account, channel, data)` over the HTTP API (asserting 200, resolving to the answer),
  * and `stop()`.
  */
@@ -29,6 +30,7 @@ export async function startHerald(name) {
   srv.stdout.resume();
   return {
     url,
+    key,
     async publish(account, channel, data) {
       const r = await fetch(url + '/v1/publish', { method: 'POST', headers: { authorization: 'Bearer ' + key }, body: JSON.stringify({ account, channel, data }) });
       assert.equal(r.status, 200, `publish: ${await r.clone().text()}`);

@@ -3,23 +3,33 @@
 //! key = account; value = the JSON payload; headers (version 1):
 //! `herald-v` = "1", `herald-ch` = channel, `herald-id` = message id, `herald-ts` = publish time
 //! (ms), and for replicated records `herald-or` = origin region, `herald-oo` = origin offset,
-//! `herald-oe` = the origin log's epoch.
+//! `herald-oe` = the origin log's epoch; and `traceparent` (W3C trace context) when the publish
+//! was traced, the header name Kafka instrumentations use.
 
 use bytes::Bytes;
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 
-use herald_core::{AccountId, ChannelName, Epoch, MessageId, NewRecord, Record, RegionName};
+use herald_core::{AccountId, ChannelName, Epoch, MessageId, NewRecord, Record, RegionName, TraceParent};
 
 /// The envelope version this build writes and reads.
 pub const VERSION: &str = "1";
 
 pub fn headers(r: &NewRecord, id: &MessageId) -> OwnedHeaders {
     let ts = r.published_at_ms.to_string();
-    OwnedHeaders::new_with_capacity(4)
+    let h = OwnedHeaders::new_with_capacity(5)
         .insert(Header { key: "herald-v", value: Some(VERSION) })
         .insert(Header { key: "herald-ch", value: Some(r.channel.as_str()) })
         .insert(Header { key: "herald-id", value: Some(id.as_str()) })
-        .insert(Header { key: "herald-ts", value: Some(ts.as_str()) })
+        .insert(Header { key: "herald-ts", value: Some(ts.as_str()) });
+    with_trace(h, r.trace)
+}
+
+/// Adds the `traceparent` header when the record carries a trace context.
+fn with_trace(h: OwnedHeaders, trace: Option<TraceParent>) -> OwnedHeaders {
+    match trace {
+        Some(t) => h.insert(Header { key: "traceparent", value: Some(t.to_string().as_str()) }),
+        None => h,
+    }
 }
 
 /// Headers of a record copied from another region: the same id and publish time, plus its
@@ -27,14 +37,15 @@ pub fn headers(r: &NewRecord, id: &MessageId) -> OwnedHeaders {
 pub fn replicated_headers(r: &Record, origin_epoch: &Epoch) -> OwnedHeaders {
     let ts = r.published_at_ms.to_string();
     let oo = r.origin_offset.to_string();
-    OwnedHeaders::new_with_capacity(7)
+    let h = OwnedHeaders::new_with_capacity(8)
         .insert(Header { key: "herald-v", value: Some(VERSION) })
         .insert(Header { key: "herald-ch", value: Some(r.channel.as_str()) })
         .insert(Header { key: "herald-id", value: Some(r.id.as_str()) })
         .insert(Header { key: "herald-ts", value: Some(ts.as_str()) })
         .insert(Header { key: "herald-or", value: Some(r.origin_region.as_str()) })
         .insert(Header { key: "herald-oo", value: Some(oo.as_str()) })
-        .insert(Header { key: "herald-oe", value: Some(origin_epoch.as_str()) })
+        .insert(Header { key: "herald-oe", value: Some(origin_epoch.as_str()) });
+    with_trace(h, r.trace)
 }
 
 /// A message id for a keyed record that every node computes alike, so a record appended twice
@@ -101,6 +112,8 @@ pub fn decode(m: &BorrowedMessage<'_>, local_region: &RegionName) -> Result<Reco
         origin_region,
         origin_offset,
         origin_epoch,
+        // A malformed one is dropped, not an error: tracing never costs a record.
+        trace: header(m, "traceparent").and_then(TraceParent::parse),
     })
 }
 

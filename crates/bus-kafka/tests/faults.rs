@@ -26,6 +26,7 @@ fn record(key: Option<&str>, n: u32) -> NewRecord {
         data: Bytes::from(format!("{{\"n\":{n}}}")),
         idempotency_key: key.map(str::to_owned),
         published_at_ms: herald_core::now_ms(),
+        trace: None,
     }
 }
 

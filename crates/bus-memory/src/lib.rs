@@ -123,6 +123,7 @@ impl MemoryBus {
             origin_region: self.config.region.clone(),
             origin_offset: offset,
             origin_epoch: None,
+            trace: r.trace,
         }));
         Appended { partition, offset, id, duplicate: false }
     }
@@ -170,6 +171,7 @@ impl ReplicaLog for MemoryBus {
                         origin_region: r.origin_region.clone(),
                         origin_offset: r.origin_offset,
                         origin_epoch: Some(origin_epoch.clone()),
+                        trace: r.trace,
                     }));
                     offset
                 })
@@ -323,6 +325,7 @@ mod tests {
             data: "1".into(),
             idempotency_key: Some("k".into()),
             published_at_ms: now_ms(),
+            trace: None,
         };
         let first = bus.append(vec![keyed()]).await.unwrap().remove(0);
         assert!(bus.append(vec![keyed()]).await.unwrap()[0].duplicate);

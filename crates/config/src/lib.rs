@@ -3,7 +3,8 @@
 //! # Layout
 //! [`Config`] is the whole file (`herald.toml`): `[edge]`, `[bus]`, `[kafka]` (module `kafka`),
 //! `[auth]`, `[limits]`, `[presence]`, `[control]`, `[log]`, `[[sources]]`, `[push]` (module
-//! `push`, mobile push; checked as it is read). Every
+//! `push`, mobile push; checked as it is read), `[console]` (module `console`), `[tracing]`
+//! (module `traces`). Every
 //! field has a default (`#[serde(default)]`) and unknown fields are refused
 //! (`deny_unknown_fields`), so a typo fails at start instead of being ignored. The order is
 //! fixed: [`Config::from_file`] (or `Default`), then [`Config::apply_env`], then the binary's
@@ -11,12 +12,16 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod console;
 mod control;
 mod kafka;
 mod presence;
 mod push;
+mod traces;
 
+pub use console::ConsoleConfig;
 pub use control::ControlTlsConfig;
+pub use traces::{OtlpProtocol, TracingConfig};
 pub use kafka::KafkaConfig;
 pub use presence::{PresenceConfig, PresenceTlsConfig, RedisLogin, RemotePresenceConfig, check_redis_url};
 pub use push::{ApnsConfig, FcmConfig, JsonPointer, MAX_TTL_SECS, OneOrMany, PushChannelConfig, PushConfig, PushPriority, Template, TemplatePart};
@@ -82,6 +87,10 @@ pub struct Config {
     /// Mobile push through APNs and FCM (`[push]`, docs/push.md).
     #[serde(deserialize_with = "push::checked")]
     pub push: PushConfig,
+    /// The operator's web console (`[console]`, docs/console.md).
+    pub console: ConsoleConfig,
+    /// OpenTelemetry traces over OTLP (`[tracing]`, docs/operations.md).
+    pub tracing: TracingConfig,
 }
 
 /// `[control]`: the control plane (docs/control-plane.md). Without endpoints the edge runs on
@@ -651,6 +660,12 @@ impl Config {
         if let Some(v) = get("HERALD_CONTROL_EDGE_TOKEN") {
             self.control.token = Some(v);
         }
+        if let Some(v) = get("HERALD_CONTROL_ADMIN_TOKEN") {
+            self.console.control_admin_token = Some(v);
+        }
+        if let Some(v) = get("HERALD_OTLP_ENDPOINT").filter(|v| !v.is_empty()) {
+            self.tracing.endpoint = Some(v);
+        }
         self.control.tls.apply_env(&get);
         if let Some(v) = get("HERALD_PRESENCE") {
             self.presence.url = v;
@@ -678,6 +693,8 @@ impl Config {
         self.auth.validate()?;
         self.limits.validate(self.edge.max_frame_bytes)?;
         self.push.validate()?;
+        self.console.validate()?;
+        self.tracing.validate()?;
         let bad = |field: &'static str, message: &str| Err(ConfigError::Invalid { field, message: message.into() });
         let mut names = std::collections::BTreeSet::new();
         for src in &self.sources {

@@ -21,6 +21,11 @@ pub trait EdgeHooks: Send + Sync + 'static {
     fn connections(&self) -> u64;
     /// A drain order arrived: stop taking clients and send `reconnect` to the ones here.
     fn drain(&self);
+    /// Deliveries per second and mean publish-to-fan-out milliseconds over the last minute
+    /// (reported in heartbeats, shown by the operator's console).
+    fn load(&self) -> (f64, u64) {
+        (0.0, 0)
+    }
 }
 
 /// The edge as it registers.
@@ -77,6 +82,12 @@ fn membership(endpoint: &str, cfg: &AgentConfig) -> Result<Membership, crate::ne
     Ok(MembershipClient::with_interceptor(channel(endpoint, cfg.tls.as_ref())?, Bearer(cfg.token.as_deref().map(std::sync::Arc::from))))
 }
 
+/// What a heartbeat reports of the edge's load.
+fn load(hooks: &dyn EdgeHooks) -> pb::EdgeLoad {
+    let (deliveries_per_second, fanout_lag_ms) = hooks.load();
+    pb::EdgeLoad { version: env!("CARGO_PKG_VERSION").into(), deliveries_per_second, fanout_lag_ms }
+}
+
 /// One connected period: register, then watch and heartbeat until an error or `stop`.
 async fn session(cfg: &AgentConfig, endpoint: &str, hooks: &dyn EdgeHooks, stop: &CancellationToken, registered: &mut bool) -> Result<(), tonic::Status> {
     let mut client = membership(endpoint, cfg).map_err(|e| tonic::Status::unavailable(e.to_string()))?;
@@ -109,7 +120,7 @@ async fn session(cfg: &AgentConfig, endpoint: &str, hooks: &dyn EdgeHooks, stop:
                 None => return Err(tonic::Status::unavailable("config stream ended")),
             },
             _ = beat.tick() => {
-                let r = client.heartbeat(HeartbeatRequest { node_id: cfg.node.node_id.clone(), connections: hooks.connections() }).await?.into_inner();
+                let r = client.heartbeat(HeartbeatRequest { node_id: cfg.node.node_id.clone(), connections: hooks.connections(), load: Some(load(hooks)) }).await?.into_inner();
                 if !r.known {
                     // Deregistered behind our back (or a fresh cluster): register again.
                     client.register(RegisterRequest { node: Some(cfg.node.clone()) }).await?;

@@ -93,10 +93,31 @@ impl ControlConfig {
 
 /// What the leader remembers about an edge between heartbeats (not replicated: a new leader
 /// knows it again within one heartbeat interval).
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Soft {
     last_seen: Instant,
     connections: u64,
+    load: Option<Load>,
+}
+
+/// [`pb::EdgeLoad`] as the members pass it to each other.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Load {
+    version: String,
+    deliveries_per_second: f64,
+    fanout_lag_ms: u64,
+}
+
+impl From<pb::EdgeLoad> for Load {
+    fn from(l: pb::EdgeLoad) -> Self {
+        Self { version: l.version, deliveries_per_second: l.deliveries_per_second, fanout_lag_ms: l.fanout_lag_ms }
+    }
+}
+
+impl From<Load> for pb::EdgeLoad {
+    fn from(l: Load) -> Self {
+        Self { version: l.version, deliveries_per_second: l.deliveries_per_second, fanout_lag_ms: l.fanout_lag_ms }
+    }
 }
 
 /// A running control-plane node.
@@ -119,7 +140,12 @@ struct Inner {
 #[derive(Serialize, Deserialize)]
 enum Forwarded {
     Write(Command),
-    Heartbeat { node_id: String, connections: u64 },
+    Heartbeat {
+        node_id: String,
+        connections: u64,
+        #[serde(default)]
+        load: Option<Load>,
+    },
     Nodes,
     Accounts,
     AddMember { id: NodeId, address: String },
@@ -142,6 +168,8 @@ struct NodeRow {
     draining: bool,
     last_seen_ms_ago: Option<u64>,
     connections: u64,
+    #[serde(default)]
+    load: Option<Load>,
 }
 
 impl ControlNode {
@@ -273,12 +301,12 @@ impl Inner {
                     Err(e) => return not_leader(&e),
                 }
             }
-            Forwarded::Heartbeat { node_id, connections } => {
+            Forwarded::Heartbeat { node_id, connections, load } => {
                 let data = self.sm.current().1;
                 match data.data.edges.get(&node_id) {
                     None => ForwardReply::Heartbeat { known: false, drain: false },
                     Some(e) => {
-                        self.soft.lock().insert(node_id, Soft { last_seen: Instant::now(), connections });
+                        self.soft.lock().insert(node_id, Soft { last_seen: Instant::now(), connections, load });
                         ForwardReply::Heartbeat { known: true, drain: e.draining }
                     }
                 }
@@ -297,6 +325,7 @@ impl Inner {
                                 draining: e.draining,
                                 last_seen_ms_ago: s.map(|s| s.last_seen.elapsed().as_millis() as u64),
                                 connections: s.map(|s| s.connections).unwrap_or(0),
+                                load: s.and_then(|s| s.load.clone()),
                             }
                         })
                         .collect(),
@@ -460,7 +489,7 @@ impl pb::membership_server::Membership for Svc {
 
     async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let r = req.into_inner();
-        match self.0.on_leader(Forwarded::Heartbeat { node_id: r.node_id, connections: r.connections }).await? {
+        match self.0.on_leader(Forwarded::Heartbeat { node_id: r.node_id, connections: r.connections, load: r.load.map(Load::from) }).await? {
             ForwardReply::Heartbeat { known, drain } => Ok(Response::new(pb::HeartbeatResponse { known, drain })),
             _ => Err(ControlError::unexpected().into()),
         }
@@ -507,6 +536,7 @@ impl pb::admin_server::Admin for Svc {
                 healthy: r.last_seen_ms_ago.is_some_and(|ms| ms <= healthy_within),
                 connections: r.connections,
                 last_heartbeat_ms_ago: r.last_seen_ms_ago.map(|m| m as i64).unwrap_or(-1),
+                load: r.load.map(Into::into),
             })
             .collect();
         Ok(Response::new(pb::ListNodesResponse { nodes }))

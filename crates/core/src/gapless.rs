@@ -145,6 +145,7 @@ mod tests {
             origin_region: RegionName::new("r").unwrap(),
             origin_offset: offset,
             origin_epoch: None,
+            trace: None,
         })
     }
 

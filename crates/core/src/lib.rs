@@ -10,7 +10,7 @@
 //! - [`version_vector`]: `VersionVector`, a position per region that only moves forward (a
 //!   cursor's other origins, the hub's per-partition origin positions).
 //! - [`record`]: `NewRecord` (what a publisher hands in), `Record` (what the bus stores) and
-//!   `MessageId`.
+//!   `MessageId`; [`trace`]: `TraceParent`, the W3C trace context a record may carry.
 //! - [`bus`]: the `Bus` trait (a partitioned, append-only log keyed by account) and its errors.
 //! - [`idempotency`]: `IdempotencyWindow`, the recently used idempotency keys both buses keep.
 //! - [`replica`]: the `ReplicaLog` trait (what a bus needs to receive copies of other regions'
@@ -34,6 +34,7 @@ pub mod presence;
 pub mod record;
 pub mod replica;
 pub mod version_vector;
+pub mod trace;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -47,3 +48,4 @@ pub use presence::{Presence, PresenceChange, PresenceError, PresenceEvent, Prese
 pub use record::{Appended, MessageId, NewRecord, Record, now_ms};
 pub use replica::ReplicaLog;
 pub use version_vector::VersionVector;
+pub use trace::TraceParent;

@@ -73,6 +73,9 @@ pub struct NewRecord {
     pub idempotency_key: Option<String>,
     /// Publish time, milliseconds since the Unix epoch.
     pub published_at_ms: u64,
+    /// The publish's trace context, when the publisher or the edge traces it: stored with the
+    /// record so that its delivery joins the same trace.
+    pub trace: Option<crate::TraceParent>,
 }
 
 /// A stored record.
@@ -100,6 +103,9 @@ pub struct Record {
     /// for local records, and for copies made before replicators wrote it): a cross-region
     /// resume checks it against the cursor's.
     pub origin_epoch: Option<crate::cursor::Epoch>,
+    /// The publish's trace context, as [`NewRecord::trace`] (`None` when it had none, and for
+    /// records written before it was stored).
+    pub trace: Option<crate::TraceParent>,
 }
 
 /// Where an appended record landed.

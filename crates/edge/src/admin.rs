@@ -2,7 +2,8 @@
 //! with no PROXY header and no TLS, from the moment the process starts until it exits. Kubelet
 //! probes and Prometheus use it when the client listener expects PROXY headers (which they do not
 //! send) or TLS, and it answers the same way while the node is starting (its bus not connected
-//! yet) as once it serves.
+//! yet) as once it serves. Once the edge serves, it also serves the operator's console
+//! ([`crate::console`]) at `/console/`.
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -20,6 +21,7 @@ use crate::{Edge, Starting};
 /// What the admin listener reports on: the starting node, then the edge once it is built.
 pub struct AdminPhase {
     phase: RwLock<Phase>,
+    console: RwLock<Option<Arc<crate::console::Console>>>,
 }
 
 enum Phase {
@@ -30,12 +32,26 @@ enum Phase {
 impl AdminPhase {
     /// Reporting on a starting node.
     pub fn new(starting: Arc<Starting>) -> Arc<Self> {
-        Arc::new(Self { phase: RwLock::new(Phase::Starting(starting)) })
+        Arc::new(Self { phase: RwLock::new(Phase::Starting(starting)), console: RwLock::new(None) })
     }
 
     /// From now on, reporting on `edge`.
     pub fn serving(&self, edge: Arc<Edge>) {
         *self.phase.write() = Phase::Serving(edge);
+    }
+
+    /// From now on, serving `console` at `/console/` too.
+    pub fn with_console(&self, console: Arc<crate::console::Console>) {
+        *self.console.write() = Some(console);
+    }
+
+    /// The console and its edge, once both are there.
+    fn console(&self) -> Option<(Arc<crate::console::Console>, Arc<Edge>)> {
+        let edge = match &*self.phase.read() {
+            Phase::Serving(e) => e.clone(),
+            Phase::Starting(_) => return None,
+        };
+        self.console.read().clone().map(|c| (c, edge))
     }
 
     fn answer(&self, method: &Method, path: &str) -> hyper::Response<Body> {
@@ -49,7 +65,7 @@ impl AdminPhase {
             ("/readyz", Phase::Serving(e)) => crate::router::readyz(e),
             ("/metrics", Phase::Starting(s)) => http::metrics_response(s.metrics.render()),
             ("/metrics", Phase::Serving(e)) => http::metrics_response(e.metrics.render()),
-            _ => http::error_response(StatusCode::NOT_FOUND, herald_protocol::ErrorCode::BadRequest, "the admin listener serves /healthz, /readyz and /metrics"),
+            _ => http::error_response(StatusCode::NOT_FOUND, herald_protocol::ErrorCode::BadRequest, "the admin listener serves /healthz, /readyz, /metrics and /console/"),
         }
     }
 }
@@ -86,8 +102,14 @@ pub async fn serve(listener: TcpListener, phase: Arc<AdminPhase>, stop: Cancella
                 .serve_connection(
                     TokioIo::new(tcp),
                     service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let resp = phase.answer(req.method(), req.uri().path());
-                        async move { Ok::<_, std::convert::Infallible>(resp) }
+                        let phase = phase.clone();
+                        async move {
+                            let resp = match phase.console() {
+                                Some((console, edge)) if crate::console::serves(req.uri().path()) => crate::console::handle(&console, &edge, req, false).await,
+                                _ => phase.answer(req.method(), req.uri().path()),
+                            };
+                            Ok::<_, std::convert::Infallible>(resp)
+                        }
                     }),
                 );
             tokio::select! {

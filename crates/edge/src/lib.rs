@@ -16,8 +16,10 @@
 //!   and publish limits; [`tls`]: the listener's certificate; [`metrics`]: the metrics
 //!   registry; `router`: method and path to handler; [`http`]: response and request helpers
 //!   (a leaf).
-//! - [`admin`]: the admin listener (health, readiness, metrics; no PROXY header, no TLS), from
-//!   start to exit.
+//! - [`admin`]: the admin listener (health, readiness, metrics, the console; no PROXY header, no
+//!   TLS), from start to exit.
+//! - [`console`]: the operator's web console (Cluster, Regions, Accounts, Channels with a live
+//!   tail, Health), its login and JSON API; its pages are the static files in `console/`.
 //! - `proxy_header`: the PROXY protocol header a load balancer sends first; `client_addr`:
 //!   the client's address from it and from trusted proxies' forwarding headers.
 //!
@@ -30,6 +32,7 @@
 pub mod admin;
 pub mod auth;
 mod client_addr;
+pub mod console;
 mod dev;
 mod devices;
 mod history;

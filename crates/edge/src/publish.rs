@@ -1,5 +1,7 @@
 //! The publish API: `POST /v1/publish`, single or batch, with an API key (backends) or a client
 //! token with publish rights (SDKs on SSE or long-poll, which have no socket to publish over).
+//! A `traceparent` header makes the publish (and the records' deliveries) part of the caller's
+//! trace.
 
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -8,8 +10,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::sync::Arc;
 
-use herald_core::{AccountId, ChannelName};
+use herald_core::{AccountId, ChannelName, TraceParent};
 use herald_protocol::ErrorCode;
+use tracing::Instrument;
 
 use crate::auth::{Grant, KeyOwner};
 use crate::http::{Body, bearer, code_response, json_response, origin};
@@ -51,6 +54,7 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
         edge.metrics.publish_error(code);
         code_response(code, msg)
     };
+    let traceparent = req.headers().get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let Some(key) = bearer(&req) else { return fail(ErrorCode::Unauthorized, "an API key or a client token is required (Authorization: Bearer)") };
     let owner = match edge.api_keys.owner(&key) {
         Some(KeyOwner::Admin) => Publisher::Admin,
@@ -107,6 +111,39 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
         let Some(data) = it.data else { return fail(ErrorCode::BadRequest, "data is required") };
         items.push(PublishItem { account, channel, data: bytes::Bytes::copy_from_slice(data.get().as_bytes()), idempotency_key: it.idempotency_key });
     }
+    // The publisher's trace context: the publish span (and the records) continue its trace. A
+    // malformed header starts a new trace, as W3C asks.
+    let incoming = traceparent.as_deref().and_then(TraceParent::parse);
+    let span = herald_engine::trace::PublishSpan::start(incoming, items.len());
+    // With tracing off here, the publisher's context still travels with the records.
+    let trace = span.as_ref().map_or(incoming, |s| s.context);
+    let first = span.as_ref().map(|_| (items[0].account.clone(), items[0].channel.clone()));
+    let log_span = match trace {
+        Some(t) => tracing::info_span!("publish", trace_id = %t.trace_id_hex()),
+        None => tracing::Span::none(),
+    };
+    let out = publish_items(&edge, items, trace).instrument(log_span).await;
+    if let (Some(s), Some(first)) = (span, first) {
+        s.finish(match &out {
+            Ok(a) => Ok((first.0.as_str(), first.1.as_str(), a[0].partition, a[0].offset)),
+            Err(e) => Err(e.code().as_str()),
+        });
+    }
+    match out {
+        Ok(appended) => {
+            let results: Vec<serde_json::Value> = appended
+                .iter()
+                .map(|a| serde_json::json!({ "cursor": edge.engine.hub.cursor_at(a.offset + 1), "message_id": a.id.as_str(), "duplicate": a.duplicate }))
+                .collect();
+            let out = if batch { serde_json::json!({ "results": results }) } else { results.into_iter().next().expect("one item") };
+            json_response(StatusCode::OK, out.to_string())
+        }
+        Err(e) => refused(e),
+    }
+}
+
+/// Takes the accounts' rate limits, then appends.
+async fn publish_items(edge: &Edge, items: Vec<PublishItem>, trace: Option<TraceParent>) -> Result<Vec<herald_core::Appended>, PublishError> {
     let mut per_account: Vec<(AccountId, u32)> = Vec::new();
     for it in &items {
         match per_account.iter_mut().find(|(a, _)| *a == it.account) {
@@ -115,20 +152,12 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
         }
     }
     for (account, n) in &per_account {
-        if let Err(e) = edge.take_account_publish(account, *n) {
-            return refused(e);
-        }
+        edge.take_account_publish(account, *n)?;
     }
-    let appended = match edge.publish(items).await {
-        Ok(a) => a,
-        Err(e) => return refused(e),
-    };
-    let results: Vec<serde_json::Value> = appended
-        .iter()
-        .map(|a| serde_json::json!({ "cursor": edge.engine.hub.cursor_at(a.offset + 1), "message_id": a.id.as_str(), "duplicate": a.duplicate }))
-        .collect();
-    let out = if batch { serde_json::json!({ "results": results }) } else { results.into_iter().next().expect("one item") };
-    json_response(StatusCode::OK, out.to_string())
+    let n = items.len();
+    let appended = edge.publish_traced(items, trace).await?;
+    tracing::debug!(records = n, "published");
+    Ok(appended)
 }
 
 /// A refused publish as an HTTP response: its code's status, and `Retry-After: 1` when waiting

@@ -45,6 +45,10 @@ pub async fn route(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::Sock
         (Method::GET, "/readyz") => readyz(&edge),
         (Method::GET, "/metrics") => metrics_response(edge.metrics.render()),
         (Method::GET, p) if edge.dev.is_some() && dev::serves(p) => dev::handle(&edge, &req),
+        (_, p) if crate::console::serves(p) && let Some(console) = edge.dev.as_ref().and_then(|d| d.console.clone()) => {
+            // The console's answers carry no CORS headers: it is used from its own pages only.
+            return Ok(crate::console::handle(&console, &edge, req, edge.tls.is_some()).await);
+        }
         (_, "/v1/ws" | "/v1/sse" | "/v1/poll" | "/v1/publish" | "/v1/history" | "/v1/devices" | "/healthz" | "/readyz" | "/metrics") => {
             error_response(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::BadRequest, "method not allowed")
         }

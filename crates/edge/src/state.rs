@@ -34,6 +34,8 @@ pub struct EdgeDeps {
 pub struct DevMode {
     /// Mints tokens for `/dev/token` (the demo page).
     pub issuer: TokenIssuer,
+    /// The operator's console, served on the main listener in `herald dev`.
+    pub console: Option<Arc<crate::console::Console>>,
 }
 
 /// Why an edge could not be built.
@@ -288,6 +290,11 @@ impl Edge {
     /// Publishes records, validating each payload's size first. Returns where each landed.
     /// Nothing is written when any item is refused.
     pub async fn publish(&self, items: Vec<PublishItem>) -> Result<Vec<Appended>, PublishError> {
+        self.publish_traced(items, None).await
+    }
+
+    /// [`Edge::publish`], the records carrying the publish's trace context.
+    pub async fn publish_traced(&self, items: Vec<PublishItem>, trace: Option<herald_core::TraceParent>) -> Result<Vec<Appended>, PublishError> {
         // Publishing stays open while draining: the bus outlives this node.
         for it in &items {
             if it.data.len() > self.limits.max_message_bytes(&it.account, self.config.max_message_bytes) {
@@ -301,7 +308,7 @@ impl Edge {
         let n = items.iter().filter(|i| i.account.as_str() != crate::probe::PROBE_ACCOUNT).count() as u64;
         let records = items
             .into_iter()
-            .map(|it| NewRecord { account: it.account, channel: it.channel, data: it.data, idempotency_key: it.idempotency_key, published_at_ms: now })
+            .map(|it| NewRecord { account: it.account, channel: it.channel, data: it.data, idempotency_key: it.idempotency_key, published_at_ms: now, trace })
             .collect();
         match self.bus.append(records).await {
             Ok(a) => {

@@ -107,6 +107,7 @@ async fn a_stuck_consumer_makes_the_node_unready_within_the_bound_while_publishi
         data: bytes::Bytes::from_static(b"{}"),
         idempotency_key: None,
         published_at_ms: herald_core::now_ms(),
+        trace: None,
     }])
     .await;
     assert!(a.is_ok(), "appends work while only the consumer is stuck");

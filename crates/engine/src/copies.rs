@@ -95,6 +95,7 @@ mod tests {
             origin_region: RegionName::new(origin).unwrap(),
             origin_offset,
             origin_epoch: None,
+            trace: None,
         }
     }
 

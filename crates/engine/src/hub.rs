@@ -441,6 +441,11 @@ impl Hub {
     /// Encodes a record as a `message` frame whose cursor says other origins were seen up to
     /// `foreign`.
     pub fn encode(&self, r: &Record, foreign: &VersionVector) -> Arc<EncodedRecord> {
+        self.encode_traced(r, foreign, None)
+    }
+
+    /// [`Hub::encode`] for a live record whose delivery is traced under `trace`.
+    fn encode_traced(&self, r: &Record, foreign: &VersionVector, trace: Option<herald_core::TraceParent>) -> Arc<EncodedRecord> {
         let cursor = self.cursor_with(r.offset + 1, foreign);
         let frame = encode_message(r.channel.as_str(), r.id.as_str(), &cursor, r.published_at_ms, &r.data);
         let latest = if self.latest.is_empty() { None } else { self.latest_key(r) };
@@ -455,6 +460,7 @@ impl Hub {
             channel: r.channel.clone(),
             priority,
             compact: CompactRecord::new(r.id.clone(), r.published_at_ms, r.data.clone()),
+            trace,
         })
     }
 
@@ -546,6 +552,8 @@ impl Hub {
         // The node's own probe records are not client traffic: they are not counted here.
         let mut probes = 0u64;
         let mut admitted: Vec<&Arc<Record>> = Vec::with_capacity(records.len());
+        // Sampled records' delivery spans, by channel group, ended once fanned out.
+        let mut traced: Vec<(usize, crate::trace::DeliverSpan)> = Vec::new();
         for r in records {
             if r.offset < part.next {
                 continue; // dispatched already
@@ -566,10 +574,18 @@ impl Hub {
             if !part.channels.contains_key(&key) {
                 continue;
             }
-            let enc = self.encode(r, &part.foreign);
-            match groups.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, v)) => v.push(enc),
-                None => groups.push((key, vec![enc])),
+            let span = if r.trace.is_some() { crate::trace::DeliverSpan::start(r, now, self.region.as_str()) } else { None };
+            let enc = self.encode_traced(r, &part.foreign, span.as_ref().and_then(|s| s.context));
+            let group = match groups.iter().position(|(k, _)| *k == key) {
+                Some(i) => i,
+                None => {
+                    groups.push((key, Vec::new()));
+                    groups.len() - 1
+                }
+            };
+            groups[group].1.push(enc);
+            if let Some(s) = span {
+                traced.push((group, s));
             }
         }
         for (key, encs) in &groups {
@@ -591,7 +607,11 @@ impl Hub {
         } else {
             part.recent_from = part.next;
         }
+        let recipients: Vec<usize> = traced.iter().map(|(g, _)| part.channels.get(&groups[*g].0).map_or(0, Vec::len)).collect();
         drop(part);
+        for ((_, span), n) in traced.into_iter().zip(recipients) {
+            span.finish(n);
+        }
         self.metrics.records_in.increment(admitted.len() as u64 - probes);
         self.metrics.deliveries.increment(deliveries);
     }
@@ -637,6 +657,7 @@ mod compact_tests {
             origin_region: region(origin),
             origin_offset,
             origin_epoch: None,
+            trace: None,
         };
         // A local record with no other origin; a replicated one in a stream of three regions.
         let cases = [

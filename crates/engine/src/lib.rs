@@ -12,6 +12,8 @@
 //! - [`history`]: a channel's history read from the bus, in pages (the history API).
 //! - [`copies`]: telling a second copy of a record (replicator or source restart) from a new
 //!   one, so none reaches a client twice.
+//! - [`trace`]: the delivery spans of sampled records (OpenTelemetry), joined to the publisher's
+//!   trace.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -21,6 +23,7 @@ pub mod history;
 pub mod hub;
 pub mod outbox;
 pub mod subscribe;
+pub mod trace;
 
 use metrics::{Counter, Gauge, Histogram};
 use std::sync::Arc;

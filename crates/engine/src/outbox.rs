@@ -49,6 +49,9 @@ pub struct EncodedRecord {
     /// What the compact encoding (`herald.v1.proto`) sends of it, made only if a compact
     /// connection sends it.
     pub compact: CompactRecord,
+    /// The context of its `herald.deliver` span, for a sampled live record: each socket write
+    /// that carries it makes a child span ([`crate::trace::socket_write`]).
+    pub trace: Option<herald_core::TraceParent>,
 }
 
 /// A record's compact encoding: the body every compact connection shares
@@ -604,6 +607,7 @@ mod tests {
             channel: ChannelName::new("c").unwrap(),
             priority: Priority::Normal,
             compact: CompactRecord::new(herald_core::MessageId::from_stored("F1").unwrap(), 1, Bytes::from_static(b"1")),
+            trace: None,
         })
     }
 

@@ -24,7 +24,7 @@ async fn publish_to(bus: &MemoryBus, channels: &[ChannelKey], n: usize) {
     let recs = (0..n)
         .map(|i| {
             let c = &channels[i % channels.len()];
-            NewRecord { account: c.account.clone(), channel: c.channel.clone(), data: Bytes::from(format!("{i}")), idempotency_key: None, published_at_ms: base() + i as u64 }
+            NewRecord { account: c.account.clone(), channel: c.channel.clone(), data: Bytes::from(format!("{i}")), idempotency_key: None, published_at_ms: base() + i as u64, trace: None }
         })
         .collect();
     bus.append(recs).await.unwrap();
@@ -42,6 +42,7 @@ async fn publish(engine: &Engine, channels: &[ChannelKey], n: usize) {
                 data: Bytes::from(format!("{i}")),
                 idempotency_key: None,
                 published_at_ms: base() + i as u64,
+                trace: None,
             }
         })
         .collect();

@@ -51,6 +51,7 @@ impl LateBus {
             origin_region: origin.clone(),
             origin_offset: origin_offset.unwrap_or(offset),
             origin_epoch: None,
+            trace: None,
         };
         slots.push((Arc::new(r), false));
         offset

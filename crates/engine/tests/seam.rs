@@ -49,6 +49,7 @@ async fn publish_and_dispatch(engine: &Engine, channel: &str, n: usize) {
             data: Bytes::from(format!("{i}")),
             idempotency_key: None,
             published_at_ms: herald_core::now_ms(),
+            trace: None,
         })
         .collect();
     engine.bus.append(recs).await.unwrap();

@@ -9,8 +9,8 @@ use herald_control::tls::{ClientTls, ClientTlsFiles, PemFile};
 use herald_core::AccountId;
 use herald_edge::Edge;
 
-/// The agent's hooks into a running edge.
-struct Hooks(Arc<Edge>);
+/// The agent's hooks into a running edge (and its console, which measures its load).
+struct Hooks(Arc<Edge>, Option<Arc<herald_edge::console::Console>>);
 
 impl EdgeHooks for Hooks {
     fn apply_config(&self, config: &pb::ConfigSnapshot) {
@@ -64,6 +64,10 @@ impl EdgeHooks for Hooks {
     fn drain(&self) {
         self.0.drain.cancel();
     }
+
+    fn load(&self) -> (f64, u64) {
+        self.1.as_ref().map_or((0.0, 0), |c| c.load())
+    }
 }
 
 /// The edge's TLS to the control plane from `[control.tls]` (none when it sets no file). The
@@ -85,6 +89,7 @@ pub fn agent_tls(config: &herald_config::Config) -> Result<Option<Arc<ClientTls>
 pub fn start_agent(
     config: &herald_config::Config,
     edge: &Arc<Edge>,
+    console: Option<Arc<herald_edge::console::Console>>,
     listen: std::net::SocketAddr,
     stop: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
@@ -101,5 +106,5 @@ pub fn start_agent(
     };
     let tls = agent_tls(config).map_err(anyhow::Error::msg)?;
     let cfg = AgentConfig { endpoints: config.control.endpoints.clone(), node, token: config.control.token.clone(), tls };
-    Ok(Some(tokio::spawn(herald_control::agent::run(cfg, Arc::new(Hooks(edge.clone())), stop))))
+    Ok(Some(tokio::spawn(herald_control::agent::run(cfg, Arc::new(Hooks(edge.clone(), console)), stop))))
 }

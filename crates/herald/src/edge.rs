@@ -157,6 +157,7 @@ async fn serve(mut config: Config, dev_keys: Option<(String, String)>) -> anyhow
     }
     // Handlers first: a signal that arrives at any later point is ours to handle.
     let mut signals = Signals::install()?;
+    let traces = crate::traces::install(&config.tracing)?;
     let region = config.edge.region.clone();
     let listener = tokio::net::TcpListener::bind(config.edge.listen).await.with_context(|| format!("cannot listen on {}", config.edge.listen))?;
     let addr = listener.local_addr()?;
@@ -168,11 +169,20 @@ async fn serve(mut config: Config, dev_keys: Option<(String, String)>) -> anyhow
     let admin_stop = CancellationToken::new();
     let _admin_stop = admin_stop.clone().drop_guard();
     let admin = herald_edge::admin::AdminPhase::new(starting.clone());
+    let mut admin_addr = None;
     if let Some(a) = config.edge.admin_listen {
         let l = tokio::net::TcpListener::bind(a).await.with_context(|| format!("cannot listen on {a} (edge.admin_listen)"))?;
-        tracing::info!(addr = %l.local_addr()?, "admin listener: /healthz, /readyz, /metrics");
+        admin_addr = Some(l.local_addr()?);
+        tracing::info!(addr = %l.local_addr()?, "admin listener: /healthz, /readyz, /metrics, /console/");
         tokio::spawn(herald_edge::admin::serve(l, admin.clone(), admin_stop));
     }
+    let console = config.console.enabled.then(|| {
+        let control = (!config.control.endpoints.is_empty()).then(|| {
+            let tls = crate::agent::agent_tls(&config).unwrap_or(None);
+            Arc::new(crate::console::AdminView::new(config.control.endpoints.clone(), config.console.control_admin_token.clone(), tls)) as Arc<dyn herald_edge::console::ControlView>
+        });
+        herald_edge::console::Console::new(&config, control)
+    });
     let Some(bus) = herald_edge::serve_starting(&listener, &starting, build_bus(&config, region.clone(), &starting, &mut signals)).await? else { return Ok(()) };
     let presence: Arc<dyn Presence> = if config.presence.url == "memory" {
         Arc::new(MemoryPresence::new())
@@ -208,20 +218,32 @@ async fn serve(mut config: Config, dev_keys: Option<(String, String)>) -> anyhow
         bus,
         presence,
         metrics,
-        dev: dev_keys.as_ref().map(|(secret, _)| DevMode { issuer: TokenIssuer::hs256(secret.as_bytes()) }),
+        dev: dev_keys.as_ref().map(|(secret, _)| DevMode { issuer: TokenIssuer::hs256(secret.as_bytes()), console: console.clone() }),
     };
     let edge = Edge::new(&config, deps)?;
     admin.serving(edge.clone());
+    let console_stop = CancellationToken::new();
+    let _console_stop = console_stop.clone().drop_guard();
+    if let Some(c) = &console {
+        admin.with_console(c.clone());
+        tokio::spawn(c.clone().run_sampler(edge.clone(), console_stop));
+    }
     if let Some((secret, api_key)) = &dev_keys {
-        print_dev_banner(addr, secret, api_key);
+        print_dev_banner(addr, secret, api_key, console.is_some());
     } else {
-        println!("herald listening on http://{addr}");
+        // Errors ignored: whoever started us may stop reading after the first line.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "herald listening on http://{addr}");
+        if let (Some(a), Some(_)) = (admin_addr, &console) {
+            let _ = writeln!(out, "operator console on http://{a}/console/ (log in with auth.admin_api_key)");
+        }
+        let _ = out.flush();
     }
     let stop = CancellationToken::new();
     tokio::spawn(watch_signals(edge.clone(), stop.clone(), signals));
     let sources_stop = CancellationToken::new();
     let sources = start_sources(&config, &edge, &sources_stop)?;
-    let agent = crate::agent::start_agent(&config, &edge, addr, sources_stop.clone())?;
+    let agent = crate::agent::start_agent(&config, &edge, console.clone(), addr, sources_stop.clone())?;
     herald_edge::serve(listener, edge, stop).await?;
     sources_stop.cancel();
     if let Some(agent) = agent {
@@ -229,6 +251,10 @@ async fn serve(mut config: Config, dev_keys: Option<(String, String)>) -> anyhow
     }
     for s in sources {
         let _ = s.await;
+    }
+    if let Some(t) = traces {
+        // Flushing blocks on the exporter's thread.
+        let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
     }
     Ok(())
 }
@@ -256,7 +282,7 @@ fn start_sources(config: &Config, edge: &Arc<Edge>, stop: &CancellationToken) ->
     Ok(tasks)
 }
 
-fn print_dev_banner(addr: std::net::SocketAddr, secret: &str, api_key: &str) {
+fn print_dev_banner(addr: std::net::SocketAddr, secret: &str, api_key: &str, console: bool) {
     let now = herald_core::now_ms() / 1000;
     let claims = TokenClaims {
         sub: "dev-user".into(),
@@ -273,6 +299,9 @@ fn print_dev_banner(addr: std::net::SocketAddr, secret: &str, api_key: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "herald listening on http://{addr}");
     let _ = writeln!(out, "  demo page:        http://{addr}/");
+    if console {
+        let _ = writeln!(out, "  operator console: http://{addr}/console/   (log in with the publish API key below)");
+    }
     let _ = writeln!(out, "  token secret:     {secret}");
     let _ = writeln!(out, "  publish API key:  {api_key}   (admin: may publish to any account)");
     let _ = writeln!(out, "  client token (account demo, user dev-user, 24h, every channel):");

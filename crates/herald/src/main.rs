@@ -4,7 +4,8 @@
 //!
 //! # Layout
 //! - [`edge`]: `herald edge` and `herald dev` (start-up, signals, drain); [`agent`]: the edge's
-//!   side of the control plane.
+//!   side of the control plane; [`console`]: the console's view of the control plane;
+//!   [`traces`]: the OTLP exporter of `[tracing]`.
 //! - [`control`]: `herald control`; [`ctl`]: `herald ctl`.
 //! - [`replicate`]: `herald replicate`; [`push`]: `herald push`, the mobile-push worker.
 //! - [`token`]: `herald token` and `herald api-key`; [`probe`]: `herald probe`.
@@ -13,6 +14,7 @@
 
 mod agent;
 mod common;
+mod console;
 mod control;
 mod ctl;
 mod edge;
@@ -20,6 +22,7 @@ mod probe;
 mod push;
 mod replicate;
 mod token;
+mod traces;
 
 use clap::{Args, Parser, Subcommand};
 use herald_core::RegionName;

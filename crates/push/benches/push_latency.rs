@@ -93,7 +93,7 @@ async fn main() {
         tick.tick().await;
         let data = serde_json::json!({ "n": n.to_string(), "summary": format!("incident {n}") }).to_string();
         published.insert(n.to_string(), Instant::now());
-        let r = NewRecord { account: account.clone(), channel: channel.clone(), data: data.into(), idempotency_key: None, published_at_ms: now_ms() };
+        let r = NewRecord { account: account.clone(), channel: channel.clone(), data: data.into(), idempotency_key: None, published_at_ms: now_ms(), trace: None };
         bus.append(vec![r]).await.unwrap();
     }
     let want = (records * devices) as usize;

@@ -133,6 +133,7 @@ mod tests {
             origin_region: RegionName::new("eu").unwrap(),
             origin_offset: 0,
             origin_epoch: None,
+            trace: None,
         }
     }
 

@@ -30,6 +30,7 @@ fn record(account: &str, n: usize) -> NewRecord {
         data: Bytes::from(format!("{{\"n\":{n}}}")),
         idempotency_key: None,
         published_at_ms: now_ms(),
+        trace: None,
     }
 }
 

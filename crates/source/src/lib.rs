@@ -161,6 +161,7 @@ impl Source {
                     // the same message.
                     idempotency_key: Some(format!("src:{}:{}:{}:{}", self.name, m.topic(), m.partition(), m.offset())),
                     published_at_ms: now_ms(),
+                    trace: None,
                 };
                 let mut backoff = Duration::from_millis(100);
                 loop {

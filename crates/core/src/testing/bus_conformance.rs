@@ -20,6 +20,7 @@ fn rec(account: &str, channel: &str, data: &str, key: Option<&str>) -> NewRecord
         data: Bytes::copy_from_slice(data.as_bytes()),
         idempotency_key: key.map(str::to_owned),
         published_at_ms: now_ms(),
+        trace: None,
     }
 }
 
@@ -32,6 +33,23 @@ pub async fn run_all(bus: Arc<dyn Bus>) {
     idempotency_keys_yield_one_record_per_account(bus.clone()).await;
     concurrent_appends_get_unique_dense_offsets(bus.clone()).await;
     the_epoch_is_stable_and_bounds_are_consistent(bus.clone()).await;
+    a_records_trace_context_reads_back(bus.clone()).await;
+}
+
+/// A record's trace context (`traceparent`) is stored with it; a record without one reads back
+/// without one.
+pub async fn a_records_trace_context_reads_back(bus: Arc<dyn Bus>) {
+    let trace = crate::TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+    let mut traced = rec("conf-trace", "c", "1", None);
+    traced.trace = Some(trace);
+    let appended = bus.append(vec![traced, rec("conf-trace", "c", "2", None)]).await.expect("append");
+    let mut reader = bus.open(appended[0].partition, appended[0].offset).await.expect("open");
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        got.extend(tokio::time::timeout(PATIENCE, reader.next_batch(2)).await.expect("records arrive").expect("read"));
+    }
+    assert_eq!(got[0].trace, Some(trace), "the trace context comes back with the record");
+    assert_eq!(got[1].trace, None);
 }
 
 /// Records appended one after another come back in order, with dense offsets, unchanged.

@@ -35,6 +35,7 @@ fn originals(account: &str, partition: u32, origin: &RegionName, offsets: std::o
                 origin_region: origin.clone(),
                 origin_offset: o,
                 origin_epoch: None,
+                trace: None,
             })
         })
         .collect()
@@ -48,6 +49,7 @@ fn local(account: &str, n: usize) -> Vec<NewRecord> {
             data: Bytes::from(i.to_string()),
             idempotency_key: None,
             published_at_ms: now_ms(),
+            trace: None,
         })
         .collect()
 }

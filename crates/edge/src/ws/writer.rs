@@ -136,6 +136,7 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(mut w: W, outbox: Arc<Outb
                 }
             }
         }
+        let _traced = herald_engine::trace::socket_write(&items);
         let written = if wire.is_plain_json() {
             write_items(&mut w, &items, &outbox, &mut deadline, grace).await
         } else {

@@ -151,6 +151,7 @@ impl Region {
             data: bytes::Bytes::from(data.to_string()),
             idempotency_key: None,
             published_at_ms: now_ms(),
+            trace: None,
         };
         self.bus.append(vec![r]).await.unwrap().remove(0).id
     }
