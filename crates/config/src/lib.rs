@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! [`Config`] is the whole file (`herald.toml`): `[edge]`, `[bus]`, `[kafka]` (module `kafka`),
-//! `[auth]`, `[limits]`, `[presence]`, `[control]`, `[log]`, `[[sources]]`. Every
+//! `[auth]`, `[limits]`, `[presence]`, `[control]`, `[log]`, `[[sources]]`, `[webhooks]`
+//! (module `webhooks`, read by `herald webhooks`). Every
 //! field has a default (`#[serde(default)]`) and unknown fields are refused
 //! (`deny_unknown_fields`), so a typo fails at start instead of being ignored. The order is
 //! fixed: [`Config::from_file`] (or `Default`), then [`Config::apply_env`], then the binary's
@@ -13,10 +14,12 @@
 mod control;
 mod kafka;
 mod presence;
+mod webhooks;
 
 pub use control::ControlTlsConfig;
 pub use kafka::KafkaConfig;
 pub use presence::{PresenceConfig, PresenceTlsConfig, RedisLogin, RemotePresenceConfig, check_redis_url};
+pub use webhooks::{WEBHOOK_EVENT_TYPES, WebhookEndpointConfig, WebhooksConfig};
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -76,6 +79,8 @@ pub struct Config {
     pub control: ControlPlaneConfig,
     /// How Kafka clients connect: TLS, SASL, other properties (`[kafka]`, docs/kafka.md).
     pub kafka: KafkaConfig,
+    /// Where `herald webhooks` sends the region's events (`[webhooks]`, docs/backends.md).
+    pub webhooks: WebhooksConfig,
 }
 
 /// `[control]`: the control plane (docs/control-plane.md). Without endpoints the edge runs on
@@ -644,6 +649,7 @@ impl Config {
         self.bus.validate()?;
         self.auth.validate()?;
         self.limits.validate(self.edge.max_frame_bytes)?;
+        self.webhooks.validate()?;
         let bad = |field: &'static str, message: &str| Err(ConfigError::Invalid { field, message: message.into() });
         let mut names = std::collections::BTreeSet::new();
         for src in &self.sources {

@@ -6,7 +6,7 @@
 //! - [`edge`]: `herald edge` and `herald dev` (start-up, signals, drain); [`agent`]: the edge's
 //!   side of the control plane.
 //! - [`control`]: `herald control`; [`ctl`]: `herald ctl`.
-//! - [`replicate`]: `herald replicate`.
+//! - [`replicate`]: `herald replicate`; [`webhooks`]: `herald webhooks`.
 //! - [`token`]: `herald token` and `herald api-key`; [`probe`]: `herald probe`.
 //! - [`common`]: exit codes, `--check`'s answer, logging, the presence login.
 #![forbid(unsafe_code)]
@@ -19,6 +19,7 @@ mod edge;
 mod probe;
 mod replicate;
 mod token;
+mod webhooks;
 
 use clap::{Args, Parser, Subcommand};
 use herald_core::RegionName;
@@ -54,6 +55,9 @@ enum Command {
     Ctl(CtlArgs),
     /// Copy other regions' records into this region's topic (docs/multi-region.md).
     Replicate(ReplicateArgs),
+    /// Post the region's connection, presence and refused-publish events to backends' endpoints
+    /// (docs/backends.md).
+    Webhooks(webhooks::WebhooksArgs),
 }
 
 /// `herald replicate`.
@@ -365,5 +369,6 @@ fn main() -> ExitCode {
         Command::Control(a) => control::run(a),
         Command::Ctl(a) => ctl::run(a),
         Command::Replicate(a) => replicate::run(a),
+        Command::Webhooks(a) => webhooks::run(a),
     }
 }
