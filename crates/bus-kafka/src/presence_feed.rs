@@ -9,6 +9,7 @@
 //! - `{"type":"connection_opened","connection_id":…,"user":…,"transport":"websocket"|"sse"}`;
 //! - `{"type":"connection_closed","connection_id":…,"user":…,"transport":…,"reason":…}`;
 //! - `{"type":"publish_rejected","channel":…|null,"code":…}`.
+//!
 //! Delivery is at least once while the broker is reachable; while it is not, librdkafka buffers
 //! up to `message.timeout.ms` (30 s) and then the change is dropped with a warning and counted:
 //! presence is a live signal, not a record of truth (the Redis store is).

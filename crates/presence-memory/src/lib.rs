@@ -15,9 +15,12 @@ use tokio::sync::broadcast;
 use herald_core::{ChannelKey, Connection, FeedEvent, NODE_GONE, Presence, PresenceChange, PresenceError, PresenceEvent, PresenceFeed, PresenceMember, PresenceSnapshot};
 use std::sync::Arc;
 
+/// A channel's members: connection id → (node, member).
+type Members = BTreeMap<String, (String, PresenceMember)>;
+
 /// In-memory presence.
 pub struct MemoryPresence {
-    channels: Mutex<HashMap<ChannelKey, BTreeMap<String, (String, PresenceMember)>>>,
+    channels: Mutex<HashMap<ChannelKey, Members>>,
     /// Open connections by node, by id.
     connections: Mutex<HashMap<String, BTreeMap<String, Connection>>>,
     events: broadcast::Sender<PresenceEvent>,
