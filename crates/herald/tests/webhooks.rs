@@ -391,3 +391,38 @@ async fn a_standby_instance_sends_nothing_until_the_active_one_dies_then_takes_o
     receiver.check_signatures();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--check` reads the secrets and needs Kafka and Redis: each problem is refused with exit 64
+/// naming it, and a good configuration passes, without connecting to anything.
+#[test]
+fn check_names_what_is_wrong_with_a_webhooks_configuration() {
+    let dir = std::env::temp_dir().join(format!("herald-hooks-check-{:08x}", rand::random::<u32>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("herald.toml");
+    let endpoint = "[[webhooks.endpoints]]\nname = \"backend\"\nurl = \"https://hooks.example/herald\"\nsecrets = [\"env:HOOK_SECRET_OLD\"]\n";
+    let good = format!("[bus]\nurl = \"kafka://127.0.0.1:9\"\n[presence]\nurl = \"redis://127.0.0.1:9\"\n{endpoint}");
+    let run = |toml: &str, secret: Option<&str>| {
+        std::fs::write(&cfg, toml).unwrap();
+        let mut cmd = Command::new(support::BIN);
+        cmd.args(["webhooks", "--config", cfg.to_str().unwrap(), "--check"]).env_remove("HOOK_SECRET_OLD");
+        if let Some(s) = secret {
+            cmd.env("HOOK_SECRET_OLD", s);
+        }
+        let out = cmd.output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    for (what, toml, secret, needle) in [
+        ("secret unset", good.clone(), None, "HOOK_SECRET_OLD is not set"),
+        ("secret too short", good.clone(), Some("short"), "shorter than 16"),
+        ("memory bus", good.replace("kafka://127.0.0.1:9", "memory"), Some(OLD_SECRET), "needs a kafka:// bus"),
+        ("memory presence", good.replace("redis://127.0.0.1:9", "memory"), Some(OLD_SECRET), "needs a redis:// URL"),
+        ("no endpoint", good.replace(endpoint, ""), Some(OLD_SECRET), "no endpoint"),
+        ("unknown event", format!("{good}events = [\"joined\"]\n"), Some(OLD_SECRET), "unknown event type"),
+    ] {
+        let (code, err) = run(&toml, secret);
+        assert_eq!(code, Some(64), "{what}: {err}");
+        assert!(err.contains(needle), "{what}: {err}");
+    }
+    assert_eq!(run(&good, Some(OLD_SECRET)).0, Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
