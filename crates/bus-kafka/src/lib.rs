@@ -6,6 +6,8 @@
 //! - `envelope` (private): how a record maps onto a Kafka message and back (versioned headers).
 //! - `reader` (private): a [`PartitionReader`] on one partition, by explicit assignment (no
 //!   consumer group, so it reads at once and from any offset).
+//! - `presence_feed`: [`KafkaPresenceFeed`], presence changes and connection events as records of
+//!   `<topic>.presence` ([`record_value`] is their JSON), for backends and `herald webhooks`.
 //!
 //! # Topic layout
 //! One topic per region (`herald.<region>` by default). The Kafka key is the account, and Herald
@@ -43,7 +45,7 @@
 mod envelope;
 mod reader;
 mod presence_feed;
-pub use presence_feed::KafkaPresenceFeed;
+pub use presence_feed::{KafkaPresenceFeed, create_topic_if_missing, record_value};
 #[doc(hidden)]
 pub mod testing;
 

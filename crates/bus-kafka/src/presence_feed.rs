@@ -1,8 +1,15 @@
-//! Presence changes as Kafka records, so that backends can react to connects and disconnects.
+//! Presence changes as Kafka records, so that backends can react to connects and disconnects
+//! (`herald webhooks` turns them into webhook events; docs/backends.md).
 //!
-//! One record per change on `<records topic>.presence` (by default `herald.<region>.presence`),
-//! keyed by account (one account's changes stay in order), value:
-//! `{"type":"join"|"leave","account":…,"channel":…,"connection_id":…,"user":…,"node":…,"region":…,"at_ms":…}`.
+//! One record per [`FeedEvent`] on `<records topic>.presence` (by default
+//! `herald.<region>.presence`), keyed by account (one account's changes stay in order), value
+//! one of (every record also has `"account"`, `"node"`, `"region"` and `"at_ms"`):
+//! - `{"type":"join"|"leave","channel":…,"connection_id":…,"user":…,"occupancy":N}`, `occupancy`
+//!   the channel's member count right after the change;
+//! - `{"type":"connection_opened","connection_id":…,"user":…,"transport":"websocket"|"sse"}`;
+//! - `{"type":"connection_closed","connection_id":…,"user":…,"transport":…,"reason":…}`;
+//! - `{"type":"publish_rejected","channel":…|null,"code":…}`.
+//!
 //! Delivery is at least once while the broker is reachable; while it is not, librdkafka buffers
 //! up to `message.timeout.ms` (30 s) and then the change is dropped with a warning and counted:
 //! presence is a live signal, not a record of truth (the Redis store is).
@@ -14,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use herald_core::{BusError, PresenceChange, PresenceEvent, PresenceFeed, RegionName};
+use herald_core::{BusError, FeedEvent, PresenceChange, PresenceFeed, RegionName};
 
 use crate::{client_config, create_topic, unavailable};
 
@@ -43,19 +50,9 @@ impl KafkaPresenceFeed {
 }
 
 impl PresenceFeed for KafkaPresenceFeed {
-    fn publish(&self, node: &str, event: &PresenceEvent) {
-        let account = event.channel.account.as_str().to_owned();
-        let value = serde_json::json!({
-            "type": match event.change { PresenceChange::Join => "join", PresenceChange::Leave => "leave" },
-            "account": account,
-            "channel": event.channel.channel.as_str(),
-            "connection_id": event.member.connection_id,
-            "user": event.member.user,
-            "node": node,
-            "region": self.region.as_str(),
-            "at_ms": herald_core::now_ms(),
-        })
-        .to_string();
+    fn publish(&self, node: &str, event: &FeedEvent) {
+        let account = event.account().as_str().to_owned();
+        let value = record_value(event, node, &self.region, herald_core::now_ms()).to_string();
         let record = FutureRecord::to(&self.topic).key(&account).payload(&value);
         // Enqueued now (never blocks the caller); delivery is awaited in the background.
         match self.producer.send_result(record) {
@@ -74,4 +71,49 @@ impl PresenceFeed for KafkaPresenceFeed {
             }
         }
     }
+}
+
+/// Creates `topic` with `partitions` when it is missing (an existing one is left as it is): the
+/// feed topic for a reader that may start before any edge, and `herald webhooks`' dead-letter
+/// topic.
+pub async fn create_topic_if_missing(brokers: &str, properties: &[(String, String)], topic: &str, partitions: u32, replication: i32) -> Result<(), BusError> {
+    let admin: AdminClient<DefaultClientContext> = client_config(brokers, properties).create().map_err(unavailable)?;
+    create_topic(&admin, topic, partitions as i32, replication, &[], Duration::from_secs(10)).await
+}
+
+/// The JSON value of one feed record.
+pub fn record_value(event: &FeedEvent, node: &str, region: &RegionName, at_ms: u64) -> serde_json::Value {
+    let mut v = match event {
+        FeedEvent::Presence { event, occupancy } => serde_json::json!({
+            "type": match event.change { PresenceChange::Join => "join", PresenceChange::Leave => "leave" },
+            "channel": event.channel.channel.as_str(),
+            "connection_id": event.member.connection_id,
+            "user": event.member.user,
+            "occupancy": occupancy,
+        }),
+        FeedEvent::ConnectionOpened(c) => serde_json::json!({
+            "type": "connection_opened",
+            "connection_id": c.connection_id,
+            "user": c.user,
+            "transport": c.transport,
+        }),
+        FeedEvent::ConnectionClosed { connection: c, reason } => serde_json::json!({
+            "type": "connection_closed",
+            "connection_id": c.connection_id,
+            "user": c.user,
+            "transport": c.transport,
+            "reason": reason,
+        }),
+        FeedEvent::PublishRejected { channel, code, .. } => serde_json::json!({
+            "type": "publish_rejected",
+            "channel": channel.as_ref().map(|c| c.as_str()),
+            "code": code,
+        }),
+    };
+    let o = v.as_object_mut().expect("an object");
+    o.insert("account".into(), event.account().as_str().into());
+    o.insert("node".into(), node.into());
+    o.insert("region".into(), region.as_str().into());
+    o.insert("at_ms".into(), at_ms.into());
+    v
 }

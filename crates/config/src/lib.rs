@@ -4,7 +4,7 @@
 //! [`Config`] is the whole file (`herald.toml`): `[edge]`, `[bus]`, `[kafka]` (module `kafka`),
 //! `[auth]`, `[limits]`, `[presence]`, `[control]`, `[log]`, `[[sources]]`, `[push]` (module
 //! `push`, mobile push; checked as it is read), `[console]` (module `console`), `[tracing]`
-//! (module `traces`). Every
+//! (module `traces`), `[webhooks]` (module `webhooks`, read by `herald webhooks`). Every
 //! field has a default (`#[serde(default)]`) and unknown fields are refused
 //! (`deny_unknown_fields`), so a typo fails at start instead of being ignored. The order is
 //! fixed: [`Config::from_file`] (or `Default`), then [`Config::apply_env`], then the binary's
@@ -18,6 +18,7 @@ mod kafka;
 mod presence;
 mod push;
 mod traces;
+mod webhooks;
 
 pub use console::ConsoleConfig;
 pub use control::ControlTlsConfig;
@@ -25,6 +26,7 @@ pub use traces::{OtlpProtocol, TracingConfig};
 pub use kafka::KafkaConfig;
 pub use presence::{PresenceConfig, PresenceTlsConfig, RedisLogin, RemotePresenceConfig, check_redis_url};
 pub use push::{ApnsConfig, FcmConfig, JsonPointer, MAX_TTL_SECS, OneOrMany, PushChannelConfig, PushConfig, PushPriority, Template, TemplatePart};
+pub use webhooks::{WEBHOOK_EVENT_TYPES, WebhookEndpointConfig, WebhooksConfig};
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -91,6 +93,8 @@ pub struct Config {
     pub console: ConsoleConfig,
     /// OpenTelemetry traces over OTLP (`[tracing]`, docs/operations.md).
     pub tracing: TracingConfig,
+    /// Where `herald webhooks` sends the region's events (`[webhooks]`, docs/backends.md).
+    pub webhooks: WebhooksConfig,
 }
 
 /// `[control]`: the control plane (docs/control-plane.md). Without endpoints the edge runs on
@@ -695,6 +699,7 @@ impl Config {
         self.push.validate()?;
         self.console.validate()?;
         self.tracing.validate()?;
+        self.webhooks.validate()?;
         let bad = |field: &'static str, message: &str| Err(ConfigError::Invalid { field, message: message.into() });
         let mut names = std::collections::BTreeSet::new();
         for src in &self.sources {

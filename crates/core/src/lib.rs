@@ -17,7 +17,8 @@
 //!   records) and `scan_last_origin_offset`, the read-back both adapters use.
 //! - [`gapless`]: `GaplessReader`, which never moves a partition reader past an offset it has not
 //!   returned (a broker may expose a later write before an earlier one).
-//! - [`presence`]: the `Presence` trait (who is subscribed where, with join/leave events).
+//! - [`presence`]: the `Presence` trait (who is subscribed where, with join/leave events; which
+//!   connections are open) and `FeedEvent`, what its feed tells backends.
 //! - [`devices`]: the `DeviceRegistry` trait (which phones belong to which user, for mobile push)
 //!   and its conformance suite (`devices::conformance`, feature `testing`).
 //! - `testing` (feature `testing`): the conformance suites every adapter must pass.
@@ -44,7 +45,7 @@ pub use cursor::{Cursor, CursorError, Epoch, RegionName};
 pub use devices::{DeviceError, DeviceRegistry, Platform, Registration};
 pub use idempotency::IdempotencyWindow;
 pub use names::{AccountId, ChannelKey, ChannelName, ChannelPattern, NameError, PROBE_ACCOUNT, Priority};
-pub use presence::{Presence, PresenceChange, PresenceError, PresenceEvent, PresenceFeed, PresenceMember, PresenceSnapshot};
+pub use presence::{Connection, FeedEvent, NODE_GONE, Presence, PresenceChange, PresenceError, PresenceEvent, PresenceFeed, PresenceMember, PresenceSnapshot};
 pub use record::{Appended, MessageId, NewRecord, Record, now_ms};
 pub use replica::ReplicaLog;
 pub use version_vector::VersionVector;

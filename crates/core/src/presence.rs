@@ -4,12 +4,18 @@
 //! leaves. Entries belong to the edge node that holds the connection, so that when a node dies
 //! its members can be removed in one step ([`Presence::node_gone`]). Two adapters implement the
 //! trait: in memory (one process) and Redis (a region). Both pass `testing::presence_conformance`.
+//!
+//! Presence also knows every open connection of a node, subscribed or not
+//! ([`Presence::connect`], [`Presence::disconnect`]), so that the connections of a node that died
+//! are reported closed (reason [`NODE_GONE`]) exactly once, by whoever removes the node.
+//! Everything backends hear about (joins, leaves, connections, refused publishes) goes to the
+//! [`PresenceFeed`] as a [`FeedEvent`].
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::names::ChannelKey;
+use crate::names::{AccountId, ChannelKey, ChannelName};
 
 /// What can go wrong talking to presence storage.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -58,12 +64,76 @@ pub struct PresenceSnapshot {
     pub members: Vec<PresenceMember>,
 }
 
+/// A client connection as presence records it: one per WebSocket or SSE session, subscribed
+/// or not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Connection {
+    /// The connection's id (unique per connection, across nodes).
+    pub connection_id: String,
+    /// The account the token belongs to.
+    pub account: AccountId,
+    /// The token's `sub`.
+    pub user: String,
+    /// `websocket` or `sse`.
+    pub transport: String,
+}
+
+/// The close reason of the connections of a node that was removed (it died, or stopped without
+/// closing them).
+pub const NODE_GONE: &str = "node_gone";
+
+/// What a [`PresenceFeed`] is told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FeedEvent {
+    /// A join or a leave, and the channel's member count right after it (so a join with
+    /// occupancy 1 took the channel from empty to occupied, a leave with 0 emptied it).
+    Presence {
+        /// The change.
+        event: PresenceEvent,
+        /// Members of the channel right after the change.
+        occupancy: u64,
+    },
+    /// A connection opened.
+    ConnectionOpened(Connection),
+    /// A connection closed.
+    ConnectionClosed {
+        /// Which.
+        connection: Connection,
+        /// Why: `client_closed`, `timeout`, `lagged`, `drain`, `peer_gone`, [`NODE_GONE`], or an
+        /// error code of the protocol (`token_expired`, `frame_too_large`…) for a connection
+        /// ended with an error frame.
+        reason: String,
+    },
+    /// A publish was refused (nothing was written).
+    PublishRejected {
+        /// The account it was for.
+        account: AccountId,
+        /// The channel, when the refusal concerns one (an account's rate limit on a batch does
+        /// not).
+        channel: Option<ChannelName>,
+        /// The protocol's error code (`rate_limited`, `message_too_large`…).
+        code: String,
+    },
+}
+
+impl FeedEvent {
+    /// The account the event belongs to.
+    pub fn account(&self) -> &AccountId {
+        match self {
+            Self::Presence { event, .. } => &event.channel.account,
+            Self::ConnectionOpened(c) | Self::ConnectionClosed { connection: c, .. } => &c.account,
+            Self::PublishRejected { account, .. } => account,
+        }
+    }
+}
+
 /// Where presence changes go besides the live event stream: a Kafka topic, so that backends can
-/// react to connects and disconnects. Called once per change, by the node that made it (or
-/// reaped it), never for the silent write-back after a storage restart.
+/// react to connects and disconnects (`herald webhooks` reads it). Called once per change, by
+/// the node that made it (or reaped it), never for the silent write-back after a storage
+/// restart.
 pub trait PresenceFeed: Send + Sync + 'static {
-    /// One change; `node` is the edge the member was on. Must not block.
-    fn publish(&self, node: &str, event: &PresenceEvent);
+    /// One event; `node` is the edge the member or connection was on. Must not block.
+    fn publish(&self, node: &str, event: &FeedEvent);
 }
 
 /// Presence storage for a region.
@@ -78,11 +148,25 @@ pub trait Presence: Send + Sync + 'static {
     /// The channel's members, at most `limit` of them, and the total count.
     async fn snapshot(&self, channel: &ChannelKey, limit: usize) -> Result<PresenceSnapshot, PresenceError>;
 
-    /// Removes every member `node` added (the node died or shut down), with a leave event each.
+    /// Removes every member `node` added (the node died or shut down), with a leave event each,
+    /// then closes its connections (reason [`NODE_GONE`]).
     async fn node_gone(&self, node: &str) -> Result<(), PresenceError>;
 
     /// Tells storage `node` is alive (adapters with TTLs refresh them).
     async fn heartbeat(&self, node: &str) -> Result<(), PresenceError>;
+
+    /// Records `connection` as open on `node`, with a [`FeedEvent::ConnectionOpened`]. Opening
+    /// it twice is a no-op (no second event).
+    async fn connect(&self, node: &str, connection: Connection) -> Result<(), PresenceError>;
+
+    /// Records a connection of `node` as closed, with a [`FeedEvent::ConnectionClosed`] giving
+    /// `reason`. Closing an unknown (or already closed) connection is a no-op (no event).
+    /// [`Presence::node_gone`] and the removal of a dead node close its connections with
+    /// [`NODE_GONE`], after their leaves.
+    async fn disconnect(&self, node: &str, connection_id: &str, reason: &str) -> Result<(), PresenceError>;
+
+    /// Sends an event presence does not store (a refused publish) to the feed, if there is one.
+    fn report(&self, node: &str, event: FeedEvent);
 
     /// Sends every later change this adapter makes to `feed` too (replacing an earlier feed).
     fn set_feed(&self, feed: std::sync::Arc<dyn PresenceFeed>);

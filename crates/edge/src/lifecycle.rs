@@ -1,12 +1,14 @@
 //! What every client connection goes through, whatever its transport (WebSocket, SSE; long-poll
-//! requests have no session): its id, the welcome frame, presence join and leave, a drain, an
+//! requests have no session): its id, the welcome frame, its opening and closing in presence
+//! (for `connection_opened`/`connection_closed` webhooks), presence join and leave, a drain, an
 //! expired token and the way it ended. The transports call these so that they behave and count
 //! alike.
 
-use herald_core::{ChannelKey, PresenceMember};
+use herald_core::{ChannelKey, Connection, PresenceMember};
 use herald_engine::outbox::{CloseReason, OutItem, Outbox};
 use herald_protocol::{ErrorCode, PROTOCOL_VERSION, ServerFrame};
 
+use crate::auth::Grant;
 use crate::state::Edge;
 
 /// A new connection id: unique per connection across nodes (64 random bits).
@@ -23,6 +25,38 @@ pub fn welcome<'a>(edge: &'a Edge, connection_id: &'a str, expires_at: u64) -> S
         heartbeat_ms: edge.config.heartbeat_ms,
         protocol: PROTOCOL_VERSION,
         expires_at: Some(expires_at),
+    }
+}
+
+/// Records a session's connection in presence, before any of its joins. A failure is counted
+/// and logged, never fatal (like [`join`]).
+pub async fn opened(edge: &Edge, connection_id: &str, grant: &Grant, transport: &str) {
+    let connection = Connection { connection_id: connection_id.to_owned(), account: grant.account.clone(), user: grant.user.clone(), transport: transport.to_owned() };
+    if let Err(e) = edge.presence.connect(&edge.node, connection).await {
+        edge.metrics.presence_errors.increment(1);
+        tracing::warn!(error = %e, "presence: recording a connection failed");
+    }
+}
+
+/// Records the end of a session, after its leaves, with why it ended (`None`: the outbox was
+/// never closed, so the peer went away).
+pub async fn closed(edge: &Edge, connection_id: &str, reason: Option<CloseReason>) {
+    if let Err(e) = edge.presence.disconnect(&edge.node, connection_id, close_reason_name(reason)).await {
+        edge.metrics.presence_errors.increment(1);
+        tracing::warn!(error = %e, "presence: recording a closed connection failed");
+    }
+}
+
+/// The `reason` of a `connection_closed` event: `client_closed`, `timeout`, `lagged`, `drain`,
+/// `peer_gone`, or the error code the connection was ended with.
+pub fn close_reason_name(reason: Option<CloseReason>) -> &'static str {
+    match reason {
+        Some(CloseReason::ClientClosed) => "client_closed",
+        Some(CloseReason::Timeout) => "timeout",
+        Some(CloseReason::Lagged) => "lagged",
+        Some(CloseReason::Drain) => "drain",
+        Some(CloseReason::Fatal(code)) => code.as_str(),
+        Some(CloseReason::PeerGone) | None => "peer_gone",
     }
 }
 

@@ -157,7 +157,7 @@ impl Session {
                     };
                 }
                 if !self.publish_bucket.take(1) {
-                    let e = self.edge.publish_refused(PublishError::RateLimited(self.edge.limits.connection_publish_refused()));
+                    let e = self.edge.publish_refused(PublishError::RateLimited(self.edge.limits.connection_publish_refused()), &self.grant.account, Some(&ch));
                     return {
                         self.publish_refused(&id, e);
                         Ok(())
@@ -289,11 +289,12 @@ impl Session {
         lifecycle::leave(&self.edge, &key, &self.connection_id).await;
     }
 
-    /// Ends every subscription (the connection is gone).
+    /// Ends every subscription (the connection is gone), then the connection's presence record.
     pub async fn end(mut self) {
         let chans: Vec<ChannelName> = self.subs.keys().chain(self.paused.keys()).cloned().collect();
         for ch in chans {
             self.drop_subscription(&ch).await;
         }
+        lifecycle::closed(&self.edge, &self.connection_id, self.outbox.close_reason()).await;
     }
 }

@@ -47,6 +47,7 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::Soc
         // The connection counts against its address and account until it ends.
         let _slots = sr.slots;
         let (sub, _) = subscribe::replay(&edge.engine, opened, None).await;
+        lifecycle::opened(&edge, &connection_id, &sr.grant, "sse").await;
         let member = PresenceMember { connection_id: connection_id.clone(), user: sr.grant.user.clone() };
         for ch in &sr.channels {
             lifecycle::join(&edge, ch, member.clone()).await;
@@ -71,6 +72,7 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::Soc
         for ch in &sr.channels {
             lifecycle::leave(&edge, ch, &connection_id).await;
         }
+        lifecycle::closed(&edge, &connection_id, outbox.close_reason()).await;
     });
     let body = StreamBody::new(futures_util::stream::unfold(SseState { outbox, done: false, items: Vec::new(), max_batch: edge.config.max_batch_bytes }, next_chunk));
     let mut resp = Response::new(BodyExt::boxed(body));

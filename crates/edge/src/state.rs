@@ -7,7 +7,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use herald_config::{Config, EdgeConfig};
-use herald_core::{AccountId, Appended, Bus, BusError, ChannelName, NewRecord, Presence, RegionName, now_ms};
+use herald_core::{AccountId, Appended, Bus, BusError, ChannelName, FeedEvent, NewRecord, Presence, RegionName, now_ms};
 use herald_protocol::ErrorCode;
 
 use herald_engine::{Engine, EngineSettings};
@@ -276,15 +276,21 @@ impl Edge {
         }
     }
 
-    /// Counts a refused publish and hands the error back (every refusal goes through here).
-    pub fn publish_refused(&self, e: PublishError) -> PublishError {
+    /// Counts a refused publish, reports it to the presence feed (`publish_rejected` for
+    /// backends; `channel` is `None` for an account's rate limit on a batch) and hands the error
+    /// back. Every refusal goes through here.
+    pub fn publish_refused(&self, e: PublishError, account: &AccountId, channel: Option<&ChannelName>) -> PublishError {
         self.metrics.publish_error(e.code());
+        if account.as_str() != crate::probe::PROBE_ACCOUNT {
+            let event = FeedEvent::PublishRejected { account: account.clone(), channel: channel.cloned(), code: e.code().as_str().to_owned() };
+            self.presence.report(&self.node, event);
+        }
         e
     }
 
     /// Takes `n` publishes from `account`'s rate limit.
     pub fn take_account_publish(&self, account: &AccountId, n: u32) -> Result<(), PublishError> {
-        self.limits.account_publish(account, n).map_err(|l| self.publish_refused(PublishError::RateLimited(l)))
+        self.limits.account_publish(account, n).map_err(|l| self.publish_refused(PublishError::RateLimited(l), account, None))
     }
 
     /// Publishes records, validating each payload's size first. Returns where each landed.
@@ -296,16 +302,21 @@ impl Edge {
     /// [`Edge::publish`], the records carrying the publish's trace context.
     pub async fn publish_traced(&self, items: Vec<PublishItem>, trace: Option<herald_core::TraceParent>) -> Result<Vec<Appended>, PublishError> {
         // Publishing stays open while draining: the bus outlives this node.
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
         for it in &items {
             if it.data.len() > self.limits.max_message_bytes(&it.account, self.config.max_message_bytes) {
-                return Err(self.publish_refused(PublishError::TooLarge));
+                return Err(self.publish_refused(PublishError::TooLarge, &it.account, Some(&it.channel)));
             }
             if it.idempotency_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 128) {
-                return Err(self.publish_refused(PublishError::BadIdempotencyKey));
+                return Err(self.publish_refused(PublishError::BadIdempotencyKey, &it.account, Some(&it.channel)));
             }
         }
         let now = now_ms();
         let n = items.iter().filter(|i| i.account.as_str() != crate::probe::PROBE_ACCOUNT).count() as u64;
+        // Who is told when the bus refuses: the batch's first item (a batch fails as a whole).
+        let first = (items[0].account.clone(), items[0].channel.clone());
         let records = items
             .into_iter()
             .map(|it| NewRecord { account: it.account, channel: it.channel, data: it.data, idempotency_key: it.idempotency_key, published_at_ms: now, trace })
@@ -317,7 +328,7 @@ impl Edge {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "publish failed");
-                Err(self.publish_refused(PublishError::Unavailable))
+                Err(self.publish_refused(PublishError::Unavailable, &first.0, Some(&first.1)))
             }
         }
     }

@@ -7,7 +7,8 @@
 //!   side of the control plane; [`console`]: the console's view of the control plane;
 //!   [`traces`]: the OTLP exporter of `[tracing]`.
 //! - [`control`]: `herald control`; [`ctl`]: `herald ctl`.
-//! - [`replicate`]: `herald replicate`; [`push`]: `herald push`, the mobile-push worker.
+//! - [`replicate`]: `herald replicate`; [`push`]: `herald push`, the mobile-push worker;
+//!   [`webhooks`]: `herald webhooks`.
 //! - [`token`]: `herald token` and `herald api-key`; [`probe`]: `herald probe`.
 //! - [`common`]: exit codes, `--check`'s answer, logging, the presence login.
 #![forbid(unsafe_code)]
@@ -23,6 +24,7 @@ mod push;
 mod replicate;
 mod token;
 mod traces;
+mod webhooks;
 
 use clap::{Args, Parser, Subcommand};
 use herald_core::RegionName;
@@ -58,6 +60,9 @@ enum Command {
     Ctl(CtlArgs),
     /// Copy other regions' records into this region's topic (docs/multi-region.md).
     Replicate(ReplicateArgs),
+    /// Post the region's connection, presence and refused-publish events to backends' endpoints
+    /// (docs/backends.md).
+    Webhooks(webhooks::WebhooksArgs),
     /// Push records to backgrounded phones through APNs and FCM (docs/push.md).
     Push(PushArgs),
 }
@@ -391,5 +396,6 @@ fn main() -> ExitCode {
         Command::Ctl(a) => ctl::run(a),
         Command::Replicate(a) => replicate::run(a),
         Command::Push(a) => push::run(a),
+        Command::Webhooks(a) => webhooks::run(a),
     }
 }

@@ -1,9 +1,9 @@
 //! In-memory [`Presence`] for one process (`herald dev` and tests).
 //!
 //! # Layout
-//! A map `channel → connection id → (node, member)` behind a mutex, and a broadcast channel for
-//! join/leave events. Nothing expires by time: in one process the edge always tells us when a
-//! connection goes.
+//! A map `channel → connection id → (node, member)` and a map `node → connection id →
+//! connection` behind one mutex, and a broadcast channel for join/leave events. Nothing expires
+//! by time: in one process the edge always tells us when a connection goes.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -12,12 +12,17 @@ use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use tokio::sync::broadcast;
 
-use herald_core::{ChannelKey, Presence, PresenceChange, PresenceError, PresenceEvent, PresenceFeed, PresenceMember, PresenceSnapshot};
+use herald_core::{ChannelKey, Connection, FeedEvent, NODE_GONE, Presence, PresenceChange, PresenceError, PresenceEvent, PresenceFeed, PresenceMember, PresenceSnapshot};
 use std::sync::Arc;
+
+/// A channel's members: connection id → (node, member).
+type Members = BTreeMap<String, (String, PresenceMember)>;
 
 /// In-memory presence.
 pub struct MemoryPresence {
-    channels: Mutex<HashMap<ChannelKey, BTreeMap<String, (String, PresenceMember)>>>,
+    channels: Mutex<HashMap<ChannelKey, Members>>,
+    /// Open connections by node, by id.
+    connections: Mutex<HashMap<String, BTreeMap<String, Connection>>>,
     events: broadcast::Sender<PresenceEvent>,
     feed: parking_lot::RwLock<Option<Arc<dyn PresenceFeed>>>,
 }
@@ -31,16 +36,22 @@ impl Default for MemoryPresence {
 impl MemoryPresence {
     /// Empty presence; the event channel buffers 4096 events per receiver.
     pub fn new() -> Self {
-        Self { channels: Mutex::new(HashMap::new()), events: broadcast::channel(4096).0, feed: parking_lot::RwLock::new(None) }
+        Self { channels: Mutex::new(HashMap::new()), connections: Mutex::new(HashMap::new()), events: broadcast::channel(4096).0, feed: parking_lot::RwLock::new(None) }
     }
 
-    fn emit(&self, node: &str, channel: &ChannelKey, change: PresenceChange, member: PresenceMember) {
+    fn emit(&self, node: &str, channel: &ChannelKey, change: PresenceChange, member: PresenceMember, occupancy: usize) {
         let event = PresenceEvent { channel: channel.clone(), change, member };
         if let Some(feed) = &*self.feed.read() {
-            feed.publish(node, &event);
+            feed.publish(node, &FeedEvent::Presence { event: event.clone(), occupancy: occupancy as u64 });
         }
         // No receivers is fine: nobody asked for events.
         let _ = self.events.send(event);
+    }
+
+    fn to_feed(&self, node: &str, event: FeedEvent) {
+        if let Some(feed) = &*self.feed.read() {
+            feed.publish(node, &event);
+        }
     }
 }
 
@@ -53,7 +64,8 @@ impl Presence for MemoryPresence {
             return Ok(());
         }
         members.insert(member.connection_id.clone(), (node.to_owned(), member.clone()));
-        self.emit(node, channel, PresenceChange::Join, member);
+        let occupancy = members.len();
+        self.emit(node, channel, PresenceChange::Join, member, occupancy);
         Ok(())
     }
 
@@ -61,10 +73,11 @@ impl Presence for MemoryPresence {
         let mut chans = self.channels.lock();
         let Some(members) = chans.get_mut(channel) else { return Ok(()) };
         if let Some((owner, m)) = members.remove(connection_id) {
+            let occupancy = members.len();
             if members.is_empty() {
                 chans.remove(channel);
             }
-            self.emit(&owner, channel, PresenceChange::Leave, m);
+            self.emit(&owner, channel, PresenceChange::Leave, m, occupancy);
         }
         Ok(())
     }
@@ -94,14 +107,49 @@ impl Presence for MemoryPresence {
             });
             !members.is_empty()
         });
-        for (ch, m) in gone {
-            self.emit(node, &ch, PresenceChange::Leave, m);
+        // Each leave with the occupancy right after it: the members still there, plus those of
+        // this channel whose leave comes later in `gone`.
+        for (i, (ch, m)) in gone.iter().enumerate() {
+            let later = gone[i + 1..].iter().filter(|(c, _)| c == ch).count();
+            let occupancy = chans.get(ch).map_or(0, |m| m.len()) + later;
+            self.emit(node, ch, PresenceChange::Leave, m.clone(), occupancy);
+        }
+        drop(chans);
+        let closed = self.connections.lock().remove(node).unwrap_or_default();
+        for connection in closed.into_values() {
+            self.to_feed(node, FeedEvent::ConnectionClosed { connection, reason: NODE_GONE.into() });
         }
         Ok(())
     }
 
     async fn heartbeat(&self, _node: &str) -> Result<(), PresenceError> {
         Ok(())
+    }
+
+    async fn connect(&self, node: &str, connection: Connection) -> Result<(), PresenceError> {
+        let mut conns = self.connections.lock();
+        let open = conns.entry(node.to_owned()).or_default();
+        if !open.contains_key(&connection.connection_id) {
+            open.insert(connection.connection_id.clone(), connection.clone());
+            self.to_feed(node, FeedEvent::ConnectionOpened(connection));
+        }
+        Ok(())
+    }
+
+    async fn disconnect(&self, node: &str, connection_id: &str, reason: &str) -> Result<(), PresenceError> {
+        let mut conns = self.connections.lock();
+        let Some(open) = conns.get_mut(node) else { return Ok(()) };
+        if let Some(connection) = open.remove(connection_id) {
+            if open.is_empty() {
+                conns.remove(node);
+            }
+            self.to_feed(node, FeedEvent::ConnectionClosed { connection, reason: reason.into() });
+        }
+        Ok(())
+    }
+
+    fn report(&self, node: &str, event: FeedEvent) {
+        self.to_feed(node, event);
     }
 
     fn set_feed(&self, feed: Arc<dyn PresenceFeed>) {

@@ -5,6 +5,10 @@
 //!   (O(1) at any size); a snapshot reads at most `limit` members with `HSCAN`.
 //! - `node:<node>`: a set of `<channel key>\n<connection id>`, what the node added, so that a
 //!   dead node's members can be removed without scanning every channel.
+//! - `conns:<node>`: a hash, connection id → `{"a": account, "u": user, "t": transport}`, every
+//!   open connection of the node (subscribed or not), so that whoever removes a dead node
+//!   reports each of its connections closed (reason `node_gone`), once: an entry is reported by
+//!   the script that deletes it.
 //! - `alive:<node>`: a key with a TTL, refreshed by the node's heartbeat.
 //! - `nodes`: the set of node ids that ever added a member.
 //! - `gen`: a random value written on first contact; when Redis restarts empty it is gone,
@@ -15,11 +19,17 @@
 //! # Liveness
 //! Every adapter runs a background task that, every `ttl / 3`, refreshes `alive:<node>` for the
 //! nodes it serves, and reaps nodes whose `alive` key expired (their members leave, one leave
-//! event each; several reapers at once are safe because entries are taken with `SPOP`). So a
-//! dead node's members leave within `ttl + ttl / 3` (20 s with the default 15 s TTL).
+//! event each, then its connections close; several reapers at once are safe because entries are
+//! taken with `SPOP` and connections deleted by a script that reports only what it deleted). So
+//! a dead node's members leave within `ttl + ttl / 3` (20 s with the default 15 s TTL).
+//!
+//! # Feed
+//! Joins and leaves reach the feed with the channel's `HLEN` right after the change, read by
+//! the script that made it, so a join with occupancy 1 and a leave with 0 are exactly the
+//! channel's becoming occupied and vacated.
 //!
 //! # Faults
-//! The adapter keeps a mirror of what its own nodes added. Writes that fail while Redis is
+//! The adapter keeps a mirror of what its own nodes added (members and connections). Writes that fail while Redis is
 //! unreachable return [`PresenceError::Unavailable`] and mark the mirror dirty; the next
 //! successful heartbeat reconciles Redis with the mirror (adds what is missing, removes what is
 //! stale). After a Redis restart (the `gen` key changed) members are written back without join
@@ -53,7 +63,7 @@ use std::time::Duration;
 use tokio::sync::{RwLock, broadcast};
 use tokio_util::sync::CancellationToken;
 
-use herald_core::{ChannelKey, Presence, PresenceChange, PresenceError, PresenceEvent, PresenceFeed, PresenceMember, PresenceSnapshot};
+use herald_core::{AccountId, ChannelKey, Connection, FeedEvent, NODE_GONE, Presence, PresenceChange, PresenceError, PresenceEvent, PresenceFeed, PresenceMember, PresenceSnapshot};
 
 /// Settings for [`RedisPresence`].
 #[derive(Clone, Debug)]
@@ -154,6 +164,15 @@ pub fn client(url: &str, login: &RedisLogin) -> Result<redis::Client, SettingsEr
 /// What one node added, by (channel, connection id).
 type Mirror = HashMap<String, HashMap<(ChannelKey, String), PresenceMember>>;
 
+/// What one node holds open, by connection id; and the reasons of closes not yet written.
+#[derive(Default)]
+struct ConnectionMirror {
+    open: HashMap<String, HashMap<String, Connection>>,
+    /// `(node, connection id)` → the connection and why it closed, for closes whose write
+    /// failed (written by the next reconciliation).
+    closing: HashMap<(String, String), (Connection, String)>,
+}
+
 /// Presence in Redis. Cheap to share (`Arc`); dropping the last handle stops its background task.
 pub struct RedisPresence {
     inner: Arc<Inner>,
@@ -166,6 +185,8 @@ struct Inner {
     events: broadcast::Sender<PresenceEvent>,
     /// Per node this adapter serves: what it added.
     mirror: Mutex<Mirror>,
+    /// Per node this adapter serves: its open connections.
+    connections: Mutex<ConnectionMirror>,
     /// Held for reading by join/leave, for writing by a reconciliation, so that a leave cannot
     /// slip between reading the mirror and writing it back.
     writes: RwLock<()>,
@@ -181,6 +202,8 @@ struct Scripts {
     join: Script,
     leave: Script,
     heartbeat: Script,
+    connect: Script,
+    disconnect: Script,
 }
 
 /// An event as published on the pub/sub channel.
@@ -202,6 +225,15 @@ struct StoredMember {
     n: String,
 }
 
+/// A connection as stored in `conns:<node>`.
+#[derive(Serialize, Deserialize)]
+struct StoredConnection {
+    a: String,
+    u: String,
+    t: String,
+}
+
+/// Returns the channel's member count after the join, or 0 when the member was there already.
 const JOIN: &str = r#"
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
   redis.call('SADD', KEYS[2], ARGV[3])
@@ -209,18 +241,37 @@ if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
   if ARGV[5] == '1' then
     redis.call('PUBLISH', ARGV[6], cjson.encode({c=ARGV[7], k='j', i=ARGV[1], m=ARGV[2]}))
   end
-  return 1
+  return redis.call('HLEN', KEYS[1])
 end
 return 0
 "#;
 
+/// Returns `{stored member, member count after}`, or nil when the member was not there.
 const LEAVE: &str = r#"
 local m = redis.call('HGET', KEYS[1], ARGV[1])
 redis.call('SREM', KEYS[2], ARGV[2])
 if not m then return false end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('PUBLISH', ARGV[3], cjson.encode({c=ARGV[4], k='l', i=ARGV[1], m=m}))
-return m
+return {m, redis.call('HLEN', KEYS[1])}
+"#;
+
+/// Returns 1 when the connection was added, 0 when it was there.
+const CONNECT: &str = r#"
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  redis.call('SADD', KEYS[2], ARGV[3])
+  return 1
+end
+return 0
+"#;
+
+/// Returns the stored connection when this call deleted it, else nil: one report per connection
+/// whoever else tries.
+const DISCONNECT: &str = r#"
+local c = redis.call('HGET', KEYS[1], ARGV[1])
+if not c then return false end
+redis.call('HDEL', KEYS[1], ARGV[1])
+return c
 "#;
 
 const HEARTBEAT: &str = r#"
@@ -289,10 +340,17 @@ impl RedisPresence {
             conn,
             events: broadcast::channel(8192).0,
             mirror: Mutex::new(HashMap::from([(node.to_owned(), HashMap::new())])),
+            connections: Mutex::new(ConnectionMirror::default()),
             writes: RwLock::new(()),
             generation: Mutex::new(None),
             dirty: AtomicBool::new(false),
-            scripts: Scripts { join: Script::new(JOIN), leave: Script::new(LEAVE), heartbeat: Script::new(HEARTBEAT) },
+            scripts: Scripts {
+                join: Script::new(JOIN),
+                leave: Script::new(LEAVE),
+                heartbeat: Script::new(HEARTBEAT),
+                connect: Script::new(CONNECT),
+                disconnect: Script::new(DISCONNECT),
+            },
             feed: parking_lot::RwLock::new(None),
             opts,
         });
@@ -320,6 +378,7 @@ impl RedisPresence {
     /// out, unless it is synced again first. For nodes mirrored from another region.
     pub fn forget_node(&self, node: &str) {
         self.inner.mirror.lock().remove(node);
+        self.inner.connections.lock().open.remove(node);
     }
 
     /// Makes `node`'s members exactly `members` (joins and leaves for the differences, with
@@ -426,7 +485,7 @@ impl Inner {
     async fn write_join(&self, node: &str, channel: &ChannelKey, member: &PresenceMember, publish: bool) -> Result<bool, PresenceError> {
         let stored = serde_json::to_string(&StoredMember { u: member.user.clone(), n: node.to_owned() }).expect("serializable");
         let mut conn = self.conn.clone();
-        let added: i64 = self
+        let occupancy: u64 = self
             .scripts
             .join
             .key(self.key(&format!("ch:{channel}")))
@@ -442,13 +501,14 @@ impl Inner {
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        if added == 1 && publish {
-            self.feed(node, PresenceEvent { channel: channel.clone(), change: PresenceChange::Join, member: member.clone() });
+        if occupancy > 0 && publish {
+            let event = PresenceEvent { channel: channel.clone(), change: PresenceChange::Join, member: member.clone() };
+            self.feed(node, FeedEvent::Presence { event, occupancy });
         }
-        Ok(added == 1)
+        Ok(occupancy > 0)
     }
 
-    fn feed(&self, node: &str, event: PresenceEvent) {
+    fn feed(&self, node: &str, event: FeedEvent) {
         if let Some(feed) = &*self.feed.read() {
             feed.publish(node, &event);
         }
@@ -456,8 +516,8 @@ impl Inner {
 
     async fn write_leave(&self, node: &str, channel: &str, connection_id: &str) -> Result<(), PresenceError> {
         let mut conn = self.conn.clone();
-        // The stored member when it was there (the script removed it), else nil.
-        let removed: Option<String> = self
+        // The stored member and the count after, when it was there (the script removed it).
+        let removed: Option<(String, u64)> = self
             .scripts
             .leave
             .key(self.key(&format!("ch:{channel}")))
@@ -469,11 +529,48 @@ impl Inner {
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        if let (Some(stored), Ok(channel)) = (removed, ChannelKey::parse(channel))
+        if let (Some((stored, occupancy)), Ok(channel)) = (removed, ChannelKey::parse(channel))
             && let Ok(m) = serde_json::from_str::<StoredMember>(&stored) {
                 let member = PresenceMember { connection_id: connection_id.to_owned(), user: m.u };
-                self.feed(&m.n, PresenceEvent { channel, change: PresenceChange::Leave, member });
+                self.feed(&m.n, FeedEvent::Presence { event: PresenceEvent { channel, change: PresenceChange::Leave, member }, occupancy });
             }
+        Ok(())
+    }
+
+    /// Adds a connection to `conns:<node>`; with `publish`, reports it opened when it was not
+    /// there.
+    async fn write_connect(&self, node: &str, connection: &Connection, publish: bool) -> Result<(), PresenceError> {
+        let stored = StoredConnection { a: connection.account.as_str().to_owned(), u: connection.user.clone(), t: connection.transport.clone() };
+        let mut conn = self.conn.clone();
+        let added: i64 = self
+            .scripts
+            .connect
+            .key(self.key(&format!("conns:{node}")))
+            .key(self.key("nodes"))
+            .arg(&connection.connection_id)
+            .arg(serde_json::to_string(&stored).expect("serializable"))
+            .arg(node)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if added == 1 && publish {
+            self.feed(node, FeedEvent::ConnectionOpened(connection.clone()));
+        }
+        Ok(())
+    }
+
+    /// Deletes a connection from `conns:<node>` and reports it closed, if this call deleted it.
+    async fn write_disconnect(&self, node: &str, connection_id: &str, reason: &str) -> Result<(), PresenceError> {
+        let mut conn = self.conn.clone();
+        let removed: Option<String> =
+            self.scripts.disconnect.key(self.key(&format!("conns:{node}"))).arg(connection_id).invoke_async(&mut conn).await.map_err(unavailable)?;
+        if let Some(stored) = removed
+            && let Ok(c) = serde_json::from_str::<StoredConnection>(&stored)
+            && let Ok(account) = AccountId::new(&c.a)
+        {
+            let connection = Connection { connection_id: connection_id.to_owned(), account, user: c.u, transport: c.t };
+            self.feed(node, FeedEvent::ConnectionClosed { connection, reason: reason.to_owned() });
+        }
         Ok(())
     }
 
@@ -545,6 +642,32 @@ impl Inner {
         for ((channel, _), member) in &wanted {
             self.write_join(node, channel, member, publish).await?;
         }
+        // Then the connections: closes that could not be written (with their reason; a
+        // connection left over from an earlier life of this node name died with it), and the
+        // open ones written back (reported opened again only if they had been reported closed).
+        let (open, closing) = {
+            let c = self.connections.lock();
+            let closing: HashMap<String, (Connection, String)> = c.closing.iter().filter(|((n, _), _)| n == node).map(|((_, id), v)| (id.clone(), v.clone())).collect();
+            (c.open.get(node).cloned().unwrap_or_default(), closing)
+        };
+        let stored: HashSet<String> = conn.hkeys(self.key(&format!("conns:{node}"))).await.map_err(unavailable)?;
+        for id in stored.iter().filter(|id| !open.contains_key(*id)) {
+            let reason = closing.get(id).map_or(NODE_GONE, |(_, r)| r.as_str());
+            self.write_disconnect(node, id, reason).await?;
+        }
+        if !publish {
+            // Redis lost its data, and with it these connections: nobody else can report them.
+            for (id, (connection, reason)) in &closing {
+                if !stored.contains(id) {
+                    self.feed(node, FeedEvent::ConnectionClosed { connection: connection.clone(), reason: reason.clone() });
+                }
+            }
+        }
+        // (When this node was reaped instead, they were reported closed with `node_gone`.)
+        self.connections.lock().closing.retain(|(n, _), _| n != node);
+        for c in open.values() {
+            self.write_connect(node, c, publish).await?;
+        }
         Ok(())
     }
 
@@ -561,6 +684,12 @@ impl Inner {
             for r in futures_util::future::join_all(leaves).await {
                 r?;
             }
+        }
+        // Its connections close after their leaves.
+        let conns = self.key(&format!("conns:{node}"));
+        let ids: Vec<String> = conn.hkeys(&conns).await.map_err(unavailable)?;
+        for id in ids {
+            self.write_disconnect(node, &id, NODE_GONE).await?;
         }
         let _: () = redis::pipe()
             .srem(self.key("nodes"), node)
@@ -734,12 +863,48 @@ impl Presence for RedisPresence {
 
     async fn node_gone(&self, node: &str) -> Result<(), PresenceError> {
         self.inner.mirror.lock().remove(node);
+        {
+            let mut c = self.inner.connections.lock();
+            c.open.remove(node);
+            c.closing.retain(|(n, _), _| n != node);
+        }
         self.inner.clear_node(node).await
     }
 
     async fn heartbeat(&self, node: &str) -> Result<(), PresenceError> {
         self.inner.mirror.lock().entry(node.to_owned()).or_default();
         self.inner.beat(node).await
+    }
+
+    async fn connect(&self, node: &str, connection: Connection) -> Result<(), PresenceError> {
+        let inner = &self.inner;
+        // A node's first connection: alive before it is listed, as in `join`.
+        let new_node = !inner.mirror.lock().contains_key(node);
+        if new_node {
+            inner.mirror.lock().entry(node.to_owned()).or_default();
+            if let Err(e) = inner.beat(node).await {
+                inner.dirty.store(true, Ordering::Release);
+                tracing::debug!(error = %e, node, "presence: first heartbeat of a node failed");
+            }
+        }
+        let _shared = inner.writes.read().await;
+        inner.connections.lock().open.entry(node.to_owned()).or_default().insert(connection.connection_id.clone(), connection.clone());
+        inner.mark_dirty(inner.write_connect(node, &connection, true).await)
+    }
+
+    async fn disconnect(&self, node: &str, connection_id: &str, reason: &str) -> Result<(), PresenceError> {
+        let inner = &self.inner;
+        let _shared = inner.writes.read().await;
+        let Some(connection) = inner.connections.lock().open.get_mut(node).and_then(|m| m.remove(connection_id)) else { return Ok(()) };
+        let r = inner.write_disconnect(node, connection_id, reason).await;
+        if r.is_err() {
+            inner.connections.lock().closing.insert((node.to_owned(), connection_id.to_owned()), (connection, reason.to_owned()));
+        }
+        inner.mark_dirty(r)
+    }
+
+    fn report(&self, node: &str, event: FeedEvent) {
+        self.inner.feed(node, event);
     }
 
     fn set_feed(&self, feed: Arc<dyn PresenceFeed>) {

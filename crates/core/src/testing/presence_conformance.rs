@@ -5,7 +5,8 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 use crate::names::ChannelKey;
-use crate::presence::{Presence, PresenceChange, PresenceEvent, PresenceMember};
+use crate::names::AccountId;
+use crate::presence::{Connection, FeedEvent, NODE_GONE, Presence, PresenceChange, PresenceEvent, PresenceMember};
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -34,10 +35,10 @@ pub async fn next_event(rx: &mut broadcast::Receiver<PresenceEvent>, channel: &C
 
 /// Records what the adapter sends to its feed.
 #[derive(Default)]
-struct Recorder(std::sync::Mutex<Vec<(String, PresenceEvent)>>);
+struct Recorder(std::sync::Mutex<Vec<(String, FeedEvent)>>);
 
 impl crate::presence::PresenceFeed for Recorder {
-    fn publish(&self, node: &str, event: &PresenceEvent) {
+    fn publish(&self, node: &str, event: &FeedEvent) {
         self.0.lock().unwrap().push((node.to_owned(), event.clone()));
     }
 }
@@ -59,6 +60,7 @@ pub async fn next_leaves(rx: &mut broadcast::Receiver<PresenceEvent>, channel: &
 /// Runs every check. Each uses its own channel names.
 pub async fn run_all(p: Arc<dyn Presence>) {
     the_feed_gets_every_change_once_with_its_node(p.clone()).await;
+    connections_open_and_close_once_and_a_dead_nodes_close_after_its_leaves(p.clone()).await;
     join_and_leave_show_in_snapshots_and_events(p.clone()).await;
     joining_twice_or_leaving_when_absent_changes_nothing(p.clone()).await;
     a_dead_nodes_members_leave(p.clone()).await;
@@ -138,7 +140,8 @@ pub async fn accounts_do_not_share_presence(p: Arc<dyn Presence>) {
     p.leave("n2", &key("pconf-acme/room"), "x1").await.unwrap();
 }
 
-/// The feed sees each change once, with the node it belongs to, and nothing for no-ops.
+/// The feed sees each change once, with the node it belongs to and the occupancy after it, and
+/// nothing for no-ops.
 pub async fn the_feed_gets_every_change_once_with_its_node(p: Arc<dyn Presence>) {
     let ch = key("pconf/feed");
     let rec = Arc::new(Recorder::default());
@@ -149,9 +152,50 @@ pub async fn the_feed_gets_every_change_once_with_its_node(p: Arc<dyn Presence>)
     p.leave("n1", &ch, "f1").await.unwrap();
     p.leave("n1", &ch, "f1").await.unwrap();
     p.node_gone("n2").await.unwrap();
-    let seen: Vec<(String, PresenceChange, String)> =
-        rec.0.lock().unwrap().iter().filter(|(_, e)| e.channel == ch).map(|(n, e)| (n.clone(), e.change, e.member.connection_id.clone())).collect();
-    let want = [("n1", PresenceChange::Join, "f1"), ("n2", PresenceChange::Join, "f2"), ("n1", PresenceChange::Leave, "f1"), ("n2", PresenceChange::Leave, "f2")];
-    let want: Vec<(String, PresenceChange, String)> = want.iter().map(|(n, c, i)| (n.to_string(), *c, i.to_string())).collect();
+    let seen: Vec<(String, PresenceChange, String, u64)> = rec
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|(n, e)| match e {
+            FeedEvent::Presence { event, occupancy } if event.channel == ch => Some((n.clone(), event.change, event.member.connection_id.clone(), *occupancy)),
+            _ => None,
+        })
+        .collect();
+    let want = [("n1", PresenceChange::Join, "f1", 1), ("n2", PresenceChange::Join, "f2", 2), ("n1", PresenceChange::Leave, "f1", 1), ("n2", PresenceChange::Leave, "f2", 0)];
+    let want: Vec<(String, PresenceChange, String, u64)> = want.iter().map(|(n, c, i, o)| (n.to_string(), *c, i.to_string(), *o)).collect();
     assert_eq!(seen, want);
+}
+
+/// A connection opens and closes once each (with its reason), repeats are no-ops, and
+/// `node_gone` closes the node's remaining connections with `node_gone` after their leaves.
+pub async fn connections_open_and_close_once_and_a_dead_nodes_close_after_its_leaves(p: Arc<dyn Presence>) {
+    let rec = Arc::new(Recorder::default());
+    p.set_feed(rec.clone());
+    let acme = AccountId::new("pconf-conn").unwrap();
+    let conn = |id: &str| Connection { connection_id: id.into(), account: acme.clone(), user: "u".into(), transport: "websocket".into() };
+    p.connect("n3", conn("k1")).await.unwrap();
+    p.connect("n3", conn("k1")).await.unwrap();
+    p.disconnect("n3", "k1", "client_closed").await.unwrap();
+    p.disconnect("n3", "k1", "client_closed").await.unwrap();
+    p.connect("n4", conn("k2")).await.unwrap();
+    let ch = key("pconf-conn/room");
+    p.join("n4", &ch, member("k2", "u")).await.unwrap();
+    p.node_gone("n4").await.unwrap();
+    p.disconnect("n4", "k2", "client_closed").await.unwrap();
+    let seen: Vec<String> = rec
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, e)| e.account() == &acme)
+        .map(|(n, e)| match e {
+            FeedEvent::ConnectionOpened(c) => format!("{n} opened {}", c.connection_id),
+            FeedEvent::ConnectionClosed { connection, reason } => format!("{n} closed {} {reason}", connection.connection_id),
+            FeedEvent::Presence { event, .. } => format!("{n} {:?} {}", event.change, event.member.connection_id),
+            FeedEvent::PublishRejected { .. } => "rejected".into(),
+        })
+        .collect();
+    let gone = format!("n4 closed k2 {NODE_GONE}");
+    assert_eq!(seen, ["n3 opened k1", "n3 closed k1 client_closed", "n4 opened k2", "n4 Join k2", "n4 Leave k2", gone.as_str()]);
 }
