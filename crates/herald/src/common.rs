@@ -64,3 +64,35 @@ pub fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, ExitCode> 
     let b = if multi_thread { tokio::runtime::Builder::new_multi_thread().enable_all().build() } else { tokio::runtime::Builder::new_current_thread().enable_all().build() };
     b.map_err(|e| usage_error(format!("cannot start the runtime: {e}")))
 }
+
+/// `/metrics` (what `render` returns) and `/healthz` on hyper, like the edge's admin listener:
+/// the replicator's and the webhook sender's own endpoints.
+pub async fn serve_metrics(listener: tokio::net::TcpListener, render: impl Fn() -> String + Clone + Send + Sync + 'static) {
+    use hyper::{Method, Response, StatusCode};
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
+        let render = render.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let resp = match (req.method(), req.uri().path()) {
+                    (&Method::GET, "/metrics") => herald_edge::http::metrics_response(render()),
+                    (&Method::GET, "/healthz") => Response::new(herald_edge::http::full("ok\n")),
+                    _ => {
+                        let mut r = Response::new(herald_edge::http::full("not found: /metrics and /healthz only\n"));
+                        *r.status_mut() = StatusCode::NOT_FOUND;
+                        r
+                    }
+                };
+                async move { Ok::<_, std::convert::Infallible>(resp) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(5))
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+}

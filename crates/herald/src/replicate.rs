@@ -63,7 +63,7 @@ pub fn run(a: crate::ReplicateArgs) -> ExitCode {
             Err(e) => return usage_error(e),
         }
         println!("herald replicate listening on http://{}", listener.local_addr().map(|x| x.to_string()).unwrap_or_default());
-        let server = tokio::spawn(serve_metrics(listener, metrics));
+        let server = tokio::spawn(crate::common::serve_metrics(listener, move || metrics.render()));
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(t) => t,
             Err(e) => return usage_error(format!("cannot install signal handlers: {e}")),
@@ -169,39 +169,5 @@ fn replication_links(a: &crate::ReplicateArgs, kafka: &herald_config::KafkaConfi
         links.push(herald_replicator::Link { source, target: target.clone() });
     }
     Ok(links)
-}
-
-/// `/metrics` and `/healthz` for the replicator, on hyper like the edge's admin listener.
-async fn serve_metrics(listener: tokio::net::TcpListener, metrics: Arc<herald_replicator::Metrics>) {
-    use hyper::{Method, Response, StatusCode};
-    loop {
-        let tcp = match listener.accept().await {
-            Ok((tcp, _)) => tcp,
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let resp = match (req.method(), req.uri().path()) {
-                    (&Method::GET, "/metrics") => herald_edge::http::metrics_response(metrics.render()),
-                    (&Method::GET, "/healthz") => Response::new(herald_edge::http::full("ok\n")),
-                    _ => {
-                        let mut r = Response::new(herald_edge::http::full("not found: /metrics and /healthz only\n"));
-                        *r.status_mut() = StatusCode::NOT_FOUND;
-                        r
-                    }
-                };
-                async move { Ok::<_, std::convert::Infallible>(resp) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(5))
-                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
-                .await;
-        });
-    }
 }
 

@@ -101,7 +101,7 @@ pub fn run(a: WebhooksArgs) -> ExitCode {
         let metrics = Arc::new(Metrics::default());
         let stop = CancellationToken::new();
         println!("herald webhooks listening on http://{}", listener.local_addr().map(|x| x.to_string()).unwrap_or_default());
-        let server = tokio::spawn(serve_metrics(listener, metrics.clone()));
+        let server = tokio::spawn(crate::common::serve_metrics(listener, { let metrics = metrics.clone(); move || metrics.render() }));
         let delivery = tokio::spawn(herald_webhooks::run(settings, metrics, stop.clone()));
         tokio::select! {
             _ = term.recv() => {}
@@ -124,35 +124,4 @@ pub fn run(a: WebhooksArgs) -> ExitCode {
             }
         }
     })
-}
-
-/// `/metrics` and `/healthz`, on hyper like the edge's admin listener.
-async fn serve_metrics(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
-    use hyper::{Method, Response, StatusCode};
-    loop {
-        let Ok((tcp, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let resp = match (req.method(), req.uri().path()) {
-                    (&Method::GET, "/metrics") => herald_edge::http::metrics_response(metrics.render()),
-                    (&Method::GET, "/healthz") => Response::new(herald_edge::http::full("ok\n")),
-                    _ => {
-                        let mut r = Response::new(herald_edge::http::full("not found: /metrics and /healthz only\n"));
-                        *r.status_mut() = StatusCode::NOT_FOUND;
-                        r
-                    }
-                };
-                async move { Ok::<_, std::convert::Infallible>(resp) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(5))
-                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
-                .await;
-        });
-    }
 }
