@@ -1,4 +1,4 @@
-//! The history API: `GET /v1/history?channel=C[&limit=N][&since=CURSOR | &since_ms=T |
+//! The history API, `GET /v1/history?channel=C[&limit=N][&since=CURSOR | &since_ms=T |
 //! &before=CURSOR][&account=A]`, a page of a channel's records read from the bus (see
 //! `herald_engine::history`). Backends call it with their account's API key (the admin key names
 //! the account); an SDK with a client token that may subscribe to the channel.
@@ -7,6 +7,8 @@
 //! "complete":bool}`. `messages` are oldest first and have the same form and cursors as live
 //! `message` frames; `cursor` continues after the page (subscribe from it to go live without a
 //! gap), `before` asks for the page before it.
+//!
+//! Also `GET /v1/channels/info`: a channel's occupancy, its users and its last message ([`info`]).
 
 use bytes::{BufMut, BytesMut};
 use http::{Request, Response, StatusCode};
@@ -27,27 +29,9 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
         edge.metrics.protocol_error(code);
         code_response(code, msg)
     };
-    let Some(channel) = query_param(&req, "channel") else { return fail(ErrorCode::BadRequest, "channel=NAME is required") };
-    let channel = match ChannelName::new(&channel) {
-        Ok(c) => c,
-        Err(e) => return fail(ErrorCode::InvalidChannel, &e.to_string()),
-    };
-    let Some(key) = bearer(&req) else { return fail(ErrorCode::Unauthorized, "an API key or a client token is required (Authorization: Bearer)") };
-    let account = match (edge.api_keys.owner(&key), query_param(&req, "account")) {
-        (Some(KeyOwner::Admin), Some(named)) => match AccountId::new(&named) {
-            Ok(a) => a,
-            Err(e) => return fail(ErrorCode::BadRequest, &format!("account: {e}")),
-        },
-        (Some(KeyOwner::Admin), None) => return fail(ErrorCode::BadRequest, "the admin key must name the account (account=NAME)"),
-        (Some(KeyOwner::Account(a)), None) => a,
-        (Some(KeyOwner::Account(a)), Some(named)) if named == a.as_str() => a,
-        (Some(KeyOwner::Account(_)), Some(_)) => return fail(ErrorCode::Forbidden, "this key may only read its own account"),
-        (None, _) => match edge.verify(&key) {
-            Ok(g) if !g.may_subscribe(&channel) => return fail(ErrorCode::Forbidden, "token may not read this channel"),
-            Ok(g) if !edge.origin_allowed(&g.account, origin(&req).as_deref()) => return fail(ErrorCode::Forbidden, "this origin may not read this account"),
-            Ok(g) => g.account,
-            Err(e) => return fail(e.code, &e.message),
-        },
+    let (account, channel) = match reader(&edge, &req) {
+        Ok(x) => x,
+        Err((code, msg)) => return fail(code, &msg),
     };
     let limit = match query_param(&req, "limit").map(|l| l.parse::<usize>()) {
         None => 100,
@@ -89,4 +73,65 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
     let tail = tail.to_string();
     body.put_slice(&tail.as_bytes()[1..]);
     json_response(StatusCode::OK, body.freeze())
+}
+
+/// Answers `GET /v1/channels/info?channel=C[&account=A]`: who is on the channel now and where
+/// it ends. `{"channel":C,"occupancy":N,"users":[distinct users, at most 100],"last_message":
+/// {"id","cursor","ts"}|null,"cursor":"…"}` — `cursor` is the position to subscribe from to get
+/// everything published after this answer. Same authorization as history.
+pub async fn info(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
+    let fail = |code: ErrorCode, msg: &str| {
+        edge.metrics.protocol_error(code);
+        code_response(code, msg)
+    };
+    let (account, channel) = match reader(&edge, &req) {
+        Ok(x) => x,
+        Err((code, msg)) => return fail(code, &msg),
+    };
+    let key = ChannelKey::new(account, channel.clone());
+    let snapshot = match edge.presence.snapshot(&key, 1000).await {
+        Ok(s) => s,
+        Err(e) => {
+            edge.metrics.presence_errors.increment(1);
+            tracing::warn!(error = %e, "channel info: presence unavailable");
+            return fail(ErrorCode::Unavailable, "presence is unavailable; retry");
+        }
+    };
+    let mut users: Vec<&str> = snapshot.members.iter().map(|m| m.user.as_str()).collect();
+    users.sort_unstable();
+    users.dedup();
+    users.truncate(100);
+    let page = match history::read(&edge.engine, &key, From::Latest, 1).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "channel info: the bus cannot be read");
+            return fail(ErrorCode::Unavailable, "the bus is unavailable; retry");
+        }
+    };
+    let hub = &edge.engine.hub;
+    let last = page.records.last().map(|r| serde_json::json!({ "id": r.id.as_str(), "cursor": hub.cursor_at(r.offset + 1), "ts": r.published_at_ms }));
+    let body = serde_json::json!({ "channel": channel.as_str(), "occupancy": snapshot.occupancy, "users": users, "last_message": last, "cursor": page.cursor });
+    json_response(StatusCode::OK, body.to_string())
+}
+
+/// The account and channel a history or info request may read, or why not.
+fn reader(edge: &Edge, req: &Request<Incoming>) -> Result<(AccountId, ChannelName), (ErrorCode, String)> {
+    let channel = query_param(req, "channel").ok_or((ErrorCode::BadRequest, "channel=NAME is required".to_string()))?;
+    let channel = ChannelName::new(&channel).map_err(|e| (ErrorCode::InvalidChannel, e.to_string()))?;
+    let key = bearer(req).ok_or((ErrorCode::Unauthorized, "an API key or a client token is required (Authorization: Bearer)".to_string()))?;
+    let forbidden = |m: &str| (ErrorCode::Forbidden, m.to_string());
+    let account = match (edge.api_keys.owner(&key), query_param(req, "account")) {
+        (Some(KeyOwner::Admin), Some(named)) => AccountId::new(&named).map_err(|e| (ErrorCode::BadRequest, format!("account: {e}")))?,
+        (Some(KeyOwner::Admin), None) => return Err((ErrorCode::BadRequest, "the admin key must name the account (account=NAME)".into())),
+        (Some(KeyOwner::Account(a)), None) => a,
+        (Some(KeyOwner::Account(a)), Some(named)) if named == a.as_str() => a,
+        (Some(KeyOwner::Account(_)), Some(_)) => return Err(forbidden("this key may only read its own account")),
+        (None, _) => match edge.verify(&key) {
+            Ok(g) if !g.may_subscribe(&channel) => return Err(forbidden("token may not read this channel")),
+            Ok(g) if !edge.origin_allowed(&g.account, origin(req).as_deref()) => return Err(forbidden("this origin may not read this account")),
+            Ok(g) => g.account,
+            Err(e) => return Err((e.code, e.message)),
+        },
+    };
+    Ok((account, channel))
 }

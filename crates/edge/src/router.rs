@@ -39,6 +39,7 @@ pub async fn route(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::Sock
         (Method::GET, "/v1/poll") => poll::handle(edge, req, peer).await,
         (Method::POST, "/v1/publish") => publish::handle(edge, req).await,
         (Method::GET, "/v1/history") => history::handle(edge, req).await,
+        (Method::GET, "/v1/channels/info") => history::info(edge, req).await,
         (Method::POST | Method::DELETE | Method::GET, "/v1/devices") => devices::handle(edge, req).await,
         (Method::OPTIONS, "/v1/publish" | "/v1/sse" | "/v1/poll" | "/v1/history" | "/v1/devices") => cors_preflight(),
         (Method::GET, "/healthz") => json_response(StatusCode::OK, r#"{"status":"ok"}"#),
@@ -49,7 +50,7 @@ pub async fn route(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::Sock
             // The console's answers carry no CORS headers: it is used from its own pages only.
             return Ok(crate::console::handle(&console, &edge, req, edge.tls.is_some()).await);
         }
-        (_, "/v1/ws" | "/v1/sse" | "/v1/poll" | "/v1/publish" | "/v1/history" | "/v1/devices" | "/healthz" | "/readyz" | "/metrics") => {
+        (_, "/v1/ws" | "/v1/sse" | "/v1/poll" | "/v1/publish" | "/v1/history" | "/v1/channels/info" | "/v1/devices" | "/healthz" | "/readyz" | "/metrics") => {
             error_response(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::BadRequest, "method not allowed")
         }
         _ => error_response(StatusCode::NOT_FOUND, ErrorCode::BadRequest, "no such endpoint"),

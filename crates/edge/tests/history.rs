@@ -84,3 +84,34 @@ async fn history_is_refused_to_who_may_not_read_and_to_bad_requests() {
     let (s, v) = get(&edge, "/v1/history?channel=incident-7&account=acme", ADMIN_KEY).await;
     assert_eq!((s, seqs(&v)), (200, vec![1]));
 }
+
+#[tokio::test]
+async fn channel_info_says_who_is_on_a_channel_and_where_it_ends() {
+    let edge = TestEdge::start().await;
+    let (_, v) = get(&edge, "/v1/channels/info?channel=incident-7", ACME_KEY).await;
+    assert_eq!((v["occupancy"].as_u64(), v["last_message"].is_null()), (Some(0), true), "{v}");
+
+    let token = token_with("acme", "u1", &["incident-*"], &[], 3600);
+    let mut ws = raw_ws(edge.addr, Some(&token)).await.unwrap();
+    expect_type(&mut ws, "welcome").await;
+    send(&mut ws, json!({"type": "subscribe", "id": 1, "channel": "incident-7"})).await;
+    expect_type(&mut ws, "subscribed").await;
+    let published = edge.publish_seq("acme", "incident-7", 5).await;
+    edge.publish_seq("acme", "chat", 6).await;
+
+    // The presence join follows the `subscribed` reply: wait for it (bounded).
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let v = loop {
+        let (s, v) = get(&edge, "/v1/channels/info?channel=incident-7", &token).await;
+        assert_eq!(s, 200, "{v}");
+        if v["occupancy"].as_u64() == Some(1) || tokio::time::Instant::now() > deadline {
+            break v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!((v["occupancy"].as_u64(), v["users"].clone()), (Some(1), json!(["u1"])), "{v}");
+    assert_eq!(v["last_message"]["id"], published["message_id"], "{v}");
+    assert_eq!(v["last_message"]["cursor"], published["cursor"], "{v}");
+    let (s, v) = get(&edge, "/v1/channels/info?channel=incident-7", &token_with("acme", "u2", &["chat"], &[], 3600)).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (403, Some("forbidden")), "{v}");
+}
