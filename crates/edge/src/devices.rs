@@ -12,11 +12,11 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 use std::sync::Arc;
 
-use herald_core::{AccountId, DeviceError, Platform, Registration, devices::pattern_text};
+use herald_core::{DeviceError, Platform, Registration, devices::pattern_text};
 use herald_protocol::ErrorCode;
 
-use crate::auth::{Grant, KeyOwner};
-use crate::http::{Body, bearer, code_response, json_response, origin, query_param};
+use crate::caller::{self, Caller};
+use crate::http::{Body, code_response, json_response, query_param};
 use crate::state::Edge;
 
 /// Largest request body: a registration is a few hundred bytes.
@@ -31,14 +31,6 @@ struct DeviceBody {
     app: Option<String>,
 }
 
-/// Who calls.
-enum Caller {
-    /// A client token: its own devices.
-    Client(Grant),
-    /// An account's key (or the admin key naming the account): every device of the account.
-    Backend(AccountId),
-}
-
 /// Answers `/v1/devices` (POST, DELETE, GET).
 pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
     let fail = |code: ErrorCode, msg: &str| {
@@ -46,21 +38,9 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
         code_response(code, msg)
     };
     let Some(registry) = edge.devices.clone() else { return fail(ErrorCode::Unavailable, "this node has no device registry (push is not configured)") };
-    let Some(key) = bearer(&req) else { return fail(ErrorCode::Unauthorized, "a client token or an API key is required (Authorization: Bearer)") };
-    let caller = match (edge.api_keys.owner(&key), query_param(&req, "account")) {
-        (Some(KeyOwner::Admin), Some(named)) => match AccountId::new(&named) {
-            Ok(a) => Caller::Backend(a),
-            Err(e) => return fail(ErrorCode::BadRequest, &format!("account: {e}")),
-        },
-        (Some(KeyOwner::Admin), None) => return fail(ErrorCode::BadRequest, "the admin key must name the account (account=NAME)"),
-        (Some(KeyOwner::Account(a)), None) => Caller::Backend(a),
-        (Some(KeyOwner::Account(a)), Some(named)) if named == a.as_str() => Caller::Backend(a),
-        (Some(KeyOwner::Account(_)), Some(_)) => return fail(ErrorCode::Forbidden, "this key may only manage its own account's devices"),
-        (None, _) => match edge.verify(&key) {
-            Ok(g) if !edge.origin_allowed(&g.account, origin(&req).as_deref()) => return fail(ErrorCode::Forbidden, "this origin may not use this account"),
-            Ok(g) => Caller::Client(g),
-            Err(e) => return fail(e.code, &e.message),
-        },
+    let caller = match caller::identify(&edge, &req) {
+        Ok(c) => c,
+        Err((code, msg)) => return fail(code, &msg),
     };
     let method = req.method().clone();
     let refused = |e: DeviceError| match e {

@@ -19,8 +19,8 @@ use herald_core::{AccountId, ChannelKey, ChannelName, Cursor};
 use herald_engine::history::{self, From, HistoryError};
 use herald_protocol::{ErrorCode, encode_message};
 
-use crate::auth::KeyOwner;
-use crate::http::{Body, bearer, code_response, json_response, origin, query_param};
+use crate::caller::{self, Caller};
+use crate::http::{Body, code_response, json_response, query_param};
 use crate::state::Edge;
 
 /// Answers `GET /v1/history`.
@@ -118,20 +118,10 @@ pub async fn info(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
 fn reader(edge: &Edge, req: &Request<Incoming>) -> Result<(AccountId, ChannelName), (ErrorCode, String)> {
     let channel = query_param(req, "channel").ok_or((ErrorCode::BadRequest, "channel=NAME is required".to_string()))?;
     let channel = ChannelName::new(&channel).map_err(|e| (ErrorCode::InvalidChannel, e.to_string()))?;
-    let key = bearer(req).ok_or((ErrorCode::Unauthorized, "an API key or a client token is required (Authorization: Bearer)".to_string()))?;
-    let forbidden = |m: &str| (ErrorCode::Forbidden, m.to_string());
-    let account = match (edge.api_keys.owner(&key), query_param(req, "account")) {
-        (Some(KeyOwner::Admin), Some(named)) => AccountId::new(&named).map_err(|e| (ErrorCode::BadRequest, format!("account: {e}")))?,
-        (Some(KeyOwner::Admin), None) => return Err((ErrorCode::BadRequest, "the admin key must name the account (account=NAME)".into())),
-        (Some(KeyOwner::Account(a)), None) => a,
-        (Some(KeyOwner::Account(a)), Some(named)) if named == a.as_str() => a,
-        (Some(KeyOwner::Account(_)), Some(_)) => return Err(forbidden("this key may only read its own account")),
-        (None, _) => match edge.verify(&key) {
-            Ok(g) if !g.may_subscribe(&channel) => return Err(forbidden("token may not read this channel")),
-            Ok(g) if !edge.origin_allowed(&g.account, origin(req).as_deref()) => return Err(forbidden("this origin may not read this account")),
-            Ok(g) => g.account,
-            Err(e) => return Err((e.code, e.message)),
-        },
+    let account = match caller::identify(edge, req)? {
+        Caller::Backend(a) => a,
+        Caller::Client(g) if !g.may_subscribe(&channel) => return Err((ErrorCode::Forbidden, "token may not read this channel".into())),
+        Caller::Client(g) => g.account,
     };
     Ok((account, channel))
 }

@@ -10,7 +10,8 @@
 //!   and its protocol state; `sse`, `poll`: the HTTP streaming transports; `lifecycle`:
 //!   what every session goes through whatever its transport (id, welcome, presence, drain,
 //!   expiry); `publish`: the backend API; `history`: a channel's history, in pages;
-//!   `devices`: device registration for mobile push.
+//!   `devices`: device registration for mobile push; `caller`: who calls those (a
+//!   key or a client token).
 //! - `presence_pump`: join/leave events from presence storage to local subscribers.
 //! - [`auth`] + [`keys`]: tokens, their verification keys and API keys; [`limits`]: connection
 //!   and publish limits; [`tls`]: the listener's certificate; [`metrics`]: the metrics
@@ -31,6 +32,7 @@
 
 pub mod admin;
 pub mod auth;
+mod caller;
 mod client_addr;
 pub mod console;
 mod dev;
