@@ -52,6 +52,7 @@ enum Pending {
     Publish(oneshot::Sender<Result<Published, ClientError>>),
     Presence(oneshot::Sender<Result<serde_json::Value, ClientError>>),
     Refresh(oneshot::Sender<Result<(), ClientError>>),
+    Device(oneshot::Sender<Result<bool, ClientError>>),
 }
 
 enum Outcome {
@@ -100,6 +101,8 @@ struct Frame<'a> {
     message_id: Option<String>,
     #[serde(default)]
     duplicate: Option<bool>,
+    #[serde(default)]
+    registered: Option<bool>,
 }
 
 struct Driver {
@@ -216,6 +219,7 @@ impl Driver {
                 Pending::Publish(tx) => drop(tx.send(Err(ClientError::Disconnected))),
                 Pending::Presence(tx) => drop(tx.send(Err(ClientError::Disconnected))),
                 Pending::Refresh(tx) => drop(tx.send(Err(ClientError::Disconnected))),
+                Pending::Device(tx) => drop(tx.send(Err(ClientError::Disconnected))),
                 Pending::Subscribe { .. } => {}
             }
         }
@@ -304,6 +308,12 @@ impl Driver {
                 self.config.token = token.clone();
                 self.pending.insert(id, Pending::Refresh(done));
                 ws.send(self.out(serde_json::json!({"type":"refresh","id":id,"token":token}).to_string())).await?;
+            }
+            Command::Device { mut frame, done } => {
+                let id = self.id();
+                frame["id"] = id.into();
+                self.pending.insert(id, Pending::Device(done));
+                ws.send(self.out(frame.to_string())).await?;
             }
             Command::DropConnection => return Ok(Some(Outcome::Reconnect { after: Some(Duration::ZERO), reason: "dropped by the application".into() })),
             Command::Close => {
@@ -451,6 +461,11 @@ impl Driver {
                     let _ = tx.send(Ok(()));
                 }
             }
+            "device" => {
+                if let Some(Pending::Device(tx)) = req_id.and_then(|i| self.pending.remove(&i)) {
+                    let _ = tx.send(Ok(f.registered.unwrap_or(false)));
+                }
+            }
             "join" | "leave" => {
                 let (Some(channel), Some(m)) = (f.channel, f.member) else { return Ok(None) };
                 if let Some(ch) = self.channels.get(&channel) {
@@ -508,6 +523,7 @@ impl Driver {
                     Some(Pending::Publish(tx)) => drop(tx.send(Err(refused))),
                     Some(Pending::Presence(tx)) => drop(tx.send(Err(refused))),
                     Some(Pending::Refresh(tx)) => drop(tx.send(Err(refused))),
+                    Some(Pending::Device(tx)) => drop(tx.send(Err(refused))),
                     None => match code.as_str() {
                         "unauthorized" | "token_expired" => return Ok(Some(Outcome::Failed(format!("{code}: {message}")))),
                         "lagged" => return Ok(Some(Outcome::Reconnect { after: Some(Duration::ZERO), reason: "lagged".into() })),

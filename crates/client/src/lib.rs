@@ -194,6 +194,8 @@ pub(crate) enum Command {
     Publish { channel: String, data: Box<RawValue>, idempotency_key: Option<String>, done: oneshot::Sender<Result<Published, ClientError>> },
     Presence { channel: String, done: oneshot::Sender<Result<serde_json::Value, ClientError>> },
     Refresh { token: String, done: oneshot::Sender<Result<(), ClientError>> },
+    /// `register_device` or `unregister_device` without its id.
+    Device { frame: serde_json::Value, done: oneshot::Sender<Result<bool, ClientError>> },
     DropConnection,
     Close,
 }
@@ -281,6 +283,20 @@ impl Client {
     pub async fn refresh(&self, token: &str) -> Result<(), ClientError> {
         let token = token.to_owned();
         self.request(|done| Command::Refresh { token, done }).await
+    }
+
+    /// Registers this device for mobile push (docs/push.md): `platform` is `apns` or `fcm`,
+    /// `token` the device token the platform gave the app, `app` its bundle id (APNs) or Firebase
+    /// project id (FCM). Sent on the connection (queued until connected).
+    pub async fn register_device(&self, platform: &str, token: &str, app: &str) -> Result<(), ClientError> {
+        let frame = serde_json::json!({ "type": "register_device", "platform": platform, "token": token, "app": app });
+        self.request(|done| Command::Device { frame, done }).await.map(|_| ())
+    }
+
+    /// Removes this device's registration (when the user logs out).
+    pub async fn unregister_device(&self, platform: &str, token: &str) -> Result<(), ClientError> {
+        let frame = serde_json::json!({ "type": "unregister_device", "platform": platform, "token": token });
+        self.request(|done| Command::Device { frame, done }).await.map(|_| ())
     }
 
     /// Drops the socket abruptly, as a network failure would (for tests and chaos drills); the

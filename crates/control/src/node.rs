@@ -39,6 +39,8 @@ pub struct ControlConfig {
     pub raft_heartbeat: Duration,
     /// The region's presence store, for `Admin.Presence` (none: the call is refused).
     pub presence: Option<Arc<dyn herald_core::Presence>>,
+    /// The region's device registry, for `Admin.ListDevices`/`RemoveDevice` (none: refused).
+    pub devices: Option<Arc<dyn herald_core::DeviceRegistry>>,
     /// Bearer tokens each service requires (none: open; docs/control-plane.md).
     pub tokens: Tokens,
     /// TLS on the listener and to the other members (none: plaintext).
@@ -85,6 +87,7 @@ impl ControlConfig {
             snapshot_every: 1000,
             raft_heartbeat: Duration::from_millis(250),
             presence: None,
+            devices: None,
             tokens: Tokens::default(),
             tls: None,
         }
@@ -473,6 +476,19 @@ impl pb::raft_server::Raft for RaftSvc {
 
 struct Svc(Arc<Inner>);
 
+impl Svc {
+    fn devices(&self) -> Result<&Arc<dyn herald_core::DeviceRegistry>, ControlError> {
+        self.0.cfg.devices.as_ref().ok_or_else(|| ControlError::Refused("this member has no device registry (start it with --presence redis://…)".into()))
+    }
+}
+
+fn device_error(e: herald_core::DeviceError) -> ControlError {
+    match e {
+        herald_core::DeviceError::Invalid(m) => ControlError::Invalid(m),
+        herald_core::DeviceError::Unavailable(m) => ControlError::Unavailable(m),
+    }
+}
+
 type ConfigStream = Pin<Box<dyn futures_util::Stream<Item = Result<pb::ConfigSnapshot, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -628,6 +644,40 @@ impl pb::admin_server::Admin for Svc {
             occupancy: snap.occupancy,
             members: snap.members.into_iter().map(|m| pb::PresenceMember { connection_id: m.connection_id, user: m.user }).collect(),
         }))
+    }
+
+    async fn list_devices(&self, req: Request<pb::ListDevicesRequest>) -> Result<Response<pb::ListDevicesResponse>, Status> {
+        let r = req.into_inner();
+        let devices = self.devices()?;
+        let account = herald_core::AccountId::new(&r.account).map_err(|e| ControlError::Invalid(format!("account: {e}")))?;
+        if r.user.is_empty() {
+            return Err(ControlError::Invalid("user is required".into()).into());
+        }
+        let list = devices.list_user(&account, &r.user).await.map_err(device_error)?;
+        Ok(Response::new(pb::ListDevicesResponse {
+            devices: list
+                .into_iter()
+                .map(|d| pb::Device {
+                    token_tail: d.token_tail().to_owned(),
+                    user: d.user,
+                    platform: d.platform.as_str().into(),
+                    app: d.app,
+                    readable: d.readable.iter().map(herald_core::devices::pattern_text).collect(),
+                    registered_at_ms: d.registered_at_ms,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn remove_device(&self, req: Request<pb::RemoveDeviceRequest>) -> Result<Response<pb::RemoveDeviceResponse>, Status> {
+        let r = req.into_inner();
+        let devices = self.devices()?;
+        let account = herald_core::AccountId::new(&r.account).map_err(|e| ControlError::Invalid(format!("account: {e}")))?;
+        let platform = herald_core::Platform::parse(&r.platform).map_err(device_error)?;
+        // Only a device of the named account: an operator's typo in the account removes nothing.
+        let mine = devices.get(platform, &r.token).await.map_err(device_error)?.is_some_and(|d| d.account == account);
+        let removed = mine && devices.remove(platform, &r.token).await.map_err(device_error)?;
+        Ok(Response::new(pb::RemoveDeviceResponse { removed }))
     }
 
     async fn remove_member(&self, req: Request<pb::RemoveMemberRequest>) -> Result<Response<pb::ClusterStatus>, Status> {

@@ -118,6 +118,12 @@ impl Registration {
         self.readable.iter().any(|p| p.matches(channel))
     }
 
+    /// The device token's last 6 characters: how APIs and logs show a device.
+    pub fn token_tail(&self) -> &str {
+        let cut = self.device_token.char_indices().rev().nth(5).map_or(0, |(i, _)| i);
+        &self.device_token[cut..]
+    }
+
     /// The registry's key for this device: `platform:token`.
     pub fn device_key(&self) -> String {
         device_key(self.platform, &self.device_token)

@@ -11,6 +11,7 @@ use herald_core::{ChannelKey, ChannelName, Cursor, PresenceMember};
 use herald_protocol::{ClientFrame, ErrorCode, FrameError, RequestId, ServerFrame, decode_client_frame, split_batch};
 
 use crate::auth::Grant;
+use crate::caller::Caller;
 use crate::lifecycle;
 use herald_engine::hub::Subscription;
 use crate::limits::TokenBucket;
@@ -121,10 +122,13 @@ impl Session {
                 let Some(ch) = self.channel(&id, &channel) else { return Ok(()) };
                 match self.subs.remove(&ch) {
                     Some(sub) => {
-                        // Presence stays: the user is still here, just not looking.
+                        // Presence is who is looking: a paused screen is not (so push reaches
+                        // this user's phone, and "who is viewing" leaves it out). `resume` joins
+                        // again.
                         let cursor = subscribe::close_at(&self.edge.engine, &sub);
                         self.send(ServerFrame::Paused { id: &id, channel: ch.as_str(), cursor: &cursor });
-                        self.paused.insert(ch, (cursor, sub.delivery()));
+                        self.paused.insert(ch.clone(), (cursor, sub.delivery()));
+                        self.leave_presence(&ch).await;
                     }
                     None => self.send_error(Some(&id), ErrorCode::NotSubscribed, "not subscribed to this channel (or already paused)"),
                 }
@@ -139,7 +143,7 @@ impl Session {
             ClientFrame::Unsubscribe { id, channel } => {
                 let Some(ch) = self.channel(&id, &channel) else { return Ok(()) };
                 if self.paused.remove(&ch).is_some() {
-                    self.leave_presence(&ch).await;
+                    // Its presence ended with the pause.
                     self.send(ServerFrame::Unsubscribed { id: Some(&id), channel: ch.as_str(), code: None });
                 } else if self.subs.contains_key(&ch) {
                     self.drop_subscription(&ch).await;
@@ -204,6 +208,18 @@ impl Session {
             ClientFrame::Refresh { id, token } => self.refresh(id, &token).await?,
             ClientFrame::Ping { id } => self.send(ServerFrame::Pong { id: id.as_ref() }),
             ClientFrame::Pong {} => {}
+            ClientFrame::RegisterDevice { id, platform, token, app } => {
+                match crate::devices::register(&self.edge, &self.grant, &platform, token, Some(app)).await {
+                    Ok(_) => self.send(ServerFrame::Device { id: &id, registered: true }),
+                    Err((code, message)) => self.send_error(Some(&id), code, &message),
+                }
+            }
+            ClientFrame::UnregisterDevice { id, platform, token } => {
+                match crate::devices::unregister(&self.edge, &Caller::Client(self.grant.clone()), &platform, &token).await {
+                    Ok(_) => self.send(ServerFrame::Device { id: &id, registered: false }),
+                    Err((code, message)) => self.send_error(Some(&id), code, &message),
+                }
+            }
         }
         Ok(())
     }
@@ -279,8 +295,9 @@ impl Session {
         if let Some(sub) = self.subs.remove(ch) {
             subscribe::close(&self.edge.engine, &sub);
             self.leave_presence(ch).await;
-        } else if self.paused.remove(ch).is_some() {
-            self.leave_presence(ch).await;
+        } else {
+            // A paused subscription left presence when it paused.
+            self.paused.remove(ch);
         }
     }
 

@@ -209,6 +209,11 @@ async fn a_paused_channel_delivers_nothing_and_resumes_exactly_where_it_stopped(
     for n in 1..4 {
         e.publish_seq("acme", "c", n).await;
     }
+    // A paused screen is not someone looking: presence (what push and "who is viewing" read)
+    // leaves it out until it resumes.
+    let mut watcher = raw_ws_speaking(e.addr, Some(&e.token("acme", "w")), encoding).await.unwrap();
+    send(&mut watcher, json!({"type":"presence","id":1,"channel":"c"})).await;
+    assert_eq!(expect_type(&mut watcher, "presence").await["occupancy"], 0, "a paused subscription is not present");
     // Nothing arrives while paused: the pong comes back before any message.
     send(&mut ws, json!({"type":"ping","id":3})).await;
     loop {
@@ -226,6 +231,9 @@ async fn a_paused_channel_delivers_nothing_and_resumes_exactly_where_it_stopped(
     }
     e.publish_seq("acme", "c", 4).await;
     assert_eq!(expect_type(&mut ws, "message").await["data"]["seq"], 4);
+    send(&mut watcher, json!({"type":"presence","id":2,"channel":"c"})).await;
+    let p = expect_type(&mut watcher, "presence").await;
+    assert_eq!((p["occupancy"].clone(), p["members"][0]["user"].clone()), (json!(1), json!("u")), "present again after resume: {p}");
     send(&mut ws, json!({"type":"resume","id":5,"channel":"c"})).await;
     assert_eq!(expect_type(&mut ws, "error").await["code"], "not_subscribed");
 }

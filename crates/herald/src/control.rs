@@ -45,6 +45,7 @@ pub fn run(a: ControlArgs) -> ExitCode {
 async fn member(a: ControlArgs) -> anyhow::Result<()> {
     let tls = member_tls(&a).map_err(anyhow::Error::msg)?;
     let presence = presence_login(&a).map_err(anyhow::Error::msg)?;
+    let device_prefix = push_prefix(&a)?;
     let listener = tokio::net::TcpListener::bind(a.listen).await.with_context(|| format!("cannot listen on {}", a.listen))?;
     let advertise = a.advertise.unwrap_or_else(|| listener.local_addr().map(|x| x.to_string()).unwrap_or_default());
     let mut cfg = ControlConfig::new(a.id, advertise.clone(), a.data);
@@ -63,6 +64,8 @@ async fn member(a: ControlArgs) -> anyhow::Result<()> {
     }
     if let Some((url, login)) = presence {
         let opts = herald_presence_redis::RedisPresenceOptions { login, ..herald_presence_redis::RedisPresenceOptions::new(url) };
+        let device_conn = herald_push::store::connect(&opts.url, &opts.login).map_err(|e| anyhow::anyhow!("--presence (device registry): {e}"))?;
+        cfg.devices = Some(Arc::new(herald_push::RedisRegistry::new(device_conn, &device_prefix)));
         cfg.presence = Some(Arc::new(herald_presence_redis::RedisPresence::start(opts, &format!("control-{}", a.id)).await.context("--presence")?));
     }
     let node = ControlNode::start(cfg, listener).await?;
@@ -119,6 +122,15 @@ fn presence_login(a: &ControlArgs) -> Result<Option<(String, herald_presence_red
     let login = redis_login(presence.login(|k| std::env::var(k).ok()).map_err(|e| e.to_string())?);
     herald_presence_redis::client(&url, &login).map_err(|e| format!("--presence: {e}"))?;
     Ok(Some((url, login)))
+}
+
+/// The device registry's key prefix: `[push] prefix` of `--config` (the edges' and `herald
+/// push`'s), else its default.
+fn push_prefix(a: &ControlArgs) -> anyhow::Result<String> {
+    Ok(match &a.config {
+        Some(p) => herald_config::Config::from_file(p).map_err(|e| anyhow::anyhow!("{e}"))?.push.prefix,
+        None => herald_config::PushConfig::default().prefix,
+    })
 }
 
 /// A member's TLS from its flags (none without `--tls-cert`); an error names the flag at fault.

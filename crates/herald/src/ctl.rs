@@ -268,6 +268,27 @@ async fn ctl_inner(a: CtlArgs) -> anyhow::Result<()> {
                 table(&["USER", "CONNECTION"], r.members.into_iter().map(|m| vec![m.user, m.connection_id]).collect());
             }
         }
+        CtlCommand::Devices { account, user } => {
+            let r = rpc(c.list_devices(pb::ListDevicesRequest { account, user }).await)?;
+            if json {
+                let devices: Vec<_> = r
+                    .devices
+                    .iter()
+                    .map(|d| serde_json::json!({"user": d.user, "platform": d.platform, "token_tail": d.token_tail, "app": d.app, "readable": d.readable, "registered_at_ms": d.registered_at_ms}))
+                    .collect();
+                out!("{}", serde_json::json!({ "devices": devices }));
+            } else {
+                table(&["PLATFORM", "TOKEN", "APP", "READABLE", "REGISTERED"], r.devices.into_iter().map(|d| vec![d.platform, format!("…{}", d.token_tail), d.app, d.readable.join(","), d.registered_at_ms.to_string()]).collect());
+            }
+        }
+        CtlCommand::RemoveDevice { account, platform, token } => {
+            let r = rpc(c.remove_device(pb::RemoveDeviceRequest { account, platform, token }).await)?;
+            if json {
+                out!("{}", serde_json::json!({ "removed": r.removed }));
+            } else {
+                out!("{}", if r.removed { "removed" } else { "no such device in this account" });
+            }
+        }
         CtlCommand::AddMember { id, address } => print_status(&rpc(c.add_member(pb::AddMemberRequest { id, address }).await)?, json),
         CtlCommand::RemoveMember { id } => print_status(&rpc(c.remove_member(pb::RemoveMemberRequest { id }).await)?, json),
     }

@@ -277,6 +277,22 @@ pub enum CtlCommand {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
+    /// A user's devices registered for mobile push.
+    Devices {
+        /// The account.
+        account: String,
+        /// The user (the token's `sub`).
+        user: String,
+    },
+    /// Remove a device registration (of this account only).
+    RemoveDevice {
+        /// The account.
+        account: String,
+        /// `apns` or `fcm`.
+        platform: String,
+        /// The whole device token.
+        token: String,
+    },
     /// Add a control-plane member (it catches up as a learner, then votes).
     AddMember {
         /// Its Raft id.

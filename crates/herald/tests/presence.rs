@@ -1,5 +1,6 @@
 //! Two edge processes sharing presence in a real `redis-server`: members of one are seen by
-//! clients of the other, and when an edge is killed its members leave within the TTL.
+//! clients of the other, and when an edge is killed its members leave within the TTL. The
+//! control plane reads the same Redis: presence and push device registrations for `herald ctl`.
 
 mod support;
 
@@ -8,6 +9,7 @@ use herald_presence_redis::testing::RedisServer;
 use support::{Herald, ctl, member, next_presence, spawn};
 
 const SECRET: &str = "presence-test-secret-0123456789";
+const APNS_TOKEN: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
 
 /// An edge on its own in-memory bus: presence is all these edges share.
 fn edge(redis: &RedisServer, node: &str) -> Herald {
@@ -51,6 +53,16 @@ async fn presence_spans_edges_and_a_killed_edges_members_leave() {
     let seen = ctl(&format!("127.0.0.1:{port}"), &["presence", "acme", "room"]);
     assert_eq!(seen["occupancy"], 2);
     assert_eq!(users(&seen), ["alice", "bob"]);
+
+    // A device alice registers on edge A is in the region's registry: operators list and
+    // remove it through the control plane; a remove naming another account removes nothing.
+    alice.register_device("apns", APNS_TOKEN, "com.example.oncall").await.unwrap();
+    let listed = ctl(&format!("127.0.0.1:{port}"), &["devices", "acme", "alice"]);
+    assert_eq!(listed["devices"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!((listed["devices"][0]["platform"].as_str(), listed["devices"][0]["token_tail"].as_str()), (Some("apns"), Some("7e8f90")));
+    assert_eq!(ctl(&format!("127.0.0.1:{port}"), &["remove-device", "globex", "apns", APNS_TOKEN])["removed"], false);
+    assert_eq!(ctl(&format!("127.0.0.1:{port}"), &["remove-device", "acme", "apns", APNS_TOKEN])["removed"], true);
+    assert!(ctl(&format!("127.0.0.1:{port}"), &["devices", "acme", "alice"])["devices"].as_array().unwrap().is_empty());
 
     // Edge B dies without a goodbye: bob leaves once its TTL (3 s) runs out.
     b.child.kill().unwrap();

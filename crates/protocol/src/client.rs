@@ -98,6 +98,26 @@ pub enum ClientFrame {
     },
     /// Answer to the server's heartbeat `ping`.
     Pong {},
+    /// Register this device for mobile push (docs/push.md) under the token's user.
+    RegisterDevice {
+        /// Request id.
+        id: RequestId,
+        /// `apns` or `fcm`.
+        platform: String,
+        /// The device token APNs or FCM gave the app.
+        token: String,
+        /// The app's bundle id (APNs) or Firebase project id (FCM).
+        app: String,
+    },
+    /// Remove this device's registration.
+    UnregisterDevice {
+        /// Request id.
+        id: RequestId,
+        /// `apns` or `fcm`.
+        platform: String,
+        /// The device token.
+        token: String,
+    },
 }
 
 /// Why a frame could not be decoded: the code to answer with, and the request id if one could be
@@ -112,7 +132,8 @@ pub struct FrameError {
     pub message: String,
 }
 
-const KNOWN_TYPES: &[&str] = &["auth", "subscribe", "unsubscribe", "publish", "presence", "refresh", "ping", "pong", "pause", "resume"];
+const KNOWN_TYPES: &[&str] =
+    &["auth", "subscribe", "unsubscribe", "publish", "presence", "refresh", "ping", "pong", "pause", "resume", "register_device", "unregister_device"];
 
 #[derive(Deserialize)]
 struct Envelope {
@@ -178,6 +199,15 @@ pub fn decode_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
             let b: RefreshBody = serde_json::from_str(text).map_err(bad)?;
             ClientFrame::Refresh { id: b.id, token: b.token }
         }
+        "register_device" => {
+            let b: DeviceBody = serde_json::from_str(text).map_err(bad)?;
+            let app = b.app.ok_or_else(|| FrameError { code: ErrorCode::BadRequest, id: Some(b.id.clone()), message: "bad register_device frame: missing field `app`".into() })?;
+            ClientFrame::RegisterDevice { id: b.id, platform: b.platform, token: b.token, app }
+        }
+        "unregister_device" => {
+            let b: DeviceBody = serde_json::from_str(text).map_err(bad)?;
+            ClientFrame::UnregisterDevice { id: b.id, platform: b.platform, token: b.token }
+        }
         "ping" => ClientFrame::Ping { id },
         _ => ClientFrame::Pong {},
     })
@@ -216,6 +246,15 @@ struct PublishBody {
 }
 
 #[derive(Deserialize)]
+struct DeviceBody {
+    id: RequestId,
+    platform: String,
+    token: String,
+    #[serde(default)]
+    app: Option<String>,
+}
+
+#[derive(Deserialize)]
 struct RefreshBody {
     id: RequestId,
     token: String,
@@ -241,6 +280,13 @@ mod tests {
             f => panic!("wrong frame {f:?}"),
         }
         assert!(matches!(decode_client_frame(r#"{"type":"pong"}"#).unwrap(), ClientFrame::Pong {}));
+        match decode_client_frame(r#"{"type":"register_device","id":9,"platform":"apns","token":"ab12","app":"com.example"}"#).unwrap() {
+            ClientFrame::RegisterDevice { id, platform, token, app } => assert_eq!((id, platform.as_str(), token.as_str(), app.as_str()), (RequestId::Num(9), "apns", "ab12", "com.example")),
+            f => panic!("wrong frame {f:?}"),
+        }
+        let e = decode_client_frame(r#"{"type":"register_device","id":9,"platform":"apns","token":"ab12"}"#).unwrap_err();
+        assert_eq!((e.code, e.id), (ErrorCode::BadRequest, Some(RequestId::Num(9))));
+        assert!(matches!(decode_client_frame(r#"{"type":"unregister_device","id":10,"platform":"fcm","token":"t"}"#).unwrap(), ClientFrame::UnregisterDevice { .. }));
     }
 
     #[test]

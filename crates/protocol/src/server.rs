@@ -128,6 +128,13 @@ pub enum ServerFrame<'a> {
         /// Explanation.
         message: &'a str,
     },
+    /// Reply to `register_device` (`registered: true`) and `unregister_device` (`false`).
+    Device {
+        /// Request id.
+        id: &'a RequestId,
+        /// Whether the device is now registered.
+        registered: bool,
+    },
     /// The node is going away; reconnect after `after_ms`.
     Reconnect {
         /// Delay before reconnecting (jittered per connection).

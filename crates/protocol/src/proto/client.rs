@@ -64,6 +64,17 @@ pub fn decode_client_frame(frame: &[u8]) -> Result<ClientFrame, FrameError> {
         }
         Kind::Ping(p) => ClientFrame::Ping { id: request_id(p.id)? },
         Kind::Pong(_) => ClientFrame::Pong {},
+        Kind::RegisterDevice(d) => {
+            let id = required_id(d.id, "register_device")?;
+            if d.app.is_empty() {
+                return Err(bad(Some(id), "bad register_device frame: missing field `app`"));
+            }
+            ClientFrame::RegisterDevice { id, platform: d.platform, token: d.token, app: d.app }
+        }
+        Kind::UnregisterDevice(d) => {
+            let id = required_id(d.id, "unregister_device")?;
+            ClientFrame::UnregisterDevice { id, platform: d.platform, token: d.token }
+        }
     })
 }
 
@@ -104,6 +115,12 @@ pub fn encode_client_frame(frame: &ClientFrame) -> Bytes {
         ClientFrame::Refresh { id: i, token } => Kind::Refresh(pb::Refresh { id: id(i), token: token.clone() }),
         ClientFrame::Ping { id: i } => Kind::Ping(pb::ClientPing { id: i.as_ref().map(pb::RequestId::from) }),
         ClientFrame::Pong {} => Kind::Pong(pb::ClientPong {}),
+        ClientFrame::RegisterDevice { id: i, platform, token, app } => {
+            Kind::RegisterDevice(pb::DeviceRequest { id: id(i), platform: platform.clone(), token: token.clone(), app: app.clone() })
+        }
+        ClientFrame::UnregisterDevice { id: i, platform, token } => {
+            Kind::UnregisterDevice(pb::DeviceRequest { id: id(i), platform: platform.clone(), token: token.clone(), app: String::new() })
+        }
     };
     super::delimited(&pb::ClientFrame { kind: Some(kind) })
 }
@@ -128,6 +145,8 @@ mod tests {
         r#"{"type":"ping","id":6}"#,
         r#"{"type":"ping"}"#,
         r#"{"type":"pong"}"#,
+        r#"{"type":"register_device","id":9,"platform":"apns","token":"ab12","app":"com.example"}"#,
+        r#"{"type":"unregister_device","id":"u","platform":"fcm","token":"t:1"}"#,
     ];
 
     #[test]

@@ -32,6 +32,7 @@ enum Owned {
     Ping {},
     Error { id: Option<RequestId>, code: ErrorCode, message: String },
     Reconnect { after_ms: u64, reason: String },
+    Device { id: RequestId, registered: bool },
 }
 
 /// What a JSON control frame is to the compact writer: its channel when it starts or ends a
@@ -87,6 +88,7 @@ impl ControlFrame {
             Owned::Ping {} => ServerFrame::Ping {},
             Owned::Error { id, code, message } => ServerFrame::Error { id: id.as_ref(), code: *code, message },
             Owned::Reconnect { after_ms, reason } => ServerFrame::Reconnect { after_ms: *after_ms, reason },
+            Owned::Device { id, registered } => ServerFrame::Device { id, registered: *registered },
         };
         encode_server_frame(&f, sub)
     }

@@ -121,6 +121,7 @@ impl ProtoReader {
             Kind::Ping(_) => ServerFrame::Ping {}.encode(),
             Kind::Error(e) => ServerFrame::Error { id: request_id(e.id).as_ref(), code: code(&e.code)?, message: &e.message }.encode(),
             Kind::Reconnect(r) => ServerFrame::Reconnect { after_ms: r.after_ms, reason: &r.reason }.encode(),
+            Kind::Device(d) => ServerFrame::Device { id: &required(d.id)?, registered: d.registered }.encode(),
         };
         Ok(Some(json))
     }
@@ -248,6 +249,8 @@ mod tests {
             ServerFrame::Ping {},
             ServerFrame::Error { id: Some(&RequestId::Num(-3)), code: ErrorCode::Forbidden, message: "token may not \"subscribe\"" },
             ServerFrame::Reconnect { after_ms: 1830, reason: "drain" },
+            ServerFrame::Device { id: &id, registered: true },
+            ServerFrame::Device { id: &RequestId::Num(10), registered: false },
         ];
         let mut reader = ProtoReader::new();
         let mut batch = Vec::new();
