@@ -82,8 +82,10 @@ async fn serve(a: crate::PushArgs, c: Checked) -> ExitCode {
         signal_stop.cancel();
     });
     let metrics = Arc::new(Metrics::default());
+    // The bound address (`--metrics-listen 127.0.0.1:0` picks a port).
+    let bound = listener.local_addr().map_or_else(|_| a.metrics_listen.to_string(), |x| x.to_string());
     let server = tokio::spawn(herald_push::metrics::serve(listener, metrics.clone(), stop.clone()));
-    println!("herald push listening on http://{}", a.metrics_listen);
+    println!("herald push listening on http://{bound}");
     let holder = a.name.clone().unwrap_or_else(|| format!("push-{:06x}", rand::random::<u32>() & 0xff_ffff));
     let Some(bus) = connect_bus(&c, &stop).await else { return ExitCode::SUCCESS };
     let p = &c.config.presence;

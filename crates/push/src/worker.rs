@@ -314,8 +314,9 @@ async fn deliver(d: &Inner, record: &Record, n: &Notification, device: Registrat
     let (outcome, attempts) = deps.sender.send(n, &device, &record.id, &deps.metrics).await;
     match outcome {
         Outcome::Sent => {
-            deps.metrics.sent(device.platform, Duration::from_millis(now_ms().saturating_sub(record.published_at_ms)));
+            // Counted once recorded: `herald_push_sent_total` is what a restart will not send again.
             patiently("sent markers", || deps.store.mark_sent(&record.id, &key, deps.settings.sent_ttl)).await;
+            deps.metrics.sent(device.platform, Duration::from_millis(now_ms().saturating_sub(record.published_at_ms)));
         }
         Outcome::Gone { since_ms } => {
             if patiently("device registry", || deps.registry.remove_invalid(device.platform, &device.device_token, since_ms)).await {
