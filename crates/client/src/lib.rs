@@ -19,6 +19,14 @@ use serde_json::value::RawValue;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
+/// The personal channel of `user` (a token's `sub`): subscribe to it to receive what backends
+/// publish to that user with `POST /v1/publish {"user": …}` (docs/protocol.md, "Personal
+/// channels"). Only that user's tokens may subscribe to it. An error when the id is empty or too
+/// long to name a channel.
+pub fn personal_channel(user: &str) -> Result<String, String> {
+    herald_core::ChannelName::personal(user).map(|c| c.as_str().to_owned()).map_err(|e| e.to_string())
+}
+
 /// Where fresh tokens come from (your backend's token endpoint, typically).
 pub type TokenSource = std::sync::Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send>> + Send + Sync>;
 

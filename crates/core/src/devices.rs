@@ -113,9 +113,10 @@ impl Registration {
         Ok(())
     }
 
-    /// Whether this device's user may read `channel` (one of its patterns matches).
+    /// Whether this device's user may read `channel`: its own personal channel, or a channel
+    /// one of its patterns matches ([`crate::may_read`]).
     pub fn may_read(&self, channel: &ChannelName) -> bool {
-        self.readable.iter().any(|p| p.matches(channel))
+        crate::may_read(&self.user, &self.readable, channel)
     }
 
     /// The device token's last 6 characters: how APIs and logs show a device.
@@ -211,6 +212,11 @@ pub trait DeviceRegistry: Send + Sync + 'static {
 
     /// Every device of `account` whose user may read `channel` (reads every page).
     async fn readers(&self, account: &AccountId, channel: &ChannelName) -> Result<Vec<Registration>, DeviceError> {
+        if channel.is_personal() {
+            // Only its own user reads a personal channel: that user's devices, not the account's.
+            let Some(user) = channel.personal_user() else { return Ok(Vec::new()) };
+            return Ok(self.list_user(account, &user).await?.into_iter().filter(|r| r.may_read(channel)).collect());
+        }
         let mut out = Vec::new();
         let mut page = PageRequest::first(500);
         loop {

@@ -44,7 +44,7 @@ pub use gapless::GaplessReader;
 pub use cursor::{Cursor, CursorError, Epoch, RegionName};
 pub use devices::{DeviceError, DeviceRegistry, Platform, Registration};
 pub use idempotency::IdempotencyWindow;
-pub use names::{AccountId, ChannelKey, ChannelName, ChannelPattern, NameError, PROBE_ACCOUNT, Priority};
+pub use names::{AccountId, ChannelKey, ChannelName, ChannelPattern, NameError, PERSONAL_PREFIX, PROBE_ACCOUNT, Priority, may_read};
 pub use presence::{Connection, FeedEvent, NODE_GONE, Presence, PresenceChange, PresenceError, PresenceEvent, PresenceFeed, PresenceMember, PresenceSnapshot};
 pub use record::{Appended, MessageId, NewRecord, Record, now_ms};
 pub use replica::ReplicaLog;

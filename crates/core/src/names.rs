@@ -132,6 +132,68 @@ impl ChannelName {
     }
 }
 
+/// The first character of a personal channel (docs/protocol.md, "Personal channels").
+pub const PERSONAL_PREFIX: char = '@';
+
+impl ChannelName {
+    /// The personal channel of `user` (a token's `sub`): `@` and the id, with every byte that
+    /// cannot appear in a channel name (and `=`, and a `.` right after a `.`) written `=XX` in
+    /// hex, so that every id has exactly one personal channel and no two ids share one:
+    /// `alice` → `@alice`, `auth0|42` → `@auth0=7C42`. An id too long for a channel name has
+    /// none.
+    pub fn personal(user: &str) -> Result<Self, NameError> {
+        if user.is_empty() {
+            return Err(NameError::Empty { what: "user" });
+        }
+        let mut name = String::with_capacity(user.len() + 1);
+        name.push(PERSONAL_PREFIX);
+        for b in user.bytes() {
+            if b == b'=' || !is_channel_byte(b) || (b == b'.' && name.ends_with('.')) {
+                name.push_str(&format!("={b:02X}"));
+            } else {
+                name.push(b as char);
+            }
+        }
+        Self::new(&name)
+    }
+
+    /// The user whose personal channel this is (`None`: not a personal channel, or not one
+    /// [`ChannelName::personal`] makes).
+    pub fn personal_user(&self) -> Option<String> {
+        let rest = self.0.strip_prefix(PERSONAL_PREFIX)?.as_bytes();
+        let mut out = Vec::with_capacity(rest.len());
+        let mut i = 0;
+        while i < rest.len() {
+            if rest[i] == b'=' {
+                let hex = std::str::from_utf8(rest.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            } else {
+                out.push(rest[i]);
+                i += 1;
+            }
+        }
+        let user = String::from_utf8(out).ok()?;
+        (Self::personal(&user).ok()? == *self).then_some(user)
+    }
+
+    /// Whether this is a personal channel (it starts with `@`): only its own user reads it,
+    /// whatever a token's patterns say, and only backends publish to it.
+    pub fn is_personal(&self) -> bool {
+        self.0.starts_with(PERSONAL_PREFIX)
+    }
+}
+
+/// Whether `user`, whose token (or device registration) may subscribe to `patterns`, may read
+/// `channel`: a personal channel only its own user, any other channel when a pattern matches.
+/// The one read check of tokens, history and push.
+pub fn may_read(user: &str, patterns: &[ChannelPattern], channel: &ChannelName) -> bool {
+    if channel.is_personal() {
+        return ChannelName::personal(user).is_ok_and(|own| own == *channel);
+    }
+    patterns.iter().any(|p| p.matches(channel))
+}
+
 impl fmt::Display for ChannelName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -233,6 +295,32 @@ mod tests {
         for good in ["incidents", "chat:42", "user@x.y", "a=b,c", &"x".repeat(128)] {
             assert!(ChannelName::new(good).is_ok(), "{good:?} was refused");
         }
+    }
+
+    #[test]
+    fn every_user_has_one_personal_channel_only_it_reads() {
+        let name = |u: &str| ChannelName::personal(u).unwrap().as_str().to_owned();
+        assert_eq!(name("alice"), "@alice");
+        assert_eq!(name("alice@example.com"), "@alice@example.com");
+        assert_eq!(name("auth0|42"), "@auth0=7C42");
+        assert_eq!(name("a=7C"), "@a=3D7C", "an `=` is escaped too, so `a|` and `a=7C` differ");
+        assert_eq!(name("a..b"), "@a.=2Eb");
+        assert_eq!(name("ünï"), "@=C3=BCn=C3=AF");
+        assert!(ChannelName::personal("").is_err());
+        assert!(ChannelName::personal(&"|".repeat(60)).is_err(), "too long once escaped");
+        let every = [ChannelPattern::parse("*").unwrap()];
+        let alice = ChannelName::personal("alice").unwrap();
+        assert!(alice.is_personal());
+        for u in ["alice", "auth0|42", "a=7C", "a..b", "ünï"] {
+            assert_eq!(ChannelName::personal(u).unwrap().personal_user().as_deref(), Some(u));
+        }
+        assert_eq!(ChannelName::new("@a=7c").unwrap().personal_user(), None, "not the one form personal() makes");
+        assert_eq!(ChannelName::new("incidents").unwrap().personal_user(), None);
+        assert!(may_read("alice", &[], &alice), "its own user, with no pattern at all");
+        assert!(!may_read("bob", &every, &alice), "a `*` token does not read another user's personal channel");
+        assert!(!may_read("bob", &[ChannelPattern::parse("@alice").unwrap()], &alice), "nor does a pattern naming it");
+        assert!(may_read("bob", &every, &ChannelName::new("incidents").unwrap()));
+        assert!(!may_read("bob", &[], &ChannelName::new("incidents").unwrap()));
     }
 
     #[test]

@@ -59,15 +59,16 @@ pub struct Grant {
 }
 
 impl Grant {
-    /// Whether the token allows subscribing to (and presence on) `channel`.
+    /// Whether the token allows subscribing to (and presence on) `channel`: its user's own
+    /// personal channel always, another channel when a subscribe pattern matches.
     pub fn may_subscribe(&self, channel: &ChannelName) -> bool {
-        self.subscribe.iter().any(|p| p.matches(channel))
+        herald_core::may_read(&self.user, &self.subscribe, channel)
     }
 
     /// Whether the token allows seeing presence (members, join/leave) of `channel`.
     pub fn may_see_presence(&self, channel: &ChannelName) -> bool {
         match &self.presence {
-            Some(ps) => ps.iter().any(|p| p.matches(channel)),
+            Some(ps) => herald_core::may_read(&self.user, ps, channel),
             None => self.may_subscribe(channel),
         }
     }
@@ -82,9 +83,10 @@ impl Grant {
         !self.publish.is_empty()
     }
 
-    /// Whether the token allows publishing on `channel`.
+    /// Whether the token allows publishing on `channel`. Personal channels are written by
+    /// backends only (a client token never publishes to one, its own included).
     pub fn may_publish(&self, channel: &ChannelName) -> bool {
-        self.publish.iter().any(|p| p.matches(channel))
+        !channel.is_personal() && self.publish.iter().any(|p| p.matches(channel))
     }
 }
 

@@ -26,6 +26,9 @@ struct Item {
     #[serde(default)]
     account: Option<String>,
     channel: Option<String>,
+    /// Instead of `channel`: the user whose personal channel the record goes to.
+    #[serde(default)]
+    user: Option<String>,
     data: Option<Box<RawValue>>,
     #[serde(default)]
     idempotency_key: Option<String>,
@@ -99,8 +102,15 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
             },
             (Publisher::Admin, None) => return fail(ErrorCode::BadRequest, "the admin key must name the account"),
         };
-        let Some(channel) = it.channel else { return fail(ErrorCode::BadRequest, "channel is required") };
-        let channel = match ChannelName::new(&channel) {
+        let channel = match (it.channel, it.user) {
+            (Some(c), None) => ChannelName::new(&c),
+            // Deliver to a user: every connection of that `sub` that subscribed to its personal
+            // channel, on every device and edge (docs/protocol.md, "Personal channels").
+            (None, Some(u)) => ChannelName::personal(&u),
+            (Some(_), Some(_)) => return fail(ErrorCode::BadRequest, "give channel or user, not both"),
+            (None, None) => return fail(ErrorCode::BadRequest, "channel (or user) is required"),
+        };
+        let channel = match channel {
             Ok(c) => c,
             Err(e) => return fail(ErrorCode::InvalidChannel, &e.to_string()),
         };

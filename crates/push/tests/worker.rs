@@ -64,6 +64,25 @@ async fn a_device_whose_user_may_not_read_the_channel_never_gets_a_push() {
     assert_eq!((region.apns.violations(), region.fcm.violations()), (vec![], vec![]));
 }
 
+/// A record to a user (its personal channel, `POST /v1/publish {"user": …}`) reaches that
+/// user's devices only, although other users' registrations read `*`.
+#[tokio::test]
+async fn a_record_to_a_user_reaches_only_that_users_devices() {
+    let region = Region::new().await;
+    let phone = region.register("auth0|alice", Platform::Apns, "alice-phone", &["incidents"]).await;
+    let tablet = region.register("auth0|alice", Platform::Fcm, "alice-tablet", &[]).await;
+    let bob = region.register("bob", Platform::Fcm, "bob-phone", &["*"]).await;
+    let w = region.worker("push-a");
+    region.until_pushing(&w).await;
+    let personal = herald_core::ChannelName::personal("auth0|alice").unwrap();
+    region.publish(personal.as_str(), serde_json::json!({ "text": "for alice", "n": "1" })).await;
+    region.until_settled().await;
+    assert_eq!(counts(&region.apns, &phone.device_token), each_once(1..=1));
+    assert_eq!(counts(&region.fcm, &tablet.device_token), each_once(1..=1), "every device of the user");
+    assert!(counts(&region.fcm, &bob.device_token).is_empty(), "a `*` registration does not read another user's personal channel");
+    assert_eq!((region.apns.violations(), region.fcm.violations()), (vec![], vec![]));
+}
+
 #[tokio::test]
 async fn a_token_the_service_says_is_gone_removes_the_registration() {
     let region = Region::new().await;

@@ -31,6 +31,10 @@ collapse_key = "incident-{/id}"
 pattern = "personal:*"
 body = "{/text}"
 data = { n = "{/n}" }
+[[push.channels]]
+pattern = "@*"
+body = "{/text}"
+data = { n = "{/n}" }
 "#;
 
 pub struct Region {
