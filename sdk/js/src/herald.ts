@@ -34,4 +34,7 @@ export { Backoff } from './backoff.js';
 export { CursorStore } from './cursors.js';
 export { Dedupe } from './dedupe.js';
 export { parseFrames } from './frames.js';
+export { CompactReader, encodeCompact } from './compact.js';
+export type { CompactFrames } from './compact.js';
+export type { Encoding } from './websocket.js';
 export type { ParsedFrames, ServerFrame } from './frames.js';
