@@ -5,7 +5,7 @@
  * `encodeCompact` writes the client's frames. The rest of the SDK never sees the difference.
  */
 import type { ClientFrame, ServerFrame } from './frames.js';
-import { delimited, splitFrames, utf8Decode, utf8Encode, WireError, WireReader, WireWriter, FIXED64, LEN, VARINT, type Int64 } from './protobuf.js';
+import { delimited, utf8Decode, utf8Encode, WireError, WireReader, WireWriter, FIXED64, LEN, VARINT, type Int64 } from './protobuf.js';
 
 /** The subprotocol's name. */
 export const PROTO_SUBPROTOCOL = 'herald.v1.proto';
@@ -167,8 +167,9 @@ export class CompactReader {
   read(message: Uint8Array): CompactFrames {
     const frames: ServerFrame[] = [];
     try {
-      for (const bytes of splitFrames(message)) {
-        const f = this.frame(bytes);
+      const batch = new WireReader(message);
+      while (batch.more) {
+        const f = this.frame(batch.bytes());
         if (f) frames.push(f);
       }
       return { frames };

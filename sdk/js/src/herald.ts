@@ -10,9 +10,11 @@
  */
 export { HeraldClient } from './client.js';
 export type { HeraldEvents, Presence, PublishOptions } from './client.js';
+export type { HistoryOptions, HistoryPage } from './history.js';
+export type { DeviceOptions, DeviceRef, DeviceRegistration } from './devices.js';
 export type { ClientOptions } from './options.js';
 export type { Published } from './publish.js';
-export type { ConnectionState, StateChange } from './state.js';
+export type { ConnectionState, ServerDisconnect, StateChange } from './state.js';
 export type { HeraldMessage, PresenceEvent, Subscription, SubscribeOptions } from './subscription.js';
 export { HeraldError } from './requests.js';
 export { attachBrowserLifecycle } from './lifecycle.js';

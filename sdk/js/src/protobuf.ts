@@ -135,14 +135,6 @@ function exact(v: bigint): Int64 {
   return v >= -BigInt(Number.MAX_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString();
 }
 
-/** Splits a binary message into its frames, each preceded by its length as a varint. */
-export function splitFrames(message: Uint8Array): Uint8Array[] {
-  const r = new WireReader(message);
-  const frames: Uint8Array[] = [];
-  while (r.more) frames.push(r.bytes());
-  return frames;
-}
-
 /** Builds one protobuf message; fields are written in the order they are added. */
 export class WireWriter {
   private buf = new Uint8Array(64);
