@@ -1895,11 +1895,11 @@ var HeraldClient = class {
    * Registers this device for push notifications to its user (docs/push.md): over the WebSocket
    * when connected on one, else over `POST /v1/devices`. Register again on every app start.
    */
-  registerDevice(device) {
+  async registerDevice(device) {
     return this.device({ type: "register_device", ...deviceFields(device, true) }, "POST", "register the device");
   }
   /** Removes this device's registration: over the WebSocket when connected on one, else over `DELETE /v1/devices`. */
-  unregisterDevice(device) {
+  async unregisterDevice(device) {
     return this.device({ type: "unregister_device", ...deviceFields(device, false) }, "DELETE", "unregister the device");
   }
   async device(frame, method, what) {

@@ -123,12 +123,12 @@ export class HeraldClient {
    * Registers this device for push notifications to its user (docs/push.md): over the WebSocket
    * when connected on one, else over `POST /v1/devices`. Register again on every app start.
    */
-  registerDevice(device: DeviceOptions): Promise<DeviceRegistration> {
+  async registerDevice(device: DeviceOptions): Promise<DeviceRegistration> {
     return this.device({ type: 'register_device', ...deviceFields(device, true) }, 'POST', 'register the device');
   }
 
   /** Removes this device's registration: over the WebSocket when connected on one, else over `DELETE /v1/devices`. */
-  unregisterDevice(device: DeviceRef): Promise<DeviceRegistration> {
+  async unregisterDevice(device: DeviceRef): Promise<DeviceRegistration> {
     return this.device({ type: 'unregister_device', ...deviceFields(device, false) }, 'DELETE', 'unregister the device');
   }
 
