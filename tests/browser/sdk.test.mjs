@@ -1,4 +1,4 @@
-// The TypeScript SDK (sdk/js, served by `herald dev` at /sdk/herald.js) end to end in headless
+// The TypeScript SDK (sdk/js, this checkout's build served at herald dev's /sdk/herald.js) end to end in headless
 // Chromium against a real `herald dev`: live records, a connection cut from outside, offline and
 // online, short tokens refreshed on every transport, and the fallback to SSE when WebSockets are
 // blocked (and back). Every check is on what the page's handlers received: each published record
@@ -6,6 +6,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { launchChromium, startHerald } from './harness.mjs';
+import { useLocalSdk } from './local-sdk.mjs';
 
 let herald;
 let browser;
@@ -31,6 +32,7 @@ async function publishRange(account, channel, from, to) {
  */
 async function gatedContext() {
   const ctx = await browser.newContext();
+  await useLocalSdk(ctx);
   const gate = {
     blocked: false,
     open: [],
@@ -119,6 +121,7 @@ test('live records arrive; a connection cut from outside resumes with nothing lo
 
 test('offline then online: the lifecycle hook closes and reopens, and what was published meanwhile arrives once', { timeout: 60_000 }, async () => {
   const ctx = await browser.newContext();
+  await useLocalSdk(ctx);
   const page = await sdkPage(ctx, 'e2e2', ['c'], { lifecycle: true });
   await publishRange('e2e2', 'c', 0, 1);
   await expectAll(page, 'c', 1);
@@ -135,6 +138,7 @@ describe('short tokens (6 s) are refreshed before they expire, on every transpor
   for (const transport of ['websocket', 'sse', 'poll']) {
     test(transport, { timeout: 60_000 }, async () => {
       const ctx = await browser.newContext();
+      await useLocalSdk(ctx);
       const account = `e2e3${transport}`;
       const page = await sdkPage(ctx, account, ['c'], { ttl: 6, options: { transports: [transport] } });
       await publishRange(account, 'c', 0, 2);

@@ -9,9 +9,11 @@
  */
 import { type ChannelEvents } from './channels.js';
 import { type Listener } from './events.js';
+import { type DeviceOptions, type DeviceRef, type DeviceRegistration } from './devices.js';
 import { type PresenceMember } from './frames.js';
+import { type HistoryOptions, type HistoryPage } from './history.js';
 import type { ClientOptions } from './options.js';
-import type { Published } from './publish.js';
+import { type Published } from './publish.js';
 import type { ConnectionEvents, ConnectionState } from './state.js';
 import type { HeraldMessage, Subscription, SubscribeOptions } from './subscription.js';
 import type { TransportKind } from './transport.js';
@@ -46,6 +48,8 @@ export declare class HeraldClient {
     get state(): ConnectionState;
     /** The transport in use (or about to be tried). */
     get transportKind(): TransportKind;
+    /** The WebSocket's frame encoding on this connection: `proto` once the server accepted it, else `json`. */
+    get encoding(): 'json' | 'proto';
     /** Listens for an event; returns a function that stops listening. */
     on<K extends keyof HeraldEvents>(event: K, listener: Listener<HeraldEvents[K]>): () => void;
     /**
@@ -60,6 +64,23 @@ export declare class HeraldClient {
      * `idempotencyKey` to be sure of one record.
      */
     publish(channel: string, data: unknown, opts?: PublishOptions): Promise<Published>;
+    /**
+     * A page of `channel`'s history over `GET /v1/history` with the client token: the newest
+     * `limit` records, or those `before` a page, or `since` a cursor or `sinceMs` a time; oldest
+     * first. `page.next` asks for the next page; subscribing with `since: page.cursor` after the
+     * newest page continues live with nothing missed or repeated.
+     */
+    history<T = unknown>(channel: string, opts?: HistoryOptions): Promise<HistoryPage<T>>;
+    /** Every page of `channel`'s history from `opts` on: backward from the newest (or `before`), forward from `since`/`sinceMs`. */
+    historyPages<T = unknown>(channel: string, opts?: HistoryOptions): AsyncGenerator<HistoryPage<T>, void, undefined>;
+    /**
+     * Registers this device for push notifications to its user (docs/push.md): over the WebSocket
+     * when connected on one, else over `POST /v1/devices`. Register again on every app start.
+     */
+    registerDevice(device: DeviceOptions): Promise<DeviceRegistration>;
+    /** Removes this device's registration: over the WebSocket when connected on one, else over `DELETE /v1/devices`. */
+    unregisterDevice(device: DeviceRef): Promise<DeviceRegistration>;
+    private device;
     /** Who is on `channel` now. Needs the WebSocket: on SSE or long-poll it rejects with `not_supported`. */
     presence(channel: string): Promise<Presence>;
     /**
@@ -72,6 +93,12 @@ export declare class HeraldClient {
      * cursor. While waiting to reconnect after a cut, it reconnects now instead of after the backoff.
      */
     resume(): void;
+    /**
+     * Connects again after the server ended the connection and said not to reconnect (the
+     * `disconnected` event; after `revoked` with a new token from the token function), or after
+     * `pause()`. Every channel resumes from its cursor.
+     */
+    connect(): void;
     /** Closes for good. */
     close(): void;
     /** Cuts the connection as a network fault would, and reconnects at once (tests, "retry now" buttons). */

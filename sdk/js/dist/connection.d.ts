@@ -1,7 +1,7 @@
 import type { EventSink } from './events.js';
 import type { ClientFrame, ServerFrame } from './frames.js';
 import { type ConnectionOptions } from './options.js';
-import { type Published } from './publish.js';
+import type { HttpApi } from './http.js';
 import type { ConnectionEvents, ConnectionState } from './state.js';
 import type { TransportKind } from './transport.js';
 /** What the connection asks of what it carries (the channel table). */
@@ -20,6 +20,8 @@ export interface ConnectionChannels {
     /** Some channel is still being resumed after a reconnect: the state stays `recovering`. */
     readonly replaying: boolean;
 }
+/** What the connection is doing: running, paused by the app, stopped by the server (`disconnect`), closed by the app, or failed for good. */
+export type ConnectionMode = 'running' | 'paused' | 'stopped' | 'closed' | 'failed';
 /** A Herald connection, reconnecting until paused, closed or failed. `start()` opens it. */
 export declare class Connection {
     private readonly events;
@@ -54,8 +56,12 @@ export declare class Connection {
     get state(): ConnectionState;
     /** The transport in use (or about to be tried). */
     get transportKind(): TransportKind;
-    /** `running`, or paused by the app, or closed by it, or failed for good. */
-    get mode(): 'running' | 'paused' | 'closed' | 'failed';
+    /** `running`, or paused by the app, or stopped by the server, or closed by the app, or failed for good. */
+    get mode(): ConnectionMode;
+    /** The WebSocket's frame encoding (`json` on SSE, long-poll, and before a WebSocket is open). */
+    get encoding(): 'json' | 'proto';
+    /** The HTTP API with the client token. */
+    get http(): HttpApi;
     /** The link's `welcome` came. */
     get welcomed(): boolean;
     /** The link is a WebSocket. */
@@ -64,6 +70,8 @@ export declare class Connection {
     get active(): boolean;
     /** Closes and stays disconnected until `resume()`; see `HeraldClient.pause`. */
     pause(reason?: string): void;
+    /** Connects again after the server said not to reconnect, or after `pause()`. */
+    connect(): void;
     /** Reconnects after `pause()`, or now while waiting out a backoff. */
     resume(): void;
     /** Closes for good. */
@@ -80,8 +88,6 @@ export declare class Connection {
     reopenStream(reason: string): void;
     /** `connected` once every channel resumed after a reconnect is subscribed again; until then `recovering`. */
     settle(reason: string): void;
-    /** `POST /v1/publish` with the client token (SSE, long-poll, or between links). */
-    publishOverHttp(body: string, channel: string): Promise<Published>;
     private open;
     /** Closes whatever is open and forgets the link (not the channels or cursors). */
     private teardown;
@@ -95,6 +101,12 @@ export declare class Connection {
     private onDead;
     /** The server asked to reconnect, maybe saying when. */
     private onReconnectFrame;
+    /**
+     * The server ended the connection on purpose. With `reconnect` (never after `revoked`) it
+     * reconnects with the usual backoff; otherwise it stays `disconnected` until `connect()`, which
+     * after `revoked` fetches a new token first.
+     */
+    private onServerDisconnect;
     private fail;
     /** The link's `welcome` came: it is connected (and, after a reconnect, recovering its channels). */
     private onWelcome;

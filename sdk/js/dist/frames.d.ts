@@ -27,6 +27,10 @@ export interface ServerFrame {
     occupancy?: number;
     members?: PresenceMember[];
     member?: PresenceMember;
+    /** `disconnect`: whether the client may reconnect. */
+    reconnect?: boolean;
+    /** `device`: whether the device is now registered. */
+    registered?: boolean;
 }
 /** A frame to the server. */
 export type ClientFrame = {

@@ -435,11 +435,11 @@ var Backoff = class {
 
 // src/transport.ts
 function defaultEnvironment() {
-  const g = globalThis;
+  const g2 = globalThis;
   return {
-    WebSocket: g.WebSocket,
-    EventSource: g.EventSource,
-    fetch: typeof g.fetch === "function" ? g.fetch.bind(globalThis) : void 0
+    WebSocket: g2.WebSocket,
+    EventSource: g2.EventSource,
+    fetch: typeof g2.fetch === "function" ? g2.fetch.bind(globalThis) : void 0
   };
 }
 function streamQuery(req) {
@@ -547,6 +547,16 @@ function openSse(env, req, ev) {
     for (const e of parsed.errors) ev.garbage(e);
     if (parsed.frames.length > 0) ev.frames(parsed.frames);
   };
+  es.addEventListener?.("disconnect", (m) => {
+    if (done) return;
+    let f;
+    try {
+      f = JSON.parse(String(m.data));
+    } catch {
+      return ev.garbage(`a disconnect event that is not JSON: ${String(m.data).slice(0, 80)}`);
+    }
+    ev.frames([{ ...typeof f === "object" && f !== null ? f : {}, type: "disconnect" }]);
+  });
   es.onerror = () => {
     if (done) return;
     done = true;
@@ -592,27 +602,488 @@ var Timers = class {
   }
 };
 
+// src/protobuf.ts
+var WireError = class extends Error {
+  constructor(message2) {
+    super(message2);
+    this.name = "WireError";
+  }
+};
+var VARINT = 0;
+var FIXED64 = 1;
+var LEN = 2;
+var FIXED32 = 5;
+var WireReader = class _WireReader {
+  constructor(buf, start = 0, end = buf.length) {
+    this.buf = buf;
+    this.pos = start;
+    this.end = end;
+  }
+  /** Whether bytes remain. */
+  get more() {
+    return this.pos < this.end;
+  }
+  /** An unsigned varint of up to 64 bits. */
+  varint() {
+    const start = this.pos;
+    let value = 0;
+    let scale = 1;
+    for (let i = 0; i < 10; i++) {
+      if (this.pos >= this.end) throw new WireError("truncated varint");
+      const b = this.buf[this.pos++];
+      if (i === 9 && b > 1) throw new WireError("varint above 64 bits");
+      value += (b & 127) * scale;
+      if (b < 128) return value <= Number.MAX_SAFE_INTEGER ? value : this.bigVarint(start);
+      scale *= 128;
+    }
+    throw new WireError("varint longer than 10 bytes");
+  }
+  /** A varint that must fit a number (lengths, field keys, 32-bit fields). */
+  smallVarint(what) {
+    const v = this.varint();
+    if (typeof v !== "number" || v > 4294967295) throw new WireError(`${what} out of range`);
+    return v;
+  }
+  /** A zigzag-encoded `sint64`. */
+  sint64() {
+    const v = this.varint();
+    if (typeof v === "number") return v % 2 === 0 ? v / 2 : -(v + 1) / 2;
+    const n = BigInt(v);
+    return exact(n >> 1n ^ -(n & 1n));
+  }
+  bool() {
+    return this.varint() !== 0;
+  }
+  /** A little-endian IEEE 754 `double`. */
+  double() {
+    const b = this.take(8);
+    return new DataView(b.buffer, b.byteOffset, 8).getFloat64(0, true);
+  }
+  /** A length-delimited field's bytes (a view, not a copy). */
+  bytes() {
+    return this.take(this.smallVarint("length"));
+  }
+  /** A length-delimited field as UTF-8 text (invalid UTF-8 is an error, as in protobuf). */
+  string() {
+    return utf8Decode(this.bytes());
+  }
+  /** A field's key: its number and wire type. */
+  key() {
+    const k = this.smallVarint("field key");
+    const field = Math.floor(k / 8);
+    if (field === 0) throw new WireError("field number 0");
+    return { field, wire: k & 7 };
+  }
+  /** Skips a field of wire type `wire` (a field this reader does not know). */
+  skip(wire) {
+    if (wire === VARINT) this.varint();
+    else if (wire === FIXED64) this.take(8);
+    else if (wire === LEN) this.bytes();
+    else if (wire === FIXED32) this.take(4);
+    else throw new WireError(`unsupported wire type ${wire}`);
+  }
+  /** A reader over the next length-delimited field (an embedded message). */
+  message() {
+    const b = this.bytes();
+    return new _WireReader(b);
+  }
+  take(n) {
+    if (n > this.end - this.pos) throw new WireError("field runs past the end of its frame");
+    const out = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return out;
+  }
+  bigVarint(start) {
+    let v = 0n;
+    for (let i = this.pos - 1; i >= start; i--) v = v << 7n | BigInt(this.buf[i] & 127);
+    return exact(v);
+  }
+};
+function exact(v) {
+  return v >= -BigInt(Number.MAX_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString();
+}
+var WireWriter = class {
+  constructor() {
+    this.buf = new Uint8Array(64);
+    this.len = 0;
+  }
+  /** The bytes written. */
+  finish() {
+    return this.buf.subarray(0, this.len);
+  }
+  /** A varint: a non-negative integer, or the decimal digits of one up to 2^64 - 1. */
+  varint(v) {
+    if (typeof v === "number" && Number.isSafeInteger(v) && v >= 0) {
+      this.room(8);
+      while (v >= 128) {
+        this.buf[this.len++] = v % 128 | 128;
+        v = Math.floor(v / 128);
+      }
+      this.buf[this.len++] = v;
+      return;
+    }
+    let n = BigInt(v);
+    if (n < 0n || n >= 1n << 64n) throw new RangeError(`${v} is not a 64-bit unsigned integer`);
+    this.room(10);
+    while (n >= 0x80n) {
+      this.buf[this.len++] = Number(n & 0x7fn) | 128;
+      n >>= 7n;
+    }
+    this.buf[this.len++] = Number(n);
+  }
+  key(field, wire) {
+    this.varint(field * 8 + wire);
+  }
+  /** Field `field` as a varint. */
+  uint(field, v) {
+    this.key(field, VARINT);
+    this.varint(v);
+  }
+  /** Field `field` as a zigzag `sint64`. */
+  sint64(field, v) {
+    const small = typeof v === "number" && Number.isSafeInteger(v) && Math.abs(v) < 2 ** 52;
+    this.uint(field, small ? v >= 0 ? 2 * v : -2 * v - 1 : zigzag(BigInt(v)));
+  }
+  bool(field, v) {
+    this.uint(field, v ? 1 : 0);
+  }
+  double(field, v) {
+    this.key(field, FIXED64);
+    this.room(8);
+    new DataView(this.buf.buffer, this.len, 8).setFloat64(0, v, true);
+    this.len += 8;
+  }
+  /** Field `field` as length-delimited bytes. */
+  bytes(field, b) {
+    this.key(field, LEN);
+    this.varint(b.length);
+    this.raw(b);
+  }
+  string(field, s) {
+    this.bytes(field, utf8Encode(s));
+  }
+  /** Field `field` as an embedded message. */
+  message(field, m) {
+    this.bytes(field, m.finish());
+  }
+  /** Bytes as they are (a frame's length prefix is written with `varint`). */
+  raw(b) {
+    this.room(b.length);
+    this.buf.set(b, this.len);
+    this.len += b.length;
+  }
+  room(n) {
+    if (this.len + n <= this.buf.length) return;
+    const bigger = new Uint8Array(Math.max(this.buf.length * 2, this.len + n));
+    bigger.set(this.buf.subarray(0, this.len));
+    this.buf = bigger;
+  }
+};
+function zigzag(n) {
+  if (n < -(1n << 63n) || n >= 1n << 63n) throw new RangeError(`${n} is not a 64-bit signed integer`);
+  return exact(n >= 0n ? n << 1n : (-n << 1n) - 1n);
+}
+function delimited(frame) {
+  const body = frame.finish();
+  const w = new WireWriter();
+  w.varint(body.length);
+  w.raw(body);
+  return w.finish();
+}
+var g = globalThis;
+var encoder = g.TextEncoder ? new g.TextEncoder() : void 0;
+var decoder = g.TextDecoder ? new g.TextDecoder("utf-8", { fatal: true }) : void 0;
+function utf8Encode(s) {
+  if (encoder) return encoder.encode(s);
+  const out = [];
+  for (const ch of s) {
+    const c = ch.codePointAt(0) ?? 65533;
+    if (c < 128) out.push(c);
+    else if (c < 2048) out.push(192 | c >> 6, 128 | c & 63);
+    else if (c < 65536) out.push(224 | c >> 12, 128 | c >> 6 & 63, 128 | c & 63);
+    else out.push(240 | c >> 18, 128 | c >> 12 & 63, 128 | c >> 6 & 63, 128 | c & 63);
+  }
+  return Uint8Array.from(out);
+}
+function utf8Decode(b) {
+  if (decoder) {
+    try {
+      return decoder.decode(b);
+    } catch {
+      throw new WireError("text that is not UTF-8");
+    }
+  }
+  let s = "";
+  for (let i = 0; i < b.length; ) {
+    const c = b[i++];
+    const n = c < 128 ? 0 : c >= 194 && c < 224 ? 1 : c >= 224 && c < 240 ? 2 : c >= 240 && c < 245 ? 3 : -1;
+    if (n < 0 || i + n > b.length) throw new WireError("text that is not UTF-8");
+    let cp = n === 0 ? c : c & 63 >> n;
+    for (let k = 0; k < n; k++) {
+      const d = b[i++];
+      if ((d & 192) !== 128) throw new WireError("text that is not UTF-8");
+      cp = cp << 6 | d & 63;
+    }
+    if (n === 2 && (cp < 2048 || cp >= 55296 && cp < 57344) || n === 3 && (cp < 65536 || cp > 1114111)) throw new WireError("text that is not UTF-8");
+    s += String.fromCodePoint(cp);
+  }
+  return s;
+}
+
+// src/compact.ts
+var PROTO_SUBPROTOCOL = "herald.v1.proto";
+var REQUEST_ID = { 1: ["value", "z", "o"], 2: ["value", "s", "o"] };
+var ID = ["id", REQUEST_ID, "o"];
+var MEMBER = { 1: ["connection_id", "s"], 2: ["user", "s"] };
+var ORIGIN = { 1: ["region", "s"], 2: ["next", "u"] };
+var CHANNEL_REQUEST = { 1: ID, 2: ["channel", "s"] };
+var DEVICE_REQUEST = { 1: ID, 2: ["platform", "s"], 3: ["token", "s"], 4: ["app", "s"] };
+var PRESENCE_EVENT = { 1: ["channel", "s"], 2: ["member", MEMBER, "o"] };
+var SERVER = {
+  1: ["message", { 1: ["sub", "u"], 2: ["offset", "u"], 3: ["id", "ulid", "o"], 4: ["id", "keyed", "o"], 5: ["id", "s", "o"], 6: ["ts", "u"], 7: ["data", "j", "o"], 8: ["origins", ORIGIN, "r"] }],
+  2: ["welcome", { 1: ["connection_id", "s"], 2: ["node", "s"], 3: ["region", "s"], 4: ["heartbeat_ms", "u"], 5: ["protocol", "u"], 6: ["expires_at", "u", "o"] }],
+  3: ["subscribed", { 1: ID, 2: ["channel", "s"], 3: ["cursor", "s"], 4: ["recovered", "b"], 5: ["sub", "u"], 6: ["cursor_epoch", "s"], 7: ["cursor_region", "s"] }],
+  4: ["unsubscribed", { 1: ID, 2: ["channel", "s"], 3: ["code", "s", "o"] }],
+  5: ["paused", { 1: ID, 2: ["channel", "s"], 3: ["cursor", "s"] }],
+  6: ["published", { 1: ID, 2: ["channel", "s"], 3: ["cursor", "s"], 4: ["message_id", "s"], 5: ["duplicate", "b"] }],
+  7: ["presence", { 1: ID, 2: ["channel", "s"], 3: ["occupancy", "u"], 4: ["members", MEMBER, "r"] }],
+  8: ["join", PRESENCE_EVENT],
+  9: ["leave", PRESENCE_EVENT],
+  10: ["token_expiring", { 1: ["expires_at", "u"] }],
+  11: ["refreshed", { 1: ID, 2: ["expires_at", "u"] }],
+  12: ["pong", { 1: ID }],
+  13: ["ping", {}],
+  14: ["error", { 1: ID, 2: ["code", "s"], 3: ["message", "s"] }],
+  15: ["reconnect", { 1: ["after_ms", "u"], 2: ["reason", "s"] }],
+  16: ["disconnect", { 1: ["code", "s"], 2: ["reason", "s"], 3: ["reconnect", "b"] }],
+  17: ["device", { 1: ID, 2: ["registered", "b"] }]
+};
+var CLIENT = {
+  auth: [1, { 1: ["token", "s"] }],
+  subscribe: [2, { 1: ID, 2: ["channel", "s"], 3: ["since", "s", "o"], 4: ["presence", "b"], 5: ["max_rate", "d", "o"] }],
+  unsubscribe: [3, CHANNEL_REQUEST],
+  publish: [4, { 1: ID, 2: ["channel", "s"], 3: ["data", "j", "o"], 4: ["idempotency_key", "s", "o"] }],
+  presence: [5, CHANNEL_REQUEST],
+  pause: [6, CHANNEL_REQUEST],
+  resume: [7, CHANNEL_REQUEST],
+  refresh: [8, { 1: ID, 2: ["token", "s"] }],
+  ping: [9, { 1: ID }],
+  pong: [10, {}],
+  register_device: [11, DEVICE_REQUEST],
+  unregister_device: [12, DEVICE_REQUEST]
+};
+var WIRE = { u: VARINT, z: VARINT, b: VARINT, d: FIXED64 };
+function decode(r, schema) {
+  const out = {};
+  while (r.more) {
+    const { field, wire } = r.key();
+    const spec = schema[field];
+    if (!spec) {
+      r.skip(wire);
+      continue;
+    }
+    const [name, kind, flags] = spec;
+    if (wire !== (typeof kind === "string" ? WIRE[kind] ?? LEN : LEN)) throw new WireError(`field ${name} has wire type ${wire}`);
+    const v = readValue(r, kind);
+    if (flags === "r") (out[name] ?? (out[name] = [])).push(v);
+    else out[name] = v;
+  }
+  for (const [name, kind, flags] of Object.values(schema)) {
+    if (flags === "o" || name in out) continue;
+    out[name] = flags === "r" ? [] : kind === "b" ? false : kind === "s" ? "" : 0;
+  }
+  return out;
+}
+function readValue(r, kind) {
+  switch (kind) {
+    case "u":
+      return r.varint();
+    case "z":
+      return r.sint64();
+    case "b":
+      return r.bool();
+    case "d":
+      return r.double();
+    case "s":
+      return r.string();
+    case "j": {
+      const text = utf8Decode(r.bytes());
+      try {
+        return JSON.parse(text);
+      } catch {
+        throw new WireError("data that is not JSON");
+      }
+    }
+    case "ulid":
+      return crockford(r.bytes(), 26);
+    case "keyed":
+      return "K" + crockford(r.bytes(), 25);
+    default:
+      return decode(r.message(), kind);
+  }
+}
+var CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+function crockford(b, n) {
+  if (b.length !== 16) throw new WireError("a compact message id is 16 bytes");
+  const bit = (i) => i < 128 ? b[15 - (i >> 3)] >> (i & 7) & 1 : 0;
+  for (let i = 5 * n; i < 128; i++) if (bit(i)) throw new WireError(`a ${n === 26 ? "ULID" : "keyed id"} has more than ${5 * n} bits`);
+  let s = "";
+  for (let c = n - 1; c >= 0; c--) {
+    let v = 0;
+    for (let k = 4; k >= 0; k--) v = v << 1 | bit(5 * c + k);
+    s += CROCKFORD[v];
+  }
+  return s;
+}
+var EPOCH = /^[0-9a-z]{1,32}$/;
+var REGION = /^(?![0-9]+$)[a-z0-9-]{1,32}$/;
+var CompactReader = class {
+  constructor() {
+    this.subs = /* @__PURE__ */ new Map();
+  }
+  /** Every frame of a binary message, as JSON v1 frames; a message of an unknown subscription (one the client left) is left out. */
+  read(message2) {
+    const frames = [];
+    try {
+      const batch = new WireReader(message2);
+      while (batch.more) {
+        const f = this.frame(batch.bytes());
+        if (f) frames.push(f);
+      }
+      return { frames };
+    } catch (e) {
+      return { frames, error: e instanceof Error ? e.message : String(e) };
+    }
+  }
+  /** One frame; undefined for a frame of a type this SDK does not know (ignored, as in JSON) or a message nobody reads. */
+  frame(bytes) {
+    const r = new WireReader(bytes);
+    let kind;
+    while (r.more) {
+      const { field, wire } = r.key();
+      const spec = SERVER[field];
+      if (!spec) {
+        r.skip(wire);
+        continue;
+      }
+      if (wire !== LEN) throw new WireError(`frame field ${field} has wire type ${wire}`);
+      kind = [spec[0], decode(r.message(), spec[1])];
+    }
+    if (!kind) return void 0;
+    const [type, f] = kind;
+    if (type === "message") return this.message(f);
+    if (f.id !== void 0) f.id = f.id.value;
+    if (f.id === void 0) delete f.id;
+    if (type === "subscribed") {
+      const epoch = String(f.cursor_epoch);
+      const region = String(f.cursor_region);
+      if (!EPOCH.test(epoch) || !REGION.test(region)) throw new WireError(`subscribed: bad cursor epoch or region in ${JSON.stringify(f.cursor)}`);
+      for (const [n, s] of this.subs) if (s.channel === f.channel) this.subs.delete(n);
+      this.subs.set(f.sub, { channel: String(f.channel), prefix: `${epoch}.${region}.`, region });
+      delete f.sub;
+      delete f.cursor_epoch;
+      delete f.cursor_region;
+    } else if (type === "unsubscribed") {
+      for (const [n, s] of this.subs) if (s.channel === f.channel) this.subs.delete(n);
+      if (f.code === "") delete f.code;
+    } else if ((type === "join" || type === "leave") && f.member === void 0) {
+      f.member = { connection_id: "", user: "" };
+    }
+    return { type, ...f };
+  }
+  message(m) {
+    const sub = this.subs.get(m.sub);
+    if (!sub) return void 0;
+    if (m.id === void 0) throw new WireError("message without an id");
+    const offset = m.offset;
+    const next = typeof offset === "number" ? offset + 1 : BigInt(offset) + 1n;
+    if (next >= 2n ** 64n) throw new WireError("message offset out of range");
+    let cursor = sub.prefix + String(next);
+    const seen = /* @__PURE__ */ new Set([sub.region]);
+    for (const o of m.origins) {
+      const region = String(o.region);
+      if (!REGION.test(region) || seen.has(region)) throw new WireError(`message names region ${JSON.stringify(region)} twice or badly`);
+      seen.add(region);
+      cursor += `.${region}.${String(o.next)}`;
+    }
+    cursor = (seen.size > 1 ? "c2." : "c1.") + cursor;
+    return { type: "message", channel: sub.channel, id: m.id, cursor, ts: m.ts, data: m.data };
+  }
+};
+function encode(w, schema, v) {
+  for (const [n, [name, kind, flags]] of Object.entries(schema)) {
+    const field = Number(n);
+    const x = v[name];
+    if (x === void 0 || flags !== "o" && (x === 0 || x === "" || x === false)) continue;
+    if (schema === REQUEST_ID && field === 1 !== (typeof x === "number" && Number.isInteger(x))) continue;
+    if (kind === "z") w.sint64(field, x);
+    else if (kind === "u") w.uint(field, x);
+    else if (kind === "b") w.bool(field, Boolean(x));
+    else if (kind === "d") w.double(field, Number(x));
+    else if (kind === "s") w.string(field, String(x));
+    else if (kind === "j") {
+      const json = JSON.stringify(x);
+      if (json !== void 0) w.bytes(field, utf8Encode(json));
+    } else if (typeof kind === "object") {
+      const m = new WireWriter();
+      encode(m, kind, kind === REQUEST_ID ? { value: x } : x);
+      w.message(field, m);
+    }
+  }
+}
+function encodeCompact(frame) {
+  const spec = CLIENT[frame.type];
+  if (!spec) throw new TypeError(`no compact form for a ${frame.type} frame`);
+  const body = new WireWriter();
+  encode(body, spec[1], frame);
+  const w = new WireWriter();
+  w.message(spec[0], body);
+  return delimited(w);
+}
+
 // src/websocket.ts
-var SUBPROTOCOL = "herald.v1.json";
-function openWebSocket(env, req, ev, tokenInQuery = false) {
+var JSON_SUBPROTOCOL = "herald.v1.json";
+function openWebSocket(env, req, ev, tokenInQuery = false, encoding = "json") {
   const Ctor = env.WebSocket;
   if (!Ctor) throw new Error("no WebSocket in this environment");
   let url = req.baseUrl.replace(/^http/, "ws") + "/v1/ws";
   if (tokenInQuery) url += "?token=" + encodeURIComponent(req.token);
-  const ws = new Ctor(url, SUBPROTOCOL);
+  const ws = encoding === "proto" ? new Ctor(url, [PROTO_SUBPROTOCOL]) : new Ctor(url, JSON_SUBPROTOCOL);
+  if (encoding === "proto") ws.binaryType = "arraybuffer";
+  let reader;
   let done = false;
   const detach = () => {
     done = true;
     ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
   };
+  const write = (frame) => ws.send(reader ? encodeCompact(frame) : encodeFrame(frame));
+  const unreadable = (why) => {
+    ev.garbage(why);
+    if (done) return;
+    detach();
+    try {
+      ws.close(1e3, "unreadable frame");
+    } catch {
+    }
+    ev.closed(void 0, `the server sent an unreadable frame (${why})`);
+  };
   ws.onopen = () => {
-    if (!tokenInQuery) ws.send(encodeFrame({ type: "auth", token: req.token }));
+    if (encoding === "proto" && ws.protocol === PROTO_SUBPROTOCOL) reader = new CompactReader();
+    if (!tokenInQuery) write({ type: "auth", token: req.token });
   };
   ws.onmessage = (m) => {
-    if (typeof m.data !== "string") return ev.garbage("a binary message");
-    const parsed = parseFrames(m.data);
-    for (const e of parsed.errors) ev.garbage(e);
-    if (parsed.frames.length > 0) ev.frames(parsed.frames);
+    if (typeof m.data === "string") {
+      const parsed = parseFrames(m.data);
+      for (const e of parsed.errors) ev.garbage(e);
+      if (parsed.frames.length > 0) ev.frames(parsed.frames);
+      return;
+    }
+    if (!reader) return ev.garbage("a binary message");
+    const bytes = m.data instanceof ArrayBuffer ? new Uint8Array(m.data) : ArrayBuffer.isView(m.data) ? new Uint8Array(m.data.buffer, m.data.byteOffset, m.data.byteLength) : void 0;
+    if (!bytes) return unreadable("a binary message that is not an ArrayBuffer");
+    const { frames, error } = reader.read(bytes);
+    if (frames.length > 0) ev.frames(frames);
+    if (error !== void 0) unreadable(`a compact frame that cannot be read: ${error}`);
   };
   ws.onerror = () => void 0;
   ws.onclose = (c) => {
@@ -621,9 +1092,12 @@ function openWebSocket(env, req, ev, tokenInQuery = false) {
   };
   return {
     kind: "websocket",
+    get encoding() {
+      return reader ? "proto" : "json";
+    },
     send(frame) {
       if (done || ws.readyState !== 1) return false;
-      ws.send(encodeFrame(frame));
+      write(frame);
       return true;
     },
     close() {
@@ -657,7 +1131,7 @@ var Fallback = class {
   /** Opens a transport of the current kind. */
   open(req, events) {
     const kind = this.kind;
-    return kind === "websocket" ? openWebSocket(this.o.env, req, events, this.o.tokenInQuery) : kind === "sse" ? openSse(this.o.env, req, events) : openPoll(this.o.env, req, events, this.o.pollTimeoutMs);
+    return kind === "websocket" ? openWebSocket(this.o.env, req, events, this.o.tokenInQuery, this.o.encoding) : kind === "sse" ? openSse(this.o.env, req, events) : openPoll(this.o.env, req, events, this.o.pollTimeoutMs);
   }
   /** Opening the current transport failed (it threw, ended before its `welcome`, or none came in time). */
   failed() {
@@ -725,7 +1199,7 @@ var Fallback = class {
     let p;
     const events = this.host.eventsOf(() => p);
     try {
-      p = openWebSocket(this.o.env, { baseUrl: this.o.baseUrl, token, channels: [], cursors: [] }, events, this.o.tokenInQuery);
+      p = openWebSocket(this.o.env, { baseUrl: this.o.baseUrl, token, channels: [], cursors: [] }, events, this.o.tokenInQuery, this.o.encoding);
     } catch {
       return this.scheduleProbe();
     }
@@ -857,6 +1331,8 @@ var Link = class {
         return;
       case "reconnect":
         return this.host.reconnectAsked(f);
+      case "disconnect":
+        return this.host.disconnectAsked(f);
       case "error":
         return this.onError(f);
       default:
@@ -913,6 +1389,8 @@ function connectionSettings(opts) {
   const env = opts.environment ?? defaultEnvironment();
   const kinds = (opts.transports ?? ["websocket", "sse", "poll"]).filter((k) => (k === "websocket" ? env.WebSocket : k === "sse" ? env.EventSource : env.fetch) !== void 0);
   if (kinds.length === 0) throw new TypeError("none of the transports is available in this environment");
+  const encoding = opts.encoding ?? "json";
+  if (encoding !== "json" && encoding !== "proto") throw new TypeError(`encoding must be 'json' or 'proto', not ${String(encoding)}`);
   return {
     baseUrl,
     env,
@@ -923,41 +1401,9 @@ function connectionSettings(opts) {
     connectTimeoutMs: opts.connectTimeoutMs ?? 15e3,
     requestTimeoutMs: opts.requestTimeoutMs ?? 1e4,
     pollTimeoutMs: Math.min(opts.pollTimeoutMs ?? 25e3, 6e4),
-    tokenInQuery: opts.tokenInQuery ?? false
+    tokenInQuery: opts.tokenInQuery ?? false,
+    encoding
   };
-}
-
-// src/publish.ts
-async function publishOverHttp(http, body, channel, retryRefused = true) {
-  const f = http.fetch;
-  if (!f) throw new HeraldError("not_supported", "not connected over a WebSocket, and no fetch to publish over HTTP", channel);
-  const token = await http.tokens.get();
-  const abort = new AbortController();
-  const timer = setTimeout(() => abort.abort(), http.timeoutMs);
-  let status;
-  let text;
-  try {
-    const r = await f(http.baseUrl + "/v1/publish", { method: "POST", headers: { authorization: "Bearer " + token, "content-type": "application/json" }, body, signal: abort.signal });
-    status = r.status;
-    text = await r.text();
-  } catch (e) {
-    if (abort.signal.aborted) throw new HeraldError("timeout", `no answer to publish on ${channel} within ${http.timeoutMs} ms`, channel);
-    throw new HeraldError("disconnected", `publish on ${channel} over HTTP failed: ${e instanceof Error ? e.message : String(e)}`, channel);
-  } finally {
-    clearTimeout(timer);
-  }
-  let answer;
-  try {
-    answer = JSON.parse(text);
-  } catch {
-    throw new HeraldError("unavailable", `publish on ${channel} answered HTTP ${status} without JSON`, channel);
-  }
-  if (status === 401 && retryRefused && http.tokens.renewable) {
-    http.tokens.invalidate();
-    return publishOverHttp(http, body, channel, false);
-  }
-  if (status !== 200) throw new HeraldError(answer.error?.code ?? "internal", answer.error?.message ?? `HTTP ${status}`, channel);
-  return { cursor: String(answer.cursor), messageId: String(answer.message_id), duplicate: answer.duplicate === true };
 }
 
 // src/connection.ts
@@ -968,7 +1414,7 @@ var NO_CHANNELS = {
   onFrame: () => false,
   replaying: false
 };
-var SERVER_CLOSE_CODES = /* @__PURE__ */ new Set([1001, 1008, 1009, 4001, 4002, 4008, 4029]);
+var SERVER_CLOSE_CODES = /* @__PURE__ */ new Set([1001, 1008, 1009, 4001, 4002, 4008, 4010, 4011, 4029]);
 var Connection = class {
   constructor(opts, events) {
     this.events = events;
@@ -998,6 +1444,7 @@ var Connection = class {
       welcomed: (f) => this.onWelcome(f),
       channelFrame: (f) => this.channels.onFrame(f),
       reconnectAsked: (f) => this.onReconnectFrame(f),
+      disconnectAsked: (f) => this.onServerDisconnect(String(f.code ?? "disconnected"), String(f.reason ?? ""), f.reconnect === true),
       closed: (code, reason, welcomed) => this.onClosed(code, reason, welcomed),
       dead: (welcomed, limitMs) => this.onDead(welcomed, limitMs),
       request: (frame, what) => this.request(frame, what),
@@ -1027,9 +1474,17 @@ var Connection = class {
   get transportKind() {
     return this.link?.transport.kind ?? this.fallback.kind;
   }
-  /** `running`, or paused by the app, or closed by it, or failed for good. */
+  /** `running`, or paused by the app, or stopped by the server, or closed by the app, or failed for good. */
   get mode() {
     return this.modeNow;
+  }
+  /** The WebSocket's frame encoding (`json` on SSE, long-poll, and before a WebSocket is open). */
+  get encoding() {
+    return this.link?.transport.encoding ?? "json";
+  }
+  /** The HTTP API with the client token. */
+  get http() {
+    return { fetch: this.o.env.fetch, baseUrl: this.o.baseUrl, tokens: this.tokens, timeoutMs: this.o.requestTimeoutMs };
   }
   /** The link's `welcome` came. */
   get welcomed() {
@@ -1050,6 +1505,13 @@ var Connection = class {
     this.modeNow = "paused";
     this.teardown();
     this.setState("disconnected", reason);
+  }
+  /** Connects again after the server said not to reconnect, or after `pause()`. */
+  connect() {
+    if (this.modeNow !== "paused" && this.modeNow !== "stopped") return;
+    this.modeNow = "running";
+    this.backoff.reset();
+    void this.open("connecting again");
   }
   /** Reconnects after `pause()`, or now while waiting out a backoff. */
   resume() {
@@ -1096,10 +1558,6 @@ var Connection = class {
     if (!this.welcomed) return;
     const replaying = this.channels.replaying;
     this.setState(replaying ? "recovering" : "connected", replaying ? "resuming channels from their cursors" : reason);
-  }
-  /** `POST /v1/publish` with the client token (SSE, long-poll, or between links). */
-  publishOverHttp(body, channel) {
-    return publishOverHttp({ fetch: this.o.env.fetch, baseUrl: this.o.baseUrl, tokens: this.tokens, timeoutMs: this.o.requestTimeoutMs }, body, channel);
   }
   // ---- opening and ending links -------------------------------------------------------------
   async open(reason) {
@@ -1178,6 +1636,11 @@ var Connection = class {
       }
       case 4008:
         return this.reconnect("fell behind (lagged): resuming", Math.min(this.backoff.next(), 1e3));
+      // A close without the `disconnect` frame before it (which would have ended the link).
+      case 4010:
+        return this.onServerDisconnect("disconnected", reason, true);
+      case 4011:
+        return this.onServerDisconnect("revoked", reason, false);
       default:
         if (!welcomed && (code === void 0 || !SERVER_CLOSE_CODES.has(code))) this.fallback.failed();
         return this.reconnect(reason);
@@ -1194,6 +1657,25 @@ var Connection = class {
     const delay = this.backoff.hinted(Number(f.after_ms ?? 0));
     this.teardown();
     this.reconnect(`the server asked to reconnect in ${delay} ms (${f.reason ?? "no reason given"})`, delay);
+  }
+  /**
+   * The server ended the connection on purpose. With `reconnect` (never after `revoked`) it
+   * reconnects with the usual backoff; otherwise it stays `disconnected` until `connect()`, which
+   * after `revoked` fetches a new token first.
+   */
+  onServerDisconnect(code, reason, reconnect) {
+    this.teardown();
+    if (this.modeNow !== "running") return;
+    const why = `disconnected by the server (${code}${reason ? `: ${reason}` : ""})`;
+    reconnect && (reconnect = code !== "revoked");
+    if (reconnect) {
+      this.reconnect(why);
+    } else {
+      if (code === "revoked") this.tokens.invalidate();
+      this.modeNow = "stopped";
+      this.setState("disconnected", `${why}; connect() to reconnect`);
+    }
+    this.events.emit("disconnected", { code, reason, reconnect });
   }
   fail(reason) {
     this.modeNow = "failed";
@@ -1259,6 +1741,94 @@ function message(e) {
   return e instanceof Error ? e.message : String(e);
 }
 
+// src/devices.ts
+function deviceFields(d, withApp) {
+  if (d.platform !== "apns" && d.platform !== "fcm") throw new HeraldError("bad_request", `platform must be 'apns' or 'fcm', not ${String(d.platform)}`);
+  if (typeof d.token !== "string" || d.token === "") throw new HeraldError("bad_request", "the device token is missing");
+  const fields = { platform: d.platform, token: d.token };
+  if (!withApp) return fields;
+  if (typeof d.app !== "string" || d.app === "") throw new HeraldError("bad_request", "the app's bundle or project id is missing");
+  return { ...fields, app: d.app };
+}
+
+// src/http.ts
+async function callHttp(http, call, retryRefused = true) {
+  const { what, channel } = call;
+  const f = http.fetch;
+  if (!f) throw new HeraldError("not_supported", `no fetch in this environment for ${what} over HTTP`, channel);
+  const token = await http.tokens.get();
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), http.timeoutMs);
+  const headers = { authorization: "Bearer " + token };
+  if (call.body !== void 0) headers["content-type"] = "application/json";
+  let status;
+  let text;
+  try {
+    const r = await f(http.baseUrl + call.path, { method: call.method, headers, body: call.body, signal: abort.signal, cache: "no-store" });
+    status = r.status;
+    text = await r.text();
+  } catch (e) {
+    if (abort.signal.aborted) throw new HeraldError("timeout", `no answer to ${what} within ${http.timeoutMs} ms`, channel);
+    throw new HeraldError("disconnected", `${what} over HTTP failed: ${e instanceof Error ? e.message : String(e)}`, channel);
+  } finally {
+    clearTimeout(timer);
+  }
+  let answer;
+  try {
+    answer = JSON.parse(text);
+  } catch {
+    throw new HeraldError("unavailable", `${what} answered HTTP ${status} without JSON`, channel);
+  }
+  if (status === 401 && retryRefused && http.tokens.renewable) {
+    http.tokens.invalidate();
+    return callHttp(http, call, false);
+  }
+  if (status < 200 || status > 299 || typeof answer !== "object" || answer === null) throw new HeraldError(answer?.error?.code ?? "internal", answer?.error?.message ?? `HTTP ${status}`, channel);
+  return answer;
+}
+
+// src/history.ts
+function query(channel, opts) {
+  if (!validChannel(channel)) throw new HeraldError("invalid_channel", `"${channel}" is not a channel name`, channel);
+  const { limit, since, before, sinceMs } = opts;
+  if (limit !== void 0 && !(Number.isInteger(limit) && limit >= 1 && limit <= 1e3)) throw new HeraldError("bad_request", `limit must be an integer from 1 to 1000, not ${limit}`, channel);
+  if ([since, before, sinceMs].filter((x) => x !== void 0).length > 1) throw new HeraldError("bad_request", "give at most one of since, before and sinceMs", channel);
+  if (sinceMs !== void 0 && !(Number.isInteger(sinceMs) && sinceMs >= 0)) throw new HeraldError("bad_request", `sinceMs must be a time in ms, not ${sinceMs}`, channel);
+  const q = new URLSearchParams({ channel });
+  if (limit !== void 0) q.set("limit", String(limit));
+  if (since !== void 0) q.set("since", since);
+  if (before !== void 0) q.set("before", before);
+  if (sinceMs !== void 0) q.set("since_ms", String(sinceMs));
+  return q;
+}
+async function fetchHistory(http, channel, opts = {}) {
+  const q = query(channel, opts);
+  const a = await callHttp(http, { method: "GET", path: `/v1/history?${q.toString()}`, what: `history of ${channel}`, channel });
+  const frames = Array.isArray(a.messages) ? a.messages : [];
+  const messages = frames.map((f) => ({ channel, id: String(f.id), cursor: String(f.cursor), ts: Number(f.ts ?? 0), data: f.data }));
+  const cursor = String(a.cursor);
+  const before = typeof a.before === "string" ? a.before : void 0;
+  const more = a.more === true;
+  const forward = opts.since !== void 0 || opts.sinceMs !== void 0;
+  const limit = opts.limit !== void 0 ? { limit: opts.limit } : {};
+  const next = !more ? void 0 : forward ? { ...limit, since: cursor } : before !== void 0 ? { ...limit, before } : void 0;
+  return { channel, messages, cursor, before, more, complete: a.complete !== false, next };
+}
+async function* historyPages(http, channel, opts = {}) {
+  let next = opts;
+  while (next) {
+    const page = await fetchHistory(http, channel, next);
+    yield page;
+    next = page.next;
+  }
+}
+
+// src/publish.ts
+async function publishOverHttp(http, body, channel) {
+  const answer = await callHttp(http, { method: "POST", path: "/v1/publish", body, what: `publish on ${channel}`, channel });
+  return { cursor: String(answer.cursor), messageId: String(answer.message_id), duplicate: answer.duplicate === true };
+}
+
 // src/client.ts
 var HeraldClient = class {
   constructor(opts) {
@@ -1275,6 +1845,10 @@ var HeraldClient = class {
   /** The transport in use (or about to be tried). */
   get transportKind() {
     return this.connection.transportKind;
+  }
+  /** The WebSocket's frame encoding on this connection: `proto` once the server accepted it, else `json`. */
+  get encoding() {
+    return this.connection.encoding;
   }
   /** Listens for an event; returns a function that stops listening. */
   on(event, listener) {
@@ -1296,13 +1870,51 @@ var HeraldClient = class {
   async publish(channel, data, opts = {}) {
     const c = this.connection;
     if (!validChannel(channel)) throw new HeraldError("invalid_channel", `"${channel}" is not a channel name`, channel);
-    if (c.mode === "closed" || c.mode === "failed") throw new HeraldError("disconnected", `the client is ${c.mode}`, channel);
+    if (c.mode === "closed" || c.mode === "failed" || c.mode === "stopped") throw new HeraldError("disconnected", `the client is ${c.mode}`, channel);
     const key = opts.idempotencyKey !== void 0 ? { idempotency_key: opts.idempotencyKey } : {};
     if (c.onWebSocket && c.welcomed) {
       const f = await c.request({ type: "publish", channel, data, ...key }, `publish on ${channel}`);
       return { cursor: String(f.cursor), messageId: String(f.message_id), duplicate: f.duplicate === true };
     }
-    return c.publishOverHttp(JSON.stringify({ channel, data, ...key }), channel);
+    return publishOverHttp(c.http, JSON.stringify({ channel, data, ...key }), channel);
+  }
+  /**
+   * A page of `channel`'s history over `GET /v1/history` with the client token: the newest
+   * `limit` records, or those `before` a page, or `since` a cursor or `sinceMs` a time; oldest
+   * first. `page.next` asks for the next page; subscribing with `since: page.cursor` after the
+   * newest page continues live with nothing missed or repeated.
+   */
+  history(channel, opts = {}) {
+    return fetchHistory(this.connection.http, channel, opts);
+  }
+  /** Every page of `channel`'s history from `opts` on: backward from the newest (or `before`), forward from `since`/`sinceMs`. */
+  historyPages(channel, opts = {}) {
+    return historyPages(this.connection.http, channel, opts);
+  }
+  /**
+   * Registers this device for push notifications to its user (docs/push.md): over the WebSocket
+   * when connected on one, else over `POST /v1/devices`. Register again on every app start.
+   */
+  async registerDevice(device) {
+    return this.device({ type: "register_device", ...deviceFields(device, true) }, "POST", "register the device");
+  }
+  /** Removes this device's registration: over the WebSocket when connected on one, else over `DELETE /v1/devices`. */
+  async unregisterDevice(device) {
+    return this.device({ type: "unregister_device", ...deviceFields(device, false) }, "DELETE", "unregister the device");
+  }
+  async device(frame, method, what) {
+    const c = this.connection;
+    if (c.onWebSocket && c.welcomed) {
+      try {
+        const f = await c.request(frame, what);
+        return { registered: f.registered === true };
+      } catch (e) {
+        if (!(e instanceof HeraldError) || e.code !== "unknown_type") throw e;
+      }
+    }
+    const { type: _type, ...body } = frame;
+    await callHttp(c.http, { method, path: "/v1/devices", body: JSON.stringify(body), what });
+    return { registered: method === "POST" };
   }
   /** Who is on `channel` now. Needs the WebSocket: on SSE or long-poll it rejects with `not_supported`. */
   async presence(channel) {
@@ -1327,6 +1939,14 @@ var HeraldClient = class {
    */
   resume() {
     this.connection.resume();
+  }
+  /**
+   * Connects again after the server ended the connection and said not to reconnect (the
+   * `disconnected` event; after `revoked` with a new token from the token function), or after
+   * `pause()`. Every channel resumes from its cursor.
+   */
+  connect() {
+    this.connection.connect();
   }
   /** Closes for good. */
   close() {
@@ -1399,11 +2019,13 @@ function attachBrowserLifecycle(client, opts = {}) {
 export {
   Backoff,
   ChannelTable,
+  CompactReader,
   Connection,
   CursorStore,
   Dedupe,
   HeraldClient,
   HeraldError,
   attachBrowserLifecycle,
+  encodeCompact,
   parseFrames
 };

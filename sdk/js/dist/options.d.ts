@@ -2,6 +2,7 @@
 import type { BackoffOptions } from './backoff.js';
 import type { TokenProvider } from './token.js';
 import { type Environment, type TransportKind } from './transport.js';
+import type { Encoding } from './websocket.js';
 /** Client options. */
 export interface ClientOptions {
     /** Herald's address: `https://herald.example.com` (`wss://` works too). */
@@ -29,6 +30,12 @@ export interface ClientOptions {
     requestTimeoutMs?: number;
     /** How long one long-poll request waits for records, ms (default 25000, at most 60000). */
     pollTimeoutMs?: number;
+    /**
+     * The WebSocket's frames: `json` (the default) or `proto`, the compact binary encoding
+     * (`herald.v1.proto`: about a third of JSON's overhead per record). A server that does not
+     * offer it gets JSON. SSE and long-poll are always JSON.
+     */
+    encoding?: Encoding;
     /** Send the WebSocket's token in `?token=` instead of the `auth` frame (only where a proxy needs it; it shows in logs). */
     tokenInQuery?: boolean;
     /** Constructors to use instead of the environment's (tests, polyfills). */
@@ -50,6 +57,7 @@ export interface ConnectionSettings {
     requestTimeoutMs: number;
     pollTimeoutMs: number;
     tokenInQuery: boolean;
+    encoding: Encoding;
 }
-/** Checks `opts` and fills in the defaults; a `TypeError` for a url that is not http(s) or ws(s), or when no transport is available. */
+/** Checks `opts` and fills in the defaults; a `TypeError` for a url that is not http(s) or ws(s), an unknown encoding, or when no transport is available. */
 export declare function connectionSettings(opts: ConnectionOptions): ConnectionSettings;

@@ -1,5 +1,5 @@
-import type { TokenSource } from './token.js';
-import type { FetchLike } from './transport.js';
+/** Publishing without the WebSocket: `POST /v1/publish` with the client token. */
+import { type HttpApi } from './http.js';
 /** What `publish` resolves to. */
 export interface Published {
     cursor: string;
@@ -7,16 +7,5 @@ export interface Published {
     /** The idempotency key had been used already: this is the first record's cursor and id. */
     duplicate: boolean;
 }
-/** Where and how to publish over HTTP. */
-export interface HttpPublisher {
-    fetch: FetchLike | undefined;
-    /** `http(s)://host[:port]`, without a trailing slash. */
-    baseUrl: string;
-    tokens: TokenSource;
-    timeoutMs: number;
-}
-/**
- * Publishes `body` (the JSON of `channel`, `data` and an optional `idempotency_key`) over HTTP;
- * a token refused with 401 is renewed once (when the provider is a function).
- */
-export declare function publishOverHttp(http: HttpPublisher, body: string, channel: string, retryRefused?: boolean): Promise<Published>;
+/** Publishes `body` (the JSON of `channel`, `data` and an optional `idempotency_key`) over HTTP. */
+export declare function publishOverHttp(http: HttpApi, body: string, channel: string): Promise<Published>;

@@ -23,7 +23,7 @@ export interface ChannelEvents {
 /** What the channel table needs of the connection it rides on. */
 export interface ChannelCarrier {
   /** `closed` and `failed` take no new subscription. */
-  readonly mode: 'running' | 'paused' | 'closed' | 'failed';
+  readonly mode: 'running' | 'paused' | 'stopped' | 'closed' | 'failed';
   /** The transport is a WebSocket (channels are subscribed one by one); otherwise one stream carries them all. */
   readonly onWebSocket: boolean;
   /** The transport's `welcome` came. */

@@ -10,9 +10,12 @@
 import { ChannelTable, type ChannelEvents } from './channels.js';
 import { Connection } from './connection.js';
 import { Emitter, type Listener } from './events.js';
-import { validChannel, type PresenceMember } from './frames.js';
+import { deviceFields, type DeviceOptions, type DeviceRef, type DeviceRegistration } from './devices.js';
+import { validChannel, type ClientFrame, type PresenceMember } from './frames.js';
+import { fetchHistory, historyPages, type HistoryOptions, type HistoryPage } from './history.js';
+import { callHttp } from './http.js';
 import type { ClientOptions } from './options.js';
-import type { Published } from './publish.js';
+import { publishOverHttp, type Published } from './publish.js';
 import { HeraldError } from './requests.js';
 import type { ConnectionEvents, ConnectionState } from './state.js';
 import type { HeraldMessage, Subscription, SubscribeOptions } from './subscription.js';
@@ -65,6 +68,11 @@ export class HeraldClient {
     return this.connection.transportKind;
   }
 
+  /** The WebSocket's frame encoding on this connection: `proto` once the server accepted it, else `json`. */
+  get encoding(): 'json' | 'proto' {
+    return this.connection.encoding;
+  }
+
   /** Listens for an event; returns a function that stops listening. */
   on<K extends keyof HeraldEvents>(event: K, listener: Listener<HeraldEvents[K]>): () => void {
     return this.events.on(event, listener);
@@ -87,13 +95,57 @@ export class HeraldClient {
   async publish(channel: string, data: unknown, opts: PublishOptions = {}): Promise<Published> {
     const c = this.connection;
     if (!validChannel(channel)) throw new HeraldError('invalid_channel', `"${channel}" is not a channel name`, channel);
-    if (c.mode === 'closed' || c.mode === 'failed') throw new HeraldError('disconnected', `the client is ${c.mode}`, channel);
+    if (c.mode === 'closed' || c.mode === 'failed' || c.mode === 'stopped') throw new HeraldError('disconnected', `the client is ${c.mode}`, channel);
     const key = opts.idempotencyKey !== undefined ? { idempotency_key: opts.idempotencyKey } : {};
     if (c.onWebSocket && c.welcomed) {
       const f = await c.request({ type: 'publish', channel, data, ...key }, `publish on ${channel}`);
       return { cursor: String(f.cursor), messageId: String(f.message_id), duplicate: f.duplicate === true };
     }
-    return c.publishOverHttp(JSON.stringify({ channel, data, ...key }), channel);
+    return publishOverHttp(c.http, JSON.stringify({ channel, data, ...key }), channel);
+  }
+
+  /**
+   * A page of `channel`'s history over `GET /v1/history` with the client token: the newest
+   * `limit` records, or those `before` a page, or `since` a cursor or `sinceMs` a time; oldest
+   * first. `page.next` asks for the next page; subscribing with `since: page.cursor` after the
+   * newest page continues live with nothing missed or repeated.
+   */
+  history<T = unknown>(channel: string, opts: HistoryOptions = {}): Promise<HistoryPage<T>> {
+    return fetchHistory<T>(this.connection.http, channel, opts);
+  }
+
+  /** Every page of `channel`'s history from `opts` on: backward from the newest (or `before`), forward from `since`/`sinceMs`. */
+  historyPages<T = unknown>(channel: string, opts: HistoryOptions = {}): AsyncGenerator<HistoryPage<T>, void, undefined> {
+    return historyPages<T>(this.connection.http, channel, opts);
+  }
+
+  /**
+   * Registers this device for push notifications to its user (docs/push.md): over the WebSocket
+   * when connected on one, else over `POST /v1/devices`. Register again on every app start.
+   */
+  async registerDevice(device: DeviceOptions): Promise<DeviceRegistration> {
+    return this.device({ type: 'register_device', ...deviceFields(device, true) }, 'POST', 'register the device');
+  }
+
+  /** Removes this device's registration: over the WebSocket when connected on one, else over `DELETE /v1/devices`. */
+  async unregisterDevice(device: DeviceRef): Promise<DeviceRegistration> {
+    return this.device({ type: 'unregister_device', ...deviceFields(device, false) }, 'DELETE', 'unregister the device');
+  }
+
+  private async device(frame: ClientFrame, method: 'POST' | 'DELETE', what: string): Promise<DeviceRegistration> {
+    const c = this.connection;
+    if (c.onWebSocket && c.welcomed) {
+      try {
+        const f = await c.request(frame, what);
+        return { registered: f.registered === true };
+      } catch (e) {
+        // A server from before the device frames: its HTTP API does the same.
+        if (!(e instanceof HeraldError) || e.code !== 'unknown_type') throw e;
+      }
+    }
+    const { type: _type, ...body } = frame;
+    await callHttp(c.http, { method, path: '/v1/devices', body: JSON.stringify(body), what });
+    return { registered: method === 'POST' };
   }
 
   /** Who is on `channel` now. Needs the WebSocket: on SSE or long-poll it rejects with `not_supported`. */
@@ -121,6 +173,15 @@ export class HeraldClient {
    */
   resume(): void {
     this.connection.resume();
+  }
+
+  /**
+   * Connects again after the server ended the connection and said not to reconnect (the
+   * `disconnected` event; after `revoked` with a new token from the token function), or after
+   * `pause()`. Every channel resumes from its cursor.
+   */
+  connect(): void {
+    this.connection.connect();
   }
 
   /** Closes for good. */

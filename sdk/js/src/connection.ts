@@ -12,7 +12,7 @@ import { Fallback } from './fallback.js';
 import type { ClientFrame, ServerFrame } from './frames.js';
 import { Link, type LinkHost } from './link.js';
 import { connectionSettings, type ConnectionOptions, type ConnectionSettings } from './options.js';
-import { publishOverHttp, type Published } from './publish.js';
+import type { HttpApi } from './http.js';
 import { HeraldError, Requests } from './requests.js';
 import { Timers } from './timers.js';
 import type { ConnectionEvents, ConnectionState } from './state.js';
@@ -43,7 +43,10 @@ const NO_CHANNELS: ConnectionChannels = {
 };
 
 /** Close codes the server sends on purpose: it was reached, so the transport itself works. */
-const SERVER_CLOSE_CODES = new Set([1001, 1008, 1009, 4001, 4002, 4008, 4029]);
+const SERVER_CLOSE_CODES = new Set([1001, 1008, 1009, 4001, 4002, 4008, 4010, 4011, 4029]);
+
+/** What the connection is doing: running, paused by the app, stopped by the server (`disconnect`), closed by the app, or failed for good. */
+export type ConnectionMode = 'running' | 'paused' | 'stopped' | 'closed' | 'failed';
 
 /** A Herald connection, reconnecting until paused, closed or failed. `start()` opens it. */
 export class Connection {
@@ -56,7 +59,7 @@ export class Connection {
   private readonly fallback: Fallback;
   private readonly timers = new Timers<'reconnect' | 'stable'>();
   private channels = NO_CHANNELS;
-  private modeNow: 'running' | 'paused' | 'closed' | 'failed' = 'running';
+  private modeNow: ConnectionMode = 'running';
   private stateNow: ConnectionState = 'connecting';
   private announced = false;
   private link: Link | undefined;
@@ -86,6 +89,7 @@ export class Connection {
       welcomed: (f) => this.onWelcome(f),
       channelFrame: (f) => this.channels.onFrame(f),
       reconnectAsked: (f) => this.onReconnectFrame(f),
+      disconnectAsked: (f) => this.onServerDisconnect(String(f.code ?? 'disconnected'), String(f.reason ?? ''), f.reconnect === true),
       closed: (code, reason, welcomed) => this.onClosed(code, reason, welcomed),
       dead: (welcomed, limitMs) => this.onDead(welcomed, limitMs),
       request: (frame, what) => this.request(frame, what),
@@ -120,9 +124,19 @@ export class Connection {
     return this.link?.transport.kind ?? this.fallback.kind;
   }
 
-  /** `running`, or paused by the app, or closed by it, or failed for good. */
-  get mode(): 'running' | 'paused' | 'closed' | 'failed' {
+  /** `running`, or paused by the app, or stopped by the server, or closed by the app, or failed for good. */
+  get mode(): ConnectionMode {
     return this.modeNow;
+  }
+
+  /** The WebSocket's frame encoding (`json` on SSE, long-poll, and before a WebSocket is open). */
+  get encoding(): 'json' | 'proto' {
+    return this.link?.transport.encoding ?? 'json';
+  }
+
+  /** The HTTP API with the client token. */
+  get http(): HttpApi {
+    return { fetch: this.o.env.fetch, baseUrl: this.o.baseUrl, tokens: this.tokens, timeoutMs: this.o.requestTimeoutMs };
   }
 
   /** The link's `welcome` came. */
@@ -148,6 +162,14 @@ export class Connection {
     this.modeNow = 'paused';
     this.teardown();
     this.setState('disconnected', reason);
+  }
+
+  /** Connects again after the server said not to reconnect, or after `pause()`. */
+  connect(): void {
+    if (this.modeNow !== 'paused' && this.modeNow !== 'stopped') return;
+    this.modeNow = 'running';
+    this.backoff.reset();
+    void this.open('connecting again');
   }
 
   /** Reconnects after `pause()`, or now while waiting out a backoff. */
@@ -203,11 +225,6 @@ export class Connection {
     if (!this.welcomed) return;
     const replaying = this.channels.replaying;
     this.setState(replaying ? 'recovering' : 'connected', replaying ? 'resuming channels from their cursors' : reason);
-  }
-
-  /** `POST /v1/publish` with the client token (SSE, long-poll, or between links). */
-  publishOverHttp(body: string, channel: string): Promise<Published> {
-    return publishOverHttp({ fetch: this.o.env.fetch, baseUrl: this.o.baseUrl, tokens: this.tokens, timeoutMs: this.o.requestTimeoutMs }, body, channel);
   }
 
   // ---- opening and ending links -------------------------------------------------------------
@@ -292,6 +309,11 @@ export class Connection {
       }
       case 4008:
         return this.reconnect('fell behind (lagged): resuming', Math.min(this.backoff.next(), 1000));
+      // A close without the `disconnect` frame before it (which would have ended the link).
+      case 4010:
+        return this.onServerDisconnect('disconnected', reason, true);
+      case 4011:
+        return this.onServerDisconnect('revoked', reason, false);
       default:
         if (!welcomed && (code === undefined || !SERVER_CLOSE_CODES.has(code))) this.fallback.failed();
         return this.reconnect(reason);
@@ -310,6 +332,26 @@ export class Connection {
     const delay = this.backoff.hinted(Number(f.after_ms ?? 0));
     this.teardown();
     this.reconnect(`the server asked to reconnect in ${delay} ms (${f.reason ?? 'no reason given'})`, delay);
+  }
+
+  /**
+   * The server ended the connection on purpose. With `reconnect` (never after `revoked`) it
+   * reconnects with the usual backoff; otherwise it stays `disconnected` until `connect()`, which
+   * after `revoked` fetches a new token first.
+   */
+  private onServerDisconnect(code: string, reason: string, reconnect: boolean): void {
+    this.teardown();
+    if (this.modeNow !== 'running') return;
+    const why = `disconnected by the server (${code}${reason ? `: ${reason}` : ''})`;
+    reconnect &&= code !== 'revoked';
+    if (reconnect) {
+      this.reconnect(why);
+    } else {
+      if (code === 'revoked') this.tokens.invalidate();
+      this.modeNow = 'stopped';
+      this.setState('disconnected', `${why}; connect() to reconnect`);
+    }
+    this.events.emit('disconnected', { code, reason, reconnect });
   }
 
   private fail(reason: string): void {

@@ -51,7 +51,7 @@ export class Fallback {
   /** Opens a transport of the current kind. */
   open(req: TransportRequest, events: TransportEvents): Transport {
     const kind = this.kind;
-    return kind === 'websocket' ? openWebSocket(this.o.env, req, events, this.o.tokenInQuery) : kind === 'sse' ? openSse(this.o.env, req, events) : openPoll(this.o.env, req, events, this.o.pollTimeoutMs);
+    return kind === 'websocket' ? openWebSocket(this.o.env, req, events, this.o.tokenInQuery, this.o.encoding) : kind === 'sse' ? openSse(this.o.env, req, events) : openPoll(this.o.env, req, events, this.o.pollTimeoutMs);
   }
 
   /** Opening the current transport failed (it threw, ended before its `welcome`, or none came in time). */
@@ -130,7 +130,7 @@ export class Fallback {
     let p: Transport | undefined;
     const events = this.host.eventsOf(() => p);
     try {
-      p = openWebSocket(this.o.env, { baseUrl: this.o.baseUrl, token, channels: [], cursors: [] }, events, this.o.tokenInQuery);
+      p = openWebSocket(this.o.env, { baseUrl: this.o.baseUrl, token, channels: [], cursors: [] }, events, this.o.tokenInQuery, this.o.encoding);
     } catch {
       return this.scheduleProbe();
     }

@@ -10,9 +10,11 @@
  */
 export { HeraldClient } from './client.js';
 export type { HeraldEvents, Presence, PublishOptions } from './client.js';
+export type { HistoryOptions, HistoryPage } from './history.js';
+export type { DeviceOptions, DeviceRef, DeviceRegistration } from './devices.js';
 export type { ClientOptions } from './options.js';
 export type { Published } from './publish.js';
-export type { ConnectionState, StateChange } from './state.js';
+export type { ConnectionState, ServerDisconnect, StateChange } from './state.js';
 export type { HeraldMessage, PresenceEvent, Subscription, SubscribeOptions } from './subscription.js';
 export { HeraldError } from './requests.js';
 export { attachBrowserLifecycle } from './lifecycle.js';
@@ -34,4 +36,7 @@ export { Backoff } from './backoff.js';
 export { CursorStore } from './cursors.js';
 export { Dedupe } from './dedupe.js';
 export { parseFrames } from './frames.js';
+export { CompactReader, encodeCompact } from './compact.js';
+export type { CompactFrames } from './compact.js';
+export type { Encoding } from './websocket.js';
 export type { ParsedFrames, ServerFrame } from './frames.js';

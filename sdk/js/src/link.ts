@@ -3,7 +3,7 @@
  * with, its `welcome`, its heartbeats (nothing heard for two of them, or no `welcome` within the
  * connect timeout, and it is dead), its frames (pings answered, errors reported, channel frames and
  * replies handed on) and its token, refreshed before it expires. What a welcome, an end, a death
- * or a `reconnect` frame means for the connection is for its `LinkHost` (the connection) to say.
+ * or a `reconnect` or `disconnect` frame means for the connection is for its `LinkHost` (the connection) to say.
  */
 import type { EventSink } from './events.js';
 import type { ClientFrame, ServerFrame } from './frames.js';
@@ -31,6 +31,8 @@ export interface LinkHost {
   channelFrame(f: ServerFrame): boolean;
   /** The server asked to reconnect (a `reconnect` frame). */
   reconnectAsked(f: ServerFrame): void;
+  /** The server ended the connection (a `disconnect` frame). */
+  disconnectAsked(f: ServerFrame): void;
   /** The transport ended by itself, with `code` (or the one a fatal `error` frame announced). */
   closed(code: number | undefined, reason: string, welcomed: boolean): void;
   /** Nothing was heard for `limitMs`. */
@@ -126,6 +128,8 @@ export class Link {
         return;
       case 'reconnect':
         return this.host.reconnectAsked(f);
+      case 'disconnect':
+        return this.host.disconnectAsked(f);
       case 'error':
         return this.onError(f);
       default:

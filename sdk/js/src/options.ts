@@ -2,6 +2,7 @@
 import type { BackoffOptions } from './backoff.js';
 import type { TokenProvider } from './token.js';
 import { defaultEnvironment, type Environment, type TransportKind } from './transport.js';
+import type { Encoding } from './websocket.js';
 
 /** Client options. */
 export interface ClientOptions {
@@ -30,6 +31,12 @@ export interface ClientOptions {
   requestTimeoutMs?: number;
   /** How long one long-poll request waits for records, ms (default 25000, at most 60000). */
   pollTimeoutMs?: number;
+  /**
+   * The WebSocket's frames: `json` (the default) or `proto`, the compact binary encoding
+   * (`herald.v1.proto`: about a third of JSON's overhead per record). A server that does not
+   * offer it gets JSON. SSE and long-poll are always JSON.
+   */
+  encoding?: Encoding;
   /** Send the WebSocket's token in `?token=` instead of the `auth` frame (only where a proxy needs it; it shows in logs). */
   tokenInQuery?: boolean;
   /** Constructors to use instead of the environment's (tests, polyfills). */
@@ -53,15 +60,18 @@ export interface ConnectionSettings {
   requestTimeoutMs: number;
   pollTimeoutMs: number;
   tokenInQuery: boolean;
+  encoding: Encoding;
 }
 
-/** Checks `opts` and fills in the defaults; a `TypeError` for a url that is not http(s) or ws(s), or when no transport is available. */
+/** Checks `opts` and fills in the defaults; a `TypeError` for a url that is not http(s) or ws(s), an unknown encoding, or when no transport is available. */
 export function connectionSettings(opts: ConnectionOptions): ConnectionSettings {
   const baseUrl = opts.url.replace(/^ws/, 'http').replace(/\/+$/, '');
   if (!/^https?:\/\/[^/]/.test(baseUrl)) throw new TypeError(`url must be http(s):// or ws(s)://, not ${opts.url}`);
   const env = opts.environment ?? defaultEnvironment();
   const kinds = (opts.transports ?? ['websocket', 'sse', 'poll']).filter((k) => (k === 'websocket' ? env.WebSocket : k === 'sse' ? env.EventSource : env.fetch) !== undefined);
   if (kinds.length === 0) throw new TypeError('none of the transports is available in this environment');
+  const encoding = opts.encoding ?? 'json';
+  if (encoding !== 'json' && encoding !== 'proto') throw new TypeError(`encoding must be 'json' or 'proto', not ${String(encoding)}`);
   return {
     baseUrl,
     env,
@@ -73,5 +83,6 @@ export function connectionSettings(opts: ConnectionOptions): ConnectionSettings 
     requestTimeoutMs: opts.requestTimeoutMs ?? 10_000,
     pollTimeoutMs: Math.min(opts.pollTimeoutMs ?? 25_000, 60_000),
     tokenInQuery: opts.tokenInQuery ?? false,
+    encoding,
   };
 }

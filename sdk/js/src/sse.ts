@@ -16,6 +16,17 @@ export function openSse(env: Environment, req: TransportRequest, ev: TransportEv
     for (const e of parsed.errors) ev.garbage(e);
     if (parsed.frames.length > 0) ev.frames(parsed.frames);
   };
+  // The server's `disconnect` comes as a named event (`event: disconnect`) just before the stream ends.
+  es.addEventListener?.('disconnect', (m) => {
+    if (done) return;
+    let f: unknown;
+    try {
+      f = JSON.parse(String(m.data));
+    } catch {
+      return ev.garbage(`a disconnect event that is not JSON: ${String(m.data).slice(0, 80)}`);
+    }
+    ev.frames([{ ...(typeof f === 'object' && f !== null ? f : {}), type: 'disconnect' }]);
+  });
   es.onerror = () => {
     // `EventSource` hides the HTTP status and would retry by itself: end it here instead.
     if (done) return;

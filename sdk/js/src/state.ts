@@ -3,8 +3,9 @@ import type { HeraldError } from './requests.js';
 import type { TransportKind } from './transport.js';
 
 /**
- * Connection states: `connecting` (the first connection), `connected`, `disconnected` (cut, or
- * paused by the app; a reconnect is scheduled unless paused), `recovering` (connected again and
+ * Connection states: `connecting` (the first connection), `connected`, `disconnected` (cut, paused
+ * by the app, or ended by the server; a reconnect is scheduled unless paused or told not to),
+ * `recovering` (connected again and
  * resuming every channel from its cursor), `failed` (final: the origin is not allowed, or the
  * token was refused twice).
  */
@@ -19,6 +20,15 @@ export interface StateChange {
   transport: TransportKind;
 }
 
+/** The server ended the connection on purpose (a backend disconnected the user, or revoked its token). */
+export interface ServerDisconnect {
+  /** `disconnected` or `revoked`. */
+  code: string;
+  reason: string;
+  /** Whether the client reconnects by itself; if not, it stays `disconnected` until `connect()`. */
+  reconnect: boolean;
+}
+
 /** The events the connection reports. */
 export interface ConnectionEvents {
   /** The connection state changed. */
@@ -27,4 +37,6 @@ export interface ConnectionEvents {
   error: HeraldError;
   /** The token expires soon (seconds since the Unix epoch); a token function is called for a new one. */
   token_expiring: { expiresAt: number };
+  /** The server ended the connection on purpose; see `ServerDisconnect`. */
+  disconnected: ServerDisconnect;
 }

@@ -21,6 +21,8 @@ export interface TransportEvents {
 /** An open transport. */
 export interface Transport {
   readonly kind: TransportKind;
+  /** The WebSocket's frame encoding, once it is open (the others are JSON). */
+  readonly encoding?: 'json' | 'proto';
   /** Sends a client frame (WebSocket only; the others return false). */
   send(frame: ClientFrame): boolean;
   /** Uses `token` from the next request on (long-poll only; SSE reopens instead). */
@@ -42,7 +44,11 @@ export interface TransportRequest {
 /** The part of a WebSocket the SDK uses (browsers' and React Native's both fit). */
 export interface WebSocketLike {
   readonly readyState: number;
-  send(data: string): void;
+  /** The subprotocol the server chose (`''` for none). */
+  readonly protocol?: string;
+  /** Set to `arraybuffer` for the compact encoding's binary messages. */
+  binaryType?: string;
+  send(data: string | Uint8Array): void;
   close(code?: number, reason?: string): void;
   onopen: ((ev: unknown) => void) | null;
   onmessage: ((ev: { data: unknown }) => void) | null;
@@ -54,6 +60,8 @@ export interface WebSocketLike {
 export interface EventSourceLike {
   onmessage: ((ev: { data: unknown }) => void) | null;
   onerror: ((ev: unknown) => void) | null;
+  /** Named events (`event: disconnect`). */
+  addEventListener?(type: string, listener: (ev: { data: unknown }) => void): void;
   close(): void;
 }
 

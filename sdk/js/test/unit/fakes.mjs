@@ -4,11 +4,14 @@ import { mock } from 'node:test';
 import assert from 'node:assert/strict';
 import { HeraldClient } from '../../dist/herald.js';
 
-/** A WebSocket the test opens, feeds and closes. `sent` holds the client's frames, parsed. */
+/**
+ * A WebSocket the test opens, feeds and closes. `sent` holds the client's text frames, parsed;
+ * `binary` its binary messages, as hex.
+ */
 export class FakeWebSocket {
   static all = [];
   constructor(url, protocols) {
-    Object.assign(this, { url, protocols, readyState: 0, sent: [], closedWith: undefined });
+    Object.assign(this, { url, protocols, readyState: 0, sent: [], binary: [], closedWith: undefined, protocol: '', binaryType: 'blob' });
     this.onopen = this.onmessage = this.onerror = this.onclose = null;
     FakeWebSocket.all.push(this);
   }
@@ -17,6 +20,7 @@ export class FakeWebSocket {
   }
   send(data) {
     assert.equal(this.readyState, 1, 'sent on an open socket');
+    if (typeof data !== 'string') return void this.binary.push(Buffer.from(data).toString('hex'));
     this.raw = (this.raw ?? []).concat(data);
     for (const line of data.split('\n')) if (line) this.sent.push(JSON.parse(line));
   }
@@ -25,12 +29,19 @@ export class FakeWebSocket {
     this.readyState = 3;
   }
   // ---- the server's side
-  open() {
+  /** Opens the socket; `protocol` is the subprotocol the server picked ('' for none). */
+  open(protocol = '') {
+    this.protocol = protocol;
     this.readyState = 1;
     this.onopen?.({});
   }
   receive(...frames) {
     this.onmessage?.({ data: frames.map((f) => (typeof f === 'string' ? f : JSON.stringify(f))).join('\n') + '\n' });
+  }
+  /** One binary message of the given hex-encoded frames (each already length-prefixed). */
+  receiveBinary(...hexFrames) {
+    const b = Buffer.from(hexFrames.join(''), 'hex');
+    this.onmessage?.({ data: b.buffer.slice(b.byteOffset, b.byteOffset + b.length) });
   }
   serverClose(code = 1006, reason = '') {
     this.readyState = 3;
@@ -49,6 +60,7 @@ export class FakeEventSource {
     this.url = new URL(url);
     this.closed = false;
     this.onmessage = this.onerror = null;
+    this.listeners = {};
     FakeEventSource.all.push(this);
   }
   static last() {
@@ -57,8 +69,15 @@ export class FakeEventSource {
   close() {
     this.closed = true;
   }
+  addEventListener(type, f) {
+    (this.listeners[type] ??= []).push(f);
+  }
   event(frame) {
     this.onmessage?.({ data: JSON.stringify(frame) });
+  }
+  /** A named event (`event: <type>`). */
+  named(type, frame) {
+    for (const f of this.listeners[type] ?? []) f({ data: JSON.stringify(frame) });
   }
   fail() {
     this.onerror?.({});
@@ -158,3 +177,30 @@ export function done(c) {
   c.close();
   mock.timers.reset();
 }
+
+/**
+ * Protobuf written by hand for the server's side of compact-encoding tests (independent of the
+ * SDK's writer): `pb.frame(kind, ...fields)` is one length-prefixed `ServerFrame`, as hex.
+ */
+export const pb = {
+  varint(n) {
+    let v = BigInt(n);
+    const out = [];
+    for (; v >= 0x80n; v >>= 7n) out.push(Number(v & 0x7fn) | 0x80);
+    out.push(Number(v));
+    return Buffer.from(out);
+  },
+  vi: (field, n) => Buffer.concat([pb.varint(field * 8), pb.varint(n)]),
+  ld: (field, b) => Buffer.concat([pb.varint(field * 8 + 2), pb.varint(Buffer.from(b).length), Buffer.from(b)]),
+  id: (n) => pb.ld(1, pb.vi(1, n >= 0 ? 2 * n : -2 * n - 1)),
+  frame(kind, ...fields) {
+    const body = pb.ld(kind, Buffer.concat(fields));
+    return Buffer.concat([pb.varint(body.length), body]).toString('hex');
+  },
+  welcome: (heartbeatMs = 25000) => pb.frame(2, pb.ld(1, 'k1'), pb.ld(2, 'edge-1'), pb.ld(3, 'r'), pb.vi(4, heartbeatMs), pb.vi(5, 1)),
+  /** `subscribed` numbering the subscription `sub`, its cursors `c1.e.r.<n>`. */
+  subscribed: (id, channel, sub, cursor = 'c1.e.r.0', recovered = false) =>
+    pb.frame(3, pb.id(id), pb.ld(2, channel), pb.ld(3, cursor), pb.vi(4, recovered ? 1 : 0), pb.vi(5, sub), pb.ld(6, 'e'), pb.ld(7, 'r')),
+  /** A record of subscription `sub` at `offset` (its cursor: `c1.e.r.<offset + 1>`). */
+  message: (sub, offset, id, data = {}) => pb.frame(1, pb.vi(1, sub), pb.vi(2, offset), pb.ld(5, id), pb.vi(6, 1763996400123), pb.ld(7, JSON.stringify(data))),
+};
