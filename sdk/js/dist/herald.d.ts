@@ -17,6 +17,7 @@ export type { Published } from './publish.js';
 export type { ConnectionState, ServerDisconnect, StateChange } from './state.js';
 export type { HeraldMessage, PresenceEvent, Subscription, SubscribeOptions } from './subscription.js';
 export { HeraldError } from './requests.js';
+export { personalChannel } from './personal.js';
 export { attachBrowserLifecycle } from './lifecycle.js';
 export type { BrowserLifecycleOptions } from './lifecycle.js';
 export type { BackoffOptions } from './backoff.js';

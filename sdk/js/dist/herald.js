@@ -1958,6 +1958,19 @@ var HeraldClient = class {
   }
 };
 
+// src/personal.ts
+var PLAIN = /^[A-Za-z0-9_\-:.@,]$/;
+function personalChannel(user) {
+  if (typeof user !== "string" || user === "") throw new HeraldError("invalid_channel", "the user id is empty");
+  let name = "@";
+  for (const b of new TextEncoder().encode(user)) {
+    const c = String.fromCharCode(b);
+    name += PLAIN.test(c) && !(c === "." && name.endsWith(".")) ? c : `=${b.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  if (name.length > 128) throw new HeraldError("invalid_channel", `the personal channel of this user id would be longer than 128 characters`);
+  return name;
+}
+
 // src/lifecycle.ts
 function attachBrowserLifecycle(client, opts = {}) {
   const w = globalThis;
@@ -2027,5 +2040,6 @@ export {
   HeraldError,
   attachBrowserLifecycle,
   encodeCompact,
-  parseFrames
+  parseFrames,
+  personalChannel
 };
