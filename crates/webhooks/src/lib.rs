@@ -79,7 +79,7 @@ impl Endpoint {
     /// The endpoint `c` describes, its secrets read now (through `env` for `env:NAME`).
     pub fn from_config(c: &WebhookEndpointConfig, env: impl Fn(&str) -> Option<String>) -> Result<Self, EndpointError> {
         let secrets = c.read_secrets(env)?;
-        let target = client::Target::new(&c.name, &c.url, c.ca_file.as_deref())?;
+        let target = client::target(&c.name, &c.url, c.ca_file.as_deref())?;
         let events: HashSet<EventType> = c.events.iter().filter_map(|t| EventType::parse(t)).collect();
         Ok(Self {
             name: c.name.clone(),
