@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //! [`Config`] is the whole file (`herald.toml`): `[edge]`, `[bus]`, `[kafka]` (module `kafka`),
-//! `[auth]`, `[limits]`, `[presence]`, `[control]`, `[log]`, `[[sources]]`, `[push]` (module
+//! `[auth]` (with `[[auth.proxy]]`, module `proxy`), `[limits]`, `[presence]`, `[control]`, `[log]`, `[[sources]]`, `[push]` (module
 //! `push`, mobile push; checked as it is read), `[console]` (module `console`), `[tracing]`
 //! (module `traces`), `[webhooks]` (module `webhooks`, read by `herald webhooks`). Every
 //! field has a default (`#[serde(default)]`) and unknown fields are refused
@@ -16,6 +16,7 @@ mod console;
 mod control;
 mod kafka;
 mod presence;
+mod proxy;
 mod push;
 mod traces;
 mod webhooks;
@@ -25,6 +26,7 @@ pub use control::ControlTlsConfig;
 pub use traces::{OtlpProtocol, TracingConfig};
 pub use kafka::KafkaConfig;
 pub use presence::{PresenceConfig, PresenceTlsConfig, RedisLogin, RemotePresenceConfig, check_redis_url};
+pub use proxy::{PROXY_EVENTS, ProxyConfig, ProxyFailure};
 pub use push::{ApnsConfig, FcmConfig, JsonPointer, MAX_TTL_SECS, OneOrMany, PushChannelConfig, PushConfig, PushPriority, Template, TemplatePart};
 pub use webhooks::{WEBHOOK_EVENT_TYPES, WebhookEndpointConfig, WebhooksConfig};
 
@@ -511,6 +513,9 @@ pub struct AuthConfig {
     /// Per-account browser origins allowed to open WebSocket and SSE connections
     /// (`account → ["https://app.example.com"]`). An account without an entry accepts any origin.
     pub allowed_origins: BTreeMap<AccountId, Vec<String>>,
+    /// Authorization proxies (`[[auth.proxy]]`), asked in order; the first that matches an
+    /// event decides it.
+    pub proxy: Vec<ProxyConfig>,
 }
 
 impl Default for AuthConfig {
@@ -525,6 +530,7 @@ impl Default for AuthConfig {
             jwks_url: None,
             jwks_refresh_secs: 300,
             allowed_origins: BTreeMap::new(),
+            proxy: Vec::new(),
         }
     }
 }
@@ -836,6 +842,9 @@ impl AuthConfig {
             if keys.iter().any(bad_hash) {
                 return bad("auth.account_keys", "a stored key is sha256: followed by 64 hex digits (herald api-key prints one)");
             }
+        }
+        for p in &self.proxy {
+            p.validate()?;
         }
         if self.leeway_secs > 300 {
             return bad("auth.leeway_secs", "must be at most 300");

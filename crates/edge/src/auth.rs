@@ -78,6 +78,20 @@ impl Grant {
         &self.subscribe
     }
 
+    /// Replaces the token's rights with those the authorization proxy gave the connection (each
+    /// list it did not give stays the token's).
+    pub fn apply_rights(&mut self, r: crate::proxy::Rights) {
+        if let Some(s) = r.subscribe {
+            self.subscribe = s;
+        }
+        if let Some(p) = r.publish {
+            self.publish = p;
+        }
+        if let Some(p) = r.presence {
+            self.presence = Some(p);
+        }
+    }
+
     /// Whether the token may publish anywhere at all.
     pub fn may_publish_anything(&self) -> bool {
         !self.publish.is_empty()

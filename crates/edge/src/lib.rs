@@ -46,6 +46,7 @@ pub mod metrics;
 mod poll;
 mod presence_pump;
 mod probe;
+mod proxy;
 mod proxy_header;
 mod publish;
 mod router;

@@ -179,6 +179,13 @@ pub struct IpSlot {
     ip: IpAddr,
 }
 
+impl IpSlot {
+    /// The client address this slot counts.
+    pub fn ip(&self) -> IpAddr {
+        self.ip
+    }
+}
+
 impl Drop for IpSlot {
     fn drop(&mut self) {
         let mut ips = self.limits.ips.lock();

@@ -70,6 +70,8 @@ impl EdgeMetrics {
                 &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
             )
             .expect("static buckets are valid")
+            .set_buckets_for_metric(Matcher::Full("herald_proxy_seconds".into()), &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
+            .expect("static buckets are valid")
             .build_recorder();
         let handle = recorder.handle();
         let r = &recorder;
@@ -148,6 +150,13 @@ impl EdgeMetrics {
         self.recorder.describe_counter(name.into(), None, help.into());
         let labels = labels.iter().map(|(k, v)| Label::new(*k, v.clone())).collect::<Vec<_>>();
         self.recorder.register_counter(&Key::from_parts(name, labels), &META)
+    }
+
+    /// Registers an extra histogram (seconds) on this registry, with labels.
+    pub fn histogram(&self, name: &'static str, help: &'static str, labels: &[(&'static str, String)]) -> Histogram {
+        self.recorder.describe_histogram(name.into(), Some(Unit::Seconds), help.into());
+        let labels = labels.iter().map(|(k, v)| Label::new(*k, v.clone())).collect::<Vec<_>>();
+        self.recorder.register_histogram(&Key::from_parts(name, labels), &META)
     }
 
     /// Whether the probe has ever succeeded (distinguishes "starting" from "stalled").

@@ -19,12 +19,15 @@ use crate::state::Edge;
 use herald_engine::subscribe::{self, ReplayEnd};
 use crate::stream_request;
 
+/// The transport's name (presence, webhooks, the authorization proxy).
+const TRANSPORT: &str = "poll";
+
 /// Most messages one poll returns.
 const MAX_LIMIT: usize = 1000;
 
 /// Answers `GET /v1/poll`.
 pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::SocketAddr) -> Response<Body> {
-    let sr = match stream_request::parse(&edge, &req, peer) {
+    let sr = match stream_request::parse(&edge, &req, peer, TRANSPORT).await {
         Ok(r) => r,
         Err(refusal) => return refusal,
     };

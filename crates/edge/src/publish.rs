@@ -121,6 +121,20 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
         let Some(data) = it.data else { return fail(ErrorCode::BadRequest, "data is required") };
         items.push(PublishItem { account, channel, data: bytes::Bytes::copy_from_slice(data.get().as_bytes()), idempotency_key: it.idempotency_key });
     }
+    // A client's records go past the authorization proxy (when configured): refused, or
+    // rewritten. One refusal refuses the batch, as for any other check.
+    if let (Publisher::Token(g), Some(p)) = (&owner, &edge.proxies) {
+        for it in &mut items {
+            match p.publish(g, None, &it.channel, &it.data).await {
+                Ok(Some(data)) => it.data = data,
+                Ok(None) => {}
+                Err((code, message)) => {
+                    edge.publish_refused_by_proxy(&it.account, &it.channel, code);
+                    return code_response(code, &message);
+                }
+            }
+        }
+    }
     // The publisher's trace context: the publish span (and the records) continue its trace. A
     // malformed header starts a new trace, as W3C asks.
     let incoming = traceparent.as_deref().and_then(TraceParent::parse);

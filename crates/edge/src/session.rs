@@ -173,7 +173,21 @@ impl Session {
                         Ok(())
                     };
                 }
-                let item = PublishItem { account: self.grant.account.clone(), channel: ch.clone(), data: Bytes::copy_from_slice(data.get().as_bytes()), idempotency_key };
+                let mut data = Bytes::copy_from_slice(data.get().as_bytes());
+                if let Some(p) = &self.edge.proxies {
+                    match p.publish(&self.grant, Some(&self.connection_id), &ch, &data).await {
+                        Ok(Some(rewritten)) => data = rewritten,
+                        Ok(None) => {}
+                        Err((code, message)) => {
+                            self.edge.publish_refused_by_proxy(&self.grant.account, &ch, code);
+                            return {
+                                self.send_error(Some(&id), code, &message);
+                                Ok(())
+                            };
+                        }
+                    }
+                }
+                let item = PublishItem { account: self.grant.account.clone(), channel: ch.clone(), data, idempotency_key };
                 match self.edge.publish(vec![item]).await {
                     Ok(a) => {
                         let cursor = self.edge.engine.hub.cursor_at(a[0].offset + 1);
@@ -243,6 +257,10 @@ impl Session {
             Ok(c) => c,
             Err(e) => return self.send_error(Some(&id), ErrorCode::InvalidCursor, &e.to_string()),
         };
+        if let Some(p) = &self.edge.proxies
+            && let Err((code, message)) = p.subscribe(&self.grant, Some(&self.connection_id), &ch).await {
+                return self.send_error(Some(&id), code, &message);
+            }
         let key = ChannelKey::new(self.grant.account.clone(), ch.clone());
         let opened = match subscribe::open(&self.edge.engine, self.outbox.clone(), vec![key.clone()], since.as_ref(), delivery).await {
             Ok(o) => o,

@@ -19,9 +19,12 @@ use herald_engine::outbox::{CloseReason, OutItem, Outbox};
 use crate::state::Edge;
 use crate::{lifecycle, stream_request, subscribe};
 
+/// The transport's name (presence, webhooks, the authorization proxy).
+const TRANSPORT: &str = "sse";
+
 /// Answers `GET /v1/sse`.
 pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::SocketAddr) -> Response<Body> {
-    let sr = match stream_request::parse(&edge, &req, peer) {
+    let sr = match stream_request::parse(&edge, &req, peer, TRANSPORT).await {
         Ok(r) => r,
         Err(refusal) => return refusal,
     };
@@ -47,7 +50,7 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::Soc
         // The connection counts against its address and account until it ends.
         let _slots = sr.slots;
         let (sub, _) = subscribe::replay(&edge.engine, opened, None).await;
-        lifecycle::opened(&edge, &connection_id, &sr.grant, "sse").await;
+        lifecycle::opened(&edge, &connection_id, &sr.grant, TRANSPORT).await;
         let member = PresenceMember { connection_id: connection_id.clone(), user: sr.grant.user.clone() };
         for ch in &sr.channels {
             lifecycle::join(&edge, ch, member.clone()).await;

@@ -47,6 +47,9 @@ pub enum EdgeError {
     /// The TLS certificate or key cannot be used.
     #[error("edge config: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// An authorization proxy's URL or CA file cannot be used.
+    #[error("edge config: {0}")]
+    Proxy(#[from] herald_http_client::TargetError),
     /// The bus failed at start.
     #[error("bus: {0}")]
     Bus(#[from] BusError),
@@ -133,6 +136,8 @@ pub struct Edge {
     pub(crate) dev: Option<DevMode>,
     /// Device registrations for push, when configured.
     pub(crate) devices: Option<Arc<dyn herald_core::DeviceRegistry>>,
+    /// The authorization proxies (`[[auth.proxy]]`), when any is configured.
+    pub(crate) proxies: Option<crate::proxy::Proxies>,
     /// `jti`s of publish-capable tokens already used for a session, until they expire.
     used_jtis: parking_lot::Mutex<std::collections::HashMap<(AccountId, String), u64>>,
     ready: AtomicBool,
@@ -173,6 +178,7 @@ impl Edge {
             priorities,
         };
         let engine = Engine::new(deps.bus.clone(), settings, deps.metrics.engine());
+        let proxies = if a.proxy.is_empty() { None } else { Some(crate::proxy::Proxies::new(&a.proxy, deps.metrics.clone())?) };
         Ok(Arc::new(Self {
             config: config.edge.clone(),
             node,
@@ -191,6 +197,7 @@ impl Edge {
             drain: CancellationToken::new(),
             dev: deps.dev,
             devices: deps.devices,
+            proxies,
             used_jtis: parking_lot::Mutex::new(std::collections::HashMap::new()),
             ready: AtomicBool::new(false),
             probe: Default::default(),
@@ -280,12 +287,22 @@ impl Edge {
     /// backends; `channel` is `None` for an account's rate limit on a batch) and hands the error
     /// back. Every refusal goes through here.
     pub fn publish_refused(&self, e: PublishError, account: &AccountId, channel: Option<&ChannelName>) -> PublishError {
-        self.metrics.publish_error(e.code());
+        self.count_refused_publish(e.code(), account, channel);
+        e
+    }
+
+    /// A client's record the authorization proxy refused (with its code), counted and reported
+    /// like every other refusal.
+    pub fn publish_refused_by_proxy(&self, account: &AccountId, channel: &ChannelName, code: ErrorCode) {
+        self.count_refused_publish(code, account, Some(channel));
+    }
+
+    fn count_refused_publish(&self, code: ErrorCode, account: &AccountId, channel: Option<&ChannelName>) {
+        self.metrics.publish_error(code);
         if account.as_str() != crate::probe::PROBE_ACCOUNT {
-            let event = FeedEvent::PublishRejected { account: account.clone(), channel: channel.cloned(), code: e.code().as_str().to_owned() };
+            let event = FeedEvent::PublishRejected { account: account.clone(), channel: channel.cloned(), code: code.as_str().to_owned() };
             self.presence.report(&self.node, event);
         }
-        e
     }
 
     /// Takes `n` publishes from `account`'s rate limit.

@@ -25,21 +25,36 @@ pub struct StreamRequest {
     pub since: Option<Cursor>,
 }
 
-/// Validates token, channels and cursor; a refusal is counted and comes back as the response to
-/// send.
-pub fn parse(edge: &Edge, req: &Request<Incoming>, peer: SocketAddr) -> Result<StreamRequest, Response<Body>> {
-    check(edge, req, peer).map_err(|(code, msg)| {
+/// Validates token, channels and cursor, and asks the authorization proxy (when one is
+/// configured) about the connection (`transport`: `sse` or `poll`) and each channel; a refusal
+/// is counted and comes back as the response to send.
+pub async fn parse(edge: &Edge, req: &Request<Incoming>, peer: SocketAddr, transport: &str) -> Result<StreamRequest, Response<Body>> {
+    let refuse = |(code, msg): (ErrorCode, String)| {
         edge.metrics.protocol_error(code);
         code_response(code, &msg)
-    })
+    };
+    let mut grant = token_grant(edge, req).map_err(refuse)?;
+    if let Some(p) = &edge.proxies {
+        p.connect(&mut grant, None, transport, Some(peer.ip())).await.map_err(refuse)?;
+    }
+    let sr = check(edge, req, peer, grant).map_err(refuse)?;
+    if let Some(p) = &edge.proxies {
+        for key in &sr.channels {
+            p.subscribe(&sr.grant, None, &key.channel).await.map_err(refuse)?;
+        }
+    }
+    Ok(sr)
 }
 
-fn check(edge: &Edge, req: &Request<Incoming>, peer: SocketAddr) -> Result<StreamRequest, (ErrorCode, String)> {
+fn token_grant(edge: &Edge, req: &Request<Incoming>) -> Result<Grant, (ErrorCode, String)> {
     if edge.drain.is_cancelled() {
         return Err((ErrorCode::ShuttingDown, "this node is draining".into()));
     }
     let token = token_from_request(req).ok_or((ErrorCode::Unauthorized, "a token is required (Authorization: Bearer or ?token=)".to_string()))?;
-    let grant = edge.verify(&token).map_err(|e| (e.code, e.message))?;
+    edge.verify(&token).map_err(|e| (e.code, e.message))
+}
+
+fn check(edge: &Edge, req: &Request<Incoming>, peer: SocketAddr, grant: Grant) -> Result<StreamRequest, (ErrorCode, String)> {
     if !edge.origin_allowed(&grant.account, origin(req).as_deref()) {
         return Err((ErrorCode::Forbidden, "this origin may not connect to this account".into()));
     }

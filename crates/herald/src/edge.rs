@@ -86,6 +86,12 @@ pub fn run(args: ServerArgs, dev: Option<(Option<String>, Option<String>)>) -> E
         if let Err(e) = herald_edge::keys::load(&config.auth) {
             return usage_error(format!("auth: {e}"));
         }
+        // The authorization proxies' URLs and CA files.
+        for p in &config.auth.proxy {
+            if let Err(e) = herald_http_client::Target::new(&p.url, p.ca_file.as_deref()) {
+                return usage_error(format!("auth.proxy: {e}"));
+            }
+        }
         // And the listener's certificate and key, checked to match.
         if let Some(tls) = &config.edge.tls
             && let Err(e) = herald_edge::tls::load(&tls.cert_file, &tls.key_file)

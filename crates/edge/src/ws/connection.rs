@@ -78,13 +78,7 @@ where
     let encoding = admission.encoding;
 
     if let Some(grant) = authenticate(&edge, &mut ws, &outbox, grant, &mut admission).await {
-        let conn_id = lifecycle::connection_id();
-        let span = tracing::Span::current();
-        span.record("conn", conn_id.as_str());
-        span.record("account", grant.account.as_str());
-        lifecycle::opened(&edge, &conn_id, &grant, "websocket").await;
-        let session = Session::new(edge.clone(), conn_id, grant, outbox.clone());
-        serve(&edge, &mut ws, &outbox, session, encoding).await;
+        start(&edge, &mut ws, &outbox, grant, &admission, encoding).await;
     }
     // Let the writer finish what is queued (bounded by its own grace), then stop it.
     let grace = Duration::from_millis(edge.config.lag_close_grace_ms + 1000);
@@ -92,6 +86,26 @@ where
     if tokio::time::timeout(grace, &mut writer).await.is_err() {
         writer.abort();
     }
+}
+
+/// Asks the authorization proxy (when one is configured) about the connection, then serves it.
+async fn start<S>(edge: &Arc<Edge>, ws: &mut WebSocketStream<S>, outbox: &Arc<Outbox>, mut grant: Grant, admission: &Admission, encoding: Encoding)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let conn_id = lifecycle::connection_id();
+    if let Some(p) = &edge.proxies
+        // Boxed: the HTTP call is a large future, and inline it would grow every connection's task.
+        && let Err((code, message)) = Box::pin(p.connect(&mut grant, Some(conn_id.as_str()), "websocket", Some(admission.client_ip()))).await {
+            lifecycle::fail(edge, outbox, code, &message);
+            return;
+        }
+    let span = tracing::Span::current();
+    span.record("conn", conn_id.as_str());
+    span.record("account", grant.account.as_str());
+    lifecycle::opened(edge, &conn_id, &grant, "websocket").await;
+    let session = Session::new(edge.clone(), conn_id, grant, outbox.clone());
+    serve(edge, ws, outbox, session, encoding).await;
 }
 
 async fn serve<S>(edge: &Arc<Edge>, ws: &mut WebSocketStream<S>, outbox: &Arc<Outbox>, mut session: Session, encoding: Encoding)

@@ -37,6 +37,13 @@ pub(super) struct Admission {
     pub deflate: Option<Agreement>,
 }
 
+impl Admission {
+    /// The client's address (as the load balancer reported it, when trusted).
+    pub fn client_ip(&self) -> std::net::IpAddr {
+        self._ip.ip()
+    }
+}
+
 /// Whether the node grants compression now: configured on, and (the load-based refusal) not
 /// above the configured number of open sessions, since compression costs CPU per message.
 fn compression_granted(edge: &Edge) -> bool {
