@@ -241,6 +241,7 @@ impl Driver {
                 self.config.token = token;
                 let _ = done.send(Ok(()));
             }
+            Command::Credentials { done } => drop(done.send((self.config.url.clone(), self.config.token.clone()))),
             Command::DropConnection | Command::Close => {}
             c => self.queued.push(c),
         }
@@ -309,6 +310,7 @@ impl Driver {
                 self.pending.insert(id, Pending::Refresh(done));
                 ws.send(self.out(serde_json::json!({"type":"refresh","id":id,"token":token}).to_string())).await?;
             }
+            Command::Credentials { done } => drop(done.send((self.config.url.clone(), self.config.token.clone()))),
             Command::Device { mut frame, done } => {
                 let id = self.id();
                 frame["id"] = id.into();

@@ -8,12 +8,16 @@
 //! # Layout
 //! - [`Client`] and [`ClientConfig`]: the handle an application holds.
 //! - [`Subscription`] and [`Event`]: what a subscriber receives.
+//! - `history` (private): [`Client::history`] over HTTP, [`HistoryOptions`], [`HistoryPage`].
 //! - `driver` (private): the task that owns the socket, the per-channel cursors and the
 //!   dedupe windows.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod driver;
+mod history;
+
+pub use history::{HistoryOptions, HistoryPage};
 
 use serde_json::value::RawValue;
 use std::time::Duration;
@@ -202,6 +206,8 @@ pub(crate) enum Command {
     Publish { channel: String, data: Box<RawValue>, idempotency_key: Option<String>, done: oneshot::Sender<Result<Published, ClientError>> },
     Presence { channel: String, done: oneshot::Sender<Result<serde_json::Value, ClientError>> },
     Refresh { token: String, done: oneshot::Sender<Result<(), ClientError>> },
+    /// The server URL and the current token (for HTTP calls).
+    Credentials { done: oneshot::Sender<(String, String)> },
     /// `register_device` or `unregister_device` without its id.
     Device { frame: serde_json::Value, done: oneshot::Sender<Result<bool, ClientError>> },
     DropConnection,
@@ -291,6 +297,16 @@ impl Client {
     pub async fn refresh(&self, token: &str) -> Result<(), ClientError> {
         let token = token.to_owned();
         self.request(|done| Command::Refresh { token, done }).await
+    }
+
+    /// A page of `channel`'s history (docs/protocol.md, "History") over HTTP with the client's
+    /// current token: the newest records by default, then subscribe with `since` set to the
+    /// page's `cursor` to continue live with nothing missed or repeated.
+    pub async fn history(&self, channel: &str, options: &HistoryOptions) -> Result<HistoryPage, ClientError> {
+        let (done, rx) = oneshot::channel();
+        self.cmd.send(Command::Credentials { done }).await.map_err(|_| ClientError::Closed)?;
+        let (url, token) = rx.await.map_err(|_| ClientError::Closed)?;
+        history::fetch(&url, &token, channel, options, self.timeout).await
     }
 
     /// Registers this device for mobile push (docs/push.md): `platform` is `apns` or `fcm`,

@@ -115,3 +115,32 @@ async fn channel_info_says_who_is_on_a_channel_and_where_it_ends() {
     let (s, v) = get(&edge, "/v1/channels/info?channel=incident-7", &token_with("acme", "u2", &["chat"], &[], 3600)).await;
     assert_eq!((s, v["error"]["code"].as_str()), (403, Some("forbidden")), "{v}");
 }
+
+/// The Rust client's `history`: the newest page, older pages back to the start without a gap
+/// or an overlap, then a subscription from the newest page's cursor continues exactly.
+#[tokio::test]
+async fn the_rust_client_reads_history_then_continues_live() {
+    let edge = TestEdge::start().await;
+    for n in 0..25 {
+        edge.publish_seq("acme", "incident-7", n).await;
+        edge.publish_seq("acme", "other", n).await;
+    }
+    let client = herald_client::Client::connect(herald_client::ClientConfig::new(edge.url(), token_with("acme", "alice", &["incident-*"], &[], 3600)));
+    let seq = |m: &herald_client::Message| serde_json::from_str::<Value>(m.data.get()).unwrap()["seq"].as_u64().unwrap();
+    let newest = client.history("incident-7", &herald_client::HistoryOptions { limit: Some(10), ..Default::default() }).await.unwrap();
+    assert_eq!(newest.messages.iter().map(seq).collect::<Vec<_>>(), (15..25).collect::<Vec<_>>());
+    let mut all: Vec<u64> = newest.messages.iter().map(seq).collect();
+    let mut before = newest.before.clone();
+    while let Some(b) = before {
+        let page = client.history("incident-7", &herald_client::HistoryOptions { limit: Some(10), before: Some(b), ..Default::default() }).await.unwrap();
+        all.splice(0..0, page.messages.iter().map(seq));
+        before = if page.more { page.before } else { None };
+    }
+    assert_eq!(all, (0..25).collect::<Vec<_>>(), "every record once, in order");
+    let mut sub = client.subscribe_with("incident-7", Some(newest.cursor.clone()), false).await.unwrap();
+    edge.publish_seq("acme", "incident-7", 25).await;
+    assert_eq!(seq(&tokio::time::timeout(PATIENCE, sub.next_message()).await.unwrap().unwrap()), 25, "live from the page's cursor: nothing missed or repeated");
+    let e = client.history("billing", &Default::default()).await.unwrap_err();
+    assert!(matches!(&e, herald_client::ClientError::Refused { code, .. } if code == "forbidden"), "{e}");
+    client.close().await;
+}
