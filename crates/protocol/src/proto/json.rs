@@ -12,7 +12,7 @@ use super::reader::ReadError;
 use super::server::encode_server_frame;
 use crate::client::RequestId;
 use crate::codes::ErrorCode;
-use crate::server::ServerFrame;
+use crate::server::{DisconnectCode, ServerFrame};
 
 /// A server control frame with owned fields, as JSON v1 carries it.
 #[derive(Deserialize)]
@@ -32,6 +32,7 @@ enum Owned {
     Ping {},
     Error { id: Option<RequestId>, code: ErrorCode, message: String },
     Reconnect { after_ms: u64, reason: String },
+    Disconnect { code: DisconnectCode, reason: String, reconnect: bool },
 }
 
 /// What a JSON control frame is to the compact writer: its channel when it starts or ends a
@@ -87,6 +88,7 @@ impl ControlFrame {
             Owned::Ping {} => ServerFrame::Ping {},
             Owned::Error { id, code, message } => ServerFrame::Error { id: id.as_ref(), code: *code, message },
             Owned::Reconnect { after_ms, reason } => ServerFrame::Reconnect { after_ms: *after_ms, reason },
+            Owned::Disconnect { code, reason, reconnect } => ServerFrame::Disconnect { code: *code, reason, reconnect: *reconnect },
         };
         encode_server_frame(&f, sub)
     }
