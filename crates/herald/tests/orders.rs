@@ -161,11 +161,11 @@ async fn disconnecting_a_user_ends_their_connections_on_every_edge_and_the_sdk_s
         post(&a, "/v1/revoke", &json!({"user": "alice"})),
     ];
     for (status, body) in &refused {
-        assert_eq!((*status, body["code"].as_str()), (400, Some("bad_request")), "{body}");
+        assert_eq!((*status, body["error"]["code"].as_str()), (400, Some("bad_request")), "{body}");
     }
-    assert!(refused[0].1["message"].as_str().unwrap().contains("exactly one of user and connection_id"));
+    assert!(refused[0].1["error"]["message"].as_str().unwrap().contains("exactly one of user and connection_id"));
     let (status, body) = answer(&http(a.addr(), "POST", "/v1/disconnect", Some(&alice), r#"{"user":"alice"}"#));
-    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")), "a client token is no credential here: {body}");
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("forbidden")), "a client token is no credential here: {body}");
     let (status, _) = answer(&http(a.addr(), "GET", "/v1/connections?account=acme", Some(ADMIN), ""));
     assert_eq!(status, 400, "no user");
     assert_eq!(connections(&a, "alice").len(), 3, "nothing was disconnected");
@@ -258,7 +258,7 @@ async fn a_revoked_token_cannot_reconnect_on_any_edge_and_its_sessions_end() {
     for e in [&a, &b] {
         assert_eq!(open(e, &before).await.err(), Some(401));
         let (status, body) = answer(&http(e.addr(), "GET", "/v1/history?channel=incidents", Some(&before), ""));
-        assert_eq!((status, body["message"].as_str()), (401, Some("token revoked")), "{body}");
+        assert_eq!((status, body["error"]["message"].as_str()), (401, Some("token revoked")), "{body}");
     }
     // A token issued after the revocation works everywhere.
     let after = token("bob", None, revoked_at + 1);
