@@ -54,21 +54,24 @@ fn fail(edge: &Edge, code: ErrorCode, message: &str) -> Response<Body> {
     code_response(code, message)
 }
 
-/// The account of a backend caller, or the refusal.
-fn backend(edge: &Edge, req: &Request<Incoming>) -> Result<AccountId, Response<Body>> {
-    match caller::identify(edge, req) {
-        Ok(Caller::Backend(a)) => Ok(a),
-        Ok(Caller::Client(_)) => Err(fail(edge, ErrorCode::Forbidden, "the server API needs the account's API key (or the admin key with account=NAME), not a client token")),
-        Err((code, msg)) => Err(fail(edge, code, &msg)),
+/// Why a request is refused: the code and the message.
+type Refusal = (ErrorCode, String);
+
+/// The account of a backend caller.
+fn backend(edge: &Edge, req: &Request<Incoming>) -> Result<AccountId, Refusal> {
+    match caller::identify(edge, req)? {
+        Caller::Backend(a) => Ok(a),
+        Caller::Client(_) => Err((ErrorCode::Forbidden, "the server API needs the account's API key (or the admin key with account=NAME), not a client token".into())),
     }
 }
 
-async fn body<T: for<'de> Deserialize<'de>>(edge: &Edge, req: Request<Incoming>, what: &str) -> Result<T, Response<Body>> {
+/// The JSON body, at most [`MAX_BODY`] bytes.
+async fn body<T: for<'de> Deserialize<'de>>(req: Request<Incoming>, what: &str) -> Result<T, Refusal> {
     let bytes = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(_) => return Err(fail(edge, ErrorCode::MessageTooLarge, "request body is too large")),
+        Err(_) => return Err((ErrorCode::MessageTooLarge, "request body is too large".into())),
     };
-    serde_json::from_slice(&bytes).map_err(|e| fail(edge, ErrorCode::BadRequest, &format!("body is not {what}: {e}")))
+    serde_json::from_slice(&bytes).map_err(|e| (ErrorCode::BadRequest, format!("body is not {what}: {e}")))
 }
 
 async fn issue(edge: &Edge, order: Order) -> Response<Body> {
@@ -86,11 +89,11 @@ async fn issue(edge: &Edge, order: Order) -> Response<Body> {
 pub async fn disconnect(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
     let account = match backend(&edge, &req) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err((code, m)) => return fail(&edge, code, &m),
     };
-    let b: DisconnectBody = match body(&edge, req, "a disconnect").await {
+    let b: DisconnectBody = match body(req, "a disconnect").await {
         Ok(b) => b,
-        Err(r) => return r,
+        Err((code, m)) => return fail(&edge, code, &m),
     };
     let target = match (b.user, b.connection_id) {
         (Some(u), None) => DisconnectTarget::User(u),
@@ -104,11 +107,11 @@ pub async fn disconnect(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Bod
 pub async fn revoke(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
     let account = match backend(&edge, &req) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err((code, m)) => return fail(&edge, code, &m),
     };
-    let b: RevokeBody = match body(&edge, req, "a revocation").await {
+    let b: RevokeBody = match body(req, "a revocation").await {
         Ok(b) => b,
-        Err(r) => return r,
+        Err((code, m)) => return fail(&edge, code, &m),
     };
     let target = match (b.jti, b.user) {
         (Some(j), None) => RevokeTarget::Jti(j),
@@ -123,7 +126,7 @@ pub async fn revoke(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
 pub async fn connections(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
     let account = match backend(&edge, &req) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err((code, m)) => return fail(&edge, code, &m),
     };
     let Some(user) = query_param(&req, "user").filter(|u| !u.is_empty()) else { return fail(&edge, ErrorCode::BadRequest, "user=SUB is required") };
     match edge.presence.user_connections(&account, &user).await {
