@@ -43,7 +43,7 @@ async fn cluster(edges: usize, tune: impl Fn(&mut Config)) -> Cluster {
     for n in 0..edges {
         let mut c = config.clone();
         c.edge.node = format!("smoke-{n}");
-        let deps = EdgeDeps { bus: bus.clone(), presence: Arc::new(MemoryPresence::new()), metrics: EdgeMetrics::new(), dev: None, devices: None };
+        let deps = EdgeDeps { bus: bus.clone(), presence: Arc::new(MemoryPresence::new()), metrics: EdgeMetrics::new(), dev: None, devices: None, orders: Arc::new(herald_presence_memory::MemoryOrders::new()) };
         let edge = Edge::new(&c, deps).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         addrs.push(listener.local_addr().unwrap().to_string());

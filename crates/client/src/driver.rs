@@ -58,6 +58,8 @@ enum Pending {
 enum Outcome {
     Reconnect { after: Option<Duration>, reason: String },
     Failed(String),
+    /// A backend's `disconnect` said not to reconnect.
+    Ended { code: String, reason: String },
     Closed,
 }
 
@@ -89,6 +91,10 @@ struct Frame<'a> {
     message: Option<String>,
     #[serde(default)]
     after_ms: Option<u64>,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    reconnect: Option<bool>,
     #[serde(default)]
     heartbeat_ms: Option<u64>,
     #[serde(default)]
@@ -140,6 +146,10 @@ pub(crate) async fn run(config: ClientConfig, rx: mpsc::Receiver<Command>, state
         let wait = match outcome {
             Outcome::Closed => {
                 d.state.send_replace(ConnState::Closed);
+                return;
+            }
+            Outcome::Ended { code, reason } => {
+                d.state.send_replace(ConnState::Ended { code, reason });
                 return;
             }
             Outcome::Failed(m) if d.config.token_source.is_none() => {
@@ -510,6 +520,20 @@ impl Driver {
             "reconnect" => {
                 let after = Duration::from_millis(f.after_ms.unwrap_or(0));
                 return Ok(Some(Outcome::Reconnect { after: Some(after), reason: "server asked to reconnect".into() }));
+            }
+            "disconnect" => {
+                let code = f.code.unwrap_or_default();
+                let reason = f.reason.unwrap_or_default();
+                // `revoked` means the token is dead, whatever `reconnect` says.
+                let reconnect = f.reconnect.unwrap_or(false) && code != "revoked";
+                for ch in self.channels.values() {
+                    let _ = ch.events.send(Event::Disconnected { code: code.clone(), reason: reason.clone(), reconnect }).await;
+                }
+                return Ok(Some(if reconnect {
+                    Outcome::Reconnect { after: None, reason: format!("{code}: {reason}") }
+                } else {
+                    Outcome::Ended { code, reason }
+                }));
             }
             "error" => {
                 let code = f.code.unwrap_or_default();

@@ -121,6 +121,17 @@ pub enum Event {
         /// The protocol error code.
         code: String,
     },
+    /// A backend ended the connection (the server's `disconnect` frame), told to every
+    /// subscription. With `reconnect: false` (always so for `revoked`) the client stops: its
+    /// state becomes [`ConnState::Ended`] and the application connects again when it decides to.
+    Disconnected {
+        /// `disconnected` or `revoked` (the token is dead: connect again with a new one).
+        code: String,
+        /// The backend's text.
+        reason: String,
+        /// Whether the client reconnects (after its usual backoff).
+        reconnect: bool,
+    },
 }
 
 /// A subscription's stream of events.
@@ -162,6 +173,14 @@ pub enum ConnState {
     Disconnected(String),
     /// Gave up (the token was refused); no more reconnects.
     Failed(String),
+    /// A backend ended the connection and said not to reconnect (or revoked its token); no more
+    /// reconnects.
+    Ended {
+        /// `disconnected` or `revoked`.
+        code: String,
+        /// The backend's text.
+        reason: String,
+    },
     /// Closed by the application.
     Closed,
 }
@@ -241,13 +260,14 @@ impl Client {
     /// Waits until connected (or until `timeout`).
     pub async fn wait_connected(&self, timeout: Duration) -> Result<(), ClientError> {
         let mut st = self.state.clone();
-        tokio::time::timeout(timeout, st.wait_for(|s| matches!(s, ConnState::Connected { .. } | ConnState::Failed(_) | ConnState::Closed)))
+        tokio::time::timeout(timeout, st.wait_for(|s| matches!(s, ConnState::Connected { .. } | ConnState::Failed(_) | ConnState::Ended { .. } | ConnState::Closed)))
             .await
             .map_err(|_| ClientError::Timeout)?
             .map_err(|_| ClientError::Closed)
             .and_then(|s| match &*s {
                 ConnState::Connected { .. } => Ok(()),
                 ConnState::Failed(m) => Err(ClientError::Refused { code: "failed".into(), message: m.clone() }),
+                ConnState::Ended { code, reason } => Err(ClientError::Refused { code: code.clone(), message: reason.clone() }),
                 _ => Err(ClientError::Closed),
             })
     }

@@ -37,10 +37,13 @@ pub struct ControlConfig {
     pub snapshot_every: u64,
     /// Raft heartbeat; elections time out after 4 to 8 of these.
     pub raft_heartbeat: Duration,
-    /// The region's presence store, for `Admin.Presence` (none: the call is refused).
+    /// The region's presence store, for `Admin.Presence` and `Admin.ListConnections` (none: the
+    /// calls are refused).
     pub presence: Option<Arc<dyn herald_core::Presence>>,
     /// The region's device registry, for `Admin.ListDevices`/`RemoveDevice` (none: refused).
     pub devices: Option<Arc<dyn herald_core::DeviceRegistry>>,
+    /// The region's orders, for `Admin.Disconnect` and `Admin.Revoke` (none: refused).
+    pub orders: Option<Arc<dyn herald_core::Orders>>,
     /// Bearer tokens each service requires (none: open; docs/control-plane.md).
     pub tokens: Tokens,
     /// TLS on the listener and to the other members (none: plaintext).
@@ -88,6 +91,7 @@ impl ControlConfig {
             raft_heartbeat: Duration::from_millis(250),
             presence: None,
             devices: None,
+            orders: None,
             tokens: Tokens::default(),
             tls: None,
         }
@@ -535,6 +539,20 @@ impl pb::membership_server::Membership for Svc {
     }
 }
 
+impl Svc {
+    /// Issues a backend's order through the region's orders store.
+    async fn issue(&self, order: herald_core::Order) -> Result<Response<pb::OrderResponse>, Status> {
+        let Some(orders) = &self.0.cfg.orders else {
+            return Err(ControlError::Refused("this member has no presence store for orders (start it with --presence redis://…)".into()).into());
+        };
+        match orders.issue(order).await {
+            Ok(order) => Ok(Response::new(pb::OrderResponse { order })),
+            Err(herald_core::OrdersError::Invalid(m)) => Err(ControlError::Invalid(m).into()),
+            Err(herald_core::OrdersError::Unavailable(m)) => Err(ControlError::Unavailable(m).into()),
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl pb::admin_server::Admin for Svc {
     async fn status(&self, _req: Request<pb::StatusRequest>) -> Result<Response<pb::ClusterStatus>, Status> {
@@ -678,6 +696,48 @@ impl pb::admin_server::Admin for Svc {
         let mine = devices.get(platform, &r.token).await.map_err(device_error)?.is_some_and(|d| d.account == account);
         let removed = mine && devices.remove(platform, &r.token).await.map_err(device_error)?;
         Ok(Response::new(pb::RemoveDeviceResponse { removed }))
+    }
+
+    async fn disconnect(&self, req: Request<pb::DisconnectRequest>) -> Result<Response<pb::OrderResponse>, Status> {
+        use herald_core::{Disconnect, DisconnectTarget, Order};
+        let r = req.into_inner();
+        let account = herald_core::AccountId::new(&r.account).map_err(|e| ControlError::Invalid(format!("account: {e}")))?;
+        let target = match (r.user.is_empty(), r.connection_id.is_empty()) {
+            (false, true) => DisconnectTarget::User(r.user),
+            (true, false) => DisconnectTarget::Connection(r.connection_id),
+            _ => return Err(ControlError::Invalid("exactly one of user and connection_id is required".into()).into()),
+        };
+        self.issue(Order::Disconnect(Disconnect { account, target, reason: r.reason, reconnect: r.reconnect })).await
+    }
+
+    async fn revoke(&self, req: Request<pb::RevokeRequest>) -> Result<Response<pb::OrderResponse>, Status> {
+        use herald_core::{Order, RevokeTarget, Revocation};
+        let r = req.into_inner();
+        let account = herald_core::AccountId::new(&r.account).map_err(|e| ControlError::Invalid(format!("account: {e}")))?;
+        let target = match (r.jti.is_empty(), r.user.is_empty()) {
+            (false, true) => RevokeTarget::Jti(r.jti),
+            (true, false) => RevokeTarget::User(r.user),
+            _ => return Err(ControlError::Invalid("exactly one of jti and user is required".into()).into()),
+        };
+        let revocation = Revocation { account, target, at_ms: herald_core::now_ms(), until_ms: r.until.saturating_mul(1000), reason: r.reason };
+        self.issue(Order::Revoke(revocation)).await
+    }
+
+    async fn list_connections(&self, req: Request<pb::ListConnectionsRequest>) -> Result<Response<pb::ListConnectionsResponse>, Status> {
+        let r = req.into_inner();
+        let Some(presence) = &self.0.cfg.presence else {
+            return Err(ControlError::Refused("this member has no presence store (start it with --presence redis://…)".into()).into());
+        };
+        let account = herald_core::AccountId::new(&r.account).map_err(|e| ControlError::Invalid(format!("account: {e}")))?;
+        if r.user.is_empty() {
+            return Err(ControlError::Invalid("user is required".into()).into());
+        }
+        let list = presence.user_connections(&account, &r.user).await.map_err(|e| ControlError::Unavailable(e.to_string()))?;
+        let connections = list
+            .into_iter()
+            .map(|c| pb::UserConnection { connection_id: c.connection.connection_id, node: c.node, transport: c.connection.transport, opened_at_ms: c.connection.opened_at_ms })
+            .collect();
+        Ok(Response::new(pb::ListConnectionsResponse { connections }))
     }
 
     async fn remove_member(&self, req: Request<pb::RemoveMemberRequest>) -> Result<Response<pb::ClusterStatus>, Status> {

@@ -1,6 +1,6 @@
-//! Herald's domain: the names, positions and records everything else talks about, and the two
-//! seams that have more than one implementation, [`Bus`] (with [`ReplicaLog`] for replication
-//! targets) and [`Presence`].
+//! Herald's domain: the names, positions and records everything else talks about, and the seams
+//! that have more than one implementation: [`Bus`] (with [`ReplicaLog`] for replication
+//! targets), [`Presence`], [`Orders`] and [`DeviceRegistry`].
 //!
 //! # Layout
 //! - [`names`]: `AccountId`, `ChannelName`, `ChannelKey` (an account-scoped channel) and the
@@ -19,6 +19,8 @@
 //!   returned (a broker may expose a later write before an earlier one).
 //! - [`presence`]: the `Presence` trait (who is subscribed where, with join/leave events; which
 //!   connections are open) and `FeedEvent`, what its feed tells backends.
+//! - [`orders`]: the `Orders` trait (disconnects and token revocations issued to every edge of
+//!   a region, and the revocations standing) and its conformance suite (`orders::conformance`).
 //! - [`devices`]: the `DeviceRegistry` trait (which phones belong to which user, for mobile push)
 //!   and its conformance suite (`devices::conformance`, feature `testing`).
 //! - `testing` (feature `testing`): the conformance suites every adapter must pass.
@@ -31,6 +33,7 @@ pub mod cursor;
 pub mod devices;
 pub mod idempotency;
 pub mod names;
+pub mod orders;
 pub mod presence;
 pub mod record;
 pub mod replica;
@@ -45,7 +48,8 @@ pub use cursor::{Cursor, CursorError, Epoch, RegionName};
 pub use devices::{DeviceError, DeviceRegistry, Platform, Registration};
 pub use idempotency::IdempotencyWindow;
 pub use names::{AccountId, ChannelKey, ChannelName, ChannelPattern, NameError, PERSONAL_PREFIX, PROBE_ACCOUNT, Priority, may_read};
-pub use presence::{Connection, FeedEvent, NODE_GONE, Presence, PresenceChange, PresenceError, PresenceEvent, PresenceFeed, PresenceMember, PresenceSnapshot};
+pub use orders::{Disconnect, DisconnectTarget, Order, Orders, OrdersError, RevokeTarget, Revocation, TokenFacts};
+pub use presence::{Connection, FeedEvent, NODE_GONE, Presence, PresenceChange, PresenceError, PresenceEvent, PresenceFeed, PresenceMember, PresenceSnapshot, UserConnection};
 pub use record::{Appended, MessageId, NewRecord, Record, now_ms};
 pub use replica::ReplicaLog;
 pub use version_vector::VersionVector;

@@ -8,6 +8,7 @@
 //! Presence also knows every open connection of a node, subscribed or not
 //! ([`Presence::connect`], [`Presence::disconnect`]), so that the connections of a node that died
 //! are reported closed (reason [`NODE_GONE`]) exactly once, by whoever removes the node.
+//! [`Presence::user_connections`] lists a user's open connections across the region.
 //! Everything backends hear about (joins, leaves, connections, refused publishes) goes to the
 //! [`PresenceFeed`] as a [`FeedEvent`].
 
@@ -76,6 +77,17 @@ pub struct Connection {
     pub user: String,
     /// `websocket` or `sse`.
     pub transport: String,
+    /// When it opened (ms since the Unix epoch).
+    pub opened_at_ms: u64,
+}
+
+/// An open connection of a user, and the node that holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserConnection {
+    /// The edge node.
+    pub node: String,
+    /// The connection.
+    pub connection: Connection,
 }
 
 /// The close reason of the connections of a node that was removed (it died, or stopped without
@@ -164,6 +176,10 @@ pub trait Presence: Send + Sync + 'static {
     /// [`Presence::node_gone`] and the removal of a dead node close its connections with
     /// [`NODE_GONE`], after their leaves.
     async fn disconnect(&self, node: &str, connection_id: &str, reason: &str) -> Result<(), PresenceError>;
+
+    /// Every open connection of `user` in `account`, on every node, in connection id order
+    /// (without reading every node's connections).
+    async fn user_connections(&self, account: &AccountId, user: &str) -> Result<Vec<UserConnection>, PresenceError>;
 
     /// Sends an event presence does not store (a refused publish) to the feed, if there is one.
     fn report(&self, node: &str, event: FeedEvent);

@@ -53,12 +53,19 @@ pub struct Grant {
     pub expires_at: u64,
     /// The token's `jti`, if any.
     pub jti: Option<String>,
+    /// The token's `iat` (seconds since the Unix epoch), if any.
+    pub issued_at: Option<u64>,
     subscribe: Vec<ChannelPattern>,
     publish: Vec<ChannelPattern>,
     presence: Option<Vec<ChannelPattern>>,
 }
 
 impl Grant {
+    /// What orders (revocations, disconnects) look at.
+    pub fn facts(&self) -> herald_core::TokenFacts<'_> {
+        herald_core::TokenFacts { account: &self.account, user: &self.user, jti: self.jti.as_deref(), issued_at: self.issued_at }
+    }
+
     /// Whether the token allows subscribing to (and presence on) `channel`: its user's own
     /// personal channel always, another channel when a subscribe pattern matches.
     pub fn may_subscribe(&self, channel: &ChannelName) -> bool {
@@ -212,7 +219,7 @@ fn grant(c: TokenClaims) -> Result<Grant, AuthError> {
         return Err(unauthorized("token jti must be 1-128 characters"));
     }
     let presence = c.presence.as_deref().map(parse).transpose()?;
-    Ok(Grant { user: c.sub, account, expires_at: c.exp, jti: c.jti, subscribe: parse(&c.subscribe)?, publish: parse(&c.publish)?, presence })
+    Ok(Grant { user: c.sub, account, expires_at: c.exp, jti: c.jti, issued_at: c.iat, subscribe: parse(&c.subscribe)?, publish: parse(&c.publish)?, presence })
 }
 
 /// Mints HS256 tokens (`herald token`, and `herald dev`'s demo page).

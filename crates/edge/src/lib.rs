@@ -9,9 +9,12 @@
 //! - `ws` + `session`: the WebSocket transport (handshake, connection loop, socket writer)
 //!   and its protocol state; `sse`, `poll`: the HTTP streaming transports; `lifecycle`:
 //!   what every session goes through whatever its transport (id, welcome, presence, drain,
-//!   expiry); `publish`: the backend API; `history`: a channel's history, in pages;
-//!   `devices`: device registration for mobile push; `caller`: who calls those (a
-//!   key or a client token).
+//!   expiry) and the node's live sessions; `publish`: the backend API; `history`: a channel's
+//!   history, in pages; `devices`: device registration for mobile push; `server_api`: a
+//!   backend's disconnects, revocations and a user's connections; `caller`: who calls those
+//!   (a key or a client token).
+//! - `orders`: the region's standing revocations as this node knows them, and the pump that
+//!   applies every order (disconnect, revocation) to the live sessions.
 //! - `presence_pump`: join/leave events from presence storage to local subscribers.
 //! - [`auth`] + [`keys`]: tokens, their verification keys and API keys; [`limits`]: connection
 //!   and publish limits; [`tls`]: the listener's certificate; [`metrics`]: the metrics
@@ -24,7 +27,7 @@
 //! - `proxy_header`: the PROXY protocol header a load balancer sends first; `client_addr`:
 //!   the client's address from it and from trusted proxies' forwarding headers.
 //!
-//! The edge depends on the `Bus` and `Presence` traits only; which adapters run is the binary's
+//! The edge depends on the `Bus`, `Presence` and `Orders` traits only; which adapters run is the binary's
 //! choice. [`serve`] takes a bound listener, the built [`Edge`] and a fast-stop token; cancelling
 //! `edge.drain` starts a graceful drain.
 #![forbid(unsafe_code)]
@@ -41,6 +44,7 @@ mod history;
 pub mod http;
 pub mod keys;
 mod lifecycle;
+mod orders;
 pub mod limits;
 pub mod metrics;
 mod poll;
@@ -50,6 +54,7 @@ mod proxy;
 mod proxy_header;
 mod publish;
 mod router;
+mod server_api;
 mod session;
 mod sse;
 pub mod state;
@@ -196,7 +201,7 @@ pub async fn serve_starting<T>(listener: &TcpListener, starting: &Arc<Starting>,
 /// Serves `listener` until a drain completes (after `edge.drain` is cancelled) or `stop` is
 /// cancelled (fast exit).
 ///
-/// Start-up order: the presence pump, then ready, then accept; partition consumers start on
+/// Start-up order: the presence pump, the orders pump (standing revocations loaded), then ready, then accept; partition consumers start on
 /// demand, when a partition gets its first subscription. Drain: stop accepting, tell every client to reconnect (each session does so when it
 /// sees the drain), wait for sessions to end or `drain_grace_ms`, then stop the consumers.
 pub async fn serve(listener: TcpListener, edge: Arc<Edge>, stop: CancellationToken) -> Result<(), EdgeError> {
@@ -220,6 +225,8 @@ pub async fn serve(listener: TcpListener, edge: Arc<Edge>, stop: CancellationTok
     let proxy_protocol = edge.config.proxy_protocol;
     let proxy_refused = edge.metrics.counter("herald_proxy_header_refused_total", "Connections closed for a missing or malformed PROXY header", &[]);
     let presence_pump = presence_pump::start(&edge, background.clone());
+    // Before ready: a token revoked before this node started is refused from the first request.
+    let orders_pump = orders::start(&edge, background.clone()).await;
     tokio::spawn(probe::run(edge.clone(), background.clone()));
     if let Some(tls) = &edge.tls {
         tokio::spawn(tls.clone().watch(Duration::from_secs(2), background.clone()));
@@ -298,6 +305,7 @@ pub async fn serve(listener: TcpListener, edge: Arc<Edge>, stop: CancellationTok
     background.cancel();
     edge.engine.consumers.stop_all();
     let _ = presence_pump.await;
+    let _ = orders_pump.await;
     if let Err(e) = edge.presence.node_gone(&edge.node).await {
         tracing::warn!(error = %e, "could not clear this node's presence");
     }

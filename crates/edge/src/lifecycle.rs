@@ -1,15 +1,102 @@
 //! What every client connection goes through, whatever its transport (WebSocket, SSE; long-poll
 //! requests have no session): its id, the welcome frame, its opening and closing in presence
-//! (for `connection_opened`/`connection_closed` webhooks), presence join and leave, a drain, an
-//! expired token and the way it ended. The transports call these so that they behave and count
-//! alike.
+//! (for `connection_opened`/`connection_closed` webhooks), its place among the node's live
+//! sessions (where a backend's disconnect or revocation finds it), presence join and leave, a
+//! drain, an expired token and the way it ended. The transports call these so that they behave
+//! and count alike.
 
-use herald_core::{ChannelKey, Connection, PresenceMember};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use herald_core::{ChannelKey, Connection, PresenceMember, TokenFacts};
 use herald_engine::outbox::{CloseReason, OutItem, Outbox};
-use herald_protocol::{ErrorCode, PROTOCOL_VERSION, ServerFrame};
+use herald_protocol::{DisconnectCode, ErrorCode, PROTOCOL_VERSION, ServerFrame};
 
 use crate::auth::Grant;
 use crate::state::Edge;
+
+/// How a session reaches its client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// A WebSocket.
+    WebSocket,
+    /// Server-Sent Events.
+    Sse,
+}
+
+impl Transport {
+    /// `websocket` or `sse`, as presence and the APIs name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WebSocket => "websocket",
+            Self::Sse => "sse",
+        }
+    }
+}
+
+/// One open session as orders see it: whose token, and how to end it.
+struct LiveSession {
+    grant: Grant,
+    outbox: Arc<Outbox>,
+    transport: Transport,
+}
+
+/// The node's open sessions by connection id.
+#[derive(Default)]
+pub struct LiveSessions(Mutex<HashMap<String, LiveSession>>);
+
+impl LiveSessions {
+    /// Ends every session `matches` picks (connection id, token) with a `disconnect` frame;
+    /// returns how many.
+    pub fn end(&self, matches: impl Fn(&str, TokenFacts<'_>) -> bool, code: DisconnectCode, reason: &str, reconnect: bool) -> usize {
+        let sessions = self.0.lock();
+        let mut n = 0;
+        for (id, s) in sessions.iter().filter(|(id, s)| matches(id, s.grant.facts())) {
+            tracing::info!(conn = %id, account = %s.grant.account, code = code.as_str(), "session ended by a backend's order");
+            disconnect(&s.outbox, s.transport, code, reason, reconnect);
+            n += 1;
+        }
+        n
+    }
+}
+
+/// Keeps a session among the node's live sessions while it is held.
+pub struct Live {
+    edge: Arc<Edge>,
+    connection_id: String,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.edge.live.0.lock().remove(&self.connection_id);
+    }
+}
+
+/// Sends the `disconnect` frame (an SSE `disconnect` event) and closes the connection: 4010 or
+/// 4011 on a WebSocket, the end of the stream on SSE.
+pub fn disconnect(outbox: &Outbox, transport: Transport, code: DisconnectCode, reason: &str, reconnect: bool) {
+    let frame = ServerFrame::Disconnect { code, reason, reconnect }.encode();
+    let item = match transport {
+        Transport::WebSocket => OutItem::Frame(frame),
+        Transport::Sse => {
+            let mut event = b"event: disconnect\ndata: ".to_vec();
+            event.extend_from_slice(&frame);
+            event.push(b'\n');
+            OutItem::Raw(event.into())
+        }
+    };
+    // A closing connection takes no more frames: it ends anyway.
+    outbox.push(item);
+    outbox.close(CloseReason::Ordered(code));
+}
+
+/// A session's token changed (`refresh`): orders now judge it by the new one.
+pub fn refreshed(edge: &Edge, connection_id: &str, grant: &Grant) {
+    if let Some(s) = edge.live.0.lock().get_mut(connection_id) {
+        s.grant = grant.clone();
+    }
+}
 
 /// A new connection id: unique per connection across nodes (64 random bits).
 pub fn connection_id() -> String {
@@ -28,14 +115,28 @@ pub fn welcome<'a>(edge: &'a Edge, connection_id: &'a str, expires_at: u64) -> S
     }
 }
 
-/// Records a session's connection in presence, before any of its joins. A failure is counted
-/// and logged, never fatal (like [`join`]).
-pub async fn opened(edge: &Edge, connection_id: &str, grant: &Grant, transport: &str) {
-    let connection = Connection { connection_id: connection_id.to_owned(), account: grant.account.clone(), user: grant.user.clone(), transport: transport.to_owned() };
+/// Adds a session to the node's live sessions (for as long as the returned guard lives) and
+/// records its connection in presence, before any of its joins. A revocation that arrived
+/// after its token was verified ends it at once. A presence failure is counted and logged,
+/// never fatal (like [`join`]).
+pub async fn opened(edge: &Arc<Edge>, connection_id: &str, grant: &Grant, transport: Transport, outbox: &Arc<Outbox>) -> Live {
+    let live = LiveSession { grant: grant.clone(), outbox: outbox.clone(), transport };
+    edge.live.0.lock().insert(connection_id.to_owned(), live);
+    if let Some(reason) = edge.standing.refusal(grant.facts()) {
+        disconnect(outbox, transport, DisconnectCode::Revoked, &reason, false);
+    }
+    let connection = Connection {
+        connection_id: connection_id.to_owned(),
+        account: grant.account.clone(),
+        user: grant.user.clone(),
+        transport: transport.as_str().to_owned(),
+        opened_at_ms: herald_core::now_ms(),
+    };
     if let Err(e) = edge.presence.connect(&edge.node, connection).await {
         edge.metrics.presence_errors.increment(1);
         tracing::warn!(error = %e, "presence: recording a connection failed");
     }
+    Live { edge: edge.clone(), connection_id: connection_id.to_owned() }
 }
 
 /// Records the end of a session, after its leaves, with why it ended (`None`: the outbox was
@@ -48,7 +149,8 @@ pub async fn closed(edge: &Edge, connection_id: &str, reason: Option<CloseReason
 }
 
 /// The `reason` of a `connection_closed` event: `client_closed`, `timeout`, `lagged`, `drain`,
-/// `peer_gone`, or the error code the connection was ended with.
+/// `peer_gone`, `disconnected` or `revoked` (a backend's order), or the error code the connection
+/// was ended with.
 pub fn close_reason_name(reason: Option<CloseReason>) -> &'static str {
     match reason {
         Some(CloseReason::ClientClosed) => "client_closed",
@@ -56,6 +158,7 @@ pub fn close_reason_name(reason: Option<CloseReason>) -> &'static str {
         Some(CloseReason::Lagged) => "lagged",
         Some(CloseReason::Drain) => "drain",
         Some(CloseReason::Fatal(code)) => code.as_str(),
+        Some(CloseReason::Ordered(code)) => code.as_str(),
         Some(CloseReason::PeerGone) | None => "peer_gone",
     }
 }

@@ -189,6 +189,13 @@ impl EdgeMetrics {
         self.labelled(&self.publish_errors, "herald_publish_errors_total", code).increment(1);
     }
 
+    /// Counts sessions ended by a backend's order (`code`: `disconnected` or `revoked`).
+    pub fn ordered_disconnects(&self, code: herald_protocol::DisconnectCode, n: usize) {
+        if n > 0 {
+            self.counter("herald_ordered_disconnects_total", "Sessions ended by a backend's disconnect or revocation", &[("code", code.as_str().into())]).increment(n as u64);
+        }
+    }
+
     /// Counts an error frame sent to a client.
     pub fn protocol_error(&self, code: ErrorCode) {
         self.labelled(&self.protocol_errors, "herald_protocol_errors_total", code).increment(1);

@@ -11,7 +11,7 @@ use herald_protocol::ErrorCode;
 
 use crate::http::{Body, error_response, full, json_response, metrics_response};
 use crate::state::Edge;
-use crate::{dev, devices, history, poll, publish, sse, ws};
+use crate::{dev, devices, history, poll, publish, server_api, sse, ws};
 
 /// `/readyz`: 200 `ready`, or 503 with why not (`draining`, `bus_gap`, `probe_stalled`,
 /// `starting`).
@@ -41,6 +41,9 @@ pub async fn route(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::Sock
         (Method::GET, "/v1/history") => history::handle(edge, req).await,
         (Method::GET, "/v1/channels/info") => history::info(edge, req).await,
         (Method::POST | Method::DELETE | Method::GET, "/v1/devices") => devices::handle(edge, req).await,
+        (Method::POST, "/v1/disconnect") => server_api::disconnect(edge, req).await,
+        (Method::POST, "/v1/revoke") => server_api::revoke(edge, req).await,
+        (Method::GET, "/v1/connections") => server_api::connections(edge, req).await,
         (Method::OPTIONS, "/v1/publish" | "/v1/sse" | "/v1/poll" | "/v1/history" | "/v1/devices") => cors_preflight(),
         (Method::GET, "/healthz") => json_response(StatusCode::OK, r#"{"status":"ok"}"#),
         (Method::GET, "/readyz") => readyz(&edge),
@@ -50,7 +53,8 @@ pub async fn route(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::Sock
             // The console's answers carry no CORS headers: it is used from its own pages only.
             return Ok(crate::console::handle(&console, &edge, req, edge.tls.is_some()).await);
         }
-        (_, "/v1/ws" | "/v1/sse" | "/v1/poll" | "/v1/publish" | "/v1/history" | "/v1/channels/info" | "/v1/devices" | "/healthz" | "/readyz" | "/metrics") => {
+        (_, "/v1/ws" | "/v1/sse" | "/v1/poll" | "/v1/publish" | "/v1/history" | "/v1/channels/info" | "/v1/devices" | "/v1/disconnect" | "/v1/revoke" | "/v1/connections")
+        | (_, "/healthz" | "/readyz" | "/metrics") => {
             error_response(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::BadRequest, "method not allowed")
         }
         _ => error_response(StatusCode::NOT_FOUND, ErrorCode::BadRequest, "no such endpoint"),

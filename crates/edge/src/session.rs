@@ -286,6 +286,7 @@ impl Session {
             return Ok(());
         }
         self.grant = grant;
+        lifecycle::refreshed(&self.edge, &self.connection_id, &self.grant);
         // Subscriptions the new token no longer allows end now.
         let revoked: Vec<ChannelName> = self.subs.keys().chain(self.paused.keys()).filter(|c| !self.grant.may_subscribe(c)).cloned().collect();
         for ch in revoked {

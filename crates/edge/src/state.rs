@@ -7,7 +7,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use herald_config::{Config, EdgeConfig};
-use herald_core::{AccountId, Appended, Bus, BusError, ChannelName, FeedEvent, NewRecord, Presence, RegionName, now_ms};
+use herald_core::{AccountId, Appended, Bus, BusError, ChannelName, FeedEvent, NewRecord, Orders, Presence, RegionName, now_ms};
 use herald_protocol::ErrorCode;
 
 use herald_engine::{Engine, EngineSettings};
@@ -28,6 +28,8 @@ pub struct EdgeDeps {
     pub dev: Option<DevMode>,
     /// Where mobile devices register for push (`/v1/devices`); none: registration is refused.
     pub devices: Option<Arc<dyn herald_core::DeviceRegistry>>,
+    /// The region's orders (disconnects, token revocations), beside presence.
+    pub orders: Arc<dyn Orders>,
 }
 
 /// Development conveniences, never enabled in production roles.
@@ -138,6 +140,12 @@ pub struct Edge {
     pub(crate) devices: Option<Arc<dyn herald_core::DeviceRegistry>>,
     /// The authorization proxies (`[[auth.proxy]]`), when any is configured.
     pub(crate) proxies: Option<crate::proxy::Proxies>,
+    /// The region's orders.
+    pub(crate) orders: Arc<dyn Orders>,
+    /// The revocations standing in the region, as this node last heard.
+    pub(crate) standing: crate::orders::Standing,
+    /// This node's open sessions, for orders to reach.
+    pub(crate) live: crate::lifecycle::LiveSessions,
     /// `jti`s of publish-capable tokens already used for a session, until they expire.
     used_jtis: parking_lot::Mutex<std::collections::HashMap<(AccountId, String), u64>>,
     ready: AtomicBool,
@@ -198,6 +206,9 @@ impl Edge {
             dev: deps.dev,
             devices: deps.devices,
             proxies,
+            orders: deps.orders,
+            standing: Default::default(),
+            live: Default::default(),
             used_jtis: parking_lot::Mutex::new(std::collections::HashMap::new()),
             ready: AtomicBool::new(false),
             probe: Default::default(),
@@ -233,9 +244,13 @@ impl Edge {
         }
     }
 
-    /// Verifies a client token.
+    /// Verifies a client token, and refuses one a standing revocation names.
     pub fn verify(&self, token: &str) -> Result<Grant, AuthError> {
-        self.verifier.verify(token)
+        let grant = self.verifier.verify(token)?;
+        if self.standing.refuses(grant.facts()) {
+            return Err(AuthError { code: ErrorCode::Unauthorized, message: "token revoked".into() });
+        }
+        Ok(grant)
     }
 
     /// Verifies a token that opens a WebSocket session (or refreshes one): a publish-capable token

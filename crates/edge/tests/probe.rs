@@ -77,7 +77,7 @@ async fn a_stuck_consumer_makes_the_node_unready_within_the_bound_while_publishi
     config.edge.probe_stall_ms = 1500;
     config.validate().unwrap();
     let bus = StuckReaders { inner: MemoryBus::new(MemoryBusConfig::new(RegionName::new("local").unwrap())), stuck: stuck.clone() };
-    let deps = EdgeDeps { bus: Arc::new(bus), presence: Arc::new(MemoryPresence::new()), metrics: EdgeMetrics::new(), dev: None, devices: None };
+    let deps = EdgeDeps { bus: Arc::new(bus), presence: Arc::new(MemoryPresence::new()), metrics: EdgeMetrics::new(), dev: None, devices: None, orders: Arc::new(herald_presence_memory::MemoryOrders::new()) };
     let edge: Arc<Edge> = Edge::new(&config, deps).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let stop = CancellationToken::new();

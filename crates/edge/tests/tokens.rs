@@ -187,6 +187,7 @@ async fn keys_from_a_jwks_url_are_fetched_and_refreshed_without_a_restart() {
         metrics: herald_edge::EdgeMetrics::new(),
         dev: None,
         devices: None,
+        orders: std::sync::Arc::new(herald_presence_memory::MemoryOrders::new()),
     };
     let edge = herald_edge::Edge::new(&config, deps).unwrap();
     let stop = tokio_util::sync::CancellationToken::new();

@@ -132,6 +132,8 @@ pub enum CloseReason {
     Drain,
     /// A fatal protocol error; the `error` frame is already queued.
     Fatal(ErrorCode),
+    /// A backend's order ended the connection; the `disconnect` frame is already queued.
+    Ordered(herald_protocol::DisconnectCode),
     /// The peer is gone (write failed); nothing more can be sent.
     PeerGone,
 }

@@ -1,5 +1,5 @@
 //! `herald control`: one control-plane member (Raft, the gRPC services, an optional presence
-//! store for `herald ctl presence`), from flags and environment; `--check` validates them.
+//! store for `herald ctl presence|connections|disconnect|revoke`), from flags and environment; `--check` validates them.
 
 use anyhow::Context;
 use std::collections::BTreeMap;
@@ -66,6 +66,7 @@ async fn member(a: ControlArgs) -> anyhow::Result<()> {
         let opts = herald_presence_redis::RedisPresenceOptions { login, ..herald_presence_redis::RedisPresenceOptions::new(url) };
         let device_conn = herald_push::store::connect(&opts.url, &opts.login).map_err(|e| anyhow::anyhow!("--presence (device registry): {e}"))?;
         cfg.devices = Some(Arc::new(herald_push::RedisRegistry::new(device_conn, &device_prefix)));
+        cfg.orders = Some(Arc::new(herald_presence_redis::RedisOrders::start(&opts).await.context("--presence (orders)")?));
         cfg.presence = Some(Arc::new(herald_presence_redis::RedisPresence::start(opts, &format!("control-{}", a.id)).await.context("--presence")?));
     }
     let node = ControlNode::start(cfg, listener).await?;

@@ -1,5 +1,6 @@
 //! `herald ctl`: the operator's client of the control plane (status, nodes, accounts, keys,
-//! drains, members, presence), as tables or JSON.
+//! drains, members, presence, a backend's disconnects and revocations, a user's connections), as
+//! tables or JSON.
 
 use anyhow::Context;
 use std::process::ExitCode;
@@ -287,6 +288,32 @@ async fn ctl_inner(a: CtlArgs) -> anyhow::Result<()> {
                 out!("{}", serde_json::json!({ "removed": r.removed }));
             } else {
                 out!("{}", if r.removed { "removed" } else { "no such device in this account" });
+            }
+        }
+        CtlCommand::Disconnect { account, user, connection, reason, no_reconnect } => {
+            let req = pb::DisconnectRequest { account, user: user.unwrap_or_default(), connection_id: connection.unwrap_or_default(), reason, reconnect: !no_reconnect };
+            let r = rpc(c.disconnect(req).await)?;
+            if json { out!("{}", serde_json::json!({"order": r.order})) } else { out!("disconnect ordered ({}): every edge of the region ends the connections", r.order) }
+        }
+        CtlCommand::Revoke { account, jti, user, for_secs, reason } => {
+            let until = herald_core::now_ms() / 1000 + for_secs;
+            let req = pb::RevokeRequest { account, jti: jti.unwrap_or_default(), user: user.unwrap_or_default(), until, reason };
+            let r = rpc(c.revoke(req).await)?;
+            if json { out!("{}", serde_json::json!({"order": r.order, "until": until})) } else { out!("revoked until {until} ({}): every edge refuses the tokens and ends their sessions", r.order) }
+        }
+        CtlCommand::Connections { account, user } => {
+            let list = rpc(c.list_connections(pb::ListConnectionsRequest { account, user }).await)?.connections;
+            if json {
+                let v: Vec<_> = list
+                    .iter()
+                    .map(|c| serde_json::json!({"connection_id": c.connection_id, "node": c.node, "transport": c.transport, "opened_at_ms": c.opened_at_ms}))
+                    .collect();
+                out!("{}", serde_json::json!({"connections": v}));
+            } else {
+                table(
+                    &["CONNECTION", "NODE", "TRANSPORT", "OPENED AT (MS)"],
+                    list.into_iter().map(|c| vec![c.connection_id, c.node, c.transport, c.opened_at_ms.to_string()]).collect(),
+                );
             }
         }
         CtlCommand::AddMember { id, address } => print_status(&rpc(c.add_member(pb::AddMemberRequest { id, address }).await)?, json),

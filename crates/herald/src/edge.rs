@@ -190,16 +190,18 @@ async fn serve(mut config: Config, dev_keys: Option<(String, String)>) -> anyhow
         herald_edge::console::Console::new(&config, control)
     });
     let Some(bus) = herald_edge::serve_starting(&listener, &starting, build_bus(&config, region.clone(), &starting, &mut signals)).await? else { return Ok(()) };
-    let presence: Arc<dyn Presence> = if config.presence.url == "memory" {
-        Arc::new(MemoryPresence::new())
-    } else {
-        let opts = RedisPresenceOptions {
-            url: config.presence.url.clone(),
+    let redis = match config.presence.url.as_str() {
+        "memory" => None,
+        url => Some(RedisPresenceOptions {
+            url: url.to_owned(),
             prefix: config.presence.prefix.clone(),
             ttl: Duration::from_secs(config.presence.ttl_secs),
             login: redis_login(config.presence.login(|k| std::env::var(k).ok())?),
-        };
-        Arc::new(RedisPresence::start(opts, &config.edge.node).await.context("presence.url")?)
+        }),
+    };
+    let presence: Arc<dyn Presence> = match &redis {
+        None => Arc::new(MemoryPresence::new()),
+        Some(opts) => Arc::new(RedisPresence::start(opts.clone(), &config.edge.node).await.context("presence.url")?),
     };
     if let (Some(brokers), true) = (config.bus.kafka_brokers(), config.presence.kafka_feed) {
         let records = if config.bus.topic.is_empty() { KafkaBusConfig::new(brokers.clone(), region.clone()).topic } else { config.bus.topic.clone() };
@@ -219,8 +221,14 @@ async fn serve(mut config: Config, dev_keys: Option<(String, String)>) -> anyhow
         let conn = herald_push::store::connect(&config.presence.url, &login).map_err(|e| anyhow::anyhow!("presence.url (device registry): {e}"))?;
         Arc::new(herald_push::RedisRegistry::new(conn, &config.push.prefix))
     };
+    // Orders too: in memory for one process, in the presence Redis for a region.
+    let orders: Arc<dyn herald_core::Orders> = match &redis {
+        None => Arc::new(herald_presence_memory::MemoryOrders::new()),
+        Some(opts) => Arc::new(herald_presence_redis::RedisOrders::start(opts).await.context("presence.url (orders)")?),
+    };
     let deps = EdgeDeps {
         devices: Some(devices),
+        orders,
         bus,
         presence,
         metrics,

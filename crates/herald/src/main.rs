@@ -293,6 +293,48 @@ pub enum CtlCommand {
         /// The whole device token.
         token: String,
     },
+    /// End a user's connections (or one connection) on every edge of the region.
+    Disconnect {
+        /// The account.
+        account: String,
+        /// The user (token `sub`) whose connections end.
+        #[arg(long, conflicts_with = "connection", required_unless_present = "connection")]
+        user: Option<String>,
+        /// The one connection to end.
+        #[arg(long)]
+        connection: Option<String>,
+        /// Told to the client.
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// The client stays disconnected until the app connects again.
+        #[arg(long)]
+        no_reconnect: bool,
+    },
+    /// Refuse tokens (one jti, or a user's issued before now) until a time, on every edge of the
+    /// region, and end their sessions.
+    Revoke {
+        /// The account.
+        account: String,
+        /// The token id to refuse.
+        #[arg(long, conflicts_with = "user", required_unless_present = "user")]
+        jti: Option<String>,
+        /// The user whose tokens issued before now are refused.
+        #[arg(long)]
+        user: Option<String>,
+        /// How long the revocation stands, in seconds (at most 30 days).
+        #[arg(long, default_value_t = 86_400)]
+        for_secs: u64,
+        /// Told to the client.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// A user's open connections in the region.
+    Connections {
+        /// The account.
+        account: String,
+        /// The user (token `sub`).
+        user: String,
+    },
     /// Add a control-plane member (it catches up as a learner, then votes).
     AddMember {
         /// Its Raft id.

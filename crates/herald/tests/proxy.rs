@@ -100,7 +100,14 @@ fn edge(port: u16, extra: &str) -> Herald {
     )
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Raw = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A raw WebSocket and the frames of a batched message not read yet (the edge may send several
+/// frames, newline-separated, in one message).
+struct Ws {
+    ws: Raw,
+    queue: std::collections::VecDeque<Value>,
+}
 
 /// A raw WebSocket for `user` with rights `subscribe`/`publish`, and its first frame (`welcome`,
 /// or the `error` that refused it).
@@ -108,7 +115,8 @@ async fn connect(e: &Herald, user: &str, subscribe: &str, publish: &str) -> (Ws,
     let token = support::token_for_user(SECRET, "acme", user, subscribe, publish);
     let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!("ws://{}/v1/ws", e.addr())).unwrap();
     req.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let mut ws = Ws { ws, queue: Default::default() };
     let first = next(&mut ws).await;
     (ws, first)
 }
@@ -116,13 +124,14 @@ async fn connect(e: &Herald, user: &str, subscribe: &str, publish: &str) -> (Ws,
 /// The next frame that is not a ping.
 async fn next(ws: &mut Ws) -> Value {
     loop {
-        match tokio::time::timeout(PATIENCE, ws.next()).await.expect("the edge answers") {
-            Some(Ok(Message::Text(t))) => {
-                let v: Value = serde_json::from_str(t.as_str().lines().next().unwrap()).unwrap();
-                if v["type"] != "ping" {
-                    return v;
-                }
+        if let Some(v) = ws.queue.pop_front() {
+            if v["type"] != "ping" {
+                return v;
             }
+            continue;
+        }
+        match tokio::time::timeout(PATIENCE, ws.ws.next()).await.expect("the edge answers") {
+            Some(Ok(Message::Text(t))) => ws.queue.extend(t.as_str().lines().map(|l| serde_json::from_str::<Value>(l).unwrap())),
             Some(Ok(_)) => {}
             other => panic!("connection ended: {other:?}"),
         }
@@ -130,7 +139,7 @@ async fn next(ws: &mut Ws) -> Value {
 }
 
 async fn request(ws: &mut Ws, frame: Value) -> Value {
-    ws.send(Message::Text(frame.to_string().into())).await.unwrap();
+    ws.ws.send(Message::Text(frame.to_string().into())).await.unwrap();
     next(ws).await
 }
 

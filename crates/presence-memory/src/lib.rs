@@ -1,18 +1,25 @@
-//! In-memory [`Presence`] for one process (`herald dev` and tests).
+//! In-memory [`Presence`] and [`Orders`](herald_core::Orders) for one process (`herald dev` and
+//! tests).
 //!
 //! # Layout
-//! A map `channel → connection id → (node, member)` and a map `node → connection id →
-//! connection` behind one mutex, and a broadcast channel for join/leave events. Nothing expires
-//! by time: in one process the edge always tells us when a connection goes.
+//! - `lib.rs`: [`MemoryPresence`]: a map `channel → connection id → (node, member)` and a map
+//!   `node → connection id → connection` behind one mutex, and a broadcast channel for join/leave
+//!   events. Nothing expires by time: in one process the edge always tells us when a connection
+//!   goes.
+//! - `orders.rs`: [`MemoryOrders`]: a broadcast channel of orders and the standing revocations.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+mod orders;
+
+pub use orders::MemoryOrders;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use tokio::sync::broadcast;
 
-use herald_core::{ChannelKey, Connection, FeedEvent, NODE_GONE, Presence, PresenceChange, PresenceError, PresenceEvent, PresenceFeed, PresenceMember, PresenceSnapshot};
+use herald_core::{AccountId, ChannelKey, Connection, FeedEvent, NODE_GONE, Presence, PresenceChange, PresenceError, PresenceEvent, PresenceFeed, PresenceMember, PresenceSnapshot, UserConnection};
 use std::sync::Arc;
 
 /// A channel's members: connection id → (node, member).
@@ -146,6 +153,16 @@ impl Presence for MemoryPresence {
             self.to_feed(node, FeedEvent::ConnectionClosed { connection, reason: reason.into() });
         }
         Ok(())
+    }
+
+    async fn user_connections(&self, account: &AccountId, user: &str) -> Result<Vec<UserConnection>, PresenceError> {
+        let conns = self.connections.lock();
+        let mut out: Vec<UserConnection> = conns
+            .iter()
+            .flat_map(|(node, open)| open.values().filter(|c| c.account == *account && c.user == user).map(|c| UserConnection { node: node.clone(), connection: c.clone() }))
+            .collect();
+        out.sort_by(|a, b| a.connection.connection_id.cmp(&b.connection.connection_id));
+        Ok(out)
     }
 
     fn report(&self, node: &str, event: FeedEvent) {

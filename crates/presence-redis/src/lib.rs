@@ -5,10 +5,14 @@
 //!   (O(1) at any size); a snapshot reads at most `limit` members with `HSCAN`.
 //! - `node:<node>`: a set of `<channel key>\n<connection id>`, what the node added, so that a
 //!   dead node's members can be removed without scanning every channel.
-//! - `conns:<node>`: a hash, connection id → `{"a": account, "u": user, "t": transport}`, every
-//!   open connection of the node (subscribed or not), so that whoever removes a dead node
-//!   reports each of its connections closed (reason `node_gone`), once: an entry is reported by
-//!   the script that deletes it.
+//! - `conns:<node>`: a hash, connection id → `{"a": account, "u": user, "t": transport, "o":
+//!   opened at}`, every open connection of the node (subscribed or not), so that whoever removes
+//!   a dead node reports each of its connections closed (reason `node_gone`), once: an entry is
+//!   reported by the script that deletes it.
+//! - `uconns:<account>\n<user>`: a hash, connection id → node, a user's open connections (written
+//!   and deleted by the same scripts as `conns:<node>`), so that they are listed without reading
+//!   every node's.
+//! - `orders`, `revocations`: the region's orders ([`RedisOrders`], in `orders.rs`).
 //! - `alive:<node>`: a key with a TTL, refreshed by the node's heartbeat.
 //! - `nodes`: the set of node ids that ever added a member.
 //! - `gen`: a random value written on first contact; when Redis restarts empty it is gone,
@@ -46,8 +50,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod orders;
 #[cfg(feature = "testing")]
 pub mod testing;
+
+pub use orders::RedisOrders;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
@@ -63,7 +70,7 @@ use std::time::Duration;
 use tokio::sync::{RwLock, broadcast};
 use tokio_util::sync::CancellationToken;
 
-use herald_core::{AccountId, ChannelKey, Connection, FeedEvent, NODE_GONE, Presence, PresenceChange, PresenceError, PresenceEvent, PresenceFeed, PresenceMember, PresenceSnapshot};
+use herald_core::{AccountId, ChannelKey, Connection, FeedEvent, NODE_GONE, Presence, PresenceChange, PresenceError, PresenceEvent, PresenceFeed, PresenceMember, PresenceSnapshot, UserConnection};
 
 /// Settings for [`RedisPresence`].
 #[derive(Clone, Debug)]
@@ -231,6 +238,9 @@ struct StoredConnection {
     a: String,
     u: String,
     t: String,
+    /// Opened at (ms); absent in entries written before it was recorded.
+    #[serde(default)]
+    o: u64,
 }
 
 /// Returns the channel's member count after the join, or 0 when the member was there already.
@@ -260,17 +270,23 @@ return {m, redis.call('HLEN', KEYS[1])}
 const CONNECT: &str = r#"
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
   redis.call('SADD', KEYS[2], ARGV[3])
+  redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
   return 1
 end
 return 0
 "#;
 
 /// Returns the stored connection when this call deleted it, else nil: one report per connection
-/// whoever else tries.
+/// whoever else tries. Its user's index entry goes with it (the key is built from the stored
+/// account and user: standalone Redis only, as the layout says).
 const DISCONNECT: &str = r#"
 local c = redis.call('HGET', KEYS[1], ARGV[1])
 if not c then return false end
 redis.call('HDEL', KEYS[1], ARGV[1])
+local ok, d = pcall(cjson.decode, c)
+if ok and d.a and d.u then
+  redis.call('HDEL', ARGV[2] .. 'uconns:' .. d.a .. '\n' .. d.u, ARGV[1])
+end
 return c
 "#;
 
@@ -478,6 +494,11 @@ impl Inner {
         format!("{}{rest}", self.opts.prefix)
     }
 
+    /// `uconns:<account>\n<user>`, a user's open connections.
+    fn user_key(&self, account: &AccountId, user: &str) -> String {
+        self.key(&format!("uconns:{account}\n{user}"))
+    }
+
     fn events_channel(&self) -> String {
         self.key("events")
     }
@@ -540,13 +561,15 @@ impl Inner {
     /// Adds a connection to `conns:<node>`; with `publish`, reports it opened when it was not
     /// there.
     async fn write_connect(&self, node: &str, connection: &Connection, publish: bool) -> Result<(), PresenceError> {
-        let stored = StoredConnection { a: connection.account.as_str().to_owned(), u: connection.user.clone(), t: connection.transport.clone() };
+        let stored =
+            StoredConnection { a: connection.account.as_str().to_owned(), u: connection.user.clone(), t: connection.transport.clone(), o: connection.opened_at_ms };
         let mut conn = self.conn.clone();
         let added: i64 = self
             .scripts
             .connect
             .key(self.key(&format!("conns:{node}")))
             .key(self.key("nodes"))
+            .key(self.user_key(&connection.account, &connection.user))
             .arg(&connection.connection_id)
             .arg(serde_json::to_string(&stored).expect("serializable"))
             .arg(node)
@@ -563,12 +586,12 @@ impl Inner {
     async fn write_disconnect(&self, node: &str, connection_id: &str, reason: &str) -> Result<(), PresenceError> {
         let mut conn = self.conn.clone();
         let removed: Option<String> =
-            self.scripts.disconnect.key(self.key(&format!("conns:{node}"))).arg(connection_id).invoke_async(&mut conn).await.map_err(unavailable)?;
+            self.scripts.disconnect.key(self.key(&format!("conns:{node}"))).arg(connection_id).arg(&self.opts.prefix).invoke_async(&mut conn).await.map_err(unavailable)?;
         if let Some(stored) = removed
             && let Ok(c) = serde_json::from_str::<StoredConnection>(&stored)
             && let Ok(account) = AccountId::new(&c.a)
         {
-            let connection = Connection { connection_id: connection_id.to_owned(), account, user: c.u, transport: c.t };
+            let connection = Connection { connection_id: connection_id.to_owned(), account, user: c.u, transport: c.t, opened_at_ms: c.o };
             self.feed(node, FeedEvent::ConnectionClosed { connection, reason: reason.to_owned() });
         }
         Ok(())
@@ -901,6 +924,30 @@ impl Presence for RedisPresence {
             inner.connections.lock().closing.insert((node.to_owned(), connection_id.to_owned()), (connection, reason.to_owned()));
         }
         inner.mark_dirty(r)
+    }
+
+    async fn user_connections(&self, account: &AccountId, user: &str) -> Result<Vec<UserConnection>, PresenceError> {
+        let inner = &self.inner;
+        let mut conn = inner.conn.clone();
+        let mut index: Vec<(String, String)> = conn.hgetall(inner.user_key(account, user)).await.map_err(unavailable)?;
+        index.sort();
+        if index.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (id, node) in &index {
+            pipe.hget(inner.key(&format!("conns:{node}")), id);
+        }
+        let stored: Vec<Option<String>> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        Ok(index
+            .into_iter()
+            .zip(stored)
+            .filter_map(|((id, node), s)| {
+                let c: StoredConnection = serde_json::from_str(&s?).ok()?;
+                let connection = Connection { connection_id: id, account: account.clone(), user: c.u, transport: c.t, opened_at_ms: c.o };
+                Some(UserConnection { node, connection })
+            })
+            .collect())
     }
 
     fn report(&self, node: &str, event: FeedEvent) {

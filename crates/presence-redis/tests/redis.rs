@@ -1,12 +1,12 @@
-//! Presence against a real `redis-server` started by each test.
+//! Presence and orders against a real `redis-server` started by each test.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use herald_core::testing::presence_conformance::{next_event, next_leaves};
-use herald_core::{ChannelKey, Presence, PresenceChange, PresenceMember};
+use herald_core::{ChannelKey, Connection, Order, Orders, Presence, PresenceChange, PresenceMember, RevokeTarget};
 use herald_presence_redis::testing::RedisServer;
-use herald_presence_redis::{RedisPresence, RedisPresenceOptions};
+use herald_presence_redis::{RedisOrders, RedisPresence, RedisPresenceOptions};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -113,4 +113,41 @@ async fn presence_is_rebuilt_from_the_edges_after_redis_restarts() {
     a.leave("edge-a", &ch, "a1").await.unwrap();
     let e = next_event(&mut rx, &ch).await;
     assert_eq!((e.change, e.member.connection_id.as_str()), (PresenceChange::Leave, "a1"));
+}
+
+#[tokio::test]
+async fn redis_orders_pass_the_orders_conformance_suite_across_two_edges() {
+    let redis = RedisServer::start();
+    let a = RedisOrders::start(&opts(&redis.url(), 15_000)).await.unwrap();
+    let b = RedisOrders::start(&opts(&redis.url(), 15_000)).await.unwrap();
+    herald_core::orders::conformance::run_all(Arc::new(a), Arc::new(b)).await;
+}
+
+#[tokio::test]
+async fn an_edge_starting_later_is_sent_the_revocations_still_standing() {
+    use herald_core::orders::conformance::{next_order, revocation};
+    let redis = RedisServer::start();
+    let first = RedisOrders::start(&opts(&redis.url(), 15_000)).await.unwrap();
+    let standing = revocation("late", RevokeTarget::User("alice".into()), 600_000);
+    first.issue(Order::Revoke(standing.clone())).await.unwrap();
+    let later = RedisOrders::start(&opts(&redis.url(), 15_000)).await.unwrap();
+    assert_eq!(later.revocations().await.unwrap(), vec![standing.clone()]);
+    // After a reconnection (Redis drops every client), the reader sends it again.
+    let mut rx = later.watch();
+    let mut admin = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("normal").arg("SKIPME").arg("yes").query_async(&mut admin).await.unwrap();
+    assert_eq!(next_order(&mut rx, "late").await, Order::Revoke(standing));
+}
+
+#[tokio::test]
+async fn a_users_connections_are_found_on_every_edge() {
+    let redis = RedisServer::start();
+    let a = RedisPresence::start(opts(&redis.url(), 15_000), "edge-a").await.unwrap();
+    let b = RedisPresence::start(opts(&redis.url(), 15_000), "edge-b").await.unwrap();
+    let acme = herald_core::AccountId::new("acme").unwrap();
+    let conn = |id: &str| Connection { connection_id: id.into(), account: acme.clone(), user: "alice".into(), transport: "websocket".into(), opened_at_ms: 5 };
+    a.connect("edge-a", conn("ka")).await.unwrap();
+    b.connect("edge-b", conn("kb")).await.unwrap();
+    let nodes: Vec<_> = b.user_connections(&acme, "alice").await.unwrap().into_iter().map(|c| (c.node, c.connection.connection_id)).collect();
+    assert_eq!(nodes, [("edge-a".to_string(), "ka".to_string()), ("edge-b".to_string(), "kb".to_string())]);
 }

@@ -160,6 +160,7 @@ mod tests {
             ServerFrame::Error { id: None, code: ErrorCode::Lagged, message: "slow \u{1F40C}" },
             ServerFrame::Unsubscribed { id: None, channel: "ch", code: Some(ErrorCode::Forbidden) },
             ServerFrame::Reconnect { after_ms: 3, reason: "drain" },
+            ServerFrame::Disconnect { code: crate::DisconnectCode::Revoked, reason: "logged out", reconnect: false },
             ServerFrame::Ping {},
         ];
         let mut w = ProtoWriter::new();

@@ -31,7 +31,7 @@ pub mod server;
 pub use client::{ClientFrame, FrameError, RequestId, decode_client_frame};
 pub use codes::ErrorCode;
 pub use encoding::{Encoding, ProtoWriter, SUBPROTOCOL_JSON, SUBPROTOCOL_PROTO};
-pub use server::{ServerFrame, encode_message};
+pub use server::{DisconnectCode, ServerFrame, encode_message};
 
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u32 = 1;

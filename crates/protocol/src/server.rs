@@ -142,6 +142,48 @@ pub enum ServerFrame<'a> {
         /// Why.
         reason: &'a str,
     },
+    /// The backend ended this connection; it closes right after.
+    Disconnect {
+        /// `disconnected` or `revoked`.
+        code: DisconnectCode,
+        /// The backend's text.
+        reason: &'a str,
+        /// Whether the client may reconnect (after its usual backoff).
+        reconnect: bool,
+    },
+}
+
+/// Why a `disconnect` frame ended a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DisconnectCode {
+    /// A backend disconnected the user or the connection.
+    Disconnected,
+    /// The connection's token was revoked: reconnect only with a new one.
+    Revoked,
+}
+
+impl DisconnectCode {
+    /// `disconnected` or `revoked`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disconnected => "disconnected",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    /// The code with this wire name.
+    pub fn from_wire(s: &str) -> Option<Self> {
+        [Self::Disconnected, Self::Revoked].into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// The WebSocket close code that follows the frame: 4010 or 4011.
+    pub fn close_code(self) -> u16 {
+        match self {
+            Self::Disconnected => 4010,
+            Self::Revoked => 4011,
+        }
+    }
 }
 
 impl ServerFrame<'_> {
@@ -188,6 +230,15 @@ mod tests {
         assert_eq!(v["cursor"], "c1.e.r.5");
         assert_eq!(v["ts"], 17);
         assert_eq!(v["data"]["ent"], "incident");
+    }
+
+    #[test]
+    fn a_disconnect_frame_is_exactly_the_documented_json() {
+        let b = ServerFrame::Disconnect { code: DisconnectCode::Revoked, reason: "logged \"out\"", reconnect: false }.encode();
+        assert_eq!(&b[..], b"{\"type\":\"disconnect\",\"code\":\"revoked\",\"reason\":\"logged \\\"out\\\"\",\"reconnect\":false}\n");
+        assert_eq!((DisconnectCode::Disconnected.close_code(), DisconnectCode::Revoked.close_code()), (4010, 4011));
+        assert_eq!(DisconnectCode::from_wire("disconnected"), Some(DisconnectCode::Disconnected));
+        assert_eq!(DisconnectCode::from_wire("kicked"), None);
     }
 
     #[test]

@@ -209,7 +209,7 @@ mod tests {
 
     #[test]
     fn connection_and_rejection_records_become_one_event_each() {
-        let connection = Connection { connection_id: "c9".into(), account: AccountId::new("acme").unwrap(), user: "bob".into(), transport: "sse".into() };
+        let connection = Connection { connection_id: "c9".into(), account: AccountId::new("acme").unwrap(), user: "bob".into(), transport: "sse".into(), opened_at_ms: 1 };
         let closed = events_of("eu", 0, 7, &record(&FeedEvent::ConnectionClosed { connection, reason: "node_gone".into() })).unwrap();
         assert_eq!(closed.len(), 1);
         assert_eq!((closed[0].kind, closed[0].reason.as_deref(), closed[0].transport.as_deref()), (EventType::ConnectionClosed, Some("node_gone"), Some("sse")));

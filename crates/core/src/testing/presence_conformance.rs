@@ -66,6 +66,7 @@ pub async fn run_all(p: Arc<dyn Presence>) {
     a_dead_nodes_members_leave(p.clone()).await;
     snapshots_count_everyone_but_list_at_most_the_limit(p.clone()).await;
     accounts_do_not_share_presence(p.clone()).await;
+    a_users_connections_are_listed_across_nodes(p.clone()).await;
 }
 
 /// A join appears in snapshots and as an event; so does the leave.
@@ -173,7 +174,7 @@ pub async fn connections_open_and_close_once_and_a_dead_nodes_close_after_its_le
     let rec = Arc::new(Recorder::default());
     p.set_feed(rec.clone());
     let acme = AccountId::new("pconf-conn").unwrap();
-    let conn = |id: &str| Connection { connection_id: id.into(), account: acme.clone(), user: "u".into(), transport: "websocket".into() };
+    let conn = |id: &str| Connection { connection_id: id.into(), account: acme.clone(), user: "u".into(), transport: "websocket".into(), opened_at_ms: 7 };
     p.connect("n3", conn("k1")).await.unwrap();
     p.connect("n3", conn("k1")).await.unwrap();
     p.disconnect("n3", "k1", "client_closed").await.unwrap();
@@ -198,4 +199,36 @@ pub async fn connections_open_and_close_once_and_a_dead_nodes_close_after_its_le
         .collect();
     let gone = format!("n4 closed k2 {NODE_GONE}");
     assert_eq!(seen, ["n3 opened k1", "n3 closed k1 client_closed", "n4 opened k2", "n4 Join k2", "n4 Leave k2", gone.as_str()]);
+}
+
+/// `user_connections` lists a user's open connections on every node (with their node), and
+/// nothing of other users, other accounts or closed connections.
+pub async fn a_users_connections_are_listed_across_nodes(p: Arc<dyn Presence>) {
+    let acme = AccountId::new("pconf-users").unwrap();
+    let other = AccountId::new("pconf-users2").unwrap();
+    let conn = |id: &str, account: &AccountId, user: &str, transport: &str| Connection {
+        connection_id: id.into(),
+        account: account.clone(),
+        user: user.into(),
+        transport: transport.into(),
+        opened_at_ms: 1_000 + id.len() as u64,
+    };
+    p.connect("u1", conn("a-1", &acme, "alice", "websocket")).await.unwrap();
+    p.connect("u2", conn("a-22", &acme, "alice", "sse")).await.unwrap();
+    p.connect("u2", conn("a-333", &acme, "alice", "websocket")).await.unwrap();
+    p.connect("u1", conn("b-1", &acme, "bob", "websocket")).await.unwrap();
+    p.connect("u1", conn("o-1", &other, "alice", "websocket")).await.unwrap();
+    p.disconnect("u2", "a-333", "client_closed").await.unwrap();
+    let got = p.user_connections(&acme, "alice").await.unwrap();
+    let want = vec![
+        crate::presence::UserConnection { node: "u1".into(), connection: conn("a-1", &acme, "alice", "websocket") },
+        crate::presence::UserConnection { node: "u2".into(), connection: conn("a-22", &acme, "alice", "sse") },
+    ];
+    assert_eq!(got, want);
+    assert!(p.user_connections(&acme, "carol").await.unwrap().is_empty());
+    // A dead node's connections are gone from the list.
+    p.node_gone("u2").await.unwrap();
+    assert_eq!(p.user_connections(&acme, "alice").await.unwrap(), want[..1].to_vec());
+    p.node_gone("u1").await.unwrap();
+    assert!(p.user_connections(&acme, "alice").await.unwrap().is_empty());
 }

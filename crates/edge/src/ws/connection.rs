@@ -103,7 +103,7 @@ where
     let span = tracing::Span::current();
     span.record("conn", conn_id.as_str());
     span.record("account", grant.account.as_str());
-    lifecycle::opened(edge, &conn_id, &grant, "websocket").await;
+    let _live = lifecycle::opened(edge, &conn_id, &grant, lifecycle::Transport::WebSocket, outbox).await;
     let session = Session::new(edge.clone(), conn_id, grant, outbox.clone());
     serve(edge, ws, outbox, session, encoding).await;
 }

@@ -125,6 +125,7 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(mut w: W, outbox: Arc<Outb
                             Some(Bytes::from(v))
                         }
                         CloseReason::Fatal(code) => Some(close_frame(code.close_code().unwrap_or(1008), code.as_str())),
+                        CloseReason::Ordered(code) => Some(close_frame(code.close_code(), code.as_str())),
                     };
                     if let Some(f) = frame {
                         let _ = write_all_slices(&mut w, &mut [IoSlice::new(&f)], &outbox, deadline, grace).await;

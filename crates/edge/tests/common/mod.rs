@@ -56,6 +56,7 @@ impl TestEdge {
             metrics: EdgeMetrics::new(),
             dev: None,
             devices: Some(Arc::new(herald_push::MemoryRegistry::new())),
+            orders: Arc::new(herald_presence_memory::MemoryOrders::new()),
         };
         let edge = Edge::new(&config, deps).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -12,7 +12,7 @@ use super::reader::ReadError;
 use super::server::encode_server_frame;
 use crate::client::RequestId;
 use crate::codes::ErrorCode;
-use crate::server::ServerFrame;
+use crate::server::{DisconnectCode, ServerFrame};
 
 /// A server control frame with owned fields, as JSON v1 carries it.
 #[derive(Deserialize)]
@@ -33,6 +33,7 @@ enum Owned {
     Error { id: Option<RequestId>, code: ErrorCode, message: String },
     Reconnect { after_ms: u64, reason: String },
     Device { id: RequestId, registered: bool },
+    Disconnect { code: DisconnectCode, reason: String, reconnect: bool },
 }
 
 /// What a JSON control frame is to the compact writer: its channel when it starts or ends a
@@ -89,6 +90,7 @@ impl ControlFrame {
             Owned::Error { id, code, message } => ServerFrame::Error { id: id.as_ref(), code: *code, message },
             Owned::Reconnect { after_ms, reason } => ServerFrame::Reconnect { after_ms: *after_ms, reason },
             Owned::Device { id, registered } => ServerFrame::Device { id, registered: *registered },
+            Owned::Disconnect { code, reason, reconnect } => ServerFrame::Disconnect { code: *code, reason, reconnect: *reconnect },
         };
         encode_server_frame(&f, sub)
     }

@@ -15,7 +15,7 @@ use super::server::CROCKFORD;
 use super::{BatchError, pb, split_batch};
 use crate::client::RequestId;
 use crate::codes::ErrorCode;
-use crate::server::{ServerFrame, encode_message};
+use crate::server::{DisconnectCode, ServerFrame, encode_message};
 
 /// Why a server frame could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +122,10 @@ impl ProtoReader {
             Kind::Error(e) => ServerFrame::Error { id: request_id(e.id).as_ref(), code: code(&e.code)?, message: &e.message }.encode(),
             Kind::Reconnect(r) => ServerFrame::Reconnect { after_ms: r.after_ms, reason: &r.reason }.encode(),
             Kind::Device(d) => ServerFrame::Device { id: &required(d.id)?, registered: d.registered }.encode(),
+            Kind::Disconnect(d) => {
+                let code = DisconnectCode::from_wire(&d.code).ok_or_else(|| err(format!("unknown disconnect code {:?}", d.code.chars().take(32).collect::<String>())))?;
+                ServerFrame::Disconnect { code, reason: &d.reason, reconnect: d.reconnect }.encode()
+            }
         };
         Ok(Some(json))
     }
@@ -251,6 +255,8 @@ mod tests {
             ServerFrame::Reconnect { after_ms: 1830, reason: "drain" },
             ServerFrame::Device { id: &id, registered: true },
             ServerFrame::Device { id: &RequestId::Num(10), registered: false },
+            ServerFrame::Disconnect { code: DisconnectCode::Disconnected, reason: "account suspended", reconnect: true },
+            ServerFrame::Disconnect { code: DisconnectCode::Revoked, reason: "", reconnect: false },
         ];
         let mut reader = ProtoReader::new();
         let mut batch = Vec::new();
@@ -295,6 +301,9 @@ mod tests {
         }
         let bad_sub = pb::Subscribed { channel: "a b".into(), cursor_epoch: "e".into(), cursor_region: "r".into(), ..Default::default() };
         let f = super::super::delimited(&pb::ServerFrame { kind: Some(pb::server_frame::Kind::Subscribed(bad_sub)) });
+        assert!(matches!(reader.read(&f).as_slice(), [Err(_)]));
+        let bad_code = pb::Disconnect { code: "kicked".into(), reason: String::new(), reconnect: false };
+        let f = super::super::delimited(&pb::ServerFrame { kind: Some(pb::server_frame::Kind::Disconnect(bad_code)) });
         assert!(matches!(reader.read(&f).as_slice(), [Err(_)]));
     }
 }

@@ -184,6 +184,7 @@ pub fn to_pb(frame: &ServerFrame<'_>, sub: u32) -> pb::ServerFrame {
         ServerFrame::Error { id, code, message } => Kind::Error(pb::Error { id: rid(id), code: code.as_str().into(), message: message.into() }),
         ServerFrame::Reconnect { after_ms, reason } => Kind::Reconnect(pb::Reconnect { after_ms, reason: reason.into() }),
         ServerFrame::Device { id, registered } => Kind::Device(pb::DeviceReply { id: rid(Some(id)), registered }),
+        ServerFrame::Disconnect { code, reason, reconnect } => Kind::Disconnect(pb::Disconnect { code: code.as_str().into(), reason: reason.into(), reconnect }),
     };
     pb::ServerFrame { kind: Some(kind) }
 }
