@@ -211,10 +211,11 @@ done
 
 # The chart and the binary cannot drift apart: every rendered herald.toml passes
 # `herald edge --config F --check` with the binary built here (HERALD_BIN), and every rendered
-# control-plane command line (flags and HERALD_* environment) `herald control --check`. The
-# files the chart mounts from Secrets and ConfigMaps (/etc/herald/…: token keys, JWKS, TLS) are
-# made up in a private mount namespace, so the check reads real files without touching this
-# machine's /etc.
+# control-plane command line (flags and HERALD_* environment) `herald control --check`, and every
+# rendered worker command line (worker_check_script) `herald push --check` or `herald webhooks
+# --check`. The files the chart mounts from Secrets and ConfigMaps (/etc/herald/…: token keys,
+# JWKS, TLS, push credentials) are made up in a private mount namespace, so the check reads real
+# files without touching this machine's /etc.
 # The control plane's certificate files (control-tls/: tls.crt, tls.key, ca.crt) are a
 # self-signed certificate that is its own CA: enough for both sides to load them.
 if [ -n "${HERALD_BIN:-}" ]; then
