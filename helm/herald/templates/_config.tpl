@@ -1,9 +1,9 @@
 {{- /*
 herald.toml, built from values (docs/kubernetes.md, "Configuration from values"):
 
-1. the typed values (edge.*, limits.*, auth.*, bus.*, presence.*, sources) become a dict shaped
-   like crates/config/src/lib.rs (snake_case keys, at their TOML paths); a typed key left null is
-   not written, so the binary's default applies;
+1. the typed values (edge.*, limits.*, auth.*, bus.*, presence.*, sources, push.*, webhooks.*)
+   become a dict shaped like crates/config/src/lib.rs (snake_case keys, at their TOML paths); a
+   typed key left null is not written, so the binary's default applies;
 2. `config` (free-form) is deep-merged over it: maps merge key by key, anything else (a scalar,
    a list such as [[sources]] or [[edge.priority]]) replaces what the typed part set;
 3. whole numbers are written as integers (Helm reads every YAML number as a float);
@@ -80,6 +80,11 @@ ConfigMap. */ -}}
 {{- if hasKey $control "token" -}}{{- fail "config.control.token is a secret and never goes into the ConfigMap: set HERALD_CONTROL_EDGE_TOKEN from a Secret (controlPlane.enabled does; else secretEnv)" -}}{{- end -}}
 {{- range $i, $k := get $auth "keys" | default list -}}
 {{- if and (kindIs "map" $k) (hasKey $k "secret") -}}{{- fail (printf "auth.keys[%d].secret: an HS256 secret never goes into the ConfigMap; give it as auth.keys[].secretFrom (a Secret key, mounted as a file), or use an RS256/ES256/EdDSA key" $i) -}}{{- end -}}
+{{- end -}}
+{{- range $e := get (get $c "webhooks" | default dict) "endpoints" | default list -}}
+{{- range $s := get $e "secrets" | default list -}}
+{{- if not (or (hasPrefix "env:" (toString $s)) (hasPrefix "file:" (toString $s))) -}}{{- fail (printf "webhooks.endpoints[%s].secrets: a signing secret never goes into the ConfigMap; give it as webhooks.endpoints[].secrets {secret, key} (an existing Secret, read as an environment variable)" (toString (get $e "name"))) -}}{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- range $account, $keys := get $auth "account_keys" | default dict -}}
 {{- range $keys -}}
@@ -315,6 +320,87 @@ secretEnv. */ -}}
 {{- $sources = append $sources $s -}}
 {{- end -}}
 
+{{- /* [push]: the prefix whenever set (the edges' and the control plane's device registry live under
+it), the rest with push.enabled; the credentials are files mounted in the push pods. */ -}}
+{{- $p := $v.push -}}
+{{- $push := dict -}}
+{{- include "herald.setIf" (list $push "prefix" $p.prefix) -}}
+{{- if $p.enabled -}}
+{{- include "herald.setIf" (list $push "concurrency" $p.concurrency) -}}
+{{- include "herald.setIf" (list $push "per_device_per_minute" $p.perDevicePerMinute) -}}
+{{- include "herald.setIf" (list $push "max_attempts" $p.maxAttempts) -}}
+{{- include "herald.setIf" (list $push "max_retry_secs" $p.maxRetrySecs) -}}
+{{- include "herald.setIf" (list $push "lease_ttl_secs" $p.leaseTtlSecs) -}}
+{{- include "herald.setIf" (list $push "sent_marker_ttl_secs" $p.sentMarkerTtlSecs) -}}
+{{- include "herald.setIf" (list $push "presence_limit" $p.presenceLimit) -}}
+{{- include "herald.setIf" (list $push "dead_letter_max" $p.deadLetterMax) -}}
+{{- include "herald.setIf" (list $push "window" $p.window) -}}
+{{- if $p.apns.keySecret.name -}}
+{{- $apns := dict "key_file" (printf "%s/push/apns.p8" $dir) "key_id" $p.apns.keyId "team_id" $p.apns.teamId -}}
+{{- include "herald.setIf" (list $apns "endpoint" $p.apns.endpoint) -}}
+{{- $_ := set $push "apns" $apns -}}
+{{- end -}}
+{{- if $p.fcm.serviceAccountSecret.name -}}
+{{- $fcm := dict "service_account_file" (printf "%s/push/fcm-service-account.json" $dir) -}}
+{{- include "herald.setIf" (list $fcm "endpoint" $p.fcm.endpoint) -}}
+{{- $_ := set $push "fcm" $fcm -}}
+{{- end -}}
+{{- $channels := list -}}
+{{- range $p.channels -}}
+{{- $ch := dict "pattern" .pattern "body" .body -}}
+{{- if .when -}}
+{{- $when := dict -}}
+{{- range $ptr, $want := .when -}}
+{{- if kindIs "slice" $want -}}{{- $_ := set $when $ptr (list) -}}{{- range $want -}}{{- $_ := set $when $ptr (append (get $when $ptr) (toString .)) -}}{{- end -}}
+{{- else -}}{{- $_ := set $when $ptr (toString $want) -}}{{- end -}}
+{{- end -}}
+{{- $_ := set $ch "when" $when -}}
+{{- end -}}
+{{- include "herald.setIf" (list $ch "title" .title) -}}
+{{- if .data -}}{{- $_ := set $ch "data" .data -}}{{- end -}}
+{{- include "herald.setIf" (list $ch "collapse_key" .collapseKey) -}}
+{{- include "herald.setIf" (list $ch "priority" .priority) -}}
+{{- include "herald.setIf" (list $ch "ttl_secs" .ttlSecs) -}}
+{{- $channels = append $channels $ch -}}
+{{- end -}}
+{{- if $channels -}}{{- $_ := set $push "channels" $channels -}}{{- end -}}
+{{- end -}}
+
+{{- /* [webhooks], with webhooks.enabled: each signing secret is named by the environment variable
+that the webhooks pods read it into from its Secret (herald.webhookSecretEnv), and a private CA
+is a file mounted at webhooks/<name>/ca.crt. */ -}}
+{{- $webhooks := dict -}}
+{{- if $v.webhooks.enabled -}}
+{{- $w := $v.webhooks -}}
+{{- include "herald.setIf" (list $webhooks "lease_ttl_ms" $w.leaseTtlMs) -}}
+{{- include "herald.setIf" (list $webhooks "dead_letter_topic" $w.deadLetterTopic) -}}
+{{- $endpoints := list -}}
+{{- $envOf := dict -}}
+{{- range $e := $w.endpoints -}}
+{{- $ep := dict "name" $e.name "url" $e.url -}}
+{{- if $e.events -}}{{- $_ := set $ep "events" $e.events -}}{{- end -}}
+{{- if $e.accounts -}}{{- $_ := set $ep "accounts" $e.accounts -}}{{- end -}}
+{{- $secrets := list -}}
+{{- range $i, $s := $e.secrets -}}
+{{- $env := include "herald.webhookSecretEnv" (list $e.name $i) -}}
+{{- if and (hasKey $envOf $env) (ne (get $envOf $env) $e.name) -}}
+{{- fail (printf "webhooks.endpoints: %q and %q both read their secrets from %s (names differing only by . - _ or case); rename one" (get $envOf $env) $e.name $env) -}}
+{{- end -}}
+{{- $_ := set $envOf $env $e.name -}}
+{{- $secrets = append $secrets (printf "env:%s" $env) -}}
+{{- end -}}
+{{- $_ := set $ep "secrets" $secrets -}}
+{{- include "herald.setIf" (list $ep "batch_size" $e.batchSize) -}}
+{{- include "herald.setIf" (list $ep "linger_ms" $e.lingerMs) -}}
+{{- include "herald.setIf" (list $ep "retry_for_secs" $e.retryForSecs) -}}
+{{- include "herald.setIf" (list $ep "max_backoff_ms" $e.maxBackoffMs) -}}
+{{- include "herald.setIf" (list $ep "timeout_ms" $e.timeoutMs) -}}
+{{- if $e.ca -}}{{- $_ := set $ep "ca_file" (printf "%s/webhooks/%s/ca.crt" $dir $e.name) -}}{{- end -}}
+{{- $endpoints = append $endpoints $ep -}}
+{{- end -}}
+{{- $_ := set $webhooks "endpoints" $endpoints -}}
+{{- end -}}
+
 {{- $cfg := dict "edge" $edge "bus" $bus "log" (dict "format" $e.logFormat) -}}
 {{- include "herald.setIf" (list (get $cfg "log") "level" $e.logLevel) -}}
 {{- if $presence -}}{{- $_ := set $cfg "presence" $presence -}}{{- end -}}
@@ -322,6 +408,8 @@ secretEnv. */ -}}
 {{- if $auth -}}{{- $_ := set $cfg "auth" $auth -}}{{- end -}}
 {{- if $limits -}}{{- $_ := set $cfg "limits" $limits -}}{{- end -}}
 {{- if $sources -}}{{- $_ := set $cfg "sources" $sources -}}{{- end -}}
+{{- if $push -}}{{- $_ := set $cfg "push" $push -}}{{- end -}}
+{{- if $webhooks -}}{{- $_ := set $cfg "webhooks" $webhooks -}}{{- end -}}
 
 {{- if include "herald.controlTls" . -}}
 {{- $ctls := dict "ca_file" (printf "%s/ca.crt" (include "herald.controlTlsDir" .)) -}}

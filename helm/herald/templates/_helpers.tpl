@@ -94,3 +94,45 @@ app.kubernetes.io/component: replicator
 {{- define "herald.edgeScheme" -}}
 {{- if .Values.edge.tls.existingSecret -}}HTTPS{{- else -}}HTTP{{- end -}}
 {{- end -}}
+
+{{- /* The region's workers (docs/push.md, docs/backends.md): `herald push` and `herald webhooks`,
+two pods each, one working while it holds a lease in the region's Redis. */ -}}
+{{- define "herald.pushName" -}}
+{{- printf "%s-push" (include "herald.fullname" .) -}}
+{{- end -}}
+
+{{- define "herald.pushSelector" -}}
+app.kubernetes.io/name: herald
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: push
+{{- end -}}
+
+{{- define "herald.webhooksName" -}}
+{{- printf "%s-webhooks" (include "herald.fullname" .) -}}
+{{- end -}}
+
+{{- define "herald.webhooksSelector" -}}
+app.kubernetes.io/name: herald
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: webhooks
+{{- end -}}
+
+{{- /* What a worker needs from the region, checked (index . 0: the root, index . 1: its name in
+messages): a Kafka bus (it reads the region's topics) and a Redis presence store (its lease and
+positions live there). */ -}}
+{{- define "herald.workerRequires" -}}
+{{- $v := (index . 0).Values -}}
+{{- $what := index . 1 -}}
+{{- if not (hasPrefix "kafka://" $v.bus.url) -}}
+{{- fail (printf "%s: bus.url must be kafka://HOST:PORT[,…] (the worker reads the region's Kafka topics), not %q" $what $v.bus.url) -}}
+{{- end -}}
+{{- if not (or $v.presence.url $v.presence.urlSecret.name) -}}
+{{- fail (printf "%s: set presence.url (or presence.urlSecret): the worker keeps its lease and positions in the region's Redis" $what) -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* The environment variable holding secret (index . 1) of webhook endpoint (index . 0):
+HERALD_WEBHOOK_SECRET_<NAME>_<i>, NAME upper-cased with . and - as _. */ -}}
+{{- define "herald.webhookSecretEnv" -}}
+{{- printf "HERALD_WEBHOOK_SECRET_%s_%d" (index . 0 | upper | replace "-" "_" | replace "." "_") (index . 1) -}}
+{{- end -}}
