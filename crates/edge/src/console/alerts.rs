@@ -1,6 +1,8 @@
-//! The alerts of the Health page: the PrometheusRule's rules (`helm/herald/templates/
-//! prometheusrule.yaml`), word for word, evaluated over the console's own samples. A test fails
-//! when the two lists differ, so the page and Prometheus alert on the same expressions.
+//! The alerts of the Health page: the PrometheusRule's `herald` group (`helm/herald/templates/
+//! prometheusrule.yaml`), word for word, evaluated over the console's own samples of the edges. A
+//! test fails when the two lists differ, so the page and Prometheus alert on the same
+//! expressions. The `herald-workers` group (push, webhooks) is on metrics of processes the
+//! console does not sample: Prometheus alone evaluates it.
 //!
 //! The evaluator knows the part of PromQL those rules use: a metric name, `rate` and `increase`
 //! over a range, `sum` with an optional `by (label)`, `histogram_quantile`, a comparison with a
