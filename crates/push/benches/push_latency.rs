@@ -98,7 +98,7 @@ async fn main() {
     }
     let want = (records * devices) as usize;
     let deadline = Instant::now() + Duration::from_secs(120);
-    while apns.seen().len() + fcm.seen().len() < want && Instant::now() < deadline {
+    while apns.count() + fcm.count() < want && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (elapsed, cpu) = (started.elapsed(), cpu_time().saturating_sub(cpu_before));
