@@ -27,7 +27,8 @@ pub enum ProxyFailure {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProxyConfig {
-    /// `http://…` or `https://…`: where the JSON decisions are asked (POST).
+    /// `http://…` or `https://…`: where the JSON decisions are asked (POST); or `grpc://host:port`
+    /// for a backend implementing `herald.proxy.v1.AuthProxy` (proto/herald/proxy/v1/proxy.proto).
     pub url: String,
     /// CA file for an `https://` URL whose certificate is not from the public web PKI.
     pub ca_file: Option<String>,
@@ -80,11 +81,11 @@ impl ProxyConfig {
     /// Checks the values; the error names the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |field: &'static str, message: String| Err(ConfigError::Invalid { field, message });
-        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            return bad("auth.proxy.url", format!("{:?} must be an http:// or https:// URL", self.url));
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://") || self.url.starts_with("grpc://")) {
+            return bad("auth.proxy.url", format!("{:?} must be an http://, https:// or grpc:// URL", self.url));
         }
         if self.ca_file.is_some() && !self.url.starts_with("https://") {
-            return bad("auth.proxy.ca_file", "is set but the url is not https://".into());
+            return bad("auth.proxy.ca_file", "is set but the url is not https:// (a gRPC proxy is reached in plaintext: keep it on the pod's network, or use https://)".into());
         }
         for p in &self.channels {
             if let Err(e) = ChannelPattern::parse(p) {

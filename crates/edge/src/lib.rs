@@ -50,7 +50,7 @@ pub mod metrics;
 mod poll;
 mod presence_pump;
 mod probe;
-mod proxy;
+pub mod proxy;
 mod proxy_header;
 mod publish;
 mod router;

@@ -1,6 +1,7 @@
 //! The authorization proxy (`[[auth.proxy]]`, docs/backends.md): before a connection is
 //! welcomed, a subscription starts or a client's record is written, the edge asks a backend over
-//! HTTP (JSON) and applies its answer: allow or deny with a code; on connect, the rights the
+//! HTTP (JSON) or gRPC (`proto/herald/proxy/v1/proxy.proto`, module [`pb`]) and applies its
+//! answer: allow or deny with a code; on connect, the rights the
 //! connection gets instead of its token's (extra or narrower); on publish, a rewritten payload.
 //!
 //! Per proxy: a bounded number of requests in flight on this node (kept-alive connections
@@ -52,7 +53,53 @@ impl Event {
     }
 }
 
-/// What a proxy answered (HTTP 200, JSON).
+/// The generated gRPC code of `herald.proxy.v1` (a Rust backend implements
+/// `auth_proxy_server::AuthProxy`).
+#[allow(missing_docs, clippy::all)]
+pub mod pb {
+    tonic::include_proto!("herald.proxy.v1");
+}
+
+/// One question, whatever the transport.
+struct Question<'a> {
+    event: Event,
+    account: &'a AccountId,
+    user: &'a str,
+    connection_id: Option<&'a str>,
+    transport: Option<&'a str>,
+    client_ip: Option<std::net::IpAddr>,
+    channel: Option<&'a ChannelName>,
+    data: Option<&'a RawValue>,
+}
+
+impl Question<'_> {
+    /// The HTTP/JSON body.
+    fn json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({ "event": self.event.as_str(), "account": self.account.as_str(), "user": self.user, "connection_id": self.connection_id });
+        if self.event == Event::Connect {
+            v["transport"] = self.transport.into();
+            v["client_ip"] = self.client_ip.map(|ip| ip.to_string()).into();
+        }
+        if let Some(c) = self.channel {
+            v["channel"] = c.as_str().into();
+        }
+        if let Some(d) = self.data {
+            v["data"] = serde_json::from_str(d.get()).unwrap_or(serde_json::Value::Null);
+        }
+        v
+    }
+}
+
+/// How a proxy is reached.
+enum Transport {
+    /// POST JSON; free kept-alive connections (at most `concurrency` exist, the semaphore's
+    /// permits).
+    Http { target: Arc<Target>, idle: Mutex<Vec<Connection>> },
+    /// gRPC (`grpc://host:port`), one multiplexed HTTP/2 channel.
+    Grpc(pb::auth_proxy_client::AuthProxyClient<tonic::transport::Channel>),
+}
+
+/// What a proxy answered (HTTP 200, JSON; or a gRPC `Decision`, turned into this).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Answer {
@@ -98,12 +145,10 @@ struct Proxy {
     accounts: Vec<AccountId>,
     channels: Vec<ChannelPattern>,
     events: Vec<Event>,
-    target: Arc<Target>,
+    transport: Transport,
     timeout: Duration,
     cache_ttl: Duration,
     on_error: ProxyFailure,
-    /// Free kept-alive connections; at most `concurrency` exist, the semaphore's permits.
-    idle: Mutex<Vec<Connection>>,
     slots: tokio::sync::Semaphore,
     cache: Mutex<HashMap<(Event, AccountId, String, String), (Instant, Decision)>>,
 }
@@ -123,20 +168,34 @@ fn outcome(d: &Decision) -> &'static str {
 }
 
 impl Proxies {
-    /// The proxies `configs` describe (URLs and CA files checked now).
+    /// The proxies `configs` describe (URLs and CA files checked now; gRPC channels connect at
+    /// the first question, so this needs a Tokio runtime).
     pub fn new(configs: &[ProxyConfig], metrics: Arc<EdgeMetrics>) -> Result<Self, TargetError> {
         let mut list = Vec::new();
         for c in configs {
             let events = [Event::Connect, Event::Subscribe, Event::Publish].into_iter().filter(|e| c.asks(e.as_str())).collect();
+            let transport = match c.url.strip_prefix("grpc://") {
+                Some(authority) => {
+                    // Connects lazily (and again after failures): a proxy down at start is an
+                    // error at the first question, as over HTTP.
+                    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{authority}"))
+                        .map_err(|e| TargetError(format!("auth.proxy.url {:?}: {e}", c.url)))?
+                        .connect_timeout(Duration::from_millis(c.timeout_ms));
+                    Transport::Grpc(pb::auth_proxy_client::AuthProxyClient::new(endpoint.connect_lazy()))
+                }
+                None => Transport::Http {
+                    target: Arc::new(Target::new(&c.url, c.ca_file.as_deref()).map_err(|e| TargetError(format!("auth.proxy.url: {}", e.0)))?),
+                    idle: Mutex::new(Vec::new()),
+                },
+            };
             list.push(Proxy {
                 accounts: c.accounts.clone(),
                 channels: c.channel_patterns(),
                 events,
-                target: Arc::new(Target::new(&c.url, c.ca_file.as_deref()).map_err(|e| TargetError(format!("auth.proxy.url: {}", e.0)))?),
+                transport,
                 timeout: Duration::from_millis(c.timeout_ms),
                 cache_ttl: Duration::from_millis(c.cache_ttl_ms),
                 on_error: c.on_error,
-                idle: Mutex::new(Vec::new()),
                 slots: tokio::sync::Semaphore::new(c.concurrency),
                 cache: Mutex::new(HashMap::new()),
             });
@@ -144,6 +203,17 @@ impl Proxies {
         Ok(Self { list, metrics })
     }
 
+    }
+
+/// Checks a proxy's URL and CA file without connecting (what `herald edge --check` runs).
+pub fn check(c: &ProxyConfig) -> Result<(), TargetError> {
+    match c.url.strip_prefix("grpc://") {
+        Some(authority) => tonic::transport::Endpoint::from_shared(format!("http://{authority}")).map(|_| ()).map_err(|e| TargetError(format!("auth.proxy.url {:?}: {e}", c.url))),
+        None => Target::new(&c.url, c.ca_file.as_deref()).map(|_| ()).map_err(|e| TargetError(format!("auth.proxy.url: {}", e.0))),
+    }
+}
+
+impl Proxies {
     /// The first proxy asked about `event` for `account` (and `channel`).
     fn pick(&self, event: Event, account: &AccountId, channel: Option<&ChannelName>) -> Option<&Proxy> {
         self.list.iter().find(|p| {
@@ -156,11 +226,8 @@ impl Proxies {
     /// Asks about a new connection; on allow, `grant` gets the rights the answer gives.
     pub async fn connect(&self, grant: &mut Grant, connection_id: Option<&str>, transport: &str, client_ip: Option<std::net::IpAddr>) -> Result<(), Refusal> {
         let Some(p) = self.pick(Event::Connect, &grant.account, None) else { return Ok(()) };
-        let body = serde_json::json!({
-            "event": "connect", "account": grant.account.as_str(), "user": grant.user, "connection_id": connection_id,
-            "transport": transport, "client_ip": client_ip.map(|ip| ip.to_string()),
-        });
-        match self.decide(p, Event::Connect, &grant.account, &grant.user, "", body).await {
+        let q = Question { event: Event::Connect, account: &grant.account, user: &grant.user, connection_id, transport: Some(transport), client_ip, channel: None, data: None };
+        match self.decide(p, q).await {
             Decision::Allow { rights: Some(r), .. } => {
                 grant.apply_rights(r);
                 Ok(())
@@ -173,10 +240,8 @@ impl Proxies {
     /// Asks about a subscription.
     pub async fn subscribe(&self, grant: &Grant, connection_id: Option<&str>, channel: &ChannelName) -> Result<(), Refusal> {
         let Some(p) = self.pick(Event::Subscribe, &grant.account, Some(channel)) else { return Ok(()) };
-        let body = serde_json::json!({
-            "event": "subscribe", "account": grant.account.as_str(), "user": grant.user, "connection_id": connection_id, "channel": channel.as_str(),
-        });
-        match self.decide(p, Event::Subscribe, &grant.account, &grant.user, channel.as_str(), body).await {
+        let q = Question { event: Event::Subscribe, account: &grant.account, user: &grant.user, connection_id, transport: None, client_ip: None, channel: Some(channel), data: None };
+        match self.decide(p, q).await {
             Decision::Allow { .. } => Ok(()),
             Decision::Deny(r) => Err(r),
         }
@@ -187,18 +252,17 @@ impl Proxies {
         let Some(p) = self.pick(Event::Publish, &grant.account, Some(channel)) else { return Ok(None) };
         // The payload was validated as one JSON value before it got here.
         let data: &RawValue = serde_json::from_slice(data).map_err(|_| (ErrorCode::BadRequest, "data is not JSON".to_owned()))?;
-        let body = serde_json::json!({
-            "event": "publish", "account": grant.account.as_str(), "user": grant.user, "connection_id": connection_id, "channel": channel.as_str(), "data": data,
-        });
-        match self.decide(p, Event::Publish, &grant.account, &grant.user, channel.as_str(), body).await {
+        let q = Question { event: Event::Publish, account: &grant.account, user: &grant.user, connection_id, transport: None, client_ip: None, channel: Some(channel), data: Some(data) };
+        match self.decide(p, q).await {
             Decision::Allow { data, .. } => Ok(data),
             Decision::Deny(r) => Err(r),
         }
     }
 
     /// The decision for one event: cached (connect, subscribe), else asked.
-    async fn decide(&self, p: &Proxy, event: Event, account: &AccountId, user: &str, channel: &str, body: serde_json::Value) -> Decision {
-        let key = (event, account.clone(), user.to_owned(), channel.to_owned());
+    async fn decide(&self, p: &Proxy, q: Question<'_>) -> Decision {
+        let event = q.event;
+        let key = (event, q.account.clone(), q.user.to_owned(), q.channel.map_or_else(String::new, |c| c.as_str().to_owned()));
         let cacheable = event != Event::Publish && !p.cache_ttl.is_zero();
         if cacheable
             && let Some((at, d)) = p.cache.lock().get(&key)
@@ -207,7 +271,7 @@ impl Proxies {
                 return d.clone();
             }
         let started = Instant::now();
-        let asked = self.ask(p, event, body).await;
+        let asked = self.ask(p, &q).await;
         self.metrics.histogram("herald_proxy_seconds", "Time the authorization proxy took to answer", &[("event", event.as_str().into())]).record(started.elapsed().as_secs_f64());
         let decision = match asked {
             Ok(d) => {
@@ -240,41 +304,95 @@ impl Proxies {
         self.metrics.counter("herald_proxy_requests_total", "Authorization proxy decisions, by event and outcome (allow, deny, cached, error)", &[("event", event.as_str().into()), ("outcome", outcome.into())]).increment(1);
     }
 
-    /// One request, within the proxy's timeout (waiting for a free slot included); the error is
+    /// One question, within the proxy's timeout (waiting for a free slot included); the error is
     /// the metric's `kind`: `busy`, `timeout`, `connect`, `tls`, `io`, `status`, `answer`.
-    async fn ask(&self, p: &Proxy, event: Event, body: serde_json::Value) -> Result<Decision, &'static str> {
+    async fn ask(&self, p: &Proxy, q: &Question<'_>) -> Result<Decision, &'static str> {
+        let event = q.event;
         let deadline = Instant::now() + p.timeout;
-        let permit = tokio::time::timeout(p.timeout, p.slots.acquire()).await.map_err(|_| "busy")?.map_err(|_| "busy")?;
-        let mut conn = p.idle.lock().pop().unwrap_or_else(|| Connection::new(p.target.clone(), p.timeout));
-        let headers = [
-            (http::header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
-            (http::header::USER_AGENT, HeaderValue::from_static(concat!("herald-edge/", env!("CARGO_PKG_VERSION")))),
-        ];
+        let _permit = tokio::time::timeout(p.timeout, p.slots.acquire()).await.map_err(|_| "busy")?.map_err(|_| "busy")?;
         let left = deadline.saturating_duration_since(Instant::now());
-        let sent = tokio::time::timeout(left, conn.send(Method::POST, None, &headers, Bytes::from(body.to_string()), MAX_ANSWER)).await;
-        let resp = match sent {
-            Ok(Ok(r)) => {
-                p.idle.lock().push(conn);
-                r
+        let answer = match &p.transport {
+            Transport::Http { target, idle } => {
+                let mut conn = idle.lock().pop().unwrap_or_else(|| Connection::new(target.clone(), p.timeout));
+                let headers = [
+                    (http::header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+                    (http::header::USER_AGENT, HeaderValue::from_static(concat!("herald-edge/", env!("CARGO_PKG_VERSION")))),
+                ];
+                let sent = tokio::time::timeout(left, conn.send(Method::POST, None, &headers, Bytes::from(q.json().to_string()), MAX_ANSWER)).await;
+                let resp = match sent {
+                    Ok(Ok(r)) => {
+                        idle.lock().push(conn);
+                        r
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(event = event.as_str(), error = %e, "authorization proxy: no answer");
+                        return Err(e.kind);
+                    }
+                    Err(_) => return Err("timeout"),
+                };
+                if resp.status != StatusCode::OK {
+                    tracing::warn!(event = event.as_str(), status = %resp.status, "authorization proxy: answered neither 200 nor a decision");
+                    return Err("status");
+                }
+                serde_json::from_slice::<Answer>(&resp.body).map_err(|e| {
+                    tracing::warn!(event = event.as_str(), error = %e, "authorization proxy: the answer is not a decision");
+                    "answer"
+                })?
             }
-            Ok(Err(e)) => {
-                tracing::warn!(event = event.as_str(), error = %e, "authorization proxy: no answer");
-                return Err(e.kind);
+            Transport::Grpc(client) => {
+                let mut client = client.clone();
+                let (account, user, connection_id) = (q.account.as_str().to_owned(), q.user.to_owned(), q.connection_id.unwrap_or_default().to_owned());
+                let channel = q.channel.map_or_else(String::new, |c| c.as_str().to_owned());
+                let call = async {
+                    match event {
+                        Event::Connect => {
+                            let transport = q.transport.unwrap_or_default().to_owned();
+                            let client_ip = q.client_ip.map_or_else(String::new, |ip| ip.to_string());
+                            client.authorize_connect(pb::ConnectRequest { account, user, connection_id, transport, client_ip }).await
+                        }
+                        Event::Subscribe => client.authorize_subscribe(pb::SubscribeRequest { account, user, connection_id, channel }).await,
+                        Event::Publish => {
+                            let data = q.data.map_or_else(Vec::new, |d| d.get().as_bytes().to_vec());
+                            client.authorize_publish(pb::PublishRequest { account, user, connection_id, channel, data }).await
+                        }
+                    }
+                };
+                match tokio::time::timeout(left, call).await {
+                    Ok(Ok(d)) => Answer::from_grpc(d.into_inner()).map_err(|e| {
+                        tracing::warn!(event = event.as_str(), error = %e, "authorization proxy: the answer is not a decision");
+                        "answer"
+                    })?,
+                    Ok(Err(status)) => {
+                        tracing::warn!(event = event.as_str(), code = ?status.code(), message = status.message(), "authorization proxy: no answer");
+                        return Err(if status.code() == tonic::Code::Unavailable { "connect" } else { "status" });
+                    }
+                    Err(_) => return Err("timeout"),
+                }
             }
-            Err(_) => return Err("timeout"),
         };
-        drop(permit);
-        if resp.status != StatusCode::OK {
-            tracing::warn!(event = event.as_str(), status = %resp.status, "authorization proxy: answered neither 200 nor a decision");
-            return Err("status");
-        }
-        let answer: Answer = serde_json::from_slice(&resp.body).map_err(|e| {
-            tracing::warn!(event = event.as_str(), error = %e, "authorization proxy: the answer is not a decision");
-            "answer"
-        })?;
         decision(event, answer).map_err(|e| {
             tracing::warn!(event = event.as_str(), error = %e, "authorization proxy: the answer is not a decision");
             "answer"
+        })
+    }
+}
+
+impl Answer {
+    /// A gRPC `Decision` as the JSON answer it stands for.
+    fn from_grpc(d: pb::Decision) -> Result<Self, String> {
+        let data = d
+            .data
+            .map(|bytes| String::from_utf8(bytes).map_err(|e| e.to_string()).and_then(|s| RawValue::from_string(s).map_err(|e| format!("data is not one JSON value: {e}"))))
+            .transpose()?;
+        let some = |s: String| (!s.is_empty()).then_some(s);
+        Ok(Self {
+            allow: d.allow,
+            code: some(d.code),
+            message: some(d.message),
+            subscribe: d.subscribe.map(|p| p.patterns),
+            publish: d.publish.map(|p| p.patterns),
+            presence: d.presence.map(|p| p.patterns),
+            data,
         })
     }
 }

@@ -88,8 +88,8 @@ pub fn run(args: ServerArgs, dev: Option<(Option<String>, Option<String>)>) -> E
         }
         // The authorization proxies' URLs and CA files.
         for p in &config.auth.proxy {
-            if let Err(e) = herald_http_client::Target::new(&p.url, p.ca_file.as_deref()) {
-                return usage_error(format!("auth.proxy: {e}"));
+            if let Err(e) = herald_edge::proxy::check(p) {
+                return usage_error(e.to_string());
             }
         }
         // And the listener's certificate and key, checked to match.

@@ -274,3 +274,56 @@ fn check_names_a_proxy_that_cannot_be_used() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The same decisions over gRPC: a backend implementing `herald.proxy.v1.AuthProxy`
+/// (proto/herald/proxy/v1/proxy.proto) narrows a connection's rights, denies a subscribe with
+/// its code, and rewrites a payload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_backend_decides_the_same_way() {
+    use herald_edge::proxy::pb::{self, auth_proxy_server::{AuthProxy, AuthProxyServer}};
+    struct Backend(Arc<Mutex<Vec<String>>>);
+    #[tonic::async_trait]
+    impl AuthProxy for Backend {
+        async fn authorize_connect(&self, r: tonic::Request<pb::ConnectRequest>) -> Result<tonic::Response<pb::Decision>, tonic::Status> {
+            let r = r.into_inner();
+            self.0.lock().unwrap().push(format!("connect {} {} {}", r.user, r.transport, r.client_ip));
+            let subscribe = Some(pb::Patterns { patterns: vec!["incident-*".into(), "chat".into()] });
+            Ok(tonic::Response::new(pb::Decision { allow: true, subscribe, publish: Some(pb::Patterns { patterns: vec!["chat".into()] }), ..Default::default() }))
+        }
+        async fn authorize_subscribe(&self, r: tonic::Request<pb::SubscribeRequest>) -> Result<tonic::Response<pb::Decision>, tonic::Status> {
+            let r = r.into_inner();
+            self.0.lock().unwrap().push(format!("subscribe {}", r.channel));
+            let allow = r.channel != "incident-9";
+            Ok(tonic::Response::new(pb::Decision { allow, code: if allow { String::new() } else { "rate_limited".into() }, message: "try later".into(), ..Default::default() }))
+        }
+        async fn authorize_publish(&self, r: tonic::Request<pb::PublishRequest>) -> Result<tonic::Response<pb::Decision>, tonic::Status> {
+            let r = r.into_inner();
+            let v: Value = serde_json::from_slice(&r.data).unwrap();
+            let data = json!({"text": v["text"], "checked": true}).to_string().into_bytes();
+            Ok(tonic::Response::new(pb::Decision { allow: true, data: Some(data), ..Default::default() }))
+        }
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let server = tonic::transport::Server::builder().add_service(AuthProxyServer::new(Backend(asked.clone())));
+    let task = tokio::spawn(server.serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)));
+
+    let dir = std::env::temp_dir().join(format!("herald-proxy-grpc-{:08x}", rand::random::<u32>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("herald.toml");
+    std::fs::write(&config, format!("[[auth.proxy]]\nurl = \"grpc://127.0.0.1:{port}\"\ntimeout_ms = 2000\n")).unwrap();
+    let e = support::spawn(&["edge", "--listen", "127.0.0.1:0", "--bus", "memory", "--config", config.to_str().unwrap()], &[("HERALD_JWT_SECRET", SECRET), ("HERALD_ADMIN_API_KEY", KEY)]);
+    let (mut ws, first) = connect(&e, "alice", "*", "*").await;
+    assert_eq!(first["type"], "welcome", "{first}");
+    let r = request(&mut ws, json!({"type": "subscribe", "id": 1, "channel": "billing"})).await;
+    assert_eq!(r["code"], "forbidden", "outside the rights the connect answer gave: {r}");
+    let r = request(&mut ws, json!({"type": "subscribe", "id": 2, "channel": "incident-9"})).await;
+    assert_eq!((r["code"].as_str(), r["message"].as_str()), (Some("rate_limited"), Some("try later")), "{r}");
+    assert_eq!(request(&mut ws, json!({"type": "subscribe", "id": 3, "channel": "chat"})).await["type"], "subscribed");
+    assert_eq!(request(&mut ws, json!({"type": "publish", "id": 4, "channel": "chat", "data": {"text": "hi"}})).await["type"], "published");
+    assert_eq!(next(&mut ws).await["data"], json!({"text": "hi", "checked": true}));
+    let asked = asked.lock().unwrap().clone();
+    assert_eq!(asked, ["connect alice websocket 127.0.0.1", "subscribe incident-9", "subscribe chat"]);
+    task.abort();
+}
