@@ -186,7 +186,65 @@ fn print_accounts(list: &[pb::Account], json: bool) {
     );
 }
 
+/// GETs `path` from an edge with the API key; the JSON answer, or the edge's error.
+async fn edge_get(e: &crate::EdgeApi, path: &str) -> anyhow::Result<serde_json::Value> {
+    let key = e.api_key.as_deref().context("an API key is needed: --api-key or HERALD_ADMIN_API_KEY")?;
+    let target = herald_http_client::Target::new(&format!("{}{path}", e.edge.trim_end_matches('/')), e.edge_ca.as_deref().and_then(|p| p.to_str()))
+        .map_err(|err| anyhow::anyhow!("--edge: {err}"))?;
+    let mut conn = herald_http_client::Connection::new(std::sync::Arc::new(target), std::time::Duration::from_secs(10));
+    let auth = http::HeaderValue::from_str(&format!("Bearer {key}")).context("the API key is not a header value")?;
+    let r = conn.send(http::Method::GET, None, &[(http::header::AUTHORIZATION, auth)], bytes::Bytes::new(), 64 << 20).await.map_err(|err| anyhow::anyhow!("{}: {err}", e.edge))?;
+    let v: serde_json::Value = serde_json::from_slice(&r.body).with_context(|| format!("{} answered {} without JSON", e.edge, r.status))?;
+    if !r.status.is_success() {
+        anyhow::bail!("{}: {} ({})", v["error"]["code"].as_str().unwrap_or("error"), v["error"]["message"].as_str().unwrap_or(""), r.status);
+    }
+    Ok(v)
+}
+
+/// A query value, percent-encoded.
+fn q(v: &str) -> String {
+    v.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
+/// `herald ctl history` and `herald ctl channel`: through an edge's HTTP API.
+async fn edge_command(command: &CtlCommand, json: bool) -> anyhow::Result<()> {
+    match command {
+        CtlCommand::History { account, channel, limit, before, since, edge } => {
+            let mut path = format!("/v1/history?account={}&channel={}&limit={limit}", q(account), q(channel));
+            for (k, v) in [("before", before), ("since", since)] {
+                if let Some(v) = v {
+                    path.push_str(&format!("&{k}={}", q(v)));
+                }
+            }
+            let v = edge_get(edge, &path).await?;
+            if json {
+                out!("{v}");
+            } else {
+                let rows = v["messages"].as_array().map(|m| m.iter().map(|m| vec![m["ts"].to_string(), m["id"].as_str().unwrap_or("").to_owned(), m["cursor"].as_str().unwrap_or("").to_owned(), m["data"].to_string()]).collect()).unwrap_or_default();
+                table(&["TS", "ID", "CURSOR", "DATA"], rows);
+                if v["more"] == true {
+                    out!("older: --before {}", v["before"].as_str().unwrap_or(""));
+                }
+            }
+        }
+        CtlCommand::Channel { account, channel, edge } => {
+            let v = edge_get(edge, &format!("/v1/channels/info?account={}&channel={}", q(account), q(channel))).await?;
+            if json {
+                out!("{v}");
+            } else {
+                out!("{} present ({}); last message {}; cursor {}", v["occupancy"], v["users"], v["last_message"]["id"].as_str().unwrap_or("none"), v["cursor"].as_str().unwrap_or(""));
+            }
+        }
+        _ => unreachable!("only the edge commands come here"),
+    }
+    Ok(())
+}
+
 async fn ctl_inner(a: CtlArgs) -> anyhow::Result<()> {
+    // History and channel info read the bus: an edge answers them, not the control plane.
+    if matches!(a.command, CtlCommand::History { .. } | CtlCommand::Channel { .. }) {
+        return edge_command(&a.command, a.json).await;
+    }
     let tls = ctl_tls(&a)?;
     let mut c = admin(&a.control, a.token.as_deref(), tls.as_ref()).await?;
     let json = a.json;
@@ -316,6 +374,7 @@ async fn ctl_inner(a: CtlArgs) -> anyhow::Result<()> {
                 );
             }
         }
+        CtlCommand::History { .. } | CtlCommand::Channel { .. } => unreachable!("answered through an edge, above"),
         CtlCommand::AddMember { id, address } => print_status(&rpc(c.add_member(pb::AddMemberRequest { id, address }).await)?, json),
         CtlCommand::RemoveMember { id } => print_status(&rpc(c.remove_member(pb::RemoveMemberRequest { id }).await)?, json),
     }

@@ -208,6 +208,21 @@ pub struct CtlArgs {
     pub command: CtlCommand,
 }
 
+/// How `herald ctl` reaches an edge's HTTP API (history and channel info read the bus, which the
+/// control plane does not).
+#[derive(clap::Args, Debug)]
+pub struct EdgeApi {
+    /// An edge's base URL.
+    #[arg(long, env = "HERALD_EDGE", default_value = "http://127.0.0.1:8080")]
+    pub edge: String,
+    /// The admin API key (or the account's key).
+    #[arg(long, env = "HERALD_ADMIN_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// A CA file for an `https://` edge whose certificate is not from the public web PKI.
+    #[arg(long)]
+    pub edge_ca: Option<PathBuf>,
+}
+
 /// `herald ctl` commands.
 #[derive(Subcommand)]
 pub enum CtlCommand {
@@ -276,6 +291,34 @@ pub enum CtlCommand {
         channel: String,
         #[arg(long, default_value_t = 100)]
         limit: u32,
+    },
+    /// A channel's records, read from the bus by an edge (`GET /v1/history`): the newest
+    /// --limit, or a page before or after a cursor. Talks to --edge with the admin API key.
+    History {
+        /// The account.
+        account: String,
+        /// The channel.
+        channel: String,
+        /// Records in the page (1-1000).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// The page just before this cursor (a page's `before`).
+        #[arg(long, conflicts_with = "since")]
+        before: Option<String>,
+        /// The page after this cursor.
+        #[arg(long)]
+        since: Option<String>,
+        #[command(flatten)]
+        edge: EdgeApi,
+    },
+    /// Who is on a channel and where it ends, from an edge (`GET /v1/channels/info`).
+    Channel {
+        /// The account.
+        account: String,
+        /// The channel.
+        channel: String,
+        #[command(flatten)]
+        edge: EdgeApi,
     },
     /// A user's devices registered for mobile push.
     Devices {

@@ -275,3 +275,29 @@ fn check_loads_the_listeners_certificate_and_key() {
         assert!(err.contains(needle), "{err}");
     }
 }
+
+/// `herald ctl history` and `herald ctl channel` ask an edge (they read the bus, which the
+/// control plane does not): the newest records in order, the next page back, channel info; a bad
+/// key is an error naming the edge's code.
+#[test]
+fn ctl_reads_history_and_channel_info_through_an_edge() {
+    let dev = start_dev(&[]);
+    for n in 0..5 {
+        let resp = publish(&dev.url, &format!(r#"{{"account":"demo","channel":"incident-7","data":{{"n":{n}}}}}"#));
+        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    }
+    let ctl = |args: &[&str], key: &str| Command::new(BIN).args(["ctl", "--json"]).args(args).args(["--edge", &dev.url, "--api-key", key]).output().unwrap();
+    let out = ctl(&["history", "demo", "incident-7", "--limit", "3"], KEY);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let page: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ns = |p: &serde_json::Value| p["messages"].as_array().unwrap().iter().map(|m| m["data"]["n"].as_u64().unwrap()).collect::<Vec<_>>();
+    assert_eq!(ns(&page), [2, 3, 4], "the newest three, oldest first");
+    let out = ctl(&["history", "demo", "incident-7", "--limit", "3", "--before", page["before"].as_str().unwrap()], KEY);
+    assert_eq!(ns(&serde_json::from_slice(&out.stdout).unwrap()), [0, 1]);
+    let out = ctl(&["channel", "demo", "incident-7"], KEY);
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["last_message"]["id"], page["messages"][2]["id"], "{info}");
+    let out = ctl(&["history", "demo", "incident-7"], "not-the-key-0123456789");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unauthorized"), "{}", String::from_utf8_lossy(&out.stderr));
+}
