@@ -345,6 +345,8 @@ def subscriber_cmd(a, group, token, n, first, ip, scenario):
            "--transport", "nats" if a.peer == "nats" else a.transport, "--control-stdin",
            "--ready-timeout-secs", str(60 + n // 100), "--max-secs", str(a.seconds + 240 + int(a.mobile * 10)),
            "--idle-exit-secs", str(max(5, int(a.mobile * 3)))] + scenario
+    if a.proto and a.peer != "nats":
+        cmd.append("--proto")
     return cmd
 
 
@@ -465,7 +467,8 @@ def default_name(a):
     what = scenario_of(a)
     server = a.peer or "herald"
     size = a.idle or a.subscribers if what != "chat" else a.chat
-    return f"{what}-{server}-{a.transport if what not in ('chat', 'idle') else 'ws'}-{size}-{time.strftime('%Y%m%d-%H%M%S')}"
+    wire = ("proto" if a.proto and not a.peer else a.transport) if what not in ('chat', 'idle') else 'ws'
+    return f"{what}-{server}-{wire}-{size}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def scenario_of(a):
@@ -488,7 +491,7 @@ def params_of(a):
     elif what == "chat":
         p.update(rooms=a.chat, members=a.members, messages_per_member_per_sec=a.chat_rate, seconds=a.seconds, size=a.size)
     else:
-        p.update(subscribers=a.subscribers, channels=a.channels, transport="nats-ws" if a.peer else a.transport,
+        p.update(subscribers=a.subscribers, channels=a.channels, transport="nats-ws" if a.peer else ("ws-proto" if a.proto else a.transport),
                  rate_per_channel=",".join(map(str, a.rate)), seconds=a.seconds, size=a.size)
         if a.storm:
             p.update(storm_at_s=a.storm, storm_within_ms=a.storm_within_ms)
@@ -604,6 +607,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=0, help="publishing time (default 10, or --step-secs per rate)")
     ap.add_argument("--size", type=int, default=100, help="record payload bytes")
     ap.add_argument("--transport", default="ws", choices=["ws", "sse", "poll"], help="how subscribers connect")
+    ap.add_argument("--proto", action="store_true", help="WebSocket subscribers speak the compact encoding (herald.v1.proto); NATS runs ignore it")
     ap.add_argument("--kafka", action="store_true", help="use a Kafka-compatible broker (tansu) as the bus")
     ap.add_argument("--edges", type=int, default=1,
                     help="with --kafka: this many edges on one bus (clients spread over them, each reconnect moves to the next); "

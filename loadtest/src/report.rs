@@ -200,6 +200,9 @@ pub fn build(run: &Value) -> anyhow::Result<(Value, String, Merged)> {
         out.insert("delivery_span_s".into(), json!(round2(span)));
         out.insert("latency_ms".into(), hist::percentiles(&merged.total));
         out.insert("frames_per_delivery".into(), json!(round3(sum("frames") as f64 / deliveries.max(1) as f64)));
+        if procs.iter().any(|p| p.get("wire_bytes").is_some()) {
+            out.insert("wire_bytes_per_delivery".into(), json!(round2(sum("wire_bytes") as f64 / deliveries.max(1) as f64)));
+        }
         for k in ["reconnects", "planned_cuts", "lagged", "closed_by_server", "errors", "connect_errors", "resubscribes", "unrecovered", "drains", "acked", "publish_errors", "failed_members"] {
             if procs.iter().any(|p| p.get(k).is_some()) {
                 out.insert(k.into(), json!(sum(k)));
@@ -305,7 +308,7 @@ pub fn summary(r: &Value) -> String {
             let _ = writeln!(s, "  {}", extra.join(", "));
         }
         let l = &r["latency_ms"];
-        let _ = writeln!(s, "  {} deliveries/s over {} s; {:.3} frames per delivery", r["deliveries_per_sec"], r["delivery_span_s"], f(r, "frames_per_delivery"));
+        let _ = writeln!(s, "  {} deliveries/s over {} s; {:.3} frames per delivery; {:.1} bytes per delivery on the wire", r["deliveries_per_sec"], r["delivery_span_s"], f(r, "frames_per_delivery"), f(r, "wire_bytes_per_delivery"));
         let _ = writeln!(s, "  latency ms: p50 {} p90 {} p99 {} p99.9 {} p99.99 {} max {}", l["p50"], l["p90"], l["p99"], l["p999"], l["p9999"], l["max"]);
         for st in r.get("steps").and_then(Value::as_array).into_iter().flatten() {
             let l = &st["latency_ms"];

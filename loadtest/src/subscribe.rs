@@ -79,6 +79,9 @@ pub struct Args {
     /// server's WebSocket listener at `addr` (the peer comparison; subject = the channel).
     #[arg(long, default_value = "ws")]
     pub transport: String,
+    /// WebSocket only: speak the compact encoding (`herald.v1.proto`) instead of JSON v1.
+    #[arg(long)]
+    pub proto: bool,
     /// Read control lines on stdin: `storm <unix_ms> <within_ms>` (every connection is cut at
     /// that time, without a close handshake, and reconnects after a uniform delay below
     /// `within_ms`) and `end <n>[,<n>…]` (the publisher sent n records on each channel).
@@ -192,6 +195,8 @@ struct Slot {
 struct Counters {
     deliveries: AtomicU64,
     frames: AtomicU64,
+    /// WebSocket message payload bytes received (after decompression, before decoding).
+    wire_bytes: AtomicU64,
     reconnects: AtomicU64,
     planned_cuts: AtomicU64,
     lagged: AtomicU64,
@@ -414,6 +419,7 @@ fn report(sh: &Shared, published: Option<&[u64]>) -> Value {
         "ready": ld(&sh.ready),
         "deliveries": received,
         "frames": ld(&n.frames),
+        "wire_bytes": ld(&n.wire_bytes),
         "gaps": gaps,
         "duplicates": dups,
         "reconnects": ld(&n.reconnects),
@@ -662,6 +668,9 @@ async fn ws_session(sh: &Shared, i: usize, c: &mut Client, ctl: &mut Control, st
         if !nats {
             req.headers_mut().insert("authorization", format!("Bearer {}", a.token).parse()?);
         }
+        if a.proto {
+            req.headers_mut().insert("sec-websocket-protocol", herald_protocol::SUBPROTOCOL_PROTO.parse()?);
+        }
         let cfg = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
         let (ws, _) = tokio_tungstenite::client_async_with_config(req, tcp, Some(cfg)).await?;
         anyhow::Ok(ws)
@@ -681,7 +690,7 @@ async fn ws_session(sh: &Shared, i: usize, c: &mut Client, ctl: &mut Control, st
         let sub = if subscribe { format!("SUB {} 1\r\n", c.channel) } else { String::new() };
         Some(Message::Binary(format!("CONNECT {{\"verbose\":false,\"pedantic\":false,\"protocol\":1}}\r\n{sub}PING\r\n").into_bytes().into()))
     } else if subscribe {
-        Some(Message::Text(subscribe_frame(c).into()))
+        Some(herald_frame(a, &subscribe_frame(c)))
     } else {
         // An idle Herald connection is ready once the server accepted it.
         first_ready(sh, c);
@@ -693,6 +702,8 @@ async fn ws_session(sh: &Shared, i: usize, c: &mut Client, ctl: &mut Control, st
         }
     // NATS: protocol bytes not yet parsed (a MSG may span WebSocket messages).
     let mut pending: Vec<u8> = Vec::new();
+    // The compact encoding, read back as JSON v1 lines (the subscriptions it numbered).
+    let mut reader = a.proto.then(herald_protocol::proto::ProtoReader::new);
     let mut live = Live { n: &sh.n.live, on: false };
     loop {
         if let Some(after) = a.stall_after_secs
@@ -729,8 +740,31 @@ async fn ws_session(sh: &Shared, i: usize, c: &mut Client, ctl: &mut Control, st
         let mut n = 0;
         let mut replies: Option<&'static [u8]> = None;
         let mut resubscribe = false;
+        if let Message::Text(_) | Message::Binary(_) = &m {
+            sh.n.wire_bytes.fetch_add(m.len() as u64, Ordering::Relaxed);
+        }
+        // A compact message, as the JSON v1 lines it stands for.
+        let decoded: Option<String> = match (&m, reader.as_mut()) {
+            (Message::Binary(b), Some(r)) => {
+                let mut s = String::new();
+                for f in r.read(b) {
+                    match f {
+                        Ok(json) => s.push_str(std::str::from_utf8(json.as_ref()).unwrap_or("")),
+                        Err(e) => return End::Lost(Why::Error(format!("compact frame: {e}"))),
+                    }
+                }
+                Some(s)
+            }
+            _ => None,
+        };
+        let text: Option<&str> = match (&m, &decoded) {
+            (_, Some(s)) => Some(s.as_str()),
+            (Message::Text(t), None) if !nats => Some(t.as_str()),
+            _ => None,
+        };
         match &m {
-            Message::Text(t) if !nats => {
+            _ if text.is_some() => {
+                let t = text.unwrap_or("");
                 sh.n.frames.fetch_add(1, Ordering::Relaxed);
                 for line in t.as_bytes().split(|&b| b == b'\n') {
                     if line.starts_with(b"{\"type\":\"message\"") {
@@ -794,17 +828,25 @@ async fn ws_session(sh: &Shared, i: usize, c: &mut Client, ctl: &mut Control, st
         }
         delivered(sh, i, c, n, now);
         if let Some(r) = replies {
-            let msg = if nats { Message::Binary(r.to_vec().into()) } else { Message::Text(std::str::from_utf8(r).unwrap_or("").into()) };
+            let msg = if nats { Message::Binary(r.to_vec().into()) } else { herald_frame(a, std::str::from_utf8(r).unwrap_or("")) };
             if let Err(e) = ws.send(msg).await {
                 return End::Lost(Why::Error(format!("send: {e}")));
             }
         }
         if resubscribe {
             sh.n.resubscribes.fetch_add(1, Ordering::Relaxed);
-            if let Err(e) = ws.send(Message::Text(subscribe_frame(c).into())).await {
+            if let Err(e) = ws.send(herald_frame(a, &subscribe_frame(c))).await {
                 return End::Lost(Why::Error(format!("send: {e}")));
             }
         }
+    }
+}
+
+/// A client frame (JSON v1 text) in the connection's encoding.
+fn herald_frame(a: &Args, json: &str) -> Message {
+    match herald_protocol::decode_client_frame(json) {
+        Ok(frame) if a.proto => Message::Binary(herald_protocol::proto::encode_client_frame(&frame)),
+        _ => Message::Text(json.into()),
     }
 }
 
@@ -1044,7 +1086,7 @@ mod tests {
         let a = Args {
             addr: "a,b".into(), token: "-".into(), channel: "f".into(), channels: 2, first_client: 1, connections: 2, source_ip: None,
             idle_exit_secs: 1, max_secs: 1, ready_timeout_secs: 1, idle_hold_secs: None, idle_subscribe: false, since: None,
-            mobile_mean_secs: None, transport: "ws".into(), control_stdin: true, status_ms: 0, stall_after_secs: None, stall_secs: 1.0, recv_buffer: 0,
+            mobile_mean_secs: None, transport: "ws".into(), proto: false, control_stdin: true, status_ms: 0, stall_after_secs: None, stall_secs: 1.0, recv_buffer: 0,
         };
         assert_eq!(published_on(&[10, 20], &a, 0), 20);
         assert_eq!(published_on(&[10, 20], &a, 1), 10);

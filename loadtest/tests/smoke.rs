@@ -93,6 +93,7 @@ fn sub_args(addr: &str, connections: usize, transport: &str) -> subscribe::Args 
         since: None,
         mobile_mean_secs: None,
         transport: transport.into(),
+        proto: false,
         control_stdin: true,
         status_ms: 0,
         stall_after_secs: None,
@@ -183,6 +184,20 @@ async fn fanout_over_websocket_two_channels_two_processes() {
     // 11 clients, 40 records on each of 2 channels.
     assert_eq!(rep["expected_deliveries"], 11 * 40);
     assert_eq!(rep["processes"], 2);
+}
+
+/// The compact encoding: the same records, each once, and fewer bytes on the wire than JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_over_the_compact_encoding_carries_fewer_bytes() {
+    let c = cluster(1, |_| {}).await;
+    let json = fanout(vec![sub_args(&c.addrs[0], 4, "ws")], pub_args(&c.addrs[0], 50, 1, 1), None).await;
+    assert_clean(&json);
+    let mut a = sub_args(&c.addrs[0], 4, "ws");
+    a.proto = true;
+    let proto = fanout(vec![a], pub_args(&c.addrs[0], 50, 1, 1), None).await;
+    assert_clean(&proto);
+    let bytes = |r: &Value| r["wire_bytes_per_delivery"].as_f64().unwrap();
+    assert!(bytes(&proto) > 0.0 && bytes(&proto) < bytes(&json), "compact {} vs JSON {} bytes per delivery", bytes(&proto), bytes(&json));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
