@@ -269,7 +269,7 @@ impl Session {
         self.send(ServerFrame::Subscribed { id: Some(&id), channel: ch.as_str(), cursor: &opened.cursor, recovered: opened.recovered });
         let (sub, _) = subscribe::replay(&self.edge.engine, opened, None).await;
         self.subs.insert(ch, sub);
-        let member = PresenceMember { connection_id: self.connection_id.clone(), user: self.grant.user.clone() };
+        let member = PresenceMember { connection_id: self.connection_id.clone(), user: self.grant.user.clone(), info: self.grant.info.clone() };
         lifecycle::join(&self.edge, &key, member).await;
     }
 

@@ -196,7 +196,7 @@ mod tests {
         let event = PresenceEvent {
             channel: ChannelKey::parse("acme/incidents").unwrap(),
             change: PresenceChange::Join,
-            member: PresenceMember { connection_id: "c1".into(), user: "ann".into() },
+            member: PresenceMember { connection_id: "c1".into(), user: "ann".into(), info: None },
         };
         let payload = record(&FeedEvent::Presence { event: event.clone(), occupancy: 1 });
         let got = events_of("eu", 3, 41, &payload).unwrap();
