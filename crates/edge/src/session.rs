@@ -285,6 +285,9 @@ impl Session {
             self.send_error(Some(&id), ErrorCode::Forbidden, "a refreshed token must belong to the same account");
             return Ok(());
         }
+        let mut grant = grant;
+        // The info came with the connection's connect answer, not with its token.
+        grant.info = self.grant.info.take();
         self.grant = grant;
         lifecycle::refreshed(&self.edge, &self.connection_id, &self.grant);
         // Subscriptions the new token no longer allows end now.
