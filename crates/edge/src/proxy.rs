@@ -145,6 +145,9 @@ pub struct Rights {
     pub presence: Option<Vec<ChannelPattern>>,
 }
 
+/// Cached decisions by event, account, user and channel (empty for a connect).
+type DecisionCache = HashMap<(Event, AccountId, String, String), (Instant, Decision)>;
+
 /// One configured proxy.
 struct Proxy {
     accounts: Vec<AccountId>,
@@ -155,7 +158,7 @@ struct Proxy {
     cache_ttl: Duration,
     on_error: ProxyFailure,
     slots: tokio::sync::Semaphore,
-    cache: Mutex<HashMap<(Event, AccountId, String, String), (Instant, Decision)>>,
+    cache: Mutex<DecisionCache>,
 }
 
 /// Every configured proxy, in order.
@@ -281,7 +284,7 @@ impl Proxies {
         let started = Instant::now();
         let asked = self.ask(p, &q).await;
         self.metrics.histogram("herald_proxy_seconds", "Time the authorization proxy took to answer", &[("event", event.as_str().into())]).record(started.elapsed().as_secs_f64());
-        let decision = match asked {
+        match asked {
             Ok(d) => {
                 self.count(event, outcome(&d));
                 if cacheable {
@@ -304,8 +307,7 @@ impl Proxies {
                     ProxyFailure::Deny => Decision::Deny((ErrorCode::Unavailable, "the authorization service did not answer; retry".into())),
                 }
             }
-        };
-        decision
+        }
     }
 
     fn count(&self, event: Event, outcome: &'static str) {
