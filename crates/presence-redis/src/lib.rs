@@ -989,9 +989,9 @@ mod tests {
     #[test]
     fn tls_files_without_rediss_and_unreadable_files_are_errors_naming_them() {
         let login = RedisLogin { ca_file: Some("/nonexistent/ca.pem".into()), ..RedisLogin::default() };
-        let e = client("redis://127.0.0.1:6379", &login).err().expect("plain URL with a CA").to_string();
+        let e = client("redis://127.0.0.1:6379", &login).expect_err("plain URL with a CA").to_string();
         assert!(e.contains("not rediss://"), "{e}");
-        let e = client("rediss://127.0.0.1:6380", &login).err().expect("missing CA file").to_string();
+        let e = client("rediss://127.0.0.1:6380", &login).expect_err("missing CA file").to_string();
         assert!(e.contains("/nonexistent/ca.pem"), "{e}");
     }
 }
