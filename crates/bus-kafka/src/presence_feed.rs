@@ -84,13 +84,19 @@ pub async fn create_topic_if_missing(brokers: &str, properties: &[(String, Strin
 /// The JSON value of one feed record.
 pub fn record_value(event: &FeedEvent, node: &str, region: &RegionName, at_ms: u64) -> serde_json::Value {
     let mut v = match event {
-        FeedEvent::Presence { event, occupancy } => serde_json::json!({
-            "type": match event.change { PresenceChange::Join => "join", PresenceChange::Leave => "leave" },
-            "channel": event.channel.channel.as_str(),
-            "connection_id": event.member.connection_id,
-            "user": event.member.user,
-            "occupancy": occupancy,
-        }),
+        FeedEvent::Presence { event, occupancy } => {
+            let mut v = serde_json::json!({
+                "type": match event.change { PresenceChange::Join => "join", PresenceChange::Leave => "leave" },
+                "channel": event.channel.channel.as_str(),
+                "connection_id": event.member.connection_id,
+                "user": event.member.user,
+                "occupancy": occupancy,
+            });
+            if let Some(info) = &event.member.info {
+                v["info"] = serde_json::to_value(info).expect("user info is a JSON object");
+            }
+            v
+        }
         FeedEvent::ConnectionOpened(c) => serde_json::json!({
             "type": "connection_opened",
             "connection_id": c.connection_id,

@@ -67,6 +67,8 @@ enum Outcome {
 struct Member {
     connection_id: String,
     user: String,
+    #[serde(default)]
+    info: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -482,9 +484,9 @@ impl Driver {
                 let (Some(channel), Some(m)) = (f.channel, f.member) else { return Ok(None) };
                 if let Some(ch) = self.channels.get(&channel) {
                     let e = if f.ty == "join" {
-                        Event::Join { connection_id: m.connection_id, user: m.user }
+                        Event::Join { connection_id: m.connection_id, user: m.user, info: m.info }
                     } else {
-                        Event::Leave { connection_id: m.connection_id, user: m.user }
+                        Event::Leave { connection_id: m.connection_id, user: m.user, info: m.info }
                     };
                     let _ = ch.events.send(e).await;
                 }

@@ -108,6 +108,9 @@ pub enum Event {
         connection_id: String,
         /// The member's user.
         user: String,
+        /// What the authorization proxy said about the user on connect (a JSON object), if
+        /// anything.
+        info: Option<serde_json::Value>,
     },
     /// A presence leave.
     Leave {
@@ -115,6 +118,8 @@ pub enum Event {
         connection_id: String,
         /// The member's user.
         user: String,
+        /// The info the member joined with, if any.
+        info: Option<serde_json::Value>,
     },
     /// The server ended the subscription (e.g. a refreshed token no longer allows it).
     Ended {

@@ -18,7 +18,8 @@
 //! - [`gapless`]: `GaplessReader`, which never moves a partition reader past an offset it has not
 //!   returned (a broker may expose a later write before an earlier one).
 //! - [`presence`]: the `Presence` trait (who is subscribed where, with join/leave events; which
-//!   connections are open) and `FeedEvent`, what its feed tells backends.
+//!   connections are open), `UserInfo` (what an authorization proxy said about a member) and
+//!   `FeedEvent`, what its feed tells backends.
 //! - [`orders`]: the `Orders` trait (disconnects and token revocations issued to every edge of
 //!   a region, and the revocations standing) and its conformance suite (`orders::conformance`).
 //! - [`devices`]: the `DeviceRegistry` trait (which phones belong to which user, for mobile push)
@@ -49,7 +50,7 @@ pub use devices::{DeviceError, DeviceRegistry, Platform, Registration};
 pub use idempotency::IdempotencyWindow;
 pub use names::{AccountId, ChannelKey, ChannelName, ChannelPattern, NameError, PERSONAL_PREFIX, PROBE_ACCOUNT, Priority, may_read};
 pub use orders::{Disconnect, DisconnectTarget, Order, Orders, OrdersError, RevokeTarget, Revocation, TokenFacts};
-pub use presence::{Connection, FeedEvent, NODE_GONE, Presence, PresenceChange, PresenceError, PresenceEvent, PresenceFeed, PresenceMember, PresenceSnapshot, UserConnection};
+pub use presence::{Connection, FeedEvent, NODE_GONE, Presence, PresenceChange, PresenceError, PresenceEvent, PresenceFeed, PresenceMember, PresenceSnapshot, UserConnection, UserInfo, UserInfoError};
 pub use record::{Appended, MessageId, NewRecord, Record, now_ms};
 pub use replica::ReplicaLog;
 pub use version_vector::VersionVector;

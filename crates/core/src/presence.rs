@@ -13,7 +13,9 @@
 //! [`PresenceFeed`] as a [`FeedEvent`].
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
+use std::sync::Arc;
 use tokio::sync::broadcast;
 
 use crate::names::{AccountId, ChannelKey, ChannelName};
@@ -33,6 +35,81 @@ pub struct PresenceMember {
     pub connection_id: String,
     /// The token's `sub`.
     pub user: String,
+    /// What the authorization proxy said about the user when the connection opened (absent from
+    /// JSON when there is none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub info: Option<UserInfo>,
+}
+
+/// User info an authorization proxy attached to a connection (its connect answer's `info`): one
+/// JSON object of at most [`UserInfo::MAX_LEN`] bytes, kept in its compact form and shown with
+/// the connection wherever presence shows it. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct UserInfo(Arc<RawValue>);
+
+/// Why text is not [`UserInfo`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UserInfoError {
+    /// Not JSON, or JSON but not an object.
+    #[error("info is not a JSON object")]
+    NotAnObject,
+    /// Longer than [`UserInfo::MAX_LEN`] once compact.
+    #[error("info is {0} bytes, more than {max}", max = UserInfo::MAX_LEN)]
+    TooLarge(usize),
+}
+
+impl UserInfo {
+    /// The largest info, in bytes of compact JSON.
+    pub const MAX_LEN: usize = 1024;
+
+    /// The info `json` holds: one JSON object (any whitespace), at most [`Self::MAX_LEN`] bytes
+    /// once compact.
+    pub fn parse(json: &str) -> Result<Self, UserInfoError> {
+        let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json).map_err(|_| UserInfoError::NotAnObject)?;
+        Self::from_object(&object)
+    }
+
+    fn from_object(object: &serde_json::Map<String, serde_json::Value>) -> Result<Self, UserInfoError> {
+        let compact = serde_json::to_string(object).map_err(|_| UserInfoError::NotAnObject)?;
+        if compact.len() > Self::MAX_LEN {
+            return Err(UserInfoError::TooLarge(compact.len()));
+        }
+        Ok(Self(Arc::from(RawValue::from_string(compact).map_err(|_| UserInfoError::NotAnObject)?)))
+    }
+
+    /// The compact JSON text.
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl PartialEq for UserInfo {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for UserInfo {}
+
+impl std::hash::Hash for UserInfo {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl Serialize for UserInfo {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for UserInfo {
+    /// From a JSON object (read as a map, not raw text, so that it also works inside the
+    /// buffered content of tagged enums).
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let object = serde_json::Map::deserialize(d)?;
+        Self::from_object(&object).map_err(serde::de::Error::custom)
+    }
 }
 
 /// A join or a leave.
@@ -190,4 +267,34 @@ pub trait Presence: Send + Sync + 'static {
     /// Every join and leave in the region from now on, for fan-out to local subscribers.
     /// A receiver that falls behind gets `RecvError::Lagged` and should re-read snapshots.
     fn events(&self) -> broadcast::Receiver<PresenceEvent>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_info_is_one_compact_object_of_at_most_1_kib() {
+        let info = UserInfo::parse("{ \"name\": \"Ann\",\n \"teams\": [1, 2] }").unwrap();
+        assert_eq!(info.as_str(), r#"{"name":"Ann","teams":[1,2]}"#);
+        assert_eq!(UserInfo::parse(info.as_str()).unwrap(), info, "parsing the compact form changes nothing");
+        for bad in ["[1]", "\"ann\"", "null", "{", "{\"a\":1} {}", ""] {
+            assert_eq!(UserInfo::parse(bad).unwrap_err(), UserInfoError::NotAnObject, "{bad:?}");
+        }
+        let fits = format!(r#"{{"a":"{}"}}"#, "x".repeat(UserInfo::MAX_LEN - 8));
+        assert_eq!(UserInfo::parse(&fits).unwrap().as_str().len(), UserInfo::MAX_LEN);
+        let over = format!(r#"{{"a":"{}"}}"#, "x".repeat(UserInfo::MAX_LEN - 7));
+        assert_eq!(UserInfo::parse(&over).unwrap_err(), UserInfoError::TooLarge(UserInfo::MAX_LEN + 1));
+    }
+
+    #[test]
+    fn a_member_without_info_has_no_info_key_and_one_with_info_reads_back() {
+        let bare = PresenceMember { connection_id: "c1".into(), user: "ann".into(), info: None };
+        assert_eq!(serde_json::to_string(&bare).unwrap(), r#"{"connection_id":"c1","user":"ann"}"#);
+        let with = PresenceMember { info: Some(UserInfo::parse(r#"{"name":"Ann"}"#).unwrap()), ..bare };
+        let json = serde_json::to_string(&with).unwrap();
+        assert_eq!(json, r#"{"connection_id":"c1","user":"ann","info":{"name":"Ann"}}"#);
+        assert_eq!(serde_json::from_str::<PresenceMember>(&json).unwrap(), with);
+        assert!(serde_json::from_str::<PresenceMember>(r#"{"connection_id":"c1","user":"ann","info":[1]}"#).is_err());
+    }
 }

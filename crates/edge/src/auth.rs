@@ -58,6 +58,9 @@ pub struct Grant {
     subscribe: Vec<ChannelPattern>,
     publish: Vec<ChannelPattern>,
     presence: Option<Vec<ChannelPattern>>,
+    /// What the authorization proxy said about the user on connect (its answer's `info`),
+    /// shown with the connection's presence.
+    pub info: Option<herald_core::UserInfo>,
 }
 
 impl Grant {
@@ -219,7 +222,7 @@ fn grant(c: TokenClaims) -> Result<Grant, AuthError> {
         return Err(unauthorized("token jti must be 1-128 characters"));
     }
     let presence = c.presence.as_deref().map(parse).transpose()?;
-    Ok(Grant { user: c.sub, account, expires_at: c.exp, jti: c.jti, issued_at: c.iat, subscribe: parse(&c.subscribe)?, publish: parse(&c.publish)?, presence })
+    Ok(Grant { user: c.sub, account, expires_at: c.exp, jti: c.jti, issued_at: c.iat, subscribe: parse(&c.subscribe)?, publish: parse(&c.publish)?, presence, info: None })
 }
 
 /// Mints HS256 tokens (`herald token`, and `herald dev`'s demo page).

@@ -250,9 +250,7 @@ mod tests {
 
     #[test]
     fn slots_count_connections_and_free_them_on_drop() {
-        let mut c = LimitsConfig::default();
-        c.connections_per_account = 2;
-        c.connections_per_ip = 3;
+        let c = LimitsConfig { connections_per_account: 2, connections_per_ip: 3, ..Default::default() };
         let l = Arc::new(Limits::new(c, EdgeMetrics::new()));
         let acme = AccountId::new("acme").unwrap();
         let a = l.admit_account(&acme).unwrap();

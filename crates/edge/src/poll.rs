@@ -31,19 +31,19 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::Soc
         Ok(r) => r,
         Err(refusal) => return refusal,
     };
-    let num = |name: &str, default: usize| -> Result<usize, Response<Body>> {
+    let num = |name: &str, default: usize| -> Result<usize, String> {
         match query_param(&req, name) {
             None => Ok(default),
-            Some(v) => v.parse().map_err(|_| code_response(ErrorCode::BadRequest, &format!("{name} must be a number"))),
+            Some(v) => v.parse().map_err(|_| format!("{name} must be a number")),
         }
     };
     let timeout_ms = match num("timeout_ms", edge.config.poll_timeout_ms as usize) {
         Ok(t) => t.min(60_000) as u64,
-        Err(r) => return r,
+        Err(m) => return code_response(ErrorCode::BadRequest, &m),
     };
     let limit = match num("limit", 500) {
         Ok(l) => l.clamp(1, MAX_LIMIT),
-        Err(r) => return r,
+        Err(m) => return code_response(ErrorCode::BadRequest, &m),
     };
     let _guard = edge.session_guard();
     let _slots = sr.slots;

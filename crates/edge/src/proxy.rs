@@ -1,8 +1,9 @@
 //! The authorization proxy (`[[auth.proxy]]`, docs/backends.md): before a connection is
 //! welcomed, a subscription starts or a client's record is written, the edge asks a backend over
 //! HTTP (JSON) or gRPC (`proto/herald/proxy/v1/proxy.proto`, module [`pb`]) and applies its
-//! answer: allow or deny with a code; on connect, the rights the
-//! connection gets instead of its token's (extra or narrower); on publish, a rewritten payload.
+//! answer: allow or deny with a code; on connect, the rights the connection gets instead of its
+//! token's (extra or narrower) and user info shown with its presence; on publish, a rewritten
+//! payload.
 //!
 //! Per proxy: a bounded number of requests in flight on this node (kept-alive connections
 //! reused), a timeout, decisions on connects and subscribes cached for `cache_ttl_ms`, and
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use herald_config::{ProxyConfig, ProxyFailure};
-use herald_core::{AccountId, ChannelName, ChannelPattern};
+use herald_core::{AccountId, ChannelName, ChannelPattern, UserInfo};
 use herald_http_client::{Connection, Target, TargetError};
 use herald_protocol::ErrorCode;
 
@@ -120,12 +121,16 @@ struct Answer {
     /// Publish: the payload to write instead of the client's.
     #[serde(default)]
     data: Option<Box<RawValue>>,
+    /// Connect: user info shown with the connection's presence (a JSON object of at most 1 KiB;
+    /// anything else makes the answer not a decision).
+    #[serde(default)]
+    info: Option<UserInfo>,
 }
 
 /// A decision as applied.
 #[derive(Clone, Debug)]
 enum Decision {
-    Allow { rights: Option<Rights>, data: Option<Bytes> },
+    Allow { rights: Option<Rights>, data: Option<Bytes>, info: Option<UserInfo> },
     Deny(Refusal),
 }
 
@@ -140,6 +145,9 @@ pub struct Rights {
     pub presence: Option<Vec<ChannelPattern>>,
 }
 
+/// Cached decisions by event, account, user and channel (empty for a connect).
+type DecisionCache = HashMap<(Event, AccountId, String, String), (Instant, Decision)>;
+
 /// One configured proxy.
 struct Proxy {
     accounts: Vec<AccountId>,
@@ -150,7 +158,7 @@ struct Proxy {
     cache_ttl: Duration,
     on_error: ProxyFailure,
     slots: tokio::sync::Semaphore,
-    cache: Mutex<HashMap<(Event, AccountId, String, String), (Instant, Decision)>>,
+    cache: Mutex<DecisionCache>,
 }
 
 /// Every configured proxy, in order.
@@ -223,16 +231,19 @@ impl Proxies {
         })
     }
 
-    /// Asks about a new connection; on allow, `grant` gets the rights the answer gives.
+    /// Asks about a new connection; on allow, `grant` gets the rights and the info the answer
+    /// gives.
     pub async fn connect(&self, grant: &mut Grant, connection_id: Option<&str>, transport: &str, client_ip: Option<std::net::IpAddr>) -> Result<(), Refusal> {
         let Some(p) = self.pick(Event::Connect, &grant.account, None) else { return Ok(()) };
         let q = Question { event: Event::Connect, account: &grant.account, user: &grant.user, connection_id, transport: Some(transport), client_ip, channel: None, data: None };
         match self.decide(p, q).await {
-            Decision::Allow { rights: Some(r), .. } => {
-                grant.apply_rights(r);
+            Decision::Allow { rights, info, .. } => {
+                if let Some(r) = rights {
+                    grant.apply_rights(r);
+                }
+                grant.info = info;
                 Ok(())
             }
-            Decision::Allow { .. } => Ok(()),
             Decision::Deny(r) => Err(r),
         }
     }
@@ -273,7 +284,7 @@ impl Proxies {
         let started = Instant::now();
         let asked = self.ask(p, &q).await;
         self.metrics.histogram("herald_proxy_seconds", "Time the authorization proxy took to answer", &[("event", event.as_str().into())]).record(started.elapsed().as_secs_f64());
-        let decision = match asked {
+        match asked {
             Ok(d) => {
                 self.count(event, outcome(&d));
                 if cacheable {
@@ -292,12 +303,11 @@ impl Proxies {
                 self.count(event, "error");
                 self.metrics.counter("herald_proxy_errors_total", "Authorization proxy calls that got no decision, by kind", &[("event", event.as_str().into()), ("kind", kind.into())]).increment(1);
                 match p.on_error {
-                    ProxyFailure::Allow => Decision::Allow { rights: None, data: None },
+                    ProxyFailure::Allow => Decision::Allow { rights: None, data: None, info: None },
                     ProxyFailure::Deny => Decision::Deny((ErrorCode::Unavailable, "the authorization service did not answer; retry".into())),
                 }
             }
-        };
-        decision
+        }
     }
 
     fn count(&self, event: Event, outcome: &'static str) {
@@ -384,6 +394,10 @@ impl Answer {
             .data
             .map(|bytes| String::from_utf8(bytes).map_err(|e| e.to_string()).and_then(|s| RawValue::from_string(s).map_err(|e| format!("data is not one JSON value: {e}"))))
             .transpose()?;
+        let info = d
+            .info
+            .map(|bytes| String::from_utf8(bytes).map_err(|e| e.to_string()).and_then(|s| UserInfo::parse(&s).map_err(|e| e.to_string())))
+            .transpose()?;
         let some = |s: String| (!s.is_empty()).then_some(s);
         Ok(Self {
             allow: d.allow,
@@ -393,6 +407,7 @@ impl Answer {
             publish: d.publish.map(|p| p.patterns),
             presence: d.presence.map(|p| p.patterns),
             data,
+            info,
         })
     }
 }
@@ -421,7 +436,8 @@ fn decision(event: Event, a: Answer) -> Result<Decision, String> {
         (Event::Publish, Some(d)) => Some(Bytes::copy_from_slice(d.get().as_bytes())),
         _ => None,
     };
-    Ok(Decision::Allow { rights, data })
+    let info = if event == Event::Connect { a.info } else { None };
+    Ok(Decision::Allow { rights, data, info })
 }
 
 #[cfg(test)]
@@ -455,6 +471,17 @@ mod tests {
             d => panic!("{d:?}"),
         }
         assert!(decision(Event::Connect, answer(r#"{"allow":true,"subscribe":["a*b*"]}"#)).is_err());
+        match decision(Event::Connect, answer(r#"{"allow":true,"info":{"name":"Ann", "role":"responder"}}"#)).unwrap() {
+            Decision::Allow { rights: None, info: Some(i), .. } => assert_eq!(i.as_str(), r#"{"name":"Ann","role":"responder"}"#),
+            d => panic!("{d:?}"),
+        }
+        let too_large = format!(r#"{{"allow":true,"info":{{"bio":"{}"}}}}"#, "x".repeat(1024));
+        for bad in [r#"{"allow":true,"info":"Ann"}"#, r#"{"allow":true,"info":[1]}"#, too_large.as_str()] {
+            assert!(serde_json::from_str::<Answer>(bad).is_err(), "info that is not an object of at most 1 KiB: {bad}");
+        }
+        let grpc = |info: &[u8]| Answer::from_grpc(pb::Decision { allow: true, info: Some(info.to_vec()), ..Default::default() });
+        assert_eq!(grpc(br#"{"name":"Ann"}"#).unwrap().info.unwrap().as_str(), r#"{"name":"Ann"}"#);
+        assert!(grpc(b"[1]").is_err() && grpc(&[0xff]).is_err() && grpc(too_large.as_bytes()).is_err());
         assert!(serde_json::from_str::<Answer>(r#"{"allowed":true}"#).is_err(), "an answer that is not a decision");
     }
 }

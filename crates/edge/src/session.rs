@@ -269,7 +269,7 @@ impl Session {
         self.send(ServerFrame::Subscribed { id: Some(&id), channel: ch.as_str(), cursor: &opened.cursor, recovered: opened.recovered });
         let (sub, _) = subscribe::replay(&self.edge.engine, opened, None).await;
         self.subs.insert(ch, sub);
-        let member = PresenceMember { connection_id: self.connection_id.clone(), user: self.grant.user.clone() };
+        let member = PresenceMember { connection_id: self.connection_id.clone(), user: self.grant.user.clone(), info: self.grant.info.clone() };
         lifecycle::join(&self.edge, &key, member).await;
     }
 
@@ -285,6 +285,9 @@ impl Session {
             self.send_error(Some(&id), ErrorCode::Forbidden, "a refreshed token must belong to the same account");
             return Ok(());
         }
+        let mut grant = grant;
+        // The info came with the connection's connect answer, not with its token.
+        grant.info = self.grant.info.take();
         self.grant = grant;
         lifecycle::refreshed(&self.edge, &self.connection_id, &self.grant);
         // Subscriptions the new token no longer allows end now.

@@ -51,7 +51,7 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>, peer: std::net::Soc
         let _slots = sr.slots;
         let (sub, _) = subscribe::replay(&edge.engine, opened, None).await;
         let _live = lifecycle::opened(&edge, &connection_id, &sr.grant, lifecycle::Transport::Sse, &outbox).await;
-        let member = PresenceMember { connection_id: connection_id.clone(), user: sr.grant.user.clone() };
+        let member = PresenceMember { connection_id: connection_id.clone(), user: sr.grant.user.clone(), info: sr.grant.info.clone() };
         for ch in &sr.channels {
             lifecycle::join(&edge, ch, member.clone()).await;
         }

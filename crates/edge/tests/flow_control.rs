@@ -132,7 +132,7 @@ async fn presence_lists_members_and_sends_join_and_leave_to_those_who_asked() {
     let _g = guest.subscribe("room").await.unwrap();
     let mut guest_conn = None;
     while guest_conn.is_none() {
-        if let Event::Join { user, connection_id } = tokio::time::timeout(PATIENCE, w.next()).await.unwrap().unwrap() {
+        if let Event::Join { user, connection_id, .. } = tokio::time::timeout(PATIENCE, w.next()).await.unwrap().unwrap() {
             joins += 1;
             if user == "guest" {
                 guest_conn = Some(connection_id);

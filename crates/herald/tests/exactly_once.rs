@@ -393,7 +393,7 @@ keep = {{ o = "/origin", s = "/seq" }}
             let mut s = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Acquire) {
                 // An alert now and then, which the source drops.
-                if s % 10 == 0 {
+                if s.is_multiple_of(10) {
                     let alert = r#"{"account_id":"acme","entity":"alerts::alert","origin":"pd","seq":-1}"#;
                     backend.send(FutureRecord::<(), _>::to(&input).payload(alert), Duration::from_secs(10)).await.unwrap();
                 }

@@ -1,8 +1,9 @@
 //! The authorization proxy with real processes: `herald edge` asks an HTTP backend the test
 //! starts about connects, subscribes and client publishes, and applies the answers: a denial
-//! with the backend's code, rights narrowed on connect, a rewritten payload, decisions cached;
-//! a slow backend times out into the configured choice; a backend that goes down with fail
-//! closed refuses new connections and leaves the open ones alone.
+//! with the backend's code, rights narrowed on connect, user info on connect shown with the
+//! member's presence, a rewritten payload, decisions cached; a slow backend times out into the
+//! configured choice; a backend that goes down with fail closed refuses new connections and
+//! leaves the open ones alone.
 
 mod support;
 
@@ -143,6 +144,29 @@ async fn request(ws: &mut Ws, frame: Value) -> Value {
     next(ws).await
 }
 
+/// The next frame `wanted` holds for, skipping others (presence events of other members, say).
+async fn next_where(ws: &mut Ws, wanted: impl Fn(&Value) -> bool) -> Value {
+    loop {
+        let v = next(ws).await;
+        if wanted(&v) {
+            return v;
+        }
+    }
+}
+
+/// The next `join` or `leave` (`kind`) of `user`'s connection.
+async fn presence_event(ws: &mut Ws, kind: &str, user: &str) -> Value {
+    next_where(ws, |v| v["type"] == kind && v["member"]["user"] == user).await
+}
+
+/// Asks for `channel`'s presence; the members' info by user (`null` for a member without).
+async fn members_info(ws: &mut Ws, id: u64, channel: &str) -> std::collections::BTreeMap<String, Value> {
+    ws.ws.send(Message::Text(json!({"type": "presence", "id": id, "channel": channel}).to_string().into())).await.unwrap();
+    let r = next_where(ws, |v| v["id"] == id).await;
+    assert_eq!(r["type"], "presence", "{r}");
+    r["members"].as_array().unwrap().iter().map(|m| (m["user"].as_str().unwrap().to_owned(), m["info"].clone())).collect()
+}
+
 fn publish(e: &Herald, channel: &str, data: Value) {
     let out = support::http(e.addr(), "POST", "/v1/publish", Some(KEY), &json!({"account": "acme", "channel": channel, "data": data}).to_string());
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
@@ -154,7 +178,12 @@ async fn the_backend_denies_narrows_rewrites_and_its_decisions_are_cached() {
         let answer = match (r["event"].as_str().unwrap(), r["user"].as_str().unwrap(), r["channel"].as_str().unwrap_or("")) {
             ("connect", "mallory", _) => json!({"allow": false, "code": "unauthorized", "message": "account suspended"}),
             // Alice's token reads everything; on this backend she is on incident 7's team only.
-            ("connect", "alice", _) => json!({"allow": true, "subscribe": ["incident-7", "chat"], "publish": ["chat"]}),
+            ("connect", "alice", _) => json!({"allow": true, "subscribe": ["incident-7", "chat"], "publish": ["chat"], "info": {"name": "Alice Ng", "role": "responder"}}),
+            ("connect", "carol", _) => json!({"allow": true, "info": {"name": "Carol", "teams": ["sre", 7]}}),
+            ("connect", "dave", _) => json!({"allow": true, "info": {"name": "Dave", "pager": true}}),
+            // Info that is not a JSON object of at most 1 KiB: not a decision.
+            ("connect", "oscar", _) => json!({"allow": true, "info": "Oscar"}),
+            ("connect", "olga", _) => json!({"allow": true, "info": {"bio": "x".repeat(1100)}}),
             ("connect", _, _) => json!({"allow": true}),
             ("subscribe", _, "incident-7") => json!({"allow": true}),
             ("subscribe", _, "chat") => json!({"allow": true}),
@@ -216,6 +245,53 @@ async fn the_backend_denies_narrows_rewrites_and_its_decisions_are_cached() {
     publish(&e, "incident-7", json!({"status": "resolved"}));
     assert_eq!(next(&mut ws).await["data"]["status"], "resolved");
     assert_eq!(backend.asked.lock().unwrap().len(), asked);
+
+    // User info from the connect answer travels with the member: Bob watches incident 7's
+    // presence and sees Carol (WebSocket) and Dave (SSE) join with theirs, Alice listed with hers,
+    // Bob (no info) without any.
+    let r = request(&mut bob, json!({"type": "subscribe", "id": 3, "channel": "incident-7", "presence": true})).await;
+    assert_eq!(r["type"], "subscribed", "{r}");
+    let (mut carol, first) = connect(&e, "carol", "*", "").await;
+    assert_eq!(first["type"], "welcome", "{first}");
+    assert_eq!(request(&mut carol, json!({"type": "subscribe", "id": 1, "channel": "incident-7"})).await["type"], "subscribed");
+    let join = presence_event(&mut bob, "join", "carol").await;
+    assert_eq!(join["member"]["info"], json!({"name": "Carol", "teams": ["sre", 7]}), "{join}");
+    let dave = sse(&e, "dave", "incident-7").await;
+    let join = presence_event(&mut bob, "join", "dave").await;
+    assert_eq!(join["member"]["info"], json!({"name": "Dave", "pager": true}), "{join}");
+    let members = members_info(&mut bob, 4, "incident-7").await;
+    assert_eq!(members["alice"], json!({"name": "Alice Ng", "role": "responder"}));
+    assert_eq!((&members["carol"]["name"], &members["dave"]["name"]), (&json!("Carol"), &json!("Dave")));
+    assert_eq!(members["bob"], Value::Null, "a member whose connect answer had no info has none: {members:?}");
+    drop(carol);
+    let leave = presence_event(&mut bob, "leave", "carol").await;
+    assert_eq!(leave["member"]["info"]["name"], "Carol", "the leave carries the info too: {leave}");
+    drop(dave);
+
+    // An info that is not an object, or is over 1 KiB, makes the answer a failed one: on_error
+    // (here the default, deny) decides.
+    for user in ["oscar", "olga"] {
+        let (_ws, first) = connect(&e, user, "*", "").await;
+        assert_eq!((first["type"].as_str(), first["code"].as_str()), (Some("error"), Some("unavailable")), "{user}: {first}");
+    }
+    let text = support::http(e.addr(), "GET", "/metrics", None, "");
+    assert!(text.lines().any(|l| l.starts_with("herald_proxy_errors_total{") && l.contains("kind=\"answer\"")), "counted as answers that are not decisions: {text}");
+}
+
+/// An SSE stream of `user` on `channel`, open once the edge answered 200.
+async fn sse(e: &Herald, user: &str, channel: &str) -> tokio::net::TcpStream {
+    let token = support::token_for_user(SECRET, "acme", user, "*", "");
+    let mut s = tokio::net::TcpStream::connect(e.addr()).await.unwrap();
+    let req = format!("GET /v1/sse?channels={channel} HTTP/1.1\r\nhost: herald\r\nauthorization: Bearer {token}\r\naccept: text/event-stream\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        assert_eq!(tokio::time::timeout(PATIENCE, s.read(&mut b)).await.expect("the edge answers").unwrap(), 1, "the edge closed the SSE request");
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head));
+    s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,8 +352,8 @@ fn check_names_a_proxy_that_cannot_be_used() {
 }
 
 /// The same decisions over gRPC: a backend implementing `herald.proxy.v1.AuthProxy`
-/// (proto/herald/proxy/v1/proxy.proto) narrows a connection's rights, denies a subscribe with
-/// its code, and rewrites a payload.
+/// (proto/herald/proxy/v1/proxy.proto) narrows a connection's rights, gives it user info that
+/// presence shows, denies a subscribe with its code, and rewrites a payload.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grpc_backend_decides_the_same_way() {
     use herald_edge::proxy::pb::{self, auth_proxy_server::{AuthProxy, AuthProxyServer}};
@@ -288,7 +364,10 @@ async fn a_grpc_backend_decides_the_same_way() {
             let r = r.into_inner();
             self.0.lock().unwrap().push(format!("connect {} {} {}", r.user, r.transport, r.client_ip));
             let subscribe = Some(pb::Patterns { patterns: vec!["incident-*".into(), "chat".into()] });
-            Ok(tonic::Response::new(pb::Decision { allow: true, subscribe, publish: Some(pb::Patterns { patterns: vec!["chat".into()] }), ..Default::default() }))
+            // Mallory's info is a JSON array: not a decision.
+            let info = if r.user == "mallory" { b"[1]".to_vec() } else { json!({"name": r.user}).to_string().into_bytes() };
+            let publish = Some(pb::Patterns { patterns: vec!["chat".into()] });
+            Ok(tonic::Response::new(pb::Decision { allow: true, subscribe, publish, info: Some(info), ..Default::default() }))
         }
         async fn authorize_subscribe(&self, r: tonic::Request<pb::SubscribeRequest>) -> Result<tonic::Response<pb::Decision>, tonic::Status> {
             let r = r.into_inner();
@@ -325,5 +404,20 @@ async fn a_grpc_backend_decides_the_same_way() {
     assert_eq!(next(&mut ws).await["data"], json!({"text": "hi", "checked": true}));
     let asked = asked.lock().unwrap().clone();
     assert_eq!(asked, ["connect alice websocket 127.0.0.1", "subscribe incident-9", "subscribe chat"]);
+
+    // The connect answers' info in presence: Bob watches chat, sees Carol join with hers, and
+    // lists Alice, Carol and himself with theirs.
+    let (mut bob, first) = connect(&e, "bob", "*", "").await;
+    assert_eq!(first["type"], "welcome", "{first}");
+    assert_eq!(request(&mut bob, json!({"type": "subscribe", "id": 1, "channel": "chat", "presence": true})).await["type"], "subscribed");
+    let (mut carol, _) = connect(&e, "carol", "*", "").await;
+    assert_eq!(request(&mut carol, json!({"type": "subscribe", "id": 1, "channel": "chat"})).await["type"], "subscribed");
+    let join = presence_event(&mut bob, "join", "carol").await;
+    assert_eq!(join["member"]["info"], json!({"name": "carol"}), "{join}");
+    let members = members_info(&mut bob, 2, "chat").await;
+    assert_eq!(members.into_iter().collect::<Vec<_>>(), [("alice", "alice"), ("bob", "bob"), ("carol", "carol")].map(|(u, n)| (u.to_owned(), json!({"name": n}))));
+    // An info that is not a JSON object: a failed answer, and on_error (deny) refuses.
+    let (_ws, first) = connect(&e, "mallory", "*", "").await;
+    assert_eq!((first["type"].as_str(), first["code"].as_str()), (Some("error"), Some("unavailable")), "{first}");
     task.abort();
 }

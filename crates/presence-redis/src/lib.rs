@@ -1,8 +1,9 @@
 //! [`Presence`] in Redis, shared by every edge node of a region.
 //!
 //! # Layout (keys under a prefix, `herald:presence:` by default)
-//! - `ch:<channel key>`: a hash, connection id → `{"u": user, "n": node}`. Occupancy is `HLEN`
-//!   (O(1) at any size); a snapshot reads at most `limit` members with `HSCAN`.
+//! - `ch:<channel key>`: a hash, connection id → `{"u": user, "n": node, "i": info}` (`"i"` only
+//!   when the member has user info). Occupancy is `HLEN` (O(1) at any size); a snapshot reads at
+//!   most `limit` members with `HSCAN`.
 //! - `node:<node>`: a set of `<channel key>\n<connection id>`, what the node added, so that a
 //!   dead node's members can be removed without scanning every channel.
 //! - `conns:<node>`: a hash, connection id → `{"a": account, "u": user, "t": transport, "o":
@@ -70,7 +71,7 @@ use std::time::Duration;
 use tokio::sync::{RwLock, broadcast};
 use tokio_util::sync::CancellationToken;
 
-use herald_core::{AccountId, ChannelKey, Connection, FeedEvent, NODE_GONE, Presence, PresenceChange, PresenceError, PresenceEvent, PresenceFeed, PresenceMember, PresenceSnapshot, UserConnection};
+use herald_core::{AccountId, ChannelKey, Connection, FeedEvent, NODE_GONE, Presence, PresenceChange, PresenceError, PresenceEvent, PresenceFeed, PresenceMember, PresenceSnapshot, UserConnection, UserInfo};
 
 /// Settings for [`RedisPresence`].
 #[derive(Clone, Debug)]
@@ -222,14 +223,24 @@ struct WireEvent {
     k: String,
     /// Connection id.
     i: String,
-    /// The stored member JSON (`{"u":…,"n":…}`).
+    /// The stored member JSON (`{"u":…,"n":…}`, with `"i"` when it has info).
     m: String,
 }
 
+/// A member as stored in `ch:<channel>` (values written before info existed have no `i`).
 #[derive(Serialize, Deserialize)]
 struct StoredMember {
     u: String,
     n: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    i: Option<UserInfo>,
+}
+
+impl StoredMember {
+    /// The member stored under `connection_id`.
+    fn member(&self, connection_id: String) -> PresenceMember {
+        PresenceMember { connection_id, user: self.u.clone(), info: self.i.clone() }
+    }
 }
 
 /// A connection as stored in `conns:<node>`.
@@ -455,7 +466,7 @@ impl RemoteStore {
             for (id, stored) in members {
                 let Ok(m) = serde_json::from_str::<StoredMember>(&stored) else { continue };
                 if !m.n.contains('/') {
-                    out.push(RemoteEntry { channel: channel.clone(), node: m.n, member: PresenceMember { connection_id: id, user: m.u } });
+                    out.push(RemoteEntry { channel: channel.clone(), member: m.member(id), node: m.n });
                 }
             }
         }
@@ -478,7 +489,7 @@ impl RemoteStore {
                 "l" => PresenceChange::Leave,
                 _ => return None,
             };
-            Some((change, RemoteEntry { channel: ChannelKey::parse(&w.c).ok()?, node: m.n, member: PresenceMember { connection_id: w.i, user: m.u } }))
+            Some((change, RemoteEntry { channel: ChannelKey::parse(&w.c).ok()?, member: m.member(w.i), node: m.n }))
         }))
     }
 }
@@ -504,7 +515,7 @@ impl Inner {
     }
 
     async fn write_join(&self, node: &str, channel: &ChannelKey, member: &PresenceMember, publish: bool) -> Result<bool, PresenceError> {
-        let stored = serde_json::to_string(&StoredMember { u: member.user.clone(), n: node.to_owned() }).expect("serializable");
+        let stored = serde_json::to_string(&StoredMember { u: member.user.clone(), n: node.to_owned(), i: member.info.clone() }).expect("serializable");
         let mut conn = self.conn.clone();
         let occupancy: u64 = self
             .scripts
@@ -552,7 +563,7 @@ impl Inner {
             .map_err(unavailable)?;
         if let (Some((stored, occupancy)), Ok(channel)) = (removed, ChannelKey::parse(channel))
             && let Ok(m) = serde_json::from_str::<StoredMember>(&stored) {
-                let member = PresenceMember { connection_id: connection_id.to_owned(), user: m.u };
+                let member = m.member(connection_id.to_owned());
                 self.feed(&m.n, FeedEvent::Presence { event: PresenceEvent { channel, change: PresenceChange::Leave, member }, occupancy });
             }
         Ok(())
@@ -751,7 +762,7 @@ impl Inner {
         Some(PresenceEvent {
             channel: ChannelKey::parse(&w.c).ok()?,
             change,
-            member: PresenceMember { connection_id: w.i, user: m.u },
+            member: m.member(w.i),
         })
     }
 }
@@ -873,7 +884,7 @@ impl Presence for RedisPresence {
                     break;
                 }
                 if let Ok(m) = serde_json::from_str::<StoredMember>(&stored) {
-                    members.push(PresenceMember { connection_id: id, user: m.u });
+                    members.push(m.member(id));
                 }
             }
             if next == 0 {
@@ -978,9 +989,9 @@ mod tests {
     #[test]
     fn tls_files_without_rediss_and_unreadable_files_are_errors_naming_them() {
         let login = RedisLogin { ca_file: Some("/nonexistent/ca.pem".into()), ..RedisLogin::default() };
-        let e = client("redis://127.0.0.1:6379", &login).err().expect("plain URL with a CA").to_string();
+        let e = client("redis://127.0.0.1:6379", &login).expect_err("plain URL with a CA").to_string();
         assert!(e.contains("not rediss://"), "{e}");
-        let e = client("rediss://127.0.0.1:6380", &login).err().expect("missing CA file").to_string();
+        let e = client("rediss://127.0.0.1:6380", &login).expect_err("missing CA file").to_string();
         assert!(e.contains("/nonexistent/ca.pem"), "{e}");
     }
 }

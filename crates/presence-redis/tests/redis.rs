@@ -15,7 +15,7 @@ fn key(s: &str) -> ChannelKey {
 }
 
 fn member(c: &str, u: &str) -> PresenceMember {
-    PresenceMember { connection_id: c.into(), user: u.into() }
+    PresenceMember { connection_id: c.into(), user: u.into(), info: None }
 }
 
 fn opts(url: &str, ttl_ms: u64) -> RedisPresenceOptions {
@@ -150,4 +150,20 @@ async fn a_users_connections_are_found_on_every_edge() {
     b.connect("edge-b", conn("kb")).await.unwrap();
     let nodes: Vec<_> = b.user_connections(&acme, "alice").await.unwrap().into_iter().map(|c| (c.node, c.connection.connection_id)).collect();
     assert_eq!(nodes, [("edge-a".to_string(), "ka".to_string()), ("edge-b".to_string(), "kb".to_string())]);
+}
+
+#[tokio::test]
+async fn members_stored_before_user_info_existed_still_read_and_leave() {
+    let redis = RedisServer::start();
+    let p = RedisPresence::start(opts(&redis.url(), 15_000), "n1").await.unwrap();
+    let ch = key("acme/old");
+    let mut admin = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    // The value an older edge wrote: no "i".
+    let _: () = redis::cmd("HSET").arg("herald:presence:ch:acme/old").arg("c-old").arg(r#"{"u":"ann","n":"n1"}"#).query_async(&mut admin).await.unwrap();
+    let s = p.snapshot(&ch, 10).await.unwrap();
+    assert_eq!(s.members, vec![member("c-old", "ann")]);
+    let mut rx = p.events();
+    p.leave("n1", &ch, "c-old").await.unwrap();
+    let e = next_event(&mut rx, &ch).await;
+    assert_eq!((e.change, e.member), (PresenceChange::Leave, member("c-old", "ann")));
 }

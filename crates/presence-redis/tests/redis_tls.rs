@@ -34,7 +34,7 @@ fn opts(url: &str, login: RedisLogin) -> RedisPresenceOptions {
 }
 
 fn member(c: &str, u: &str) -> PresenceMember {
-    PresenceMember { connection_id: c.into(), user: u.into() }
+    PresenceMember { connection_id: c.into(), user: u.into(), info: None }
 }
 
 #[tokio::test]

@@ -151,7 +151,7 @@ mod tests {
     #[test]
     fn transcoded_control_frames_read_back_as_the_same_json() {
         let id = RequestId::Str("x".into());
-        let m = herald_core::PresenceMember { connection_id: "c".into(), user: "u".into() };
+        let m = herald_core::PresenceMember { connection_id: "c".into(), user: "u".into(), info: herald_core::UserInfo::parse(r#"{"name":"Ann"}"#).ok() };
         let frames = [
             ServerFrame::Welcome { connection_id: "k", node: "n", region: "local", heartbeat_ms: 5, protocol: 1, expires_at: Some(9) },
             ServerFrame::Subscribed { id: Some(&id), channel: "ch", cursor: "c1.e.r.3", recovered: true },

@@ -6,6 +6,7 @@
 //! The same record always gives the same events with the same ids, whichever instance reads it
 //! and however often, so receivers dedupe by id.
 
+use herald_core::UserInfo;
 use serde::{Deserialize, Serialize};
 
 /// The kinds of event (the `type` field; `[[webhooks.endpoints]] events` names them).
@@ -93,6 +94,10 @@ pub struct Event {
     /// The channel's member count right after a join or leave.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub occupancy: Option<u64>,
+    /// The user info the authorization proxy gave the connection on connect (presence events of
+    /// connections that have some).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub info: Option<UserInfo>,
     /// The error code of a refused publish.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
@@ -115,6 +120,8 @@ struct FeedRecord {
     reason: Option<String>,
     occupancy: Option<u64>,
     code: Option<String>,
+    #[serde(default)]
+    info: Option<UserInfo>,
 }
 
 /// A record that is not a feed record (something else wrote to the topic).
@@ -144,6 +151,7 @@ pub fn events_of(region: &str, partition: i32, offset: i64, payload: &[u8]) -> R
         reason: r.reason,
         occupancy: r.occupancy,
         code: r.code,
+        info: r.info,
         node: r.node,
     };
     let occupancy_change = match (kind, first.occupancy) {
@@ -166,6 +174,7 @@ pub fn events_of(region: &str, partition: i32, offset: i64, payload: &[u8]) -> R
             reason: None,
             occupancy: None,
             code: None,
+            info: None,
             node: first.node.clone(),
         };
         out.push(first);
@@ -196,7 +205,7 @@ mod tests {
         let event = PresenceEvent {
             channel: ChannelKey::parse("acme/incidents").unwrap(),
             change: PresenceChange::Join,
-            member: PresenceMember { connection_id: "c1".into(), user: "ann".into() },
+            member: PresenceMember { connection_id: "c1".into(), user: "ann".into(), info: None },
         };
         let payload = record(&FeedEvent::Presence { event: event.clone(), occupancy: 1 });
         let got = events_of("eu", 3, 41, &payload).unwrap();
@@ -205,6 +214,21 @@ mod tests {
         assert_eq!(got, events_of("eu", 3, 41, &payload).unwrap(), "the same record gives the same events");
         let second = record(&FeedEvent::Presence { event, occupancy: 2 });
         assert_eq!(events_of("eu", 3, 42, &second).unwrap().len(), 1, "a second member occupies nothing");
+    }
+
+    #[test]
+    fn presence_events_carry_the_members_info_when_it_has_some() {
+        let info = herald_core::UserInfo::parse(r#"{"name":"Ann Lee","role":"responder"}"#).unwrap();
+        let event = PresenceEvent {
+            channel: ChannelKey::parse("acme/incidents").unwrap(),
+            change: PresenceChange::Leave,
+            member: PresenceMember { connection_id: "c1".into(), user: "ann".into(), info: Some(info.clone()) },
+        };
+        let got = events_of("eu", 3, 43, &record(&FeedEvent::Presence { event, occupancy: 0 })).unwrap();
+        assert_eq!((got[0].kind, got[0].info.as_ref()), (EventType::PresenceLeave, Some(&info)));
+        let json = serde_json::to_value(&got[0]).unwrap();
+        assert_eq!(json["info"], serde_json::json!({"name":"Ann Lee","role":"responder"}));
+        assert!(serde_json::to_value(&got[1]).unwrap().get("info").is_none(), "channel_vacated has no member, so no info");
     }
 
     #[test]

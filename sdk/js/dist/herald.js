@@ -834,7 +834,7 @@ function utf8Decode(b) {
 var PROTO_SUBPROTOCOL = "herald.v1.proto";
 var REQUEST_ID = { 1: ["value", "z", "o"], 2: ["value", "s", "o"] };
 var ID = ["id", REQUEST_ID, "o"];
-var MEMBER = { 1: ["connection_id", "s"], 2: ["user", "s"] };
+var MEMBER = { 1: ["connection_id", "s"], 2: ["user", "s"], 3: ["info", "j", "o"] };
 var ORIGIN = { 1: ["region", "s"], 2: ["next", "u"] };
 var CHANNEL_REQUEST = { 1: ID, 2: ["channel", "s"] };
 var DEVICE_REQUEST = { 1: ID, 2: ["platform", "s"], 3: ["token", "s"], 4: ["app", "s"] };

@@ -24,7 +24,7 @@ type Schema = { [field: number]: Field };
 
 const REQUEST_ID: Schema = { 1: ['value', 'z', 'o'], 2: ['value', 's', 'o'] };
 const ID: Field = ['id', REQUEST_ID, 'o'];
-const MEMBER: Schema = { 1: ['connection_id', 's'], 2: ['user', 's'] };
+const MEMBER: Schema = { 1: ['connection_id', 's'], 2: ['user', 's'], 3: ['info', 'j', 'o'] };
 const ORIGIN: Schema = { 1: ['region', 's'], 2: ['next', 'u'] };
 const CHANNEL_REQUEST: Schema = { 1: ID, 2: ['channel', 's'] };
 const DEVICE_REQUEST: Schema = { 1: ID, 2: ['platform', 's'], 3: ['token', 's'], 4: ['app', 's'] };

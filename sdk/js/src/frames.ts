@@ -4,6 +4,8 @@
 export interface PresenceMember {
   connection_id: string;
   user: string;
+  /** What the backend's authorization proxy said about the user on connect (a JSON object of at most 1 KiB), when it said anything. */
+  info?: Record<string, unknown>;
 }
 
 /**

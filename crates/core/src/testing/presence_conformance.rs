@@ -6,7 +6,7 @@ use tokio::sync::broadcast;
 
 use crate::names::ChannelKey;
 use crate::names::AccountId;
-use crate::presence::{Connection, FeedEvent, NODE_GONE, Presence, PresenceChange, PresenceEvent, PresenceMember};
+use crate::presence::{Connection, FeedEvent, NODE_GONE, Presence, PresenceChange, PresenceEvent, PresenceMember, UserInfo};
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -15,7 +15,7 @@ fn key(s: &str) -> ChannelKey {
 }
 
 fn member(c: &str, u: &str) -> PresenceMember {
-    PresenceMember { connection_id: c.into(), user: u.into() }
+    PresenceMember { connection_id: c.into(), user: u.into(), info: None }
 }
 
 /// Waits for the next event on `channel`, skipping events of other channels.
@@ -67,6 +67,7 @@ pub async fn run_all(p: Arc<dyn Presence>) {
     snapshots_count_everyone_but_list_at_most_the_limit(p.clone()).await;
     accounts_do_not_share_presence(p.clone()).await;
     a_users_connections_are_listed_across_nodes(p.clone()).await;
+    a_members_info_shows_in_its_join_snapshot_leave_and_feed(p.clone()).await;
 }
 
 /// A join appears in snapshots and as an event; so does the leave.
@@ -83,6 +84,40 @@ pub async fn join_and_leave_show_in_snapshots_and_events(p: Arc<dyn Presence>) {
     let e = next_event(&mut rx, &ch).await;
     assert_eq!((e.change, e.member.connection_id.as_str()), (PresenceChange::Leave, "c1"));
     assert_eq!(p.snapshot(&ch, 100).await.unwrap().occupancy, 0);
+}
+
+/// The info a member joined with comes back with it: in the join event, snapshots, the leave
+/// event and the feed's events; a member without info stays without.
+pub async fn a_members_info_shows_in_its_join_snapshot_leave_and_feed(p: Arc<dyn Presence>) {
+    let ch = key("pconf/info");
+    let recorder = Arc::new(Recorder::default());
+    p.set_feed(recorder.clone());
+    let mut rx = p.events();
+    let info = UserInfo::parse(r#"{"name":"Ann Lee","role":"responder","teams":["sre",7]}"#).unwrap();
+    let ann = PresenceMember { info: Some(info.clone()), ..member("i1", "ann") };
+    p.join("n1", &ch, ann.clone()).await.unwrap();
+    p.join("n1", &ch, member("i2", "bob")).await.unwrap();
+    assert_eq!(next_event(&mut rx, &ch).await.member, ann);
+    assert_eq!(next_event(&mut rx, &ch).await.member, member("i2", "bob"));
+    let mut s = p.snapshot(&ch, 10).await.unwrap().members;
+    s.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
+    assert_eq!(s, vec![ann.clone(), member("i2", "bob")]);
+    p.leave("n1", &ch, "i1").await.unwrap();
+    let e = next_event(&mut rx, &ch).await;
+    assert_eq!((e.change, e.member), (PresenceChange::Leave, ann.clone()));
+    p.leave("n1", &ch, "i2").await.unwrap();
+    next_event(&mut rx, &ch).await;
+    let fed: Vec<PresenceMember> = recorder
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|(_, e)| match e {
+            FeedEvent::Presence { event, .. } if event.channel == ch && event.member.user == "ann" => Some(event.member.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(fed, vec![ann.clone(), ann], "the feed's join and leave carry the info");
 }
 
 /// Idempotent joins and leaves emit no extra events.

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use prost::Message as _;
 use std::collections::HashMap;
 
-use herald_core::{ChannelName, Cursor, Epoch, MessageId, PresenceMember, RegionName, VersionVector};
+use herald_core::{ChannelName, Cursor, Epoch, MessageId, PresenceMember, RegionName, UserInfo, VersionVector};
 
 use super::server::CROCKFORD;
 use super::{BatchError, pb, split_batch};
@@ -110,11 +110,11 @@ impl ProtoReader {
             }
             .encode(),
             Kind::Presence(p) => {
-                let members: Vec<PresenceMember> = p.members.into_iter().map(member).collect();
+                let members = p.members.into_iter().map(member).collect::<Result<Vec<PresenceMember>, _>>()?;
                 ServerFrame::Presence { id: &required(p.id)?, channel: &p.channel, occupancy: p.occupancy, members: &members }.encode()
             }
-            Kind::Join(e) => ServerFrame::Join { channel: &e.channel, member: &member(e.member.unwrap_or_default()) }.encode(),
-            Kind::Leave(e) => ServerFrame::Leave { channel: &e.channel, member: &member(e.member.unwrap_or_default()) }.encode(),
+            Kind::Join(e) => ServerFrame::Join { channel: &e.channel, member: &member(e.member.unwrap_or_default())? }.encode(),
+            Kind::Leave(e) => ServerFrame::Leave { channel: &e.channel, member: &member(e.member.unwrap_or_default())? }.encode(),
             Kind::TokenExpiring(t) => ServerFrame::TokenExpiring { expires_at: t.expires_at }.encode(),
             Kind::Refreshed(r) => ServerFrame::Refreshed { id: &required(r.id)?, expires_at: r.expires_at }.encode(),
             Kind::Pong(p) => ServerFrame::Pong { id: request_id(p.id).as_ref() }.encode(),
@@ -162,8 +162,16 @@ fn code(s: &str) -> Result<ErrorCode, ReadError> {
     ErrorCode::from_wire(s).ok_or_else(|| err(format!("unknown error code {:?}", s.chars().take(32).collect::<String>())))
 }
 
-fn member(m: pb::Member) -> PresenceMember {
-    PresenceMember { connection_id: m.connection_id, user: m.user }
+/// A member from its compact form; `info` is JSON text or empty.
+fn member(m: pb::Member) -> Result<PresenceMember, ReadError> {
+    let info = match m.info.is_empty() {
+        true => None,
+        false => {
+            let text = std::str::from_utf8(&m.info).map_err(|_| err("member info is not UTF-8"))?;
+            Some(UserInfo::parse(text).map_err(|e| err(format!("member info: {e}")))?)
+        }
+    };
+    Ok(PresenceMember { connection_id: m.connection_id, user: m.user, info })
 }
 
 /// A message id from its compact form.
@@ -234,7 +242,9 @@ mod tests {
     #[test]
     fn every_server_frame_reads_back_as_its_json_form() {
         let id = RequestId::Str("r-1".into());
-        let m = PresenceMember { connection_id: "k3j".into(), user: "user-42".into() };
+        let m = PresenceMember { connection_id: "k3j".into(), user: "user-42".into(), info: None };
+        let with_info = PresenceMember { info: Some(UserInfo::parse(r#"{"name":"Ann Lee","team":["sre"],"n":7}"#).unwrap()), ..m.clone() };
+        let two = [m.clone(), with_info.clone()];
         let frames = [
             ServerFrame::Welcome { connection_id: "k3j", node: "edge-1", region: "local", heartbeat_ms: 25000, protocol: 1, expires_at: Some(1_764_000_000) },
             ServerFrame::Welcome { connection_id: "k3j", node: "edge-1", region: "local", heartbeat_ms: 25000, protocol: 1, expires_at: None },
@@ -246,6 +256,9 @@ mod tests {
             ServerFrame::Presence { id: &id, channel: "incidents", occupancy: 1, members: std::slice::from_ref(&m) },
             ServerFrame::Join { channel: "incidents", member: &m },
             ServerFrame::Leave { channel: "incidents", member: &m },
+            ServerFrame::Presence { id: &id, channel: "incidents", occupancy: 2, members: &two },
+            ServerFrame::Join { channel: "incidents", member: &with_info },
+            ServerFrame::Leave { channel: "incidents", member: &with_info },
             ServerFrame::TokenExpiring { expires_at: 1_764_000_000 },
             ServerFrame::Refreshed { id: &id, expires_at: 1_764_003_600 },
             ServerFrame::Pong { id: Some(&id) },
@@ -266,6 +279,9 @@ mod tests {
         let got = reader.read(&batch);
         let want: Vec<_> = frames.iter().map(|f| Ok(f.encode())).collect();
         assert_eq!(got, want);
+        let join = ServerFrame::Join { channel: "incidents", member: &with_info }.encode();
+        assert_eq!(&join[..], &br#"{"type":"join","channel":"incidents","member":{"connection_id":"k3j","user":"user-42","info":{"n":7,"name":"Ann Lee","team":["sre"]}}}
+"#[..]);
     }
 
     #[test]
@@ -302,6 +318,11 @@ mod tests {
         let bad_sub = pb::Subscribed { channel: "a b".into(), cursor_epoch: "e".into(), cursor_region: "r".into(), ..Default::default() };
         let f = super::super::delimited(&pb::ServerFrame { kind: Some(pb::server_frame::Kind::Subscribed(bad_sub)) });
         assert!(matches!(reader.read(&f).as_slice(), [Err(_)]));
+        for info in [&b"[1]"[..], b"{\"a\":", &[0xff, 0xfe]] {
+            let m = pb::Member { connection_id: "c".into(), user: "u".into(), info: Bytes::copy_from_slice(info) };
+            let f = super::super::delimited(&pb::ServerFrame { kind: Some(pb::server_frame::Kind::Join(pb::PresenceEvent { channel: "a".into(), member: Some(m) })) });
+            assert!(matches!(reader.read(&f).as_slice(), [Err(_)]), "member info {info:?}");
+        }
         let bad_code = pb::Disconnect { code: "kicked".into(), reason: String::new(), reconnect: false };
         let f = super::super::delimited(&pb::ServerFrame { kind: Some(pb::server_frame::Kind::Disconnect(bad_code)) });
         assert!(matches!(reader.read(&f).as_slice(), [Err(_)]));

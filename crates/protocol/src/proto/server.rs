@@ -135,7 +135,7 @@ fn rid(id: Option<&crate::RequestId>) -> Option<pb::RequestId> {
 }
 
 fn member(m: &herald_core::PresenceMember) -> pb::Member {
-    pb::Member { connection_id: m.connection_id.clone(), user: m.user.clone() }
+    pb::Member { connection_id: m.connection_id.clone(), user: m.user.clone(), info: m.info.as_ref().map_or_else(Bytes::new, |i| Bytes::copy_from_slice(i.as_str().as_bytes())) }
 }
 
 /// The prost form of a server frame.

@@ -144,7 +144,7 @@ impl Region {
     /// `user` has a live subscription to `channel` (their app is open on it).
     pub async fn looking(&self, user: &str, channel: &str) {
         let key = ChannelKey::new(AccountId::new("acme").unwrap(), ChannelName::new(channel).unwrap());
-        self.presence.join("edge-1", &key, PresenceMember { connection_id: format!("conn-{user}"), user: user.into() }).await.unwrap();
+        self.presence.join("edge-1", &key, PresenceMember { connection_id: format!("conn-{user}"), user: user.into(), info: None }).await.unwrap();
     }
 
     /// Publishes `data` on `channel` of `acme`; returns the record's id.

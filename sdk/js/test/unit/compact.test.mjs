@@ -58,6 +58,10 @@ const SERVER = [
   // join { channel: "incidents" member { connection_id: "k3j" user: "user-42" } }, and the same leave
   ['1d421b0a09696e636964656e7473120e0a036b336a1207757365722d3432', { type: 'join', channel: 'incidents', member: { connection_id: 'k3j', user: 'user-42' } }],
   ['1d4a1b0a09696e636964656e7473120e0a036b336a1207757365722d3432', { type: 'leave', channel: 'incidents', member: { connection_id: 'k3j', user: 'user-42' } }],
+  // join { channel: "incidents" member { connection_id: "k3j" user: "user-42" info: "{\"name\":\"Ann Lee\",\"teams\":[\"sre\",7]}" } }
+  ['4342410a09696e636964656e747312340a036b336a1207757365722d34321a247b226e616d65223a22416e6e204c6565222c227465616d73223a5b22737265222c375d7d', { type: 'join', channel: 'incidents', member: { connection_id: 'k3j', user: 'user-42', info: { name: 'Ann Lee', teams: ['sre', 7] } } }],
+  // presence { id { num: 4 } channel: "incidents" occupancy: 2 members { connection_id: "k3j" user: "user-42" info: "{\"name\":\"Ann Lee\"}" } members { connection_id: "k4" user: "user-7" } }
+  ['453a430a0208081209696e636964656e7473180222220a036b336a1207757365722d34321a127b226e616d65223a22416e6e204c6565227d220c0a026b341206757365722d37', { type: 'presence', id: 4, channel: 'incidents', occupancy: 2, members: [{ connection_id: 'k3j', user: 'user-42', info: { name: 'Ann Lee' } }, { connection_id: 'k4', user: 'user-7' }] }],
   // token_expiring { expires_at: 1764000000 }
   ['08520608808292c906', { type: 'token_expiring', expires_at: 1764000000 }],
   // refreshed { id { num: 5 } expires_at: 1764003600 }
