@@ -286,8 +286,18 @@ impl Session {
             return Ok(());
         }
         let mut grant = grant;
+        if let Some(p) = &self.edge.proxies {
+            // The authorization proxy is asked about the new token as about a new connection
+            // (usually a cached decision): a refresh never widens the rights it narrowed.
+            if let Err((code, message)) = Box::pin(p.connect(&mut grant, Some(&self.connection_id), "websocket", None)).await {
+                self.send_error(Some(&id), code, &message);
+                return Ok(());
+            }
+        }
         // The info came with the connection's connect answer, not with its token.
-        grant.info = self.grant.info.take();
+        if grant.info.is_none() {
+            grant.info = self.grant.info.take();
+        }
         self.grant = grant;
         lifecycle::refreshed(&self.edge, &self.connection_id, &self.grant);
         // Subscriptions the new token no longer allows end now.

@@ -215,6 +215,11 @@ async fn the_backend_denies_narrows_rewrites_and_its_decisions_are_cached() {
     assert!(backend.asked("subscribe").is_empty(), "a channel outside the connection's rights is refused before asking");
     let r = request(&mut ws, json!({"type": "subscribe", "id": 2, "channel": "incident-7"})).await;
     assert_eq!(r["type"], "subscribed", "{r}");
+    // A refreshed token does not widen what the backend narrowed: it is asked again.
+    let fresh = support::token_for_user(SECRET, "acme", "alice", "*", "*");
+    assert_eq!(request(&mut ws, json!({"type": "refresh", "id": 20, "token": fresh})).await["type"], "refreshed");
+    let r = request(&mut ws, json!({"type": "subscribe", "id": 21, "channel": "incident-8"})).await;
+    assert_eq!(r["code"], "forbidden", "still outside the connection's rights after a refresh: {r}");
     assert_eq!(backend.asked("subscribe").len(), 1);
 
     // A subscribe the backend denies: its code and message.
