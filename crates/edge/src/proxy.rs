@@ -210,8 +210,7 @@ impl Proxies {
         }
         Ok(Self { list, metrics })
     }
-
-    }
+}
 
 /// Checks a proxy's URL and CA file without connecting (what `herald edge --check` runs).
 pub fn check(c: &ProxyConfig) -> Result<(), TargetError> {
