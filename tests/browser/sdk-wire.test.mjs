@@ -188,3 +188,33 @@ test('devices: registered and removed over HTTP with the client token, visible t
   assert.deepEqual(await list(), []);
   await ctx.close();
 });
+
+test('a backend disconnect with reconnect:false stops both encodings, which stay down until connect()', { timeout: 60_000 }, async () => {
+  const { ctx, page } = await wirePage('d1');
+  await page.evaluate(() => {
+    window.disc = [];
+    for (const [name, options] of [['proto', { encoding: 'proto' }], ['json', {}]]) {
+      const c = window.make(name, options);
+      c.on('disconnected', (e) => window.disc.push([name, e.code, e.reason, e.reconnect]));
+      window['sub' + name] = c.subscribe('c', window.record(name));
+    }
+  });
+  await ready(page, 'proto', ['subproto']);
+  await ready(page, 'json', ['subjson']);
+  const r = await fetch(url + '/v1/disconnect?account=d1', { method: 'POST', headers: { authorization: 'Bearer ' + KEY }, body: JSON.stringify({ user: 'e2e', reason: 'account suspended', reconnect: false }) });
+  assert.equal(r.status, 202, await r.text());
+  await page.waitForFunction(() => window.disc.length >= 2, null, { timeout: 30_000 });
+  const disc = await page.evaluate(() => window.disc.sort());
+  assert.deepEqual(disc, [['json', 'disconnected', 'account suspended', false], ['proto', 'disconnected', 'account suspended', false]]);
+  // Told not to reconnect: no new socket in two seconds, and both stay disconnected.
+  const sockets = await page.evaluate(() => window.sockets.length);
+  await page.waitForTimeout(2000);
+  assert.equal(await page.evaluate(() => window.sockets.length), sockets, 'no reconnect attempt');
+  assert.deepEqual(await page.evaluate(() => Object.values(window.clients).map((c) => c.state)), ['disconnected', 'disconnected']);
+  // The app connects again: each channel resumes from its cursor.
+  await page.evaluate(() => Object.values(window.clients).forEach((c) => c.connect()));
+  await ready(page, 'proto', ['subproto']);
+  await publishRange('d1', 'c', 0, 3);
+  assert.deepEqual((await waitGot(page, 'proto', 3)).map(([, , n]) => n), [0, 1, 2]);
+  await ctx.close();
+});
