@@ -7,7 +7,7 @@ use serde_json::value::RawValue;
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_http_client::{Connection, Target};
+use herald_http_client::{Connection, Target, query_value as encode};
 
 use crate::{ClientError, Message};
 
@@ -88,11 +88,6 @@ fn http_base(url: &str) -> String {
     } else {
         url.to_owned()
     }
-}
-
-/// Percent-encodes a query value (everything but the URL's unreserved characters).
-fn encode(v: &str) -> String {
-    v.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
 /// One page of `channel`'s history, asked with `token`.

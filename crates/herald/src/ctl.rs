@@ -2,6 +2,7 @@
 //! drains, members, presence, a backend's disconnects and revocations, a user's connections), as
 //! tables or JSON.
 
+use herald_http_client::query_value as q;
 use anyhow::Context;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -199,11 +200,6 @@ async fn edge_get(e: &crate::EdgeApi, path: &str) -> anyhow::Result<serde_json::
         anyhow::bail!("{}: {} ({})", v["error"]["code"].as_str().unwrap_or("error"), v["error"]["message"].as_str().unwrap_or(""), r.status);
     }
     Ok(v)
-}
-
-/// A query value, percent-encoded.
-fn q(v: &str) -> String {
-    v.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
 /// `herald ctl history` and `herald ctl channel`: through an edge's HTTP API.

@@ -94,6 +94,11 @@ impl Target {
     }
 }
 
+/// `v` percent-encoded for a URL's query (everything but the unreserved characters).
+pub fn query_value(v: &str) -> String {
+    v.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
 /// How one attempt failed.
 #[derive(Debug, Clone)]
 pub struct AttemptError {

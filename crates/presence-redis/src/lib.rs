@@ -136,6 +136,18 @@ impl From<SettingsError> for PresenceError {
     }
 }
 
+/// A connection manager that connects at first use and reconnects by itself: `timeout` to
+/// connect and for each answer, two retries, at most 2 s between them. What every Herald process
+/// talking to the region's Redis uses (presence, orders, the push and webhooks workers).
+pub fn lazy_manager(client: redis::Client, timeout: Duration) -> redis::RedisResult<ConnectionManager> {
+    let cfg = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_secs(2));
+    ConnectionManager::new_lazy_with_config(client, cfg)
+}
+
 /// A client for `url` with `login`, without connecting; the TLS files are read now, and an
 /// unreadable one is an error naming it (so `--check` finds it too).
 pub fn client(url: &str, login: &RedisLogin) -> Result<redis::Client, SettingsError> {
@@ -357,12 +369,7 @@ impl RedisPresence {
     /// retrying in the background: presence must never stop an edge from serving.
     pub async fn start(opts: RedisPresenceOptions, node: &str) -> Result<Self, PresenceError> {
         let client = client(&opts.url, &opts.login)?;
-        let cfg = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(2));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), cfg).map_err(unavailable)?;
+        let conn = lazy_manager(client.clone(), Duration::from_secs(2)).map_err(unavailable)?;
         let inner = Arc::new(Inner {
             conn,
             events: broadcast::channel(8192).0,
@@ -625,6 +632,19 @@ impl Inner {
         Ok(())
     }
 
+    /// A node's first member or connection: make the node alive before it is listed in `nodes`,
+    /// or another edge's reaper could take it for dead in between.
+    async fn alive_first(&self, node: &str) {
+        let new_node = !self.mirror.lock().contains_key(node);
+        if new_node {
+            self.mirror.lock().entry(node.to_owned()).or_default();
+            if let Err(e) = self.beat(node).await {
+                self.dirty.store(true, Ordering::Release);
+                tracing::debug!(error = %e, node, "presence: first heartbeat of a node failed");
+            }
+        }
+    }
+
     async fn beat(&self, node: &str) -> Result<(), PresenceError> {
         let candidate = format!("{:016x}", rand::random::<u64>());
         let mut conn = self.conn.clone();
@@ -839,16 +859,7 @@ async fn liveness(inner: Arc<Inner>, stop: CancellationToken) {
 impl Presence for RedisPresence {
     async fn join(&self, node: &str, channel: &ChannelKey, member: PresenceMember) -> Result<(), PresenceError> {
         let inner = &self.inner;
-        // A node's first member: make it alive before it is listed in `nodes`, or another edge's
-        // reaper could take it for dead in between.
-        let new_node = !inner.mirror.lock().contains_key(node);
-        if new_node {
-            inner.mirror.lock().entry(node.to_owned()).or_default();
-            if let Err(e) = inner.beat(node).await {
-                inner.dirty.store(true, Ordering::Release);
-                tracing::debug!(error = %e, node, "presence: first heartbeat of a node failed");
-            }
-        }
+        inner.alive_first(node).await;
         let _shared = inner.writes.read().await;
         inner.mirror.lock().entry(node.to_owned()).or_default().insert((channel.clone(), member.connection_id.clone()), member.clone());
         inner.mark_dirty(inner.write_join(node, channel, &member, true).await).map(|_| ())
@@ -912,15 +923,7 @@ impl Presence for RedisPresence {
 
     async fn connect(&self, node: &str, connection: Connection) -> Result<(), PresenceError> {
         let inner = &self.inner;
-        // A node's first connection: alive before it is listed, as in `join`.
-        let new_node = !inner.mirror.lock().contains_key(node);
-        if new_node {
-            inner.mirror.lock().entry(node.to_owned()).or_default();
-            if let Err(e) = inner.beat(node).await {
-                inner.dirty.store(true, Ordering::Release);
-                tracing::debug!(error = %e, node, "presence: first heartbeat of a node failed");
-            }
-        }
+        inner.alive_first(node).await;
         let _shared = inner.writes.read().await;
         inner.connections.lock().open.entry(node.to_owned()).or_default().insert(connection.connection_id.clone(), connection.clone());
         inner.mark_dirty(inner.write_connect(node, &connection, true).await)

@@ -125,12 +125,7 @@ impl RedisOrders {
     /// retrying in the background, like presence.
     pub async fn start(opts: &RedisPresenceOptions) -> Result<Self, OrdersError> {
         let client = client(&opts.url, &opts.login).map_err(|e| OrdersError::Unavailable(e.0))?;
-        let cfg = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(2));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), cfg).map_err(unavailable)?;
+        let conn = crate::lazy_manager(client.clone(), Duration::from_secs(2)).map_err(unavailable)?;
         let orders = broadcast::channel(4096).0;
         let stream = format!("{}orders", opts.prefix);
         let standing = format!("{}revocations", opts.prefix);

@@ -36,12 +36,7 @@ impl From<redis::RedisError> for StoreError {
 /// connecting lazily and reconnecting by itself.
 pub fn connect(url: &str, login: &herald_presence_redis::RedisLogin) -> Result<ConnectionManager, String> {
     let client = herald_presence_redis::client(url, login).map_err(|e| e.to_string())?;
-    let cfg = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(3)))
-        .set_response_timeout(Some(Duration::from_secs(3)))
-        .set_number_of_retries(2)
-        .set_max_delay(Duration::from_secs(2));
-    ConnectionManager::new_lazy_with_config(client, cfg).map_err(|e| e.to_string())
+    herald_presence_redis::lazy_manager(client, Duration::from_secs(3)).map_err(|e| e.to_string())
 }
 
 /// One notification given up on.

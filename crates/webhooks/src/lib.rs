@@ -141,12 +141,7 @@ struct Shared {
 /// Runs until `stop`: waits for the lease, delivers to every endpoint while holding it, stands by
 /// again if it is lost; on `stop`, gives the lease up so that a standby takes over at once.
 pub async fn run(settings: Settings, metrics: Arc<Metrics>, stop: CancellationToken) -> Result<(), WebhookError> {
-    let cfg = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(Duration::from_secs(2)))
-        .set_number_of_retries(2)
-        .set_max_delay(Duration::from_secs(2));
-    let conn = redis::aio::ConnectionManager::new_lazy_with_config(settings.redis.clone(), cfg).map_err(StoreError::from)?;
+    let conn = herald_presence_redis::lazy_manager(settings.redis.clone(), Duration::from_secs(2)).map_err(StoreError::from)?;
     let holder = format!("{:016x}", rand::random::<u64>());
     let store = store::Store::new(conn, &settings.prefix, holder.clone());
     let (brokers, props) = (&settings.brokers, &settings.kafka_properties);
