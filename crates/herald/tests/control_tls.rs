@@ -215,7 +215,16 @@ fn a_replaced_member_certificate_is_used_by_the_next_connection_without_a_restar
     let _member = member(1, port, &data, Some(&format!("1=127.0.0.1:{port}")), &["--tls-cert", &cert, "--tls-key", &key, "--tls-ca", &ca_file]);
     let control = format!("127.0.0.1:{port}");
     let (old, new) = (pki.path("old-ca.pem"), pki.path("new-ca.pem"));
-    assert_eq!(ctl(&control, &["--ca", &old], &["status"])["leader"], 1);
+    // `status` answers before the single member has elected itself: wait for the leader.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let status = ctl(&control, &["--ca", &old], &["status"]);
+        if status["leader"] == 1 {
+            break;
+        }
+        assert!(status["leader"] == 0 && Instant::now() < deadline, "never led by member 1: {status}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(refused(&control, &["--ca", &new]).contains("UnknownIssuer"), "not yet the new CA's certificate");
 
     // The certificate and key are replaced with ones the new CA signed, as a Secret update does.
