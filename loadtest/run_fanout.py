@@ -35,8 +35,16 @@ SECRET, KEY = "bench-secret-0123456789", "bench-key-0123456789"
 CHILDREN = []
 
 
+# --pin: the CPU servers run on and the CPU load processes run on (None: not pinned).
+PIN = {"server": None, "load": None}
+
+
 def spawn(cmd, **kw):
-    """A child process, killed when this script ends however it ends."""
+    """A child process, killed when this script ends however it ends; with --pin, bound to the
+    servers' or the load processes' core."""
+    cpu = PIN["load"] if cmd[0] == LOAD else PIN["server"]
+    if cpu is not None:
+        kw["preexec_fn"] = lambda: os.sched_setaffinity(0, {cpu})
     p = subprocess.Popen(cmd, **kw)
     CHILDREN.append(p)
     return p
@@ -505,6 +513,8 @@ def params_of(a):
 def run(a):
     """One run; returns the report's exit code."""
     notes = []
+    if a.pin:
+        notes.append(f"pinned: servers on CPU {PIN['server']}, load processes on CPU {PIN['load']}")
     name = a.name or default_name(a)
     groups, servers, token = start_servers(a, notes)
     try:
@@ -631,8 +641,13 @@ def main():
                     help="2: publish in region a, subscribe in region b, through herald replicate (implies --kafka)")
     ap.add_argument("--cut", type=int, default=0,
                     help="with --regions 2: stop the replicator, publish for this many seconds, restart it and time the catch-up")
+    ap.add_argument("--pin", default="", metavar="S,L",
+                    help="run the servers (Herald, NATS, the broker) on CPU S and the load processes on CPU L, e.g. 0,1")
     ap.add_argument("--name", default="", help="results go to loadtest/results/NAME/ (default: scenario, server, size and time)")
     a = ap.parse_args()
+    if a.pin:
+        server_cpu, load_cpu = (int(x) for x in a.pin.split(","))
+        PIN.update(server=server_cpu, load=load_cpu)
     a.rate = [int(r) for r in a.rate.split(",")]
     if not a.seconds:
         a.seconds = a.step_secs * len(a.rate) if len(a.rate) > 1 else 10

@@ -10,6 +10,7 @@
 use crate::hist::Recorder;
 use crate::seq::SeqCheck;
 use crate::{Rng, find, num_field, str_field};
+use herald_protocol::proto::Lean;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -282,10 +283,22 @@ impl Client {
 
     /// Counts one record (`line` holds its fields); true if it was new.
     fn record(&mut self, line: &[u8], now: u64) -> bool {
-        let (Some(seq), Some(t)) = (num_field(line, b"\"seq\":"), num_field(line, b"\"t\":")) else { return false };
-        if let Some(c) = str_field(line, b"\"cursor\":\"") {
-            self.set_cursor(c);
-        }
+        // The cursor comes before the data: read it, then look for the payload's fields after it.
+        let data = match str_field(line, b"\"cursor\":\"") {
+            Some(c) => {
+                self.set_cursor(c);
+                let end = c.as_ptr() as usize - line.as_ptr() as usize + c.len();
+                &line[end..]
+            }
+            None => line,
+        };
+        self.count(data, now)
+    }
+
+    /// Counts one record by the `seq` and `t` of its payload; true if it was new.
+    fn count(&mut self, data: &[u8], now: u64) -> bool {
+        let Some(seq) = num_field(data, b"\"seq\":") else { return false };
+        let Some(t) = num_field(data, b"\"t\":") else { return false };
         if self.seq.see(seq) {
             self.lat.push(now.saturating_sub(t));
             true
@@ -743,13 +756,26 @@ async fn ws_session(sh: &Shared, i: usize, c: &mut Client, ctl: &mut Control, st
         if let Message::Text(_) | Message::Binary(_) = &m {
             sh.n.wire_bytes.fetch_add(m.len() as u64, Ordering::Relaxed);
         }
-        // A compact message, as the JSON v1 lines it stands for.
+        // A compact message: its records counted straight from their payloads (the cursor built
+        // once, for the last), every other frame as the JSON v1 line it stands for.
         let decoded: Option<String> = match (&m, reader.as_mut()) {
             (Message::Binary(b), Some(r)) => {
                 let mut s = String::new();
-                for f in r.read(b) {
-                    match f {
-                        Ok(json) => s.push_str(std::str::from_utf8(json.as_ref()).unwrap_or("")),
+                let mut last = None;
+                for f in herald_protocol::proto::split_batch(b) {
+                    match f.map_err(|e| e.to_string()).and_then(|f| r.frame_lean(f).map_err(|e| e.to_string())) {
+                        Ok(Lean::Record(rec)) => {
+                            n += u64::from(c.count(&rec.data, now));
+                            last = Some(rec);
+                        }
+                        Ok(Lean::Json(json)) => s.push_str(std::str::from_utf8(json.as_ref()).unwrap_or("")),
+                        Ok(Lean::Skipped) => {}
+                        Err(e) => return End::Lost(Why::Error(format!("compact frame: {e}"))),
+                    }
+                }
+                if let Some(rec) = last {
+                    match r.cursor(&rec) {
+                        Ok(cursor) => c.cursor = cursor,
                         Err(e) => return End::Lost(Why::Error(format!("compact frame: {e}"))),
                     }
                 }
@@ -766,7 +792,12 @@ async fn ws_session(sh: &Shared, i: usize, c: &mut Client, ctl: &mut Control, st
             _ if text.is_some() => {
                 let t = text.unwrap_or("");
                 sh.n.frames.fetch_add(1, Ordering::Relaxed);
-                for line in t.as_bytes().split(|&b| b == b'\n') {
+                let bytes = t.as_bytes();
+                let mut from = 0;
+                while from < bytes.len() {
+                    let end = memchr::memchr(b'\n', &bytes[from..]).map_or(bytes.len(), |e| from + e);
+                    let line = &bytes[from..end];
+                    from = end + 1;
                     if line.starts_with(b"{\"type\":\"message\"") {
                         n += u64::from(c.record(line, now));
                     } else if line.starts_with(b"{\"type\":\"subscribed\"") {

@@ -22,7 +22,7 @@ pub mod server;
 use bytes::{BufMut, Bytes, BytesMut};
 
 pub use client::{decode_client_message, encode_client_frame};
-pub use reader::{ProtoReader, ReadError};
+pub use reader::{Lean, LeanRecord, ProtoReader, ReadError};
 pub use server::{RecordPrefix, encode_record, encode_server_frame, record_prefix};
 
 /// The prost types generated from `proto/herald/v1/wire.proto`.

@@ -72,11 +72,42 @@ impl ProtoReader {
     /// One frame (without its length prefix) as JSON v1 text; `None` for a message of an unknown
     /// subscription.
     pub fn frame(&mut self, frame: &[u8]) -> Result<Option<Bytes>, ReadError> {
+        match decode(frame)? {
+            pb::server_frame::Kind::Message(m) => self.message(m),
+            other => self.control(other).map(Some),
+        }
+    }
+
+    /// One frame for a client that handles records itself (a load generator, a bridge): a
+    /// record's payload and position without its JSON form or cursor (build the cursor of the
+    /// last one kept with [`ProtoReader::cursor`]), any other frame as its JSON v1 text.
+    pub fn frame_lean(&mut self, frame: &[u8]) -> Result<Lean, ReadError> {
+        match decode(frame)? {
+            pb::server_frame::Kind::Message(m) if self.subs.contains_key(&m.sub) => {
+                if m.id.is_none() {
+                    return Err(err("message without an id"));
+                }
+                let next = m.offset.checked_add(1).ok_or_else(|| err("message offset out of range"))?;
+                Ok(Lean::Record(LeanRecord { sub: m.sub, next, origins: m.origins, ts: m.ts, data: m.data }))
+            }
+            pb::server_frame::Kind::Message(_) => Ok(Lean::Skipped),
+            other => self.control(other).map(Lean::Json),
+        }
+    }
+
+    /// The cursor after `record` (exactly the one its JSON form carries); an error if its
+    /// subscription is unknown or its origins are not well formed.
+    pub fn cursor(&self, record: &LeanRecord) -> Result<String, ReadError> {
+        let sub = self.subs.get(&record.sub).ok_or_else(|| err("message of an unknown subscription"))?;
+        cursor_of(sub, record.next, &record.origins)
+    }
+
+    /// Every frame but a record, as its JSON v1 text (noting what `subscribed` and
+    /// `unsubscribed` say about subscription numbers).
+    fn control(&mut self, kind: pb::server_frame::Kind) -> Result<Bytes, ReadError> {
         use pb::server_frame::Kind;
-        let f = pb::ServerFrame::decode(frame).map_err(|e| err(format!("not a herald.v1.ServerFrame: {e}")))?;
-        let kind = f.kind.ok_or_else(|| err("frame has no known type"))?;
         let json = match kind {
-            Kind::Message(m) => return self.message(m),
+            Kind::Message(_) => return Err(err("a record is not a control frame")),
             Kind::Subscribed(s) => {
                 let id = request_id(s.id);
                 let channel = ChannelName::new(&s.channel).map_err(|e| err(format!("subscribed: {e}")))?;
@@ -127,24 +158,59 @@ impl ProtoReader {
                 ServerFrame::Disconnect { code, reason: &d.reason, reconnect: d.reconnect }.encode()
             }
         };
-        Ok(Some(json))
+        Ok(json)
     }
 
     fn message(&self, m: pb::Message) -> Result<Option<Bytes>, ReadError> {
         let Some(sub) = self.subs.get(&m.sub) else { return Ok(None) };
         let id = message_id(m.id.ok_or_else(|| err("message without an id"))?)?;
         let next = m.offset.checked_add(1).ok_or_else(|| err("message offset out of range"))?;
-        let mut origins = VersionVector::new();
-        for o in m.origins {
-            let r = RegionName::new(&o.region).map_err(|e| err(format!("message origin: {e}")))?;
-            if r == sub.region || origins.get(&r).is_some() {
-                return Err(err("message names a region twice"));
-            }
-            origins.advance(&r, o.next);
-        }
-        let cursor = Cursor { epoch: sub.epoch.clone(), issuer: sub.region.clone(), next, origins }.to_string();
+        let cursor = cursor_of(sub, next, &m.origins)?;
         Ok(Some(encode_message(sub.channel.as_str(), id.as_str(), &cursor, m.ts, &m.data)))
     }
+}
+
+/// A frame as [`ProtoReader::frame_lean`] reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lean {
+    /// A record of a known subscription.
+    Record(LeanRecord),
+    /// Any other frame, as its JSON v1 text.
+    Json(Bytes),
+    /// A record of a subscription the reader does not know (one the client left).
+    Skipped,
+}
+
+/// A record's payload and position, as a compact frame carries them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeanRecord {
+    /// The subscription's number on this connection.
+    pub sub: u32,
+    /// The stream position after this record (its offset + 1).
+    pub next: u64,
+    origins: Vec<pb::Origin>,
+    /// Publish time, milliseconds since the Unix epoch.
+    pub ts: u64,
+    /// The payload: one JSON value as UTF-8 text.
+    pub data: Bytes,
+}
+
+fn decode(frame: &[u8]) -> Result<pb::server_frame::Kind, ReadError> {
+    let f = pb::ServerFrame::decode(frame).map_err(|e| err(format!("not a herald.v1.ServerFrame: {e}")))?;
+    f.kind.ok_or_else(|| err("frame has no known type"))
+}
+
+/// The cursor after a record of `sub` at `next` with these other origins.
+fn cursor_of(sub: &Sub, next: u64, others: &[pb::Origin]) -> Result<String, ReadError> {
+    let mut origins = VersionVector::new();
+    for o in others {
+        let r = RegionName::new(&o.region).map_err(|e| err(format!("message origin: {e}")))?;
+        if r == sub.region || origins.get(&r).is_some() {
+            return Err(err("message names a region twice"));
+        }
+        origins.advance(&r, o.next);
+    }
+    Ok(Cursor { epoch: sub.epoch.clone(), issuer: sub.region.clone(), next, origins }.to_string())
 }
 
 fn request_id(id: Option<pb::RequestId>) -> Option<RequestId> {
@@ -234,8 +300,13 @@ mod tests {
             let data = br#"{"ent":"incident","id":"PAM4FGS","type":"updated"}"#;
             let cursor = Cursor::with_origins(epoch.clone(), region("eu-west"), offset + 1, &origins.into_iter().collect());
             let expected = encode_message("incidents", &id, &cursor.to_string(), 1_763_996_400_123, data);
-            let got = reader.read(&wire_record(3, offset, &id, 1_763_996_400_123, data, cursor.origins()));
+            let wire = wire_record(3, offset, &id, 1_763_996_400_123, data, cursor.origins());
+            let got = reader.read(&wire);
             assert_eq!(got, vec![Ok(expected)], "offset {offset}");
+            // The lean read: the same payload, time and cursor, without the JSON form.
+            let Ok(Lean::Record(r)) = reader.frame_lean(split_batch(&wire).next().unwrap().unwrap()) else { panic!("offset {offset}: not a record") };
+            assert_eq!((&r.data[..], r.ts, r.next, r.sub), (&data[..], 1_763_996_400_123, offset + 1, 3));
+            assert_eq!(reader.cursor(&r).unwrap(), cursor.to_string(), "offset {offset}");
         }
     }
 
@@ -294,6 +365,8 @@ mod tests {
         reader.read(&encode_server_frame(&ServerFrame::Unsubscribed { id: Some(&id), channel: "a", code: None }, 0));
         assert!(reader.read(&rec).is_empty());
         assert!(reader.read(&wire_record(9, 0, "F1", 1, b"1", &herald_core::VersionVector::new())).is_empty());
+        let lean = wire_record(9, 0, "F1", 1, b"1", &herald_core::VersionVector::new());
+        assert_eq!(reader.frame_lean(split_batch(&lean).next().unwrap().unwrap()), Ok(Lean::Skipped));
     }
 
     #[test]
@@ -314,6 +387,17 @@ mod tests {
         ] {
             let got = reader.read(&bad_msg(m.clone()));
             assert!(matches!(got.as_slice(), [Err(_)]), "{m:?} gave {got:?}");
+            // The lean read refuses the same frame, at the latest when its cursor is built.
+            let bytes = bad_msg(m.clone());
+            let lean = reader.frame_lean(split_batch(&bytes).next().unwrap().unwrap());
+            let bad_id = matches!(m.id, Some(pb::message::Id::Ulid(_) | pb::message::Id::Keyed(_))) || m.id.as_ref().is_some_and(|i| matches!(i, pb::message::Id::Text(s) if s.contains('"')));
+            match lean {
+                Err(_) => {}
+                // The lean read does not rebuild the id (a load generator ignores it).
+                Ok(Lean::Record(_)) if bad_id => {}
+                Ok(Lean::Record(r)) => assert!(reader.cursor(&r).is_err(), "{m:?}"),
+                other => panic!("{m:?} gave {other:?}"),
+            }
         }
         let bad_sub = pb::Subscribed { channel: "a b".into(), cursor_epoch: "e".into(), cursor_region: "r".into(), ..Default::default() };
         let f = super::super::delimited(&pb::ServerFrame { kind: Some(pb::server_frame::Kind::Subscribed(bad_sub)) });
