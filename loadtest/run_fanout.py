@@ -29,7 +29,8 @@ import argparse, atexit, json, os, re, resource, shutil, signal, socket, subproc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-HERALD = os.path.join(TARGET, "release", "herald")
+# HERALD_BIN: another herald binary (an A/B of two builds with the same load tool).
+HERALD = os.environ.get("HERALD_BIN") or os.path.join(TARGET, "release", "herald")
 LOAD = os.path.join(TARGET, "release", "herald-loadtest")
 SECRET, KEY = "bench-secret-0123456789", "bench-key-0123456789"
 CHILDREN = []

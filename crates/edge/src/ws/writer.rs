@@ -222,8 +222,8 @@ async fn write_encoded<W: AsyncWrite + Unpin>(
             i += 1;
             continue;
         }
-        let mut pieces = Vec::new();
         // A record is two iovecs here.
+        let mut pieces = Vec::with_capacity((items.len() - i).min(MAX_FRAMES_PER_MESSAGE / 2));
         while i < items.len() && pieces.len() < MAX_FRAMES_PER_MESSAGE / 2 && !matches!(items[i], OutItem::Raw(_)) {
             let piece = match (&items[i], &mut wire.proto) {
                 (OutItem::Frame(b), None) => Some(Piece::Shared(b)),
