@@ -11,6 +11,8 @@ use crate::hist::Recorder;
 use crate::seq::SeqCheck;
 use crate::{Rng, find, num_field, str_field};
 use herald_protocol::proto::Lean;
+use memchr::memmem::Finder;
+use std::sync::LazyLock;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -284,21 +286,29 @@ impl Client {
     /// Counts one record (`line` holds its fields); true if it was new.
     fn record(&mut self, line: &[u8], now: u64) -> bool {
         // The cursor comes before the data: read it, then look for the payload's fields after it.
-        let data = match str_field(line, b"\"cursor\":\"") {
-            Some(c) => {
-                self.set_cursor(c);
-                let end = c.as_ptr() as usize - line.as_ptr() as usize + c.len();
-                &line[end..]
+        static CURSOR: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"cursor\":\""));
+        let data = match CURSOR.find(line).map(|at| at + CURSOR.needle().len()) {
+            Some(at) => {
+                let Some(len) = memchr::memchr(b'"', &line[at..]) else { return false };
+                self.set_cursor(&line[at..at + len]);
+                &line[at + len..]
             }
             None => line,
         };
         self.count(data, now)
     }
 
-    /// Counts one record by the `seq` and `t` of its payload; true if it was new.
+    /// Counts one record by the `seq` and `t` of its payload; true if it was new. The publisher
+    /// writes `"t"` right after `"seq"`; anything else is found by searching.
     fn count(&mut self, data: &[u8], now: u64) -> bool {
-        let Some(seq) = num_field(data, b"\"seq\":") else { return false };
-        let Some(t) = num_field(data, b"\"t\":") else { return false };
+        static SEQ: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"seq\":"));
+        let Some(at) = SEQ.find(data).map(|at| at + SEQ.needle().len()) else { return false };
+        let Some((seq, end)) = digits(data, at) else { return false };
+        let t = match data[end..].starts_with(b",\"t\":") {
+            true => digits(data, end + 5).map(|(t, _)| t),
+            false => num_field(data, b"\"t\":"),
+        };
+        let Some(t) = t else { return false };
         if self.seq.see(seq) {
             self.lat.push(now.saturating_sub(t));
             true
@@ -306,6 +316,17 @@ impl Client {
             false
         }
     }
+}
+
+/// The unsigned number at `at` and the position after it.
+fn digits(s: &[u8], at: usize) -> Option<(u64, usize)> {
+    let mut n: u64 = 0;
+    let mut end = at;
+    while let Some(&b) = s.get(end).filter(|b| b.is_ascii_digit()) {
+        n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+        end += 1;
+    }
+    (end > at).then_some((n, end))
 }
 
 /// Runs the subscribers until the run is over; returns this process's report.
@@ -895,7 +916,8 @@ fn subscribe_frame(c: &Client) -> String {
 fn nats_parse(buf: &mut Vec<u8>, c: &mut Client, now: u64) -> anyhow::Result<(u64, bool, bool)> {
     let (mut n, mut ping, mut pong) = (0, false, false);
     let mut at = 0;
-    while let Some(eol) = find(&buf[at..], b"\r\n") {
+    static CRLF: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\r\n"));
+    while let Some(eol) = CRLF.find(&buf[at..]) {
         let line = &buf[at..at + eol];
         if let Some(rest) = line.strip_prefix(b"MSG ") {
             let len_text = rest.rsplit(|&b| b == b' ').next().unwrap_or(b"");
@@ -904,15 +926,7 @@ fn nats_parse(buf: &mut Vec<u8>, c: &mut Client, now: u64) -> anyhow::Result<(u6
             if buf.len() < start + len + 2 {
                 break;
             }
-            let payload = &buf[start..start + len];
-            let (Some(seq), Some(t)) = (num_field(payload, b"\"seq\":"), num_field(payload, b"\"t\":")) else {
-                at = start + len + 2;
-                continue;
-            };
-            if c.seq.see(seq) {
-                c.lat.push(now.saturating_sub(t));
-                n += 1;
-            }
+            n += u64::from(c.count(&buf[start..start + len], now));
             at = start + len + 2;
             continue;
         }
@@ -1087,6 +1101,9 @@ mod tests {
         assert!(c.record(br#"{"type":"message","cursor":"c1.x.local.9","data":{"seq":2,"t":1500000}}"#, now));
         assert_eq!(c.seq.gaps, 1);
         assert_eq!(subscribe_frame(&c), r#"{"type":"subscribe","id":1,"channel":"fanout","since":"c1.x.local.9"}"#);
+        // Fields in another order are found by searching.
+        assert!(c.record(br#"{"type":"message","cursor":"c1.x.local.10","data":{"t":1900000,"seq":3}}"#, now));
+        assert_eq!((c.seq.next, c.lat.last()), (4, Some(&100_000)));
     }
 
     #[test]
