@@ -154,15 +154,43 @@ pub async fn handle(edge: Arc<Edge>, req: Request<Incoming>) -> Response<Body> {
         });
     }
     match out {
-        Ok(appended) => {
-            let results: Vec<serde_json::Value> = appended
-                .iter()
-                .map(|a| serde_json::json!({ "cursor": edge.engine.hub.cursor_at(a.offset + 1), "message_id": a.id.as_str(), "duplicate": a.duplicate }))
-                .collect();
-            let out = if batch { serde_json::json!({ "results": results }) } else { results.into_iter().next().expect("one item") };
-            json_response(StatusCode::OK, out.to_string())
-        }
+        Ok(appended) => json_response(StatusCode::OK, answer(&edge, &appended, batch)),
         Err(e) => refused(e),
+    }
+}
+
+/// The answer's body: `{"cursor","duplicate","message_id"}` for one record, `{"results":[…]}`
+/// for a batch. Written straight into one string (a `serde_json::Value` per record was a fifth of
+/// the publish path's CPU at high ingest rates).
+fn answer(edge: &Edge, appended: &[herald_core::Appended], batch: bool) -> String {
+    let mut out = String::with_capacity(16 + appended.len() * 96);
+    if batch {
+        out.push_str("{\"results\":[");
+    }
+    for (i, a) in appended.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"cursor\":");
+        push_json_str(&mut out, &edge.engine.hub.cursor_at(a.offset + 1));
+        out.push_str(if a.duplicate { ",\"duplicate\":true,\"message_id\":" } else { ",\"duplicate\":false,\"message_id\":" });
+        push_json_str(&mut out, a.id.as_str());
+        out.push('}');
+    }
+    if batch {
+        out.push_str("]}");
+    }
+    out
+}
+
+/// `s` as a JSON string.
+fn push_json_str(out: &mut String, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::Value::from(s).to_string());
     }
 }
 
@@ -192,4 +220,18 @@ fn refused(e: PublishError) -> Response<Body> {
         r.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_json_str;
+
+    #[test]
+    fn strings_in_the_answer_are_json_strings() {
+        for s in ["c1.8f2a.local.41", "01JDX8ABCDEFGHJKMNPQRSTVWX", "", "a\"b\\c\nd", "é"] {
+            let mut out = String::new();
+            push_json_str(&mut out, s);
+            assert_eq!(serde_json::from_str::<String>(&out).unwrap(), s, "{out}");
+        }
+    }
 }

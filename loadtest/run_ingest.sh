@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Publish ingest: one `herald dev` (release) on CPU 0, one `herald-loadtest publish` on CPU 1
+# sending batched POST /v1/publish over C channels at R records/s each for S seconds, 100-byte
+# records. With --kafka, a tansu broker (in memory) is the bus and shares CPU 0 with herald.
+# Prints the records published per second and the server's (and broker's) CPU per record.
+# usage: loadtest/run_ingest.sh [--kafka] [R] [C] [S]   (default 40000 10 10)
+set -euo pipefail
+KAFKA=0
+if [ "${1:-}" = --kafka ]; then KAFKA=1; shift; fi
+R=${1:-40000}; C=${2:-10}; S=${3:-10}
+T=${CARGO_TARGET_DIR:-$(cd "$(dirname "$0")/.." && pwd)/target}/release
+HERALD=${HERALD_BIN:-$T/herald}
+DIR=$(mktemp -d)
+PIDS=()
+trap 'kill "${PIDS[@]}" 2>/dev/null; rm -rf "$DIR"' EXIT
+free_port() { python3 -c "import socket;s=socket.socket();s.bind(('127.0.0.1',0));print(s.getsockname()[1])"; }
+cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
+# The account limit is raised so that the limit is the server, not the default 50,000/s.
+printf '[limits]\npublish_per_second_per_account = 100000000\n' > "$DIR/herald.toml"
+BUS=()
+if [ $KAFKA = 1 ]; then
+  TANSU=$(command -v tansu || echo "${HOME}/.cache/herald-tools/bin/tansu")
+  P=$(free_port)
+  taskset -c 0 "$TANSU" broker --listener-url "tcp://127.0.0.1:$P" --advertised-listener-url "tcp://127.0.0.1:$P" --storage-engine memory://tansu/ >/dev/null 2>&1 &
+  PIDS+=($!); BP=$!
+  BUS=(--bus "kafka://127.0.0.1:$P")
+fi
+RUST_LOG=warn taskset -c 0 "$HERALD" dev --config "$DIR/herald.toml" "${BUS[@]}" --listen 127.0.0.1:0 \
+  --dev-secret bench-secret-0123456789 --dev-api-key bench-key-0123456789 >"$DIR/out" 2>/dev/null &
+PIDS+=($!); SP=$!
+for _ in $(seq 100); do grep -q http:// "$DIR/out" 2>/dev/null && break; sleep 0.1; done
+ADDR=$(head -1 "$DIR/out" | sed 's#.*http://##')
+for _ in $(seq 300); do curl -sf "http://$ADDR/readyz" >/dev/null && break; sleep 0.1; done
+C0=$(cpu $SP); B0=$([ $KAFKA = 1 ] && cpu $BP || echo 0)
+taskset -c 1 "$T/herald-loadtest" publish --addr "$ADDR" --key bench-key-0123456789 --account load \
+  --channels "$C" --rate "$R" --seconds "$S" --size 100 >"$DIR/pub.json"
+C1=$(cpu $SP); B1=$([ $KAFKA = 1 ] && cpu $BP || echo 0)
+python3 - "$DIR/pub.json" $((C1 - C0)) $((B1 - B0)) $KAFKA <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+n, server, broker, kafka = d["published_total"], int(sys.argv[2]) / 100, int(sys.argv[3]) / 100, sys.argv[4] == "1"
+out = {"bus": "kafka (tansu)" if kafka else "memory", "published": n, "seconds": round(d["seconds"], 2),
+       "records_per_sec": round(d["rate"]), "server_cpu_s": server, "server_cpu_us_per_record": round(server * 1e6 / max(n, 1), 2),
+       "records_per_server_cpu_second": round(n / server) if server else None}
+if kafka:
+    out.update(broker_cpu_s=broker, broker_cpu_us_per_record=round(broker * 1e6 / max(n, 1), 2))
+print(json.dumps(out))
+PY
