@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import readline from 'node:readline';
@@ -16,9 +16,10 @@ const KEY = 'sdk-wire-key-0123456789abcdef';
 let url;
 let srv;
 let browser;
+let dir;
 
 before(async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'herald-sdk-wire-'));
+  dir = mkdtempSync(join(tmpdir(), 'herald-sdk-wire-'));
   const config = join(dir, 'herald.toml');
   writeFileSync(config, '[edge.compression]\nenabled = true\n');
   srv = spawn(BIN, ['dev', '--config', config, '--listen', '127.0.0.1:0', '--dev-secret', 'sdk-wire-secret-0123456789', '--dev-api-key', KEY], { stdio: ['ignore', 'pipe', 'ignore'] });
@@ -37,6 +38,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   srv?.kill();
+  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 /** Publishes `{ n }` for each n in [from, to) on `channel` of `account`, over the HTTP API. */

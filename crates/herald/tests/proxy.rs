@@ -95,10 +95,13 @@ fn edge(port: u16, extra: &str) -> Herald {
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("herald.toml");
     std::fs::write(&config, format!("[[auth.proxy]]\nurl = \"http://127.0.0.1:{port}/herald/authorize\"\ntimeout_ms = 500\n{extra}\n")).unwrap();
-    support::spawn(
+    let edge = support::spawn(
         &["edge", "--listen", "127.0.0.1:0", "--bus", "memory", "--config", config.to_str().unwrap()],
         &[("HERALD_JWT_SECRET", SECRET), ("HERALD_ADMIN_API_KEY", KEY)],
-    )
+    );
+    // Read at start: the file is not needed once the edge listens.
+    let _ = std::fs::remove_dir_all(&dir);
+    edge
 }
 
 type Raw = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -398,6 +401,7 @@ async fn a_grpc_backend_decides_the_same_way() {
     let config = dir.join("herald.toml");
     std::fs::write(&config, format!("[[auth.proxy]]\nurl = \"grpc://127.0.0.1:{port}\"\ntimeout_ms = 2000\n")).unwrap();
     let e = support::spawn(&["edge", "--listen", "127.0.0.1:0", "--bus", "memory", "--config", config.to_str().unwrap()], &[("HERALD_JWT_SECRET", SECRET), ("HERALD_ADMIN_API_KEY", KEY)]);
+    let _ = std::fs::remove_dir_all(&dir);
     let (mut ws, first) = connect(&e, "alice", "*", "*").await;
     assert_eq!(first["type"], "welcome", "{first}");
     let r = request(&mut ws, json!({"type": "subscribe", "id": 1, "channel": "billing"})).await;

@@ -169,6 +169,10 @@ pub fn client(url: &str, login: &RedisLogin) -> Result<redis::Client, SettingsEr
         }
         return redis::Client::open(info).map_err(|e| bad(e.to_string()));
     }
+    // The redis crate builds its TLS settings on rustls's process-wide provider; which one that is
+    // cannot be inferred when a build enables more than one (or none), so name the one Herald
+    // uses everywhere (ring). A provider installed earlier stays.
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
     if login.ca_file.is_none() && login.client_cert.is_none() {
         return redis::Client::open(info).map_err(|e| bad(e.to_string()));
     }

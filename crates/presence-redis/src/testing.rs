@@ -18,7 +18,14 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // redis-server reopens its log file for each line, so it may have written it again.
+        let _ = std::fs::remove_file(log_path(self.port));
     }
+}
+
+/// Where the server on `port` started by this process logs.
+fn log_path(port: u16) -> PathBuf {
+    std::env::temp_dir().join(format!("herald-redis-{port}-{}.log", std::process::id()))
 }
 
 fn redis_binary() -> PathBuf {
@@ -48,7 +55,7 @@ impl RedisServer {
     /// --tls-port P --tls-cert-file …`, `--user …`) and waits until `port` listens.
     pub fn start_with(port: u16, args: &[&str]) -> Self {
         // Its log goes to a file, shown when it does not come up.
-        let log = std::env::temp_dir().join(format!("herald-redis-{port}-{}.log", std::process::id()));
+        let log = log_path(port);
         let mut child = Command::new(redis_binary())
             .args(args)
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--logfile", log.to_str().expect("UTF-8 temp dir")])
