@@ -646,6 +646,9 @@ mod compact_tests {
         let id = herald_protocol::RequestId::Num(1);
         let cursor = hub.cursor_at(0);
         reader.read(&encode_server_frame(&ServerFrame::Subscribed { id: Some(&id), channel: "incidents", cursor: &cursor, recovered: false }, 4));
+        // The same channel as subscription 1 on another connection: the shared whole frame.
+        let mut first = ProtoReader::new();
+        first.read(&encode_server_frame(&ServerFrame::Subscribed { id: Some(&id), channel: "incidents", cursor: &cursor, recovered: false }, 1));
         let record = |offset, origin: &str, origin_offset, id: MessageId| Record {
             partition: 0,
             offset,
@@ -669,6 +672,10 @@ mod compact_tests {
             let body = enc.compact_body();
             let wire = [record_prefix(4, body.len()).as_bytes(), body].concat();
             assert_eq!(reader.read(&wire), vec![Ok(enc.frame.clone())]);
+            assert!(enc.compact_frame(4).is_none(), "only subscription 1's frame is shared");
+            let shared = enc.compact_frame(1).expect("subscription 1's frame");
+            assert_eq!(&shared[..], &[record_prefix(1, body.len()).as_bytes(), body].concat()[..]);
+            assert_eq!(first.read(shared), vec![Ok(enc.frame.clone())]);
         }
     }
 }

@@ -55,32 +55,54 @@ pub struct EncodedRecord {
 }
 
 /// A record's compact encoding: the body every compact connection shares
-/// ([`herald_protocol::proto::encode_record`]), made once, by the first that needs it.
+/// ([`herald_protocol::proto::encode_record`]), made once, by the first that needs it, right
+/// behind the prefix of subscription number 1 (one allocation): a connection whose subscription
+/// has number 1 (its first, the common case) writes the whole frame as one shared slice, the
+/// others their own prefix and the body.
 #[derive(Debug)]
 pub struct CompactRecord {
     id: herald_core::MessageId,
     ts_ms: u64,
     data: Bytes,
-    body: std::sync::OnceLock<Bytes>,
+    /// (the frame for subscription 1, the body: a slice of it).
+    encoded: std::sync::OnceLock<(Bytes, Bytes)>,
 }
 
 impl CompactRecord {
     /// What the body is made of, besides the record's offset and cursor: its message id,
     /// publish time and payload (shared, not copied).
     pub fn new(id: herald_core::MessageId, ts_ms: u64, data: Bytes) -> Self {
-        Self { id, ts_ms, data, body: std::sync::OnceLock::new() }
+        Self { id, ts_ms, data, encoded: std::sync::OnceLock::new() }
     }
 }
 
 impl EncodedRecord {
+    fn compact_encoded(&self) -> &(Bytes, Bytes) {
+        self.compact.encoded.get_or_init(|| {
+            let c = &self.compact;
+            let origins = herald_core::Cursor::parse(&self.cursor).map(|c| c.origins).unwrap_or_default();
+            let body = herald_protocol::proto::encode_record(self.offset, c.id.as_str(), c.ts_ms, &c.data, &origins);
+            let prefix = herald_protocol::proto::record_prefix(1, body.len());
+            let mut framed = bytes::BytesMut::with_capacity(prefix.as_bytes().len() + body.len());
+            framed.extend_from_slice(prefix.as_bytes());
+            framed.extend_from_slice(&body);
+            let framed = framed.freeze();
+            let body = framed.slice(prefix.as_bytes().len()..);
+            (framed, body)
+        })
+    }
+
     /// The record's compact body. The other origins' positions come from its cursor, so both
     /// encodings carry the same cursor.
     pub fn compact_body(&self) -> &Bytes {
-        self.compact.body.get_or_init(|| {
-            let c = &self.compact;
-            let origins = herald_core::Cursor::parse(&self.cursor).map(|c| c.origins).unwrap_or_default();
-            herald_protocol::proto::encode_record(self.offset, c.id.as_str(), c.ts_ms, &c.data, &origins)
-        })
+        &self.compact_encoded().1
+    }
+
+    /// The whole compact frame for subscription number `sub`, when it is shared (number 1);
+    /// otherwise the connection writes [`herald_protocol::proto::record_prefix`] and
+    /// [`EncodedRecord::compact_body`].
+    pub fn compact_frame(&self, sub: u32) -> Option<&Bytes> {
+        (sub == 1).then(|| &self.compact_encoded().0)
     }
 }
 

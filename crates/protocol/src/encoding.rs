@@ -91,8 +91,13 @@ impl ProtoWriter {
     /// ([`proto::encode_record`], `body_len` bytes long); `None` when the channel is not
     /// subscribed (any more).
     pub fn record_prefix(&self, channel: &str, body_len: usize) -> Option<RecordPrefix> {
-        let sub = self.by_channel.iter().find(|(c, _)| &**c == channel)?.1;
-        Some(proto::record_prefix(sub, body_len))
+        Some(proto::record_prefix(self.sub(channel)?, body_len))
+    }
+
+    /// The subscription number of `channel` on this connection; `None` when it is not
+    /// subscribed (any more).
+    pub fn sub(&self, channel: &str) -> Option<u32> {
+        Some(self.by_channel.iter().find(|(c, _)| &**c == channel)?.1)
     }
 
     /// The channel's number, given out now if it has none.

@@ -6,7 +6,8 @@
 //! a bounded grace.
 //!
 //! On a compact (`herald.v1.proto`) connection the message is binary: each record is its shared
-//! compact body behind a few bytes of this connection's own (its subscription number), and the
+//! compact body behind a few bytes of this connection's own (its subscription number), or for
+//! subscription number 1 (a connection's first) the record's shared whole frame, and the
 //! control frames the session queued as JSON are re-encoded here, in the order they go out
 //! ([`ProtoWriter`]). With `permessage-deflate` agreed, each message is compressed (RSV1 set),
 //! which copies it once.
@@ -236,7 +237,10 @@ async fn write_encoded<W: AsyncWrite + Unpin>(
                     }
                 },
                 // No number: the channel was left; the client would drop the record.
-                (OutItem::Record(r), Some(p)) => p.record_prefix(r.channel.as_str(), r.compact_body().len()).map(|pre| Piece::Record(pre, r.compact_body())),
+                (OutItem::Record(r), Some(p)) => p.sub(r.channel.as_str()).map(|sub| match r.compact_frame(sub) {
+                    Some(frame) => Piece::Shared(frame),
+                    None => Piece::Record(herald_protocol::proto::record_prefix(sub, r.compact_body().len()), r.compact_body()),
+                }),
                 (OutItem::Raw(_), _) => unreachable!("raw items end a group"),
             };
             pieces.extend(piece);
