@@ -3,11 +3,14 @@
 # sending batched POST /v1/publish over C channels at R records/s each for S seconds, 100-byte
 # records. With --kafka, a tansu broker (in memory) is the bus and shares CPU 0 with herald.
 # Prints the records published per second and the server's (and broker's) CPU per record.
+# With --raw-kafka N: no herald; the raw rdkafka producer (crates/bus-kafka/examples/produce_rate.rs,
+# the bus's producer settings) sends N records to the broker, both on CPU 0: the physical limit
+# of the Kafka path on this machine.
 # usage: loadtest/run_ingest.sh [--kafka] [R] [C] [S]   (default 40000 10 10)
+#        loadtest/run_ingest.sh --raw-kafka [N]         (default 2000000)
 set -euo pipefail
 KAFKA=0
 if [ "${1:-}" = --kafka ]; then KAFKA=1; shift; fi
-R=${1:-40000}; C=${2:-10}; S=${3:-10}
 T=${CARGO_TARGET_DIR:-$(cd "$(dirname "$0")/.." && pwd)/target}/release
 HERALD=${HERALD_BIN:-$T/herald}
 DIR=$(mktemp -d)
@@ -15,6 +18,20 @@ PIDS=()
 trap 'kill "${PIDS[@]}" 2>/dev/null; rm -rf "$DIR"' EXIT
 free_port() { python3 -c "import socket;s=socket.socket();s.bind(('127.0.0.1',0));print(s.getsockname()[1])"; }
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
+if [ "${1:-}" = --raw-kafka ]; then
+  N=${2:-2000000}
+  TANSU=$(command -v tansu || echo "${HOME}/.cache/herald-tools/bin/tansu")
+  P=$(free_port)
+  taskset -c 0 "$TANSU" broker --listener-url "tcp://127.0.0.1:$P" --advertised-listener-url "tcp://127.0.0.1:$P" --storage-engine memory://tansu/ >/dev/null 2>&1 &
+  PIDS+=($!); BP=$!
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$P) 2>/dev/null && break; sleep 0.1; done
+  B0=$(cpu $BP)
+  OUT=$(BROKERS=127.0.0.1:$P RECORDS=$N taskset -c 0 "$T/examples/produce_rate")
+  B1=$(cpu $BP)
+  python3 -c "import json,sys; d=json.loads(sys.argv[1]); b=int(sys.argv[2])/100; d.update(bus='raw rdkafka producer -> tansu', broker_cpu_s=b, broker_cpu_us_per_record=round(b*1e6/max(d['acknowledged'],1),2)); print(json.dumps(d))" "$OUT" $((B1 - B0))
+  exit 0
+fi
+R=${1:-40000}; C=${2:-10}; S=${3:-10}
 # The account limit is raised so that the limit is the server, not the default 50,000/s.
 printf '[limits]\npublish_per_second_per_account = 100000000\n' > "$DIR/herald.toml"
 BUS=()
