@@ -6,10 +6,14 @@
 # With --raw-kafka N: no herald; the raw rdkafka producer (crates/bus-kafka/examples/produce_rate.rs,
 # the bus's producer settings) sends N records to the broker, both on CPU 0: the physical limit
 # of the Kafka path on this machine.
-# usage: loadtest/run_ingest.sh [--kafka] [R] [C] [S]   (default 40000 10 10)
+# With --ws (first): the records go as WebSocket `publish` frames on one connection (a client
+# token with publish rights), each tick's batch newline-separated in messages of at most 48 KiB.
+# usage: loadtest/run_ingest.sh [--ws] [--kafka] [R] [C] [S]   (default 40000 10 10)
 #        loadtest/run_ingest.sh --raw-kafka [N]         (default 2000000)
 set -euo pipefail
 KAFKA=0
+WS=0
+if [ "${1:-}" = --ws ]; then WS=1; shift; fi
 if [ "${1:-}" = --kafka ]; then KAFKA=1; shift; fi
 T=${CARGO_TARGET_DIR:-$(cd "$(dirname "$0")/.." && pwd)/target}/release
 HERALD=${HERALD_BIN:-$T/herald}
@@ -33,7 +37,7 @@ if [ "${1:-}" = --raw-kafka ]; then
 fi
 R=${1:-40000}; C=${2:-10}; S=${3:-10}
 # The account limit is raised so that the limit is the server, not the default 50,000/s.
-printf '[limits]\npublish_per_second_per_account = 100000000\n' > "$DIR/herald.toml"
+printf '[limits]\npublish_per_second_per_account = 100000000\npublish_per_second_per_connection = 100000000\n' > "$DIR/herald.toml"
 BUS=()
 if [ $KAFKA = 1 ]; then
   TANSU=$(command -v tansu || echo "${HOME}/.cache/herald-tools/bin/tansu")
@@ -49,17 +53,26 @@ for _ in $(seq 100); do grep -q http:// "$DIR/out" 2>/dev/null && break; sleep 0
 ADDR=$(head -1 "$DIR/out" | sed 's#.*http://##')
 for _ in $(seq 300); do curl -sf "http://$ADDR/readyz" >/dev/null && break; sleep 0.1; done
 C0=$(cpu $SP); B0=$([ $KAFKA = 1 ] && cpu $BP || echo 0)
+VIA=()
+if [ $WS = 1 ]; then
+  TOKEN=$("$HERALD" token --secret bench-secret-0123456789 --account load --sub ingest --channels '*' --publish '*' --ttl 1h)
+  VIA=(--ws-token "$TOKEN")
+fi
 taskset -c 1 "$T/herald-loadtest" publish --addr "$ADDR" --key bench-key-0123456789 --account load \
-  --channels "$C" --rate "$R" --seconds "$S" --size 100 >"$DIR/pub.json"
+  --channels "$C" --rate "$R" --seconds "$S" --size 100 "${VIA[@]}" >"$DIR/pub.json"
 C1=$(cpu $SP); B1=$([ $KAFKA = 1 ] && cpu $BP || echo 0)
 python3 - "$DIR/pub.json" $((C1 - C0)) $((B1 - B0)) $KAFKA <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 n, server, broker, kafka = d["published_total"], int(sys.argv[2]) / 100, int(sys.argv[3]) / 100, sys.argv[4] == "1"
-out = {"bus": "kafka (tansu)" if kafka else "memory", "published": n, "seconds": round(d["seconds"], 2),
+if "acknowledged" in d:
+    n = d["acknowledged"]
+out = {"bus": "kafka (tansu)" if kafka else "memory", "via": "websocket" if "acknowledged" in d else "http", "published": n, "seconds": round(d["seconds"], 2),
        "records_per_sec": round(d["rate"]), "server_cpu_s": server, "server_cpu_us_per_record": round(server * 1e6 / max(n, 1), 2),
        "records_per_server_cpu_second": round(n / server) if server else None}
 if kafka:
     out.update(broker_cpu_s=broker, broker_cpu_us_per_record=round(broker * 1e6 / max(n, 1), 2))
+if "acknowledged" in d:
+    out.update(sent=d["sent"], refused=d["refused"])
 print(json.dumps(out))
 PY

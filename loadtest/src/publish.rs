@@ -67,6 +67,12 @@ pub struct Args {
     /// With `--retry-secs`: idempotency keys are `<prefix>:<channel>:<seq>` (unique per run).
     #[arg(long, default_value = "load")]
     pub idempotency_prefix: String,
+    /// Publish over one WebSocket with this client token (it needs publish rights): each tick's
+    /// records go as `publish` frames, newline-separated in one message, and every `published`
+    /// reply is counted (the ingest path of an SDK that publishes; the account's and the
+    /// connection's publish limits apply).
+    #[arg(long)]
+    pub ws_token: Option<String>,
     /// Stop publishing (before `--seconds` is up) once this file exists: an orchestrator ends the
     /// load when its fault is over.
     #[arg(long)]
@@ -110,6 +116,18 @@ enum Sink {
     Retrying(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
     /// Retrying mode, not connected (at start, or after a failure).
     None,
+    /// A WebSocket: the writing half, the reader's pings to answer, and its counts of replies.
+    Ws(WsWriter, tokio::sync::mpsc::UnboundedReceiver<()>, std::sync::Arc<WsReplies>),
+}
+
+type WsWriter = futures_util::stream::SplitSink<tokio_tungstenite::WebSocketStream<TcpStream>, tokio_tungstenite::tungstenite::Message>;
+
+/// What the server answered to WebSocket publishes.
+#[derive(Default)]
+struct WsReplies {
+    published: std::sync::atomic::AtomicU64,
+    errors: std::sync::atomic::AtomicU64,
+    closed: std::sync::atomic::AtomicBool,
 }
 
 /// Publishes every step; returns the report (counts per channel, each step's window).
@@ -120,6 +138,8 @@ pub async fn run(a: Args) -> anyhow::Result<Value> {
     let mut stats = RetryStats::default();
     let mut sink = if a.nats {
         nats_connect(&a.addr).await?
+    } else if let Some(token) = &a.ws_token {
+        ws_connect(&a.addr, token).await?
     } else if a.retry_secs > 0 {
         // Retrying: the first connection may fail too (a server that is down right now).
         Sink::None
@@ -210,6 +230,31 @@ pub async fn run(a: Args) -> anyhow::Result<Value> {
                         }
                     }
                 }
+                Sink::Ws(w, pings, _) => {
+                    use futures_util::SinkExt;
+                    use tokio_tungstenite::tungstenite::Message;
+                    while pings.try_recv().is_ok() {
+                        w.send(Message::Text("{\"type\":\"pong\"}".into())).await?;
+                    }
+                    let mut id = seqs.iter().sum::<u64>();
+                    for (c, name) in names.iter().enumerate() {
+                        for _ in 0..per_tick {
+                            if !buf.is_empty() {
+                                buf.push(b'\n');
+                            }
+                            id += 1;
+                            buf.extend_from_slice(format!(r#"{{"type":"publish","id":{id},"channel":"{name}","data":{{"seq":{},"t":{t},"pad":"{pad}"}}}}"#, seqs[c]).as_bytes());
+                            seqs[c] += 1;
+                            // Messages stay under the server's 64 KiB default.
+                            if buf.len() > 48 << 10 {
+                                w.send(Message::Text(String::from_utf8(std::mem::take(&mut buf))?.into())).await?;
+                            }
+                        }
+                    }
+                    if !buf.is_empty() {
+                        w.send(Message::Text(String::from_utf8(std::mem::take(&mut buf))?.into())).await?;
+                    }
+                }
                 Sink::Nats(w, pings) => {
                     // The server's PINGs are answered with the next write.
                     while pings.try_recv().is_ok() {
@@ -234,6 +279,17 @@ pub async fn run(a: Args) -> anyhow::Result<Value> {
         w.write_all(b"PING\r\n").await?;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let mut ws_counts = None;
+    if let Sink::Ws(_, _, replies) = &sink {
+        // Every publish answered (or the connection gone, or 30 s): acknowledged ones count.
+        use std::sync::atomic::Ordering::Relaxed;
+        let total: u64 = seqs.iter().sum();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while replies.published.load(Relaxed) + replies.errors.load(Relaxed) < total && !replies.closed.load(Relaxed) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        ws_counts = Some((replies.published.load(Relaxed), replies.errors.load(Relaxed)));
+    }
     let secs = started.elapsed().as_secs_f64();
     let total: u64 = seqs.iter().sum();
     let mut out = json!({
@@ -245,6 +301,13 @@ pub async fn run(a: Args) -> anyhow::Result<Value> {
         "steps": done_steps,
         "cpu_seconds": crate::cpu_seconds(),
     });
+    if let Some((published, errors)) = ws_counts {
+        // Over a WebSocket the acknowledged records are the `published` replies.
+        out["sent"] = json!(total);
+        out["acknowledged"] = json!(published);
+        out["refused"] = json!(errors);
+        out["rate"] = json!(published as f64 / secs);
+    }
     if a.retry_secs > 0 {
         out["retries"] = json!(stats.retries);
         out["failovers"] = json!(stats.failovers);
@@ -336,6 +399,40 @@ async fn http_connect(addr: &str) -> anyhow::Result<Sink> {
     let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
     tokio::spawn(conn);
     Ok(Sink::Http(send))
+}
+
+async fn ws_connect(addr: &str, token: &str) -> anyhow::Result<Sink> {
+    use futures_util::StreamExt;
+    use std::sync::atomic::Ordering::Relaxed;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let mut req = format!("ws://{addr}/v1/ws").into_client_request()?;
+    req.headers_mut().insert("authorization", format!("Bearer {token}").parse()?);
+    let (ws, _) = tokio_tungstenite::client_async(req, tcp).await?;
+    let (w, mut r) = ws.split();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let replies = std::sync::Arc::new(WsReplies::default());
+    let counts = replies.clone();
+    tokio::spawn(async move {
+        while let Some(Ok(m)) = r.next().await {
+            let Message::Text(text) = m else { continue };
+            for line in text.as_str().lines() {
+                if line.starts_with("{\"type\":\"published\"") {
+                    counts.published.fetch_add(1, Relaxed);
+                } else if line.starts_with("{\"type\":\"error\"") {
+                    if counts.errors.fetch_add(1, Relaxed) < 3 {
+                        eprintln!("server: {line}");
+                    }
+                } else if line.starts_with("{\"type\":\"ping\"") {
+                    let _ = tx.send(());
+                }
+            }
+        }
+        counts.closed.store(true, Relaxed);
+    });
+    Ok(Sink::Ws(w, rx, replies))
 }
 
 async fn nats_connect(addr: &str) -> anyhow::Result<Sink> {
