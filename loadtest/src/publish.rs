@@ -465,7 +465,7 @@ mod tests {
     fn args(rate: Vec<u64>, seconds: Option<u64>) -> Args {
         Args {
             addr: String::new(), key: String::new(), account: "a".into(), channel: "c".into(), channels: 1, rate, seconds, step_secs: 3, size: 100, tick_ms: 10, nats: false,
-            retry_secs: 0, request_timeout_ms: 5000, idempotency_prefix: "p".into(), until_file: None,
+            retry_secs: 0, request_timeout_ms: 5000, idempotency_prefix: "p".into(), until_file: None, ws_token: None,
         }
     }
 

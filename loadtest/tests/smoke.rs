@@ -119,6 +119,7 @@ fn pub_args(addr: &str, rate: u64, seconds: u64, channels: usize) -> publish::Ar
         request_timeout_ms: 5000,
         idempotency_prefix: "smoke".into(),
         until_file: None,
+        ws_token: None,
     }
 }
 
@@ -198,6 +199,20 @@ async fn fanout_over_the_compact_encoding_carries_fewer_bytes() {
     assert_clean(&proto);
     let bytes = |r: &Value| r["wire_bytes_per_delivery"].as_f64().unwrap();
     assert!(bytes(&proto) > 0.0 && bytes(&proto) < bytes(&json), "compact {} vs JSON {} bytes per delivery", bytes(&proto), bytes(&json));
+}
+
+/// A publisher over the WebSocket: every record a `publish` frame, every one answered, and the
+/// subscribers get each exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_over_a_websocket_is_acknowledged_and_delivered() {
+    let c = cluster(1, |c| c.limits.publish_per_second_per_connection = 10_000).await;
+    let mut publisher = pub_args(&c.addrs[0], 200, 1, 2);
+    publisher.ws_token = Some(token(true));
+    let mut subs = sub_args(&c.addrs[0], 3, "ws");
+    subs.channels = 2;
+    let rep = fanout(vec![subs], publisher, None).await;
+    assert_clean(&rep);
+    assert_eq!(rep["expected_deliveries"], 3 * 200, "{rep}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
