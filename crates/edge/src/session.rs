@@ -72,24 +72,114 @@ impl Session {
 
     /// Handles one text message (one or more newline-separated frames).
     pub async fn handle_text(&mut self, text: &str) -> Result<(), Fatal> {
-        for line in split_batch(text) {
-            match decode_client_frame(line) {
-                Ok(frame) => self.handle(frame).await?,
-                Err(e) => self.send_error(e.id.as_ref(), e.code, &e.message),
+        self.handle_decoded(split_batch(text).map(decode_client_frame)).await
+    }
+
+    /// Handles the frames of one message, decoded; errors are answered. Consecutive accepted
+    /// `publish` frames are appended to the bus together (one append, one wake-up of the
+    /// channel's readers, as a batch over HTTP); every frame is still answered, in order.
+    pub async fn handle_decoded(&mut self, frames: impl Iterator<Item = Result<ClientFrame, FrameError>>) -> Result<(), Fatal> {
+        let mut publishes = Vec::new();
+        for f in frames {
+            match f {
+                Ok(ClientFrame::Publish { id, channel, data, idempotency_key }) => {
+                    self.queue_publish(&mut publishes, id, &channel, data.get().as_bytes(), idempotency_key).await;
+                    if publishes.len() >= crate::publish::MAX_BATCH {
+                        self.flush_publishes(&mut publishes).await;
+                    }
+                }
+                Ok(frame) => {
+                    self.flush_publishes(&mut publishes).await;
+                    self.handle(frame).await?;
+                }
+                Err(e) => {
+                    self.flush_publishes(&mut publishes).await;
+                    self.send_error(e.id.as_ref(), e.code, &e.message);
+                }
             }
         }
+        self.flush_publishes(&mut publishes).await;
         Ok(())
     }
 
-    /// Handles the frames of one binary (compact) message, decoded; errors are answered.
-    pub async fn handle_decoded(&mut self, frames: impl Iterator<Item = Result<ClientFrame, FrameError>>) -> Result<(), Fatal> {
-        for f in frames {
-            match f {
-                Ok(frame) => self.handle(frame).await?,
-                Err(e) => self.send_error(e.id.as_ref(), e.code, &e.message),
+    /// Checks one `publish` (rights, rate limits, the proxy, size) and queues it; a refused one
+    /// is answered at once, after the publishes queued before it.
+    async fn queue_publish(&mut self, queued: &mut Vec<(RequestId, PublishItem)>, id: RequestId, channel: &str, data: &[u8], idempotency_key: Option<String>) {
+        let refuse = |e: PublishError, ch: &ChannelName| self.edge.publish_refused(e, &self.grant.account, Some(ch));
+        let ch = match ChannelName::new(channel) {
+            Ok(c) => c,
+            Err(e) => {
+                self.flush_publishes(queued).await;
+                self.send_error(Some(&id), ErrorCode::InvalidChannel, &e.to_string());
+                return;
+            }
+        };
+        let refused: Option<(ErrorCode, String)> = if !self.grant.may_publish(&ch) {
+            Some((ErrorCode::Forbidden, "token may not publish on this channel".into()))
+        } else if !self.publish_bucket.take(1) {
+            let e = refuse(PublishError::RateLimited(self.edge.limits.connection_publish_refused()), &ch);
+            Some((e.code(), e.to_string()))
+        } else if let Err(e) = self.edge.take_account_publish(&self.grant.account, 1) {
+            Some((e.code(), e.to_string()))
+        } else {
+            None
+        };
+        if let Some((code, message)) = refused {
+            self.flush_publishes(queued).await;
+            self.send_error(Some(&id), code, &message);
+            return;
+        }
+        let mut data = Bytes::copy_from_slice(data);
+        if let Some(p) = &self.edge.proxies {
+            match p.publish(&self.grant, Some(&self.connection_id), &ch, &data).await {
+                Ok(Some(rewritten)) => data = rewritten,
+                Ok(None) => {}
+                Err((code, message)) => {
+                    self.edge.publish_refused_by_proxy(&self.grant.account, &ch, code);
+                    self.flush_publishes(queued).await;
+                    self.send_error(Some(&id), code, &message);
+                    return;
+                }
             }
         }
-        Ok(())
+        // What the bus append would refuse for the whole batch is refused here, for this one.
+        let bad = if data.len() > self.edge.limits.max_message_bytes(&self.grant.account, self.edge.config.max_message_bytes) {
+            Some(PublishError::TooLarge)
+        } else if idempotency_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 128) {
+            Some(PublishError::BadIdempotencyKey)
+        } else {
+            None
+        };
+        if let Some(e) = bad {
+            let e = refuse(e, &ch);
+            self.flush_publishes(queued).await;
+            self.publish_refused(&id, e);
+            return;
+        }
+        queued.push((id, PublishItem { account: self.grant.account.clone(), channel: ch, data, idempotency_key }));
+    }
+
+    /// Appends the queued publishes as one batch and answers each, in order.
+    async fn flush_publishes(&mut self, queued: &mut Vec<(RequestId, PublishItem)>) {
+        if queued.is_empty() {
+            return;
+        }
+        let (ids, items): (Vec<RequestId>, Vec<PublishItem>) = std::mem::take(queued).into_iter().unzip();
+        let channels: Vec<ChannelName> = items.iter().map(|i| i.channel.clone()).collect();
+        match self.edge.publish(items).await {
+            Ok(appended) => {
+                for ((id, ch), a) in ids.iter().zip(&channels).zip(&appended) {
+                    let cursor = self.edge.engine.hub.cursor_at(a.offset + 1);
+                    self.send(ServerFrame::Published { id, channel: ch.as_str(), cursor: &cursor, message_id: a.id.as_str(), duplicate: a.duplicate });
+                }
+            }
+            Err(e) => {
+                // A batch fails as a whole (the bus did not take it): each publish is told.
+                for id in &ids {
+                    self.send_error(Some(id), e.code(), &e.to_string());
+                }
+            }
+        }
     }
 
     fn channel(&self, id: &RequestId, name: &str) -> Option<ChannelName> {
@@ -153,54 +243,9 @@ impl Session {
                 }
             }
             ClientFrame::Publish { id, channel, data, idempotency_key } => {
-                let Some(ch) = self.channel(&id, &channel) else { return Ok(()) };
-                if !self.grant.may_publish(&ch) {
-                    return {
-                        self.send_error(Some(&id), ErrorCode::Forbidden, "token may not publish on this channel");
-                        Ok(())
-                    };
-                }
-                if !self.publish_bucket.take(1) {
-                    let e = self.edge.publish_refused(PublishError::RateLimited(self.edge.limits.connection_publish_refused()), &self.grant.account, Some(&ch));
-                    return {
-                        self.publish_refused(&id, e);
-                        Ok(())
-                    };
-                }
-                if let Err(e) = self.edge.take_account_publish(&self.grant.account, 1) {
-                    return {
-                        self.publish_refused(&id, e);
-                        Ok(())
-                    };
-                }
-                let mut data = Bytes::copy_from_slice(data.get().as_bytes());
-                if let Some(p) = &self.edge.proxies {
-                    match p.publish(&self.grant, Some(&self.connection_id), &ch, &data).await {
-                        Ok(Some(rewritten)) => data = rewritten,
-                        Ok(None) => {}
-                        Err((code, message)) => {
-                            self.edge.publish_refused_by_proxy(&self.grant.account, &ch, code);
-                            return {
-                                self.send_error(Some(&id), code, &message);
-                                Ok(())
-                            };
-                        }
-                    }
-                }
-                let item = PublishItem { account: self.grant.account.clone(), channel: ch.clone(), data, idempotency_key };
-                match self.edge.publish(vec![item]).await {
-                    Ok(a) => {
-                        let cursor = self.edge.engine.hub.cursor_at(a[0].offset + 1);
-                        self.send(ServerFrame::Published {
-                            id: &id,
-                            channel: ch.as_str(),
-                            cursor: &cursor,
-                            message_id: a[0].id.as_str(),
-                            duplicate: a[0].duplicate,
-                        });
-                    }
-                    Err(e) => self.publish_refused(&id, e),
-                }
+                let mut one = Vec::with_capacity(1);
+                self.queue_publish(&mut one, id, &channel, data.get().as_bytes(), idempotency_key).await;
+                self.flush_publishes(&mut one).await;
             }
             ClientFrame::Presence { id, channel } => {
                 let Some(ch) = self.channel(&id, &channel) else { return Ok(()) };

@@ -16,8 +16,63 @@ over_both_encodings!(
     a_cursor_past_retention_or_from_another_epoch_answers_recovered_false,
     a_paused_channel_delivers_nothing_and_resumes_exactly_where_it_stopped,
     max_rate_delivers_everything_in_order_but_at_most_that_often,
-    max_rate_on_a_latest_value_channel_sends_the_newest_per_key_and_a_pause_flushes_what_it_held
+    max_rate_on_a_latest_value_channel_sends_the_newest_per_key_and_a_pause_flushes_what_it_held,
+    publish_frames_of_one_message_are_answered_in_order_and_the_refused_ones_change_nothing
 );
+
+/// Several `publish` frames in one WebSocket message (the edge appends the accepted ones as one
+/// batch): every frame is answered, in order; a forbidden channel, a bad channel name and an
+/// oversized payload are refused one by one and publish nothing; the others are delivered in
+/// order, with the cursors their replies named.
+async fn publish_frames_of_one_message_are_answered_in_order_and_the_refused_ones_change_nothing(encoding: Encoding) {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+    let e = TestEdge::start().await;
+    let token = token_with("acme", "u", &["*"], &["chat:*"], 3600);
+    let mut c = raw_ws_speaking(e.addr, Some(&token), encoding).await.unwrap();
+    send(&mut c, json!({"type":"subscribe","id":"s","channel":"chat:1"})).await;
+    expect_type(&mut c, "subscribed").await;
+    let big = "x".repeat(17 << 10);
+    let frames = [
+        json!({"type":"publish","id":1,"channel":"chat:1","data":{"n":1}}),
+        json!({"type":"publish","id":2,"channel":"chat:1","data":{"n":2}}),
+        json!({"type":"publish","id":3,"channel":"billing","data":{"n":3}}),
+        json!({"type":"publish","id":4,"channel":"chat:1","data":{"n":4}}),
+        json!({"type":"publish","id":5,"channel":"bad channel","data":{"n":5}}),
+        json!({"type":"publish","id":6,"channel":"chat:1","data":{"big":big}}),
+        json!({"type":"ping","id":7}),
+        json!({"type":"publish","id":8,"channel":"chat:1","data":{"n":8}}),
+    ];
+    let message = match encoding {
+        Encoding::Json => WsMessage::Text(frames.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("\n").into()),
+        Encoding::Proto => WsMessage::Binary(
+            frames
+                .iter()
+                .flat_map(|f| herald_protocol::proto::encode_client_frame(&herald_protocol::decode_client_frame(&f.to_string()).unwrap()).to_vec())
+                .collect::<Vec<u8>>()
+                .into(),
+        ),
+    };
+    c.ws.send(message).await.unwrap();
+    let (mut replies, mut records) = (Vec::new(), Vec::new());
+    while replies.len() < frames.len() || records.len() < 4 {
+        let Next::Frame(f) = c.next().await else { panic!("connection ended") };
+        match f["type"].as_str().unwrap() {
+            "message" => records.push(f),
+            "ping" => {}
+            _ => replies.push(f),
+        }
+    }
+    let kinds: Vec<(i64, String, String)> =
+        replies.iter().map(|r| (r["id"].as_i64().unwrap(), r["type"].as_str().unwrap().to_owned(), r["code"].as_str().unwrap_or("").to_owned())).collect();
+    let want = [(1, "published", ""), (2, "published", ""), (3, "error", "forbidden"), (4, "published", ""), (5, "error", "invalid_channel"), (6, "error", "message_too_large"), (7, "pong", ""), (8, "published", "")];
+    assert_eq!(kinds, want.map(|(i, t, c)| (i, t.to_owned(), c.to_owned())), "{replies:?}");
+    let ns: Vec<u64> = records.iter().map(|m| m["data"]["n"].as_u64().unwrap()).collect();
+    assert_eq!(ns, [1, 2, 4, 8], "accepted records, in order, once");
+    let published: Vec<&serde_json::Value> = replies.iter().filter(|r| r["type"] == "published").map(|r| &r["cursor"]).collect();
+    let delivered: Vec<&serde_json::Value> = records.iter().map(|m| &m["cursor"]).collect();
+    assert_eq!(published, delivered, "each reply names its record's cursor");
+}
 
 fn seq(m: &herald_client::Message) -> u64 {
     serde_json::from_str::<serde_json::Value>(m.data.get()).unwrap()["seq"].as_u64().unwrap()
