@@ -4,6 +4,9 @@ const $ = (sel) => document.querySelector(sel);
 let session = null;
 let refresh = null;
 let tail = null;
+// Bumped on every page switch: a draw that finishes after the page it was for was left
+// (a slow answer) is dropped instead of replacing the new page.
+let pageGen = 0;
 
 /** An element with attributes and children (strings become text nodes). */
 function el(tag, attrs = {}, ...children) {
@@ -81,20 +84,24 @@ function route() {
   const page = pages[name] ?? cluster;
   for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('active', a.dataset.page === (pages[name] ? name : 'cluster'));
   const root = $('#page');
+  pageGen += 1;
   root.replaceChildren();
   root.dataset.page = name;
+  delete root.dataset.loaded;
   page(root);
 }
 
 /** Renders `draw` now and every 5 s while the page is shown. */
 function every(root, draw) {
+  const gen = pageGen;
   const run = async () => {
     try {
       const view = await draw();
+      if (gen !== pageGen) return;
       root.replaceChildren(...view);
       root.dataset.loaded = 'true';
     } catch (e) {
-      if (e.message !== 'logged out') root.replaceChildren(el('p', { class: 'error' }, e.message));
+      if (gen === pageGen && e.message !== 'logged out') root.replaceChildren(el('p', { class: 'error' }, e.message));
     }
   };
   run();
@@ -213,16 +220,29 @@ function accounts(root) {
       })));
     if (a.editable) {
       const name = el('input', { placeholder: 'new account', id: 'new-account' });
-      out.push(el('h2', {}, 'Add an account'), el('form', { class: 'inline', id: 'add-account', onsubmit: (ev) => { ev.preventDefault(); saveLimits(name.value, { connections: 0, publish_per_second: 0, max_subscriptions: 0, max_message_bytes: 0 }); } }, name, el('button', { type: 'submit' }, 'Add')));
+      const error = el('span', { class: 'error' });
+      const add = async (ev) => {
+        ev.preventDefault();
+        error.textContent = '';
+        try {
+          await saveLimits(name.value, { connections: 0, publish_per_second: 0, max_subscriptions: 0, max_message_bytes: 0 });
+        } catch (e) {
+          error.textContent = e.message;
+        }
+      };
+      out.push(el('h2', {}, 'Add an account'), el('form', { class: 'inline', id: 'add-account', onsubmit: add }, name, el('button', { type: 'submit' }, 'Add'), error));
     }
     return out;
   };
+  const gen = pageGen;
   const run = async () => {
     try {
-      root.replaceChildren(...(await draw()));
+      const view = await draw();
+      if (gen !== pageGen) return;
+      root.replaceChildren(...view);
       root.dataset.loaded = 'true';
     } catch (e) {
-      if (e.message !== 'logged out') root.replaceChildren(el('p', { class: 'error' }, e.message));
+      if (gen === pageGen && e.message !== 'logged out') root.replaceChildren(el('p', { class: 'error' }, e.message));
     }
   };
   run();
@@ -235,6 +255,7 @@ function editLimits(row, acct) {
   const error = el('span', { class: 'error' });
   const form = el('form', { class: 'inline limits', onsubmit: async (ev) => {
     ev.preventDefault();
+    error.textContent = '';
     const limits = Object.fromEntries(fields.map((f) => [f, Number(inputs[f].value || 0)]));
     try {
       await saveLimits(acct.name, limits);
