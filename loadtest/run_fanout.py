@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The load-test orchestrator: starts the servers (a release `herald dev`, several edges on one Kafka
 bus, or Debian's nats-server as the peer), spreads the clients over `herald-loadtest` processes of at
-most 5,000 connections each on distinct 127.0.0.x source addresses, samples the servers' CPU and RSS
+most 5,000 connections each on distinct 127.x.y.z source addresses (new for each run), samples the servers' CPU and RSS
 (and the load generator's CPU) every second, and hands everything to `herald-loadtest report`, which
 merges the histograms exactly and writes loadtest/results/NAME/{report.json,summary.txt,latency.svg}.
 Exits 1 when a run that promises no loss lost or duplicated anything.
@@ -348,9 +348,20 @@ class Sampler:
         self.thread.join()
 
 
+# Load processes connect from 127.B.C.n, with B.C new for each run: the ports of the previous
+# run's connections stay in TIME_WAIT for a minute, and reusing their source addresses made the
+# kernel's port search burn both cores and spread 15,000 handshakes over 25 s instead of one.
+RUN_NET = f"{1 + (os.getpid() + int(time.time())) % 254}.{int(time.time() * 1000) % 256}"
+
+
+def source_ip(n):
+    """The source address of the run's n-th load process."""
+    return f"127.{RUN_NET}.{n}"
+
+
 def subscriber_cmd(a, group, token, n, first, ip, scenario):
     cmd = [LOAD, "subscribe", "--addr", ",".join(group.addrs), "--token", token, "--connections", str(n),
-           "--first-client", str(first), "--channels", str(a.channels), "--source-ip", f"127.0.0.{ip}",
+           "--first-client", str(first), "--channels", str(a.channels), "--source-ip", source_ip(ip),
            "--transport", "nats" if a.peer == "nats" else a.transport, "--control-stdin",
            "--ready-timeout-secs", str(60 + n // 100), "--max-secs", str(a.seconds + 240 + int(a.mobile * 10)),
            "--idle-exit-secs", str(max(5, int(a.mobile * 3)))] + scenario
@@ -425,7 +436,7 @@ def chat(a, groups, servers, token, notes):
         ip += 1
         loads.append(Load([LOAD, "chat", "--addr", g.addrs[0], "--token", token, "--rooms", str(n), "--first-room", str(room),
                            "--members", str(a.members), "--rate", str(a.chat_rate), "--seconds", str(a.seconds),
-                           "--size", str(a.size), "--source-ip", f"127.0.0.{ip}"], n * a.members, control=False))
+                           "--size", str(a.size), "--source-ip", source_ip(ip)], n * a.members, control=False))
         room += n
     g.count(a.chat * a.members)
     wait_ready(loads, 120 + a.chat * a.members / 200)
@@ -451,16 +462,18 @@ def idle(a, groups, servers, token, notes):
             left -= n
             ip += 1
             cmd = [LOAD, "subscribe", "--addr", ",".join(g.addrs), "--token", token, "--connections", str(n),
-                   "--transport", "nats" if a.peer == "nats" else "ws", "--source-ip", f"127.0.0.{ip}",
+                   "--transport", "nats" if a.peer == "nats" else "ws", "--source-ip", source_ip(ip),
                    "--idle-hold-secs", str(hold), "--control-stdin", "--ready-timeout-secs", str(60 + n // 100)]
             if a.idle_subscribed:
                 cmd.append("--idle-subscribe")
+            if a.connect_gap_ms:
+                cmd += ["--connect-gap-ms", str(a.connect_gap_ms)]
             l = Load(cmd, n)
             loads.append(l)
     sampler = Sampler(servers, lambda: [l.proc.pid for l in loads])
     sampler.start()
     wait_ready(loads, 120 + a.idle / 200)
-    time.sleep(3.0)
+    time.sleep(a.idle_settle)
     for s in servers:
         s.rss_ready = rss_kib(s.proc.pid)
     for l in loads:
@@ -634,6 +647,10 @@ def main():
     ap.add_argument("--chat-rate", type=float, default=1.0)
     ap.add_argument("--idle", type=int, default=0, help="idle: hold this many connections and report RSS per connection")
     ap.add_argument("--idle-subscribed", action="store_true", help="idle connections each hold one subscription")
+    ap.add_argument("--connect-gap-ms", type=int, default=0, metavar="MS",
+                    help="idle: each load process starts one connection every MS ms (slow arrival; default a burst)")
+    ap.add_argument("--idle-settle", type=float, default=3.0, metavar="SECS",
+                    help="idle: seconds between all connected and the RSS reading (past 25 s, every connection has had a heartbeat)")
     ap.add_argument("--peer", default="", choices=["", "nats"], help="run the scenario against Debian's nats-server instead")
     ap.add_argument("--compare", default=None, choices=["nats"], help="run the scenario on Herald, then on the peer, and write the ratios")
     ap.add_argument("--per-process", type=int, default=5000, help="connections per load process (at most 5000: herald's per-IP limit)")

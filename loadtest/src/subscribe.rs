@@ -69,6 +69,10 @@ pub struct Args {
     /// With `--idle-hold-secs`: each idle connection holds one subscription.
     #[arg(long)]
     pub idle_subscribe: bool,
+    /// Start one connection every this many milliseconds (0: 200 every 20 ms): a slow arrival
+    /// pattern, as opposed to a burst.
+    #[arg(long, default_value_t = 0)]
+    pub connect_gap_ms: u64,
     /// Resume after this cursor (replay), instead of subscribing live.
     #[arg(long)]
     pub since: Option<String>,
@@ -351,7 +355,9 @@ pub async fn run(a: Args, ctl: Control) -> anyhow::Result<Value> {
         let (sh, ctl, stop) = (sh.clone(), ctl.clone(), stop_rx.clone());
         tasks.push(tokio::spawn(async move { client(sh, i, ctl, stop).await }));
         // Pace the handshakes a little so the listen backlog never overflows.
-        if (i + 1) % 200 == 0 {
+        if a.connect_gap_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(a.connect_gap_ms)).await;
+        } else if (i + 1) % 200 == 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -1133,7 +1139,7 @@ mod tests {
         assert!(tx.line("end x").is_err());
         let a = Args {
             addr: "a,b".into(), token: "-".into(), channel: "f".into(), channels: 2, first_client: 1, connections: 2, source_ip: None,
-            idle_exit_secs: 1, max_secs: 1, ready_timeout_secs: 1, idle_hold_secs: None, idle_subscribe: false, since: None,
+            idle_exit_secs: 1, max_secs: 1, ready_timeout_secs: 1, idle_hold_secs: None, idle_subscribe: false, connect_gap_ms: 0, since: None,
             mobile_mean_secs: None, transport: "ws".into(), proto: false, control_stdin: true, status_ms: 0, stall_after_secs: None, stall_secs: 1.0, recv_buffer: 0,
         };
         assert_eq!(published_on(&[10, 20], &a, 0), 20);

@@ -90,6 +90,7 @@ fn sub_args(addr: &str, connections: usize, transport: &str) -> subscribe::Args 
         ready_timeout_secs: 15,
         idle_hold_secs: None,
         idle_subscribe: false,
+        connect_gap_ms: 0,
         since: None,
         mobile_mean_secs: None,
         transport: transport.into(),

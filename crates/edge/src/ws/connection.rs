@@ -12,10 +12,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::protocol::{Message, Role, WebSocketConfig};
+use tracing::Instrument;
 
 use herald_engine::outbox::{CloseReason, OutItem, Outbox, OutboxEvent};
 use herald_protocol::deflate::inbound::InboundInflater;
@@ -24,7 +26,7 @@ use herald_protocol::{Encoding, ErrorCode, ProtoWriter, ServerFrame};
 use crate::auth::Grant;
 use crate::lifecycle;
 use crate::session::Session;
-use crate::state::Edge;
+use crate::state::{Edge, SessionGuard};
 
 use super::handshake::{Admission, authenticate};
 use super::writer::{WireFormat, write_loop};
@@ -67,7 +69,7 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let _guard = edge.session_guard();
+    let guard = edge.session_guard();
     let outbox = Outbox::prioritized(edge.config.max_queued_bytes, edge.config.conflate_above_bytes);
     let inflater = admission.deflate.map(|_| Box::new(Inflating { stream: InboundInflater::new(edge.config.max_frame_bytes), out: Vec::new(), at: 0 }));
     let io = LoopbackIo { read: r, prefix, outbox: outbox.clone(), inflater };
@@ -75,127 +77,182 @@ where
     let wire = WireFormat { proto: (admission.encoding == Encoding::Proto).then(ProtoWriter::new), deflate: admission.deflate };
     let grace = Duration::from_millis(edge.config.lag_close_grace_ms);
     let writer = tokio::spawn(write_loop(w, outbox.clone(), edge.config.max_batch_bytes, grace, wire));
-    let encoding = admission.encoding;
 
-    if let Some(grant) = authenticate(&edge, &mut ws, &outbox, grant, &mut admission).await {
-        start(&edge, &mut ws, &outbox, grant, &admission, encoding).await;
-    }
-    // Let the writer finish what is queued (bounded by its own grace), then stop it.
-    let grace = Duration::from_millis(edge.config.lag_close_grace_ms + 1000);
-    let mut writer = writer;
-    if tokio::time::timeout(grace, &mut writer).await.is_err() {
-        writer.abort();
+    let started = match authenticate(&edge, &mut ws, &outbox, grant, &mut admission).await {
+        Some(grant) => start(&edge, &outbox, grant, &admission).await,
+        None => None,
+    };
+    let held = Held { writer, admission, _guard: guard };
+    match started {
+        // Served on a task of its own that holds only what serving needs: this task, with its
+        // room for the upgrade, the authentication and the proxy call, ends here. Kept in one
+        // task, that room (~2 KiB) stayed with every idle connection for its whole life.
+        Some((session, live)) => {
+            tokio::spawn(serve(Serving { edge, ws, outbox, session, live, held }).instrument(tracing::Span::current()));
+        }
+        None => held.finish(&edge).await,
     }
 }
 
-/// Asks the authorization proxy (when one is configured) about the connection, then serves it.
-async fn start<S>(edge: &Arc<Edge>, ws: &mut WebSocketStream<S>, outbox: &Arc<Outbox>, mut grant: Grant, admission: &Admission, encoding: Encoding)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+/// What a connection holds until it ends: its writer task, its places in the limit counts and
+/// in the node's session count.
+struct Held {
+    writer: JoinHandle<()>,
+    admission: Admission,
+    _guard: SessionGuard,
+}
+
+impl Held {
+    /// Lets the writer finish what is queued (bounded by its own grace), then stops it.
+    async fn finish(self, edge: &Edge) {
+        let grace = Duration::from_millis(edge.config.lag_close_grace_ms + 1000);
+        let mut writer = self.writer;
+        if tokio::time::timeout(grace, &mut writer).await.is_err() {
+            writer.abort();
+        }
+    }
+}
+
+/// Asks the authorization proxy (when one is configured) about the connection and records it
+/// as open. `None`: refused (the error is queued and the outbox closing).
+async fn start(edge: &Arc<Edge>, outbox: &Arc<Outbox>, mut grant: Grant, admission: &Admission) -> Option<(Session, lifecycle::Live)> {
     let conn_id = lifecycle::connection_id();
     if let Some(p) = &edge.proxies
-        // Boxed: the HTTP call is a large future, and inline it would grow every connection's task.
+        // Boxed: the HTTP call is a large future, and inline it would grow the connection's task.
         && let Err((code, message)) = Box::pin(p.connect(&mut grant, Some(conn_id.as_str()), "websocket", Some(admission.client_ip()))).await {
             lifecycle::fail(edge, outbox, code, &message);
-            return;
+            return None;
         }
     let span = tracing::Span::current();
     span.record("conn", conn_id.as_str());
     span.record("account", grant.account.as_str());
-    let _live = lifecycle::opened(edge, &conn_id, &grant, lifecycle::Transport::WebSocket, outbox).await;
-    let session = Session::new(edge.clone(), conn_id, grant, outbox.clone());
-    serve(edge, ws, outbox, session, encoding).await;
+    let live = lifecycle::opened(edge, &conn_id, &grant, lifecycle::Transport::WebSocket, outbox).await;
+    Some((Session::new(edge.clone(), conn_id, grant, outbox.clone()), live))
 }
 
-async fn serve<S>(edge: &Arc<Edge>, ws: &mut WebSocketStream<S>, outbox: &Arc<Outbox>, mut session: Session, encoding: Encoding)
+/// A served connection: all its task keeps while the connection is open.
+struct Serving<S> {
+    edge: Arc<Edge>,
+    ws: WebSocketStream<S>,
+    outbox: Arc<Outbox>,
+    session: Session,
+    live: lifecycle::Live,
+    held: Held,
+}
+
+/// Serves a session until its connection ends, then ends the session, lets the writer finish,
+/// and releases the rest.
+fn serve<S>(mut conn: Serving<S>) -> impl Future<Output = ()> + Send
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let hb = Duration::from_millis(edge.config.heartbeat_ms);
-    session.send(lifecycle::welcome(edge, &session.connection_id, session.grant.expires_at));
-    let mut last_heard = Instant::now();
-    // The expiry we already warned about (`token_expiring`), so each token is warned once.
-    let mut warned_for = 0u64;
-    let mut next_beat = Instant::now() + hb;
-    loop {
-        let now = Instant::now();
-        let expires_at = session.grant.expires_at;
-        let expires_in = Duration::from_secs(expires_at.saturating_sub(herald_core::now_ms() / 1000));
-        // Warn a minute ahead (or half the remaining life of a short token).
-        let lead = expires_in.min(Duration::from_secs(120)) / 2;
-        let warn_at = (warned_for != expires_at).then(|| now + expires_in.saturating_sub(lead));
-        let expire_at = now + expires_in;
-        // One timer for heartbeat, warning and expiry: every idle connection holds it.
-        let wake = warn_at.map_or(next_beat, |w| w.min(next_beat)).min(expire_at);
-        tokio::select! {
-            msg = ws.next() => {
-                last_heard = Instant::now();
-                match msg {
-                    Some(Ok(Message::Text(t))) => {
-                        // Boxed: request handling (subscribe with replay, publish) is a large
-                        // future, and keeping it inline would grow every idle connection's task.
-                        if Box::pin(session.handle_text(t.as_str())).await.is_err() {
+    // An async block using `conn` in place, not an async fn: an async fn moves its arguments
+    // into locals, and the task would keep room for both copies (rust-lang/rust#62958). The end
+    // is boxed for the same reason: its locals would get room beside the serving loop's.
+    async move {
+        conn.serve_loop().await;
+        Box::pin(conn.end()).await;
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Serving<S> {
+    /// Ends the session, lets the writer finish, then releases the rest.
+    async fn end(self) {
+        let Serving { edge, ws, session, live, held, .. } = self;
+        session.end().await;
+        drop(live);
+        held.finish(&edge).await;
+        drop(ws);
+    }
+
+    /// Client frames, heartbeat, token expiry, drain and a closing send queue, until the end.
+    async fn serve_loop(&mut self) {
+        let Serving { edge, ws, outbox, session, held, .. } = self;
+        let encoding = held.admission.encoding;
+        let hb = Duration::from_millis(edge.config.heartbeat_ms);
+        session.send(lifecycle::welcome(edge, &session.connection_id, session.grant.expires_at));
+        let mut last_heard = Instant::now();
+        // The expiry we already warned about (`token_expiring`), so each token is warned once.
+        let mut warned_for = 0u64;
+        let mut next_beat = Instant::now() + hb;
+        loop {
+            let now = Instant::now();
+            let expires_at = session.grant.expires_at;
+            let expires_in = Duration::from_secs(expires_at.saturating_sub(herald_core::now_ms() / 1000));
+            // Warn a minute ahead (or half the remaining life of a short token).
+            let lead = expires_in.min(Duration::from_secs(120)) / 2;
+            let warn_at = (warned_for != expires_at).then(|| now + expires_in.saturating_sub(lead));
+            let expire_at = now + expires_in;
+            // One timer for heartbeat, warning and expiry: every idle connection holds it.
+            let wake = warn_at.map_or(next_beat, |w| w.min(next_beat)).min(expire_at);
+            tokio::select! {
+                msg = ws.next() => {
+                    last_heard = Instant::now();
+                    match msg {
+                        Some(Ok(Message::Text(t))) => {
+                            // Boxed: request handling (subscribe with replay, publish) is a large
+                            // future, and keeping it inline would grow every idle connection's task.
+                            if Box::pin(session.handle_text(t.as_str())).await.is_err() {
+                                break;
+                            }
+                        }
+                        Some(Ok(Message::Binary(b))) if encoding == Encoding::Proto => {
+                            if Box::pin(session.handle_decoded(herald_protocol::proto::decode_client_message(&b))).await.is_err() {
+                                break;
+                            }
+                        }
+                        Some(Ok(Message::Binary(_))) => session.send_error(None, ErrorCode::BadRequest, "binary frames need the herald.v1.proto subprotocol"),
+                        Some(Ok(Message::Close(_))) => {
+                            // Make tungstenite queue its close reply before the writer finishes.
+                            let _ = ws.flush().await;
+                            outbox.close(CloseReason::ClientClosed);
+                            break;
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(WsError::Capacity(_))) => {
+                            session.fail(ErrorCode::FrameTooLarge, "frame is larger than max_frame_bytes");
+                            break;
+                        }
+                        Some(Err(_)) | None => {
+                            outbox.close(CloseReason::PeerGone);
                             break;
                         }
                     }
-                    Some(Ok(Message::Binary(b))) if encoding == Encoding::Proto => {
-                        if Box::pin(session.handle_decoded(herald_protocol::proto::decode_client_message(&b))).await.is_err() {
+                }
+                _ = tokio::time::sleep_until(wake) => {
+                    let now = Instant::now();
+                    if now >= expire_at {
+                        lifecycle::token_expired(edge, outbox);
+                        break;
+                    }
+                    if warn_at.is_some_and(|w| now >= w) {
+                        warned_for = expires_at;
+                        session.send(ServerFrame::TokenExpiring { expires_at });
+                    }
+                    if now >= next_beat {
+                        if last_heard.elapsed() > 2 * hb {
+                            edge.metrics.heartbeat_timeouts.increment(1);
+                            outbox.close(CloseReason::Timeout);
                             break;
                         }
-                    }
-                    Some(Ok(Message::Binary(_))) => session.send_error(None, ErrorCode::BadRequest, "binary frames need the herald.v1.proto subprotocol"),
-                    Some(Ok(Message::Close(_))) => {
-                        // Make tungstenite queue its close reply before the writer finishes.
-                        let _ = ws.flush().await;
-                        outbox.close(CloseReason::ClientClosed);
-                        break;
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(WsError::Capacity(_))) => {
-                        session.fail(ErrorCode::FrameTooLarge, "frame is larger than max_frame_bytes");
-                        break;
-                    }
-                    Some(Err(_)) | None => {
-                        outbox.close(CloseReason::PeerGone);
-                        break;
+                        session.send(ServerFrame::Ping {});
+                        next_beat = now + hb;
                     }
                 }
-            }
-            _ = tokio::time::sleep_until(wake) => {
-                let now = Instant::now();
-                if now >= expire_at {
-                    lifecycle::token_expired(edge, outbox);
+                _ = edge.drain.cancelled() => {
+                    lifecycle::drain(edge, outbox);
                     break;
                 }
-                if warn_at.is_some_and(|w| now >= w) {
-                    warned_for = expires_at;
-                    session.send(ServerFrame::TokenExpiring { expires_at });
-                }
-                if now >= next_beat {
-                    if last_heard.elapsed() > 2 * hb {
-                        edge.metrics.heartbeat_timeouts.increment(1);
-                        outbox.close(CloseReason::Timeout);
+                event = outbox.event() => match event {
+                    OutboxEvent::Shed(channels) => Box::pin(session.shed(channels)).await,
+                    OutboxEvent::Closed(reason) => {
+                        lifecycle::ended(edge, reason);
                         break;
                     }
-                    session.send(ServerFrame::Ping {});
-                    next_beat = now + hb;
-                }
+                },
             }
-            _ = edge.drain.cancelled() => {
-                lifecycle::drain(edge, outbox);
-                break;
-            }
-            event = outbox.event() => match event {
-                OutboxEvent::Shed(channels) => Box::pin(session.shed(channels)).await,
-                OutboxEvent::Closed(reason) => {
-                    lifecycle::ended(edge, reason);
-                    break;
-                }
-            },
         }
     }
-    Box::pin(session.end()).await;
 }
 
 /// The read half of the socket as tungstenite sees it: reads come from the socket (after any

@@ -128,21 +128,27 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(mut w: W, outbox: Arc<Outb
                         CloseReason::Fatal(code) => Some(close_frame(code.close_code().unwrap_or(1008), code.as_str())),
                         CloseReason::Ordered(code) => Some(close_frame(code.close_code(), code.as_str())),
                     };
-                    if let Some(f) = frame {
-                        let _ = write_all_slices(&mut w, &mut [IoSlice::new(&f)], &outbox, deadline, grace).await;
-                    }
-                    if let Some(d) = deadline {
-                        let _ = tokio::time::timeout_at(d, w.shutdown()).await;
-                    }
+                    // Boxed, like the writes below: the task keeps room only for its idle wait.
+                    Box::pin(async {
+                        if let Some(f) = frame {
+                            let _ = write_all_slices(&mut w, &mut [IoSlice::new(&f)], &outbox, deadline, grace).await;
+                        }
+                        if let Some(d) = deadline {
+                            let _ = tokio::time::timeout_at(d, w.shutdown()).await;
+                        }
+                    })
+                    .await;
                     return;
                 }
             }
         }
         let _traced = herald_engine::trace::socket_write(&items);
+        // Boxed (one allocation per batch written): inline, the writes' futures would make
+        // every connection's writer task keep ~0.5 KiB more while it waits idle.
         let written = if wire.is_plain_json() {
-            write_items(&mut w, &items, &outbox, &mut deadline, grace).await
+            Box::pin(write_items(&mut w, &items, &outbox, &mut deadline, grace)).await
         } else {
-            write_encoded(&mut w, &items, &outbox, &mut deadline, grace, &mut wire).await
+            Box::pin(write_encoded(&mut w, &items, &outbox, &mut deadline, grace, &mut wire)).await
         };
         if written.is_err() {
             outbox.close(CloseReason::PeerGone);
