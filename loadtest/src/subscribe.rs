@@ -790,7 +790,7 @@ async fn ws_session(sh: &Shared, i: usize, c: &mut Client, ctl: &mut Control, st
                 let mut s = String::new();
                 let mut last = None;
                 for f in herald_protocol::proto::split_batch(b) {
-                    match f.map_err(|e| e.to_string()).and_then(|f| r.frame_lean(f).map_err(|e| e.to_string())) {
+                    match f.map_err(|e| e.to_string()).and_then(|f| r.frame_lean(&b.slice_ref(f)).map_err(|e| e.to_string())) {
                         Ok(Lean::Record(rec)) => {
                             n += u64::from(c.count(&rec.data, now));
                             last = Some(rec);
