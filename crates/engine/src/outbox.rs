@@ -436,6 +436,9 @@ impl Outbox {
         // Latest-value records replace queued ones only when the queue is backed up
         // (`conflate_above` queued before this batch): a reader that keeps up gets every record.
         let backed_up = s.bytes >= self.conflate_above;
+        // The main lane holds most records: room for the batch at once (the queue is given back
+        // when emptied, so it would otherwise grow a push at a time for every batch).
+        s.items.reserve(recs.len());
         for r in recs {
             if r.priority == Priority::Low && s.shed.contains(&r.channel) {
                 continue;
@@ -492,6 +495,8 @@ impl Outbox {
     pub fn take(&self, max_bytes: usize, into: &mut Vec<OutItem>) -> Option<CloseReason> {
         let mut s = self.state.lock();
         let mut taken = 0;
+        // Room for everything queued at once, rather than growing the batch a push at a time.
+        into.reserve(s.len().min(512));
         while let Some(len) = s.next_len() {
             if taken > 0 && taken + len > max_bytes {
                 break;

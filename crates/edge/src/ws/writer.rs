@@ -203,6 +203,14 @@ enum Piece<'a> {
 }
 
 impl Piece<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Piece::Shared(s) => s.len(),
+            Piece::Record(p, body) => p.as_bytes().len() + body.len(),
+            Piece::Owned(b) => b.len(),
+        }
+    }
+
     fn slices(&self) -> impl Iterator<Item = &[u8]> {
         let (a, b): (&[u8], &[u8]) = match self {
             Piece::Shared(s) => (s, &[]),
@@ -231,22 +239,40 @@ async fn write_encoded<W: AsyncWrite + Unpin>(
         }
         // A record is two iovecs here.
         let mut pieces = Vec::with_capacity((items.len() - i).min(MAX_FRAMES_PER_MESSAGE / 2));
+        // The last record's channel and its subscription number: a batch is mostly records of
+        // one channel, whose names share one allocation, so most lookups are a pointer compare.
+        let mut last_sub: Option<(usize, Option<u32>)> = None;
         while i < items.len() && pieces.len() < MAX_FRAMES_PER_MESSAGE / 2 && !matches!(items[i], OutItem::Raw(_)) {
             let piece = match (&items[i], &mut wire.proto) {
                 (OutItem::Frame(b), None) => Some(Piece::Shared(b)),
                 (OutItem::Record(r), None) => Some(Piece::Shared(&r.frame)),
-                (OutItem::Frame(b), Some(p)) => match p.transcode(b) {
-                    Ok(f) => Some(Piece::Owned(f)),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "a control frame could not be re-encoded; not sent");
-                        None
+                (OutItem::Frame(b), Some(p)) => {
+                    // `subscribed` and `unsubscribed` change the numbering.
+                    last_sub = None;
+                    match p.transcode(b) {
+                        Ok(f) => Some(Piece::Owned(f)),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "a control frame could not be re-encoded; not sent");
+                            None
+                        }
                     }
-                },
-                // No number: the channel was left; the client would drop the record.
-                (OutItem::Record(r), Some(p)) => p.sub(r.channel.as_str()).map(|sub| match r.compact_frame(sub) {
-                    Some(frame) => Piece::Shared(frame),
-                    None => Piece::Record(herald_protocol::proto::record_prefix(sub, r.compact_body().len()), r.compact_body()),
-                }),
+                }
+                (OutItem::Record(r), Some(p)) => {
+                    let name = r.channel.as_str().as_ptr() as usize;
+                    let sub = match last_sub {
+                        Some((at, sub)) if at == name => sub,
+                        _ => {
+                            let sub = p.sub(r.channel.as_str());
+                            last_sub = Some((name, sub));
+                            sub
+                        }
+                    };
+                    // No number: the channel was left; the client would drop the record.
+                    sub.map(|sub| match r.compact_frame(sub) {
+                        Some(frame) => Piece::Shared(frame),
+                        None => Piece::Record(herald_protocol::proto::record_prefix(sub, r.compact_body().len()), r.compact_body()),
+                    })
+                }
                 (OutItem::Raw(_), _) => unreachable!("raw items end a group"),
             };
             pieces.extend(piece);
@@ -268,11 +294,20 @@ async fn write_encoded<W: AsyncWrite + Unpin>(
                 slices = vec![IoSlice::new(&header.0[..header.1]), IoSlice::new(&compressed)];
             }
             None => {
-                let len = pieces.iter().flat_map(|p| p.slices()).map(<[u8]>::len).sum();
+                let len = pieces.iter().map(Piece::len).sum();
                 header = message_header(wire.first_byte(false), len);
                 slices = Vec::with_capacity(2 * pieces.len() + 1);
                 slices.push(IoSlice::new(&header.0[..header.1]));
-                slices.extend(pieces.iter().flat_map(|p| p.slices()).map(IoSlice::new));
+                for p in &pieces {
+                    match p {
+                        Piece::Shared(s) => slices.push(IoSlice::new(s)),
+                        Piece::Record(prefix, body) => {
+                            slices.push(IoSlice::new(prefix.as_bytes()));
+                            slices.push(IoSlice::new(body));
+                        }
+                        Piece::Owned(b) => slices.push(IoSlice::new(b)),
+                    }
+                }
             }
         }
         if deadline.is_none() && outbox.close_reason().is_some() {
