@@ -215,6 +215,13 @@ def start_servers(a, notes):
         groups.append(Group([ws], tcp, servers[:]))
         return groups, servers, "-"
     dev = ["dev", "--listen", "127.0.0.1:0", "--dev-secret", SECRET, "--dev-api-key", KEY]
+    if a.deflate:
+        # Compression is off by default: turn it on, at the default level, for this run.
+        conf = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"herald-bench-deflate-{os.getpid()}.toml")
+        with open(conf, "w") as f:
+            f.write(f"[edge.compression]\nenabled = true\nlevel = {a.deflate_level}\n")
+        atexit.register(lambda: os.path.exists(conf) and os.remove(conf))
+        dev += ["--config", conf]
     edge_env = {"HERALD_JWT_SECRET": SECRET, "HERALD_ADMIN_API_KEY": KEY}
     if a.kafka:
         _, baddr = start_broker()
@@ -367,6 +374,8 @@ def subscriber_cmd(a, group, token, n, first, ip, scenario):
            "--idle-exit-secs", str(max(5, int(a.mobile * 3)))] + scenario
     if a.proto and a.peer != "nats":
         cmd.append("--proto")
+    if a.deflate and a.peer != "nats":
+        cmd.append("--deflate")
     return cmd
 
 
@@ -515,6 +524,8 @@ def params_of(a):
     else:
         p.update(subscribers=a.subscribers, channels=a.channels, transport="nats-ws" if a.peer else ("ws-proto" if a.proto else a.transport),
                  rate_per_channel=",".join(map(str, a.rate)), seconds=a.seconds, size=a.size)
+        if a.deflate and not a.peer:
+            p.update(deflate_level=a.deflate_level)
         if a.storm:
             p.update(storm_at_s=a.storm, storm_within_ms=a.storm_within_ms)
         if a.mobile:
@@ -631,6 +642,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=0, help="publishing time (default 10, or --step-secs per rate)")
     ap.add_argument("--size", type=int, default=100, help="record payload bytes")
     ap.add_argument("--transport", default="ws", choices=["ws", "sse", "poll"], help="how subscribers connect")
+    ap.add_argument("--deflate", action="store_true", help="WebSocket subscribers ask for permessage-deflate (turned on in the server); bytes on the wire counted compressed")
+    ap.add_argument("--deflate-level", type=int, default=1, help="with --deflate: the server's DEFLATE level (default 1)")
     ap.add_argument("--proto", action="store_true", help="WebSocket subscribers speak the compact encoding (herald.v1.proto); NATS runs ignore it")
     ap.add_argument("--kafka", action="store_true", help="use a Kafka-compatible broker (tansu) as the bus")
     ap.add_argument("--edges", type=int, default=1,

@@ -21,6 +21,7 @@
 
 pub mod chat;
 pub mod hist;
+pub mod inflate;
 pub mod publish;
 pub mod report;
 pub mod seq;

@@ -146,7 +146,10 @@ pub async fn run(a: Args) -> anyhow::Result<Value> {
     } else {
         http_connect(&a.addr).await?
     };
-    let pad = "x".repeat(a.size.saturating_sub(40));
+    // Text like an incident's, rather than one repeated letter, so that a compressed run
+    // (`permessage-deflate`) does not shrink it unrealistically.
+    const WORDS: &str = "PAM4FGS acknowledged by ann.lee on db-primary-3: replication lag 41s, runbook ops/db/lag, escalation L2 ";
+    let pad: String = WORDS.chars().cycle().take(a.size.saturating_sub(40)).collect();
     let names: Vec<String> = (0..a.channels).map(|c| crate::subscribe::channel_name(&a.channel, a.channels, c)).collect();
     let mut seqs = vec![0u64; a.channels];
     let mut done_steps = Vec::new();

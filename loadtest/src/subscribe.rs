@@ -89,6 +89,10 @@ pub struct Args {
     /// WebSocket only: speak the compact encoding (`herald.v1.proto`) instead of JSON v1.
     #[arg(long)]
     pub proto: bool,
+    /// WebSocket only: ask for `permessage-deflate` (and fail when the server does not grant
+    /// it); the bytes on the wire are then counted as read, compressed.
+    #[arg(long)]
+    pub deflate: bool,
     /// Read control lines on stdin: `storm <unix_ms> <within_ms>` (every connection is cut at
     /// that time, without a close handshake, and reconnects after a uniform delay below
     /// `within_ms`) and `end <n>[,<n>…]` (the publisher sent n records on each channel).
@@ -711,8 +715,17 @@ async fn ws_session(sh: &Shared, i: usize, c: &mut Client, ctl: &mut Control, st
         if a.proto {
             req.headers_mut().insert("sec-websocket-protocol", herald_protocol::SUBPROTOCOL_PROTO.parse()?);
         }
+        let io = if a.deflate {
+            req.headers_mut().insert("sec-websocket-extensions", crate::inflate::OFFER.parse()?);
+            crate::inflate::ClientIo::inflating(tcp, 64 << 20)
+        } else {
+            crate::inflate::ClientIo::plain(tcp)
+        };
         let cfg = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
-        let (ws, _) = tokio_tungstenite::client_async_with_config(req, tcp, Some(cfg)).await?;
+        let (ws, resp) = tokio_tungstenite::client_async_with_config(req, io, Some(cfg)).await?;
+        if a.deflate && !resp.headers().get("sec-websocket-extensions").and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("permessage-deflate")) {
+            anyhow::bail!("the server did not grant permessage-deflate");
+        }
         anyhow::Ok(ws)
     };
     let mut ws = tokio::select! {
@@ -723,6 +736,7 @@ async fn ws_session(sh: &Shared, i: usize, c: &mut Client, ctl: &mut Control, st
         _ = stop.changed() => return End::Stopped,
     };
     let mut waits = Waits::new(a, c, ctl);
+    let mut raw_seen = ws.get_ref().raw_bytes();
     let idle = a.idle_hold_secs.is_some();
     let subscribe = !idle || a.idle_subscribe;
     let hello = if nats {
@@ -780,7 +794,12 @@ async fn ws_session(sh: &Shared, i: usize, c: &mut Client, ctl: &mut Control, st
         let mut n = 0;
         let mut replies: Option<&'static [u8]> = None;
         let mut resubscribe = false;
-        if let Message::Text(_) | Message::Binary(_) = &m {
+        if a.deflate {
+            // What the socket delivered, compressed (frame headers included).
+            let raw = ws.get_ref().raw_bytes();
+            sh.n.wire_bytes.fetch_add(raw - raw_seen, Ordering::Relaxed);
+            raw_seen = raw;
+        } else if let Message::Text(_) | Message::Binary(_) = &m {
             sh.n.wire_bytes.fetch_add(m.len() as u64, Ordering::Relaxed);
         }
         // A compact message: its records counted straight from their payloads (the cursor built
@@ -1140,7 +1159,7 @@ mod tests {
         let a = Args {
             addr: "a,b".into(), token: "-".into(), channel: "f".into(), channels: 2, first_client: 1, connections: 2, source_ip: None,
             idle_exit_secs: 1, max_secs: 1, ready_timeout_secs: 1, idle_hold_secs: None, idle_subscribe: false, connect_gap_ms: 0, since: None,
-            mobile_mean_secs: None, transport: "ws".into(), proto: false, control_stdin: true, status_ms: 0, stall_after_secs: None, stall_secs: 1.0, recv_buffer: 0,
+            mobile_mean_secs: None, transport: "ws".into(), proto: false, deflate: false, control_stdin: true, status_ms: 0, stall_after_secs: None, stall_secs: 1.0, recv_buffer: 0,
         };
         assert_eq!(published_on(&[10, 20], &a, 0), 20);
         assert_eq!(published_on(&[10, 20], &a, 1), 10);

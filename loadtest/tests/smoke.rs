@@ -91,6 +91,7 @@ fn sub_args(addr: &str, connections: usize, transport: &str) -> subscribe::Args 
         idle_hold_secs: None,
         idle_subscribe: false,
         connect_gap_ms: 0,
+        deflate: false,
         since: None,
         mobile_mean_secs: None,
         transport: transport.into(),

@@ -36,9 +36,13 @@ enum State {
     Collect { remaining: u64, mask: [u8; 4], at: usize, fin: bool },
 }
 
-/// Rewrites one connection's client-to-server byte stream (see the module documentation).
+/// Rewrites one connection's client-to-server byte stream (see the module documentation), or,
+/// made with [`InboundInflater::server_frames`], a server-to-client one for a client.
 pub struct InboundInflater {
     max_len: usize,
+    /// Inflated messages are handed on masked with a zero key (what a server reading client
+    /// frames expects); a client reading server frames expects them unmasked.
+    mask_out: bool,
     state: State,
     header: Vec<u8>,
     /// The compressed message being collected, and its opcode (`None` when there is none).
@@ -59,7 +63,13 @@ fn header_len(b1: u8) -> usize {
 impl InboundInflater {
     /// A rewriter whose messages may inflate to at most `max_len` bytes.
     pub fn new(max_len: usize) -> Self {
-        Self { max_len, state: State::Header, header: Vec::new(), message: Vec::new(), opcode: None }
+        Self { max_len, mask_out: true, state: State::Header, header: Vec::new(), message: Vec::new(), opcode: None }
+    }
+
+    /// A rewriter of a server's frames, for a client (a load generator) whose WebSocket library
+    /// cannot read compressed messages: they are handed on unmasked, as a server sends frames.
+    pub fn server_frames(max_len: usize) -> Self {
+        Self { mask_out: false, ..Self::new(max_len) }
     }
 
     /// Feeds bytes read from the socket; appends the rewritten stream to `out`. After an error
@@ -155,17 +165,21 @@ impl InboundInflater {
         inflate_message(&compressed, self.max_len, &mut plain).map_err(InboundError::Deflate)?;
         out.push(0x80 | opcode);
         let len = plain.len();
-        // Masked (tungstenite expects client frames masked) with a zero key: the bytes stay as they are.
+        // Masked (tungstenite expects client frames masked) with a zero key: the bytes stay as
+        // they are. A server's frames are not masked.
+        let masked = if self.mask_out { 0x80 } else { 0 };
         if len < 126 {
-            out.push(0x80 | len as u8);
+            out.push(masked | len as u8);
         } else if len <= u16::MAX as usize {
-            out.push(0x80 | 126);
+            out.push(masked | 126);
             out.extend_from_slice(&(len as u16).to_be_bytes());
         } else {
-            out.push(0x80 | 127);
+            out.push(masked | 127);
             out.extend_from_slice(&(len as u64).to_be_bytes());
         }
-        out.extend_from_slice(&[0; 4]);
+        if self.mask_out {
+            out.extend_from_slice(&[0; 4]);
+        }
         out.extend_from_slice(&plain);
         Ok(())
     }
@@ -232,6 +246,23 @@ mod tests {
         // However the socket cuts the stream, the result is the same.
         for chunk in [1, 2, 3, 7, 64, 100_000] {
             assert!(run(&stream, chunk).unwrap() == want, "chunks of {chunk}");
+        }
+    }
+
+    #[test]
+    fn a_servers_compressed_messages_become_unmasked_plain_frames_for_a_client() {
+        let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+        // Server frames: unmasked, the compressed one with RSV1.
+        let server = |b0: u8, payload: &[u8]| [&[b0, payload.len() as u8][..], payload].concat();
+        let stream = [server(0xc1, &hello), server(0x81, b"as it is")].concat();
+        let want = [server(0x81, b"Hello"), server(0x81, b"as it is")].concat();
+        for chunk in [1, 3, 100] {
+            let mut r = InboundInflater::server_frames(1 << 16);
+            let mut out = Vec::new();
+            for c in stream.chunks(chunk) {
+                r.feed(c, &mut out).unwrap();
+            }
+            assert_eq!(out, want, "chunks of {chunk}");
         }
     }
 
