@@ -21,7 +21,6 @@
 
 pub mod chat;
 pub mod hist;
-pub mod inflate;
 pub mod publish;
 pub mod report;
 pub mod seq;

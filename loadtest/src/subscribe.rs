@@ -715,15 +715,16 @@ async fn ws_session(sh: &Shared, i: usize, c: &mut Client, ctl: &mut Control, st
         if a.proto {
             req.headers_mut().insert("sec-websocket-protocol", herald_protocol::SUBPROTOCOL_PROTO.parse()?);
         }
+        // The Rust SDK's reader of compressed messages (tungstenite cannot read them).
         let io = if a.deflate {
-            req.headers_mut().insert("sec-websocket-extensions", crate::inflate::OFFER.parse()?);
-            crate::inflate::ClientIo::inflating(tcp, 64 << 20)
+            req.headers_mut().insert("sec-websocket-extensions", herald_client::deflate::OFFER.parse()?);
+            herald_client::deflate::DeflateIo::inflating(tcp, 64 << 20)
         } else {
-            crate::inflate::ClientIo::plain(tcp)
+            herald_client::deflate::DeflateIo::plain(tcp)
         };
         let cfg = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
         let (ws, resp) = tokio_tungstenite::client_async_with_config(req, io, Some(cfg)).await?;
-        if a.deflate && !resp.headers().get("sec-websocket-extensions").and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("permessage-deflate")) {
+        if a.deflate && !herald_client::deflate::granted(resp.headers().get("sec-websocket-extensions").and_then(|v| v.to_str().ok())) {
             anyhow::bail!("the server did not grant permessage-deflate");
         }
         anyhow::Ok(ws)

@@ -6,20 +6,20 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::WebSocketStream;
 
 use herald_protocol::proto::{ProtoReader, encode_client_frame};
 use herald_protocol::{Encoding, decode_client_frame, split_batch};
 
+use crate::deflate::DeflateIo;
 use crate::{ClientConfig, ClientError, Command, ConnState, Event, Message, Published};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Ws = WebSocketStream<DeflateIo<herald_http_client::Stream>>;
 
 struct Channel {
     events: mpsc::Sender<Event>,
@@ -122,10 +122,12 @@ struct Driver {
     next_id: u64,
     /// Requests made while disconnected, sent after the next connect.
     queued: Vec<Command>,
+    /// Whether the current connection's messages come compressed.
+    compressed: bool,
 }
 
 pub(crate) async fn run(config: ClientConfig, rx: mpsc::Receiver<Command>, state: watch::Sender<ConnState>) {
-    let mut d = Driver { config, rx, state, channels: HashMap::new(), pending: HashMap::new(), next_id: 1, queued: Vec::new() };
+    let mut d = Driver { config, rx, state, channels: HashMap::new(), pending: HashMap::new(), next_id: 1, queued: Vec::new(), compressed: false };
     let mut failures: u32 = 0;
     let mut first = true;
     loop {
@@ -140,7 +142,10 @@ pub(crate) async fn run(config: ClientConfig, rx: mpsc::Receiver<Command>, state
             }
         first = false;
         let outcome = match connect(&d.config).await {
-            Ok(ws) => d.serve(ws, &mut failures).await,
+            Ok(ws) => {
+                d.compressed = ws.get_ref().is_inflating();
+                d.serve(ws, &mut failures).await
+            }
             Err(ConnectError::Refused(m)) => Outcome::Failed(m),
             Err(ConnectError::Io(m)) => Outcome::Reconnect { after: None, reason: m },
         };
@@ -205,6 +210,8 @@ enum ConnectError {
 }
 
 async fn connect(config: &ClientConfig) -> Result<Ws, ConnectError> {
+    // The server's address and TLS (`https://`/`wss://`, the public web's CAs or `ca_file`'s).
+    let target = herald_http_client::Target::new(&crate::history::http_base(&config.url), config.ca_file.as_deref()).map_err(|e| ConnectError::Refused(e.0))?;
     let base = config.url.trim_end_matches('/').replacen("http://", "ws://", 1).replacen("https://", "wss://", 1);
     let mut req = format!("{base}/v1/ws").into_client_request().map_err(|e| ConnectError::Refused(e.to_string()))?;
     let auth = HeaderValue::from_str(&format!("Bearer {}", config.token)).map_err(|e| ConnectError::Refused(e.to_string()))?;
@@ -212,10 +219,22 @@ async fn connect(config: &ClientConfig) -> Result<Ws, ConnectError> {
     if config.encoding == Encoding::Proto {
         req.headers_mut().insert(http::header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(herald_protocol::SUBPROTOCOL_PROTO));
     }
+    if config.compression {
+        req.headers_mut().insert(http::header::SEC_WEBSOCKET_EXTENSIONS, HeaderValue::from_static(crate::deflate::OFFER));
+    }
     let cfg = WebSocketConfig::default().read_buffer_size(16 << 10).write_buffer_size(0);
-    match tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async_with_config(req, Some(cfg), true)).await {
+    let handshake = async {
+        let stream = target.open().await.map_err(|e| WsError::Io(std::io::Error::other(e.to_string())))?;
+        let io = if config.compression { DeflateIo::inflating(stream, 64 << 20) } else { DeflateIo::plain(stream) };
+        let (mut ws, resp) = tokio_tungstenite::client_async_with_config(req, io, Some(cfg)).await?;
+        if !crate::deflate::granted(resp.headers().get(http::header::SEC_WEBSOCKET_EXTENSIONS).and_then(|v| v.to_str().ok())) {
+            ws.get_mut().stop_inflating();
+        }
+        Ok::<_, WsError>(ws)
+    };
+    match tokio::time::timeout(Duration::from_secs(10), handshake).await {
         Err(_) => Err(ConnectError::Io("connect timed out".into())),
-        Ok(Ok((ws, _))) => Ok(ws),
+        Ok(Ok(ws)) => Ok(ws),
         Ok(Err(WsError::Http(resp))) if resp.status() == 401 => {
             let body = resp.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
             Err(ConnectError::Refused(format!("token refused: {body}")))
@@ -441,7 +460,8 @@ impl Driver {
             "welcome" => {
                 *hb = Duration::from_millis(f.heartbeat_ms.unwrap_or(25_000));
                 *failures = 0;
-                self.state.send_replace(ConnState::Connected { connection_id: f.connection_id.unwrap_or_default(), node: f.node.unwrap_or_default() });
+                let (connection_id, node) = (f.connection_id.unwrap_or_default(), f.node.unwrap_or_default());
+                self.state.send_replace(ConnState::Connected { connection_id, node, compressed: self.compressed });
             }
             "subscribed" => {
                 let Some(Pending::Subscribe { channel, resumed }) = req_id.and_then(|i| self.pending.remove(&i)) else { return Ok(None) };

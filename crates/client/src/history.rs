@@ -78,7 +78,7 @@ struct ErrorDetail {
 }
 
 /// `http(s)://host:port` of a `ws(s)://` or `http(s)://` server URL.
-fn http_base(url: &str) -> String {
+pub(crate) fn http_base(url: &str) -> String {
     let url = url.trim_end_matches('/');
     let url = url.strip_suffix("/v1/ws").unwrap_or(url);
     if let Some(rest) = url.strip_prefix("ws://") {
@@ -91,7 +91,7 @@ fn http_base(url: &str) -> String {
 }
 
 /// One page of `channel`'s history, asked with `token`.
-pub(crate) async fn fetch(url: &str, token: &str, channel: &str, o: &HistoryOptions, timeout: Duration) -> Result<HistoryPage, ClientError> {
+pub(crate) async fn fetch(url: &str, ca_file: Option<&str>, token: &str, channel: &str, o: &HistoryOptions, timeout: Duration) -> Result<HistoryPage, ClientError> {
     let refused = |code: &str, message: String| ClientError::Refused { code: code.into(), message };
     if [o.since.is_some(), o.before.is_some(), o.since_ms.is_some()].iter().filter(|x| **x).count() > 1 {
         return Err(refused("bad_request", "give at most one of since, before and since_ms".into()));
@@ -108,7 +108,7 @@ pub(crate) async fn fetch(url: &str, token: &str, channel: &str, o: &HistoryOpti
     if let Some(t) = o.since_ms {
         q.push_str(&format!("&since_ms={t}"));
     }
-    let target = Target::new(&format!("{}/v1/history?{q}", http_base(url)), None).map_err(|e| refused("bad_request", e.0))?;
+    let target = Target::new(&format!("{}/v1/history?{q}", http_base(url)), ca_file).map_err(|e| refused("bad_request", e.0))?;
     let mut conn = Connection::new(Arc::new(target), timeout);
     let auth = http::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| refused("unauthorized", e.to_string()))?;
     let r = conn.send(http::Method::GET, None, &[(http::header::AUTHORIZATION, auth)], Bytes::new(), 64 << 20).await.map_err(|e| match e.kind {

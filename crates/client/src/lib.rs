@@ -11,9 +11,15 @@
 //! - `history` (private): [`Client::history`] over HTTP, [`HistoryOptions`], [`HistoryPage`].
 //! - `driver` (private): the task that owns the socket, the per-channel cursors and the
 //!   dedupe windows.
+//! - [`deflate`]: reading `permessage-deflate` messages ([`ClientConfig::compression`]),
+//!   which tungstenite cannot; the load tool uses it too.
+//!
+//! `http://`/`ws://` and `https://`/`wss://` URLs both work: TLS (rustls) trusts the public web's
+//! CAs, or [`ClientConfig::ca_file`]'s.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod deflate;
 mod driver;
 mod history;
 
@@ -56,6 +62,13 @@ pub struct ClientConfig {
     /// The wire encoding: JSON v1 (the default) or the compact `herald.v1.proto`. Either way the
     /// application sees the same messages and cursors.
     pub encoding: herald_protocol::Encoding,
+    /// For an `https://` (`wss://`) server: a PEM file of the CAs to trust instead of the
+    /// public web's (a cluster with its own CA).
+    pub ca_file: Option<String>,
+    /// Ask for `permessage-deflate` (off by default). The server may refuse it (it is off
+    /// unless configured, and a busy node stops granting it); the connection then works
+    /// uncompressed. [`ConnState::Connected`] says which it is.
+    pub compression: bool,
 }
 
 impl ClientConfig {
@@ -70,6 +83,8 @@ impl ClientConfig {
             request_timeout: Duration::from_secs(10),
             dedupe_window: 10_000,
             encoding: herald_protocol::Encoding::Json,
+            ca_file: None,
+            compression: false,
         }
     }
 }
@@ -173,6 +188,8 @@ pub enum ConnState {
         connection_id: String,
         /// The serving node.
         node: String,
+        /// Whether the server's messages come compressed (`permessage-deflate` was agreed).
+        compressed: bool,
     },
     /// Waiting before reconnecting, with the reason.
     Disconnected(String),
@@ -245,6 +262,7 @@ pub struct Client {
     cmd: mpsc::Sender<Command>,
     state: watch::Receiver<ConnState>,
     timeout: Duration,
+    ca_file: Option<String>,
 }
 
 impl Client {
@@ -252,9 +270,9 @@ impl Client {
     pub fn connect(config: ClientConfig) -> Self {
         let (cmd, rx) = mpsc::channel(1024);
         let (state_tx, state) = watch::channel(ConnState::Connecting);
-        let timeout = config.request_timeout;
+        let (timeout, ca_file) = (config.request_timeout, config.ca_file.clone());
         tokio::spawn(driver::run(config, rx, state_tx));
-        Self { cmd, state, timeout }
+        Self { cmd, state, timeout, ca_file }
     }
 
     /// The connection state, as a watch.
@@ -331,7 +349,7 @@ impl Client {
         let (done, rx) = oneshot::channel();
         self.cmd.send(Command::Credentials { done }).await.map_err(|_| ClientError::Closed)?;
         let (url, token) = rx.await.map_err(|_| ClientError::Closed)?;
-        history::fetch(&url, &token, channel, options, self.timeout).await
+        history::fetch(&url, self.ca_file.as_deref(), &token, channel, options, self.timeout).await
     }
 
     /// Registers this device for mobile push (docs/push.md): `platform` is `apns` or `fcm`,

@@ -151,3 +151,45 @@ async fn deflate_is_refused_when_off_or_above_the_session_limit_and_the_connecti
     assert_eq!(r["extensions"], Value::Null, "one session open: compression refused");
     assert_eq!(r["seqs"], json!([0, 1, 2]));
 }
+
+/// Connects a Rust SDK client asking for compression and waits until it is connected; returns
+/// whether compression was agreed.
+async fn sdk_client_with_compression(e: &TestEdge, encoding: Encoding) -> (Client, bool) {
+    let mut config = client_config(e.url(), e.token("acme", "sdk"), encoding);
+    config.compression = true;
+    let c = Client::connect(config);
+    c.wait_connected(PATIENCE).await.unwrap();
+    let compressed = matches!(&*c.state().borrow(), herald_client::ConnState::Connected { compressed: true, .. });
+    (c, compressed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_sdk_reads_compressed_batches_in_both_encodings_and_works_uncompressed_when_refused() {
+    let e = TestEdge::start_with(|c| c.edge.compression.enabled = true).await;
+    for encoding in [Encoding::Json, Encoding::Proto] {
+        let (c, compressed) = sdk_client_with_compression(&e, encoding).await;
+        assert!(compressed, "{encoding:?}: compression agreed");
+        let channel = format!("incidents-{encoding:?}");
+        let mut sub = c.subscribe(&channel).await.unwrap();
+        // One request of 300 records: the writer sends them in a few large compressed messages.
+        let rs: Vec<_> = (0..300u64).map(|n| json!({"account":"acme","channel":channel,"data":{"seq": n, "ent":"incident","id":"PAM4FGS"}})).collect();
+        assert_eq!(e.publish(json!({ "records": rs })).await.0, 200);
+        for n in 0..300u64 {
+            let m = tokio::time::timeout(PATIENCE, sub.next_message()).await.expect("record arrives").unwrap();
+            let v: Value = serde_json::from_str(m.data.get()).unwrap();
+            assert_eq!(v["seq"], n, "{encoding:?}: every record once, in order");
+        }
+        // The client's own frames go uncompressed, which the server reads.
+        c.publish(&channel, &json!({"seq": 300}), None).await.unwrap();
+        let m = tokio::time::timeout(PATIENCE, sub.next_message()).await.expect("own record arrives").unwrap();
+        assert_eq!(serde_json::from_str::<Value>(m.data.get()).unwrap()["seq"], 300);
+    }
+
+    let off = TestEdge::start().await;
+    let (c, compressed) = sdk_client_with_compression(&off, Encoding::Json).await;
+    assert!(!compressed, "compression is off on this edge");
+    let mut sub = c.subscribe("incidents").await.unwrap();
+    assert_eq!(off.publish(json!({"account":"acme","channel":"incidents","data":{"seq": 0}})).await.0, 200);
+    let m = tokio::time::timeout(PATIENCE, sub.next_message()).await.expect("record arrives").unwrap();
+    assert_eq!(serde_json::from_str::<Value>(m.data.get()).unwrap()["seq"], 0);
+}

@@ -95,3 +95,52 @@ async fn clients_connect_over_tls_and_a_new_certificate_is_picked_up_without_a_r
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_sdk_connects_over_https_with_its_ca_file_and_refuses_a_server_it_does_not_trust() {
+    let dir = std::env::temp_dir().join(format!("herald-tls-sdk-{}-{}", std::process::id(), rand::random::<u32>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let cert = make_cert();
+    std::fs::write(&cert_file, &cert.pem).unwrap();
+    std::fs::write(&key_file, &cert.key_pem).unwrap();
+    let tls = herald_config::TlsConfig { cert_file: cert_file.clone(), key_file: key_file.clone() };
+    let e = TestEdge::start_with(move |c| {
+        c.edge.tls = Some(tls);
+        c.edge.compression.enabled = true;
+    })
+    .await;
+    let url = format!("https://localhost:{}", e.addr.port());
+
+    // Trusting the cluster's CA: connect (compressed, too), subscribe, publish, receive, history.
+    let mut config = herald_client::ClientConfig::new(url.clone(), e.token("acme", "u"));
+    config.ca_file = Some(cert_file.to_string_lossy().into_owned());
+    config.compression = true;
+    let c = herald_client::Client::connect(config);
+    c.wait_connected(PATIENCE).await.unwrap();
+    assert!(matches!(&*c.state().borrow(), herald_client::ConnState::Connected { compressed: true, .. }));
+    let mut sub = c.subscribe("c").await.unwrap();
+    c.publish("c", &json!({"over": "tls"}), None).await.unwrap();
+    let m = tokio::time::timeout(PATIENCE, sub.next_message()).await.expect("record arrives").unwrap();
+    assert_eq!(m.data.get(), r#"{"over":"tls"}"#);
+    let page = c.history("c", &herald_client::HistoryOptions::default()).await.unwrap();
+    assert_eq!(page.messages.len(), 1);
+
+    // Trusting only the public web's CAs: the certificate is refused, and the client says so.
+    let stranger = herald_client::Client::connect(herald_client::ClientConfig::new(url, e.token("acme", "v")));
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let state = stranger.state().borrow().clone();
+        match state {
+            herald_client::ConnState::Disconnected(reason) => {
+                assert!(reason.contains("certificate") || reason.contains("tls"), "{reason}");
+                break;
+            }
+            herald_client::ConnState::Connected { .. } => panic!("connected to an untrusted server"),
+            _ => {}
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never tried");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

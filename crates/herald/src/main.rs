@@ -413,6 +413,9 @@ pub struct ProbeArgs {
     /// Stop after this many probes (0: run until interrupted).
     #[arg(long, default_value_t = 0)]
     pub count: u64,
+    /// For an `https://` URL: a PEM file of the CAs to trust instead of the public web's.
+    #[arg(long)]
+    pub ca_file: Option<String>,
 }
 
 /// Flags shared by the server roles.

@@ -13,7 +13,9 @@ pub fn run(a: crate::ProbeArgs) -> ExitCode {
         Err(e) => return usage_error(format!("cannot start the runtime: {e}")),
     };
     rt.block_on(async move {
-        let client = herald_client::Client::connect(herald_client::ClientConfig::new(a.url.clone(), a.token.clone()));
+        let mut config = herald_client::ClientConfig::new(a.url.clone(), a.token.clone());
+        config.ca_file = a.ca_file.clone();
+        let client = herald_client::Client::connect(config);
         let timeout = Duration::from_millis(a.timeout_ms);
         if let Err(e) = client.wait_connected(timeout).await {
             println!("{}", serde_json::json!({ "ok": false, "error": format!("connect: {e}") }));

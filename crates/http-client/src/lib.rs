@@ -168,23 +168,68 @@ impl Connection {
     }
 
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, AttemptError> {
-        let t = &self.target;
-        let fail = |kind: &'static str, e: &dyn std::fmt::Display| AttemptError { kind, message: format!("{}:{}: {e}", t.host, t.port) };
-        let tcp = tokio::net::TcpStream::connect((t.host.as_str(), t.port)).await.map_err(|e| fail("connect", &e))?;
+        let stream = self.target.open().await?;
+        let fail = |e: hyper::Error| AttemptError { kind: "connect", message: format!("{}: {e}", self.target.address()) };
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(fail)?;
+        tokio::spawn(conn);
+        Ok(send)
+    }
+}
+
+impl Target {
+    /// Opens a connection to the target: TCP (Nagle off), with TLS for `https://`. For callers
+    /// that speak something else over it (the Rust SDK's WebSocket).
+    pub async fn open(&self) -> Result<Stream, AttemptError> {
+        let fail = |kind: &'static str, e: &dyn std::fmt::Display| AttemptError { kind, message: format!("{}:{}: {e}", self.host, self.port) };
+        let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port)).await.map_err(|e| fail("connect", &e))?;
         let _ = tcp.set_nodelay(true);
-        match &t.tls {
-            None => {
-                let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| fail("connect", &e))?;
-                tokio::spawn(conn);
-                Ok(send)
-            }
+        match &self.tls {
+            None => Ok(Stream::Plain(tcp)),
             Some(tls) => {
-                let name = ServerName::try_from(t.host.clone()).map_err(|e| fail("tls", &e))?;
+                let name = ServerName::try_from(self.host.clone()).map_err(|e| fail("tls", &e))?;
                 let stream = tls.connect(name, tcp).await.map_err(|e| fail("tls", &e))?;
-                let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| fail("connect", &e))?;
-                tokio::spawn(conn);
-                Ok(send)
+                Ok(Stream::Tls(Box::new(stream)))
             }
+        }
+    }
+}
+
+/// A connection [`Target::open`] made: plain TCP, or TLS over it.
+pub enum Stream {
+    /// `http://`.
+    Plain(tokio::net::TcpStream),
+    /// `https://`.
+    Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for Stream {
+    fn poll_read(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Stream {
+    fn poll_write(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &[u8]) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
