@@ -202,9 +202,13 @@ async fn member_inner(sh: &Shared, m: usize, mut go: tokio::sync::watch::Receive
     let mut deadline = far;
     let mut subscribed = false;
     let (mut counted_gaps, mut counted_dups) = (0, 0);
+    // This member's publishes answered (`published` or an error): a room's messages can all be
+    // here before the last answer, which the run must still count.
+    let mut answered = 0u64;
     loop {
-        // Done: everyone in the room has published everything (or failed), and it is all here.
-        if started && seq >= total && sh.done[room_range.clone()].iter().all(|d| d.load(Ordering::Relaxed)) {
+        // Done: everyone in the room has published everything (or failed), it is all here, and
+        // this member's own publishes are all answered.
+        if started && seq >= total && answered >= total && sh.done[room_range.clone()].iter().all(|d| d.load(Ordering::Relaxed)) {
             let published: Vec<u64> = sh.sent[room_range.clone()].iter().map(|s| s.load(Ordering::Relaxed)).collect();
             if seen.complete(&published) {
                 break;
@@ -248,6 +252,7 @@ async fn member_inner(sh: &Shared, m: usize, mut go: tokio::sync::watch::Receive
                             n += 1;
                         }
                     } else if line.starts_with(b"{\"type\":\"published\"") {
+                        answered += 1;
                         sh.t.acked.fetch_add(1, Ordering::Relaxed);
                     } else if line.starts_with(b"{\"type\":\"subscribed\"") {
                         if !subscribed {
@@ -258,6 +263,7 @@ async fn member_inner(sh: &Shared, m: usize, mut go: tokio::sync::watch::Receive
                         tx.send(Message::Text("{\"type\":\"pong\"}".into())).await?;
                     } else if line.starts_with(b"{\"type\":\"error\"") {
                         if find(line, b"\"id\":").is_some() {
+                            answered += 1;
                             sh.t.publish_errors.fetch_add(1, Ordering::Relaxed);
                         }
                         sh.error(format!("member {m}: {}", String::from_utf8_lossy(line)));

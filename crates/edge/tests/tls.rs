@@ -35,6 +35,18 @@ fn connector(trust: &[&Cert]) -> TlsConnector {
     TlsConnector::from(Arc::new(config))
 }
 
+/// A new certificate and its key in files of a new directory, and the edge's TLS settings
+/// naming them.
+fn cert_on_disk() -> (std::path::PathBuf, Cert, herald_config::TlsConfig) {
+    let dir = std::env::temp_dir().join(format!("herald-tls-{}-{}", std::process::id(), rand::random::<u32>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let cert = make_cert();
+    std::fs::write(&cert_file, &cert.pem).unwrap();
+    std::fs::write(&key_file, &cert.key_pem).unwrap();
+    (dir, cert, herald_config::TlsConfig { cert_file, key_file })
+}
+
 /// The certificate the server presents to a new connection.
 async fn presented(addr: std::net::SocketAddr, trust: &[&Cert]) -> Option<CertificateDer<'static>> {
     let tcp = TcpStream::connect(addr).await.ok()?;
@@ -44,13 +56,8 @@ async fn presented(addr: std::net::SocketAddr, trust: &[&Cert]) -> Option<Certif
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_connect_over_tls_and_a_new_certificate_is_picked_up_without_a_restart() {
-    let dir = std::env::temp_dir().join(format!("herald-tls-{}-{}", std::process::id(), rand::random::<u32>()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let first = make_cert();
-    std::fs::write(&cert_file, &first.pem).unwrap();
-    std::fs::write(&key_file, &first.key_pem).unwrap();
-    let tls = herald_config::TlsConfig { cert_file: cert_file.clone(), key_file: key_file.clone() };
+    let (dir, first, tls) = cert_on_disk();
+    let (cert_file, key_file) = (tls.cert_file.clone(), tls.key_file.clone());
     let e = TestEdge::start_with(move |c| c.edge.tls = Some(tls)).await;
 
     // A WebSocket over TLS: subscribe, publish, receive.
@@ -98,13 +105,8 @@ async fn clients_connect_over_tls_and_a_new_certificate_is_picked_up_without_a_r
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rust_sdk_connects_over_https_with_its_ca_file_and_refuses_a_server_it_does_not_trust() {
-    let dir = std::env::temp_dir().join(format!("herald-tls-sdk-{}-{}", std::process::id(), rand::random::<u32>()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let cert = make_cert();
-    std::fs::write(&cert_file, &cert.pem).unwrap();
-    std::fs::write(&key_file, &cert.key_pem).unwrap();
-    let tls = herald_config::TlsConfig { cert_file: cert_file.clone(), key_file: key_file.clone() };
+    let (dir, _cert, tls) = cert_on_disk();
+    let cert_file = tls.cert_file.clone();
     let e = TestEdge::start_with(move |c| {
         c.edge.tls = Some(tls);
         c.edge.compression.enabled = true;
