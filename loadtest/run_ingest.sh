@@ -8,7 +8,7 @@
 # of the Kafka path on this machine.
 # With --ws (first): the records go as WebSocket `publish` frames on one connection (a client
 # token with publish rights), each tick's batch newline-separated in messages of at most 48 KiB.
-# usage: loadtest/run_ingest.sh [--ws] [--kafka] [R] [C] [S]   (default 40000 10 10)
+# usage: [LINGER_MS=N] loadtest/run_ingest.sh [--ws] [--kafka] [R] [C] [S]   (default 40000 10 10)
 #        loadtest/run_ingest.sh --raw-kafka [N]         (default 2000000)
 set -euo pipefail
 KAFKA=0
@@ -38,6 +38,8 @@ fi
 R=${1:-40000}; C=${2:-10}; S=${3:-10}
 # The account limit is raised so that the limit is the server, not the default 50,000/s.
 printf '[limits]\npublish_per_second_per_account = 100000000\npublish_per_second_per_connection = 100000000\n' > "$DIR/herald.toml"
+# LINGER_MS=N: the producer's linger.ms through [kafka.properties] (Herald's default is 1).
+if [ -n "${LINGER_MS:-}" ]; then printf '[kafka.properties]\n"linger.ms" = "%s"\n' "$LINGER_MS" >> "$DIR/herald.toml"; fi
 BUS=()
 if [ $KAFKA = 1 ]; then
   TANSU=$(command -v tansu || echo "${HOME}/.cache/herald-tools/bin/tansu")

@@ -376,10 +376,15 @@ async fn partition_count(meta: &Arc<BaseConsumer>, topic: &str, timeout: Duratio
 
 /// The idempotent producer every write goes through.
 fn new_producer(config: &KafkaBusConfig, last_error: &LastError) -> Result<FutureProducer<LastError>, BusError> {
-    client_config(&config.brokers, &config.properties)
-        .set("enable.idempotence", "true")
+    let mut c = client_config(&config.brokers, &config.properties);
+    // Tuning the operator may change in `[kafka.properties]`: wait at most 1 ms to fill a batch
+    // (latency first). Set after the properties, it used to override an operator's choice.
+    let tuned = |key: &str| config.properties.iter().any(|(k, _)| k == key);
+    if !tuned("linger.ms") && !tuned("queue.buffering.max.ms") {
+        c.set("linger.ms", "1");
+    }
+    c.set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", "1")
         .set("message.timeout.ms", config.timeout.as_millis().to_string())
         .create_with_context(last_error.clone())
         .map_err(unavailable)
