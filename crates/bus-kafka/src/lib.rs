@@ -376,6 +376,11 @@ async fn partition_count(meta: &Arc<BaseConsumer>, topic: &str, timeout: Duratio
 
 /// The idempotent producer every write goes through.
 fn new_producer(config: &KafkaBusConfig, last_error: &LastError) -> Result<FutureProducer<LastError>, BusError> {
+    producer_config(config).create_with_context(last_error.clone()).map_err(unavailable)
+}
+
+/// [`new_producer`]'s settings.
+fn producer_config(config: &KafkaBusConfig) -> ClientConfig {
     let mut c = client_config(&config.brokers, &config.properties);
     // Tuning the operator may change in `[kafka.properties]`: wait at most 1 ms to fill a batch
     // (latency first). Set after the properties, it used to override an operator's choice.
@@ -383,11 +388,8 @@ fn new_producer(config: &KafkaBusConfig, last_error: &LastError) -> Result<Futur
     if !tuned("linger.ms") && !tuned("queue.buffering.max.ms") {
         c.set("linger.ms", "1");
     }
-    c.set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("message.timeout.ms", config.timeout.as_millis().to_string())
-        .create_with_context(last_error.clone())
-        .map_err(unavailable)
+    c.set("enable.idempotence", "true").set("acks", "all").set("message.timeout.ms", config.timeout.as_millis().to_string());
+    c
 }
 
 async fn read_or_create_epoch(config: &KafkaBusConfig, producer: &FutureProducer<LastError>, epoch_topic: &str) -> Result<Epoch, BusError> {
@@ -571,3 +573,18 @@ impl Bus for KafkaBus {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_producer_lingers_1_ms_unless_the_operator_tunes_it_and_stays_idempotent() {
+        let mut config = KafkaBusConfig::new("127.0.0.1:9092", RegionName::new("eu").unwrap());
+        let c = producer_config(&config);
+        assert_eq!((c.get("linger.ms"), c.get("enable.idempotence"), c.get("acks")), (Some("1"), Some("true"), Some("all")));
+        config.properties.push(("linger.ms".into(), "20".into()));
+        config.properties.push(("client.id".into(), "herald-eu".into()));
+        let c = producer_config(&config);
+        assert_eq!((c.get("linger.ms"), c.get("client.id"), c.get("enable.idempotence")), (Some("20"), Some("herald-eu"), Some("true")));
+    }
+}
