@@ -40,6 +40,11 @@ impl TestEdge {
     }
 
     pub async fn start_with(tune: impl FnOnce(&mut Config)) -> Self {
+        Self::start_on(|bus| bus, tune).await
+    }
+
+    /// An edge whose bus is `wrap` of the memory bus (a test double that injects faults).
+    pub async fn start_on(wrap: impl FnOnce(Arc<dyn herald_core::Bus>) -> Arc<dyn herald_core::Bus>, tune: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::default();
         config.auth.jwt_secret = Some(SECRET.into());
         config.auth.admin_api_key = Some(ADMIN_KEY.into());
@@ -51,7 +56,7 @@ impl TestEdge {
         bc.partitions = config.bus.partitions;
         bc.retention_records = config.bus.retention_records;
         let deps = EdgeDeps {
-            bus: Arc::new(MemoryBus::new(bc)),
+            bus: wrap(Arc::new(MemoryBus::new(bc))),
             presence: Arc::new(MemoryPresence::new()),
             metrics: EdgeMetrics::new(),
             dev: None,
