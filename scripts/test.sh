@@ -12,6 +12,13 @@ fi
 echo "== cargo test (workspace)"
 cargo test --workspace --locked --no-fail-fast
 
+echo "== clippy (workspace, every target, warnings are errors)"
+if cargo clippy --version >/dev/null 2>&1; then
+  cargo clippy --workspace --all-targets --locked -- -D warnings
+else
+  echo "WARNING: clippy is not installed with this Rust toolchain: the lint step did not run" >&2
+fi
+
 echo "== TypeScript SDK: npm run build reproduces the committed sdk/js/dist byte for byte; unit tests"
 (cd sdk/js && npm run build --silent)
 if ! git diff --quiet HEAD -- sdk/js/dist || [ -n "$(git ls-files --others --exclude-standard -- sdk/js/dist)" ]; then

@@ -142,6 +142,7 @@ struct Serving<S> {
 
 /// Serves a session until its connection ends, then ends the session, lets the writer finish,
 /// and releases the rest.
+#[allow(clippy::manual_async_fn)] // on purpose: see the comment inside
 fn serve<S>(mut conn: Serving<S>) -> impl Future<Output = ()> + Send
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
