@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """The load-test orchestrator: starts the servers (a release `herald dev`, several edges on one Kafka
 bus, or Debian's nats-server as the peer), spreads the clients over `herald-loadtest` processes of at
-most 5,000 connections each on distinct 127.x.y.z source addresses (new for each run), samples the servers' CPU and RSS
-(and the load generator's CPU) every second, and hands everything to `herald-loadtest report`, which
-merges the histograms exactly and writes loadtest/results/NAME/{report.json,summary.txt,latency.svg}.
+most 5,000 connections each on distinct 127.x.y.z source addresses (new for each run), samples the
+servers' CPU and RSS (and the load generator's CPU) every second, and hands everything to
+`herald-loadtest report`, which merges the histograms exactly and writes
+loadtest/results/NAME/{report.json,summary.txt,latency.svg}.
 Exits 1 when a run that promises no loss lost or duplicated anything.
 
   fan-out      run_fanout.py --subscribers 10000 --rate 100 --seconds 10 [--channels 4] [--size 100]
