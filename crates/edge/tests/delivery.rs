@@ -26,7 +26,6 @@ over_both_encodings!(
 /// order, with the cursors their replies named.
 async fn publish_frames_of_one_message_are_answered_in_order_and_the_refused_ones_change_nothing(encoding: Encoding) {
     use futures_util::SinkExt;
-    use tokio_tungstenite::tungstenite::Message as WsMessage;
     let e = TestEdge::start().await;
     let token = token_with("acme", "u", &["*"], &["chat:*"], 3600);
     let mut c = raw_ws_speaking(e.addr, Some(&token), encoding).await.unwrap();
@@ -43,17 +42,7 @@ async fn publish_frames_of_one_message_are_answered_in_order_and_the_refused_one
         json!({"type":"ping","id":7}),
         json!({"type":"publish","id":8,"channel":"chat:1","data":{"n":8}}),
     ];
-    let message = match encoding {
-        Encoding::Json => WsMessage::Text(frames.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("\n").into()),
-        Encoding::Proto => WsMessage::Binary(
-            frames
-                .iter()
-                .flat_map(|f| herald_protocol::proto::encode_client_frame(&herald_protocol::decode_client_frame(&f.to_string()).unwrap()).to_vec())
-                .collect::<Vec<u8>>()
-                .into(),
-        ),
-    };
-    c.ws.send(message).await.unwrap();
+    c.ws.send(batch_message(encoding, &frames)).await.unwrap();
     let (mut replies, mut records) = (Vec::new(), Vec::new());
     while replies.len() < frames.len() || records.len() < 4 {
         let Next::Frame(f) = c.next().await else { panic!("connection ended") };

@@ -14,7 +14,6 @@ use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 /// The memory bus that, while `faulting`, refuses every fourth append (the second of each
 /// four) and appends but reports a failure for another (the fourth): a fault on every other
@@ -99,17 +98,7 @@ async fn batched_publishes_under_bus_faults_land_exactly_once(encoding: Encoding
         let batch: Vec<(u64, u64)> = pending.drain(..pending.len().min(20)).map(|k| (next_id_after(&mut next_id), k)).collect();
         let frames: Vec<Value> =
             batch.iter().map(|(id, k)| json!({"type":"publish","id":id,"channel":"chat:1","data":{"k":k},"idempotency_key":format!("k-{k}")})).collect();
-        let message = match encoding {
-            Encoding::Json => WsMessage::Text(frames.iter().map(Value::to_string).collect::<Vec<_>>().join("\n").into()),
-            Encoding::Proto => WsMessage::Binary(
-                frames
-                    .iter()
-                    .flat_map(|f| herald_protocol::proto::encode_client_frame(&herald_protocol::decode_client_frame(&f.to_string()).unwrap()).to_vec())
-                    .collect::<Vec<u8>>()
-                    .into(),
-            ),
-        };
-        publisher.ws.send(message).await.unwrap();
+        publisher.ws.send(batch_message(encoding, &frames)).await.unwrap();
         let ids: HashMap<u64, u64> = batch.into_iter().collect();
         let mut answered = 0;
         while answered < ids.len() {

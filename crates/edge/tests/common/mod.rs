@@ -211,6 +211,21 @@ pub async fn raw_ws_speaking(addr: SocketAddr, token: Option<&str>, encoding: he
 /// Sends a client frame, given as JSON v1, in the connection's encoding. A frame the compact
 /// encoding cannot express (a test's malformed one, e.g. a string where a number belongs) goes
 /// as JSON text, which a compact connection also reads.
+/// Several client frames as one WebSocket message in `encoding`: JSON lines, or compact frames
+/// back to back.
+pub fn batch_message(encoding: herald_protocol::Encoding, frames: &[Value]) -> Message {
+    match encoding {
+        herald_protocol::Encoding::Json => Message::Text(frames.iter().map(Value::to_string).collect::<Vec<_>>().join("\n").into()),
+        herald_protocol::Encoding::Proto => Message::Binary(
+            frames
+                .iter()
+                .flat_map(|f| herald_protocol::proto::encode_client_frame(&herald_protocol::decode_client_frame(&f.to_string()).unwrap()).to_vec())
+                .collect::<Vec<u8>>()
+                .into(),
+        ),
+    }
+}
+
 pub async fn send(c: &mut Conn, v: Value) {
     let text = v.to_string();
     let m = match (&c.reader, herald_protocol::decode_client_frame(&text)) {
